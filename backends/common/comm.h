@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* The communicator interface between the ranks of a multi-rank backend:
+ * collectives over device buffers, one call per rank, behind a function
+ * table so that the in-process loopback and a later NCCL implementation
+ * are interchangeable. */
+#ifndef SB_BACKENDS_COMM_H
+#define SB_BACKENDS_COMM_H
+
+#include <stdint.h>
+
+#include "backends/common/layer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Conventions for every collective below:
+ * - Every rank of the communicator calls it, in the same order, with the
+ *   same counts; `rank` is the caller's index and `x` its own execution
+ *   context (device, tracker, error buffer). Buffers are float32 device
+ *   buffers of the caller's device.
+ * - Counts are element counts per rank (`counts[size]`); they may differ
+ *   between ranks (FSDP shards are uneven when P does not divide a size)
+ *   and may be zero. Rank q's block starts at the sum of counts[0..q-1].
+ * - Returns SB_OK on every rank, or an error on every rank: a rank that
+ *   fails inside the collective (bad argument, allocation) makes all of
+ *   them fail, and abort() makes every pending and later call fail, so no
+ *   rank is ever left waiting. On failure x->error says why and which rank
+ *   caused it.
+ * - Sums are taken over ranks 0..size-1 in that order, so the result never
+ *   depends on thread timing.
+ * - Temporary buffers are allocated through x under SB_MEM_COMMUNICATION.
+ */
+typedef struct SbComm SbComm;
+
+typedef struct SbCommOps {
+  const char *name;
+  /* recv [sum(counts)] receives every rank's send [counts[rank]] at its
+   * block. send MAY lie at the caller's own block of recv (in place). */
+  int (*all_gather)(SbComm *c, int rank, SbExec *x, const float *send,
+                    const int64_t *counts, float *recv);
+  /* send [sum(counts)] on every rank; recv [counts[rank]] = the sum over
+   * ranks of their send block `rank`. recv MUST NOT overlap send. */
+  int (*reduce_scatter)(SbComm *c, int rank, SbExec *x, const float *send,
+                        const int64_t *counts, float *recv);
+  /* recv [count] = sum over ranks of send [count]; recv MAY equal send. */
+  int (*all_reduce)(SbComm *c, int rank, SbExec *x, const float *send,
+                    float *recv, int64_t count);
+  /* buf [count] of every rank := buf of `root`. */
+  int (*broadcast)(SbComm *c, int rank, SbExec *x, float *buf, int64_t count,
+                   int root);
+  int (*barrier)(SbComm *c, int rank, SbExec *x);
+  /* Called by (or on behalf of) a rank that failed outside a collective:
+   * every rank blocked in a collective, and every later call, fails with
+   * SB_ERR_COMMUNICATION naming `rank`, until reset(). Never blocks. */
+  void (*abort)(SbComm *c, int rank);
+  /* The first rank that failed or aborted since the last reset, or -1. */
+  int (*failed_rank)(SbComm *c);
+  /* Make the communicator usable again after a failure. MUST only be
+   * called while no rank is inside a collective. */
+  void (*reset)(SbComm *c);
+  void (*destroy)(SbComm *c);
+} SbCommOps;
+
+struct SbComm {
+  const SbCommOps *ops;
+  int size; /* number of ranks */
+};
+
+/* The in-process communicator: ranks are threads of this process sharing
+ * one address space. Returns SB_ERR_INVALID_ARGUMENT for size < 1 and
+ * SB_ERR_OUT_OF_MEMORY or SB_ERR_INTERNAL (message in error). Ownership:
+ * *out is released by its destroy. */
+int sb_comm_loopback_new(int size, SbComm **out, char *error,
+                         size_t error_size);
+
+/* Element counts of an even split of `total` items over `parts`: the first
+ * total % parts parts get one more. */
+static inline void sb_split_range(int64_t total, int parts, int index,
+                                  int64_t *start, int64_t *count) {
+  int64_t base = total / parts, extra = total % parts;
+  *start = index * base + (index < extra ? index : extra);
+  *count = base + (index < extra ? 1 : 0);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_COMM_H */

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/* The loopback communicator: ranks are threads of one process that exchange
+ * device pointers and meet at status-carrying barriers. */
+#include "backends/common/comm.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Loopback {
+  SbComm base;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int arrived;
+  uint64_t generation;
+  int gen_failed;  /* some rank of the running generation reported failure */
+  int last_failed; /* outcome of the generation that completed last */
+  int aborted;
+  int origin; /* first rank that failed or aborted, or -1 */
+  /* Published by each rank before the first barrier of a collective. */
+  const float **send;
+  float **recv;
+  const int64_t **counts;
+} Loopback;
+
+static Loopback *lb(SbComm *c) { return (Loopback *)c; }
+
+/* Every rank arrives with ok = 1 or 0; all leave with SB_OK only if every
+ * rank was ok and nobody aborted. The mutex also orders the pointer
+ * publication before any read of it. */
+static int lb_sync(Loopback *s, int rank, SbExec *x, const char *what,
+                   int ok) {
+  pthread_mutex_lock(&s->lock);
+  if (!ok && s->origin < 0)
+    s->origin = rank;
+  int failed;
+  if (s->aborted) {
+    failed = 1;
+  } else {
+    uint64_t gen = s->generation;
+    if (!ok)
+      s->gen_failed = 1;
+    if (++s->arrived == s->base.size) {
+      s->arrived = 0;
+      s->last_failed = s->gen_failed;
+      s->gen_failed = 0;
+      s->generation++;
+      pthread_cond_broadcast(&s->cond);
+      failed = s->last_failed;
+    } else {
+      while (gen == s->generation && !s->aborted)
+        pthread_cond_wait(&s->cond, &s->lock);
+      failed = gen == s->generation ? 1 : s->last_failed;
+    }
+  }
+  int origin = s->origin;
+  pthread_mutex_unlock(&s->lock);
+  if (!failed)
+    return SB_OK;
+  /* The rank that caused the failure keeps its own, more precise message. */
+  if (ok)
+    sb_exec_fail(x, SB_ERR_COMMUNICATION,
+                 "%s abandoned on rank %d: rank %d failed", what, rank,
+                 origin);
+  return SB_ERR_COMMUNICATION;
+}
+
+/* The first failure wins: a rank's own status is more precise than the
+ * communication error the barrier reports for it. */
+static int keep(int first, int second) {
+  return first != SB_OK ? first : second;
+}
+
+static int check_counts(Loopback *s, SbExec *x, const char *what,
+                        const int64_t *counts, int64_t *total) {
+  *total = 0;
+  if (counts == NULL)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL counts", what);
+  for (int q = 0; q < s->base.size; q++) {
+    if (counts[q] < 0)
+      return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                          "%s: negative count %lld for rank %d", what,
+                          (long long)counts[q], q);
+    *total += counts[q];
+  }
+  return SB_OK;
+}
+
+/* After the first barrier: every rank must have passed the same counts. */
+static int same_counts(Loopback *s, int rank, SbExec *x, const char *what) {
+  for (int q = 0; q < s->base.size; q++)
+    if (memcmp(s->counts[q], s->counts[0],
+               (size_t)s->base.size * sizeof(int64_t)) != 0)
+      return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                          "%s: rank %d passed counts that differ from rank "
+                          "0's",
+                          what, q);
+  return SB_OK;
+}
+
+static int dev_copy(SbExec *x, float *dst, const float *src, int64_t n) {
+  int st = x->ops->copy(x->dev, dst, src, (size_t)n * sizeof(float));
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "collective copy");
+}
+
+/* dst [n] = sum over ranks in order of src[q] + offset. */
+static int sum_in_order(Loopback *s, SbExec *x, float *dst, int64_t offset,
+                        int64_t n) {
+  int st = dev_copy(x, dst, s->send[0] + offset, n);
+  for (int q = 1; q < s->base.size && st == SB_OK; q++) {
+    st = x->ops->add(x->dev, n, dst, s->send[q] + offset, dst);
+    if (st != SB_OK)
+      st = sb_exec_device_fail(x, st, "collective sum");
+  }
+  return st;
+}
+
+static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
+                         const int64_t *counts, float *recv) {
+  static const char what[] = "all_gather";
+  Loopback *s = lb(c);
+  int64_t total;
+  int st = check_counts(s, x, what, counts, &total);
+  if (st == SB_OK && ((total > 0 && recv == NULL) ||
+                      (counts[rank] > 0 && send == NULL)))
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
+                      what, rank);
+  s->send[rank] = send;
+  s->counts[rank] = counts;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  st = same_counts(s, rank, x, what);
+  int64_t at = 0;
+  for (int q = 0; q < c->size && st == SB_OK; at += counts[q], q++)
+    if (counts[q] > 0 && s->send[q] != recv + at)
+      st = dev_copy(x, recv + at, s->send[q], counts[q]);
+  /* Nobody may reuse its send buffer before every rank has read it. */
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
+static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x,
+                             const float *send, const int64_t *counts,
+                             float *recv) {
+  static const char what[] = "reduce_scatter";
+  Loopback *s = lb(c);
+  int64_t total;
+  int st = check_counts(s, x, what, counts, &total);
+  if (st == SB_OK && ((total > 0 && send == NULL) ||
+                      (counts[rank] > 0 && recv == NULL)))
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
+                      what, rank);
+  s->send[rank] = send;
+  s->counts[rank] = counts;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  st = same_counts(s, rank, x, what);
+  int64_t at = 0;
+  for (int q = 0; q < rank; q++)
+    at += counts[q];
+  if (st == SB_OK && counts[rank] > 0)
+    st = sum_in_order(s, x, recv, at, counts[rank]);
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
+static int lb_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
+                         float *recv, int64_t count) {
+  static const char what[] = "all_reduce";
+  Loopback *s = lb(c);
+  SbBuffer tmp = {0};
+  int st = SB_OK;
+  if (count < 0)
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: negative count %lld on rank %d", what,
+                      (long long)count, rank);
+  else if (count > 0 && (send == NULL || recv == NULL))
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
+                      what, rank);
+  /* The sum cannot go straight into recv: recv may be this rank's send,
+   * which the other ranks are still reading. */
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, count, &tmp);
+  s->send[rank] = send;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK) {
+    sb_exec_free(x, &tmp);
+    return st;
+  }
+  if (count > 0)
+    st = sum_in_order(s, x, tmp.ptr, 0, count);
+  if ((st = lb_sync(s, rank, x, what, st == SB_OK)) == SB_OK && count > 0)
+    st = dev_copy(x, recv, tmp.ptr, count);
+  sb_exec_free(x, &tmp);
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
+static int lb_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
+                        int64_t count, int root) {
+  static const char what[] = "broadcast";
+  Loopback *s = lb(c);
+  int st = SB_OK;
+  if (root < 0 || root >= c->size)
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: root %d is not a rank (0..%d)", what, root,
+                      c->size - 1);
+  else if (count < 0 || (count > 0 && buf == NULL))
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: bad buffer or count %lld on rank %d", what,
+                      (long long)count, rank);
+  s->send[rank] = buf;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  if (rank != root && count > 0)
+    st = dev_copy(x, buf, s->send[root], count);
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
+static int lb_barrier(SbComm *c, int rank, SbExec *x) {
+  return lb_sync(lb(c), rank, x, "barrier", 1);
+}
+
+static void lb_abort(SbComm *c, int rank) {
+  Loopback *s = lb(c);
+  pthread_mutex_lock(&s->lock);
+  if (s->origin < 0)
+    s->origin = rank;
+  s->aborted = 1;
+  pthread_cond_broadcast(&s->cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static int lb_failed_rank(SbComm *c) {
+  Loopback *s = lb(c);
+  pthread_mutex_lock(&s->lock);
+  int r = s->origin;
+  pthread_mutex_unlock(&s->lock);
+  return r;
+}
+
+static void lb_reset(SbComm *c) {
+  Loopback *s = lb(c);
+  pthread_mutex_lock(&s->lock);
+  s->arrived = 0;
+  s->gen_failed = 0;
+  s->aborted = 0;
+  s->origin = -1;
+  s->generation++;
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void lb_destroy(SbComm *c) {
+  if (c == NULL)
+    return;
+  Loopback *s = lb(c);
+  pthread_cond_destroy(&s->cond);
+  pthread_mutex_destroy(&s->lock);
+  free(s->send);
+  free(s->recv);
+  free(s->counts);
+  free(s);
+}
+
+static const SbCommOps loopback_ops = {
+    .name = "loopback",
+    .all_gather = lb_all_gather,
+    .reduce_scatter = lb_reduce_scatter,
+    .all_reduce = lb_all_reduce,
+    .broadcast = lb_broadcast,
+    .barrier = lb_barrier,
+    .abort = lb_abort,
+    .failed_rank = lb_failed_rank,
+    .reset = lb_reset,
+    .destroy = lb_destroy,
+};
+
+int sb_comm_loopback_new(int size, SbComm **out, char *error,
+                         size_t error_size) {
+  *out = NULL;
+  if (size < 1) {
+    snprintf(error, error_size,
+             "loopback communicator: %d ranks requested, need at least 1",
+             size);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  Loopback *s = calloc(1, sizeof *s);
+  if (s != NULL) {
+    s->send = calloc((size_t)size, sizeof *s->send);
+    s->recv = calloc((size_t)size, sizeof *s->recv);
+    s->counts = calloc((size_t)size, sizeof *s->counts);
+  }
+  if (s == NULL || !s->send || !s->recv || !s->counts) {
+    if (s)
+      free(s->send), free(s->recv), free(s->counts);
+    free(s);
+    snprintf(error, error_size,
+             "loopback communicator: out of host memory for %d ranks", size);
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s->send), free(s->recv), free(s->counts), free(s);
+    snprintf(error, error_size, "loopback communicator: mutex init failed");
+    return SB_ERR_INTERNAL;
+  }
+  if (pthread_cond_init(&s->cond, NULL) != 0) {
+    pthread_mutex_destroy(&s->lock);
+    free(s->send), free(s->recv), free(s->counts), free(s);
+    snprintf(error, error_size, "loopback communicator: cond init failed");
+    return SB_ERR_INTERNAL;
+  }
+  s->base.ops = &loopback_ops;
+  s->base.size = size;
+  s->origin = -1;
+  *out = &s->base;
+  return SB_OK;
+}

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/* The CPU device: "device memory" is host memory, products go to OpenBLAS
+ * and the kernels are plain loops the compiler can vectorise. */
+#include "backends/common/device_cpu.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct SbDevice {
+  char error[256];
+};
+
+static int cpu_open(int ordinal, SbDevice **out, char *error,
+                    size_t error_size) {
+  *out = NULL;
+  if (ordinal != 0) {
+    snprintf(error, error_size,
+             "cpu device %d does not exist: the cpu backend has only device 0",
+             ordinal);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  SbDevice *dev = calloc(1, sizeof *dev);
+  if (dev == NULL) {
+    snprintf(error, error_size, "out of host memory opening the cpu device");
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  *out = dev;
+  return SB_OK;
+}
+
+static void cpu_close(SbDevice *dev) { free(dev); }
+
+static const char *cpu_last_error(const SbDevice *dev) { return dev->error; }
+
+static int64_t cpu_used_bytes(SbDevice *dev) { return -1; }
+
+static int cpu_alloc(SbDevice *dev, size_t bytes, void **out) {
+  /* 64-byte alignment suits AVX-512 loads in OpenBLAS and our loops. */
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void *p = rounded ? aligned_alloc(64, rounded) : NULL;
+  *out = p;
+  if (p == NULL && bytes != 0) {
+    snprintf(dev->error, sizeof dev->error, "malloc of %zu bytes failed",
+             bytes);
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  return SB_OK;
+}
+
+static void cpu_free(SbDevice *dev, void *ptr) { free(ptr); }
+
+static int cpu_memcpy(SbDevice *dev, void *dst, const void *src,
+                      size_t bytes) {
+  if (bytes)
+    memcpy(dst, src, bytes);
+  return SB_OK;
+}
+
+static int cpu_zero(SbDevice *dev, void *dst, size_t bytes) {
+  if (bytes)
+    memset(dst, 0, bytes);
+  return SB_OK;
+}
+
+static int cpu_sync(SbDevice *dev) { return SB_OK; }
+
+static int gemm_dims_fit(SbDevice *dev, int64_t m, int64_t n, int64_t k,
+                         int64_t lda, int64_t ldb, int64_t ldc) {
+  /* OpenBLAS takes int (blasint) dimensions in its default build. */
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX ||
+      ldb > INT_MAX || ldc > INT_MAX || m < 0 || n < 0 || k < 0) {
+    snprintf(dev->error, sizeof dev->error,
+             "sgemm dimensions m=%lld n=%lld k=%lld exceed the BLAS int range",
+             (long long)m, (long long)n, (long long)k);
+    return 0;
+  }
+  return 1;
+}
+
+static int cpu_sgemm(SbDevice *dev, int trans_a, int trans_b, int64_t m,
+                     int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *c, int64_t ldc) {
+  if (!gemm_dims_fit(dev, m, n, k, lda, ldb, ldc))
+    return SB_ERR_DEVICE;
+  if (m == 0 || n == 0)
+    return SB_OK;
+  if (k == 0) {
+    /* BLAS would leave C untouched for k == 0 only with beta == 1. */
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++)
+        c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return SB_OK;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  return SB_OK;
+}
+
+static int cpu_sgemm_strided_batched(SbDevice *dev, int trans_a, int trans_b,
+                                     int64_t m, int64_t n, int64_t k,
+                                     float alpha, const float *a, int64_t lda,
+                                     int64_t stride_a, const float *b,
+                                     int64_t ldb, int64_t stride_b,
+                                     float beta, float *c, int64_t ldc,
+                                     int64_t stride_c, int64_t batch) {
+  for (int64_t i = 0; i < batch; i++) {
+    int st = cpu_sgemm(dev, trans_a, trans_b, m, n, k, alpha, a + i * stride_a,
+                       lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    if (st != SB_OK)
+      return st;
+  }
+  return SB_OK;
+}
+
+static int cpu_abs(SbDevice *dev, int64_t n, const float *x, float *y) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = fabsf(x[i]);
+  return SB_OK;
+}
+
+static int cpu_add(SbDevice *dev, int64_t n, const float *a, const float *b,
+                   float *out) {
+  for (int64_t i = 0; i < n; i++)
+    out[i] = a[i] + b[i];
+  return SB_OK;
+}
+
+static int cpu_box_to_centre_radius(SbDevice *dev, int64_t n,
+                                    const float *lower, const float *upper,
+                                    float *centre, float *radius) {
+  for (int64_t i = 0; i < n; i++) {
+    float l = lower[i], u = upper[i];
+    centre[i] = 0.5f * (l + u);
+    radius[i] = 0.5f * (u - l);
+  }
+  return SB_OK;
+}
+
+static int cpu_centre_radius_to_box(SbDevice *dev, int64_t n,
+                                    const float *mid, const float *rad,
+                                    float *lower, float *upper) {
+  for (int64_t i = 0; i < n; i++) {
+    float m = mid[i], r = rad[i];
+    lower[i] = m - r;
+    upper[i] = m + r;
+  }
+  return SB_OK;
+}
+
+static int cpu_add_bias_rows(SbDevice *dev, int64_t rows, int64_t cols,
+                             const float *bias, float *y) {
+  for (int64_t r = 0; r < rows; r++) {
+    float *yr = y + r * cols;
+    for (int64_t j = 0; j < cols; j++)
+      yr[j] += bias[j];
+  }
+  return SB_OK;
+}
+
+static int cpu_affine_forward(SbDevice *dev, int64_t rows, int64_t channels,
+                              int64_t spatial, const float *scale,
+                              const float *shift, int abs_scale,
+                              const float *x, float *y) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < channels; c++) {
+      float a = scale ? scale[c] : 1.0f;
+      if (abs_scale)
+        a = fabsf(a);
+      float s = shift ? shift[c] : 0.0f;
+      const float *xs = x + (r * channels + c) * spatial;
+      float *ys = y + (r * channels + c) * spatial;
+      for (int64_t k = 0; k < spatial; k++)
+        ys[k] = a * xs[k] + s;
+    }
+  return SB_OK;
+}
+
+static int cpu_affine_backward(SbDevice *dev, int64_t rows, int64_t channels,
+                               int64_t spatial, const float *scale,
+                               const float *A, int accumulate, float *A_in) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < channels; c++) {
+      float a = scale ? scale[c] : 1.0f;
+      const float *as = A + (r * channels + c) * spatial;
+      float *ds = A_in + (r * channels + c) * spatial;
+      if (accumulate)
+        for (int64_t k = 0; k < spatial; k++)
+          ds[k] += a * as[k];
+      else
+        for (int64_t k = 0; k < spatial; k++)
+          ds[k] = a * as[k];
+    }
+  return SB_OK;
+}
+
+static int cpu_channel_bias_backward(SbDevice *dev, int64_t rows,
+                                     int64_t channels, int64_t spatial,
+                                     const float *shift, const float *A,
+                                     float *bias) {
+  for (int64_t r = 0; r < rows; r++) {
+    double acc = 0.0;
+    for (int64_t c = 0; c < channels; c++) {
+      const float *as = A + (r * channels + c) * spatial;
+      float sum = 0.0f;
+      for (int64_t k = 0; k < spatial; k++)
+        sum += as[k];
+      acc += (double)sum * shift[c];
+    }
+    bias[r] += (float)acc;
+  }
+  return SB_OK;
+}
+
+static int cpu_relu_forward(SbDevice *dev, int64_t n, const float *x,
+                            float *y) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  return SB_OK;
+}
+
+static int cpu_relu_ibp(SbDevice *dev, int64_t n, const float *lower,
+                        const float *upper, float *out_lower,
+                        float *out_upper) {
+  for (int64_t i = 0; i < n; i++) {
+    out_lower[i] = lower[i] > 0.0f ? lower[i] : 0.0f;
+    out_upper[i] = upper[i] > 0.0f ? upper[i] : 0.0f;
+  }
+  return SB_OK;
+}
+
+static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
+                             int64_t N, const float *A, const float *lower,
+                             const float *upper, const float *alpha,
+                             int accumulate, float *A_in, float *bias) {
+  const int lower_side = side == SB_SIDE_LOWER;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++) {
+      const int64_t row = s * B + b;
+      const float *a = A + row * N;
+      const float *al = alpha ? alpha + row * N : NULL;
+      const float *l = lower + b * N, *u = upper + b * N;
+      float *d = A_in + row * N;
+      float extra = 0.0f;
+      for (int64_t n = 0; n < N; n++) {
+        float v;
+        if (l[n] >= 0.0f) {
+          v = a[n];
+        } else if (u[n] <= 0.0f) {
+          v = 0.0f;
+        } else {
+          float slope = u[n] / (u[n] - l[n]);
+          float icpt = -l[n] * slope;
+          float lo_slope = al ? al[n] : (u[n] > -l[n] ? 1.0f : 0.0f);
+          float pos = a[n] > 0.0f ? a[n] : 0.0f;
+          float neg = a[n] < 0.0f ? a[n] : 0.0f;
+          /* The relaxation that bounds the wanted side: a lower bound takes
+           * the lower line where the coefficient is positive. */
+          if (lower_side) {
+            v = lo_slope * pos + slope * neg;
+            extra += neg * icpt;
+          } else {
+            v = lo_slope * neg + slope * pos;
+            extra += pos * icpt;
+          }
+        }
+        d[n] = accumulate ? d[n] + v : v;
+      }
+      bias[row] += extra;
+    }
+  return SB_OK;
+}
+
+static int cpu_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
+                          int64_t N, const float *A, const float *bias,
+                          const float *centre, const float *radius,
+                          float *out) {
+  const float sign = side == SB_SIDE_LOWER ? -1.0f : 1.0f;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++) {
+      const int64_t row = s * B + b;
+      const float *a = A + row * N;
+      const float *c = centre + b * N, *r = radius + b * N;
+      float dot = 0.0f, spread = 0.0f;
+      for (int64_t n = 0; n < N; n++) {
+        dot += a[n] * c[n];
+        spread += fabsf(a[n]) * r[n];
+      }
+      out[row] = (bias ? bias[row] : 0.0f) + dot + sign * spread;
+    }
+  return SB_OK;
+}
+
+static int cpu_set_unit_rows(SbDevice *dev, int64_t S, int64_t B, int64_t N,
+                             const int64_t *index, float *A) {
+  memset(A, 0, (size_t)(S * B * N) * sizeof(float));
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++)
+      A[(s * B + b) * N + index[s]] = 1.0f;
+  return SB_OK;
+}
+
+static int cpu_im2col(SbDevice *dev, const SbConvGeom *g, int64_t n,
+                      const float *x, float *cols) {
+  const int64_t P = g->out_h * g->out_w;
+  const int64_t img = g->in_c * g->in_h * g->in_w;
+  const int64_t cimg = g->in_c * g->kernel_h * g->kernel_w * P;
+  for (int64_t im = 0; im < n; im++) {
+    const float *xi = x + im * img;
+    float *ci = cols + im * cimg;
+    for (int64_t c = 0; c < g->in_c; c++)
+      for (int64_t ki = 0; ki < g->kernel_h; ki++)
+        for (int64_t kj = 0; kj < g->kernel_w; kj++) {
+          float *row = ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * P;
+          for (int64_t oh = 0; oh < g->out_h; oh++) {
+            int64_t ih = oh * g->stride_h - g->pad_top + ki * g->dilation_h;
+            float *dst = row + oh * g->out_w;
+            if (ih < 0 || ih >= g->in_h) {
+              memset(dst, 0, (size_t)g->out_w * sizeof(float));
+              continue;
+            }
+            const float *src = xi + (c * g->in_h + ih) * g->in_w;
+            for (int64_t ow = 0; ow < g->out_w; ow++) {
+              int64_t iw = ow * g->stride_w - g->pad_left + kj * g->dilation_w;
+              dst[ow] = (iw >= 0 && iw < g->in_w) ? src[iw] : 0.0f;
+            }
+          }
+        }
+  }
+  return SB_OK;
+}
+
+static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
+                      const float *cols, float *x) {
+  const int64_t P = g->out_h * g->out_w;
+  const int64_t img = g->in_c * g->in_h * g->in_w;
+  const int64_t cimg = g->in_c * g->kernel_h * g->kernel_w * P;
+  for (int64_t im = 0; im < n; im++) {
+    float *xi = x + im * img;
+    const float *ci = cols + im * cimg;
+    for (int64_t c = 0; c < g->in_c; c++)
+      for (int64_t ki = 0; ki < g->kernel_h; ki++)
+        for (int64_t kj = 0; kj < g->kernel_w; kj++) {
+          const float *row =
+              ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * P;
+          for (int64_t oh = 0; oh < g->out_h; oh++) {
+            int64_t ih = oh * g->stride_h - g->pad_top + ki * g->dilation_h;
+            if (ih < 0 || ih >= g->in_h)
+              continue;
+            const float *src = row + oh * g->out_w;
+            float *dst = xi + (c * g->in_h + ih) * g->in_w;
+            for (int64_t ow = 0; ow < g->out_w; ow++) {
+              int64_t iw = ow * g->stride_w - g->pad_left + kj * g->dilation_w;
+              if (iw >= 0 && iw < g->in_w)
+                dst[iw] += src[ow];
+            }
+          }
+        }
+  }
+  return SB_OK;
+}
+
+const SbDeviceOps sb_device_cpu_ops = {
+    .name = "cpu",
+    .open = cpu_open,
+    .close = cpu_close,
+    .last_error = cpu_last_error,
+    .used_bytes = cpu_used_bytes,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .sgemm = cpu_sgemm,
+    .sgemm_strided_batched = cpu_sgemm_strided_batched,
+    .abs = cpu_abs,
+    .add = cpu_add,
+    .box_to_centre_radius = cpu_box_to_centre_radius,
+    .centre_radius_to_box = cpu_centre_radius_to_box,
+    .add_bias_rows = cpu_add_bias_rows,
+    .affine_forward = cpu_affine_forward,
+    .affine_backward = cpu_affine_backward,
+    .channel_bias_backward = cpu_channel_bias_backward,
+    .relu_forward = cpu_relu_forward,
+    .relu_ibp = cpu_relu_ibp,
+    .relu_backward = cpu_relu_backward,
+    .concretize = cpu_concretize,
+    .set_unit_rows = cpu_set_unit_rows,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+};

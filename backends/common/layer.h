@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* A layer as every backend stores it, and the operator verbs (create,
+ * forward, ibp, backward) each operator family implements once, in terms of
+ * SbDeviceOps only. */
+#ifndef SB_BACKENDS_LAYER_H
+#define SB_BACKENDS_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi/shardbound.h"
+#include "backends/common/device.h"
+#include "backends/common/tracked_alloc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where an operator runs: one device of one rank, its allocator, and the
+ * buffer that receives an error message. FSDP/TP ranks each pass their own. */
+typedef struct SbExec {
+  const SbDeviceOps *ops;
+  SbDevice *dev;
+  SbMemTracker *mem;
+  char *error;
+  size_t error_size;
+} SbExec;
+
+struct sb_layer {
+  int32_t kind; /* sb_layer_kind */
+  int64_t in_size, out_size;
+  int32_t n_inputs;
+  /* Device copies. LINEAR: weight [out,in], bias [out]. CONV2D: weight
+   * [out_c, in_c/groups, kh, kw], bias [out_c]. AFFINE: scale and shift
+   * [channels], always materialised. Empty buffers mean absent. */
+  SbBuffer weight;
+  SbBuffer bias;
+  SbConvGeom conv;
+  int64_t channels, spatial;
+};
+
+/* Backward pass arguments on raw device pointers; see sb_backward_args_v1.
+ * A_out [S,B,out_size]; A_in[i] [S,B,in_size]; bias [S,B]. */
+typedef struct SbOpBackward {
+  int32_t side;
+  int64_t S, B;
+  const float *A_out;
+  const float *pre_lower, *pre_upper, *alpha;
+  float *A_in[SB_MAX_LAYER_INPUTS];
+  int32_t accumulate[SB_MAX_LAYER_INPUTS];
+  float *bias;
+} SbOpBackward;
+
+/* One operator family. create validates desc (the caller has already
+ * checked kind, sizes > 0, in_size/out_size consistency is the family's job)
+ * and fills layer's parameters; on failure nothing stays allocated. inputs
+ * are [B, in_size] each, outputs [B, out_size]. */
+typedef struct SbOpFamily {
+  const char *name;
+  int32_t n_inputs;
+  int (*create)(SbExec *x, const sb_layer_desc_v1 *desc,
+                struct sb_layer *layer);
+  int (*forward)(SbExec *x, const struct sb_layer *layer, int64_t B,
+                 const float *const *in, float *out);
+  int (*ibp)(SbExec *x, const struct sb_layer *layer, int64_t B,
+             const float *const *in_lower, const float *const *in_upper,
+             float *out_lower, float *out_upper);
+  int (*backward)(SbExec *x, const struct sb_layer *layer,
+                  const SbOpBackward *args);
+} SbOpFamily;
+
+extern const SbOpFamily sb_op_linear;
+extern const SbOpFamily sb_op_conv;
+extern const SbOpFamily sb_op_affine;
+extern const SbOpFamily sb_op_add;
+extern const SbOpFamily sb_op_relu;
+
+/* The family of a sb_layer_kind, or NULL for an unknown kind. */
+const SbOpFamily *sb_op_family(int32_t kind);
+
+/* Release a layer's device parameters (the struct itself is the caller's). */
+void sb_layer_release(SbExec *x, struct sb_layer *layer);
+
+/* Bounds of A's rows over the box [x_lower, x_upper] ([B,N]) into out
+ * [S,B]; bias [S,B] or NULL. Workspace goes through the tracker. */
+int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
+                  const float *A, const float *bias, const float *x_lower,
+                  const float *x_upper, float *out);
+
+/* Helpers for operator files. */
+int sb_exec_fail(SbExec *x, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Device failure: copy the device's explanation after `what`. */
+int sb_exec_device_fail(SbExec *x, int status, const char *what);
+/* Allocate a tracked buffer of `floats` floats. */
+int sb_exec_alloc(SbExec *x, int32_t category, int64_t floats, SbBuffer *out);
+void sb_exec_free(SbExec *x, SbBuffer *buf);
+/* Upload `floats` host floats into a new weights buffer. */
+int sb_exec_upload_weights(SbExec *x, const float *host, int64_t floats,
+                           SbBuffer *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_LAYER_H */

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* 2-D convolutions (ONNX Conv: stride, asymmetric pads, dilation, groups):
+ * forward and IBP by im2col + GEMM, CROWN backward as the transposed
+ * convolution (GEMM with W^T, then an accumulating col2im). */
+#include "backends/common/layer.h"
+
+/* im2col columns are the big transient buffer: process rows in chunks so
+ * that a large S*B never needs more than this many floats at once. */
+#define SB_CONV_WORKSPACE_FLOATS ((int64_t)16 * 1024 * 1024)
+
+static int conv_check(SbExec *x, const sb_layer_desc_v1 *d) {
+  if (d->in_c <= 0 || d->in_h <= 0 || d->in_w <= 0 || d->out_c <= 0 ||
+      d->kernel_h <= 0 || d->kernel_w <= 0)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: channels, image and kernel sizes must be "
+                        "positive (in %lldx%lldx%lld, out_c %lld, kernel "
+                        "%lldx%lld)",
+                        (long long)d->in_c, (long long)d->in_h,
+                        (long long)d->in_w, (long long)d->out_c,
+                        (long long)d->kernel_h, (long long)d->kernel_w);
+  if (d->stride_h <= 0 || d->stride_w <= 0 || d->dilation_h <= 0 ||
+      d->dilation_w <= 0)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: strides and dilations must be positive "
+                        "(stride %lldx%lld, dilation %lldx%lld)",
+                        (long long)d->stride_h, (long long)d->stride_w,
+                        (long long)d->dilation_h, (long long)d->dilation_w);
+  if (d->pad_top < 0 || d->pad_left < 0 || d->pad_bottom < 0 ||
+      d->pad_right < 0)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: pads must not be negative");
+  if (d->groups <= 0 || d->in_c % d->groups || d->out_c % d->groups)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: groups=%lld must be positive and divide "
+                        "in_c=%lld and out_c=%lld",
+                        (long long)d->groups, (long long)d->in_c,
+                        (long long)d->out_c);
+  int64_t eh = d->dilation_h * (d->kernel_h - 1) + 1;
+  int64_t ew = d->dilation_w * (d->kernel_w - 1) + 1;
+  int64_t oh = d->in_h + d->pad_top + d->pad_bottom - eh;
+  int64_t ow = d->in_w + d->pad_left + d->pad_right - ew;
+  oh = oh < 0 ? 0 : oh / d->stride_h + 1;
+  ow = ow < 0 ? 0 : ow / d->stride_w + 1;
+  if (oh != d->out_h || ow != d->out_w)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: output %lldx%lld does not match the "
+                        "geometry, which gives %lldx%lld",
+                        (long long)d->out_h, (long long)d->out_w,
+                        (long long)oh, (long long)ow);
+  if (d->in_size != d->in_c * d->in_h * d->in_w ||
+      d->out_size != d->out_c * d->out_h * d->out_w)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer: in_size %lld / out_size %lld must equal "
+                        "C*H*W of input (%lld) / output (%lld)",
+                        (long long)d->in_size, (long long)d->out_size,
+                        (long long)(d->in_c * d->in_h * d->in_w),
+                        (long long)(d->out_c * d->out_h * d->out_w));
+  if (d->weight == NULL)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer needs a weight");
+  return SB_OK;
+}
+
+static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
+                       struct sb_layer *l) {
+  int st = conv_check(x, d);
+  if (st != SB_OK)
+    return st;
+  l->conv = (SbConvGeom){d->in_c,       d->in_h,       d->in_w,
+                         d->out_c,      d->out_h,      d->out_w,
+                         d->kernel_h,   d->kernel_w,   d->stride_h,
+                         d->stride_w,   d->pad_top,    d->pad_left,
+                         d->pad_bottom, d->pad_right,  d->dilation_h,
+                         d->dilation_w, d->groups};
+  int64_t wn = d->out_c * (d->in_c / d->groups) * d->kernel_h * d->kernel_w;
+  st = sb_exec_upload_weights(x, d->weight, wn, &l->weight);
+  if (st == SB_OK && d->bias != NULL)
+    st = sb_exec_upload_weights(x, d->bias, d->out_c, &l->bias);
+  return st;
+}
+
+/* Sizes derived from the geometry: K rows of im2col per input channel
+ * group, P output positions. */
+typedef struct {
+  int64_t G, Cg, OCg, K, P, ck; /* ck = in_c*kh*kw (rows of cols) */
+} ConvDims;
+
+static ConvDims conv_dims(const SbConvGeom *g) {
+  ConvDims d;
+  d.G = g->groups;
+  d.Cg = g->in_c / g->groups;
+  d.OCg = g->out_c / g->groups;
+  d.K = d.Cg * g->kernel_h * g->kernel_w;
+  d.P = g->out_h * g->out_w;
+  d.ck = g->in_c * g->kernel_h * g->kernel_w;
+  return d;
+}
+
+static int64_t conv_chunk(const ConvDims *d, int64_t rows) {
+  int64_t per = d->ck * d->P;
+  int64_t c = per > 0 ? SB_CONV_WORKSPACE_FLOATS / per : rows;
+  if (c < 1)
+    c = 1;
+  return c < rows ? c : rows;
+}
+
+/* out [B,out_c,P] = conv(in) with weights w (W or |W|), no bias. */
+static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
+                      const float *w, const float *in, float *out) {
+  const SbDeviceOps *o = x->ops;
+  const SbConvGeom *g = &l->conv;
+  ConvDims d = conv_dims(g);
+  int64_t chunk = conv_chunk(&d, B);
+  SbBuffer cols = {0};
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
+  if (st != SB_OK)
+    return st;
+  for (int64_t b0 = 0; b0 < B && st == SB_OK; b0 += chunk) {
+    int64_t n = B - b0 < chunk ? B - b0 : chunk;
+    st = o->im2col(x->dev, g, n, in + b0 * l->in_size, cols.ptr);
+    for (int64_t gi = 0; gi < d.G && st == SB_OK; gi++)
+      st = o->sgemm_strided_batched(
+          x->dev, 0, 0, d.OCg, d.P, d.K, 1.0f, w + gi * d.OCg * d.K, d.K, 0,
+          (const float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, 0.0f,
+          out + (b0 * g->out_c + gi * d.OCg) * d.P, d.P, g->out_c * d.P, n);
+  }
+  if (st != SB_OK)
+    st = sb_exec_device_fail(x, st, "convolution");
+  sb_exec_free(x, &cols);
+  return st;
+}
+
+static int conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t B,
+                         float *out) {
+  if (!l->bias.ptr)
+    return SB_OK;
+  int st = x->ops->affine_forward(x->dev, B, l->conv.out_c,
+                                  l->conv.out_h * l->conv.out_w, NULL,
+                                  l->bias.ptr, 0, out, out);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv bias");
+}
+
+static int conv_forward(SbExec *x, const struct sb_layer *l, int64_t B,
+                        const float *const *in, float *out) {
+  int st = conv_apply(x, l, B, l->weight.ptr, in[0], out);
+  return st == SB_OK ? conv_add_bias(x, l, B, out) : st;
+}
+
+static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
+                    const float *const *lo, const float *const *up,
+                    float *out_lo, float *out_up) {
+  const SbDeviceOps *o = x->ops;
+  SbBuffer cr = {0}, absw = {0};
+  const int64_t nin = B * l->in_size;
+  const int64_t nw = l->weight.bytes / sizeof(float);
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * nin, &cr);
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, nw, &absw);
+  if (st != SB_OK)
+    goto out;
+  float *c = cr.ptr, *r = c + nin;
+  if ((st = o->box_to_centre_radius(x->dev, nin, lo[0], up[0], c, r)) ||
+      (st = o->abs(x->dev, nw, l->weight.ptr, absw.ptr))) {
+    st = sb_exec_device_fail(x, st, "conv IBP");
+    goto out;
+  }
+  if ((st = conv_apply(x, l, B, l->weight.ptr, c, out_lo)) ||
+      (st = conv_add_bias(x, l, B, out_lo)) ||
+      (st = conv_apply(x, l, B, absw.ptr, r, out_up)))
+    goto out;
+  st = o->centre_radius_to_box(x->dev, B * l->out_size, out_lo, out_up,
+                               out_lo, out_up);
+  if (st != SB_OK)
+    st = sb_exec_device_fail(x, st, "conv IBP");
+out:
+  sb_exec_free(x, &absw);
+  sb_exec_free(x, &cr);
+  return st;
+}
+
+static int conv_backward(SbExec *x, const struct sb_layer *l,
+                         const SbOpBackward *a) {
+  const SbDeviceOps *o = x->ops;
+  const SbConvGeom *g = &l->conv;
+  ConvDims d = conv_dims(g);
+  const int64_t R = a->S * a->B;
+  int64_t chunk = conv_chunk(&d, R);
+  SbBuffer cols = {0};
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
+  if (st != SB_OK)
+    return st;
+  const float *w = l->weight.ptr;
+  for (int64_t r0 = 0; r0 < R && st == SB_OK; r0 += chunk) {
+    int64_t n = R - r0 < chunk ? R - r0 : chunk;
+    /* cols_g [K,P] = W_g^T [K,OCg] . A_g [OCg,P], for every row at once. */
+    for (int64_t gi = 0; gi < d.G && st == SB_OK; gi++)
+      st = o->sgemm_strided_batched(
+          x->dev, 1, 0, d.K, d.P, d.OCg, 1.0f, w + gi * d.OCg * d.K, d.K, 0,
+          a->A_out + (r0 * g->out_c + gi * d.OCg) * d.P, d.P, g->out_c * d.P,
+          0.0f, (float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, n);
+    float *dst = a->A_in[0] + r0 * l->in_size;
+    if (st == SB_OK && !a->accumulate[0])
+      st = o->zero(x->dev, dst, (size_t)(n * l->in_size) * sizeof(float));
+    if (st == SB_OK)
+      st = o->col2im(x->dev, g, n, cols.ptr, dst);
+  }
+  if (st == SB_OK && l->bias.ptr)
+    st = o->channel_bias_backward(x->dev, R, g->out_c, d.P, l->bias.ptr,
+                                  a->A_out, a->bias);
+  if (st != SB_OK)
+    st = sb_exec_device_fail(x, st, "conv backward");
+  sb_exec_free(x, &cols);
+  return st;
+}
+
+const SbOpFamily sb_op_conv = {
+    .name = "conv2d",
+    .n_inputs = 1,
+    .create = conv_create,
+    .forward = conv_forward,
+    .ibp = conv_ibp,
+    .backward = conv_backward,
+};

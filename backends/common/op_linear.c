@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/* Linear layers y = W x + b: forward, IBP and the CROWN backward step. */
+#include "backends/common/layer.h"
+
+static int linear_create(SbExec *x, const sb_layer_desc_v1 *d,
+                         struct sb_layer *l) {
+  if (d->weight == NULL)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "linear layer needs a weight [%lld,%lld]",
+                        (long long)d->out_size, (long long)d->in_size);
+  int st = sb_exec_upload_weights(x, d->weight, d->out_size * d->in_size,
+                                  &l->weight);
+  if (st == SB_OK && d->bias != NULL)
+    st = sb_exec_upload_weights(x, d->bias, d->out_size, &l->bias);
+  return st;
+}
+
+/* out [B,out] = in [B,in] . op(W)^T, W or |W| stored [out,in]. */
+static int linear_apply(SbExec *x, const struct sb_layer *l, int64_t B,
+                        const float *w, const float *in, float *out) {
+  return x->ops->sgemm(x->dev, 0, 1, B, l->out_size, l->in_size, 1.0f, in,
+                       l->in_size, w, l->in_size, 0.0f, out, l->out_size);
+}
+
+static int linear_forward(SbExec *x, const struct sb_layer *l, int64_t B,
+                          const float *const *in, float *out) {
+  int st = linear_apply(x, l, B, l->weight.ptr, in[0], out);
+  if (st == SB_OK && l->bias.ptr)
+    st = x->ops->add_bias_rows(x->dev, B, l->out_size, l->bias.ptr, out);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear forward");
+}
+
+/* |W| is built in bounded row blocks: it is needed once per IBP pass, and
+ * keeping it resident would double the weights' footprint. */
+#define SB_LINEAR_ABS_BLOCK_FLOATS ((int64_t)1 << 20)
+
+static int linear_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
+                      const float *const *lo, const float *const *up,
+                      float *out_lo, float *out_up) {
+  const SbDeviceOps *o = x->ops;
+  SbBuffer cr = {0}, absw = {0};
+  const int64_t nin = B * l->in_size, N = l->in_size, M = l->out_size;
+  int64_t block = SB_LINEAR_ABS_BLOCK_FLOATS / N;
+  block = block < 1 ? 1 : block > M ? M : block;
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * nin, &cr);
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, block * N, &absw);
+  if (st != SB_OK)
+    goto out;
+  float *c = cr.ptr, *r = c + nin, *aw = absw.ptr;
+  const float *w = l->weight.ptr;
+  if ((st = o->box_to_centre_radius(x->dev, nin, lo[0], up[0], c, r)) ||
+      (st = linear_apply(x, l, B, w, c, out_lo)))
+    goto device_fail;
+  /* out_up[:, o0:o0+n] = r . |W[o0:o0+n, :]|^T */
+  for (int64_t o0 = 0; o0 < M; o0 += block) {
+    int64_t n = M - o0 < block ? M - o0 : block;
+    if ((st = o->abs(x->dev, n * N, w + o0 * N, aw)) ||
+        (st = o->sgemm(x->dev, 0, 1, B, n, N, 1.0f, r, N, aw, N, 0.0f,
+                       out_up + o0, M)))
+      goto device_fail;
+  }
+  if ((l->bias.ptr &&
+       (st = o->add_bias_rows(x->dev, B, M, l->bias.ptr, out_lo))) ||
+      (st = o->centre_radius_to_box(x->dev, B * M, out_lo, out_up, out_lo,
+                                    out_up)))
+    goto device_fail;
+  goto out;
+device_fail:
+  st = sb_exec_device_fail(x, st, "linear IBP");
+out:
+  sb_exec_free(x, &absw);
+  sb_exec_free(x, &cr);
+  return st;
+}
+
+static int linear_backward(SbExec *x, const struct sb_layer *l,
+                           const SbOpBackward *a) {
+  const int64_t R = a->S * a->B;
+  /* One GEMM over all S*B rows: A_in [R,in] = A [R,out] . W [out,in]. */
+  int st = x->ops->sgemm(x->dev, 0, 0, R, l->in_size, l->out_size, 1.0f,
+                         a->A_out, l->out_size, l->weight.ptr, l->in_size,
+                         a->accumulate[0] ? 1.0f : 0.0f, a->A_in[0],
+                         l->in_size);
+  /* bias [R,1] += A [R,out] . b [out,1]. */
+  if (st == SB_OK && l->bias.ptr)
+    st = x->ops->sgemm(x->dev, 0, 0, R, 1, l->out_size, 1.0f, a->A_out,
+                       l->out_size, l->bias.ptr, 1, 1.0f, a->bias, 1);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward");
+}
+
+const SbOpFamily sb_op_linear = {
+    .name = "linear",
+    .n_inputs = 1,
+    .create = linear_create,
+    .forward = linear_forward,
+    .ibp = linear_ibp,
+    .backward = linear_backward,
+};

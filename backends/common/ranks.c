@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/* The rank pool: persistent worker threads that run one function on every
+ * rank at once and report the first failure by rank. */
+#include "backends/common/ranks.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Worker {
+  SbRanks *pool;
+  SbRank rank;
+  pthread_t thread;
+  int started;
+  int status; /* of the last run */
+} Worker;
+
+struct SbRanks {
+  int size;
+  const SbDeviceOps *ops;
+  SbComm *comm;
+  Worker *workers;
+  pthread_mutex_t run_lock; /* serialises run() */
+  pthread_mutex_t lock;
+  pthread_cond_t work; /* a new job (generation) or quit */
+  pthread_cond_t done; /* a worker finished its job */
+  uint64_t generation;
+  int finished;
+  int quit;
+  SbRankFn fn;
+  void *arg;
+  long runs; /* run() calls so far, for fault injection */
+  int fail_rank;
+  long fail_at;
+};
+
+static void run_one(Worker *w, SbRankFn fn, void *arg, long run_index) {
+  SbRanks *p = w->pool;
+  SbRank *r = &w->rank;
+  r->error[0] = '\0';
+  if (r->index == p->fail_rank && run_index == p->fail_at)
+    w->status = sb_exec_fail(&r->x, SB_ERR_OUT_OF_MEMORY,
+                             "injected fault (fail_rank=%d fail_at=%ld): "
+                             "simulated out of memory",
+                             p->fail_rank, p->fail_at);
+  else
+    w->status = fn(r, p->comm, arg);
+  /* The others may be waiting for this rank in a collective. */
+  if (w->status != SB_OK)
+    p->comm->ops->abort(p->comm, r->index);
+}
+
+static void *worker_main(void *data) {
+  Worker *w = data;
+  SbRanks *p = w->pool;
+  uint64_t seen = 0;
+  pthread_mutex_lock(&p->lock);
+  for (;;) {
+    while (!p->quit && p->generation == seen)
+      pthread_cond_wait(&p->work, &p->lock);
+    if (p->quit)
+      break;
+    seen = p->generation;
+    SbRankFn fn = p->fn;
+    void *arg = p->arg;
+    long run_index = p->runs;
+    pthread_mutex_unlock(&p->lock);
+    run_one(w, fn, arg, run_index);
+    pthread_mutex_lock(&p->lock);
+    if (++p->finished == p->size)
+      pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->lock);
+  return NULL;
+}
+
+void sb_ranks_destroy(SbRanks *p) {
+  if (p == NULL)
+    return;
+  pthread_mutex_lock(&p->lock);
+  p->quit = 1;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+  for (int i = 0; i < p->size; i++) {
+    Worker *w = &p->workers[i];
+    if (w->started)
+      pthread_join(w->thread, NULL);
+    if (w->rank.dev)
+      p->ops->close(w->rank.dev);
+    sb_mem_tracker_destroy(&w->rank.mem);
+  }
+  if (p->comm)
+    p->comm->ops->destroy(p->comm);
+  pthread_cond_destroy(&p->done);
+  pthread_cond_destroy(&p->work);
+  pthread_mutex_destroy(&p->lock);
+  pthread_mutex_destroy(&p->run_lock);
+  free(p->workers);
+  free(p);
+}
+
+int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
+                 size_t error_size) {
+  *out = NULL;
+  if (cfg->size < 1 || cfg->size > SB_RANKS_MAX) {
+    snprintf(error, error_size, "ranks=%d is out of range (1..%d)", cfg->size,
+             SB_RANKS_MAX);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  SbRanks *p = calloc(1, sizeof *p);
+  Worker *ws = calloc((size_t)cfg->size, sizeof *ws);
+  if (p == NULL || ws == NULL) {
+    free(p);
+    free(ws);
+    snprintf(error, error_size, "out of host memory creating %d ranks",
+             cfg->size);
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  p->size = cfg->size;
+  p->ops = cfg->ops;
+  p->workers = ws;
+  p->fail_rank = cfg->fail_rank;
+  p->fail_at = cfg->fail_at;
+  pthread_mutex_init(&p->run_lock, NULL);
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  /* Trackers first: destroy() releases every worker's, opened or not. */
+  for (int i = 0; i < p->size; i++)
+    sb_mem_tracker_init(&ws[i].rank.mem);
+  int st = sb_comm_loopback_new(p->size, &p->comm, error, error_size);
+  for (int i = 0; i < p->size && st == SB_OK; i++) {
+    Worker *w = &ws[i];
+    SbRank *r = &w->rank;
+    w->pool = p;
+    r->index = i;
+    char msg[256];
+    st = p->ops->open(0, &r->dev, msg, sizeof msg);
+    if (st != SB_OK) {
+      snprintf(error, error_size, "rank %d: cannot open the %s device: %s", i,
+               p->ops->name, msg);
+      break;
+    }
+    r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      snprintf(error, error_size, "rank %d: cannot start its thread", i);
+      st = SB_ERR_INTERNAL;
+      break;
+    }
+    w->started = 1;
+  }
+  if (st != SB_OK) {
+    sb_ranks_destroy(p);
+    return st;
+  }
+  *out = p;
+  return SB_OK;
+}
+
+int sb_ranks_size(const SbRanks *p) { return p->size; }
+
+SbRank *sb_ranks_rank(SbRanks *p, int index) {
+  return index >= 0 && index < p->size ? &p->workers[index].rank : NULL;
+}
+
+SbComm *sb_ranks_comm(SbRanks *p) { return p->comm; }
+
+int sb_ranks_run(SbRanks *p, SbRankFn fn, void *arg, char *error,
+                 size_t error_size) {
+  pthread_mutex_lock(&p->run_lock);
+  pthread_mutex_lock(&p->lock);
+  p->fn = fn;
+  p->arg = arg;
+  p->finished = 0;
+  p->generation++;
+  pthread_cond_broadcast(&p->work);
+  while (p->finished < p->size)
+    pthread_cond_wait(&p->done, &p->lock);
+  p->runs++;
+  pthread_mutex_unlock(&p->lock);
+
+  /* Report the rank that failed first, not one that merely saw the
+   * collective abandoned because of it. */
+  int culprit = p->comm->ops->failed_rank(p->comm);
+  if (culprit < 0 || p->workers[culprit].status == SB_OK) {
+    culprit = -1;
+    for (int i = 0; i < p->size && culprit < 0; i++)
+      if (p->workers[i].status != SB_OK)
+        culprit = i;
+  }
+  p->comm->ops->reset(p->comm);
+  int st = SB_OK;
+  if (culprit >= 0) {
+    st = p->workers[culprit].status;
+    const char *why = p->workers[culprit].rank.error;
+    snprintf(error, error_size, "rank %d: %s", culprit,
+             why[0] ? why : sb_status_to_string(st));
+  }
+  pthread_mutex_unlock(&p->run_lock);
+  return st;
+}

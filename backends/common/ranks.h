@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* A pool of rank workers (one thread, device, tracker and execution context
+ * per rank) joined by a communicator, shared by the FSDP and TP backends. */
+#ifndef SB_BACKENDS_RANKS_H
+#define SB_BACKENDS_RANKS_H
+
+#include <stddef.h>
+
+#include "backends/common/comm.h"
+#include "backends/common/device.h"
+#include "backends/common/layer.h"
+#include "backends/common/tracked_alloc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Upper bound on ranks, so that per-rank arrays can live on the stack. */
+#define SB_RANKS_MAX 64
+
+typedef struct SbRank {
+  int index;
+  SbDevice *dev;
+  SbMemTracker mem;
+  SbExec x; /* ops, dev, &mem and error of this rank */
+  char error[1024];
+} SbRank;
+
+typedef struct SbRanks SbRanks;
+
+/* Work run on every rank concurrently: returns SB_OK or a negative status
+ * with a message in rank->x.error. */
+typedef int (*SbRankFn)(SbRank *rank, SbComm *comm, void *arg);
+
+typedef struct SbRanksConfig {
+  int size;              /* number of ranks, 1..SB_RANKS_MAX */
+  const SbDeviceOps *ops; /* every rank opens device ordinal 0 of ops */
+  /* Fault injection for tests: when fail_rank >= 0, run() call number
+   * fail_at (counted from 0 since creation) fails on that rank before its
+   * work starts, as an allocation failure would, while the other ranks go
+   * on into their collectives. */
+  int fail_rank;
+  long fail_at;
+} SbRanksConfig;
+
+/* Start the pool. On failure returns a negative status with a message in
+ * error (error_size bytes, caller's). Ownership: *out is released by
+ * sb_ranks_destroy. */
+int sb_ranks_new(const SbRanksConfig *config, SbRanks **out, char *error,
+                 size_t error_size);
+void sb_ranks_destroy(SbRanks *ranks);
+
+int sb_ranks_size(const SbRanks *ranks);
+SbRank *sb_ranks_rank(SbRanks *ranks, int index);
+SbComm *sb_ranks_comm(SbRanks *ranks);
+
+/* Run fn on every rank concurrently and wait for all. If any rank fails,
+ * the communicator is aborted (no rank stays blocked in a collective) and
+ * the call returns the status of the rank that failed first, with
+ * "rank R: cause" in error. Calls are serialised. */
+int sb_ranks_run(SbRanks *ranks, SbRankFn fn, void *arg, char *error,
+                 size_t error_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_RANKS_H */

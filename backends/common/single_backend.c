@@ -1,0 +1,581 @@
+/* SPDX-License-Identifier: MIT */
+/* The ABI glue of a single-device backend: argument checking, tensors and
+ * layers as handles, and dispatch to the operator families. */
+#include "backends/common/single_backend.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/common/layer.h"
+#include "backends/common/tensor.h"
+#include "backends/common/tracked_alloc.h"
+
+struct sb_context {
+  const SbDeviceOps *ops;
+  SbDevice *dev;
+  SbMemTracker mem;
+  const char *backend_name;
+  char error[1024];
+};
+
+static int fail(sb_context *ctx, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int fail(sb_context *ctx, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+static SbExec exec_of(sb_context *ctx) {
+  SbExec x = {ctx->ops, ctx->dev, &ctx->mem, ctx->error, sizeof ctx->error};
+  return x;
+}
+
+/* Every fallible entry point starts here: a NULL context cannot carry a
+ * message, so it is only reported by status. */
+#define BEGIN(ctx)                                                             \
+  do {                                                                         \
+    if ((ctx) == NULL)                                                         \
+      return SB_ERR_INVALID_ARGUMENT;                                          \
+    (ctx)->error[0] = '\0';                                                    \
+  } while (0)
+
+static int parse_int(const char *s, long *out) {
+  if (s == NULL || *s == '\0')
+    return 0;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end != '\0' || v < 0 || v > INT_MAX)
+    return 0;
+  *out = v;
+  return 1;
+}
+
+int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
+                             const sb_host_v1 *host, const sb_option *options,
+                             size_t n_options, sb_context **out, char *error,
+                             size_t error_size) {
+  char scratch[8];
+  if (error == NULL || error_size == 0) {
+    error = scratch;
+    error_size = sizeof scratch;
+  }
+  error[0] = '\0';
+  if (out == NULL) {
+    snprintf(error, error_size, "%s: context_create needs an output pointer",
+             backend_name);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  if (n_options > 0 && options == NULL) {
+    snprintf(error, error_size, "%s: %zu options announced but none given",
+             backend_name, n_options);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  long ordinal = 0;
+  for (size_t i = 0; i < n_options; i++) {
+    const char *key = options[i].key, *value = options[i].value;
+    if (key == NULL) {
+      snprintf(error, error_size, "%s: option %zu has no key", backend_name,
+               i);
+      return SB_ERR_INVALID_ARGUMENT;
+    }
+    if (strcmp(key, "device") == 0) {
+      if (!parse_int(value, &ordinal)) {
+        snprintf(error, error_size,
+                 "%s: option device='%s' is not a device number (expected an "
+                 "integer >= 0)",
+                 backend_name, value ? value : "(null)");
+        return SB_ERR_INVALID_ARGUMENT;
+      }
+    } else {
+      snprintf(error, error_size,
+               "%s: unknown option '%s' (this backend knows: device)",
+               backend_name, key);
+      return SB_ERR_INVALID_ARGUMENT;
+    }
+  }
+  sb_context *ctx = calloc(1, sizeof *ctx);
+  if (ctx == NULL) {
+    snprintf(error, error_size, "%s: out of host memory creating a context",
+             backend_name);
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  ctx->ops = ops;
+  ctx->backend_name = backend_name;
+  if (sb_mem_tracker_init(&ctx->mem) != SB_OK) {
+    free(ctx);
+    snprintf(error, error_size, "%s: cannot initialise the memory tracker",
+             backend_name);
+    return SB_ERR_INTERNAL;
+  }
+  int st = ops->open((int)ordinal, &ctx->dev, error, error_size);
+  if (st != SB_OK) {
+    sb_mem_tracker_destroy(&ctx->mem);
+    free(ctx);
+    return st;
+  }
+  *out = ctx;
+  return SB_OK;
+}
+
+void sb_single_context_destroy(sb_context *ctx) {
+  if (ctx == NULL)
+    return;
+  ctx->ops->close(ctx->dev);
+  sb_mem_tracker_destroy(&ctx->mem);
+  free(ctx);
+}
+
+const char *sb_single_last_error(const sb_context *ctx) {
+  return ctx ? ctx->error : "no context";
+}
+
+int sb_single_rank_count(const sb_context *ctx) { return 1; }
+
+/* ---- tensors ---- */
+
+int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
+                            const int64_t *shape, sb_tensor **out) {
+  BEGIN(ctx);
+  if (out == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "tensor_create: NULL output pointer");
+  *out = NULL;
+  if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "tensor_create: invalid memory category %d (valid 0..%d)",
+                (int)category, SB_MEM_CATEGORY_COUNT - 1);
+  if (ndim < 1 || ndim > 4 || shape == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "tensor_create: ndim %d must be 1..4 with a shape",
+                (int)ndim);
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                  "tensor_create: dimension %d is negative (%lld)", i,
+                  (long long)shape[i]);
+    if (shape[i] > 0 && numel > INT64_MAX / (int64_t)sizeof(float) / shape[i])
+      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                  "tensor_create: shape overflows the addressable size");
+    numel *= shape[i];
+  }
+  sb_tensor *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                "tensor_create: out of host memory");
+  t->ndim = ndim;
+  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  t->numel = numel;
+  SbExec x = exec_of(ctx);
+  int st = sb_exec_alloc(&x, category, numel, &t->buf);
+  if (st == SB_OK && t->buf.bytes) {
+    st = ctx->ops->zero(ctx->dev, t->buf.ptr, t->buf.bytes);
+    if (st != SB_OK)
+      st = sb_exec_device_fail(&x, st, "zero-filling a new tensor");
+  }
+  if (st != SB_OK) {
+    sb_exec_free(&x, &t->buf);
+    free(t);
+    return st;
+  }
+  *out = t;
+  return SB_OK;
+}
+
+void sb_single_tensor_free(sb_context *ctx, sb_tensor *t) {
+  if (ctx == NULL || t == NULL)
+    return;
+  sb_buffer_free(&ctx->mem, ctx->ops, ctx->dev, &t->buf);
+  free(t);
+}
+
+static int check_range(sb_context *ctx, const char *fn, const sb_tensor *t,
+                       int64_t offset, int64_t count, int32_t dtype,
+                       const void *host) {
+  if (t == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL tensor", fn);
+  if (dtype != SB_DTYPE_F32 && dtype != SB_DTYPE_F64)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: unknown dtype %d (0 = f32, 1 = f64)", fn, (int)dtype);
+  if (offset < 0 || count < 0 || offset > t->numel ||
+      count > t->numel - offset)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: elements [%lld, %lld) lie outside the tensor of %lld "
+                "elements",
+                fn, (long long)offset, (long long)(offset + count),
+                (long long)t->numel);
+  if (host == NULL && count > 0)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL host buffer", fn);
+  return SB_OK;
+}
+
+/* Conversions go through a small stack buffer so that no untracked heap
+ * memory is ever needed, whatever the tensor size. */
+#define STAGE_FLOATS 4096
+
+int sb_single_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
+                           int64_t count, int32_t dtype, const void *src) {
+  BEGIN(ctx);
+  int st = check_range(ctx, "tensor_write", t, offset, count, dtype, src);
+  if (st != SB_OK || count == 0)
+    return st;
+  float *dst = (float *)t->buf.ptr + offset;
+  if (dtype == SB_DTYPE_F32) {
+    st = ctx->ops->upload(ctx->dev, dst, src, (size_t)count * sizeof(float));
+  } else {
+    float stage[STAGE_FLOATS];
+    const double *s = src;
+    for (int64_t done = 0; done < count && st == SB_OK;) {
+      int64_t n = count - done < STAGE_FLOATS ? count - done : STAGE_FLOATS;
+      for (int64_t i = 0; i < n; i++)
+        stage[i] = (float)s[done + i];
+      st = ctx->ops->upload(ctx->dev, dst + done, stage,
+                            (size_t)n * sizeof(float));
+      done += n;
+    }
+  }
+  if (st != SB_OK) {
+    SbExec x = exec_of(ctx);
+    return sb_exec_device_fail(&x, st, "tensor_write");
+  }
+  return SB_OK;
+}
+
+int sb_single_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
+                          int64_t count, int32_t dtype, void *dst) {
+  BEGIN(ctx);
+  int st = check_range(ctx, "tensor_read", t, offset, count, dtype, dst);
+  if (st != SB_OK || count == 0)
+    return st;
+  const float *src = (const float *)t->buf.ptr + offset;
+  if (dtype == SB_DTYPE_F32) {
+    st = ctx->ops->download(ctx->dev, dst, src, (size_t)count * sizeof(float));
+  } else {
+    float stage[STAGE_FLOATS];
+    double *d = dst;
+    for (int64_t done = 0; done < count && st == SB_OK;) {
+      int64_t n = count - done < STAGE_FLOATS ? count - done : STAGE_FLOATS;
+      st = ctx->ops->download(ctx->dev, stage, src + done,
+                              (size_t)n * sizeof(float));
+      for (int64_t i = 0; i < n && st == SB_OK; i++)
+        d[done + i] = stage[i];
+      done += n;
+    }
+  }
+  if (st != SB_OK) {
+    SbExec x = exec_of(ctx);
+    return sb_exec_device_fail(&x, st, "tensor_read");
+  }
+  return SB_OK;
+}
+
+/* A coefficient tensor [S,B,N...]: S and B are its first two dimensions,
+ * N the product of the rest. */
+static int coef_dims(sb_context *ctx, const char *fn, const char *what,
+                     const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
+  if (A == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (A->ndim < 3)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: %s must have shape [S,B,N] (it has %d dimensions)", fn,
+                what, (int)A->ndim);
+  *S = A->shape[0];
+  *B = A->shape[1];
+  *N = (*S * *B) != 0 ? A->numel / (*S * *B) : 0;
+  return SB_OK;
+}
+
+static int expect_numel(sb_context *ctx, const char *fn, const char *what,
+                        const sb_tensor *t, int64_t numel,
+                        const char *shape_text) {
+  if (t == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel != numel)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: %s has %lld elements, expected %lld (%s)", fn, what,
+                (long long)t->numel, (long long)numel, shape_text);
+  return SB_OK;
+}
+
+int sb_single_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
+                                   const int64_t *index) {
+  BEGIN(ctx);
+  int64_t S, B, N;
+  int st = coef_dims(ctx, "tensor_set_unit_rows", "A", A, &S, &B, &N);
+  if (st != SB_OK)
+    return st;
+  if (index == NULL && S > 0)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "tensor_set_unit_rows: NULL index");
+  for (int64_t s = 0; s < S; s++)
+    if (index[s] < 0 || index[s] >= N)
+      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                  "tensor_set_unit_rows: index[%lld] = %lld is outside "
+                  "[0, %lld)",
+                  (long long)s, (long long)index[s], (long long)N);
+  st = ctx->ops->set_unit_rows(ctx->dev, S, B, N, index, A->buf.ptr);
+  if (st != SB_OK) {
+    SbExec x = exec_of(ctx);
+    return sb_exec_device_fail(&x, st, "tensor_set_unit_rows");
+  }
+  return SB_OK;
+}
+
+/* ---- layers ---- */
+
+int sb_single_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                           sb_layer **out) {
+  BEGIN(ctx);
+  if (out == NULL || desc == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "layer_create: NULL description or output pointer");
+  *out = NULL;
+  if (desc->struct_size < sizeof(sb_layer_desc_v1))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "layer_create: description struct_size %u is smaller than "
+                "sb_layer_desc_v1 (%zu bytes)",
+                (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
+  const SbOpFamily *fam = sb_op_family(desc->kind);
+  if (fam == NULL)
+    return fail(ctx, SB_ERR_UNSUPPORTED,
+                "layer_create: unknown layer kind %d", (int)desc->kind);
+  if (desc->in_size <= 0 || desc->out_size <= 0)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "layer_create: %s layer sizes must be positive (in_size "
+                "%lld, out_size %lld)",
+                fam->name, (long long)desc->in_size,
+                (long long)desc->out_size);
+  sb_layer *l = calloc(1, sizeof *l);
+  if (l == NULL)
+    return fail(ctx, SB_ERR_OUT_OF_MEMORY, "layer_create: out of host memory");
+  l->kind = desc->kind;
+  l->in_size = desc->in_size;
+  l->out_size = desc->out_size;
+  l->n_inputs = fam->n_inputs;
+  SbExec x = exec_of(ctx);
+  int st = fam->create(&x, desc, l);
+  if (st != SB_OK) {
+    sb_layer_release(&x, l);
+    free(l);
+    return st;
+  }
+  *out = l;
+  return SB_OK;
+}
+
+void sb_single_layer_free(sb_context *ctx, sb_layer *layer) {
+  if (ctx == NULL || layer == NULL)
+    return;
+  SbExec x = exec_of(ctx);
+  sb_layer_release(&x, layer);
+  free(layer);
+}
+
+/* Batch size of a [B, N...] tensor of a layer with flat size N. */
+static int batch_of(sb_context *ctx, const char *fn, const char *what,
+                    const sb_tensor *t, int64_t n, int64_t *B) {
+  if (t == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel % n != 0)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: %s has %lld elements, not a multiple of the layer size "
+                "%lld",
+                fn, what, (long long)t->numel, (long long)n);
+  *B = t->numel / n;
+  return SB_OK;
+}
+
+static int check_inputs(sb_context *ctx, const char *fn, const char *what,
+                        const sb_layer *l, const sb_tensor *const *in,
+                        int64_t B, const float **ptrs) {
+  if (in == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn, what);
+  for (int i = 0; i < l->n_inputs; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s[%d]", what, i);
+    int st = expect_numel(ctx, fn, name, in[i], B * l->in_size, "[B,N_in]");
+    if (st != SB_OK)
+      return st;
+    ptrs[i] = in[i]->buf.ptr;
+  }
+  return SB_OK;
+}
+
+int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
+                            const sb_tensor *const *inputs, sb_tensor *out) {
+  BEGIN(ctx);
+  if (layer == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "layer_forward: NULL layer");
+  int64_t B;
+  const float *in[SB_MAX_LAYER_INPUTS] = {0};
+  int st = batch_of(ctx, "layer_forward", "out", out, layer->out_size, &B);
+  if (st == SB_OK)
+    st = check_inputs(ctx, "layer_forward", "inputs", layer, inputs, B, in);
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_op_family(layer->kind)->forward(&x, layer, B, in, out->buf.ptr);
+}
+
+int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                        const sb_tensor *const *in_lower,
+                        const sb_tensor *const *in_upper,
+                        sb_tensor *out_lower, sb_tensor *out_upper) {
+  BEGIN(ctx);
+  if (layer == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "layer_ibp: NULL layer");
+  int64_t B;
+  const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
+  int st = batch_of(ctx, "layer_ibp", "out_lower", out_lower, layer->out_size,
+                    &B);
+  if (st == SB_OK)
+    st = expect_numel(ctx, "layer_ibp", "out_upper", out_upper,
+                      B * layer->out_size, "[B,N_out]");
+  if (st == SB_OK && out_lower == out_upper)
+    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
+              "layer_ibp: out_lower and out_upper are the same tensor");
+  if (st == SB_OK)
+    st = check_inputs(ctx, "layer_ibp", "in_lower", layer, in_lower, B, lo);
+  if (st == SB_OK)
+    st = check_inputs(ctx, "layer_ibp", "in_upper", layer, in_upper, B, up);
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_op_family(layer->kind)
+      ->ibp(&x, layer, B, lo, up, out_lower->buf.ptr, out_upper->buf.ptr);
+}
+
+int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
+                             const sb_backward_args_v1 *args) {
+  BEGIN(ctx);
+  static const char fn[] = "layer_backward";
+  if (layer == NULL || args == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args", fn);
+  if (args->struct_size < sizeof(sb_backward_args_v1))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: args struct_size %u is smaller than sb_backward_args_v1 "
+                "(%zu bytes)",
+                fn, (unsigned)args->struct_size, sizeof(sb_backward_args_v1));
+  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: side %d is neither lower (0) nor upper (1)", fn,
+                (int)args->side);
+  SbOpBackward a;
+  memset(&a, 0, sizeof a);
+  a.side = args->side;
+  int64_t N;
+  int st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N);
+  if (st != SB_OK)
+    return st;
+  if (N != layer->out_size)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: A_out has %lld neurons per row, the layer outputs %lld",
+                fn, (long long)N, (long long)layer->out_size);
+  const int64_t R = a.S * a.B;
+  a.A_out = args->A_out->buf.ptr;
+  for (int i = 0; i < layer->n_inputs; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "A_in[%d]", i);
+    st = expect_numel(ctx, fn, name, args->A_in[i], R * layer->in_size,
+                      "[S,B,N_in]");
+    if (st != SB_OK)
+      return st;
+    if (args->A_in[i] == args->A_out && layer->kind != SB_LAYER_ADD)
+      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                  "%s: %s must not be the same tensor as A_out", fn, name);
+    a.A_in[i] = args->A_in[i]->buf.ptr;
+    a.accumulate[i] = args->accumulate[i];
+  }
+  st = expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
+  if (st != SB_OK)
+    return st;
+  a.bias = args->bias->buf.ptr;
+  if (layer->kind == SB_LAYER_RELU) {
+    const int64_t BN = a.B * layer->out_size;
+    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
+                           "[B,N]")) ||
+        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
+                           "[B,N]")))
+      return st;
+    if (args->alpha &&
+        (st = expect_numel(ctx, fn, "alpha", args->alpha, R * layer->out_size,
+                           "[S,B,N]")))
+      return st;
+    a.pre_lower = args->pre_lower->buf.ptr;
+    a.pre_upper = args->pre_upper->buf.ptr;
+    a.alpha = args->alpha ? args->alpha->buf.ptr : NULL;
+  }
+  SbExec x = exec_of(ctx);
+  return sb_op_family(layer->kind)->backward(&x, layer, &a);
+}
+
+int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
+                         const sb_tensor *bias, const sb_tensor *x_lower,
+                         const sb_tensor *x_upper, int32_t side,
+                         sb_tensor *out) {
+  BEGIN(ctx);
+  static const char fn[] = "concretize";
+  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: side %d is neither lower (0) nor upper (1)", fn,
+                (int)side);
+  int64_t S, B, N;
+  int st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
+  if (st == SB_OK && bias)
+    st = expect_numel(ctx, fn, "bias", bias, S * B, "[S,B]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_lower", x_lower, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_upper", x_upper, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "out", out, S * B, "[S,B]");
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_concretize(&x, side, S, B, N, A->buf.ptr,
+                       bias ? bias->buf.ptr : NULL, x_lower->buf.ptr,
+                       x_upper->buf.ptr, out->buf.ptr);
+}
+
+/* ---- memory ---- */
+
+int sb_single_memory_mark_baseline(sb_context *ctx) {
+  BEGIN(ctx);
+  sb_mem_tracker_mark_baseline(&ctx->mem);
+  return SB_OK;
+}
+
+int sb_single_memory_reset_peak(sb_context *ctx) {
+  BEGIN(ctx);
+  sb_mem_tracker_reset_peak(&ctx->mem);
+  return SB_OK;
+}
+
+int sb_single_memory_stats(sb_context *ctx, int rank,
+                           sb_memory_stats_v1 *out) {
+  BEGIN(ctx);
+  if (out == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "memory_stats: NULL output");
+  if (rank != 0)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "memory_stats: rank %d does not exist (this context has 1 "
+                "rank)",
+                rank);
+  sb_mem_tracker_snapshot(&ctx->mem, 0, out);
+  if (SB_HAS_MEMBER(out, sb_memory_stats_v1, device_used_bytes))
+    out->device_used_bytes = ctx->ops->used_bytes(ctx->dev);
+  return SB_OK;
+}

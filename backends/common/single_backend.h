@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/* The ABI glue of a single-device backend: every sb_backend_v1 function,
+ * parameterised by the device's SbDeviceOps table. */
+#ifndef SB_BACKENDS_SINGLE_BACKEND_H
+#define SB_BACKENDS_SINGLE_BACKEND_H
+
+#include "abi/shardbound.h"
+#include "backends/common/device.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* context_create of a backend running on `ops`. Options: device=N (the
+ * device ordinal, default 0). Any other key fails, naming the key. */
+int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
+                             const sb_host_v1 *host, const sb_option *options,
+                             size_t n_options, sb_context **out, char *error,
+                             size_t error_size);
+
+void sb_single_context_destroy(sb_context *ctx);
+const char *sb_single_last_error(const sb_context *ctx);
+int sb_single_rank_count(const sb_context *ctx);
+int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
+                            const int64_t *shape, sb_tensor **out);
+void sb_single_tensor_free(sb_context *ctx, sb_tensor *tensor);
+int sb_single_tensor_write(sb_context *ctx, sb_tensor *tensor, int64_t offset,
+                           int64_t count, int32_t dtype, const void *src);
+int sb_single_tensor_read(sb_context *ctx, const sb_tensor *tensor,
+                          int64_t offset, int64_t count, int32_t dtype,
+                          void *dst);
+int sb_single_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
+                                   const int64_t *index);
+int sb_single_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                           sb_layer **out);
+void sb_single_layer_free(sb_context *ctx, sb_layer *layer);
+int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
+                            const sb_tensor *const *inputs, sb_tensor *out);
+int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                        const sb_tensor *const *in_lower,
+                        const sb_tensor *const *in_upper,
+                        sb_tensor *out_lower, sb_tensor *out_upper);
+int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
+                             const sb_backward_args_v1 *args);
+int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
+                         const sb_tensor *bias, const sb_tensor *x_lower,
+                         const sb_tensor *x_upper, int32_t side,
+                         sb_tensor *out);
+int sb_single_memory_mark_baseline(sb_context *ctx);
+int sb_single_memory_reset_peak(sb_context *ctx);
+int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
+
+/* Designated initialisers for every function of sb_backend_v1 except
+ * context_create, which the backend wraps to pass its SbDeviceOps. */
+#define SB_SINGLE_BACKEND_FUNCTIONS(create_fn)                                 \
+  .context_create = (create_fn),                                               \
+  .context_destroy = sb_single_context_destroy,                                \
+  .last_error = sb_single_last_error, .rank_count = sb_single_rank_count,      \
+  .tensor_create = sb_single_tensor_create,                                    \
+  .tensor_free = sb_single_tensor_free,                                        \
+  .tensor_write = sb_single_tensor_write,                                      \
+  .tensor_read = sb_single_tensor_read,                                        \
+  .tensor_set_unit_rows = sb_single_tensor_set_unit_rows,                      \
+  .layer_create = sb_single_layer_create,                                      \
+  .layer_free = sb_single_layer_free,                                          \
+  .layer_forward = sb_single_layer_forward,                                    \
+  .layer_ibp = sb_single_layer_ibp,                                            \
+  .layer_backward = sb_single_layer_backward,                                  \
+  .concretize = sb_single_concretize,                                          \
+  .memory_mark_baseline = sb_single_memory_mark_baseline,                      \
+  .memory_reset_peak = sb_single_memory_reset_peak,                            \
+  .memory_stats = sb_single_memory_stats
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_SINGLE_BACKEND_H */

@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: MIT
+# Ranks, communicators and the FSDP backend.
+
+# Rank pools and communicators, shared by the multi-rank backends (FSDP,
+# later TP). Backends must not use GLib.
+noinst_LTLIBRARIES += backends/common/libsbranks.la
+backends_common_libsbranks_la_SOURCES = \
+	backends/common/comm.h \
+	backends/common/comm_loopback.c \
+	backends/common/ranks.h \
+	backends/common/ranks.c
+
+backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
+backends_shardbound_backend_fsdp_la_SOURCES = \
+	backends/fsdp/fsdp.h \
+	backends/fsdp/fsdp_tensor.c \
+	backends/fsdp/fsdp_layer.c \
+	backends/fsdp/backend_fsdp.c
+backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
+backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -lm -lpthread
+
+check_PROGRAMS += tests/check-comm
+tests_check_comm_SOURCES = tests/check-comm.c
+tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_comm_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+
+check_PROGRAMS += tests/check-fsdp
+tests_check_fsdp_SOURCES = tests/check-fsdp.c
+tests_check_fsdp_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_fsdp_LDADD = $(CHECK_LIBS) -ldl -lm
+EXTRA_tests_check_fsdp_DEPENDENCIES = backends/shardbound-backend-cpu.la \
+	backends/shardbound-backend-fsdp.la

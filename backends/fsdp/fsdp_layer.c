@@ -1,0 +1,529 @@
+/* SPDX-License-Identifier: MIT */
+/* FSDP layers: weight rows sharded across ranks, all-gathered into a
+ * transient buffer around each operator call and freed right after; the
+ * operators themselves are the shared op_*.c code, run per rank on local
+ * spec rows. */
+#include "backends/fsdp/fsdp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static FsdpLayer *fsdp_layer(const sb_layer *l) {
+  return (FsdpLayer *)(void *)l;
+}
+
+/* ---- creation ---- */
+
+typedef struct {
+  sb_context *ctx;
+  const sb_layer_desc_v1 *desc;
+  FsdpLayer *fl;
+} CreateJob;
+
+/* Conv validation and geometry come from the conv family itself. It is
+ * handed a copy of the description with one output channel per group, so
+ * that it uploads only a sliver of the weight instead of all of it on
+ * every rank; out_c's own checks were done by the caller. */
+static int conv_template(SbExec *x, const sb_layer_desc_v1 *d,
+                         struct sb_layer *l) {
+  sb_layer_desc_v1 t = *d;
+  t.out_c = d->groups;
+  t.out_size = d->groups * d->out_h * d->out_w;
+  t.bias = NULL;
+  int st = sb_op_conv.create(x, &t, l);
+  sb_exec_free(x, &l->weight);
+  l->conv.out_c = d->out_c;
+  return st;
+}
+
+static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  CreateJob *j = arg;
+  const sb_layer_desc_v1 *d = j->desc;
+  FsdpLayer *fl = j->fl;
+  SbExec *x = &rank->x;
+  struct sb_layer *l = &fl->local[rank->index];
+  if (!fl->sharded)
+    return fl->fam->create(x, d, l);
+  int st = d->kind == SB_LAYER_CONV2D ? conv_template(x, d, l) : SB_OK;
+  int64_t start, count;
+  fsdp_rows(j->ctx, fl->rows, rank->index, &start, &count);
+  if (st == SB_OK)
+    st = sb_exec_upload_weights(x, d->weight + start * fl->row_elems,
+                                count * fl->row_elems, &l->weight);
+  /* Biases are one float per row: replicating them costs less than a
+   * collective per use. */
+  if (st == SB_OK && d->bias != NULL)
+    st = sb_exec_upload_weights(x, d->bias, fl->rows, &l->bias);
+  return st;
+}
+
+static int release_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  FsdpLayer *fl = arg;
+  sb_layer_release(&rank->x, &fl->local[rank->index]);
+  return SB_OK;
+}
+
+static void layer_destroy(sb_context *ctx, FsdpLayer *fl) {
+  if (fl->local)
+    fsdp_run(ctx, release_on_rank, fl);
+  free(fl->local);
+  free(fl);
+}
+
+/* The checks on out_c that conv_template relies on. */
+static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
+  if (d->weight == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: %s layer needs a weight",
+                     d->kind == SB_LAYER_LINEAR ? "linear" : "conv");
+  if (d->kind != SB_LAYER_CONV2D)
+    return SB_OK;
+  if (d->groups <= 0 || d->out_c <= 0 || d->out_c % d->groups)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: conv layer: groups=%lld must be positive "
+                     "and divide out_c=%lld",
+                     (long long)d->groups, (long long)d->out_c);
+  if (d->out_h <= 0 || d->out_w <= 0 ||
+      d->out_size != d->out_c * d->out_h * d->out_w)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: conv layer: out_size %lld must equal "
+                     "out_c*out_h*out_w = %lld with a positive output image",
+                     (long long)d->out_size,
+                     (long long)(d->out_c * d->out_h * d->out_w));
+  return SB_OK;
+}
+
+int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                      sb_layer **out) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (out == NULL || desc == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: NULL description or output pointer");
+  *out = NULL;
+  if (desc->struct_size < sizeof(sb_layer_desc_v1))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: description struct_size %u is smaller "
+                     "than sb_layer_desc_v1 (%zu bytes)",
+                     (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
+  const SbOpFamily *fam = sb_op_family(desc->kind);
+  if (fam == NULL)
+    return fsdp_fail(ctx, SB_ERR_UNSUPPORTED,
+                     "layer_create: unknown layer kind %d", (int)desc->kind);
+  if (desc->in_size <= 0 || desc->out_size <= 0)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "layer_create: %s layer sizes must be positive (in_size "
+                     "%lld, out_size %lld)",
+                     fam->name, (long long)desc->in_size,
+                     (long long)desc->out_size);
+  int sharded =
+      desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
+  int st = sharded ? check_sharded_desc(ctx, desc) : SB_OK;
+  if (st != SB_OK)
+    return st;
+  FsdpLayer *fl = calloc(1, sizeof *fl);
+  if (fl != NULL)
+    fl->local = calloc((size_t)ctx->size, sizeof *fl->local);
+  if (fl == NULL || fl->local == NULL) {
+    free(fl);
+    return fsdp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                     "layer_create: out of host memory");
+  }
+  fl->fam = fam;
+  fl->sharded = sharded;
+  if (desc->kind == SB_LAYER_LINEAR) {
+    fl->rows = desc->out_size;
+    fl->row_elems = desc->in_size;
+  } else if (desc->kind == SB_LAYER_CONV2D && desc->in_c > 0 &&
+             desc->groups > 0) {
+    fl->rows = desc->out_c;
+    fl->row_elems =
+        desc->in_c / desc->groups * desc->kernel_h * desc->kernel_w;
+  }
+  for (int r = 0; r < ctx->size; r++) {
+    struct sb_layer *l = &fl->local[r];
+    l->kind = desc->kind;
+    l->in_size = desc->in_size;
+    l->out_size = desc->out_size;
+    l->n_inputs = fam->n_inputs;
+  }
+  CreateJob job = {ctx, desc, fl};
+  st = fsdp_run(ctx, create_on_rank, &job);
+  if (st != SB_OK) {
+    char keep[sizeof ctx->error];
+    memcpy(keep, ctx->error, sizeof keep);
+    layer_destroy(ctx, fl);
+    memcpy(ctx->error, keep, sizeof keep);
+    return st;
+  }
+  *out = (sb_layer *)(void *)fl;
+  return SB_OK;
+}
+
+void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {
+  if (ctx == NULL || layer == NULL)
+    return;
+  layer_destroy(ctx, fsdp_layer(layer));
+}
+
+/* ---- the all-gather around an operator ---- */
+
+/* g := this rank's layer with the whole weight, gathered into *gathered
+ * (SB_MEM_GATHERED_WEIGHTS), which the caller frees as soon as the
+ * operator returns. Collective. */
+static int gather_layer(const sb_context *ctx, const FsdpLayer *fl,
+                        SbRank *rank, SbComm *comm, struct sb_layer *g,
+                        SbBuffer *gathered) {
+  *g = fl->local[rank->index];
+  if (!fl->sharded)
+    return SB_OK;
+  int64_t counts[SB_RANKS_MAX], start;
+  for (int q = 0; q < ctx->size; q++) {
+    fsdp_rows(ctx, fl->rows, q, &start, &counts[q]);
+    counts[q] *= fl->row_elems;
+  }
+  int st = sb_exec_alloc(&rank->x, SB_MEM_GATHERED_WEIGHTS,
+                         fl->rows * fl->row_elems, gathered);
+  if (st != SB_OK)
+    return st;
+  st = comm->ops->all_gather(comm, rank->index, &rank->x, g->weight.ptr,
+                             counts, gathered->ptr);
+  g->weight = *gathered;
+  return st;
+}
+
+/* ---- forward and IBP: bounds are replicated, every rank computes all of
+ * them with the same gathered weights, so they are identical everywhere
+ * and equal to the single-device result. ---- */
+
+typedef struct {
+  sb_context *ctx;
+  const FsdpLayer *fl;
+  int64_t B;
+  const sb_tensor *const *in_lo, *const *in_up;
+  sb_tensor *out_lo, *out_up; /* out_up NULL: plain forward */
+} ForwardJob;
+
+static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  ForwardJob *j = arg;
+  int r = rank->index;
+  const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
+  for (int i = 0; i < j->fl->fam->n_inputs; i++) {
+    lo[i] = j->in_lo[i]->buf[r].ptr;
+    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
+  }
+  struct sb_layer g;
+  SbBuffer gathered = {0};
+  int st = gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
+  if (st == SB_OK)
+    st = j->out_up ? j->fl->fam->ibp(&rank->x, &g, j->B, lo, up,
+                                     j->out_lo->buf[r].ptr,
+                                     j->out_up->buf[r].ptr)
+                   : j->fl->fam->forward(&rank->x, &g, j->B, lo,
+                                         j->out_lo->buf[r].ptr);
+  sb_exec_free(&rank->x, &gathered);
+  return st;
+}
+
+static int expect_numel(sb_context *ctx, const char *fn, const char *what,
+                        const sb_tensor *t, int64_t numel,
+                        const char *shape_text) {
+  if (t == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel != numel)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: %s has %lld elements, expected %lld (%s)", fn, what,
+                     (long long)t->numel, (long long)numel, shape_text);
+  return SB_OK;
+}
+
+static int expect_replicated(sb_context *ctx, const char *fn, const char *what,
+                             const sb_tensor *t) {
+  if (t->split)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: %s was created as coefficients/alpha, whose rows "
+                     "are split across ranks; bounds and inputs must use "
+                     "another memory category",
+                     fn, what);
+  return SB_OK;
+}
+
+static int check_vectors(sb_context *ctx, const char *fn, const char *what,
+                         const FsdpLayer *fl, const sb_tensor *const *in,
+                         int64_t n) {
+  if (in == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
+                     what);
+  for (int i = 0; i < fl->fam->n_inputs; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s[%d]", what, i);
+    int st = expect_numel(ctx, fn, name, in[i], n, "[B,N_in]");
+    if (st == SB_OK)
+      st = expect_replicated(ctx, fn, name, in[i]);
+    if (st != SB_OK)
+      return st;
+  }
+  return SB_OK;
+}
+
+static int batch_of(sb_context *ctx, const char *fn, const char *what,
+                    const sb_tensor *t, int64_t n, int64_t *B) {
+  if (t == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel % n != 0)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: %s has %lld elements, not a multiple of the layer "
+                     "size %lld",
+                     fn, what, (long long)t->numel, (long long)n);
+  *B = t->numel / n;
+  return expect_replicated(ctx, fn, what, t);
+}
+
+int fsdp_layer_forward(sb_context *ctx, const sb_layer *layer,
+                       const sb_tensor *const *inputs, sb_tensor *out) {
+  static const char fn[] = "layer_forward";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  const FsdpLayer *fl = fsdp_layer(layer);
+  const struct sb_layer *l = &fl->local[0];
+  int64_t B;
+  int st = batch_of(ctx, fn, "out", out, l->out_size, &B);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "inputs", fl, inputs, B * l->in_size);
+  if (st != SB_OK)
+    return st;
+  ForwardJob job = {ctx, fl, B, inputs, NULL, out, NULL};
+  return fsdp_run(ctx, forward_on_rank, &job);
+}
+
+int fsdp_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                   const sb_tensor *const *in_lower,
+                   const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                   sb_tensor *out_upper) {
+  static const char fn[] = "layer_ibp";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  const FsdpLayer *fl = fsdp_layer(layer);
+  const struct sb_layer *l = &fl->local[0];
+  int64_t B;
+  int st = batch_of(ctx, fn, "out_lower", out_lower, l->out_size, &B);
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "out_upper", out_upper, B * l->out_size,
+                      "[B,N_out]");
+  if (st == SB_OK)
+    st = expect_replicated(ctx, fn, "out_upper", out_upper);
+  if (st == SB_OK && out_lower == out_upper)
+    st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: out_lower and out_upper are the same tensor", fn);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "in_lower", fl, in_lower, B * l->in_size);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "in_upper", fl, in_upper, B * l->in_size);
+  if (st != SB_OK)
+    return st;
+  ForwardJob job = {ctx, fl, B, in_lower, in_upper, out_lower, out_upper};
+  return fsdp_run(ctx, forward_on_rank, &job);
+}
+
+/* ---- backward and concretize: on local spec rows only ---- */
+
+/* A [S,...] argument of a backward or concretize call: dimension 0 must be
+ * the S rows that are split across ranks. */
+static int expect_rows(sb_context *ctx, const char *fn, const char *what,
+                       const sb_tensor *t, int64_t S, int64_t numel,
+                       const char *shape_text) {
+  int st = expect_numel(ctx, fn, what, t, numel, shape_text);
+  if (st == SB_OK && t->shape[0] != S)
+    st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s must have its %lld specification rows as its "
+                   "first dimension (it has %lld)",
+                   fn, what, (long long)S, (long long)t->shape[0]);
+  return st;
+}
+
+typedef struct {
+  sb_context *ctx;
+  const FsdpLayer *fl;
+  const sb_backward_args_v1 *args;
+  int64_t S, B;
+} BackwardJob;
+
+/* Give every rank all rows of the replicated outputs, each tensor once. */
+static int share_outputs(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                         sb_tensor *const *outs, int n) {
+  int st = SB_OK;
+  for (int i = 0; i < n && st == SB_OK; i++) {
+    int seen = 0;
+    for (int k = 0; k < i; k++)
+      seen |= outs[k] == outs[i];
+    if (!seen && outs[i])
+      st = fsdp_share_rows(ctx, rank, comm, outs[i]);
+  }
+  return st;
+}
+
+static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  BackwardJob *j = arg;
+  const sb_backward_args_v1 *in = j->args;
+  const FsdpLayer *fl = j->fl;
+  int r = rank->index, n = fl->fam->n_inputs;
+  int64_t s0, ns;
+  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  SbOpBackward a;
+  memset(&a, 0, sizeof a);
+  a.side = in->side;
+  a.S = ns;
+  a.B = j->B;
+  a.A_out = fsdp_row_view(in->A_out, r, s0);
+  for (int i = 0; i < n; i++) {
+    a.A_in[i] = fsdp_row_view(in->A_in[i], r, s0);
+    a.accumulate[i] = in->accumulate[i];
+  }
+  a.bias = fsdp_row_view(in->bias, r, s0);
+  if (fl->local[0].kind == SB_LAYER_RELU) {
+    a.pre_lower = in->pre_lower->buf[r].ptr;
+    a.pre_upper = in->pre_upper->buf[r].ptr;
+    a.alpha = in->alpha ? fsdp_row_view(in->alpha, r, s0) : NULL;
+  }
+  struct sb_layer g;
+  SbBuffer gathered = {0};
+  int st = gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && ns > 0)
+    st = fl->fam->backward(&rank->x, &g, &a);
+  sb_exec_free(&rank->x, &gathered);
+  if (st != SB_OK)
+    return st;
+  sb_tensor *outs[SB_MAX_LAYER_INPUTS + 1] = {in->bias};
+  for (int i = 0; i < n; i++)
+    outs[i + 1] = in->A_in[i];
+  return share_outputs(j->ctx, rank, comm, outs, n + 1);
+}
+
+int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
+                        const sb_backward_args_v1 *args) {
+  static const char fn[] = "layer_backward";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL || args == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
+                     fn);
+  if (args->struct_size < sizeof(sb_backward_args_v1))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: args struct_size %u is smaller than "
+                     "sb_backward_args_v1 (%zu bytes)",
+                     fn, (unsigned)args->struct_size,
+                     sizeof(sb_backward_args_v1));
+  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: side %d is neither lower (0) nor upper (1)", fn,
+                     (int)args->side);
+  const FsdpLayer *fl = fsdp_layer(layer);
+  const struct sb_layer *l = &fl->local[0];
+  const sb_tensor *A = args->A_out;
+  if (A == NULL || A->ndim < 3)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: A_out must be a tensor of shape [S,B,N]", fn);
+  BackwardJob job = {ctx, fl, args, A->shape[0], A->shape[1]};
+  const int64_t R = job.S * job.B;
+  if (R == 0 || A->numel / R != l->out_size)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: A_out has %lld elements, expected S*B*N_out with "
+                     "N_out = %lld",
+                     fn, (long long)A->numel, (long long)l->out_size);
+  int st = SB_OK;
+  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "A_in[%d]", i);
+    st = expect_rows(ctx, fn, name, args->A_in[i], job.S, R * l->in_size,
+                     "[S,B,N_in]");
+    if (st == SB_OK && args->A_in[i] == A && l->kind != SB_LAYER_ADD)
+      st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: %s must not be the same tensor as A_out", fn, name);
+  }
+  if (st == SB_OK)
+    st = expect_rows(ctx, fn, "bias", args->bias, job.S, R, "[S,B]");
+  if (st == SB_OK && l->kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * l->out_size;
+    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
+                           "[B,N]")) ||
+        (st = expect_replicated(ctx, fn, "pre_lower", args->pre_lower)) ||
+        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
+                           "[B,N]")) ||
+        (st = expect_replicated(ctx, fn, "pre_upper", args->pre_upper)))
+      return st;
+    if (args->alpha)
+      st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
+                       R * l->out_size, "[S,B,N]");
+  }
+  if (st != SB_OK)
+    return st;
+  return fsdp_run(ctx, backward_on_rank, &job);
+}
+
+typedef struct {
+  sb_context *ctx;
+  const sb_tensor *A, *bias, *x_lower, *x_upper;
+  sb_tensor *out;
+  int32_t side;
+  int64_t S, B, N;
+} ConcretizeJob;
+
+static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  ConcretizeJob *j = arg;
+  int r = rank->index;
+  int64_t s0, ns;
+  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  int st = SB_OK;
+  if (ns > 0)
+    st = sb_concretize(&rank->x, j->side, ns, j->B, j->N,
+                       fsdp_row_view(j->A, r, s0),
+                       j->bias ? fsdp_row_view(j->bias, r, s0) : NULL,
+                       j->x_lower->buf[r].ptr, j->x_upper->buf[r].ptr,
+                       fsdp_row_view(j->out, r, s0));
+  return st == SB_OK ? fsdp_share_rows(j->ctx, rank, comm, j->out) : st;
+}
+
+int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
+                    const sb_tensor *x_lower, const sb_tensor *x_upper,
+                    int32_t side, sb_tensor *out) {
+  static const char fn[] = "concretize";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: side %d is neither lower (0) nor upper (1)", fn,
+                     (int)side);
+  if (A == NULL || A->ndim < 3)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: A must be a tensor of shape [S,B,N]", fn);
+  ConcretizeJob job = {ctx, A, bias, x_lower, x_upper, out, side,
+                       A->shape[0], A->shape[1], 0};
+  job.N = job.S * job.B != 0 ? A->numel / (job.S * job.B) : 0;
+  const int64_t R = job.S * job.B;
+  int st = SB_OK;
+  if (bias)
+    st = expect_rows(ctx, fn, "bias", bias, job.S, R, "[S,B]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_lower", x_lower, job.B * job.N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_replicated(ctx, fn, "x_lower", x_lower);
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_upper", x_upper, job.B * job.N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_replicated(ctx, fn, "x_upper", x_upper);
+  if (st == SB_OK)
+    st = expect_rows(ctx, fn, "out", out, job.S, R, "[S,B]");
+  if (st != SB_OK)
+    return st;
+  return fsdp_run(ctx, concretize_on_rank, &job);
+}

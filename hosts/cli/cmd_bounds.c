@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/* `shardbound bounds`: bounds of a network's outputs and of a property's
+ * atoms, as text or as the JSON object of DESIGN.md section 6. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "commands.h"
+#include "hosts/engine/bounds.h"
+#include "hosts/engine/onnx_import.h"
+#include "hosts/engine/session_setup.h"
+#include "hosts/engine/vnnlib.h"
+
+static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
+  "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
+};
+
+static void
+json_doubles (GString *out, const char *key, const double *v, int n)
+{
+  g_string_append_printf (out, "  \"%s\": [", key);
+  for (int i = 0; i < n; i++)
+    {
+      if (!isfinite (v[i]))
+        g_string_append_printf (out, "%s%s", i ? ", " : "", "null");
+      else
+        g_string_append_printf (out, "%s%.9g", i ? ", " : "", v[i]);
+    }
+  g_string_append (out, "],\n");
+}
+
+static void
+json_string (GString *out, const char *text)
+{
+  g_string_append_c (out, '"');
+  for (const char *p = text; *p; p++)
+    {
+      if (*p == '"' || *p == '\\')
+        g_string_append_printf (out, "\\%c", *p);
+      else if ((unsigned char) *p < 0x20)
+        g_string_append_printf (out, "\\u%04x", *p);
+      else
+        g_string_append_c (out, *p);
+    }
+  g_string_append_c (out, '"');
+}
+
+static void
+json_memory (GString *out, SbSession *session)
+{
+  int ranks = session->be->rank_count (session->ctx);
+  g_string_append (out, "  \"memory\": {\"per_rank\": [");
+  for (int r = 0; r < ranks; r++)
+    {
+      sb_memory_stats_v1 st = { .struct_size = sizeof st };
+      if (session->be->memory_stats (session->ctx, r, &st) != SB_OK)
+        continue;
+      g_string_append_printf (out,
+                              "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
+                              ", \"peak_bytes\": %" G_GUINT64_FORMAT
+                              ", \"current_bytes\": %" G_GUINT64_FORMAT
+                              ", \"device_used_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
+                              r ? "," : "", r, (guint64) st.baseline_bytes,
+                              (guint64) st.total_peak_bytes, (guint64) st.total_current_bytes,
+                              (gint64) st.device_used_bytes);
+      for (int c = 0; c < SB_MEM_CATEGORY_COUNT; c++)
+        g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
+                                ", \"peak\": %" G_GUINT64_FORMAT "}",
+                                c ? ", " : "", category_names[c],
+                                (guint64) st.current_bytes[c], (guint64) st.peak_bytes[c]);
+      g_string_append (out, "}}");
+    }
+  g_string_append (out, "\n  ]}\n");
+}
+
+static void
+print_text (const SbBoundsResult *r, const SbProperty *prop, int region,
+            const char *method, const char *backend, double seconds)
+{
+  printf ("method %s, backend %s, %.3f s\n", method, backend, seconds);
+  printf ("%-8s %16s %16s\n", "output", "lower", "upper");
+  for (int i = 0; i < r->n_outputs; i++)
+    printf ("Y_%-6d %16.8g %16.8g\n", i, r->output_lower[i], r->output_upper[i]);
+  if (r->n_specs > 0)
+    {
+      printf ("%-8s %16s %16s %12s\n", "atom", "lower(c.y)", "upper(c.y)", "d");
+      for (int k = 0; k < r->n_specs; k++)
+        printf ("%-8d %16.8g %16.8g %12.6g%s\n", k, r->spec_lower[k], r->spec_upper[k],
+                prop->atoms[k].d, r->spec_lower[k] > prop->atoms[k].d ? "  (never holds)" : "");
+      printf ("property %s on this box (by these bounds alone)\n",
+              sb_region_proven (prop, region, r->spec_lower) ? "holds" : "is not proven");
+    }
+}
+
+int
+sb_cmd_bounds (int argc, char **argv)
+{
+  g_autofree char *method_name = NULL;
+  g_autofree char *backend = NULL;
+  g_autofree char *backend_path = NULL;
+  g_autofree char *config_file = NULL;
+  g_auto (GStrv) options = NULL;
+  int ranks = 0;
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp or crown (default crown)", "METHOD" },
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on (default: configured, else cuda if usable, else cpu)", "NAME" },
+    { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
+    { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
+    { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file instead of the XDG one", "FILE" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
+  g_autoptr (GError) error = NULL;
+  g_option_context_set_summary (oc, "Compute bounds of the network outputs and of every atom of the property's unsafe region.");
+  g_option_context_add_main_entries (oc, entries, NULL);
+  if (!g_option_context_parse (oc, &argc, &argv, &error))
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return 2;
+    }
+  if (argc != 3)
+    {
+      g_printerr ("shardbound bounds: expected MODEL.onnx and PROPERTY.vnnlib (see --help)\n");
+      return 2;
+    }
+  SbMethod method = SB_METHOD_CROWN;
+  if (method_name != NULL && !sb_method_from_string (method_name, &method))
+    {
+      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp or crown)\n", method_name);
+      return 2;
+    }
+
+  g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);
+  if (graph == NULL)
+    {
+      g_printerr ("shardbound bounds: %s: %s\n", argv[1], error->message);
+      return 2;
+    }
+  g_autoptr (SbProperty) prop = sb_vnnlib_load (argv[2], &error);
+  if (prop == NULL)
+    {
+      g_printerr ("shardbound bounds: %s: %s\n", argv[2], error->message);
+      return 2;
+    }
+  if (prop->n_inputs != graph->input_size || prop->n_outputs != graph->output_size)
+    {
+      g_printerr ("shardbound bounds: the property declares %d inputs and %d outputs but the "
+                  "model has %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT "\n",
+                  prop->n_inputs, prop->n_outputs, graph->input_size, graph->output_size);
+      return 2;
+    }
+
+  SbSessionRequest request = { backend, backend_path, config_file, ranks, (const char *const *) options };
+  g_autoptr (SbSessionSetup) setup = sb_session_setup (&request, &error);
+  if (setup == NULL)
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
+    }
+  SbSession *session = setup->session;
+
+  g_autoptr (SbNetwork) net = sb_network_new (session, graph, &error);
+  if (net == NULL)
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return 1;
+    }
+  session->be->memory_mark_baseline (session->ctx);
+  session->be->memory_reset_peak (session->ctx);
+
+  g_autofree double *rows = sb_property_spec_rows (prop);
+  SbSpec spec = { prop->n_atoms, rows };
+  SbBoundsResult result;
+  const int region = 0;
+  gint64 t0 = g_get_monotonic_time ();
+  if (!sb_network_compute_bounds (net, method, prop->regions[region].x_lower,
+                                  prop->regions[region].x_upper, &spec, &result, &error))
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return 1;
+    }
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  if (prop->n_regions > 1)
+    g_printerr ("shardbound bounds: the property has %d input regions; bounds are for the first\n",
+                prop->n_regions);
+
+  if (!json)
+    {
+      print_text (&result, prop, region, sb_method_to_string (method), session->name, seconds);
+    }
+  else
+    {
+      g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
+      json_string (out, sb_method_to_string (method));
+      g_string_append (out, ",\n  \"backend\": ");
+      json_string (out, session->name);
+      g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", session->be->rank_count (session->ctx));
+      json_string (out, argv[1]);
+      g_string_append (out, ",\n  \"property\": ");
+      json_string (out, argv[2]);
+      g_string_append_printf (out, ",\n  \"regions\": %d,\n", prop->n_regions);
+      json_doubles (out, "output_lower", result.output_lower, result.n_outputs);
+      json_doubles (out, "output_upper", result.output_upper, result.n_outputs);
+      json_doubles (out, "spec_lower", result.spec_lower, result.n_specs);
+      json_doubles (out, "spec_upper", result.spec_upper, result.n_specs);
+      g_string_append_printf (out, "  \"spec_rhs\": [");
+      for (int k = 0; k < prop->n_atoms; k++)
+        g_string_append_printf (out, "%s%.9g", k ? ", " : "", prop->atoms[k].d);
+      g_string_append_printf (out, "],\n  \"proven\": %s,\n  \"unstable_relus\": %d,\n  \"seconds\": %.6f,\n",
+                              sb_region_proven (prop, region, result.spec_lower) ? "true" : "false",
+                              result.n_unstable, seconds);
+      json_memory (out, session);
+      g_string_append (out, "}\n");
+      fputs (out->str, stdout);
+    }
+  sb_bounds_result_clear (&result);
+  return 0;
+}

@@ -1,0 +1,11 @@
+# SPDX-License-Identifier: MIT
+# The `shardbound` command.
+bin_PROGRAMS += hosts/cli/shardbound
+hosts_cli_shardbound_SOURCES = \
+	hosts/cli/main.c hosts/cli/commands.h \
+	hosts/cli/cmd_backends.c \
+	hosts/cli/cmd_bounds.c \
+	hosts/cli/cmd_mkmodel.c \
+	hosts/cli/cmd_bench.c
+hosts_cli_shardbound_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS)
+hosts_cli_shardbound_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la $(GLIB_LIBS)

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* Bound propagation over a graph on any backend: IBP and CROWN. */
+#ifndef SB_BOUNDS_H
+#define SB_BOUNDS_H
+
+#include <glib.h>
+#include "plugin/shardbound-plugin.h"
+#include "graph.h"
+#include "vnnlib.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  SB_METHOD_IBP,
+  SB_METHOD_CROWN
+} SbMethod;
+
+/* Parses "ibp" / "crown"; FALSE for anything else. */
+gboolean sb_method_from_string (const char *text, SbMethod *out);
+const char *sb_method_to_string (SbMethod method);
+
+/* A graph whose layers live in a backend context. Ownership: the network
+ * borrows session and graph, which must outlive it. */
+typedef struct _SbNetwork SbNetwork;
+
+SbNetwork *sb_network_new (SbSession *session, const SbGraph *graph, GError **error);
+void sb_network_free (SbNetwork *network);
+
+/* CROWN intermediate bounds replace the IBP bounds of the IBP-unstable
+ * neurons, as auto_LiRPA does (the default, which reproduces its bounds).
+ * With intersect set, each bound is the tighter of the two: never looser,
+ * often tighter, and what complete verification uses. */
+void sb_network_set_intersect_ibp (SbNetwork *network, gboolean intersect);
+
+/* A linear specification: rows c (n_specs x n_outputs, row-major) whose
+ * bounds of c.y are wanted. */
+typedef struct {
+  int n_specs;
+  const double *rows;
+} SbSpec;
+
+typedef struct {
+  int n_outputs;
+  double *output_lower; /* [n_outputs] */
+  double *output_upper;
+  int n_specs;
+  double *spec_lower;   /* [n_specs] */
+  double *spec_upper;
+  /* Counts of the intermediate CROWN passes (for reports). */
+  int n_unstable;       /* unstable ReLU inputs after intermediate bounds */
+} SbBoundsResult;
+
+void sb_bounds_result_clear (SbBoundsResult *result);
+
+/* Bounds of the network output and of every spec row over the box
+ * [x_lower, x_upper] (graph->input_size entries each). */
+gboolean sb_network_compute_bounds (SbNetwork *network, SbMethod method,
+                                    const double *x_lower,
+                                    const double *x_upper,
+                                    const SbSpec *spec,
+                                    SbBoundsResult *result, GError **error);
+
+/* Spec rows of a property's atoms in file order (n_atoms x n_outputs). */
+double *sb_property_spec_rows (const SbProperty *property);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbNetwork, sb_network_free)
+
+G_END_DECLS
+
+#endif

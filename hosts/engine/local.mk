@@ -1,0 +1,11 @@
+# SPDX-License-Identifier: MIT
+# The engine library: graph IR, ONNX import, VNNLIB, bound propagation.
+noinst_LTLIBRARIES += hosts/engine/libsbengine.la
+hosts_engine_libsbengine_la_SOURCES = \
+	hosts/engine/graph.c hosts/engine/graph.h \
+	hosts/engine/onnx_import.h \
+	hosts/engine/vnnlib.h \
+	hosts/engine/bounds.c hosts/engine/bounds.h \
+	hosts/engine/session_setup.c hosts/engine/session_setup.h
+hosts_engine_libsbengine_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(PROTOBUF_C_CFLAGS)
+hosts_engine_libsbengine_la_LIBADD = plugin/libshardbound.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) -lm

@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests of the FSDP backend against the CPU reference through the ABI:
+ * bit-identical IBP, CROWN backward and concretize for 1..4 ranks on MLPs,
+ * conv nets and residual nets; sharded memory; failing ranks. */
+#include <check.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "abi/shardbound.h"
+
+typedef struct {
+  void *handle;
+  const sb_backend_v1 *d;
+} Backend;
+
+static Backend load(const char *name) {
+  const char *dir = getenv("SHARDBOUND_BACKEND_PATH");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/shardbound-backend-%s.so",
+           dir ? dir : "backends/.libs", name);
+  Backend b = {dlopen(path, RTLD_NOW | RTLD_LOCAL), NULL};
+  ck_assert_msg(b.handle != NULL, "dlopen %s: %s", path, dlerror());
+  sb_backend_get_v1_fn get =
+      (sb_backend_get_v1_fn)dlsym(b.handle, SB_ENTRY_SYMBOL_V1);
+  ck_assert_ptr_nonnull(get);
+  ck_assert_int_eq(get(NULL, &b.d), SB_OK);
+  return b;
+}
+
+typedef struct {
+  const sb_backend_v1 *d;
+  sb_context *ctx;
+} Ctx;
+
+static Ctx open_ctx(const Backend *b, const sb_option *opts, size_t n) {
+  Ctx c = {b->d, NULL};
+  char err[512] = "";
+  int st = b->d->context_create(NULL, opts, n, &c.ctx, err, sizeof err);
+  ck_assert_msg(st == SB_OK, "%s context_create: %s", b->d->name, err);
+  return c;
+}
+
+static Ctx open_fsdp(const Backend *b, int P) {
+  char v[8];
+  snprintf(v, sizeof v, "%d", P);
+  sb_option o = {"ranks", v};
+  return open_ctx(b, &o, 1);
+}
+
+static void ok(Ctx *c, int st, const char *what) {
+  ck_assert_msg(st == SB_OK, "%s %s: %s", c->d->name, what,
+                c->d->last_error(c->ctx));
+}
+
+static sb_tensor *tensor(Ctx *c, int32_t cat, int64_t d0, int64_t d1,
+                         int64_t d2, const float *data) {
+  int64_t shape[3] = {d0, d1, d2};
+  sb_tensor *t = NULL;
+  ok(c, c->d->tensor_create(c->ctx, cat, d2 ? 3 : 2, shape, &t), "create");
+  if (data)
+    ok(c, c->d->tensor_write(c->ctx, t, 0, d0 * d1 * (d2 ? d2 : 1),
+                             SB_DTYPE_F32, data),
+       "write");
+  return t;
+}
+
+static float *read_all(Ctx *c, const sb_tensor *t, int64_t n) {
+  float *v = malloc((size_t)n * sizeof(float) + 1);
+  ok(c, c->d->tensor_read(c->ctx, t, 0, n, SB_DTYPE_F32, v), "read");
+  return v;
+}
+
+static void same_bits(Ctx *a, const sb_tensor *ta, Ctx *b,
+                      const sb_tensor *tb, int64_t n, const char *what,
+                      int P) {
+  float *x = read_all(a, ta, n), *y = read_all(b, tb, n);
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(memcmp(&x[i], &y[i], sizeof(float)) == 0,
+                  "P=%d %s[%lld]: cpu %.9g, fsdp %.9g", P, what, (long long)i,
+                  x[i], y[i]);
+  free(x);
+  free(y);
+}
+
+static unsigned rng_state;
+static float frand(void) {
+  rng_state = rng_state * 1103515245u + 12345u;
+  return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+static float *rand_vec(int64_t n, float scale) {
+  float *v = malloc((size_t)n * sizeof(float) + 1);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = frand() * scale;
+  return v;
+}
+
+/* ---- a tiny DAG of layers: node 0 is the input ---- */
+
+#define MAX_NODES 12
+typedef struct {
+  int n;
+  sb_layer_desc_v1 desc[MAX_NODES];
+  int in[MAX_NODES][2];
+  int64_t size[MAX_NODES];
+  float *w[MAX_NODES], *b[MAX_NODES];
+} Net;
+
+static void net_init(Net *net, int64_t in_size) {
+  memset(net, 0, sizeof *net);
+  net->n = 1;
+  net->size[0] = in_size;
+}
+
+static sb_layer_desc_v1 *net_add(Net *net, int32_t kind, int in0, int in1,
+                                 int64_t out_size) {
+  int k = net->n++;
+  sb_layer_desc_v1 *d = &net->desc[k];
+  d->struct_size = sizeof *d;
+  d->kind = kind;
+  d->in_size = net->size[in0];
+  d->out_size = out_size;
+  net->in[k][0] = in0;
+  net->in[k][1] = in1;
+  net->size[k] = out_size;
+  return d;
+}
+
+static int net_linear(Net *net, int in, int64_t out) {
+  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_LINEAR, in, -1, out);
+  net->w[net->n - 1] = rand_vec(out * d->in_size, 0.5f);
+  net->b[net->n - 1] = rand_vec(out, 0.3f);
+  d->weight = net->w[net->n - 1];
+  d->bias = net->b[net->n - 1];
+  return net->n - 1;
+}
+
+static int net_simple(Net *net, int32_t kind, int in) {
+  net_add(net, kind, in, -1, net->size[in]);
+  return net->n - 1;
+}
+
+static int net_conv(Net *net, int in, int64_t c, int64_t h, int64_t w,
+                    int64_t oc, int64_t k, int64_t stride, int64_t pad,
+                    int64_t groups) {
+  int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_CONV2D, in, -1, oc * oh * ow);
+  ck_assert_int_eq(d->in_size, c * h * w);
+  d->in_c = c, d->in_h = h, d->in_w = w;
+  d->out_c = oc, d->out_h = oh, d->out_w = ow;
+  d->kernel_h = d->kernel_w = k;
+  d->stride_h = d->stride_w = stride;
+  d->pad_top = d->pad_left = d->pad_bottom = d->pad_right = pad;
+  d->dilation_h = d->dilation_w = 1;
+  d->groups = groups;
+  net->w[net->n - 1] = rand_vec(oc * (c / groups) * k * k, 0.4f);
+  net->b[net->n - 1] = rand_vec(oc, 0.2f);
+  d->weight = net->w[net->n - 1];
+  d->bias = net->b[net->n - 1];
+  return net->n - 1;
+}
+
+static int net_affine(Net *net, int in, int64_t channels) {
+  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_AFFINE, in, -1, net->size[in]);
+  d->channels = channels;
+  d->spatial = net->size[in] / channels;
+  net->w[net->n - 1] = rand_vec(channels, 1.5f);
+  net->b[net->n - 1] = rand_vec(channels, 0.5f);
+  d->weight = net->w[net->n - 1];
+  d->bias = net->b[net->n - 1];
+  return net->n - 1;
+}
+
+static void net_free(Net *net) {
+  for (int k = 0; k < net->n; k++)
+    free(net->w[k]), free(net->b[k]);
+}
+
+/* The state of one backend while the net is bounded. */
+typedef struct {
+  Ctx c;
+  sb_layer *layer[MAX_NODES];
+  sb_tensor *lo[MAX_NODES], *hi[MAX_NODES], *A[MAX_NODES];
+  int touched[MAX_NODES];
+  sb_tensor *bias;
+} Run;
+
+enum { S_SPECS = 7, BATCH = 2 };
+
+static void run_ibp(Run *r, const Net *net, const float *xl, const float *xu) {
+  Ctx *c = &r->c;
+  r->lo[0] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[0], 0, xl);
+  r->hi[0] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[0], 0, xu);
+  for (int k = 1; k < net->n; k++) {
+    ok(c, c->d->layer_create(c->ctx, &net->desc[k], &r->layer[k]),
+       "layer_create");
+    r->lo[k] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[k], 0, NULL);
+    r->hi[k] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[k], 0, NULL);
+    const sb_tensor *il[2] = {r->lo[net->in[k][0]],
+                              net->in[k][1] >= 0 ? r->lo[net->in[k][1]] : NULL};
+    const sb_tensor *iu[2] = {r->hi[net->in[k][0]],
+                              net->in[k][1] >= 0 ? r->hi[net->in[k][1]] : NULL};
+    ok(c, c->d->layer_ibp(c->ctx, r->layer[k], il, iu, r->lo[k], r->hi[k]),
+       "layer_ibp");
+  }
+}
+
+static void run_free(Run *r, const Net *net) {
+  Ctx *c = &r->c;
+  for (int k = 0; k < net->n; k++) {
+    c->d->tensor_free(c->ctx, r->lo[k]);
+    c->d->tensor_free(c->ctx, r->hi[k]);
+    c->d->tensor_free(c->ctx, r->A[k]);
+    if (k)
+      c->d->layer_free(c->ctx, r->layer[k]);
+  }
+  c->d->tensor_free(c->ctx, r->bias);
+  memset(r->lo, 0, sizeof r->lo);
+  memset(r->hi, 0, sizeof r->hi);
+  memset(r->A, 0, sizeof r->A);
+}
+
+/* CROWN from the last node back to the input, then concretize; every
+ * intermediate result of fsdp is compared with the cpu's. */
+static void backward_compare(Run *cpu, Run *fs, const Net *net, int side,
+                             int P) {
+  Run *runs[2] = {cpu, fs};
+  int last = net->n - 1;
+  int64_t index[S_SPECS];
+  for (int s = 0; s < S_SPECS; s++)
+    index[s] = (s * 5 + 1) % net->size[last];
+  float *bias0 = rand_vec(S_SPECS * BATCH, 1.0f);
+  for (int i = 0; i < 2; i++) {
+    Run *r = runs[i];
+    memset(r->touched, 0, sizeof r->touched);
+    for (int k = 0; k < net->n; k++)
+      r->A[k] = tensor(&r->c, SB_MEM_COEFFICIENTS, S_SPECS, BATCH,
+                       net->size[k], NULL);
+    ok(&r->c, r->c.d->tensor_set_unit_rows(r->c.ctx, r->A[last], index),
+       "set_unit_rows");
+    r->bias = tensor(&r->c, SB_MEM_COEFFICIENTS, S_SPECS, BATCH, 0, bias0);
+    r->touched[last] = 1;
+  }
+  free(bias0);
+  for (int k = last; k >= 1; k--) {
+    for (int i = 0; i < 2; i++) {
+      Run *r = runs[i];
+      sb_backward_args_v1 a;
+      memset(&a, 0, sizeof a);
+      a.struct_size = sizeof a;
+      a.side = side;
+      a.A_out = r->A[k];
+      for (int j = 0; j < 2 && net->in[k][j] >= 0; j++) {
+        if (j == 1 && net->desc[k].kind != SB_LAYER_ADD)
+          break;
+        a.A_in[j] = r->A[net->in[k][j]];
+        a.accumulate[j] = r->touched[net->in[k][j]];
+      }
+      if (net->desc[k].kind == SB_LAYER_RELU) {
+        a.pre_lower = r->lo[net->in[k][0]];
+        a.pre_upper = r->hi[net->in[k][0]];
+      }
+      a.bias = r->bias;
+      ok(&r->c, r->c.d->layer_backward(r->c.ctx, r->layer[k], &a),
+         "layer_backward");
+      for (int j = 0; j < 2 && a.A_in[j]; j++)
+        r->touched[net->in[k][j]] = 1;
+    }
+    for (int j = 0; j < 2 && net->in[k][j] >= 0; j++) {
+      int n = net->in[k][j];
+      char what[64];
+      snprintf(what, sizeof what, "A of node %d after layer %d", n, k);
+      same_bits(&cpu->c, cpu->A[n], &fs->c, fs->A[n],
+                S_SPECS * BATCH * net->size[n], what, P);
+    }
+    same_bits(&cpu->c, cpu->bias, &fs->c, fs->bias, S_SPECS * BATCH,
+              "backward bias", P);
+  }
+  sb_tensor *out[2];
+  for (int i = 0; i < 2; i++) {
+    Run *r = runs[i];
+    out[i] = tensor(&r->c, SB_MEM_BOUNDS, S_SPECS, BATCH, 0, NULL);
+    ok(&r->c, r->c.d->concretize(r->c.ctx, r->A[0], r->bias, r->lo[0],
+                                 r->hi[0], side, out[i]),
+       "concretize");
+  }
+  same_bits(&cpu->c, out[0], &fs->c, out[1], S_SPECS * BATCH, "concretize",
+            P);
+  for (int i = 0; i < 2; i++) {
+    runs[i]->c.d->tensor_free(runs[i]->c.ctx, out[i]);
+    runs[i]->c.d->tensor_free(runs[i]->c.ctx, runs[i]->bias);
+    runs[i]->bias = NULL;
+    for (int k = 0; k < net->n; k++) {
+      runs[i]->c.d->tensor_free(runs[i]->c.ctx, runs[i]->A[k]);
+      runs[i]->A[k] = NULL;
+    }
+  }
+}
+
+static void check_gathered_released(Ctx *c) {
+  for (int r = 0; r < c->d->rank_count(c->ctx); r++) {
+    sb_memory_stats_v1 s = {.struct_size = sizeof s};
+    ok(c, c->d->memory_stats(c->ctx, r, &s), "memory_stats");
+    ck_assert_uint_eq(s.current_bytes[SB_MEM_GATHERED_WEIGHTS], 0);
+  }
+}
+
+static void compare_net(const Net *net, unsigned seed) {
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  rng_state = seed;
+  float *xl = rand_vec(BATCH * net->size[0], 1.0f);
+  float *xu = malloc((size_t)(BATCH * net->size[0]) * sizeof(float));
+  for (int64_t i = 0; i < BATCH * net->size[0]; i++)
+    xu[i] = xl[i] + 0.2f + 0.1f * (frand() + 1.0f);
+  for (int P = 1; P <= 4; P++) {
+    Run cpu = {open_ctx(&cpu_b, NULL, 0)}, fs = {open_fsdp(&fsdp_b, P)};
+    ck_assert_int_eq(fs.c.d->rank_count(fs.c.ctx), P);
+    run_ibp(&cpu, net, xl, xu);
+    run_ibp(&fs, net, xl, xu);
+    for (int k = 1; k < net->n; k++) {
+      char what[32];
+      snprintf(what, sizeof what, "IBP lower of node %d", k);
+      same_bits(&cpu.c, cpu.lo[k], &fs.c, fs.lo[k], BATCH * net->size[k],
+                what, P);
+      snprintf(what, sizeof what, "IBP upper of node %d", k);
+      same_bits(&cpu.c, cpu.hi[k], &fs.c, fs.hi[k], BATCH * net->size[k],
+                what, P);
+    }
+    backward_compare(&cpu, &fs, net, SB_SIDE_LOWER, P);
+    backward_compare(&cpu, &fs, net, SB_SIDE_UPPER, P);
+    check_gathered_released(&fs.c);
+    run_free(&cpu, net);
+    run_free(&fs, net);
+    cpu.c.d->context_destroy(cpu.c.ctx);
+    fs.c.d->context_destroy(fs.c.ctx);
+  }
+  free(xl);
+  free(xu);
+}
+
+START_TEST(test_mlp_bounds_equal_cpu_bit_for_bit) {
+  Net net;
+  rng_state = 11;
+  net_init(&net, 13);
+  int a = net_linear(&net, 0, 23);
+  a = net_simple(&net, SB_LAYER_RELU, a);
+  a = net_linear(&net, a, 17);
+  a = net_simple(&net, SB_LAYER_RELU, a);
+  net_linear(&net, a, 5);
+  compare_net(&net, 101);
+  net_free(&net);
+}
+END_TEST
+
+START_TEST(test_conv_net_bounds_equal_cpu_bit_for_bit) {
+  Net net;
+  rng_state = 12;
+  net_init(&net, 3 * 7 * 7);
+  int a = net_conv(&net, 0, 3, 7, 7, 6, 3, 2, 1, 1);   /* 6x4x4 */
+  a = net_affine(&net, a, 6);
+  a = net_simple(&net, SB_LAYER_RELU, a);
+  a = net_conv(&net, a, 6, 4, 4, 9, 3, 1, 1, 3);       /* groups 3: 9x4x4 */
+  a = net_simple(&net, SB_LAYER_RELU, a);
+  a = net_conv(&net, a, 9, 4, 4, 5, 2, 1, 0, 1);       /* 5x3x3 */
+  a = net_simple(&net, SB_LAYER_RELU, a);
+  net_linear(&net, a, 7);
+  compare_net(&net, 202);
+  net_free(&net);
+}
+END_TEST
+
+START_TEST(test_residual_net_bounds_equal_cpu_bit_for_bit) {
+  Net net;
+  rng_state = 13;
+  net_init(&net, 10);
+  int a = net_linear(&net, 0, 19);
+  int r = net_simple(&net, SB_LAYER_RELU, a);
+  int b = net_linear(&net, r, 19);
+  b = net_simple(&net, SB_LAYER_RELU, b);
+  b = net_linear(&net, b, 19);
+  net_add(&net, SB_LAYER_ADD, r, b, 19);
+  int s = net_simple(&net, SB_LAYER_RELU, net.n - 1);
+  net_linear(&net, s, 3);
+  compare_net(&net, 303);
+  net_free(&net);
+}
+END_TEST
+
+START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
+  Backend fsdp_b = load("fsdp");
+  const int64_t OUT = 1000, IN = 999;
+  rng_state = 5;
+  float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
+                        .in_size = IN, .out_size = OUT, .weight = w,
+                        .bias = bias};
+  for (int P = 1; P <= 4; P++) {
+    Ctx c = open_fsdp(&fsdp_b, P);
+    sb_layer *l = NULL;
+    ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
+    ok(&c, c.d->memory_mark_baseline(c.ctx), "mark_baseline");
+    uint64_t total_weights = 0;
+    const uint64_t shard_max =
+        (uint64_t)((OUT + P - 1) / P) * IN * sizeof(float);
+    for (int r = 0; r < P; r++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      /* A shard of at most one row more than W/P, plus the bias. */
+      ck_assert_uint_le(s.current_bytes[SB_MEM_WEIGHTS],
+                        shard_max + OUT * sizeof(float));
+      ck_assert_uint_le(s.baseline_bytes, shard_max + OUT * sizeof(float));
+      total_weights += s.current_bytes[SB_MEM_WEIGHTS];
+    }
+    ck_assert_uint_eq(total_weights,
+                      (uint64_t)(OUT * IN + P * OUT) * sizeof(float));
+    ok(&c, c.d->memory_reset_peak(c.ctx), "reset_peak");
+    sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, OUT, NULL);
+    sb_tensor *Ai = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, IN, NULL);
+    sb_tensor *b = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, 0, NULL);
+    sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
+                             .A_out = A, .A_in = {Ai}, .bias = b};
+    ok(&c, c.d->layer_backward(c.ctx, l, &a), "layer_backward");
+    for (int r = 0; r < P; r++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      ck_assert_uint_eq(s.peak_bytes[SB_MEM_GATHERED_WEIGHTS],
+                        (uint64_t)OUT * IN * sizeof(float));
+      ck_assert_uint_eq(s.current_bytes[SB_MEM_GATHERED_WEIGHTS], 0);
+    }
+    c.d->tensor_free(c.ctx, A);
+    c.d->tensor_free(c.ctx, Ai);
+    c.d->tensor_free(c.ctx, b);
+    c.d->layer_free(c.ctx, l);
+    for (int r = 0; r < P; r++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      ck_assert_uint_eq(s.total_current_bytes, 0);
+    }
+    c.d->context_destroy(c.ctx);
+  }
+  free(w);
+  free(bias);
+}
+END_TEST
+
+START_TEST(test_failing_rank_fails_the_call_and_is_named) {
+  Backend fsdp_b = load("fsdp");
+  /* Calls: layer_create 0, four tensor_create 1-4, two writes 5-6, IBP 7:
+   * rank 2 fails while ranks 0 and 1 wait in the weight all-gather. */
+  sb_option o[3] = {{"ranks", "3"}, {"fail_rank", "2"}, {"fail_at", "7"}};
+  Ctx c = open_ctx(&fsdp_b, o, 3);
+  rng_state = 9;
+  float *w = rand_vec(8 * 5, 1.0f), *x = rand_vec(5, 1.0f);
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
+                        .in_size = 5, .out_size = 8, .weight = w};
+  sb_layer *l = NULL;
+  ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
+  sb_tensor *il = tensor(&c, SB_MEM_BOUNDS, 1, 5, 0, NULL);
+  sb_tensor *iu = tensor(&c, SB_MEM_BOUNDS, 1, 5, 0, NULL);
+  sb_tensor *ol = tensor(&c, SB_MEM_BOUNDS, 1, 8, 0, NULL);
+  sb_tensor *ou = tensor(&c, SB_MEM_BOUNDS, 1, 8, 0, NULL);
+  ok(&c, c.d->tensor_write(c.ctx, il, 0, 5, SB_DTYPE_F32, x), "write");
+  ok(&c, c.d->tensor_write(c.ctx, iu, 0, 5, SB_DTYPE_F32, x), "write");
+  const sb_tensor *lo[1] = {il}, *up[1] = {iu};
+  int st = c.d->layer_ibp(c.ctx, l, lo, up, ol, ou);
+  ck_assert_int_eq(st, SB_ERR_OUT_OF_MEMORY);
+  const char *err = c.d->last_error(c.ctx);
+  ck_assert_msg(strncmp(err, "rank 2: ", 8) == 0, "last_error: %s", err);
+  check_gathered_released(&c);
+  /* The next call works: nothing was left half-way. */
+  ok(&c, c.d->layer_ibp(c.ctx, l, lo, up, ol, ou), "layer_ibp after fault");
+  c.d->tensor_free(c.ctx, il);
+  c.d->tensor_free(c.ctx, iu);
+  c.d->tensor_free(c.ctx, ol);
+  c.d->tensor_free(c.ctx, ou);
+  c.d->layer_free(c.ctx, l);
+  c.d->context_destroy(c.ctx);
+  free(w);
+  free(x);
+}
+END_TEST
+
+START_TEST(test_context_rejects_unknown_and_bad_options) {
+  Backend fsdp_b = load("fsdp");
+  struct {
+    sb_option o;
+    const char *needle;
+  } cases[] = {{{"rank", "2"}, "unknown option 'rank'"},
+               {{"ranks", "0"}, "ranks='0'"},
+               {{"ranks", "two"}, "ranks='two'"},
+               {{"device", "cuda"}, "device='cuda'"},
+               {{"comm", "nccl"}, "comm='nccl'"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    sb_context *ctx = NULL;
+    char err[512] = "";
+    int st = fsdp_b.d->context_create(NULL, &cases[i].o, 1, &ctx, err,
+                                      sizeof err);
+    ck_assert_int_ne(st, SB_OK);
+    ck_assert_ptr_null(ctx);
+    ck_assert_msg(strstr(err, cases[i].needle) != NULL, "error: %s", err);
+  }
+}
+END_TEST
+
+START_TEST(test_tensor_write_read_round_trips_split_rows) {
+  Backend fsdp_b = load("fsdp");
+  Ctx c = open_fsdp(&fsdp_b, 3);
+  /* 5 rows over 3 ranks: 2, 2, 1. Read and write across shard borders, in
+   * both dtypes. */
+  double v[5 * 2 * 3], back[5 * 2 * 3];
+  for (int i = 0; i < 30; i++)
+    v[i] = i + 0.5;
+  sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, 5, 2, 3, NULL);
+  ok(&c, c.d->tensor_write(c.ctx, A, 4, 20, SB_DTYPE_F64, v + 4), "write");
+  memset(back, 0, sizeof back);
+  ok(&c, c.d->tensor_read(c.ctx, A, 0, 30, SB_DTYPE_F64, back), "read");
+  for (int i = 0; i < 30; i++)
+    ck_assert(back[i] == (i >= 4 && i < 24 ? v[i] : 0.0));
+  c.d->tensor_free(c.ctx, A);
+  c.d->context_destroy(c.ctx);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("fsdp");
+  TCase *tc = tcase_create("fsdp");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_mlp_bounds_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_conv_net_bounds_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_residual_net_bounds_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_baseline_is_a_shard_and_gathered_weights_are_transient);
+  tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);
+  tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
+  tcase_add_test(tc, test_tensor_write_read_round_trips_split_rows);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,11 @@
+# SPDX-License-Identifier: MIT
+# Engine-level tests (goldens, soundness sampling).
+check_PROGRAMS += tests/check-engine
+tests_check_engine_SOURCES = tests/check-engine.c
+tests_check_engine_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_engine_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
+	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
+
+# Data the tests read (copied from the shared VNN-COMP set and goldens).
+EXTRA_DIST += tests/data/goldens tests/data/onnx tests/data/vnnlib \
+	tests/data/reference_results.csv tests/data/instances.csv
