@@ -17,18 +17,17 @@ backends_shardbound_backend_cuda_la_SOURCES = \
 	backends/cuda/backend_cuda.c
 backends_shardbound_backend_cuda_la_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 backends_shardbound_backend_cuda_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
-# kernels.lo is built by nvcc (rule below); libsbdevice.la carries the
-# operator code shared with the CPU backend (and, with it, the CPU device,
-# hence OpenBLAS).
+# kernels.lo is built by nvcc (rule below) and its host stubs are C++
+# (thread-safe statics: ranks may launch from several threads), hence
+# libstdc++; libsbdevice.la carries the operator code shared with the CPU
+# backend (and, with it, the CPU device, hence OpenBLAS).
 backends_shardbound_backend_cuda_la_LIBADD = backends/cuda/kernels.lo \
-	backends/common/libsbdevice.la $(CUDA_LIBS) $(OPENBLAS_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(CUDA_LIBS) $(OPENBLAS_LIBS) \
+	-lstdc++ -lm -lpthread
 EXTRA_backends_shardbound_backend_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
 
 # nvcc through libtool, so that the object is PIC and lands in the .so like
 # any other; the wrapper turns the gcc flags libtool adds into nvcc ones.
-# Host code without exceptions or guarded statics needs no libstdc++ (the
-# wrapper hands -f flags to the host compiler: libtool would eat -Xcompiler).
-SB_NVCC_HOST_FLAGS = -fno-exceptions -fno-threadsafe-statics
 backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
 		backends/common/device.h abi/shardbound.h
 	@$(MKDIR_P) backends/cuda
@@ -36,7 +35,7 @@ backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
 	  $(LIBTOOLFLAGS) --mode=compile $(SHELL) \
 	  $(top_srcdir)/backends/cuda/nvcc-wrapper.sh $(NVCC) $(DEFS) \
 	  $(DEFAULT_INCLUDES) $(INCLUDES) $(AM_CPPFLAGS) $(CPPFLAGS) \
-	  $(CUDA_CFLAGS) $(SB_NVCC_HOST_FLAGS) $(NVCCFLAGS) \
+	  $(CUDA_CFLAGS) $(NVCCFLAGS) \
 	  -c -o $@ $(srcdir)/backends/cuda/kernels.cu
 CLEANFILES += backends/cuda/kernels.lo
 

@@ -387,6 +387,54 @@ START_TEST(test_residual_net_bounds_equal_cpu_bit_for_bit) {
 }
 END_TEST
 
+/* Row splitting keeps each element's arithmetic only if the BLAS computes
+ * an element of C the same way whatever M is: checked on GEMMs large
+ * enough for OpenBLAS's blocking and with row counts that are not
+ * multiples of its kernel widths. */
+START_TEST(test_large_linear_backward_equals_cpu_bit_for_bit) {
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  const int64_t S = 61, B = 1, IN = 301, OUT = 257;
+  rng_state = 77;
+  float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
+  float *A0 = rand_vec(S * B * OUT, 1.0f);
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
+                        .in_size = IN, .out_size = OUT, .weight = w,
+                        .bias = bias};
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  for (int P = 1; P <= 4; P++) {
+    Ctx fs = open_fsdp(&fsdp_b, P);
+    Ctx *cs[2] = {&cpu, &fs};
+    sb_layer *l[2];
+    sb_tensor *A[2], *Ai[2], *bt[2];
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      ok(c, c->d->layer_create(c->ctx, &d, &l[i]), "layer_create");
+      A[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, A0);
+      Ai[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, NULL);
+      bt[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+      sb_backward_args_v1 a = {.struct_size = sizeof a,
+                               .side = SB_SIDE_LOWER, .A_out = A[i],
+                               .A_in = {Ai[i]}, .bias = bt[i]};
+      ok(c, c->d->layer_backward(c->ctx, l[i], &a), "layer_backward");
+    }
+    same_bits(&cpu, Ai[0], &fs, Ai[1], S * B * IN, "A_in", P);
+    same_bits(&cpu, bt[0], &fs, bt[1], S * B, "bias", P);
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      c->d->tensor_free(c->ctx, A[i]);
+      c->d->tensor_free(c->ctx, Ai[i]);
+      c->d->tensor_free(c->ctx, bt[i]);
+      c->d->layer_free(c->ctx, l[i]);
+    }
+    fs.d->context_destroy(fs.ctx);
+  }
+  cpu.d->context_destroy(cpu.ctx);
+  free(w);
+  free(bias);
+  free(A0);
+}
+END_TEST
+
 START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
   Backend fsdp_b = load("fsdp");
   const int64_t OUT = 1000, IN = 999;
@@ -529,6 +577,7 @@ int main(void) {
   tcase_add_test(tc, test_mlp_bounds_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_conv_net_bounds_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_residual_net_bounds_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_large_linear_backward_equals_cpu_bit_for_bit);
   tcase_add_test(tc, test_baseline_is_a_shard_and_gathered_weights_are_transient);
   tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);

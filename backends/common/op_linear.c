@@ -82,10 +82,12 @@ static int linear_backward(SbExec *x, const struct sb_layer *l,
                          a->A_out, l->out_size, l->weight.ptr, l->in_size,
                          a->accumulate[0] ? 1.0f : 0.0f, a->A_in[0],
                          l->in_size);
-  /* bias [R,1] += A [R,out] . b [out,1]. */
+  /* bias [R] += A [R,out] . b [out], row by row: a GEMV's result for one
+   * row may depend on how many rows it is given, and FSDP splits rows yet
+   * must stay bitwise identical to the single-device backend. */
   if (st == SB_OK && l->bias.ptr)
-    st = x->ops->sgemm(x->dev, 0, 0, R, 1, l->out_size, 1.0f, a->A_out,
-                       l->out_size, l->bias.ptr, 1, 1.0f, a->bias, 1);
+    st = x->ops->channel_bias_backward(x->dev, R, l->out_size, 1,
+                                       l->bias.ptr, a->A_out, a->bias);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward");
 }
 
