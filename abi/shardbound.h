@@ -32,7 +32,7 @@ extern "C" {
  */
 
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 0
+#define SB_ABI_MINOR 1
 
 /* Name of the v1 entry point every backend exports (and nothing else). */
 #define SB_ENTRY_SYMBOL_V1 "sb_backend_get_v1"
@@ -176,6 +176,44 @@ typedef struct sb_backward_args_v1 {
   sb_tensor *bias;
 } sb_backward_args_v1;
 
+/* Arguments of layer_backward_vjp (@since 1.1): the vector-Jacobian product
+ * of one layer_backward call, for gradients of a bound with respect to the
+ * alpha slopes (alpha-CROWN). The forward call computed
+ *   A_in[i] (+)= f_i(A_out, alpha),  bias += g(A_out, alpha);
+ * given the gradients of a scalar loss with respect to A_in[i] and bias,
+ * this produces the gradients with respect to A_out and alpha. */
+typedef struct sb_vjp_args_v1 {
+  uint32_t struct_size;
+  int32_t side;             /* as in the forward call */
+  const sb_tensor *A_out;   /* [S,B,N_out] as in the forward call */
+  const sb_tensor *pre_lower; /* RELU: as in the forward call, else NULL */
+  const sb_tensor *pre_upper;
+  const sb_tensor *alpha;   /* RELU: as in the forward call (MAY be NULL) */
+  /* [S,B,N_in] gradient w.r.t. A_in[i]; NULL means zero. */
+  const sb_tensor *grad_A_in[SB_MAX_LAYER_INPUTS];
+  /* [S,B] gradient w.r.t. the bias; NULL means all ones. */
+  const sb_tensor *grad_bias;
+  /* [S,B,N_out] receives dL/dA_out: overwritten, or added to when
+   * accumulate_A_out is non-zero. */
+  sb_tensor *grad_A_out;
+  int32_t accumulate_A_out;
+  /* RELU only, MAY be NULL: [S,B,N] receives dL/dalpha (overwritten, or
+   * added to when accumulate_alpha is non-zero). Entries of stable neurons
+   * are zero. */
+  sb_tensor *grad_alpha;
+  int32_t accumulate_alpha;
+} sb_vjp_args_v1;
+
+/* One projected Adam step (@since 1.1), in place on a parameter tensor. */
+typedef struct sb_adam_args_v1 {
+  uint32_t struct_size;
+  int32_t step;        /* 1 for the first step (bias correction) */
+  float learning_rate;
+  float beta1, beta2, epsilon;
+  int32_t maximize;    /* non-zero: ascend the gradient */
+  float clamp_min, clamp_max; /* projection after the step */
+} sb_adam_args_v1;
+
 /* Per-rank memory accounting measured by the backend's tracked allocator. */
 typedef struct sb_memory_stats_v1 {
   uint32_t struct_size;
@@ -260,7 +298,43 @@ typedef struct sb_backend_v1 {
   int (*memory_reset_peak)(sb_context *ctx);
   /* Fill *out (whose struct_size the caller set) for one rank. */
   int (*memory_stats)(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
+
+  /* ---- @since 1.1: alpha-CROWN and beta-CROWN ------------------------- */
+  /* The vector-Jacobian product of layer_backward (see sb_vjp_args_v1). */
+  int (*layer_backward_vjp)(sb_context *ctx, const sb_layer *layer,
+                            const sb_vjp_args_v1 *args);
+  /* grad_A [S,B,N] (overwritten) = d out / d A of concretize, weighted by
+   * grad_out [S,B] (NULL means all ones): grad_out * (c -/+ sign(A) r). The
+   * gradient w.r.t. concretize's bias is grad_out itself. */
+  int (*concretize_vjp)(sb_context *ctx, const sb_tensor *A,
+                        const sb_tensor *x_lower, const sb_tensor *x_upper,
+                        int32_t side, const sb_tensor *grad_out,
+                        sb_tensor *grad_A);
+  /* alpha [S,B,N] = the default lower slopes of a ReLU whose pre-activation
+   * bounds are pre_lower/pre_upper [B,N] (1 where u > -l, else 0),
+   * broadcast over S: the starting point of alpha-CROWN. */
+  int (*relu_init_alpha)(sb_context *ctx, const sb_tensor *pre_lower,
+                         const sb_tensor *pre_upper, sb_tensor *alpha);
+  /* Projected Adam on `param` with gradient `grad` and moment tensors m, v
+   * (same shape, zero before the first step). */
+  int (*adam_step)(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
+                   sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args);
+  /* beta-CROWN split constraints at a ReLU input. sign [B,N] holds -1 for a
+   * neuron split active (z >= 0), +1 for split inactive (z <= 0), 0 when not
+   * split. beta_apply adds the Lagrangian term to coefficients A [S,B,N]:
+   * A += beta * sign for SB_SIDE_LOWER and A -= beta * sign for
+   * SB_SIDE_UPPER (beta [S,B,N], >= 0). beta_vjp is its gradient:
+   * grad_beta (+)= +/- grad_A * sign. */
+  int (*beta_apply)(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                    const sb_tensor *sign, int32_t side);
+  int (*beta_vjp)(sb_context *ctx, const sb_tensor *grad_A,
+                  const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
+                  int32_t accumulate);
 } sb_backend_v1;
+
+/* Size of the ABI 1.0 descriptor: the smallest a v1 backend may declare. */
+#define SB_BACKEND_V1_0_SIZE \
+  (offsetof(sb_backend_v1, memory_stats) + sizeof(void (*)(void)))
 
 /* The entry point (exported as SB_ENTRY_SYMBOL_V1). Returns SB_OK and sets
  * *out to the static descriptor. `host` is lent for the call; it is passed

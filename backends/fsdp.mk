@@ -15,6 +15,7 @@ backends_shardbound_backend_fsdp_la_SOURCES = \
 	backends/fsdp/fsdp.h \
 	backends/fsdp/fsdp_tensor.c \
 	backends/fsdp/fsdp_layer.c \
+	backends/fsdp/fsdp_gather.c \
 	backends/fsdp/backend_fsdp.c
 backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
@@ -32,3 +33,11 @@ tests_check_fsdp_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_fsdp_LDADD = $(CHECK_LIBS) -ldl -lm
 EXTRA_tests_check_fsdp_DEPENDENCIES = backends/shardbound-backend-cpu.la \
 	backends/shardbound-backend-fsdp.la
+
+# The benchmark table and memory plot (docs/benchmarks.md,
+# docs/memory-vs-ranks.png); takes a few minutes.
+EXTRA_DIST += tools/bench.sh docs/plot-memory.gp
+.PHONY: bench-fsdp
+bench-fsdp: hosts/cli/shardbound backends/shardbound-backend-cpu.la \
+	backends/shardbound-backend-fsdp.la
+	$(SHELL) $(top_srcdir)/tools/bench.sh $(abs_top_builddir)

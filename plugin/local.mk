@@ -104,3 +104,16 @@ tests_fixtures_shardbound_backend_newer_la_SOURCES = $(FIXTURE_SOURCE)
 tests_fixtures_shardbound_backend_newer_la_LDFLAGS = $(SB_FIXTURE_FLAGS)
 tests_fixtures_shardbound_backend_newer_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DFIXTURE_NAME=newer -DFIXTURE_NEWER_MINOR
+
+# An ABI 1.0 backend (must still load) and a 1.1 backend with a NULL 1.1
+# function (must be refused naming it).
+check_LTLIBRARIES += tests/fixtures/shardbound-backend-abi10.la \
+	tests/fixtures/shardbound-backend-nullvjp.la
+tests_fixtures_shardbound_backend_abi10_la_SOURCES = $(FIXTURE_SOURCE)
+tests_fixtures_shardbound_backend_abi10_la_LDFLAGS = $(SB_FIXTURE_FLAGS)
+tests_fixtures_shardbound_backend_abi10_la_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFIXTURE_NAME=abi10 -DFIXTURE_ABI_1_0
+tests_fixtures_shardbound_backend_nullvjp_la_SOURCES = $(FIXTURE_SOURCE)
+tests_fixtures_shardbound_backend_nullvjp_la_LDFLAGS = $(SB_FIXTURE_FLAGS)
+tests_fixtures_shardbound_backend_nullvjp_la_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFIXTURE_NAME=nullvjp -DFIXTURE_NULL_VJP

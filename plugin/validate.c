@@ -6,7 +6,7 @@
 #include <gmodule.h>
 #include <string.h>
 
-/* Every function of ABI 1.0 is required; a backend advertises what it can
+/* Every function of the minor a backend was built for is required; a backend advertises what it can
  * compute through capabilities and SB_ERR_UNSUPPORTED, never through NULL. */
 #define REQUIRED(member) { #member, offsetof (sb_backend_v1, member) }
 static const struct {
@@ -22,12 +22,13 @@ static const struct {
   REQUIRED (layer_backward), REQUIRED (concretize),
   REQUIRED (memory_mark_baseline), REQUIRED (memory_reset_peak),
   REQUIRED (memory_stats),
+  /* @since 1.1: required when the declared struct_size holds them. */
+  REQUIRED (layer_backward_vjp), REQUIRED (concretize_vjp),
+  REQUIRED (relu_init_alpha), REQUIRED (adam_step), REQUIRED (beta_apply),
+  REQUIRED (beta_vjp),
 };
 #undef REQUIRED
 
-/* Size of the v1.0 descriptor: the smallest a v1 backend may declare. */
-#define SB_BACKEND_V1_0_SIZE \
-  (offsetof (sb_backend_v1, memory_stats) + sizeof (void (*) (void)))
 
 char *
 sb_refusal_new (const char *path, gboolean versions_known, guint major,
@@ -94,6 +95,8 @@ sb_descriptor_validate (const sb_backend_v1 *desc, const char *path,
   for (gsize i = 0; i < G_N_ELEMENTS (required_functions); i++)
     {
       void (*fn) (void);
+      if (required_functions[i].offset + sizeof fn > desc->struct_size)
+        continue; /* appended after the minor this backend was built for */
       memcpy (&fn, (const char *) desc + required_functions[i].offset,
               sizeof fn);
       if (fn == NULL)

@@ -92,7 +92,8 @@ END_TEST
 
 START_TEST (test_abi_backend_layout_is_pinned)
 {
-  ck_assert_uint_eq (sizeof (sb_backend_v1), 192);
+  ck_assert_uint_eq (sizeof (sb_backend_v1), 240);
+  ck_assert_uint_eq (SB_BACKEND_V1_0_SIZE, 192);
   ck_assert_uint_eq (offsetof (sb_backend_v1, struct_size), 0);
   ck_assert_uint_eq (offsetof (sb_backend_v1, abi_major), 4);
   ck_assert_uint_eq (offsetof (sb_backend_v1, abi_minor), 8);
@@ -118,6 +119,46 @@ START_TEST (test_abi_backend_layout_is_pinned)
   ck_assert_uint_eq (offsetof (sb_backend_v1, memory_mark_baseline), 168);
   ck_assert_uint_eq (offsetof (sb_backend_v1, memory_reset_peak), 176);
   ck_assert_uint_eq (offsetof (sb_backend_v1, memory_stats), 184);
+  /* @since 1.1, appended after the 1.0 descriptor. */
+  ck_assert_uint_eq (offsetof (sb_backend_v1, layer_backward_vjp), 192);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, concretize_vjp), 200);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, relu_init_alpha), 208);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, adam_step), 216);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, beta_apply), 224);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, beta_vjp), 232);
+}
+END_TEST
+
+START_TEST (test_abi_vjp_args_layout_is_pinned)
+{
+  ck_assert_uint_eq (sizeof (sb_vjp_args_v1), 96);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, struct_size), 0);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, side), 4);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, A_out), 8);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, pre_lower), 16);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, pre_upper), 24);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, alpha), 32);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, grad_A_in), 40);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, grad_bias), 56);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, grad_A_out), 64);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, accumulate_A_out), 72);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, grad_alpha), 80);
+  ck_assert_uint_eq (offsetof (sb_vjp_args_v1, accumulate_alpha), 88);
+}
+END_TEST
+
+START_TEST (test_abi_adam_args_layout_is_pinned)
+{
+  ck_assert_uint_eq (sizeof (sb_adam_args_v1), 36);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, struct_size), 0);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, step), 4);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, learning_rate), 8);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, beta1), 12);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, beta2), 16);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, epsilon), 20);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, maximize), 24);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, clamp_min), 28);
+  ck_assert_uint_eq (offsetof (sb_adam_args_v1, clamp_max), 32);
 }
 END_TEST
 
@@ -141,6 +182,11 @@ START_TEST (test_abi_has_member_respects_declared_size)
   ck_assert (!SB_HAS_MEMBER (&desc, sb_backend_v1, abi_minor));
   ck_assert (SB_HAS_MEMBER (&desc, sb_backend_v1, abi_major));
 
+  /* A 1.0 backend has none of the 1.1 members. */
+  desc.struct_size = SB_BACKEND_V1_0_SIZE;
+  ck_assert (SB_HAS_MEMBER (&desc, sb_backend_v1, memory_stats));
+  ck_assert (!SB_HAS_MEMBER (&desc, sb_backend_v1, layer_backward_vjp));
+
   desc.struct_size = 0;
   ck_assert (!SB_HAS_MEMBER (&desc, sb_backend_v1, abi_major));
 }
@@ -163,7 +209,7 @@ END_TEST
 START_TEST (test_abi_version_and_entry_symbol_are_v1)
 {
   ck_assert_int_eq (SB_ABI_MAJOR, 1);
-  ck_assert_int_eq (SB_ABI_MINOR, 0);
+  ck_assert_int_eq (SB_ABI_MINOR, 1);
   ck_assert_str_eq (SB_ENTRY_SYMBOL_V1, "sb_backend_get_v1");
 }
 END_TEST
@@ -198,6 +244,8 @@ main (void)
   tcase_add_test (tc, test_abi_backward_args_layout_is_pinned);
   tcase_add_test (tc, test_abi_memory_stats_layout_is_pinned);
   tcase_add_test (tc, test_abi_backend_layout_is_pinned);
+  tcase_add_test (tc, test_abi_vjp_args_layout_is_pinned);
+  tcase_add_test (tc, test_abi_adam_args_layout_is_pinned);
 #endif
   tcase_add_test (tc, test_abi_has_member_respects_declared_size);
   tcase_add_test (tc, test_abi_has_member_works_for_host_and_args);

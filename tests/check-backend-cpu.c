@@ -1026,6 +1026,511 @@ START_TEST(test_bad_layers_and_shapes_are_rejected_with_messages) {
 }
 END_TEST
 
+/* ---- ABI 1.1: VJPs against central finite differences ---- */
+
+static sb_tensor *coef_from(int32_t cat, int64_t S, int64_t B, int64_t N,
+                            const double *v) {
+  sb_tensor *t = tensor(cat, 3, S, B, N);
+  if (v)
+    OK(be->tensor_write(ctx, t, 0, S * B * N, SB_DTYPE_F64, v));
+  return t;
+}
+
+static double *rand_doubles(GRand *g, int64_t n, double lo, double hi) {
+  double *v = g_new(double, n);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = frand(g, lo, hi);
+  return v;
+}
+
+/* Random values of magnitude in [0.1, 1]: away from the kinks of ReLU and
+ * |.|, so a central difference sees one smooth piece. */
+static double *rand_away_from_zero(GRand *g, int64_t n) {
+  double *v = g_new(double, n);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = frand(g, 0.1, 1.0) * (g_rand_boolean(g) ? 1 : -1);
+  return v;
+}
+
+/* The conv layer's CROWN step in float64: the transposed convolution. */
+static void ref_conv_transpose(const sb_layer_desc_v1 *d, const float *w,
+                               const double *a, double *x) {
+  int64_t cg = d->in_c / d->groups, og = d->out_c / d->groups;
+  memset(x, 0, (size_t)d->in_size * sizeof *x);
+  for (int64_t o = 0; o < d->out_c; o++)
+    for (int64_t oh = 0; oh < d->out_h; oh++)
+      for (int64_t ow = 0; ow < d->out_w; ow++) {
+        double v = a[(o * d->out_h + oh) * d->out_w + ow];
+        int64_t g = o / og;
+        for (int64_t c = 0; c < cg; c++)
+          for (int64_t i = 0; i < d->kernel_h; i++)
+            for (int64_t j = 0; j < d->kernel_w; j++) {
+              int64_t ih = oh * d->stride_h - d->pad_top + i * d->dilation_h;
+              int64_t iw = ow * d->stride_w - d->pad_left + j * d->dilation_w;
+              if (ih < 0 || ih >= d->in_h || iw < 0 || iw >= d->in_w)
+                continue;
+              x[((g * cg + c) * d->in_h + ih) * d->in_w + iw] +=
+                  v * w[((o * cg + c) * d->kernel_h + i) * d->kernel_w + j];
+            }
+      }
+}
+
+/* One CROWN backward step in float64 (the function whose VJP is tested):
+ * A_in[i] [R,N_in] overwritten, bias [R] overwritten with this layer's
+ * contribution. */
+typedef struct {
+  const RefLayer *l;
+  int side;
+  int64_t S, B;
+  const double *pl, *pu; /* relu: [B,N] */
+} RefStep;
+
+static void ref_step(const RefStep *c, const double *A, const double *alpha,
+                     double *const *A_in, double *bias) {
+  const sb_layer_desc_v1 *d = &c->l->d;
+  const int64_t R = c->S * c->B, NO = d->out_size, NI = d->in_size;
+  for (int64_t r = 0; r < R; r++) {
+    const double *a = A + r * NO;
+    double *ai = A_in[0] + r * NI, bsum = 0;
+    switch (d->kind) {
+    case SB_LAYER_LINEAR:
+      for (int64_t i = 0; i < NI; i++) {
+        double v = 0;
+        for (int64_t o = 0; o < NO; o++)
+          v += a[o] * c->l->w[o * NI + i];
+        ai[i] = v;
+      }
+      for (int64_t o = 0; o < NO; o++)
+        bsum += a[o] * (c->l->b ? c->l->b[o] : 0);
+      break;
+    case SB_LAYER_CONV2D: {
+      ref_conv_transpose(d, c->l->w, a, ai);
+      int64_t P = d->out_h * d->out_w;
+      for (int64_t o = 0; o < NO; o++)
+        bsum += a[o] * c->l->b[o / P];
+      break;
+    }
+    case SB_LAYER_AFFINE:
+      for (int64_t k = 0; k < NO; k++) {
+        ai[k] = c->l->w[k / d->spatial] * a[k];
+        bsum += a[k] * c->l->b[k / d->spatial];
+      }
+      break;
+    case SB_LAYER_ADD:
+      memcpy(ai, a, (size_t)NO * sizeof *a);
+      memcpy(A_in[1] + r * NI, a, (size_t)NO * sizeof *a);
+      break;
+    case SB_LAYER_RELU: {
+      const int64_t b = r % c->B;
+      for (int64_t n = 0; n < NO; n++) {
+        double l = c->pl[b * NO + n], u = c->pu[b * NO + n], v = a[n];
+        if (l >= 0) {
+          ai[n] = v;
+        } else if (u <= 0) {
+          ai[n] = 0;
+        } else {
+          double sl = u / (u - l), t = -l * sl, al = alpha[r * NO + n];
+          double pos = v > 0 ? v : 0, neg = v < 0 ? v : 0;
+          ai[n] = c->side == SB_SIDE_LOWER ? al * pos + sl * neg
+                                           : al * neg + sl * pos;
+          bsum += t * (c->side == SB_SIDE_LOWER ? neg : pos);
+        }
+      }
+      break;
+    }
+    default:
+      ck_abort_msg("unexpected kind");
+    }
+    bias[r] = bsum;
+  }
+}
+
+/* L = sum_i <G_i, A_in[i]> + <g, bias>: a random linear functional. */
+static double ref_loss(const RefStep *c, const double *A, const double *alpha,
+                       double *const *G, const double *g) {
+  const int64_t R = c->S * c->B, NI = c->l->d.in_size;
+  int n_in = c->l->d.kind == SB_LAYER_ADD ? 2 : 1;
+  double *ai[2] = {g_new0(double, R * NI), g_new0(double, R * NI)};
+  double *bias = g_new0(double, R);
+  ref_step(c, A, alpha, ai, bias);
+  double L = 0;
+  for (int i = 0; i < n_in; i++)
+    for (int64_t k = 0; k < R * NI; k++)
+      L += G[i][k] * ai[i][k];
+  for (int64_t r = 0; r < R; r++)
+    L += g[r] * bias[r];
+  g_free(ai[0]), g_free(ai[1]), g_free(bias);
+  return L;
+}
+
+/* dL/dv[k] by central differences, v being A_out or alpha (modified and
+ * restored in place). */
+static double central_diff(const RefStep *c, double *A, double *alpha,
+                           double *v, int64_t k, double *const *G,
+                           const double *g) {
+  const double h = 1e-4, keep = v[k];
+  v[k] = keep + h;
+  double up = ref_loss(c, A, alpha, G, g);
+  v[k] = keep - h;
+  double down = ref_loss(c, A, alpha, G, g);
+  v[k] = keep;
+  return (up - down) / (2 * h);
+}
+
+static void assert_grad(const double *got, const double *want, int64_t n,
+                        const char *what) {
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(fabs(got[i] - want[i]) <= 1e-3 * (1 + fabs(want[i])),
+                  "%s[%lld]: backend %.7g, finite difference %.7g", what,
+                  (long long)i, got[i], want[i]);
+}
+
+/* Runs layer_backward_vjp on the backend twice (explicit grad_bias and
+ * overwrite; NULL grad_bias, i.e. ones, accumulated onto ones) and
+ * compares with finite differences of ref_loss. alpha_mode: 0 no alpha
+ * tensor (the default slopes), 1 a random alpha. */
+static void check_layer_vjp(GRand *rng, const RefLayer *l, int side,
+                            int64_t S, int64_t B, int alpha_mode) {
+  const sb_layer_desc_v1 *d = &l->d;
+  const int64_t R = S * B, NO = d->out_size, NI = d->in_size;
+  const int relu = d->kind == SB_LAYER_RELU;
+  const int n_in = d->kind == SB_LAYER_ADD ? 2 : 1;
+  RefStep c = {l, side, S, B, NULL, NULL};
+  double *pl = NULL, *pu = NULL, *alpha = g_new0(double, R * NO);
+  sb_tensor *tpl = NULL, *tpu = NULL, *talpha = NULL, *tga = NULL;
+  if (relu) {
+    /* Cycle through active, inactive, unstable with u > -l and u < -l. */
+    pl = g_new(double, B * NO), pu = g_new(double, B * NO);
+    for (int64_t k = 0; k < B * NO; k++) {
+      double lo[] = {0.2, -1.0, -0.5, -1.2}, hi[] = {1.0, -0.1, 1.3, 0.4};
+      pl[k] = lo[k % 4] + frand(rng, -0.05, 0.05);
+      pu[k] = hi[k % 4] + frand(rng, -0.05, 0.05);
+    }
+    c.pl = pl, c.pu = pu;
+    tpl = bounds_from(B, NO, pl), tpu = bounds_from(B, NO, pu);
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t n = 0; n < NO; n++) {
+        double lo = pl[(r % B) * NO + n], hi = pu[(r % B) * NO + n];
+        alpha[r * NO + n] =
+            alpha_mode ? frand(rng, 0, 1) : (hi > -lo ? 1.0 : 0.0);
+      }
+    if (alpha_mode)
+      talpha = coef_from(SB_MEM_ALPHA, S, B, NO, alpha);
+    tga = coef_from(SB_MEM_ALPHA, S, B, NO, NULL);
+  }
+  double *A = rand_away_from_zero(rng, R * NO);
+  double *G[2] = {rand_doubles(rng, R * NI, -1, 1),
+                  rand_doubles(rng, R * NI, -1, 1)};
+  double *gb = rand_doubles(rng, R, -1, 1), *ones = g_new(double, R);
+  for (int64_t r = 0; r < R; r++)
+    ones[r] = 1;
+  sb_tensor *tA = coef_from(SB_MEM_COEFFICIENTS, S, B, NO, A);
+  sb_tensor *tG[2] = {coef_from(SB_MEM_COEFFICIENTS, S, B, NI, G[0]),
+                      coef_from(SB_MEM_COEFFICIENTS, S, B, NI, G[1])};
+  sb_tensor *tg = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 0);
+  OK(be->tensor_write(ctx, tg, 0, R, SB_DTYPE_F64, gb));
+  sb_tensor *tgA = coef_from(SB_MEM_COEFFICIENTS, S, B, NO, NULL);
+  double *got = g_new(double, R * NO), *want = g_new(double, R * NO);
+  for (int pass = 0; pass < 2; pass++) {
+    const double *g = pass == 0 ? gb : ones;
+    sb_vjp_args_v1 a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.side = side;
+    a.A_out = tA;
+    a.pre_lower = tpl, a.pre_upper = tpu, a.alpha = talpha;
+    for (int i = 0; i < n_in; i++)
+      a.grad_A_in[i] = tG[i];
+    a.grad_bias = pass == 0 ? tg : NULL;
+    a.grad_A_out = tgA;
+    a.grad_alpha = tga;
+    if (pass == 1) {
+      /* Accumulation onto ones, for both outputs. */
+      for (int64_t k = 0; k < R * NO; k++)
+        got[k] = 1;
+      OK(be->tensor_write(ctx, tgA, 0, R * NO, SB_DTYPE_F64, got));
+      if (tga)
+        OK(be->tensor_write(ctx, tga, 0, R * NO, SB_DTYPE_F64, got));
+      a.accumulate_A_out = a.accumulate_alpha = 1;
+    }
+    OK(be->layer_backward_vjp(ctx, l->layer, &a));
+    read_into(tgA, R * NO, got);
+    for (int64_t k = 0; k < R * NO; k++)
+      want[k] = central_diff(&c, A, alpha, A, k, G, g) + pass;
+    assert_grad(got, want, R * NO, "dL/dA_out");
+    if (tga) {
+      read_into(tga, R * NO, got);
+      for (int64_t k = 0; k < R * NO; k++)
+        want[k] = central_diff(&c, A, alpha, alpha, k, G, g) + pass;
+      assert_grad(got, want, R * NO, "dL/dalpha");
+    }
+  }
+  g_free(got), g_free(want), g_free(A), g_free(G[0]), g_free(G[1]);
+  g_free(gb), g_free(ones), g_free(alpha), g_free(pl), g_free(pu);
+  be->tensor_free(ctx, tA), be->tensor_free(ctx, tG[0]);
+  be->tensor_free(ctx, tG[1]), be->tensor_free(ctx, tg);
+  be->tensor_free(ctx, tgA), be->tensor_free(ctx, tga);
+  be->tensor_free(ctx, tpl), be->tensor_free(ctx, tpu);
+  be->tensor_free(ctx, talpha);
+}
+
+START_TEST(test_linear_vjp_matches_finite_differences) {
+  GRand *g = g_rand_new_with_seed(11);
+  RefLayer l = ref_layer(g, desc_of(SB_LAYER_LINEAR, 5, 4));
+  check_layer_vjp(g, &l, SB_SIDE_LOWER, 3, 2, 0);
+  ref_layer_free(&l);
+  g_rand_free(g);
+}
+END_TEST
+
+START_TEST(test_conv_vjp_matches_finite_differences_for_every_geometry) {
+  GRand *g = g_rand_new_with_seed(12);
+  const sb_layer_desc_v1 geoms[] = {
+      conv_desc(2, 7, 6, 3, 3, 3, 2, 2, 1, 0, 2, 1, 1, 1, 1), /* stride 2 */
+      conv_desc(2, 7, 7, 2, 3, 2, 1, 1, 1, 1, 1, 1, 2, 2, 1), /* dilation */
+      conv_desc(4, 5, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2), /* groups */
+      conv_desc(4, 9, 6, 2, 2, 3, 2, 1, 0, 2, 1, 0, 2, 1, 2), /* all */
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(geoms); i++) {
+    RefLayer l = ref_layer(g, geoms[i]);
+    check_layer_vjp(g, &l, SB_SIDE_UPPER, 2, 1, 0);
+    ref_layer_free(&l);
+  }
+  g_rand_free(g);
+}
+END_TEST
+
+START_TEST(test_affine_and_add_vjp_match_finite_differences) {
+  GRand *g = g_rand_new_with_seed(13);
+  sb_layer_desc_v1 d = desc_of(SB_LAYER_AFFINE, 6, 6);
+  d.channels = 3, d.spatial = 2;
+  RefLayer aff = ref_layer(g, d);
+  check_layer_vjp(g, &aff, SB_SIDE_LOWER, 2, 2, 0);
+  ref_layer_free(&aff);
+  RefLayer add = ref_layer(g, desc_of(SB_LAYER_ADD, 5, 5));
+  check_layer_vjp(g, &add, SB_SIDE_UPPER, 2, 2, 0);
+  ref_layer_free(&add);
+  g_rand_free(g);
+}
+END_TEST
+
+/* _i: 0 lower/default slopes, 1 lower/alpha, 2 upper/default, 3 upper/alpha */
+START_TEST(test_relu_vjp_matches_finite_differences_per_side_and_alpha) {
+  GRand *g = g_rand_new_with_seed(14 + _i);
+  RefLayer l = ref_layer(g, desc_of(SB_LAYER_RELU, 8, 8));
+  check_layer_vjp(g, &l, _i < 2 ? SB_SIDE_LOWER : SB_SIDE_UPPER, 3, 2,
+                  _i % 2);
+  ref_layer_free(&l);
+  g_rand_free(g);
+}
+END_TEST
+
+START_TEST(test_concretize_vjp_matches_finite_differences) {
+  GRand *rng = g_rand_new_with_seed(21);
+  const int64_t S = 3, B = 2, N = 5, R = S * B;
+  double *A = rand_away_from_zero(rng, R * N);
+  double *xl = rand_doubles(rng, B * N, -1, 0), *xu = g_new(double, B * N);
+  for (int64_t k = 0; k < B * N; k++)
+    xu[k] = xl[k] + frand(rng, 0.1, 1);
+  double *gout = rand_doubles(rng, R, -1, 1);
+  sb_tensor *tA = coef_from(SB_MEM_COEFFICIENTS, S, B, N, A);
+  sb_tensor *tl = bounds_from(B, N, xl), *tu = bounds_from(B, N, xu);
+  sb_tensor *tg = tensor(SB_MEM_BOUNDS, 2, S, B, 0);
+  OK(be->tensor_write(ctx, tg, 0, R, SB_DTYPE_F64, gout));
+  sb_tensor *tgA = coef_from(SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  double got[30], want[30];
+  for (int side = 0; side < 2; side++)
+    for (int with_g = 0; with_g < 2; with_g++) {
+      OK(be->concretize_vjp(ctx, tA, tl, tu, side, with_g ? tg : NULL, tgA));
+      read_into(tgA, R * N, got);
+      /* L = sum_r g_r (A_r.c -/+ |A_r|.r), differenced in float64. */
+      for (int64_t k = 0; k < R * N; k++) {
+        double h = 1e-4, Ls[2];
+        for (int e = 0; e < 2; e++) {
+          double keep = A[k];
+          A[k] = keep + (e ? -h : h);
+          double L = 0;
+          for (int64_t r = 0; r < R; r++) {
+            int64_t b = r % B;
+            double dot = 0, spread = 0;
+            for (int64_t n = 0; n < N; n++) {
+              double c = (xl[b * N + n] + xu[b * N + n]) / 2;
+              double rad = (xu[b * N + n] - xl[b * N + n]) / 2;
+              dot += A[r * N + n] * c, spread += fabs(A[r * N + n]) * rad;
+            }
+            L += (with_g ? gout[r] : 1) *
+                 (dot + (side == SB_SIDE_LOWER ? -spread : spread));
+          }
+          Ls[e] = L;
+          A[k] = keep;
+        }
+        want[k] = (Ls[0] - Ls[1]) / (2 * h);
+      }
+      assert_grad(got, want, R * N, side ? "upper dL/dA" : "lower dL/dA");
+    }
+  g_free(A), g_free(xl), g_free(xu), g_free(gout);
+  be->tensor_free(ctx, tA), be->tensor_free(ctx, tl), be->tensor_free(ctx, tu);
+  be->tensor_free(ctx, tg), be->tensor_free(ctx, tgA);
+  g_rand_free(rng);
+}
+END_TEST
+
+START_TEST(test_beta_apply_and_vjp_match_definition_and_differences) {
+  GRand *rng = g_rand_new_with_seed(22);
+  const int64_t S = 2, B = 2, N = 3, R = S * B;
+  double *A = rand_doubles(rng, R * N, -1, 1);
+  double *beta = rand_doubles(rng, R * N, 0, 1);
+  double *G = rand_doubles(rng, R * N, -1, 1);
+  const double sign[] = {-1, 0, 1, 1, -1, 0};
+  sb_tensor *tsign = bounds_from(B, N, sign);
+  sb_tensor *tbeta = coef_from(SB_MEM_ALPHA, S, B, N, beta);
+  sb_tensor *tG = coef_from(SB_MEM_COEFFICIENTS, S, B, N, G);
+  sb_tensor *tgb = coef_from(SB_MEM_ALPHA, S, B, N, NULL);
+  double got[12], want[12];
+  for (int side = 0; side < 2; side++) {
+    const double d = side == SB_SIDE_LOWER ? 1 : -1;
+    sb_tensor *tA = coef_from(SB_MEM_COEFFICIENTS, S, B, N, A);
+    OK(be->beta_apply(ctx, tA, tbeta, tsign, side));
+    read_into(tA, R * N, got);
+    for (int64_t k = 0; k < R * N; k++)
+      want[k] = A[k] + d * beta[k] * sign[k % (B * N)];
+    assert_close(got, want, (int)(R * N), 1e-6, "beta_apply");
+    be->tensor_free(ctx, tA);
+    /* L(beta) = <G, A + d beta sign> is linear in beta. */
+    for (int acc = 0; acc < 2; acc++) {
+      OK(be->beta_vjp(ctx, tG, tsign, side, tgb, acc));
+      read_into(tgb, R * N, got);
+      for (int64_t k = 0; k < R * N; k++) {
+        double h = 1e-4, L[2];
+        for (int e = 0; e < 2; e++) {
+          double b = beta[k] + (e ? -h : h);
+          L[e] = G[k] * (A[k] + d * b * sign[k % (B * N)]);
+        }
+        /* The accumulating call added the same gradient once more. */
+        want[k] = (L[0] - L[1]) / (2 * h) * (acc ? 2 : 1);
+      }
+      assert_grad(got, want, R * N, "dL/dbeta");
+    }
+  }
+  g_free(A), g_free(beta), g_free(G);
+  be->tensor_free(ctx, tsign), be->tensor_free(ctx, tbeta);
+  be->tensor_free(ctx, tG), be->tensor_free(ctx, tgb);
+  g_rand_free(rng);
+}
+END_TEST
+
+START_TEST(test_adam_step_matches_hand_computation_with_projection) {
+  const double p0[] = {0.5, 0.5, 0.95, 0.02};
+  const double gr[] = {0.2, -0.4, -1.0, 3.0};
+  sb_tensor *p = bounds_from(1, 4, p0), *g = bounds_from(1, 4, gr);
+  sb_tensor *m = tensor(SB_MEM_ALPHA, 2, 1, 4, 0);
+  sb_tensor *v = tensor(SB_MEM_ALPHA, 2, 1, 4, 0);
+  sb_adam_args_v1 a = {sizeof a, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0, 0.0f, 1.0f};
+  OK(be->adam_step(ctx, p, g, m, v, &a));
+  /* Step 1: m = 0.1 g, v = 0.001 g^2; the bias-corrected ratio is sign(g),
+   * so each parameter moves by lr against its gradient, then is clamped to
+   * [0,1]: 0.95 + 0.1 -> 1, 0.02 - 0.1 -> 0. */
+  double got[4];
+  read_into(p, 4, got);
+  assert_close(got, (double[]){0.4, 0.6, 1.0, 0.0}, 4, 1e-6, "step 1");
+  read_into(m, 4, got);
+  assert_close(got, (double[]){0.02, -0.04, -0.1, 0.3}, 4, 1e-7, "m");
+  read_into(v, 4, got);
+  assert_close(got, (double[]){4e-5, 1.6e-4, 1e-3, 9e-3}, 4, 5e-7, "v");
+  /* Step 2 ascending (maximize) on the same gradient: PyTorch negates the
+   * gradient, so m2 = 0.9 m1 - 0.1 g = -0.08 g ... */
+  a.step = 2, a.maximize = 1;
+  OK(be->adam_step(ctx, p, g, m, v, &a));
+  read_into(p, 4, got);
+  double want[4];
+  for (int i = 0; i < 4; i++) {
+    double m2 = 0.9 * 0.1 * gr[i] - 0.1 * gr[i];
+    double v2 = 0.999 * 0.001 * gr[i] * gr[i] + 0.001 * gr[i] * gr[i];
+    double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.999 * 0.999);
+    double p1[] = {0.4, 0.6, 1.0, 0.0};
+    double q = p1[i] - 0.1 * mh / (sqrt(vh) + 1e-8);
+    want[i] = q < 0 ? 0 : q > 1 ? 1 : q;
+  }
+  assert_close(got, want, 4, 1e-5, "step 2 (maximize)");
+  /* Bad hyper-parameters are refused with a message naming them. */
+  a.beta1 = 1.0f;
+  ck_assert_int_eq(be->adam_step(ctx, p, g, m, v, &a), SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "beta1"));
+  a.beta1 = 0.9f, a.step = 0;
+  ck_assert_int_eq(be->adam_step(ctx, p, g, m, v, &a), SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "step"));
+  a.step = 1;
+  ck_assert_int_eq(be->adam_step(ctx, p, g, p, v, &a), SB_ERR_INVALID_ARGUMENT);
+  be->tensor_free(ctx, p), be->tensor_free(ctx, g);
+  be->tensor_free(ctx, m), be->tensor_free(ctx, v);
+}
+END_TEST
+
+START_TEST(test_relu_init_alpha_is_default_slope_for_every_spec) {
+  const double l[] = {-1, -2, 0.5, -1, -0.5, -3};
+  const double u[] = {2, 1, 1, -0.5, 0.5, 4};
+  sb_tensor *tl = bounds_from(2, 3, l), *tu = bounds_from(2, 3, u);
+  sb_tensor *al = tensor(SB_MEM_ALPHA, 3, 3, 2, 3);
+  OK(be->relu_init_alpha(ctx, tl, tu, al));
+  double got[18];
+  read_into(al, 18, got);
+  const double one[] = {1, 0, 1, 0, 0, 1}; /* u > -l */
+  for (int s = 0; s < 3; s++)
+    assert_close(got + 6 * s, one, 6, 0, "alpha");
+  sb_tensor *bad = tensor(SB_MEM_ALPHA, 3, 3, 2, 4);
+  ck_assert_int_eq(be->relu_init_alpha(ctx, tl, tu, bad),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "pre_lower"));
+  be->tensor_free(ctx, tl), be->tensor_free(ctx, tu);
+  be->tensor_free(ctx, al), be->tensor_free(ctx, bad);
+}
+END_TEST
+
+START_TEST(test_vjp_rejects_bad_arguments_with_messages) {
+  const float w[] = {1, 2, 3, 4, 5, 6};
+  sb_layer *l = linear(3, 2, w, NULL);
+  sb_tensor *A = tensor(SB_MEM_COEFFICIENTS, 3, 1, 1, 2);
+  sb_tensor *G = tensor(SB_MEM_COEFFICIENTS, 3, 1, 1, 3);
+  sb_tensor *wrong = tensor(SB_MEM_COEFFICIENTS, 3, 1, 1, 4);
+  sb_tensor *out = tensor(SB_MEM_COEFFICIENTS, 3, 1, 1, 2);
+  sb_vjp_args_v1 a;
+  memset(&a, 0, sizeof a);
+  a.struct_size = sizeof a;
+  a.A_out = A, a.grad_A_in[0] = G, a.grad_A_out = out;
+  OK(be->layer_backward_vjp(ctx, l, &a));
+  a.grad_A_out = wrong;
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "grad_A_out"));
+  a.grad_A_out = out, a.grad_alpha = out;
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "only meaningful for a relu"));
+  a.grad_alpha = NULL, a.side = 7;
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "side 7"));
+  a.side = 0, a.struct_size = 8;
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "struct_size"));
+  sb_layer *r = relu(2);
+  a.struct_size = sizeof a;
+  a.grad_A_in[0] = out, a.grad_A_out = wrong;
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, r, &a),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->concretize_vjp(ctx, A, NULL, NULL, 0, NULL, out),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "x_lower"));
+  ck_assert_int_eq(be->beta_vjp(ctx, A, G, 0, out, 0),
+                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "sign"));
+  be->layer_free(ctx, l), be->layer_free(ctx, r);
+  be->tensor_free(ctx, A), be->tensor_free(ctx, G);
+  be->tensor_free(ctx, wrong), be->tensor_free(ctx, out);
+}
+END_TEST
+
 static Suite *backend_cpu_suite(void) {
   Suite *s = suite_create("backend-cpu");
   TCase *hand = tcase_create("hand-computed");
@@ -1058,6 +1563,21 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_memory_stats_track_weights_peak_and_baseline);
   tcase_add_test(abi, test_bad_layers_and_shapes_are_rejected_with_messages);
   suite_add_tcase(s, abi);
+
+  TCase *vjp = tcase_create("abi-1.1");
+  tcase_add_checked_fixture(vjp, setup, teardown);
+  tcase_add_test(vjp, test_linear_vjp_matches_finite_differences);
+  tcase_add_test(vjp, test_conv_vjp_matches_finite_differences_for_every_geometry);
+  tcase_add_test(vjp, test_affine_and_add_vjp_match_finite_differences);
+  tcase_add_loop_test(vjp,
+                      test_relu_vjp_matches_finite_differences_per_side_and_alpha,
+                      0, 4);
+  tcase_add_test(vjp, test_concretize_vjp_matches_finite_differences);
+  tcase_add_test(vjp, test_beta_apply_and_vjp_match_definition_and_differences);
+  tcase_add_test(vjp, test_adam_step_matches_hand_computation_with_projection);
+  tcase_add_test(vjp, test_relu_init_alpha_is_default_slope_for_every_spec);
+  tcase_add_test(vjp, test_vjp_rejects_bad_arguments_with_messages);
+  suite_add_tcase(s, vjp);
   return s;
 }
 

@@ -466,6 +466,163 @@ START_TEST(test_cuda_relu_long_rows_match_cpu) {
 }
 END_TEST
 
+/* ABI 1.1: layer_backward_vjp on both backends, with explicit and default
+ * (NULL) grad_bias, overwrite and accumulate. */
+static void check_vjp(const LayerPair *lp, int64_t S, int64_t B,
+                      const Pair *pre_lower, const Pair *pre_upper,
+                      const Pair *alpha, double rtol) {
+  const int64_t a_out_shape[3] = {S, B, lp->out_size};
+  const int64_t a_in_shape[3] = {S, B, lp->in_size};
+  const int64_t bias_shape[2] = {S, B};
+  const int relu = pre_lower != NULL;
+  for (int32_t sd = SB_SIDE_LOWER; sd <= SB_SIDE_UPPER; sd++)
+    for (int acc = 0; acc <= 1; acc++) {
+      Pair A = pair_random(SB_MEM_COEFFICIENTS, 3, a_out_shape, -1.0f, 1.0f);
+      Pair g = pair_random(SB_MEM_COEFFICIENTS, 2, bias_shape, -1.0f, 1.0f);
+      Pair gA = pair_random(SB_MEM_COEFFICIENTS, 3, a_out_shape, -1.0f, 1.0f);
+      Pair gal = pair_random(SB_MEM_ALPHA, 3, a_out_shape, -1.0f, 1.0f);
+      Pair G[SB_MAX_LAYER_INPUTS];
+      for (int k = 0; k < lp->n_inputs; k++)
+        G[k] = pair_random(SB_MEM_COEFFICIENTS, 3, a_in_shape, -1.0f, 1.0f);
+      for (int i = 0; i < 2; i++) {
+        sb_vjp_args_v1 args;
+        memset(&args, 0, sizeof args);
+        args.struct_size = sizeof args;
+        args.side = sd;
+        args.A_out = A.t[i];
+        args.pre_lower = pre_lower ? pre_lower->t[i] : NULL;
+        args.pre_upper = pre_upper ? pre_upper->t[i] : NULL;
+        args.alpha = alpha ? alpha->t[i] : NULL;
+        for (int k = 0; k < lp->n_inputs; k++)
+          args.grad_A_in[k] = G[k].t[i];
+        args.grad_bias = acc ? NULL : g.t[i];
+        args.grad_A_out = gA.t[i];
+        args.accumulate_A_out = acc;
+        args.grad_alpha = relu ? gal.t[i] : NULL;
+        args.accumulate_alpha = acc;
+        OK(i, side[i].be->layer_backward_vjp(side[i].ctx, lp->l[i], &args));
+      }
+      char what[96];
+      snprintf(what, sizeof what, "vjp %s%s%s grad_A_out",
+               sd == SB_SIDE_LOWER ? "lower" : "upper",
+               acc ? " accumulate" : "", alpha ? " alpha" : "");
+      pair_expect_close(&gA, rtol, what);
+      if (relu) {
+        snprintf(what, sizeof what, "vjp %s%s%s grad_alpha",
+                 sd == SB_SIDE_LOWER ? "lower" : "upper",
+                 acc ? " accumulate" : "", alpha ? " alpha" : "");
+        pair_expect_close(&gal, rtol, what);
+      }
+      for (int k = 0; k < lp->n_inputs; k++)
+        pair_free(&G[k]);
+      pair_free(&A), pair_free(&g), pair_free(&gA), pair_free(&gal);
+    }
+}
+
+START_TEST(test_cuda_vjp_of_every_layer_kind_matches_cpu) {
+  const int64_t S = 3, B = 2;
+  /* linear */
+  sb_layer_desc_v1 d = desc_of(SB_LAYER_LINEAR, 37, 23);
+  float *w = random_floats(37 * 23, -1.0f, 1.0f);
+  float *b = random_floats(23, -1.0f, 1.0f);
+  d.weight = w, d.bias = b;
+  LayerPair lp = layer_pair_new(&d, 1);
+  check_vjp(&lp, S, B, NULL, NULL, NULL, 1e-5);
+  layer_pair_free(&lp);
+  free(w), free(b);
+  /* conv: stride 2, asymmetric pads, dilation 2, two groups */
+  d = desc_of(SB_LAYER_CONV2D, 0, 0);
+  d.in_c = 4, d.in_h = 9, d.in_w = 11, d.out_c = 6;
+  d.kernel_h = 3, d.kernel_w = 2, d.stride_h = 2, d.stride_w = 1;
+  d.pad_top = 1, d.pad_left = 0, d.pad_bottom = 2, d.pad_right = 1;
+  d.dilation_h = 2, d.dilation_w = 2, d.groups = 2;
+  d.out_h = (9 + 1 + 2 - 2 * 2 - 1) / 2 + 1;
+  d.out_w = (11 + 0 + 1 - 2 * 1 - 1) / 1 + 1;
+  d.in_size = 4 * 9 * 11, d.out_size = 6 * d.out_h * d.out_w;
+  w = random_floats(6 * 2 * 3 * 2, -1.0f, 1.0f);
+  b = random_floats(6, -1.0f, 1.0f);
+  d.weight = w, d.bias = b;
+  lp = layer_pair_new(&d, 1);
+  check_vjp(&lp, S, B, NULL, NULL, NULL, 1e-4);
+  layer_pair_free(&lp);
+  free(w), free(b);
+  /* affine and add */
+  d = desc_of(SB_LAYER_AFFINE, 30, 30);
+  d.channels = 5, d.spatial = 6;
+  w = random_floats(5, -2.0f, 2.0f);
+  b = random_floats(5, -1.0f, 1.0f);
+  d.weight = w, d.bias = b;
+  lp = layer_pair_new(&d, 1);
+  check_vjp(&lp, S, B, NULL, NULL, NULL, 1e-5);
+  layer_pair_free(&lp);
+  free(w), free(b);
+  d = desc_of(SB_LAYER_ADD, 30, 30);
+  lp = layer_pair_new(&d, 2);
+  check_vjp(&lp, S, B, NULL, NULL, NULL, 1e-6);
+  layer_pair_free(&lp);
+  /* relu, default slopes and given alpha */
+  d = desc_of(SB_LAYER_RELU, 50, 50);
+  lp = layer_pair_new(&d, 1);
+  Pair lo, up;
+  relu_bounds(B, 50, &lo, &up);
+  check_vjp(&lp, S, B, &lo, &up, NULL, 1e-5);
+  const int64_t ashape[3] = {S, B, 50};
+  Pair alpha = pair_random(SB_MEM_ALPHA, 3, ashape, 0.0f, 1.0f);
+  check_vjp(&lp, S, B, &lo, &up, &alpha, 1e-5);
+  pair_free(&alpha), pair_free(&lo), pair_free(&up);
+  layer_pair_free(&lp);
+}
+END_TEST
+
+START_TEST(test_cuda_alpha_beta_operations_match_cpu) {
+  const int64_t S = 4, B = 3, N = 40;
+  const int64_t cshape[3] = {S, B, N}, bshape[2] = {B, N}, gshape[2] = {S, B};
+  Pair lo, up;
+  relu_bounds(B, N, &lo, &up);
+  Pair A = pair_random(SB_MEM_COEFFICIENTS, 3, cshape, -1.0f, 1.0f);
+  Pair g = pair_random(SB_MEM_BOUNDS, 2, gshape, -1.0f, 1.0f);
+  Pair out = pair_new(SB_MEM_COEFFICIENTS, 3, cshape, NULL);
+  Pair al = pair_new(SB_MEM_ALPHA, 3, cshape, NULL);
+  float *sg = malloc((size_t)(B * N) * sizeof *sg);
+  for (int64_t k = 0; k < B * N; k++)
+    sg[k] = (float)((int)(k % 3) - 1);
+  Pair sign = pair_new(SB_MEM_BOUNDS, 2, bshape, sg);
+  free(sg);
+  for (int32_t sd = SB_SIDE_LOWER; sd <= SB_SIDE_UPPER; sd++) {
+    for (int i = 0; i < 2; i++)
+      OK(i, side[i].be->concretize_vjp(side[i].ctx, A.t[i], lo.t[i], up.t[i],
+                                       sd, sd ? NULL : g.t[i], out.t[i]));
+    pair_expect_close(&out, 1e-6, "concretize_vjp");
+    for (int i = 0; i < 2; i++)
+      OK(i, side[i].be->beta_vjp(side[i].ctx, A.t[i], sign.t[i], sd,
+                                 out.t[i], sd));
+    pair_expect_close(&out, 1e-6, "beta_vjp");
+    for (int i = 0; i < 2; i++)
+      OK(i, side[i].be->beta_apply(side[i].ctx, A.t[i], out.t[i], sign.t[i],
+                                   sd));
+    pair_expect_close(&A, 1e-6, "beta_apply");
+  }
+  for (int i = 0; i < 2; i++)
+    OK(i, side[i].be->relu_init_alpha(side[i].ctx, lo.t[i], up.t[i],
+                                      al.t[i]));
+  pair_expect_close(&al, 0, "relu_init_alpha");
+  Pair m = pair_new(SB_MEM_ALPHA, 3, cshape, NULL);
+  Pair v = pair_new(SB_MEM_ALPHA, 3, cshape, NULL);
+  sb_adam_args_v1 ad = {sizeof ad, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 1, 0.0f,
+                        1.0f};
+  for (ad.step = 1; ad.step <= 3; ad.step++)
+    for (int i = 0; i < 2; i++)
+      OK(i, side[i].be->adam_step(side[i].ctx, al.t[i], A.t[i], m.t[i],
+                                  v.t[i], &ad));
+  pair_expect_close(&al, 1e-5, "adam_step param");
+  pair_expect_close(&m, 1e-5, "adam_step m");
+  pair_expect_close(&v, 1e-5, "adam_step v");
+  Pair *all[] = {&lo, &up, &A, &g, &out, &al, &sign, &m, &v};
+  for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+    pair_free(all[k]);
+}
+END_TEST
+
 static void check_concretize(int64_t S, int64_t B, int64_t N, double rtol) {
   const int64_t a_shape[3] = {S, B, N}, box_shape[2] = {B, N},
                 out_shape[2] = {S, B};
@@ -653,6 +810,8 @@ static Suite *cuda_suite(void) {
   tcase_add_test(tc, test_cuda_relu_matches_cpu);
   tcase_add_test(tc, test_cuda_relu_long_rows_match_cpu);
   tcase_add_test(tc, test_cuda_concretize_matches_cpu);
+  tcase_add_test(tc, test_cuda_vjp_of_every_layer_kind_matches_cpu);
+  tcase_add_test(tc, test_cuda_alpha_beta_operations_match_cpu);
   tcase_add_test(tc, test_cuda_concretize_long_rows_match_cpu);
   tcase_add_test(tc, test_cuda_set_unit_rows_matches_cpu);
   tcase_add_test(tc, test_cuda_reports_out_of_memory_for_huge_tensor);

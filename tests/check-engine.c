@@ -129,6 +129,47 @@ START_TEST (test_crown_matches_auto_lirpa_golden)
 }
 END_TEST
 
+static void assert_contains_samples (const SbGraph *g, const double *xl, const double *xu,
+                                     const SbBoundsResult *r, int n_samples, guint32 seed,
+                                     const char *what);
+
+/* alpha-CROWN: lower bounds at least as tight as auto_LiRPA's (DESIGN.md
+ * section 7), and never looser than our own CROWN. */
+START_TEST (test_alpha_crown_at_least_as_tight_as_auto_lirpa)
+{
+  Case c = { 0 };
+  g_autoptr (GError) error = NULL;
+  case_load (&c, goldens[_i]);
+  g_autofree double *rows = sb_property_spec_rows (c.prop);
+  SbSpec spec = { c.prop->n_atoms, rows };
+  const double *xl = c.prop->regions[0].x_lower, *xu = c.prop->regions[0].x_upper;
+  SbBoundsResult crown, alpha;
+  ck_assert (sb_network_compute_bounds (c.net, SB_METHOD_CROWN, xl, xu, &spec, &crown, &error));
+  ck_assert_msg (sb_network_compute_bounds (c.net, SB_METHOD_ALPHA_CROWN, xl, xu, &spec, &alpha, &error),
+                 "%s", error ? error->message : "");
+  JsonObject *m = json_object_get_object_member (json_object_get_object_member (c.root, "methods"), "alpha-CROWN");
+  const char *keys[2] = { "output_lower", "spec_lower" };
+  const double *got[2] = { alpha.output_lower, alpha.spec_lower };
+  const double *ours[2] = { crown.output_lower, crown.spec_lower };
+  for (int a = 0; a < 2; a++)
+    {
+      JsonArray *want = json_object_get_array_member (m, keys[a]);
+      for (guint k = 0; k < json_array_get_length (want); k++)
+        {
+          double w = json_array_get_double_element (want, k);
+          ck_assert_msg (got[a][k] >= w - 1e-4, "%s %s[%u]: alpha-CROWN %.9g looser than auto_LiRPA %.9g",
+                         goldens[_i], keys[a], k, got[a][k], w);
+          ck_assert_msg (got[a][k] >= ours[a][k] - 1e-5, "%s %s[%u]: alpha-CROWN %.9g looser than CROWN %.9g",
+                         goldens[_i], keys[a], k, got[a][k], ours[a][k]);
+        }
+    }
+  assert_contains_samples (c.graph, xl, xu, &alpha, 200, 77 + _i, goldens[_i]);
+  sb_bounds_result_clear (&crown);
+  sb_bounds_result_clear (&alpha);
+  case_free (&c);
+}
+END_TEST
+
 /* Samples: random points and random vertices of the box, evaluated in
  * float64 on the host; every output must lie inside the bounds (up to the
  * float32 rounding of the backend). */
@@ -379,6 +420,7 @@ engine_suite (void)
   tcase_set_timeout (tc, 600);
   tcase_add_loop_test (tc, test_ibp_matches_auto_lirpa_golden, 0, N_GOLDENS);
   tcase_add_loop_test (tc, test_crown_matches_auto_lirpa_golden, 0, N_GOLDENS);
+  tcase_add_loop_test (tc, test_alpha_crown_at_least_as_tight_as_auto_lirpa, 0, N_GOLDENS);
   suite_add_tcase (s, tc);
   tc = tcase_create ("soundness");
   tcase_set_timeout (tc, 600);

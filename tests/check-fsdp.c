@@ -472,8 +472,9 @@ START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
     for (int r = 0; r < P; r++) {
       sb_memory_stats_v1 s = {.struct_size = sizeof s};
       ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      /* One rank computes on its shard, which is the whole layer. */
       ck_assert_uint_eq(s.peak_bytes[SB_MEM_GATHERED_WEIGHTS],
-                        (uint64_t)OUT * IN * sizeof(float));
+                        P == 1 ? 0 : (uint64_t)OUT * IN * sizeof(float));
       ck_assert_uint_eq(s.current_bytes[SB_MEM_GATHERED_WEIGHTS], 0);
     }
     c.d->tensor_free(c.ctx, A);
@@ -570,6 +571,209 @@ START_TEST(test_tensor_write_read_round_trips_split_rows) {
 }
 END_TEST
 
+/* Two linear layers of different sizes through IBP and backward: a rank
+ * never holds more than the largest single gathered layer at once (each is
+ * freed before the next is gathered), and one rank gathers nothing. */
+START_TEST(test_gathered_weights_peak_is_one_layer_and_none_at_one_rank) {
+  Backend fsdp_b = load("fsdp");
+  const int64_t N0 = 300, N1 = 500, N2 = 200, B = 2, S = 5;
+  rng_state = 11;
+  float *w1 = rand_vec(N1 * N0, 0.1f), *w2 = rand_vec(N2 * N1, 0.1f);
+  float *xl = rand_vec(B * N0, 1.0f), *xu = malloc(B * N0 * sizeof(float));
+  for (int64_t i = 0; i < B * N0; i++)
+    xu[i] = xl[i] + 0.5f;
+  sb_layer_desc_v1 d1 = {.struct_size = sizeof d1, .kind = SB_LAYER_LINEAR,
+                         .in_size = N0, .out_size = N1, .weight = w1};
+  sb_layer_desc_v1 d2 = {.struct_size = sizeof d2, .kind = SB_LAYER_LINEAR,
+                         .in_size = N1, .out_size = N2, .weight = w2};
+  const uint64_t largest = (uint64_t)N1 * N0 * sizeof(float);
+  for (int P = 1; P <= 3; P++) {
+    Ctx c = open_fsdp(&fsdp_b, P);
+    sb_layer *l1 = NULL, *l2 = NULL;
+    ok(&c, c.d->layer_create(c.ctx, &d1, &l1), "layer_create");
+    ok(&c, c.d->layer_create(c.ctx, &d2, &l2), "layer_create");
+    ok(&c, c.d->memory_reset_peak(c.ctx), "reset_peak");
+    sb_tensor *lo0 = tensor(&c, SB_MEM_BOUNDS, B, N0, 0, xl);
+    sb_tensor *up0 = tensor(&c, SB_MEM_BOUNDS, B, N0, 0, xu);
+    sb_tensor *lo1 = tensor(&c, SB_MEM_BOUNDS, B, N1, 0, NULL);
+    sb_tensor *up1 = tensor(&c, SB_MEM_BOUNDS, B, N1, 0, NULL);
+    sb_tensor *lo2 = tensor(&c, SB_MEM_BOUNDS, B, N2, 0, NULL);
+    sb_tensor *up2 = tensor(&c, SB_MEM_BOUNDS, B, N2, 0, NULL);
+    const sb_tensor *in_l[] = {lo0}, *in_u[] = {up0};
+    const sb_tensor *mid_l[] = {lo1}, *mid_u[] = {up1};
+    ok(&c, c.d->layer_ibp(c.ctx, l1, in_l, in_u, lo1, up1), "ibp 1");
+    ok(&c, c.d->layer_ibp(c.ctx, l2, mid_l, mid_u, lo2, up2), "ibp 2");
+    sb_tensor *A2 = tensor(&c, SB_MEM_COEFFICIENTS, S, B, N2, NULL);
+    sb_tensor *A1 = tensor(&c, SB_MEM_COEFFICIENTS, S, B, N1, NULL);
+    sb_tensor *A0 = tensor(&c, SB_MEM_COEFFICIENTS, S, B, N0, NULL);
+    sb_tensor *bias = tensor(&c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+    int64_t index[5] = {0, 3, 7, 11, N2 - 1};
+    ok(&c, c.d->tensor_set_unit_rows(c.ctx, A2, index), "set_unit_rows");
+    sb_backward_args_v1 a2 = {.struct_size = sizeof a2,
+                              .side = SB_SIDE_LOWER, .A_out = A2,
+                              .A_in = {A1}, .bias = bias};
+    sb_backward_args_v1 a1 = a2;
+    a1.A_out = A1;
+    a1.A_in[0] = A0;
+    ok(&c, c.d->layer_backward(c.ctx, l2, &a2), "backward 2");
+    ok(&c, c.d->layer_backward(c.ctx, l1, &a1), "backward 1");
+    for (int r = 0; r < P; r++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      ck_assert_uint_eq(s.peak_bytes[SB_MEM_GATHERED_WEIGHTS],
+                        P == 1 ? 0 : largest);
+      ck_assert_uint_eq(s.current_bytes[SB_MEM_GATHERED_WEIGHTS], 0);
+    }
+    sb_tensor *all[] = {lo0, up0, lo1, up1, lo2, up2, A2, A1, A0, bias};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      c.d->tensor_free(c.ctx, all[i]);
+    c.d->layer_free(c.ctx, l1);
+    c.d->layer_free(c.ctx, l2);
+    c.d->context_destroy(c.ctx);
+  }
+  free(w1);
+  free(w2);
+  free(xl);
+  free(xu);
+}
+END_TEST
+
+/* ---- ABI 1.1: every new operation, bit for bit against the CPU ---- */
+
+#define VJP_S 5 /* not a multiple of any P > 1: uneven row splits */
+#define VJP_B 2
+
+/* Appends the n floats of t to out (at *pos). */
+static void collect(Ctx *c, const sb_tensor *t, int64_t n, float *out,
+                    int64_t *pos) {
+  float *v = read_all(c, t, n);
+  memcpy(out + *pos, v, (size_t)n * sizeof(float));
+  *pos += n;
+  free(v);
+}
+
+/* Runs layer_backward_vjp (and, for relu, the alpha gradient) of every
+ * layer of the net on one backend, then the layer-free 1.1 operations;
+ * returns every result, concatenated, in a fresh buffer of *n floats. */
+static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t *n) {
+  const int64_t S = VJP_S, B = VJP_B, R = S * B;
+  int64_t cap = 0;
+  for (int k = 1; k < net->n; k++)
+    cap += 2 * R * net->size[k] + 64 * R * 64;
+  float *out = malloc((size_t)cap * sizeof(float));
+  int64_t pos = 0;
+  rng_state = seed;
+  for (int side = 0; side < 2; side++)
+    for (int k = 1; k < net->n; k++) {
+      const sb_layer_desc_v1 *d = &net->desc[k];
+      const int64_t NO = d->out_size, NI = d->in_size;
+      sb_layer *l = NULL;
+      ok(c, c->d->layer_create(c->ctx, d, &l), "layer_create");
+      float *A = rand_vec(R * NO, 1.0f), *G0 = rand_vec(R * NI, 1.0f);
+      float *G1 = rand_vec(R * NI, 1.0f), *g = rand_vec(R, 1.0f);
+      float *lo = rand_vec(B * NO, 1.0f), *hi = malloc((size_t)B * NO * 4);
+      for (int64_t i = 0; i < B * NO; i++)
+        hi[i] = lo[i] + 0.5f * (frand() + 1.0f);
+      float *al = rand_vec(R * NO, 0.5f);
+      for (int64_t i = 0; i < R * NO; i++)
+        al[i] += 0.5f;
+      sb_tensor *tA = tensor(c, SB_MEM_COEFFICIENTS, S, B, NO, A);
+      sb_tensor *tG0 = tensor(c, SB_MEM_COEFFICIENTS, S, B, NI, G0);
+      sb_tensor *tG1 = tensor(c, SB_MEM_COEFFICIENTS, S, B, NI, G1);
+      sb_tensor *tg = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, g);
+      sb_tensor *tlo = tensor(c, SB_MEM_BOUNDS, B, NO, 0, lo);
+      sb_tensor *thi = tensor(c, SB_MEM_BOUNDS, B, NO, 0, hi);
+      sb_tensor *tal = tensor(c, SB_MEM_ALPHA, S, B, NO, al);
+      sb_tensor *tgA = tensor(c, SB_MEM_COEFFICIENTS, S, B, NO, NULL);
+      sb_tensor *tgal = tensor(c, SB_MEM_ALPHA, S, B, NO, NULL);
+      int relu = d->kind == SB_LAYER_RELU;
+      sb_vjp_args_v1 a;
+      memset(&a, 0, sizeof a);
+      a.struct_size = sizeof a;
+      a.side = side;
+      a.A_out = tA;
+      a.grad_A_in[0] = tG0;
+      a.grad_A_in[1] = d->kind == SB_LAYER_ADD ? tG1 : NULL;
+      a.grad_bias = tg;
+      a.grad_A_out = tgA;
+      if (relu)
+        a.pre_lower = tlo, a.pre_upper = thi, a.alpha = tal, a.grad_alpha = tgal;
+      ok(c, c->d->layer_backward_vjp(c->ctx, l, &a), "layer_backward_vjp");
+      collect(c, tgA, R * NO, out, &pos);
+      if (relu)
+        collect(c, tgal, R * NO, out, &pos);
+      /* Accumulating, with the all-ones default grad_bias. */
+      a.grad_bias = NULL, a.accumulate_A_out = 1, a.accumulate_alpha = 1;
+      ok(c, c->d->layer_backward_vjp(c->ctx, l, &a), "layer_backward_vjp");
+      collect(c, tgA, R * NO, out, &pos);
+      if (relu)
+        collect(c, tgal, R * NO, out, &pos);
+      if (k == 1) {
+        /* The layer-free operations on this layer's shapes. */
+        ok(c, c->d->concretize_vjp(c->ctx, tA, tlo, thi, side, tg, tgA),
+           "concretize_vjp");
+        collect(c, tgA, R * NO, out, &pos);
+        ok(c, c->d->relu_init_alpha(c->ctx, tlo, thi, tgal),
+           "relu_init_alpha");
+        collect(c, tgal, R * NO, out, &pos);
+        ok(c, c->d->beta_apply(c->ctx, tA, tal, tlo, side), "beta_apply");
+        collect(c, tA, R * NO, out, &pos);
+        ok(c, c->d->beta_vjp(c->ctx, tA, tlo, side, tgal, 1), "beta_vjp");
+        collect(c, tgal, R * NO, out, &pos);
+        sb_tensor *m = tensor(c, SB_MEM_ALPHA, S, B, NO, NULL);
+        sb_tensor *v = tensor(c, SB_MEM_ALPHA, S, B, NO, NULL);
+        sb_adam_args_v1 ad = {sizeof ad, 1, 0.05f, 0.9f, 0.999f, 1e-8f,
+                              side, 0.0f, 1.0f};
+        for (ad.step = 1; ad.step <= 3; ad.step++)
+          ok(c, c->d->adam_step(c->ctx, tal, tA, m, v, &ad), "adam_step");
+        collect(c, tal, R * NO, out, &pos);
+        collect(c, m, R * NO, out, &pos);
+        collect(c, v, R * NO, out, &pos);
+        c->d->tensor_free(c->ctx, m), c->d->tensor_free(c->ctx, v);
+      }
+      sb_tensor *ts[] = {tA, tG0, tG1, tg, tlo, thi, tal, tgA, tgal};
+      for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        c->d->tensor_free(c->ctx, ts[i]);
+      c->d->layer_free(c->ctx, l);
+      free(A), free(G0), free(G1), free(g), free(lo), free(hi), free(al);
+    }
+  ck_assert_int_le(pos, cap);
+  *n = pos;
+  return out;
+}
+
+START_TEST(test_abi_1_1_operations_equal_cpu_bit_for_bit) {
+  Net net;
+  rng_state = 71;
+  net_init(&net, 50);
+  int c1 = net_conv(&net, 0, 2, 5, 5, 4, 3, 2, 1, 2);
+  int l1 = net_linear(&net, c1, 9);
+  int r1 = net_simple(&net, SB_LAYER_RELU, l1);
+  int a1 = net_affine(&net, r1, 3);
+  net_add(&net, SB_LAYER_ADD, a1, r1, 9);
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  int64_t n_cpu = 0;
+  float *want = run_vjp_ops(&cpu, &net, 5, &n_cpu);
+  for (int P = 1; P <= 4; P++) {
+    Ctx fs = open_fsdp(&fsdp_b, P);
+    int64_t n = 0;
+    float *got = run_vjp_ops(&fs, &net, 5, &n);
+    ck_assert_int_eq(n, n_cpu);
+    for (int64_t i = 0; i < n; i++)
+      ck_assert_msg(memcmp(&got[i], &want[i], sizeof(float)) == 0,
+                    "P=%d result %lld: cpu %.9g, fsdp %.9g", P, (long long)i,
+                    want[i], got[i]);
+    check_gathered_released(&fs);
+    free(got);
+    fs.d->context_destroy(fs.ctx);
+  }
+  free(want);
+  cpu.d->context_destroy(cpu.ctx);
+  net_free(&net);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fsdp");
   TCase *tc = tcase_create("fsdp");
@@ -582,6 +786,8 @@ int main(void) {
   tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_rows);
+  tcase_add_test(tc, test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
+  tcase_add_test(tc, test_abi_1_1_operations_equal_cpu_bit_for_bit);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -101,6 +101,12 @@ load_alone (const char *fixture, char **path_out)
   return entry;
 }
 
+/* The host's version as refusals print it, from the header rather than
+ * hard-coded, so that a minor bump does not break every expectation. */
+#define ABI_MINOR_TEXT G_STRINGIFY (SB_ABI_MINOR)
+#define ABI_TEXT G_STRINGIFY (SB_ABI_MAJOR) "." ABI_MINOR_TEXT
+#define HOST_ABI "host ABI " ABI_TEXT
+
 #define assert_contains(haystack, needle)                                      \
   ck_assert_msg ((haystack) != NULL && strstr ((haystack), (needle)) != NULL,  \
                  "expected \"%s\" in \"%s\"", (needle),                        \
@@ -115,7 +121,7 @@ assert_refused (const SbBackendEntry *entry, const char *path)
   ck_assert_ptr_nonnull (entry->refusal);
   ck_assert_msg (g_str_has_prefix (entry->refusal, path),
                  "refusal does not start with the file: %s", entry->refusal);
-  assert_contains (entry->refusal, "host ABI 1.0");
+  assert_contains (entry->refusal, HOST_ABI);
   return entry->refusal;
 }
 
@@ -127,7 +133,7 @@ START_TEST (test_loader_accepts_good_backend)
   ck_assert_ptr_null (entry->refusal);
   ck_assert_str_eq (entry->desc->name, "good");
   ck_assert_uint_eq (entry->abi_major, 1);
-  ck_assert_uint_eq (entry->abi_minor, 0);
+  ck_assert_uint_eq (entry->abi_minor, SB_ABI_MINOR);
 }
 END_TEST
 
@@ -175,7 +181,7 @@ START_TEST (test_loader_rejects_wrong_major)
   g_autofree char *path = NULL;
   const SbBackendEntry *entry = load_alone ("wrongmajor", &path);
   const char *why = assert_refused (entry, path);
-  assert_contains (why, "backend ABI 2.0, host ABI 1.0");
+  assert_contains (why, "backend ABI 2." ABI_MINOR_TEXT ", " HOST_ABI);
   assert_contains (why, "rebuild the backend against shardbound ABI 1.x");
   ck_assert_uint_eq (entry->abi_major, 2);
 }
@@ -189,7 +195,7 @@ START_TEST (test_loader_rejects_struct_smaller_than_v1_0)
   g_autofree char *size = g_strdup_printf (
       "struct_size %zu", offsetof (sb_backend_v1, memory_stats));
   assert_contains (why, size);
-  assert_contains (why, "backend ABI 1.0, host ABI 1.0");
+  assert_contains (why, "backend ABI " ABI_TEXT ", " HOST_ABI);
   assert_contains (why, "rebuild the backend against shardbound ABI 1.x");
 }
 END_TEST
@@ -200,8 +206,33 @@ START_TEST (test_loader_rejects_null_function_naming_it)
   const SbBackendEntry *entry = load_alone ("nullop", &path);
   const char *why = assert_refused (entry, path);
   assert_contains (why, "required function layer_backward is NULL");
-  assert_contains (why, "backend ABI 1.0, host ABI 1.0");
+  assert_contains (why, "backend ABI " ABI_TEXT ", " HOST_ABI);
   assert_contains (why, "SB_ERR_UNSUPPORTED");
+}
+END_TEST
+
+START_TEST (test_loader_rejects_null_1_1_function_naming_it)
+{
+  g_autofree char *path = NULL;
+  const SbBackendEntry *entry = load_alone ("nullvjp", &path);
+  const char *why = assert_refused (entry, path);
+  assert_contains (why, "required function beta_vjp is NULL");
+  assert_contains (why, "backend ABI " ABI_TEXT ", " HOST_ABI);
+}
+END_TEST
+
+/* Old minors keep working: a backend built against ABI 1.0 declares the
+ * 1.0 size, and the 1.1 functions it cannot know are not required. */
+START_TEST (test_loader_accepts_abi_1_0_backend)
+{
+  g_autofree char *path = NULL;
+  const SbBackendEntry *entry = load_alone ("abi10", &path);
+  ck_assert_msg (entry->desc != NULL, "refused: %s", entry->refusal);
+  ck_assert_ptr_null (entry->refusal);
+  ck_assert_uint_eq (entry->abi_major, 1);
+  ck_assert_uint_eq (entry->abi_minor, 0);
+  ck_assert_uint_eq (entry->desc->struct_size, SB_BACKEND_V1_0_SIZE);
+  ck_assert (!SB_HAS_MEMBER (entry->desc, sb_backend_v1, layer_backward_vjp));
 }
 END_TEST
 
@@ -224,7 +255,7 @@ START_TEST (test_loader_rejects_failing_trial_context_with_backend_text)
   const char *why = assert_refused (entry, path);
   assert_contains (why, "trial context_create failed: device error: "
                    "no CUDA device");
-  assert_contains (why, "backend ABI 1.0, host ABI 1.0");
+  assert_contains (why, "backend ABI " ABI_TEXT ", " HOST_ABI);
   assert_contains (why, "remove it from the search path");
 }
 END_TEST
@@ -532,6 +563,8 @@ main (void)
   tcase_add_test (refusals, test_loader_rejects_wrong_major);
   tcase_add_test (refusals, test_loader_rejects_struct_smaller_than_v1_0);
   tcase_add_test (refusals, test_loader_rejects_null_function_naming_it);
+  tcase_add_test (refusals, test_loader_rejects_null_1_1_function_naming_it);
+  tcase_add_test (refusals, test_loader_accepts_abi_1_0_backend);
   tcase_add_test (refusals, test_loader_rejects_name_not_matching_file);
   tcase_add_test (refusals,
                   test_loader_rejects_failing_trial_context_with_backend_text);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Concretization: the bound of each row of A over an input box. */
+/* Concretization: the bound of each row of A over an input box, and its
+ * gradient with respect to A. */
 #include "backends/common/layer.h"
 
 int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
@@ -16,4 +17,29 @@ int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
     st = sb_exec_device_fail(x, st, "concretize");
   sb_exec_free(x, &cr);
   return st;
+}
+
+int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B,
+                      int64_t N, const float *A, const float *x_lower,
+                      const float *x_upper, const float *grad_out,
+                      float *grad_A) {
+  const SbDeviceOps *o = x->ops;
+  SbBuffer cr = {0};
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * B * N, &cr);
+  if (st != SB_OK)
+    return st;
+  float *c = cr.ptr, *r = c + B * N;
+  if ((st = o->box_to_centre_radius(x->dev, B * N, x_lower, x_upper, c, r)) ||
+      (st = o->concretize_vjp(x->dev, side, S, B, N, A, c, r, grad_out,
+                              grad_A)))
+    st = sb_exec_device_fail(x, st, "concretize_vjp");
+  sb_exec_free(x, &cr);
+  return st;
+}
+
+/* Adam lives here with the other operations that belong to no layer. */
+int sb_adam_step(SbExec *x, int64_t n, float *param, const float *grad,
+                 float *m, float *v, const sb_adam_args_v1 *args) {
+  int st = x->ops->adam_step(x->dev, n, param, grad, m, v, args);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "adam_step");
 }

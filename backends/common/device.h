@@ -184,6 +184,60 @@ typedef struct SbDeviceOps {
    * ADDED to (zero it first for an overwrite). Same layouts as im2col. */
   int (*col2im)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                 const float *cols, float *x);
+  /* ---- ABI 1.1: gradients for alpha-/beta-CROWN ---- */
+  /* The vector-Jacobian product of relu_backward (same shapes and
+   * relaxation). G [S,B,N] is dL/dA_in (NULL means zero), g [S,B] dL/dbias
+   * (NULL means ones). Per element, stable active: dA = G; stable inactive:
+   * 0; unstable with s, t, al as in relu_backward:
+   *   SB_SIDE_LOWER: dA = G*(a>0 ? al : s) + g*(a<0 ? t : 0),
+   *                  dalpha = G*max(a,0);
+   *   SB_SIDE_UPPER: dA = G*(a<0 ? al : s) + g*(a>0 ? t : 0),
+   *                  dalpha = G*min(a,0).
+   * dalpha is 0 for stable neurons; with alpha NULL it is the gradient at
+   * the default slope. grad_A [S,B,N] and grad_alpha [S,B,N]
+   * (MAY be NULL) are overwritten, or added to when their accumulate flag
+   * is non-zero. Outputs MUST NOT alias inputs. */
+  int (*relu_backward_vjp)(SbDevice *dev, int side, int64_t S, int64_t B,
+                           int64_t N, const float *A, const float *lower,
+                           const float *upper, const float *alpha,
+                           const float *G, const float *g, int accumulate_A,
+                           float *grad_A, int accumulate_alpha,
+                           float *grad_alpha);
+  /* The gradient of concretize w.r.t. A: grad_A[s,b,n] = g[s,b] *
+   * (centre[b,n] -/+ sign(A[s,b,n]) * radius[b,n]) (minus for
+   * SB_SIDE_LOWER, sign(0) = 0); g [S,B] NULL means ones. Overwrites. */
+  int (*concretize_vjp)(SbDevice *dev, int side, int64_t S, int64_t B,
+                        int64_t N, const float *A, const float *centre,
+                        const float *radius, const float *g, float *grad_A);
+  /* alpha[s,b,n] = 1 when upper[b,n] > -lower[b,n], else 0 (the default
+   * lower slope of relu_backward), for every s. */
+  int (*relu_init_alpha)(SbDevice *dev, int64_t S, int64_t B, int64_t N,
+                         const float *lower, const float *upper,
+                         float *alpha);
+  /* One Adam step on n elements, in place on param, m, v (PyTorch
+   * semantics; maximize negates the gradient first):
+   *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+   *   param -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps);
+   *   param = min(max(param, clamp_min), clamp_max).
+   * args is a HOST struct, already checked by the caller. */
+  int (*adam_step)(SbDevice *dev, int64_t n, float *param, const float *grad,
+                   float *m, float *v, const sb_adam_args_v1 *args);
+  /* beta-CROWN split terms. A, beta [S,B,N]; sign [B,N] in {-1,0,1}.
+   * beta_apply: A[s,b,n] += d * beta[s,b,n] * sign[b,n], d = +1 for
+   * SB_SIDE_LOWER, -1 for SB_SIDE_UPPER (in place). beta_vjp: grad_beta
+   * [S,B,N] = d * grad_A * sign, overwritten or added to when accumulate is
+   * non-zero. */
+  int (*beta_apply)(SbDevice *dev, int side, int64_t S, int64_t B, int64_t N,
+                    const float *beta, const float *sign, float *A);
+  int (*beta_vjp)(SbDevice *dev, int side, int64_t S, int64_t B, int64_t N,
+                  const float *grad_A, const float *sign, int accumulate,
+                  float *grad_beta);
+  /* The gradient of channel_bias_backward w.r.t. A: y[r,c,s] += g[r] *
+   * shift[c] for y [rows, channels, spatial]; g NULL means ones (conv and
+   * linear biases, affine shifts). */
+  int (*channel_bias_vjp)(SbDevice *dev, int64_t rows, int64_t channels,
+                          int64_t spatial, const float *shift, const float *g,
+                          float *y);
 } SbDeviceOps;
 
 #ifdef __cplusplus

@@ -365,6 +365,136 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
   return SB_OK;
 }
 
+static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
+                                 int64_t B, int64_t N, const float *A,
+                                 const float *lower, const float *upper,
+                                 const float *alpha, const float *G,
+                                 const float *g, int accumulate_A,
+                                 float *grad_A, int accumulate_alpha,
+                                 float *grad_alpha) {
+  const int lower_side = side == SB_SIDE_LOWER;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++) {
+      const int64_t row = s * B + b;
+      const float *a = A + row * N;
+      const float *al = alpha ? alpha + row * N : NULL;
+      const float *gi = G ? G + row * N : NULL;
+      const float gb = g ? g[row] : 1.0f;
+      const float *l = lower + b * N, *u = upper + b * N;
+      float *da = grad_A + row * N;
+      float *dal = grad_alpha ? grad_alpha + row * N : NULL;
+      for (int64_t n = 0; n < N; n++) {
+        float gn = gi ? gi[n] : 0.0f;
+        float va = 0.0f, vl = 0.0f;
+        if (l[n] >= 0.0f) {
+          va = gn;
+        } else if (u[n] > 0.0f) {
+          float slope = u[n] / (u[n] - l[n]);
+          float icpt = -l[n] * slope;
+          float lo_slope = al ? al[n] : (u[n] > -l[n] ? 1.0f : 0.0f);
+          /* Which line a coefficient takes depends on its sign: the
+           * gradient follows the branch the forward step took. */
+          int on_alpha = lower_side ? a[n] > 0.0f : a[n] < 0.0f;
+          int on_icpt = lower_side ? a[n] < 0.0f : a[n] > 0.0f;
+          va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
+          if (on_alpha)
+            vl = gn * a[n];
+        }
+        da[n] = accumulate_A ? da[n] + va : va;
+        if (dal)
+          dal[n] = accumulate_alpha ? dal[n] + vl : vl;
+      }
+    }
+  return SB_OK;
+}
+
+static int cpu_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                              int64_t N, const float *A, const float *centre,
+                              const float *radius, const float *g,
+                              float *grad_A) {
+  const float sign = side == SB_SIDE_LOWER ? -1.0f : 1.0f;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++) {
+      const int64_t row = s * B + b;
+      const float *a = A + row * N;
+      const float *c = centre + b * N, *r = radius + b * N;
+      const float gr = g ? g[row] : 1.0f;
+      float *d = grad_A + row * N;
+      for (int64_t n = 0; n < N; n++) {
+        float sa = a[n] > 0.0f ? 1.0f : a[n] < 0.0f ? -1.0f : 0.0f;
+        d[n] = gr * (c[n] + sign * sa * r[n]);
+      }
+    }
+  return SB_OK;
+}
+
+static int cpu_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B,
+                               int64_t N, const float *lower,
+                               const float *upper, float *alpha) {
+  const int64_t BN = B * N;
+  for (int64_t i = 0; i < BN; i++)
+    alpha[i] = upper[i] > -lower[i] ? 1.0f : 0.0f;
+  for (int64_t s = 1; s < S; s++)
+    memcpy(alpha + s * BN, alpha, (size_t)BN * sizeof(float));
+  return SB_OK;
+}
+
+static int cpu_adam_step(SbDevice *dev, int64_t n, float *param,
+                         const float *grad, float *m, float *v,
+                         const sb_adam_args_v1 *a) {
+  const float b1 = a->beta1, b2 = a->beta2;
+  const float c1 = 1.0f - powf(b1, (float)a->step);
+  const float c2 = 1.0f - powf(b2, (float)a->step);
+  for (int64_t i = 0; i < n; i++) {
+    float gi = a->maximize ? -grad[i] : grad[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+    float p = param[i] - a->learning_rate * (m[i] / c1) /
+                             (sqrtf(v[i] / c2) + a->epsilon);
+    param[i] = fminf(fmaxf(p, a->clamp_min), a->clamp_max);
+  }
+  return SB_OK;
+}
+
+static int cpu_beta_apply(SbDevice *dev, int side, int64_t S, int64_t B,
+                          int64_t N, const float *beta, const float *sign,
+                          float *A) {
+  const float d = side == SB_SIDE_LOWER ? 1.0f : -1.0f;
+  const int64_t BN = B * N;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t i = 0; i < BN; i++)
+      A[s * BN + i] += d * beta[s * BN + i] * sign[i];
+  return SB_OK;
+}
+
+static int cpu_beta_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                        int64_t N, const float *grad_A, const float *sign,
+                        int accumulate, float *grad_beta) {
+  const float d = side == SB_SIDE_LOWER ? 1.0f : -1.0f;
+  const int64_t BN = B * N;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t i = 0; i < BN; i++) {
+      float v = d * grad_A[s * BN + i] * sign[i];
+      grad_beta[s * BN + i] = accumulate ? grad_beta[s * BN + i] + v : v;
+    }
+  return SB_OK;
+}
+
+static int cpu_channel_bias_vjp(SbDevice *dev, int64_t rows, int64_t channels,
+                                int64_t spatial, const float *shift,
+                                const float *g, float *y) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float gr = g ? g[r] : 1.0f;
+    for (int64_t c = 0; c < channels; c++) {
+      const float v = gr * shift[c];
+      float *ys = y + (r * channels + c) * spatial;
+      for (int64_t k = 0; k < spatial; k++)
+        ys[k] += v;
+    }
+  }
+  return SB_OK;
+}
+
 const SbDeviceOps sb_device_cpu_ops = {
     .name = "cpu",
     .open = cpu_open,
@@ -395,4 +525,11 @@ const SbDeviceOps sb_device_cpu_ops = {
     .set_unit_rows = cpu_set_unit_rows,
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
+    .relu_backward_vjp = cpu_relu_backward_vjp,
+    .concretize_vjp = cpu_concretize_vjp,
+    .relu_init_alpha = cpu_relu_init_alpha,
+    .adam_step = cpu_adam_step,
+    .beta_apply = cpu_beta_apply,
+    .beta_vjp = cpu_beta_vjp,
+    .channel_bias_vjp = cpu_channel_bias_vjp,
 };

@@ -51,6 +51,21 @@ typedef struct SbOpBackward {
   float *bias;
 } SbOpBackward;
 
+/* VJP arguments on raw device pointers; see sb_vjp_args_v1. grad_A_in[i]
+ * NULL means zero; grad_bias NULL means ones; grad_alpha MAY be NULL. */
+typedef struct SbOpVjp {
+  int32_t side;
+  int64_t S, B;
+  const float *A_out;
+  const float *pre_lower, *pre_upper, *alpha;
+  const float *grad_A_in[SB_MAX_LAYER_INPUTS];
+  const float *grad_bias;
+  float *grad_A_out;
+  int32_t accumulate_A_out;
+  float *grad_alpha;
+  int32_t accumulate_alpha;
+} SbOpVjp;
+
 /* One operator family. create validates desc (the caller has already
  * checked kind, sizes > 0, in_size/out_size consistency is the family's job)
  * and fills layer's parameters; on failure nothing stays allocated. inputs
@@ -67,6 +82,9 @@ typedef struct SbOpFamily {
              float *out_lower, float *out_upper);
   int (*backward)(SbExec *x, const struct sb_layer *layer,
                   const SbOpBackward *args);
+  /* The vector-Jacobian product of backward (ABI 1.1, sb_vjp_args_v1). */
+  int (*backward_vjp)(SbExec *x, const struct sb_layer *layer,
+                      const SbOpVjp *args);
 } SbOpFamily;
 
 extern const SbOpFamily sb_op_linear;
@@ -86,6 +104,24 @@ void sb_layer_release(SbExec *x, struct sb_layer *layer);
 int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
                   const float *A, const float *bias, const float *x_lower,
                   const float *x_upper, float *out);
+
+/* ABI 1.1 operations that belong to no layer (each row-local in S, so a
+ * multi-rank backend runs them on its own rows). Shapes as in
+ * abi/shardbound.h; grad_out NULL means ones. */
+int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B,
+                      int64_t N, const float *A, const float *x_lower,
+                      const float *x_upper, const float *grad_out,
+                      float *grad_A);
+int sb_relu_init_alpha(SbExec *x, int64_t S, int64_t B, int64_t N,
+                       const float *pre_lower, const float *pre_upper,
+                       float *alpha);
+int sb_adam_step(SbExec *x, int64_t n, float *param, const float *grad,
+                 float *m, float *v, const sb_adam_args_v1 *args);
+int sb_beta_apply(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
+                  float *A, const float *beta, const float *sign);
+int sb_beta_vjp(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
+                const float *grad_A, const float *sign, float *grad_beta,
+                int32_t accumulate);
 
 /* Helpers for operator files. */
 int sb_exec_fail(SbExec *x, int status, const char *fmt, ...)

@@ -45,6 +45,28 @@ static int add_backward(SbExec *x, const struct sb_layer *l,
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "add backward");
 }
 
+/* Both inputs received A_out unchanged: dL/dA_out = G0 + G1. */
+static int add_backward_vjp(SbExec *x, const struct sb_layer *l,
+                            const SbOpVjp *a) {
+  const int64_t n = a->S * a->B * l->out_size;
+  int st = SB_OK;
+  int have = a->accumulate_A_out;
+  for (int i = 0; i < 2 && st == SB_OK; i++) {
+    if (a->grad_A_in[i] == NULL)
+      continue;
+    if (have)
+      st = x->ops->add(x->dev, n, a->grad_A_out, a->grad_A_in[i],
+                       a->grad_A_out);
+    else
+      st = x->ops->copy(x->dev, a->grad_A_out, a->grad_A_in[i],
+                        (size_t)n * sizeof(float));
+    have = 1;
+  }
+  if (st == SB_OK && !have)
+    st = x->ops->zero(x->dev, a->grad_A_out, (size_t)n * sizeof(float));
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "add backward VJP");
+}
+
 const SbOpFamily sb_op_add = {
     .name = "add",
     .n_inputs = 2,
@@ -52,4 +74,5 @@ const SbOpFamily sb_op_add = {
     .forward = add_forward,
     .ibp = add_ibp,
     .backward = add_backward,
+    .backward_vjp = add_backward_vjp,
 };

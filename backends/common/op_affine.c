@@ -83,6 +83,24 @@ static int affine_backward(SbExec *x, const struct sb_layer *l,
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "affine backward");
 }
 
+/* dL/dA_out = scale * G + g * shift, per channel. */
+static int affine_backward_vjp(SbExec *x, const struct sb_layer *l,
+                               const SbOpVjp *a) {
+  const int64_t R = a->S * a->B;
+  int st = SB_OK;
+  if (a->grad_A_in[0])
+    st = x->ops->affine_backward(x->dev, R, l->channels, l->spatial,
+                                 l->weight.ptr, a->grad_A_in[0],
+                                 a->accumulate_A_out, a->grad_A_out);
+  else if (!a->accumulate_A_out)
+    st = x->ops->zero(x->dev, a->grad_A_out,
+                      (size_t)(R * l->out_size) * sizeof(float));
+  if (st == SB_OK)
+    st = x->ops->channel_bias_vjp(x->dev, R, l->channels, l->spatial,
+                                  l->bias.ptr, a->grad_bias, a->grad_A_out);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "affine backward VJP");
+}
+
 const SbOpFamily sb_op_affine = {
     .name = "affine",
     .n_inputs = 1,
@@ -90,4 +108,5 @@ const SbOpFamily sb_op_affine = {
     .forward = affine_forward,
     .ibp = affine_ibp,
     .backward = affine_backward,
+    .backward_vjp = affine_backward_vjp,
 };

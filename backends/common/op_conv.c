@@ -104,9 +104,11 @@ static int64_t conv_chunk(const ConvDims *d, int64_t rows) {
   return c < rows ? c : rows;
 }
 
-/* out [B,out_c,P] = conv(in) with weights w (W or |W|), no bias. */
+/* out [B,out_c,P] = conv(in) + beta*out with weights w (W or |W|), no
+ * bias (beta 0 ignores out's contents). */
 static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
-                      const float *w, const float *in, float *out) {
+                      const float *w, const float *in, float beta,
+                      float *out) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
   ConvDims d = conv_dims(g);
@@ -121,7 +123,7 @@ static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
     for (int64_t gi = 0; gi < d.G && st == SB_OK; gi++)
       st = o->sgemm_strided_batched(
           x->dev, 0, 0, d.OCg, d.P, d.K, 1.0f, w + gi * d.OCg * d.K, d.K, 0,
-          (const float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, 0.0f,
+          (const float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, beta,
           out + (b0 * g->out_c + gi * d.OCg) * d.P, d.P, g->out_c * d.P, n);
   }
   if (st != SB_OK)
@@ -142,7 +144,7 @@ static int conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t B,
 
 static int conv_forward(SbExec *x, const struct sb_layer *l, int64_t B,
                         const float *const *in, float *out) {
-  int st = conv_apply(x, l, B, l->weight.ptr, in[0], out);
+  int st = conv_apply(x, l, B, l->weight.ptr, in[0], 0.0f, out);
   return st == SB_OK ? conv_add_bias(x, l, B, out) : st;
 }
 
@@ -164,9 +166,9 @@ static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
     st = sb_exec_device_fail(x, st, "conv IBP");
     goto out;
   }
-  if ((st = conv_apply(x, l, B, l->weight.ptr, c, out_lo)) ||
+  if ((st = conv_apply(x, l, B, l->weight.ptr, c, 0.0f, out_lo)) ||
       (st = conv_add_bias(x, l, B, out_lo)) ||
-      (st = conv_apply(x, l, B, absw.ptr, r, out_up)))
+      (st = conv_apply(x, l, B, absw.ptr, r, 0.0f, out_up)))
     goto out;
   st = o->centre_radius_to_box(x->dev, B * l->out_size, out_lo, out_up,
                                out_lo, out_up);
@@ -213,6 +215,28 @@ static int conv_backward(SbExec *x, const struct sb_layer *l,
   return st;
 }
 
+/* backward is the transposed convolution, so its adjoint is the
+ * convolution itself: dL/dA_out = conv(G) + g * b[c]. */
+static int conv_backward_vjp(SbExec *x, const struct sb_layer *l,
+                             const SbOpVjp *a) {
+  const int64_t R = a->S * a->B;
+  const SbConvGeom *g = &l->conv;
+  int st = SB_OK;
+  if (a->grad_A_in[0]) {
+    st = conv_apply(x, l, R, l->weight.ptr, a->grad_A_in[0],
+                    a->accumulate_A_out ? 1.0f : 0.0f, a->grad_A_out);
+    if (st != SB_OK)
+      return st;
+  } else if (!a->accumulate_A_out) {
+    st = x->ops->zero(x->dev, a->grad_A_out,
+                      (size_t)(R * l->out_size) * sizeof(float));
+  }
+  if (st == SB_OK && l->bias.ptr)
+    st = x->ops->channel_bias_vjp(x->dev, R, g->out_c, g->out_h * g->out_w,
+                                  l->bias.ptr, a->grad_bias, a->grad_A_out);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv backward VJP");
+}
+
 const SbOpFamily sb_op_conv = {
     .name = "conv2d",
     .n_inputs = 1,
@@ -220,4 +244,5 @@ const SbOpFamily sb_op_conv = {
     .forward = conv_forward,
     .ibp = conv_ibp,
     .backward = conv_backward,
+    .backward_vjp = conv_backward_vjp,
 };

@@ -91,6 +91,29 @@ static int linear_backward(SbExec *x, const struct sb_layer *l,
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward");
 }
 
+/* dL/dA_out [R,out] = G [R,in] . W^T + g b^T. */
+static int linear_backward_vjp(SbExec *x, const struct sb_layer *l,
+                               const SbOpVjp *a) {
+  const int64_t R = a->S * a->B;
+  float *dst = a->grad_A_out;
+  int st = SB_OK;
+  /* One product per row: with W transposed, BLAS picks its kernel (and so
+   * its summation order) by the row count, and FSDP, which splits rows,
+   * must stay bitwise identical to the single-device backend. */
+  if (a->grad_A_in[0])
+    st = x->ops->sgemm_strided_batched(
+        x->dev, 0, 1, 1, l->out_size, l->in_size, 1.0f, a->grad_A_in[0],
+        l->in_size, l->in_size, l->weight.ptr, l->in_size, 0,
+        a->accumulate_A_out ? 1.0f : 0.0f, dst, l->out_size, l->out_size, R);
+  else if (!a->accumulate_A_out)
+    st = x->ops->zero(x->dev, dst, (size_t)(R * l->out_size) * sizeof(float));
+  /* The rank-1 term row by row, for the same reason. */
+  if (st == SB_OK && l->bias.ptr)
+    st = x->ops->channel_bias_vjp(x->dev, R, l->out_size, 1, l->bias.ptr,
+                                  a->grad_bias, dst);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward VJP");
+}
+
 const SbOpFamily sb_op_linear = {
     .name = "linear",
     .n_inputs = 1,
@@ -98,4 +121,5 @@ const SbOpFamily sb_op_linear = {
     .forward = linear_forward,
     .ibp = linear_ibp,
     .backward = linear_backward,
+    .backward_vjp = linear_backward_vjp,
 };

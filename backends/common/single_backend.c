@@ -550,6 +550,253 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
                        x_upper->buf.ptr, out->buf.ptr);
 }
 
+/* ---- ABI 1.1: alpha-CROWN and beta-CROWN ---- */
+
+static int check_side(sb_context *ctx, const char *fn, int32_t side) {
+  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: side %d is neither lower (0) nor upper (1)", fn,
+                (int)side);
+  return SB_OK;
+}
+
+int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
+                                 const sb_vjp_args_v1 *args) {
+  BEGIN(ctx);
+  static const char fn[] = "layer_backward_vjp";
+  if (layer == NULL || args == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args", fn);
+  if (args->struct_size < sizeof(sb_vjp_args_v1))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: args struct_size %u is smaller than sb_vjp_args_v1 "
+                "(%zu bytes)",
+                fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
+  int st = check_side(ctx, fn, args->side);
+  if (st != SB_OK)
+    return st;
+  SbOpVjp a;
+  memset(&a, 0, sizeof a);
+  a.side = args->side;
+  int64_t N;
+  if ((st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N)))
+    return st;
+  if (N != layer->out_size)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: A_out has %lld neurons per row, the layer outputs %lld",
+                fn, (long long)N, (long long)layer->out_size);
+  const int64_t R = a.S * a.B;
+  a.A_out = args->A_out->buf.ptr;
+  if ((st = expect_numel(ctx, fn, "grad_A_out", args->grad_A_out,
+                         R * layer->out_size, "[S,B,N_out]")))
+    return st;
+  a.grad_A_out = args->grad_A_out->buf.ptr;
+  a.accumulate_A_out = args->accumulate_A_out;
+  if (args->grad_A_out == args->A_out)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: grad_A_out must not be the same tensor as A_out", fn);
+  for (int i = 0; i < layer->n_inputs; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "grad_A_in[%d]", i);
+    if (args->grad_A_in[i] == NULL)
+      continue;
+    if ((st = expect_numel(ctx, fn, name, args->grad_A_in[i],
+                           R * layer->in_size, "[S,B,N_in]")))
+      return st;
+    if (args->grad_A_in[i] == args->grad_A_out)
+      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                  "%s: %s must not be the same tensor as grad_A_out", fn,
+                  name);
+    a.grad_A_in[i] = args->grad_A_in[i]->buf.ptr;
+  }
+  if (args->grad_bias) {
+    if ((st = expect_numel(ctx, fn, "grad_bias", args->grad_bias, R,
+                           "[S,B]")))
+      return st;
+    a.grad_bias = args->grad_bias->buf.ptr;
+  }
+  if (layer->kind == SB_LAYER_RELU) {
+    const int64_t BN = a.B * layer->out_size;
+    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
+                           "[B,N]")) ||
+        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
+                           "[B,N]")))
+      return st;
+    if (args->alpha &&
+        (st = expect_numel(ctx, fn, "alpha", args->alpha, R * layer->out_size,
+                           "[S,B,N]")))
+      return st;
+    if (args->grad_alpha) {
+      if ((st = expect_numel(ctx, fn, "grad_alpha", args->grad_alpha,
+                             R * layer->out_size, "[S,B,N]")))
+        return st;
+      if (args->grad_alpha == args->grad_A_out ||
+          args->grad_alpha == args->alpha ||
+          args->grad_alpha == args->grad_A_in[0])
+        return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                    "%s: grad_alpha must be a tensor of its own", fn);
+      a.grad_alpha = args->grad_alpha->buf.ptr;
+      a.accumulate_alpha = args->accumulate_alpha;
+    }
+    a.pre_lower = args->pre_lower->buf.ptr;
+    a.pre_upper = args->pre_upper->buf.ptr;
+    a.alpha = args->alpha ? args->alpha->buf.ptr : NULL;
+  } else if (args->grad_alpha) {
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: grad_alpha is only meaningful for a relu layer, this is "
+                "a %s layer",
+                fn, sb_op_family(layer->kind)->name);
+  }
+  SbExec x = exec_of(ctx);
+  return sb_op_family(layer->kind)->backward_vjp(&x, layer, &a);
+}
+
+int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
+                             const sb_tensor *x_lower,
+                             const sb_tensor *x_upper, int32_t side,
+                             const sb_tensor *grad_out, sb_tensor *grad_A) {
+  BEGIN(ctx);
+  static const char fn[] = "concretize_vjp";
+  int st = check_side(ctx, fn, side);
+  int64_t S = 0, B = 0, N = 0;
+  if (st == SB_OK)
+    st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
+  if (st == SB_OK && grad_out)
+    st = expect_numel(ctx, fn, "grad_out", grad_out, S * B, "[S,B]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_lower", x_lower, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "x_upper", x_upper, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "grad_A", grad_A, S * B * N, "[S,B,N]");
+  if (st == SB_OK && grad_A == A)
+    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
+              "%s: grad_A must not be the same tensor as A", fn);
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_concretize_vjp(&x, side, S, B, N, A->buf.ptr, x_lower->buf.ptr,
+                           x_upper->buf.ptr,
+                           grad_out ? grad_out->buf.ptr : NULL,
+                           grad_A->buf.ptr);
+}
+
+int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
+                              const sb_tensor *pre_upper, sb_tensor *alpha) {
+  BEGIN(ctx);
+  static const char fn[] = "relu_init_alpha";
+  int64_t S = 0, B = 0, N = 0;
+  int st = coef_dims(ctx, fn, "alpha", alpha, &S, &B, &N);
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "pre_lower", pre_lower, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "pre_upper", pre_upper, B * N, "[B,N]");
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_relu_init_alpha(&x, S, B, N, pre_lower->buf.ptr,
+                            pre_upper->buf.ptr, alpha->buf.ptr);
+}
+
+/* A bad hyper-parameter would silently turn every parameter into NaN. */
+static int check_adam_args(sb_context *ctx, const char *fn,
+                           const sb_adam_args_v1 *a) {
+  if (a == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL args", fn);
+  if (a->struct_size < sizeof(sb_adam_args_v1))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: args struct_size %u is smaller than sb_adam_args_v1 "
+                "(%zu bytes)",
+                fn, (unsigned)a->struct_size, sizeof(sb_adam_args_v1));
+  if (a->step < 1)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: step %d must be >= 1 (1 for the first step)", fn,
+                (int)a->step);
+  if (!(a->learning_rate >= 0.0f) || !(a->epsilon > 0.0f) ||
+      !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
+      !(a->beta2 >= 0.0f && a->beta2 < 1.0f))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: hyper-parameters out of range (learning_rate %g >= 0, "
+                "beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
+                fn, (double)a->learning_rate, (double)a->beta1,
+                (double)a->beta2, (double)a->epsilon);
+  if (!(a->clamp_min <= a->clamp_max))
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: clamp_min %g is greater than clamp_max %g", fn,
+                (double)a->clamp_min, (double)a->clamp_max);
+  return SB_OK;
+}
+
+int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
+                        const sb_tensor *grad, sb_tensor *m, sb_tensor *v,
+                        const sb_adam_args_v1 *args) {
+  BEGIN(ctx);
+  static const char fn[] = "adam_step";
+  int st = check_adam_args(ctx, fn, args);
+  if (st == SB_OK && param == NULL)
+    st = fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+  if (st != SB_OK)
+    return st;
+  const int64_t n = param->numel;
+  if ((st = expect_numel(ctx, fn, "grad", grad, n, "param's shape")) ||
+      (st = expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
+      (st = expect_numel(ctx, fn, "v", v, n, "param's shape")))
+    return st;
+  if (m == v || m == param || v == param || grad == param ||
+      grad == m || grad == v)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                "%s: param, grad, m and v must be four different tensors",
+                fn);
+  SbExec x = exec_of(ctx);
+  return sb_adam_step(&x, n, param->buf.ptr, grad->buf.ptr, m->buf.ptr,
+                      v->buf.ptr, args);
+}
+
+int sb_single_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                         const sb_tensor *sign, int32_t side) {
+  BEGIN(ctx);
+  static const char fn[] = "beta_apply";
+  int st = check_side(ctx, fn, side);
+  int64_t S = 0, B = 0, N = 0;
+  if (st == SB_OK)
+    st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "beta", beta, S * B * N, "[S,B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "sign", sign, B * N, "[B,N]");
+  if (st == SB_OK && (beta == A || sign == A))
+    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
+              "%s: A must not be the same tensor as beta or sign", fn);
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_beta_apply(&x, side, S, B, N, A->buf.ptr, beta->buf.ptr,
+                       sign->buf.ptr);
+}
+
+int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
+                       const sb_tensor *sign, int32_t side,
+                       sb_tensor *grad_beta, int32_t accumulate) {
+  BEGIN(ctx);
+  static const char fn[] = "beta_vjp";
+  int st = check_side(ctx, fn, side);
+  int64_t S = 0, B = 0, N = 0;
+  if (st == SB_OK)
+    st = coef_dims(ctx, fn, "grad_A", grad_A, &S, &B, &N);
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "sign", sign, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = expect_numel(ctx, fn, "grad_beta", grad_beta, S * B * N, "[S,B,N]");
+  if (st == SB_OK && (grad_beta == grad_A || grad_beta == sign))
+    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
+              "%s: grad_beta must not be the same tensor as grad_A or sign",
+              fn);
+  if (st != SB_OK)
+    return st;
+  SbExec x = exec_of(ctx);
+  return sb_beta_vjp(&x, side, S, B, N, grad_A->buf.ptr, sign->buf.ptr,
+                     grad_beta->buf.ptr, accumulate);
+}
+
 /* ---- memory ---- */
 
 int sb_single_memory_mark_baseline(sb_context *ctx) {

@@ -46,6 +46,22 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
                          const sb_tensor *bias, const sb_tensor *x_lower,
                          const sb_tensor *x_upper, int32_t side,
                          sb_tensor *out);
+int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
+                                 const sb_vjp_args_v1 *args);
+int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
+                             const sb_tensor *x_lower,
+                             const sb_tensor *x_upper, int32_t side,
+                             const sb_tensor *grad_out, sb_tensor *grad_A);
+int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
+                              const sb_tensor *pre_upper, sb_tensor *alpha);
+int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
+                        const sb_tensor *grad, sb_tensor *m, sb_tensor *v,
+                        const sb_adam_args_v1 *args);
+int sb_single_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                         const sb_tensor *sign, int32_t side);
+int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
+                       const sb_tensor *sign, int32_t side,
+                       sb_tensor *grad_beta, int32_t accumulate);
 int sb_single_memory_mark_baseline(sb_context *ctx);
 int sb_single_memory_reset_peak(sb_context *ctx);
 int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
@@ -69,7 +85,12 @@ int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
   .concretize = sb_single_concretize,                                          \
   .memory_mark_baseline = sb_single_memory_mark_baseline,                      \
   .memory_reset_peak = sb_single_memory_reset_peak,                            \
-  .memory_stats = sb_single_memory_stats
+  .memory_stats = sb_single_memory_stats,                                      \
+  .layer_backward_vjp = sb_single_layer_backward_vjp,                          \
+  .concretize_vjp = sb_single_concretize_vjp,                                  \
+  .relu_init_alpha = sb_single_relu_init_alpha,                                \
+  .adam_step = sb_single_adam_step, .beta_apply = sb_single_beta_apply,        \
+  .beta_vjp = sb_single_beta_vjp
 
 #ifdef __cplusplus
 }

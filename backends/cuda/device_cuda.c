@@ -424,6 +424,65 @@ static int cuda_col2im(SbDevice *dev, const SbConvGeom *geom, int64_t n,
   LAUNCH(dev, "col2im kernel", sb_cuda_col2im(dev->stream, geom, n, cols, x));
 }
 
+static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
+                                  int64_t B, int64_t N, const float *A,
+                                  const float *lower, const float *upper,
+                                  const float *alpha, const float *G,
+                                  const float *g, int accumulate_A,
+                                  float *grad_A, int accumulate_alpha,
+                                  float *grad_alpha) {
+  LAUNCH(dev, "relu_backward_vjp kernel",
+         sb_cuda_relu_backward_vjp(dev->stream, side, S, B, N, A, lower, upper,
+                                   alpha, G, g, accumulate_A, grad_A,
+                                   accumulate_alpha, grad_alpha));
+}
+
+static int cuda_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                               int64_t N, const float *A, const float *centre,
+                               const float *radius, const float *g,
+                               float *grad_A) {
+  LAUNCH(dev, "concretize_vjp kernel",
+         sb_cuda_concretize_vjp(dev->stream, side, S, B, N, A, centre, radius,
+                                g, grad_A));
+}
+
+static int cuda_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B,
+                                int64_t N, const float *lower,
+                                const float *upper, float *alpha) {
+  LAUNCH(dev, "relu_init_alpha kernel",
+         sb_cuda_relu_init_alpha(dev->stream, S, B, N, lower, upper, alpha));
+}
+
+static int cuda_adam_step(SbDevice *dev, int64_t n, float *param,
+                          const float *grad, float *m, float *v,
+                          const sb_adam_args_v1 *args) {
+  LAUNCH(dev, "adam_step kernel",
+         sb_cuda_adam_step(dev->stream, n, param, grad, m, v, args));
+}
+
+static int cuda_beta_apply(SbDevice *dev, int side, int64_t S, int64_t B,
+                           int64_t N, const float *beta, const float *sign,
+                           float *A) {
+  LAUNCH(dev, "beta_apply kernel",
+         sb_cuda_beta_apply(dev->stream, side, S, B, N, beta, sign, A));
+}
+
+static int cuda_beta_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                         int64_t N, const float *grad_A, const float *sign,
+                         int accumulate, float *grad_beta) {
+  LAUNCH(dev, "beta_vjp kernel",
+         sb_cuda_beta_vjp(dev->stream, side, S, B, N, grad_A, sign,
+                          accumulate, grad_beta));
+}
+
+static int cuda_channel_bias_vjp(SbDevice *dev, int64_t rows, int64_t channels,
+                                 int64_t spatial, const float *shift,
+                                 const float *g, float *y) {
+  LAUNCH(dev, "channel_bias_vjp kernel",
+         sb_cuda_channel_bias_vjp(dev->stream, rows, channels, spatial, shift,
+                                  g, y));
+}
+
 const SbDeviceOps sb_device_cuda_ops = {
     .name = "cuda",
     .open = cuda_open,
@@ -454,4 +513,11 @@ const SbDeviceOps sb_device_cuda_ops = {
     .set_unit_rows = cuda_set_unit_rows,
     .im2col = cuda_im2col,
     .col2im = cuda_col2im,
+    .relu_backward_vjp = cuda_relu_backward_vjp,
+    .concretize_vjp = cuda_concretize_vjp,
+    .relu_init_alpha = cuda_relu_init_alpha,
+    .adam_step = cuda_adam_step,
+    .beta_apply = cuda_beta_apply,
+    .beta_vjp = cuda_beta_vjp,
+    .channel_bias_vjp = cuda_channel_bias_vjp,
 };

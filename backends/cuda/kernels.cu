@@ -302,6 +302,103 @@ __global__ void scale_matrix_kernel(int64_t rows, int64_t cols, float beta,
   }
 }
 
+/* ---- ABI 1.1 (alpha-/beta-CROWN), all elementwise ---- */
+
+__global__ void relu_backward_vjp_kernel(int lower_side, int64_t n, int64_t B,
+                                         int64_t N, const float *A,
+                                         const float *lower,
+                                         const float *upper,
+                                         const float *alpha, const float *G,
+                                         const float *g, int accumulate_A,
+                                         float *grad_A, int accumulate_alpha,
+                                         float *grad_alpha) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    const int64_t row = i / N, k = (row % B) * N + i % N;
+    const float l = lower[k], u = upper[k], a = A[i];
+    const float gn = G ? G[i] : 0.0f;
+    float va = 0.0f, vl = 0.0f;
+    if (l >= 0.0f) {
+      va = gn;
+    } else if (u > 0.0f) {
+      float slope = u / (u - l);
+      float icpt = -l * slope;
+      float lo_slope = alpha ? alpha[i] : (u > -l ? 1.0f : 0.0f);
+      int on_alpha = lower_side ? a > 0.0f : a < 0.0f;
+      int on_icpt = lower_side ? a < 0.0f : a > 0.0f;
+      float gb = g ? g[row] : 1.0f;
+      va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
+      if (on_alpha)
+        vl = gn * a;
+    }
+    grad_A[i] = accumulate_A ? grad_A[i] + va : va;
+    if (grad_alpha)
+      grad_alpha[i] = accumulate_alpha ? grad_alpha[i] + vl : vl;
+  }
+}
+
+__global__ void concretize_vjp_kernel(float sign, int64_t n, int64_t B,
+                                      int64_t N, const float *A,
+                                      const float *centre,
+                                      const float *radius, const float *g,
+                                      float *grad_A) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    const int64_t row = i / N, k = (row % B) * N + i % N;
+    const float a = A[i];
+    const float sa = a > 0.0f ? 1.0f : a < 0.0f ? -1.0f : 0.0f;
+    grad_A[i] = (g ? g[row] : 1.0f) * (centre[k] + sign * sa * radius[k]);
+  }
+}
+
+__global__ void relu_init_alpha_kernel(int64_t n, int64_t BN,
+                                       const float *lower, const float *upper,
+                                       float *alpha) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    const int64_t k = i % BN;
+    alpha[i] = upper[k] > -lower[k] ? 1.0f : 0.0f;
+  }
+}
+
+__global__ void adam_step_kernel(int64_t n, float *param, const float *grad,
+                                 float *m, float *v, float lr, float b1,
+                                 float b2, float eps, float c1, float c2,
+                                 int maximize, float lo, float hi) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    float gi = maximize ? -grad[i] : grad[i];
+    float mi = b1 * m[i] + (1.0f - b1) * gi;
+    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float p = param[i] - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+    param[i] = fminf(fmaxf(p, lo), hi);
+  }
+}
+
+__global__ void beta_apply_kernel(float d, int64_t n, int64_t BN,
+                                  const float *beta, const float *sign,
+                                  float *A) {
+  for (int64_t i = grid_start(); i < n; i += grid_step())
+    A[i] += d * beta[i] * sign[i % BN];
+}
+
+__global__ void beta_vjp_kernel(float d, int64_t n, int64_t BN,
+                                const float *grad_A, const float *sign,
+                                int accumulate, float *grad_beta) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    float v = d * grad_A[i] * sign[i % BN];
+    grad_beta[i] = accumulate ? grad_beta[i] + v : v;
+  }
+}
+
+__global__ void channel_bias_vjp_kernel(int64_t n, int64_t channels,
+                                        int64_t spatial, const float *shift,
+                                        const float *g, float *y) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    const int64_t cs = channels * spatial;
+    const int64_t r = i / cs, c = (i % cs) / spatial;
+    y[i] += (g ? g[r] : 1.0f) * shift[c];
+  }
+}
+
 } // namespace
 
 extern "C" {
@@ -478,6 +575,95 @@ cudaError_t sb_cuda_scale_matrix(cudaStream_t s, int64_t rows, int64_t cols,
     return cudaSuccess;
   scale_matrix_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(
       rows, cols, beta, c, ld);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_relu_backward_vjp(cudaStream_t s, int side, int64_t S,
+                                      int64_t B, int64_t N, const float *A,
+                                      const float *lower, const float *upper,
+                                      const float *alpha, const float *G,
+                                      const float *g, int accumulate_A,
+                                      float *grad_A, int accumulate_alpha,
+                                      float *grad_alpha) {
+  const int64_t n = S * B * N;
+  if (S <= 0 || B <= 0 || N <= 0)
+    return cudaSuccess;
+  relu_backward_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      side == SB_SIDE_LOWER, n, B, N, A, lower, upper, alpha, G, g,
+      accumulate_A, grad_A, accumulate_alpha, grad_alpha);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_concretize_vjp(cudaStream_t s, int side, int64_t S,
+                                   int64_t B, int64_t N, const float *A,
+                                   const float *centre, const float *radius,
+                                   const float *g, float *grad_A) {
+  const int64_t n = S * B * N;
+  if (S <= 0 || B <= 0 || N <= 0)
+    return cudaSuccess;
+  concretize_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      side == SB_SIDE_LOWER ? -1.0f : 1.0f, n, B, N, A, centre, radius, g,
+      grad_A);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_relu_init_alpha(cudaStream_t s, int64_t S, int64_t B,
+                                    int64_t N, const float *lower,
+                                    const float *upper, float *alpha) {
+  const int64_t n = S * B * N;
+  if (S <= 0 || B <= 0 || N <= 0)
+    return cudaSuccess;
+  relu_init_alpha_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, B * N, lower,
+                                                            upper, alpha);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_adam_step(cudaStream_t s, int64_t n, float *param,
+                              const float *grad, float *m, float *v,
+                              const sb_adam_args_v1 *a) {
+  if (n <= 0)
+    return cudaSuccess;
+  /* The bias corrections are computed once, on the host, as on the CPU. */
+  const float c1 = 1.0f - powf(a->beta1, (float)a->step);
+  const float c2 = 1.0f - powf(a->beta2, (float)a->step);
+  adam_step_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      n, param, grad, m, v, a->learning_rate, a->beta1, a->beta2, a->epsilon,
+      c1, c2, a->maximize, a->clamp_min, a->clamp_max);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_beta_apply(cudaStream_t s, int side, int64_t S, int64_t B,
+                               int64_t N, const float *beta, const float *sign,
+                               float *A) {
+  const int64_t n = S * B * N;
+  if (n <= 0)
+    return cudaSuccess;
+  beta_apply_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      side == SB_SIDE_LOWER ? 1.0f : -1.0f, n, B * N, beta, sign, A);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_beta_vjp(cudaStream_t s, int side, int64_t S, int64_t B,
+                             int64_t N, const float *grad_A, const float *sign,
+                             int accumulate, float *grad_beta) {
+  const int64_t n = S * B * N;
+  if (n <= 0)
+    return cudaSuccess;
+  beta_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      side == SB_SIDE_LOWER ? 1.0f : -1.0f, n, B * N, grad_A, sign,
+      accumulate, grad_beta);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_channel_bias_vjp(cudaStream_t s, int64_t rows,
+                                     int64_t channels, int64_t spatial,
+                                     const float *shift, const float *g,
+                                     float *y) {
+  const int64_t n = rows * channels * spatial;
+  if (n <= 0)
+    return cudaSuccess;
+  channel_bias_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+      n, channels, spatial, shift, g, y);
   return cudaGetLastError();
 }
 

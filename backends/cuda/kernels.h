@@ -66,6 +66,35 @@ cudaError_t sb_cuda_col2im(cudaStream_t s, const SbConvGeom *geom, int64_t n,
  * (the k == 0 case of a GEMM, which BLAS libraries treat unevenly). */
 cudaError_t sb_cuda_scale_matrix(cudaStream_t s, int64_t rows, int64_t cols,
                                  float beta, float *c, int64_t ld);
+/* ABI 1.1 primitives (alpha-/beta-CROWN). */
+cudaError_t sb_cuda_relu_backward_vjp(cudaStream_t s, int side, int64_t S,
+                                      int64_t B, int64_t N, const float *A,
+                                      const float *lower, const float *upper,
+                                      const float *alpha, const float *G,
+                                      const float *g, int accumulate_A,
+                                      float *grad_A, int accumulate_alpha,
+                                      float *grad_alpha);
+cudaError_t sb_cuda_concretize_vjp(cudaStream_t s, int side, int64_t S,
+                                   int64_t B, int64_t N, const float *A,
+                                   const float *centre, const float *radius,
+                                   const float *g, float *grad_A);
+cudaError_t sb_cuda_relu_init_alpha(cudaStream_t s, int64_t S, int64_t B,
+                                    int64_t N, const float *lower,
+                                    const float *upper, float *alpha);
+/* args is a HOST struct. */
+cudaError_t sb_cuda_adam_step(cudaStream_t s, int64_t n, float *param,
+                              const float *grad, float *m, float *v,
+                              const sb_adam_args_v1 *args);
+cudaError_t sb_cuda_beta_apply(cudaStream_t s, int side, int64_t S, int64_t B,
+                               int64_t N, const float *beta, const float *sign,
+                               float *A);
+cudaError_t sb_cuda_beta_vjp(cudaStream_t s, int side, int64_t S, int64_t B,
+                             int64_t N, const float *grad_A, const float *sign,
+                             int accumulate, float *grad_beta);
+cudaError_t sb_cuda_channel_bias_vjp(cudaStream_t s, int64_t rows,
+                                     int64_t channels, int64_t spatial,
+                                     const float *shift, const float *g,
+                                     float *y);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,24 @@
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out);
 
+/* ABI 1.1 entry points, defined in fsdp_layer.c (declared here rather than
+ * in fsdp.h, which belongs to the FSDP work). */
+int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
+                            const sb_vjp_args_v1 *args);
+int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
+                        const sb_tensor *x_lower, const sb_tensor *x_upper,
+                        int32_t side, const sb_tensor *grad_out,
+                        sb_tensor *grad_A);
+int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
+                         const sb_tensor *pre_upper, sb_tensor *alpha);
+int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
+                   sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args);
+int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                    const sb_tensor *sign, int32_t side);
+int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
+                  const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
+                  int32_t accumulate);
+
 int fsdp_fail(sb_context *ctx, int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -227,6 +245,12 @@ static const sb_backend_v1 fsdp_backend = {
     .memory_mark_baseline = fsdp_memory_mark_baseline,
     .memory_reset_peak = fsdp_memory_reset_peak,
     .memory_stats = fsdp_memory_stats,
+    .layer_backward_vjp = fsdp_layer_backward_vjp,
+    .concretize_vjp = fsdp_concretize_vjp,
+    .relu_init_alpha = fsdp_relu_init_alpha,
+    .adam_step = fsdp_adam_step,
+    .beta_apply = fsdp_beta_apply,
+    .beta_vjp = fsdp_beta_vjp,
 };
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out) {

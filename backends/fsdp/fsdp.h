@@ -64,6 +64,15 @@ float *fsdp_row_view(const sb_tensor *t, int r, int64_t start);
 int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
                     sb_tensor *t);
 
+/* g := rank's layer with its whole weight: the shard itself when nothing
+ * needs gathering (one rank, unsharded layer), else all ranks' rows
+ * all-gathered into *gathered (SB_MEM_GATHERED_WEIGHTS, left empty when
+ * not needed), which the caller frees with sb_exec_free as soon as the
+ * operator returns. Collective. */
+int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl,
+                      SbRank *rank, SbComm *comm, struct sb_layer *g,
+                      SbBuffer *gathered);
+
 /* Tensor and layer entry points (sb_backend_v1 members). */
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                        const int64_t *shape, sb_tensor **out);

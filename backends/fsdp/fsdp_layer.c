@@ -168,31 +168,7 @@ void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {
   layer_destroy(ctx, fsdp_layer(layer));
 }
 
-/* ---- the all-gather around an operator ---- */
-
-/* g := this rank's layer with the whole weight, gathered into *gathered
- * (SB_MEM_GATHERED_WEIGHTS), which the caller frees as soon as the
- * operator returns. Collective. */
-static int gather_layer(const sb_context *ctx, const FsdpLayer *fl,
-                        SbRank *rank, SbComm *comm, struct sb_layer *g,
-                        SbBuffer *gathered) {
-  *g = fl->local[rank->index];
-  if (!fl->sharded)
-    return SB_OK;
-  int64_t counts[SB_RANKS_MAX], start;
-  for (int q = 0; q < ctx->size; q++) {
-    fsdp_rows(ctx, fl->rows, q, &start, &counts[q]);
-    counts[q] *= fl->row_elems;
-  }
-  int st = sb_exec_alloc(&rank->x, SB_MEM_GATHERED_WEIGHTS,
-                         fl->rows * fl->row_elems, gathered);
-  if (st != SB_OK)
-    return st;
-  st = comm->ops->all_gather(comm, rank->index, &rank->x, g->weight.ptr,
-                             counts, gathered->ptr);
-  g->weight = *gathered;
-  return st;
-}
+/* The all-gather around an operator is fsdp_gather_layer (fsdp_gather.c). */
 
 /* ---- forward and IBP: bounds are replicated, every rank computes all of
  * them with the same gathered weights, so they are identical everywhere
@@ -216,7 +192,7 @@ static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   }
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
+  int st = fsdp_gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
   if (st == SB_OK)
     st = j->out_up ? j->fl->fam->ibp(&rank->x, &g, j->B, lo, up,
                                      j->out_lo->buf[r].ptr,
@@ -395,7 +371,7 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   }
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
+  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
   if (st == SB_OK && ns > 0)
     st = fl->fam->backward(&rank->x, &g, &a);
   sb_exec_free(&rank->x, &gathered);
@@ -526,4 +502,376 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (st != SB_OK)
     return st;
   return fsdp_run(ctx, concretize_on_rank, &job);
+}
+
+/* ---- ABI 1.1: alpha-CROWN and beta-CROWN, all row-local in S ---- */
+
+static int begin(sb_context *ctx) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  return SB_OK;
+}
+
+static int check_side(sb_context *ctx, const char *fn, int32_t side) {
+  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: side %d is neither lower (0) nor upper (1)", fn,
+                     (int)side);
+  return SB_OK;
+}
+
+/* A [S,B,N...] tensor whose first dimension is split: S, B and N. */
+static int coef_dims(sb_context *ctx, const char *fn, const char *what,
+                     const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
+  if (A == NULL || A->ndim < 3)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: %s must be a tensor of shape [S,B,N]", fn, what);
+  *S = A->shape[0];
+  *B = A->shape[1];
+  *N = *S * *B != 0 ? A->numel / (*S * *B) : 0;
+  return SB_OK;
+}
+
+static int expect_bounds(sb_context *ctx, const char *fn, const char *what,
+                         const sb_tensor *t, int64_t numel) {
+  int st = expect_numel(ctx, fn, what, t, numel, "[B,N]");
+  return st == SB_OK ? expect_replicated(ctx, fn, what, t) : st;
+}
+
+typedef struct {
+  sb_context *ctx;
+  const FsdpLayer *fl;
+  const sb_vjp_args_v1 *args;
+  int64_t S, B;
+} VjpJob;
+
+static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  VjpJob *j = arg;
+  const sb_vjp_args_v1 *in = j->args;
+  const FsdpLayer *fl = j->fl;
+  int r = rank->index;
+  int64_t s0, ns;
+  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  SbOpVjp a;
+  memset(&a, 0, sizeof a);
+  a.side = in->side;
+  a.S = ns;
+  a.B = j->B;
+  a.A_out = fsdp_row_view(in->A_out, r, s0);
+  for (int i = 0; i < fl->fam->n_inputs; i++)
+    a.grad_A_in[i] =
+        in->grad_A_in[i] ? fsdp_row_view(in->grad_A_in[i], r, s0) : NULL;
+  a.grad_bias = in->grad_bias ? fsdp_row_view(in->grad_bias, r, s0) : NULL;
+  a.grad_A_out = fsdp_row_view(in->grad_A_out, r, s0);
+  a.accumulate_A_out = in->accumulate_A_out;
+  if (fl->local[0].kind == SB_LAYER_RELU) {
+    a.pre_lower = in->pre_lower->buf[r].ptr;
+    a.pre_upper = in->pre_upper->buf[r].ptr;
+    a.alpha = in->alpha ? fsdp_row_view(in->alpha, r, s0) : NULL;
+    a.grad_alpha = in->grad_alpha ? fsdp_row_view(in->grad_alpha, r, s0)
+                                  : NULL;
+    a.accumulate_alpha = in->accumulate_alpha;
+  }
+  /* Linear and conv VJPs need the whole weight, exactly as backward. */
+  struct sb_layer g;
+  SbBuffer gathered = {0};
+  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && ns > 0)
+    st = fl->fam->backward_vjp(&rank->x, &g, &a);
+  sb_exec_free(&rank->x, &gathered);
+  if (st != SB_OK)
+    return st;
+  sb_tensor *outs[2] = {in->grad_A_out, a.grad_alpha ? in->grad_alpha : NULL};
+  return share_outputs(j->ctx, rank, comm, outs, 2);
+}
+
+int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
+                            const sb_vjp_args_v1 *args) {
+  static const char fn[] = "layer_backward_vjp";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  if (layer == NULL || args == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
+                     fn);
+  if (args->struct_size < sizeof(sb_vjp_args_v1))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: args struct_size %u is smaller than "
+                     "sb_vjp_args_v1 (%zu bytes)",
+                     fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
+  if ((st = check_side(ctx, fn, args->side)))
+    return st;
+  const FsdpLayer *fl = fsdp_layer(layer);
+  const struct sb_layer *l = &fl->local[0];
+  VjpJob job = {ctx, fl, args, 0, 0};
+  int64_t N = 0;
+  if ((st = coef_dims(ctx, fn, "A_out", args->A_out, &job.S, &job.B, &N)))
+    return st;
+  const int64_t R = job.S * job.B;
+  if (R == 0 || N != l->out_size)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: A_out has %lld elements, expected S*B*N_out with "
+                     "N_out = %lld",
+                     fn, (long long)args->A_out->numel,
+                     (long long)l->out_size);
+  if ((st = expect_rows(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
+                        R * l->out_size, "[S,B,N_out]")))
+    return st;
+  if (args->grad_A_out == args->A_out)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_A_out must not be the same tensor as A_out",
+                     fn);
+  for (int i = 0; i < fl->fam->n_inputs; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "grad_A_in[%d]", i);
+    if (args->grad_A_in[i] == NULL)
+      continue;
+    if ((st = expect_rows(ctx, fn, name, args->grad_A_in[i], job.S,
+                          R * l->in_size, "[S,B,N_in]")))
+      return st;
+    if (args->grad_A_in[i] == args->grad_A_out)
+      return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                       "%s: %s must not be the same tensor as grad_A_out", fn,
+                       name);
+  }
+  if (args->grad_bias &&
+      (st = expect_rows(ctx, fn, "grad_bias", args->grad_bias, job.S, R,
+                        "[S,B]")))
+    return st;
+  if (l->kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * l->out_size;
+    if ((st = expect_bounds(ctx, fn, "pre_lower", args->pre_lower, BN)) ||
+        (st = expect_bounds(ctx, fn, "pre_upper", args->pre_upper, BN)))
+      return st;
+    if (args->alpha &&
+        (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
+                          R * l->out_size, "[S,B,N]")))
+      return st;
+    if (args->grad_alpha) {
+      if ((st = expect_rows(ctx, fn, "grad_alpha", args->grad_alpha, job.S,
+                            R * l->out_size, "[S,B,N]")))
+        return st;
+      if (args->grad_alpha == args->grad_A_out ||
+          args->grad_alpha == args->alpha ||
+          args->grad_alpha == args->grad_A_in[0])
+        return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                         "%s: grad_alpha must be a tensor of its own", fn);
+    }
+  } else if (args->grad_alpha) {
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_alpha is only meaningful for a relu layer, "
+                     "this is a %s layer",
+                     fn, fl->fam->name);
+  }
+  return fsdp_run(ctx, vjp_on_rank, &job);
+}
+
+/* One job type for the operations that belong to no layer: each rank
+ * runs the op-level function on its own spec rows. */
+typedef enum { OP_CONCRETIZE_VJP, OP_INIT_ALPHA, OP_ADAM, OP_BETA_APPLY,
+               OP_BETA_VJP } RowOp;
+
+typedef struct {
+  sb_context *ctx;
+  RowOp op;
+  int32_t side, accumulate;
+  int64_t S, B, N;
+  const sb_tensor *in0, *in1, *in2; /* op-specific, see each caller */
+  sb_tensor *out, *out1, *out2;
+  const sb_adam_args_v1 *adam;
+} RowJob;
+
+static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  RowJob *j = arg;
+  int r = rank->index;
+  int64_t s0, ns;
+  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  SbExec *x = &rank->x;
+  int st = SB_OK;
+  if (ns > 0) {
+    switch (j->op) {
+    case OP_CONCRETIZE_VJP: /* in0 A, in1/in2 bounds, out grad_A; grad_out
+                             * rides in out1 (const) */
+      st = sb_concretize_vjp(x, j->side, ns, j->B, j->N,
+                             fsdp_row_view(j->in0, r, s0),
+                             j->in1->buf[r].ptr, j->in2->buf[r].ptr,
+                             j->out1 ? fsdp_row_view(j->out1, r, s0) : NULL,
+                             fsdp_row_view(j->out, r, s0));
+      break;
+    case OP_INIT_ALPHA:
+      st = sb_relu_init_alpha(x, ns, j->B, j->N, j->in1->buf[r].ptr,
+                              j->in2->buf[r].ptr,
+                              fsdp_row_view(j->out, r, s0));
+      break;
+    case OP_ADAM: /* out param, out1 m, out2 v, in0 grad; S counts rows
+                   * of N elements */
+      st = sb_adam_step(x, ns * j->N, fsdp_row_view(j->out, r, s0),
+                        fsdp_row_view(j->in0, r, s0),
+                        fsdp_row_view(j->out1, r, s0),
+                        fsdp_row_view(j->out2, r, s0), j->adam);
+      break;
+    case OP_BETA_APPLY: /* out A, in0 beta, in1 sign */
+      st = sb_beta_apply(x, j->side, ns, j->B, j->N,
+                         fsdp_row_view(j->out, r, s0),
+                         fsdp_row_view(j->in0, r, s0), j->in1->buf[r].ptr);
+      break;
+    case OP_BETA_VJP: /* in0 grad_A, in1 sign, out grad_beta */
+      st = sb_beta_vjp(x, j->side, ns, j->B, j->N,
+                       fsdp_row_view(j->in0, r, s0), j->in1->buf[r].ptr,
+                       fsdp_row_view(j->out, r, s0), j->accumulate);
+      break;
+    }
+  }
+  if (st != SB_OK)
+    return st;
+  sb_tensor *outs[3] = {j->out, j->op == OP_ADAM ? j->out1 : NULL,
+                        j->op == OP_ADAM ? j->out2 : NULL};
+  return share_outputs(j->ctx, rank, comm, outs, 3);
+}
+
+int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
+                        const sb_tensor *x_lower, const sb_tensor *x_upper,
+                        int32_t side, const sb_tensor *grad_out,
+                        sb_tensor *grad_A) {
+  static const char fn[] = "concretize_vjp";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  RowJob j = {.ctx = ctx, .op = OP_CONCRETIZE_VJP, .side = side};
+  if ((st = check_side(ctx, fn, side)) ||
+      (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)))
+    return st;
+  const int64_t R = j.S * j.B;
+  if (grad_out && (st = expect_rows(ctx, fn, "grad_out", grad_out, j.S, R,
+                                    "[S,B]")))
+    return st;
+  if ((st = expect_bounds(ctx, fn, "x_lower", x_lower, j.B * j.N)) ||
+      (st = expect_bounds(ctx, fn, "x_upper", x_upper, j.B * j.N)) ||
+      (st = expect_rows(ctx, fn, "grad_A", grad_A, j.S, R * j.N, "[S,B,N]")))
+    return st;
+  if (grad_A == A)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_A must not be the same tensor as A", fn);
+  j.in0 = A, j.in1 = x_lower, j.in2 = x_upper, j.out = grad_A;
+  j.out1 = (sb_tensor *)grad_out; /* only read */
+  return fsdp_run(ctx, row_op_on_rank, &j);
+}
+
+int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
+                         const sb_tensor *pre_upper, sb_tensor *alpha) {
+  static const char fn[] = "relu_init_alpha";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  RowJob j = {.ctx = ctx, .op = OP_INIT_ALPHA};
+  if ((st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N)) ||
+      (st = expect_bounds(ctx, fn, "pre_lower", pre_lower, j.B * j.N)) ||
+      (st = expect_bounds(ctx, fn, "pre_upper", pre_upper, j.B * j.N)))
+    return st;
+  j.in1 = pre_lower, j.in2 = pre_upper, j.out = alpha;
+  return fsdp_run(ctx, row_op_on_rank, &j);
+}
+
+int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
+                   sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args) {
+  static const char fn[] = "adam_step";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  if (args == NULL || args->struct_size < sizeof(sb_adam_args_v1))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: args are NULL or their struct_size is smaller "
+                     "than sb_adam_args_v1 (%zu bytes)",
+                     fn, sizeof(sb_adam_args_v1));
+  if (args->step < 1)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: step %d must be >= 1 (1 for the first step)", fn,
+                     (int)args->step);
+  if (!(args->learning_rate >= 0.0f) || !(args->epsilon > 0.0f) ||
+      !(args->beta1 >= 0.0f && args->beta1 < 1.0f) ||
+      !(args->beta2 >= 0.0f && args->beta2 < 1.0f))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: hyper-parameters out of range (learning_rate %g "
+                     ">= 0, beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
+                     fn, (double)args->learning_rate, (double)args->beta1,
+                     (double)args->beta2, (double)args->epsilon);
+  if (!(args->clamp_min <= args->clamp_max))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: clamp_min %g is greater than clamp_max %g", fn,
+                     (double)args->clamp_min, (double)args->clamp_max);
+  if (param == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+  const int64_t n = param->numel;
+  if ((st = expect_numel(ctx, fn, "grad", grad, n, "param's shape")) ||
+      (st = expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
+      (st = expect_numel(ctx, fn, "v", v, n, "param's shape")))
+    return st;
+  if (m == v || m == param || v == param || grad == param || grad == m ||
+      grad == v)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: param, grad, m and v must be four different "
+                     "tensors",
+                     fn);
+  /* Rows must line up on every rank: all four split alike. */
+  if (grad->split != param->split || m->split != param->split ||
+      v->split != param->split ||
+      (param->split && (grad->shape[0] != param->shape[0] ||
+                        m->shape[0] != param->shape[0] ||
+                        v->shape[0] != param->shape[0])))
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: param, grad, m and v must share one memory "
+                     "category kind and first dimension (their rows are "
+                     "split alike across ranks)",
+                     fn);
+  RowJob j = {.ctx = ctx, .op = OP_ADAM, .adam = args};
+  j.S = param->shape[0];
+  j.B = 1;
+  j.N = param->row_elems;
+  j.in0 = grad, j.out = param, j.out1 = m, j.out2 = v;
+  return fsdp_run(ctx, row_op_on_rank, &j);
+}
+
+int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                    const sb_tensor *sign, int32_t side) {
+  static const char fn[] = "beta_apply";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  RowJob j = {.ctx = ctx, .op = OP_BETA_APPLY, .side = side};
+  if ((st = check_side(ctx, fn, side)) ||
+      (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)) ||
+      (st = expect_rows(ctx, fn, "beta", beta, j.S, j.S * j.B * j.N,
+                        "[S,B,N]")) ||
+      (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)))
+    return st;
+  if (beta == A || sign == A)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: A must not be the same tensor as beta or sign", fn);
+  j.in0 = beta, j.in1 = sign, j.out = A;
+  return fsdp_run(ctx, row_op_on_rank, &j);
+}
+
+int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
+                  const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
+                  int32_t accumulate) {
+  static const char fn[] = "beta_vjp";
+  int st = begin(ctx);
+  if (st != SB_OK)
+    return st;
+  RowJob j = {.ctx = ctx, .op = OP_BETA_VJP, .side = side,
+              .accumulate = accumulate};
+  if ((st = check_side(ctx, fn, side)) ||
+      (st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N)) ||
+      (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)) ||
+      (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S,
+                        j.S * j.B * j.N, "[S,B,N]")))
+    return st;
+  if (grad_beta == grad_A || grad_beta == sign)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_beta must not be the same tensor as grad_A "
+                     "or sign",
+                     fn);
+  j.in0 = grad_A, j.in1 = sign, j.out = grad_beta;
+  return fsdp_run(ctx, row_op_on_rank, &j);
 }

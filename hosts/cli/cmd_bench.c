@@ -31,7 +31,7 @@ sb_cmd_bench (int argc, char **argv)
   int ranks = 0, repeat = 5, warmup = 1;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
-    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp or crown (default crown)", "METHOD" },
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on", "NAME" },
     { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
     { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
@@ -55,7 +55,7 @@ sb_cmd_bench (int argc, char **argv)
       || (method_name != NULL && !sb_method_from_string (method_name, &method)))
     {
       g_printerr ("shardbound bench: expected MODEL.onnx PROPERTY.vnnlib, --repeat >= 1 and "
-                  "--method ibp|crown (see --help)\n");
+                  "--method ibp|crown|alpha-crown (see --help)\n");
       return 2;
     }
   g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);

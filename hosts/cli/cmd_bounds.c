@@ -102,15 +102,22 @@ sb_cmd_bounds (int argc, char **argv)
   g_autofree char *config_file = NULL;
   g_auto (GStrv) options = NULL;
   int ranks = 0;
-  gboolean json = FALSE;
+  gboolean json = FALSE, intersect = FALSE;
+  SbAlphaParams alpha;
+  sb_alpha_params_init (&alpha);
   GOptionEntry entries[] = {
-    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp or crown (default crown)", "METHOD" },
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on (default: configured, else cuda if usable, else cpu)", "NAME" },
     { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
     { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
     { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
     { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file instead of the XDG one", "FILE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
+    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &intersect, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
+    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha.iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
+    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha.final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha.learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
+    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha.patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
     { NULL }
   };
   g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
@@ -130,7 +137,7 @@ sb_cmd_bounds (int argc, char **argv)
   SbMethod method = SB_METHOD_CROWN;
   if (method_name != NULL && !sb_method_from_string (method_name, &method))
     {
-      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp or crown)\n", method_name);
+      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp, crown or alpha-crown)\n", method_name);
       return 2;
     }
 
@@ -169,6 +176,8 @@ sb_cmd_bounds (int argc, char **argv)
       g_printerr ("shardbound bounds: %s\n", error->message);
       return 1;
     }
+  sb_network_set_intersect_ibp (net, intersect);
+  sb_network_set_alpha_params (net, &alpha);
   session->be->memory_mark_baseline (session->ctx);
   session->be->memory_reset_peak (session->ctx);
 

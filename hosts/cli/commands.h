@@ -9,5 +9,6 @@ int sb_cmd_backends (int argc, char **argv);
 int sb_cmd_bounds (int argc, char **argv);
 int sb_cmd_mkmodel (int argc, char **argv);
 int sb_cmd_bench (int argc, char **argv);
+int sb_cmd_verify (int argc, char **argv);
 
 #endif

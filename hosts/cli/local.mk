@@ -6,6 +6,7 @@ hosts_cli_shardbound_SOURCES = \
 	hosts/cli/cmd_backends.c \
 	hosts/cli/cmd_bounds.c \
 	hosts/cli/cmd_mkmodel.c \
-	hosts/cli/cmd_bench.c
+	hosts/cli/cmd_bench.c \
+	hosts/cli/cmd_verify.c
 hosts_cli_shardbound_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS)
 hosts_cli_shardbound_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la $(GLIB_LIBS)

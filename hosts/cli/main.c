@@ -20,6 +20,8 @@ typedef struct {
 static const SbCommand commands[] = {
   { "backends", sb_cmd_backends,
     "list installed backends, and the refused ones with the reason" },
+  { "verify", sb_cmd_verify,
+    "decide a VNNLIB property (unsat, sat, unknown, timeout)" },
   { "bounds", sb_cmd_bounds,
     "bounds of a network's outputs over a VNNLIB input box" },
   { "mkmodel", sb_cmd_mkmodel, "write a synthetic ONNX model" },

@@ -12,12 +12,27 @@ G_BEGIN_DECLS
 
 typedef enum {
   SB_METHOD_IBP,
-  SB_METHOD_CROWN
+  SB_METHOD_CROWN,
+  SB_METHOD_ALPHA_CROWN
 } SbMethod;
 
-/* Parses "ibp" / "crown"; FALSE for anything else. */
+/* Parses "ibp" / "crown" / "alpha-crown"; FALSE for anything else. */
 gboolean sb_method_from_string (const char *text, SbMethod *out);
 const char *sb_method_to_string (SbMethod method);
+
+/* alpha-CROWN: projected Adam over the lower-relaxation slopes, one set per
+ * start node (DESIGN.md section 4). */
+typedef struct {
+  int iterations;       /* Adam steps per intermediate start node (20) */
+  int final_iterations; /* Adam steps for the outputs and the spec, where
+                           few rows make steps cheap */
+  double learning_rate; /* 0.5 */
+  double decay;         /* learning rate factor per step (0.98) */
+  int patience;         /* stop after this many steps without improvement */
+  gboolean optimize_intermediate; /* also tighten every ReLU input's bounds */
+} SbAlphaParams;
+
+void sb_alpha_params_init (SbAlphaParams *params);
 
 /* A graph whose layers live in a backend context. Ownership: the network
  * borrows session and graph, which must outlive it. */
@@ -31,6 +46,7 @@ void sb_network_free (SbNetwork *network);
  * With intersect set, each bound is the tighter of the two: never looser,
  * often tighter, and what complete verification uses. */
 void sb_network_set_intersect_ibp (SbNetwork *network, gboolean intersect);
+void sb_network_set_alpha_params (SbNetwork *network, const SbAlphaParams *params);
 
 /* A linear specification: rows c (n_specs x n_outputs, row-major) whose
  * bounds of c.y are wanted. */

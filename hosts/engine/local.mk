@@ -5,7 +5,12 @@ hosts_engine_libsbengine_la_SOURCES = \
 	hosts/engine/graph.c hosts/engine/graph.h \
 	hosts/engine/onnx_import.h \
 	hosts/engine/vnnlib.h \
-	hosts/engine/bounds.c hosts/engine/bounds.h \
+	hosts/engine/bounds.c hosts/engine/bounds.h hosts/engine/bounds_private.h \
+	hosts/engine/network.c hosts/engine/network.h \
+	hosts/engine/crown_pass.c hosts/engine/crown_pass.h \
+	hosts/engine/alpha.c hosts/engine/alpha.h \
+	hosts/engine/attack.c hosts/engine/attack.h \
+	hosts/engine/verify.c hosts/engine/verify.h \
 	hosts/engine/session_setup.c hosts/engine/session_setup.h
 hosts_engine_libsbengine_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(PROTOBUF_C_CFLAGS)
 hosts_engine_libsbengine_la_LIBADD = plugin/libshardbound.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) -lm

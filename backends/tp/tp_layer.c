@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: MIT */
+/* TP layers: weights sharded by output neuron; IBP computes each rank's
+ * output slice from the replicated input and all-gathers it; CROWN backward
+ * is a local product of the rank's A columns with its weight rows followed
+ * by a reduce-scatter onto the input slices, and elementwise operators work
+ * on the local slice alone. */
+#include "backends/tp/tp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static TpLayer *tp_layer(const sb_layer *l) { return (TpLayer *)(void *)l; }
+
+/* The full-width partial of one backward step is the transient that TP adds
+ * over the single-device backend: it is built this many floats at a time. */
+#define TP_PARTIAL_FLOATS ((int64_t)1 << 20)
+
+/* ---- creation ---- */
+
+typedef struct {
+  sb_context *ctx;
+  const sb_layer_desc_v1 *desc;
+  TpLayer *tl;
+} CreateJob;
+
+static void shape_local(struct sb_layer *l, int32_t kind, int64_t in,
+                        int64_t out, int n_inputs) {
+  l->kind = kind;
+  l->in_size = in;
+  l->out_size = out;
+  l->n_inputs = n_inputs;
+}
+
+static int create_linear(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
+  sb_layer_desc_v1 ld = *d;
+  ld.out_size = sh->count;
+  ld.weight = d->weight + sh->start * d->in_size;
+  ld.bias = d->bias ? d->bias + sh->start : NULL;
+  shape_local(&sh->local, d->kind, d->in_size, sh->count, 1);
+  return sb_op_linear.create(x, &ld, &sh->local);
+}
+
+/* The per-channel parameters expanded to one value per owned neuron, so that
+ * a slice that starts or ends inside a channel needs no special case. */
+static int create_affine(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
+  shape_local(&sh->full, d->kind, d->in_size, d->out_size, 1);
+  int st = sb_op_affine.create(x, d, &sh->full);
+  shape_local(&sh->local, d->kind, sh->count, sh->count, 1);
+  if (st != SB_OK || sh->count == 0)
+    return st;
+  float *e = malloc(2 * (size_t)sh->count * sizeof(float));
+  if (e == NULL)
+    return sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
+                        "affine layer: out of host memory");
+  for (int64_t i = 0; i < sh->count; i++) {
+    int64_t c = (sh->start + i) / d->spatial;
+    e[i] = d->weight ? d->weight[c] : 1.0f;
+    e[sh->count + i] = d->bias ? d->bias[c] : 0.0f;
+  }
+  sb_layer_desc_v1 ld = *d;
+  ld.in_size = ld.out_size = ld.channels = sh->count;
+  ld.spatial = 1;
+  ld.weight = e;
+  ld.bias = e + sh->count;
+  st = sb_op_affine.create(x, &ld, &sh->local);
+  free(e);
+  return st;
+}
+
+static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  CreateJob *j = arg;
+  const sb_layer_desc_v1 *d = j->desc;
+  TpShard *sh = &j->tl->shard[rank->index];
+  SbExec *x = &rank->x;
+  tp_cols(j->ctx, d->out_size, rank->index, &sh->start, &sh->count);
+  switch (d->kind) {
+  case SB_LAYER_LINEAR: return create_linear(x, d, sh);
+  case SB_LAYER_CONV2D: return tp_conv_create(x, d, sh);
+  case SB_LAYER_AFFINE: return create_affine(x, d, sh);
+  default:
+    shape_local(&sh->full, d->kind, d->in_size, d->out_size,
+                j->tl->fam->n_inputs);
+    shape_local(&sh->local, d->kind, sh->count, sh->count,
+                j->tl->fam->n_inputs);
+    return j->tl->fam->create(x, d, &sh->full);
+  }
+}
+
+static int release_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  TpLayer *tl = arg;
+  sb_layer_release(&rank->x, &tl->shard[rank->index].local);
+  sb_layer_release(&rank->x, &tl->shard[rank->index].full);
+  return SB_OK;
+}
+
+static void layer_destroy(sb_context *ctx, TpLayer *tl) {
+  if (tl->shard)
+    tp_run(ctx, release_on_rank, tl);
+  free(tl->shard);
+  free(tl);
+}
+
+int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                    sb_layer **out) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (out == NULL || desc == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "layer_create: NULL description or output pointer");
+  *out = NULL;
+  if (desc->struct_size < sizeof(sb_layer_desc_v1))
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "layer_create: description struct_size %u is smaller "
+                   "than sb_layer_desc_v1 (%zu bytes)",
+                   (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
+  const SbOpFamily *fam = sb_op_family(desc->kind);
+  if (fam == NULL)
+    return tp_fail(ctx, SB_ERR_UNSUPPORTED,
+                   "layer_create: unknown layer kind %d", (int)desc->kind);
+  if (desc->in_size <= 0 || desc->out_size <= 0)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "layer_create: %s layer sizes must be positive (in_size "
+                   "%lld, out_size %lld)",
+                   fam->name, (long long)desc->in_size,
+                   (long long)desc->out_size);
+  if ((desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D) &&
+      desc->weight == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "layer_create: %s layer needs a weight", fam->name);
+  TpLayer *tl = calloc(1, sizeof *tl);
+  if (tl != NULL)
+    tl->shard = calloc((size_t)ctx->size, sizeof *tl->shard);
+  if (tl == NULL || tl->shard == NULL) {
+    free(tl);
+    return tp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                   "layer_create: out of host memory");
+  }
+  tl->fam = fam;
+  tl->kind = desc->kind;
+  tl->in_size = desc->in_size;
+  tl->out_size = desc->out_size;
+  tl->has_bias = desc->bias != NULL;
+  CreateJob job = {ctx, desc, tl};
+  int st = tp_run(ctx, create_on_rank, &job);
+  if (st != SB_OK) {
+    char keep[sizeof ctx->error];
+    memcpy(keep, ctx->error, sizeof keep);
+    layer_destroy(ctx, tl);
+    memcpy(ctx->error, keep, sizeof keep);
+    return st;
+  }
+  tl->conv = tl->shard[0].local.conv;
+  *out = (sb_layer *)(void *)tl;
+  return SB_OK;
+}
+
+void tp_layer_free(sb_context *ctx, sb_layer *layer) {
+  if (ctx == NULL || layer == NULL)
+    return;
+  layer_destroy(ctx, tp_layer(layer));
+}
+
+/* ---- forward and IBP ---- */
+
+typedef struct {
+  sb_context *ctx;
+  const TpLayer *tl;
+  int64_t B;
+  const sb_tensor *const *in_lo, *const *in_up;
+  sb_tensor *out_lo, *out_up; /* out_up NULL: plain forward */
+} ForwardJob;
+
+/* Linear and conv: this rank's output neurons from the whole input, then
+ * every rank gets every slice. */
+static int sharded_forward(ForwardJob *j, SbRank *rank, SbComm *comm,
+                           const float *lo, const float *up) {
+  SbExec *x = &rank->x;
+  const TpLayer *tl = j->tl;
+  const TpShard *sh = &tl->shard[rank->index];
+  const int64_t B = j->B, N = tl->out_size;
+  float *olo = j->out_lo->buf[rank->index].ptr;
+  float *oup = j->out_up ? j->out_up->buf[rank->index].ptr : NULL;
+  TpSlice sl = {0}, su = {0};
+  int st = tp_slice_begin(x, B, N, sh->start, sh->count, olo, &sl);
+  if (st == SB_OK && oup)
+    st = tp_slice_begin(x, B, N, sh->start, sh->count, oup, &su);
+  if (st == SB_OK && sh->count > 0) {
+    if (tl->kind == SB_LAYER_LINEAR)
+      st = oup ? tl->fam->ibp(x, &sh->local, B, &lo, &up, sl.ptr, su.ptr)
+               : tl->fam->forward(x, &sh->local, B, &lo, sl.ptr);
+    else
+      st = oup ? tp_conv_ibp(x, tl, sh, B, lo, up, sl.ptr, su.ptr)
+               : tp_conv_forward(x, tl, sh, B, lo, sl.ptr);
+  }
+  if (st != SB_OK) {
+    tp_slice_end(x, &sl);
+    tp_slice_end(x, &su);
+    return st;
+  }
+  st = tp_slice_gather(j->ctx, rank, comm, B, N, olo, &sl);
+  if (oup) {
+    int st2 = st == SB_OK ? tp_slice_gather(j->ctx, rank, comm, B, N, oup, &su)
+                          : SB_OK;
+    tp_slice_end(x, &su);
+    st = st != SB_OK ? st : st2;
+  }
+  return st;
+}
+
+static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  ForwardJob *j = arg;
+  const TpLayer *tl = j->tl;
+  int r = rank->index;
+  const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
+  for (int i = 0; i < tl->fam->n_inputs; i++) {
+    lo[i] = j->in_lo[i]->buf[r].ptr;
+    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
+  }
+  if (tl->kind == SB_LAYER_LINEAR || tl->kind == SB_LAYER_CONV2D)
+    return sharded_forward(j, rank, comm, lo[0], up[0]);
+  /* Elementwise operators on replicated bounds: every rank computes all of
+   * it, which costs B*N flops and no communication. */
+  const struct sb_layer *full = &tl->shard[r].full;
+  return j->out_up ? tl->fam->ibp(&rank->x, full, j->B, lo, up,
+                                  j->out_lo->buf[r].ptr,
+                                  j->out_up->buf[r].ptr)
+                   : tl->fam->forward(&rank->x, full, j->B, lo,
+                                      j->out_lo->buf[r].ptr);
+}
+
+int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
+                        const sb_tensor *t, int64_t numel,
+                        const char *shape_text) {
+  if (t == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel != numel)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s has %lld elements, expected %lld (%s)", fn, what,
+                   (long long)t->numel, (long long)numel, shape_text);
+  return SB_OK;
+}
+
+int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
+                             const sb_tensor *t) {
+  if (t->sliced)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s has %d dimensions, and tensors of 3 or more "
+                   "([S,B,N]) are split by neuron across ranks; bounds, "
+                   "inputs and biases must be [B,N] or [S,B] tensors",
+                   fn, what, (int)t->ndim);
+  return SB_OK;
+}
+
+static int check_vectors(sb_context *ctx, const char *fn, const char *what,
+                         const TpLayer *tl, const sb_tensor *const *in,
+                         int64_t n) {
+  if (in == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
+                   what);
+  for (int i = 0; i < tl->fam->n_inputs; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s[%d]", what, i);
+    int st = tp_expect_numel(ctx, fn, name, in[i], n, "[B,N_in]");
+    if (st == SB_OK)
+      st = tp_expect_replicated(ctx, fn, name, in[i]);
+    if (st != SB_OK)
+      return st;
+  }
+  return SB_OK;
+}
+
+static int batch_of(sb_context *ctx, const char *fn, const char *what,
+                    const sb_tensor *t, int64_t n, int64_t *B) {
+  if (t == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (t->numel % n != 0)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s has %lld elements, not a multiple of the layer "
+                   "size %lld",
+                   fn, what, (long long)t->numel, (long long)n);
+  *B = t->numel / n;
+  return tp_expect_replicated(ctx, fn, what, t);
+}
+
+int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
+                     const sb_tensor *const *inputs, sb_tensor *out) {
+  static const char fn[] = "layer_forward";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  const TpLayer *tl = tp_layer(layer);
+  int64_t B;
+  int st = batch_of(ctx, fn, "out", out, tl->out_size, &B);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "inputs", tl, inputs, B * tl->in_size);
+  for (int i = 0; st == SB_OK && i < tl->fam->n_inputs; i++)
+    if (inputs[i] == out)
+      st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: out must not be one of the inputs", fn);
+  if (st != SB_OK)
+    return st;
+  ForwardJob job = {ctx, tl, B, inputs, NULL, out, NULL};
+  return tp_run(ctx, forward_on_rank, &job);
+}
+
+int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                 const sb_tensor *const *in_lower,
+                 const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                 sb_tensor *out_upper) {
+  static const char fn[] = "layer_ibp";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  const TpLayer *tl = tp_layer(layer);
+  int64_t B;
+  int st = batch_of(ctx, fn, "out_lower", out_lower, tl->out_size, &B);
+  if (st == SB_OK)
+    st = tp_expect_numel(ctx, fn, "out_upper", out_upper, B * tl->out_size,
+                      "[B,N_out]");
+  if (st == SB_OK)
+    st = tp_expect_replicated(ctx, fn, "out_upper", out_upper);
+  if (st == SB_OK && out_lower == out_upper)
+    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                 "%s: out_lower and out_upper are the same tensor", fn);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "in_lower", tl, in_lower, B * tl->in_size);
+  if (st == SB_OK)
+    st = check_vectors(ctx, fn, "in_upper", tl, in_upper, B * tl->in_size);
+  if (st != SB_OK)
+    return st;
+  ForwardJob job = {ctx, tl, B, in_lower, in_upper, out_lower, out_upper};
+  return tp_run(ctx, forward_on_rank, &job);
+}
+
+/* ---- backward ---- */
+
+typedef struct {
+  sb_context *ctx;
+  const TpLayer *tl;
+  const sb_backward_args_v1 *args;
+  int64_t S, B;
+} BackwardJob;
+
+/* Rows [r0, r0+m) of the full-width partial A_out[:, mine] . W[mine, :],
+ * written in reduce-scatter order: the columns of rank q as one [m, n_q]
+ * block at m*start_q. */
+static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
+                          int64_t m, float *send, float *rowmajor,
+                          float *bias_partial) {
+  SbExec *x = &rank->x;
+  const SbDeviceOps *o = x->ops;
+  const TpLayer *tl = j->tl;
+  const TpShard *sh = &tl->shard[rank->index];
+  const int64_t Nin = tl->in_size, k = sh->count;
+  const float *A = (const float *)j->args->A_out->buf[rank->index].ptr +
+                   r0 * k;
+  int st = SB_OK;
+  if (k == 0) {
+    /* No output neurons here: this rank contributes zeros. */
+    st = o->zero(x->dev, send, (size_t)(m * Nin) * sizeof(float));
+    return st == SB_OK ? st : sb_exec_device_fail(x, st, "backward partial");
+  }
+  if (tl->kind == SB_LAYER_CONV2D) {
+    st = tp_conv_backward_partial(x, tl, sh, m, A, rowmajor,
+                                  bias_partial ? bias_partial + r0 : NULL);
+    if (st != SB_OK)
+      return st;
+  }
+  for (int q = 0; q < j->ctx->size && st == SB_OK; q++) {
+    int64_t a, n;
+    tp_cols(j->ctx, Nin, q, &a, &n);
+    if (n == 0)
+      continue;
+    if (tl->kind == SB_LAYER_LINEAR)
+      st = o->sgemm(x->dev, 0, 0, m, n, k, 1.0f, A, k,
+                    (const float *)sh->local.weight.ptr + a, Nin, 0.0f,
+                    send + m * a, n);
+    else
+      for (int64_t i = 0; i < m && st == SB_OK; i++)
+        st = o->copy(x->dev, send + m * a + i * n, rowmajor + i * Nin + a,
+                     (size_t)n * sizeof(float));
+  }
+  if (st == SB_OK && tl->kind == SB_LAYER_LINEAR && bias_partial &&
+      sh->local.bias.ptr)
+    st = o->channel_bias_backward(x->dev, m, k, 1, sh->local.bias.ptr, A,
+                                  bias_partial + r0);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "backward partial");
+}
+
+/* Rows of A per step of a sharded backward (or its VJP): small enough that
+ * the transient full-width buffers stay a fraction of this rank's share of
+ * A, whatever the sizes. Every rank gets the same value, since the steps
+ * are collectives. */
+int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R) {
+  int64_t per_row = 2 * tl->in_size;
+  if (tl->kind == SB_LAYER_CONV2D) {
+    const SbConvGeom *g = &tl->conv;
+    int64_t P = g->out_h * g->out_w;
+    /* im2col columns, and the local channels padded to whole channels. */
+    per_row += g->in_c * g->kernel_h * g->kernel_w * P +
+               (g->out_c / ctx->size + 2) * P;
+  }
+  int64_t chunk = TP_PARTIAL_FLOATS / per_row;
+  int64_t share = (R + 4 * ctx->size - 1) / (4 * ctx->size);
+  chunk = chunk > share ? share : chunk;
+  return chunk < 1 ? 1 : chunk > R ? R : chunk;
+}
+
+static int sharded_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
+  SbExec *x = &rank->x;
+  const SbDeviceOps *o = x->ops;
+  const TpLayer *tl = j->tl;
+  const int r = rank->index;
+  const int64_t R = j->S * j->B, Nin = tl->in_size;
+  int64_t in_start, in_count, counts[SB_RANKS_MAX], a;
+  tp_cols(j->ctx, Nin, r, &in_start, &in_count);
+  const int64_t chunk = tp_row_chunk(j->ctx, tl, R);
+  const int acc = j->args->accumulate[0];
+  float *A_in = j->args->A_in[0]->buf[r].ptr;
+  SbBuffer send = {0}, rowmajor = {0}, sum = {0}, bias_partial = {0};
+  int st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, chunk * Nin, &send);
+  if (st == SB_OK && tl->kind == SB_LAYER_CONV2D)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * Nin, &rowmajor);
+  if (st == SB_OK && acc)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * in_count, &sum);
+  if (st == SB_OK && tl->has_bias) {
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, R, &bias_partial);
+    if (st == SB_OK && bias_partial.bytes &&
+        (st = o->zero(x->dev, bias_partial.ptr, bias_partial.bytes)))
+      st = sb_exec_device_fail(x, st, "backward");
+  }
+  for (int64_t r0 = 0; r0 < R && st == SB_OK; r0 += chunk) {
+    int64_t m = R - r0 < chunk ? R - r0 : chunk;
+    st = partial_blocks(j, rank, r0, m, send.ptr, rowmajor.ptr,
+                        bias_partial.ptr);
+    /* A rank that fails here returns at once: sb_ranks_run then aborts
+     * the communicator, so no peer stays blocked in the reduce-scatter. */
+    if (st != SB_OK)
+      break;
+    for (int q = 0; q < j->ctx->size; q++) {
+      tp_cols(j->ctx, Nin, q, &a, &counts[q]);
+      counts[q] *= m;
+    }
+    float *dst = acc ? sum.ptr : A_in + r0 * in_count;
+    st = comm->ops->reduce_scatter(comm, r, x, send.ptr, counts, dst);
+    if (st == SB_OK && acc && m * in_count > 0 &&
+        (st = o->add(x->dev, m * in_count, A_in + r0 * in_count, sum.ptr,
+                     A_in + r0 * in_count)))
+      st = sb_exec_device_fail(x, st, "accumulating A_in");
+  }
+  sb_exec_free(x, &send);
+  sb_exec_free(x, &rowmajor);
+  sb_exec_free(x, &sum);
+  if (st == SB_OK && tl->has_bias)
+    st = tp_bias_commit(rank, comm, R, bias_partial.ptr,
+                        j->args->bias->buf[r].ptr);
+  sb_exec_free(x, &bias_partial);
+  return st;
+}
+
+/* ReLU, affine, add: the local A columns map to the same input columns. */
+static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
+  SbExec *x = &rank->x;
+  const TpLayer *tl = j->tl;
+  const sb_backward_args_v1 *in = j->args;
+  const int r = rank->index;
+  const TpShard *sh = &tl->shard[r];
+  const int64_t R = j->S * j->B, N = tl->out_size;
+  const int with_bias = tl->kind != SB_LAYER_ADD;
+  SbOpBackward a;
+  memset(&a, 0, sizeof a);
+  a.side = in->side;
+  a.S = j->S;
+  a.B = j->B;
+  a.A_out = in->A_out->buf[r].ptr;
+  for (int i = 0; i < tl->fam->n_inputs; i++) {
+    a.A_in[i] = in->A_in[i]->buf[r].ptr;
+    a.accumulate[i] = in->accumulate[i];
+  }
+  TpSlice lo = {0}, up = {0};
+  SbBuffer partial = {0};
+  int st = SB_OK;
+  if (with_bias) {
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, R, &partial);
+    if (st == SB_OK && partial.bytes &&
+        (st = x->ops->zero(x->dev, partial.ptr, partial.bytes)))
+      st = sb_exec_device_fail(x, st, "backward");
+    a.bias = partial.ptr;
+  }
+  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
+    st = tp_slice_view(x, j->B, N, sh->start, sh->count,
+                       in->pre_lower->buf[r].ptr, &lo);
+    if (st == SB_OK)
+      st = tp_slice_view(x, j->B, N, sh->start, sh->count,
+                         in->pre_upper->buf[r].ptr, &up);
+    a.pre_lower = lo.ptr;
+    a.pre_upper = up.ptr;
+    a.alpha = in->alpha ? in->alpha->buf[r].ptr : NULL;
+  }
+  if (st == SB_OK && sh->count > 0 && R > 0)
+    st = tl->fam->backward(x, &sh->local, &a);
+  tp_slice_end(x, &lo);
+  tp_slice_end(x, &up);
+  if (with_bias) {
+    if (st == SB_OK)
+      st = tp_bias_commit(rank, comm, R, partial.ptr, in->bias->buf[r].ptr);
+    sb_exec_free(x, &partial);
+  }
+  return st;
+}
+
+static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  BackwardJob *j = arg;
+  if (j->tl->kind == SB_LAYER_LINEAR || j->tl->kind == SB_LAYER_CONV2D)
+    return sharded_backward(j, rank, comm);
+  return local_backward(j, rank, comm);
+}
+
+/* A [S,B,N] argument: split by neuron, with the given S, B and N. */
+int tp_expect_coefficients(sb_context *ctx, const char *fn,
+                               const char *what, const sb_tensor *t,
+                               int64_t S, int64_t B, int64_t N) {
+  if (t == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+  if (!t->sliced || t->shape[0] != S || t->shape[1] != B || t->cols != N)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s must be a tensor of shape [S,B,N] = "
+                   "[%lld,%lld,%lld] (it has %d dimensions, %lld elements)",
+                   fn, what, (long long)S, (long long)B, (long long)N,
+                   (int)t->ndim, (long long)t->numel);
+  return SB_OK;
+}
+
+int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
+                      const sb_backward_args_v1 *args) {
+  static const char fn[] = "layer_backward";
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (layer == NULL || args == NULL)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
+                   fn);
+  if (args->struct_size < sizeof(sb_backward_args_v1))
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: args struct_size %u is smaller than "
+                   "sb_backward_args_v1 (%zu bytes)",
+                   fn, (unsigned)args->struct_size,
+                   sizeof(sb_backward_args_v1));
+  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: side %d is neither lower (0) nor upper (1)", fn,
+                   (int)args->side);
+  const TpLayer *tl = tp_layer(layer);
+  const sb_tensor *A = args->A_out;
+  if (A == NULL || !A->sliced)
+    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: A_out must be a tensor of shape [S,B,N]", fn);
+  BackwardJob job = {ctx, tl, args, A->shape[0], A->shape[1]};
+  const int64_t R = job.S * job.B;
+  int st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
+                               tl->out_size);
+  for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "A_in[%d]", i);
+    st = tp_expect_coefficients(ctx, fn, name, args->A_in[i], job.S, job.B,
+                             tl->in_size);
+    if (st == SB_OK && args->A_in[i] == A && tl->kind != SB_LAYER_ADD)
+      st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                   "%s: %s must not be the same tensor as A_out", fn, name);
+  }
+  if (st == SB_OK)
+    st = tp_expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
+  if (st == SB_OK)
+    st = tp_expect_replicated(ctx, fn, "bias", args->bias);
+  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * tl->out_size;
+    if ((st = tp_expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
+                           "[B,N]")) ||
+        (st = tp_expect_replicated(ctx, fn, "pre_lower", args->pre_lower)) ||
+        (st = tp_expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
+                           "[B,N]")) ||
+        (st = tp_expect_replicated(ctx, fn, "pre_upper", args->pre_upper)))
+      return st;
+    if (args->alpha)
+      st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,
+                               tl->out_size);
+  }
+  if (st != SB_OK)
+    return st;
+  return tp_run(ctx, backward_on_rank, &job);
+}

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* `shardbound verify`: complete verification of a VNNLIB property, printing
+ * the VNN-COMP result word first and optionally writing a results file. */
+#include "config.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "hosts/engine/onnx_import.h"
+#include "hosts/engine/session_setup.h"
+#include "hosts/engine/verify.h"
+
+static void
+print_progress (void *user, int64_t done, int64_t left, double worst, double seconds)
+{
+  fprintf (stderr, "\r  domains done %" G_GINT64_FORMAT ", left %" G_GINT64_FORMAT
+                   ", worst margin %.5g, %.1f s   ",
+           (gint64) done, (gint64) left, worst, seconds);
+  fflush (stderr);
+}
+
+static gboolean
+write_results (const char *path, const SbVerifyOutcome *o, const SbGraph *g, GError **error)
+{
+  g_autoptr (GString) out = g_string_new (sb_result_to_string (o->result));
+  g_string_append_c (out, '\n');
+  if (o->result == SB_RESULT_SAT)
+    {
+      g_string_append_c (out, '(');
+      for (int64_t k = 0; k < g->input_size; k++)
+        g_string_append_printf (out, "%s(X_%" G_GINT64_FORMAT " %.9g)\n", k ? " " : "", k, (double) o->x[k]);
+      for (int64_t k = 0; k < g->output_size; k++)
+        g_string_append_printf (out, " (Y_%" G_GINT64_FORMAT " %.9g)%s", k, o->y[k],
+                                k + 1 == g->output_size ? ")\n" : "\n");
+    }
+  return g_file_set_contents (path, out->str, out->len, error);
+}
+
+int
+sb_cmd_verify (int argc, char **argv)
+{
+  g_autofree char *backend = NULL, *backend_path = NULL, *config_file = NULL;
+  g_autofree char *results_file = NULL, *branching = NULL;
+  g_auto (GStrv) options = NULL;
+  int ranks = 0, batch = 0, max_domains = 0, iterations = 0;
+  double timeout = 0;
+  gboolean quiet = FALSE, no_attack = FALSE;
+  GOptionEntry entries[] = {
+    { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Give up after S seconds (default: none)", "S" },
+    { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on", "NAME" },
+    { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
+    { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
+    { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file instead of the XDG one", "FILE" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Domains split per branch-and-bound step (default 32)", "N" },
+    { "max-domains", 0, 0, G_OPTION_ARG_INT, &max_domains, "Give up (unknown) beyond N open domains (default 200000)", "N" },
+    { "branching", 0, 0, G_OPTION_ARG_STRING, &branching, "Branching heuristic: babsr (default) or fsb", "NAME" },
+    { "iterations", 0, 0, G_OPTION_ARG_INT, &iterations, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
+    { "no-attack", 0, 0, G_OPTION_ARG_NONE, &no_attack, "Do not search for counterexamples by PGD", NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
+  g_autoptr (GError) error = NULL;
+  g_option_context_set_summary (
+      oc, "Decide a property: prints unsat (proven), sat (counterexample found and checked), "
+          "unknown, timeout or error as the first line.\n"
+          "Exit status: 0 when a result word was produced, 1 on a backend error, 2 on bad usage or input.");
+  g_option_context_add_main_entries (oc, entries, NULL);
+  if (!g_option_context_parse (oc, &argc, &argv, &error))
+    {
+      printf ("error\n");
+      g_printerr ("shardbound verify: %s\n", error->message);
+      return 2;
+    }
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.timeout = timeout;
+  params.attack = !no_attack;
+  if (batch > 0)
+    params.batch = batch;
+  if (max_domains > 0)
+    params.max_domains = max_domains;
+  if (iterations > 0)
+    params.bab_iterations = iterations;
+  if (branching != NULL && g_strcmp0 (branching, "babsr") != 0)
+    {
+      if (g_strcmp0 (branching, "fsb") != 0)
+        {
+          printf ("error\n");
+          g_printerr ("shardbound verify: unknown branching '%s' (expected babsr or fsb)\n", branching);
+          return 2;
+        }
+      params.branching = SB_BRANCH_FSB;
+    }
+  if (argc != 3 || timeout < 0 || batch < 0 || max_domains < 0 || iterations < 0)
+    {
+      printf ("error\n");
+      g_printerr ("shardbound verify: expected MODEL.onnx PROPERTY.vnnlib and non-negative numbers "
+                  "(see --help)\n");
+      return 2;
+    }
+  if (!quiet && isatty (fileno (stderr)))
+    params.progress = print_progress;
+
+  SbVerifyOutcome outcome = { .result = SB_RESULT_ERROR };
+  int status = 0;
+  g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);
+  g_autoptr (SbProperty) prop = graph ? sb_vnnlib_load (argv[2], &error) : NULL;
+  g_autoptr (SbSessionSetup) setup = NULL;
+  g_autoptr (SbNetwork) net = NULL;
+  if (prop == NULL)
+    status = 2;
+  else if (prop->n_inputs != graph->input_size || prop->n_outputs != graph->output_size)
+    {
+      g_set_error (&error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
+                   "the property declares %d inputs and %d outputs but the model has %" G_GINT64_FORMAT
+                   " and %" G_GINT64_FORMAT,
+                   prop->n_inputs, prop->n_outputs, graph->input_size, graph->output_size);
+      status = 2;
+    }
+  else
+    {
+      SbSessionRequest request = { backend, backend_path, config_file, ranks, (const char *const *) options };
+      setup = sb_session_setup (&request, &error);
+      if (setup == NULL)
+        status = error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
+      else if ((net = sb_network_new (setup->session, graph, &error)) == NULL
+               || !sb_verify (net, prop, &params, &outcome, &error))
+        status = 1;
+    }
+  if (params.progress != NULL)
+    fprintf (stderr, "\r%60s\r", "");
+  printf ("%s\n", sb_result_to_string (status == 0 ? outcome.result : SB_RESULT_ERROR));
+  if (status != 0)
+    g_printerr ("shardbound verify: %s\n", error ? error->message : "failed");
+  else
+    {
+      if (outcome.reason != NULL)
+        g_printerr ("shardbound verify: %s\n", outcome.reason);
+      if (!quiet)
+        g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n", outcome.seconds,
+                    (gint64) outcome.domains);
+    }
+  if (results_file != NULL)
+    {
+      if (status != 0)
+        outcome.result = SB_RESULT_ERROR;
+      g_autoptr (GError) write_error = NULL;
+      if (!write_results (results_file, &outcome, graph, &write_error))
+        {
+          g_printerr ("shardbound verify: %s\n", write_error->message);
+          status = status ? status : 1;
+        }
+    }
+  sb_verify_outcome_clear (&outcome);
+  return status;
+}

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* PGD on the unsafe region. Gradients come from the backend: a CROWN pass
+ * whose "bounds" are the activations of the attacked points is exactly the
+ * backpropagation of c.y (each ReLU is then the identity or zero), so the
+ * same code runs on every backend and batches the restarts. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "attack.h"
+#include "bounds_private.h"
+
+void
+sb_attack_params_init (SbAttackParams *p)
+{
+  p->restarts = 32;
+  p->steps = 40;
+  p->rounds = 3;
+  p->seed = 1;
+}
+
+float
+sb_float_in_range (double v, double lower, double upper)
+{
+  float f = (float) v;
+  if ((double) f < lower)
+    f = nextafterf (f, INFINITY);
+  if ((double) f > upper)
+    f = nextafterf (f, -INFINITY);
+  return f;
+}
+
+gboolean
+sb_counterexample_check (const SbGraph *g, const SbProperty *prop, int region,
+                         const float *x, double *y_out)
+{
+  const SbRegion *reg = &prop->regions[region];
+  g_autofree double *y = g_new (double, g->output_size);
+  for (int64_t k = 0; k < g->input_size; k++)
+    if (!(x[k] >= reg->x_lower[k] && x[k] <= reg->x_upper[k]))
+      return FALSE;
+  sb_graph_eval (g, x, y);
+  if (y_out != NULL)
+    memcpy (y_out, y, sizeof (double) * g->output_size);
+  for (int j = 0; j < reg->n_disjuncts; j++)
+    {
+      gboolean all = TRUE;
+      for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1] && all; a++)
+        {
+          const SbAtom *atom = &prop->atoms[reg->atom_index[a]];
+          double v = 0;
+          for (int o = 0; o < prop->n_outputs; o++)
+            v += atom->c[o] * y[o];
+          all = v <= atom->d;
+        }
+      if (all)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* Activations of every node at the B points of nb->lo[0] (= nb->hi[0]);
+ * lo and hi then share each node's tensor. */
+static gboolean
+forward_points (SbNetwork *net, SbNodeBounds *nb, GError **error)
+{
+  for (int i = 1; i < nb->n_nodes; i++)
+    {
+      const SbNode *node = sb_graph_node (net->graph, i);
+      const sb_tensor *in[SB_MAX_LAYER_INPUTS];
+      for (int k = 0; k < node->n_inputs; k++)
+        in[k] = nb->lo[node->inputs[k]];
+      int status = SB_NET_BE (net)->layer_forward (SB_NET_CTX (net), net->layers[i], in, nb->lo[i]);
+      if (!sb_net_check (net, status, "layer_forward", i, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
+               const SbAttackParams *p, gint64 deadline, float *x_out,
+               GError **error)
+{
+  const SbGraph *g = net->graph;
+  const SbRegion *reg = &prop->regions[region];
+  int n = sb_graph_n_nodes (g);
+  int64_t B = MAX (p->restarts, 1), n_in = g->input_size, n_out = g->output_size;
+  int64_t S = prop->n_atoms;
+  GRand *rng = g_rand_new_with_seed (p->seed + (guint32) region);
+  g_autofree double *x = g_new (double, B * n_in);
+  g_autofree double *rows = g_new (double, S * B * n_out);
+  g_autofree double *value = g_new (double, S * B);
+  g_autofree double *grad = g_new (double, S * B * n_in);
+  g_autofree float *candidate = g_new (float, n_in);
+  g_autofree sb_tensor **lo = g_new0 (sb_tensor *, n);
+  SbNodeBounds nb = { n, B, lo, lo };
+  sb_tensor *A = NULL;
+  gboolean found = FALSE, ok = FALSE;
+
+  if (reg->n_disjuncts == 0 || S == 0)
+    {
+      g_rand_free (rng);
+      return FALSE;
+    }
+  for (int i = 0; i < n; i++)
+    if ((lo[i] = sb_net_tensor_new (net, SB_MEM_BOUNDS, B, sb_net_node_size (net, i), 0, error)) == NULL)
+      goto out;
+  if ((A = sb_net_tensor_new (net, SB_MEM_COEFFICIENTS, S, B, n_out, error)) == NULL)
+    goto out;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++)
+      memcpy (rows + (s * B + b) * n_out, prop->atoms[s].c, sizeof (double) * n_out);
+  if (!sb_net_tensor_write (net, A, S * B * n_out, rows, error))
+    goto out;
+
+  for (int round = 0; round < p->rounds && !found; round++)
+    {
+      /* Random starts; the first round also tries the centre. */
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < n_in; k++)
+          {
+            double l = reg->x_lower[k], u = reg->x_upper[k];
+            x[b * n_in + k] = round == 0 && b == 0 ? 0.5 * (l + u) : g_rand_double_range (rng, l, u + 1e-30);
+          }
+      for (int step = 0; step < p->steps && !found; step++)
+        {
+          if (deadline > 0 && g_get_monotonic_time () > deadline)
+            goto done;
+          SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .record = TRUE };
+          SbPassRecord rec;
+          if (!sb_net_tensor_write (net, lo[0], B * n_in, x, error) || !forward_points (net, &nb, error)
+              || !sb_crown_pass (net, g->output, A, S, B, lo, lo, &cfg, &rec, value, NULL, error))
+            goto out;
+          gboolean read = sb_net_tensor_read (net, rec.saved[SB_SIDE_LOWER][0], S * B * n_in, grad, error);
+          sb_pass_record_clear (net, &rec);
+          if (!read)
+            goto out;
+          double step_size = 0.25 * pow (0.9, step);
+          for (int64_t b = 0; b < B && !found; b++)
+            {
+              /* Restart b attacks disjunct b mod n: the atom furthest from
+               * holding is the one to push down. */
+              int j = (int) (b % reg->n_disjuncts);
+              int worst = -1;
+              double worst_gap = -INFINITY;
+              for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++)
+                {
+                  int atom = reg->atom_index[a];
+                  double gap = value[atom * B + b] - prop->atoms[atom].d;
+                  if (gap > worst_gap)
+                    worst_gap = gap, worst = atom;
+                }
+              if (worst < 0)
+                continue;
+              double *xb = x + b * n_in;
+              if (worst_gap <= 1e-6 * MAX (1.0, fabs (prop->atoms[worst].d)))
+                {
+                  for (int64_t k = 0; k < n_in; k++)
+                    candidate[k] = sb_float_in_range (xb[k], reg->x_lower[k], reg->x_upper[k]);
+                  if (sb_counterexample_check (g, prop, region, candidate, NULL))
+                    {
+                      memcpy (x_out, candidate, sizeof (float) * n_in);
+                      found = TRUE;
+                      break;
+                    }
+                }
+              const double *gr = grad + (worst * B + b) * n_in;
+              for (int64_t k = 0; k < n_in; k++)
+                {
+                  double l = reg->x_lower[k], u = reg->x_upper[k];
+                  double d = gr[k] > 0 ? -1 : gr[k] < 0 ? 1 : 0;
+                  xb[k] = CLAMP (xb[k] + d * step_size * (u - l), l, u);
+                }
+            }
+        }
+    }
+done:
+  ok = TRUE;
+out:
+  sb_net_tensor_free (net, A);
+  for (int i = 0; i < n; i++)
+    sb_net_tensor_free (net, lo[i]);
+  g_rand_free (rng);
+  return ok && found;
+}

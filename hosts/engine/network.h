@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* Engine-internal view of a network loaded on a backend, and the few tensor
+ * helpers every pass uses (statuses become GErrors here). */
+#ifndef SB_NETWORK_H
+#define SB_NETWORK_H
+
+#include "bounds.h"
+
+G_BEGIN_DECLS
+
+struct _SbNetwork {
+  SbSession *session;
+  const SbGraph *graph;
+  sb_layer **layers;            /* per node; NULL for the input */
+  gboolean *has_relu_ancestor;  /* a ReLU lies between the input and it */
+  gboolean *feeds_relu;         /* it is the input of some ReLU */
+  gboolean intersect_ibp;       /* keep the tighter of CROWN and IBP */
+  SbAlphaParams alpha;          /* alpha-CROWN optimiser settings */
+};
+
+#define SB_NET_BE(net) ((net)->session->be)
+#define SB_NET_CTX(net) ((net)->session->ctx)
+
+static inline int64_t
+sb_net_node_size (const SbNetwork *net, int i)
+{
+  return sb_graph_node (net->graph, i)->size;
+}
+
+/* A zero-filled tensor [d0, d1] (d2 == 0) or [d0, d1, d2]. */
+sb_tensor *sb_net_tensor_new (SbNetwork *net, sb_mem_category category,
+                              int64_t d0, int64_t d1, int64_t d2, GError **error);
+void sb_net_tensor_free (SbNetwork *net, sb_tensor *tensor);
+gboolean sb_net_tensor_write (SbNetwork *net, sb_tensor *tensor, int64_t count,
+                              const double *src, GError **error);
+gboolean sb_net_tensor_read (SbNetwork *net, const sb_tensor *tensor, int64_t count,
+                             double *dst, GError **error);
+/* A new tensor with the same values (a host round trip). */
+sb_tensor *sb_net_tensor_clone (SbNetwork *net, const sb_tensor *src,
+                                sb_mem_category category, int64_t d0, int64_t d1,
+                                int64_t d2, GError **error);
+/* FALSE with a GError naming the backend, `what` and node (if >= 0). */
+gboolean sb_net_check (SbNetwork *net, int status, const char *what, int node,
+                       GError **error);
+
+/* TRUE when the backend implements ABI 1.1 (alpha/beta-CROWN operators);
+ * otherwise sets an error that says so. */
+gboolean sb_net_require_vjp (SbNetwork *net, GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/* Complete verification: attack, alpha-CROWN, then beta-CROWN
+ * branch-and-bound over ReLU splits. */
+#ifndef SB_VERIFY_H
+#define SB_VERIFY_H
+
+#include "attack.h"
+#include "bounds.h"
+#include "vnnlib.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  SB_RESULT_UNSAT,   /* the property holds (no counterexample exists) */
+  SB_RESULT_SAT,     /* a counterexample was found and checked */
+  SB_RESULT_UNKNOWN, /* gave up: domain or memory limit, nothing to split */
+  SB_RESULT_TIMEOUT,
+  SB_RESULT_ERROR
+} SbResult;
+
+const char *sb_result_to_string (SbResult result);
+
+typedef enum { SB_BRANCH_BABSR, SB_BRANCH_FSB } SbBranching;
+
+typedef struct {
+  double timeout;         /* seconds, <= 0 for none */
+  int batch;              /* domains split per BaB step */
+  int max_domains;        /* queue limit; beyond it: unknown */
+  SbBranching branching;
+  int fsb_candidates;     /* FSB: candidates evaluated per domain */
+  int bab_iterations;     /* alpha/beta steps per BaB batch */
+  gboolean attack;
+  SbAttackParams attack_params;
+  /* Progress callback (MAY be NULL), called about once per BaB step. */
+  void (*progress) (void *user, int64_t done, int64_t left, double worst, double seconds);
+  void *progress_user;
+} SbVerifyParams;
+
+void sb_verify_params_init (SbVerifyParams *params);
+
+typedef struct {
+  SbResult result;
+  int region;            /* SAT: the region of the counterexample */
+  float *x;              /* SAT: the input (input_size), g_free */
+  double *y;             /* SAT: the output (output_size), g_free */
+  int64_t domains;       /* BaB domains evaluated */
+  double seconds;
+  char *reason;          /* UNKNOWN / ERROR: why */
+} SbVerifyOutcome;
+
+void sb_verify_outcome_clear (SbVerifyOutcome *outcome);
+
+/* Verifies every region of the property. FALSE only on a backend error,
+ * which is also reported as SB_RESULT_ERROR in outcome. */
+gboolean sb_verify (SbNetwork *net, const SbProperty *prop,
+                    const SbVerifyParams *params, SbVerifyOutcome *outcome,
+                    GError **error);
+
+G_END_DECLS
+
+#endif
