@@ -387,15 +387,51 @@ static void compare_net(const Net *net, unsigned seed) {
   }
 }
 
+static void build_mlp(Net *net) {
+  rng_state = 11;
+  net_init(net, 13);
+  int a = net_linear(net, 0, 23);
+  a = net_simple(net, SB_LAYER_RELU, a);
+  a = net_linear(net, a, 17);
+  a = net_simple(net, SB_LAYER_RELU, a);
+  net_linear(net, a, 5);
+}
+
+/* Strides, padding, groups (and depthwise), affine layers, and channel
+ * counts that P does not divide, so neuron slices cut channels. */
+static void build_conv(Net *net) {
+  rng_state = 12;
+  net_init(net, 3 * 7 * 7);
+  int a = net_conv(net, 0, 3, 7, 7, 6, 3, 2, 1, 1);   /* 6x4x4 */
+  a = net_affine(net, a, 6);
+  a = net_simple(net, SB_LAYER_RELU, a);
+  a = net_conv(net, a, 6, 4, 4, 9, 3, 1, 1, 3);       /* groups 3: 9x4x4 */
+  a = net_simple(net, SB_LAYER_RELU, a);
+  a = net_conv(net, a, 9, 4, 4, 5, 2, 1, 0, 1);       /* 5x3x3 */
+  a = net_affine(net, a, 5);
+  a = net_simple(net, SB_LAYER_RELU, a);
+  a = net_conv(net, a, 5, 3, 3, 5, 3, 1, 1, 5);       /* depthwise 5x3x3 */
+  a = net_simple(net, SB_LAYER_RELU, a);
+  net_linear(net, a, 7);
+}
+
+static void build_residual(Net *net) {
+  rng_state = 13;
+  net_init(net, 10);
+  int a = net_linear(net, 0, 19);
+  int r = net_simple(net, SB_LAYER_RELU, a);
+  int b = net_linear(net, r, 19);
+  b = net_simple(net, SB_LAYER_RELU, b);
+  b = net_linear(net, b, 19);
+  net_add(net, SB_LAYER_ADD, r, b, 19);
+  int s = net_simple(net, SB_LAYER_RELU, net->n - 1);
+  s = net_affine(net, s, 19);
+  net_linear(net, s, 3);
+}
+
 START_TEST(test_mlp_bounds_equal_cpu_within_rounding) {
   Net net;
-  rng_state = 11;
-  net_init(&net, 13);
-  int a = net_linear(&net, 0, 23);
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_linear(&net, a, 17);
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  net_linear(&net, a, 5);
+  build_mlp(&net);
   compare_net(&net, 101);
   net_free(&net);
 }
@@ -403,19 +439,7 @@ END_TEST
 
 START_TEST(test_conv_net_bounds_equal_cpu_within_rounding) {
   Net net;
-  rng_state = 12;
-  net_init(&net, 3 * 7 * 7);
-  int a = net_conv(&net, 0, 3, 7, 7, 6, 3, 2, 1, 1);   /* 6x4x4 */
-  a = net_affine(&net, a, 6);
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_conv(&net, a, 6, 4, 4, 9, 3, 1, 1, 3);       /* groups 3: 9x4x4 */
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_conv(&net, a, 9, 4, 4, 5, 2, 1, 0, 1);       /* 5x3x3 */
-  a = net_affine(&net, a, 5);
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_conv(&net, a, 5, 3, 3, 5, 3, 1, 1, 5);       /* depthwise 5x3x3 */
-  a = net_simple(&net, SB_LAYER_RELU, a);
-  net_linear(&net, a, 7);
+  build_conv(&net);
   compare_net(&net, 202);
   net_free(&net);
 }
@@ -423,17 +447,7 @@ END_TEST
 
 START_TEST(test_residual_net_bounds_equal_cpu_within_rounding) {
   Net net;
-  rng_state = 13;
-  net_init(&net, 10);
-  int a = net_linear(&net, 0, 19);
-  int r = net_simple(&net, SB_LAYER_RELU, a);
-  int b = net_linear(&net, r, 19);
-  b = net_simple(&net, SB_LAYER_RELU, b);
-  b = net_linear(&net, b, 19);
-  net_add(&net, SB_LAYER_ADD, r, b, 19);
-  int s = net_simple(&net, SB_LAYER_RELU, net.n - 1);
-  s = net_affine(&net, s, 19);
-  net_linear(&net, s, 3);
+  build_residual(&net);
   compare_net(&net, 303);
   net_free(&net);
 }
@@ -664,6 +678,192 @@ START_TEST(test_bad_arguments_are_refused_with_a_reason) {
 }
 END_TEST
 
+/* ---- ABI 1.1 ---- */
+
+static sb_tensor *coef(Ctx *c, int64_t n, const float *data) {
+  return tensor(c, SB_MEM_COEFFICIENTS, S_SPECS, batch, n, data);
+}
+
+/* Every layer's VJP with random A_out, gradients and slopes, with and
+ * without accumulation and with the NULL (zero / ones) gradients. */
+static void vjp_compare(const Net *net) {
+  Backend cpu_b = load("cpu"), tp_b = load("tp");
+  batch = 2;
+  rng_state = 99;
+  float *xl = rand_vec(batch * net->size[0], 1.0f);
+  float *xu = malloc((size_t)(batch * net->size[0]) * sizeof(float));
+  for (int64_t i = 0; i < batch * net->size[0]; i++)
+    xu[i] = xl[i] + 0.3f;
+  for (int P = 1; P <= 4; P++) {
+    Run cpu = {open_ctx(&cpu_b, NULL, 0)}, tp = {open_tp(&tp_b, P)};
+    Run *runs[2] = {&cpu, &tp};
+    run_ibp(&cpu, net, xl, xu);
+    run_ibp(&tp, net, xl, xu);
+    for (int k = 1; k < net->n; k++)
+      for (int variant = 0; variant < 2; variant++) {
+        const sb_layer_desc_v1 *d = &net->desc[k];
+        int relu = d->kind == SB_LAYER_RELU;
+        int n_in = d->kind == SB_LAYER_ADD ? 2 : 1;
+        int64_t R = S_SPECS * batch;
+        float *a0 = rand_vec(R * d->out_size, 1.0f);
+        float *g0 = rand_vec(R * d->in_size * 2, 1.0f);
+        float *gb0 = rand_vec(R, 1.0f);
+        float *prev = rand_vec(R * d->out_size, 1.0f);
+        float *al0 = rand_vec(R * d->out_size, 0.5f);
+        for (int64_t i = 0; i < R * d->out_size; i++)
+          al0[i] += 0.5f;
+        sb_tensor *A[2], *G[2][2], *gb[2], *out[2], *al[2], *gal[2];
+        for (int i = 0; i < 2; i++) {
+          Ctx *c = &runs[i]->c;
+          A[i] = coef(c, d->out_size, a0);
+          for (int q = 0; q < n_in; q++)
+            G[i][q] = coef(c, d->in_size, g0 + q * R * d->in_size);
+          gb[i] = tensor(c, SB_MEM_COEFFICIENTS, S_SPECS, batch, 0, gb0);
+          out[i] = coef(c, d->out_size, prev);
+          al[i] = relu ? coef(c, d->out_size, al0) : NULL;
+          gal[i] = relu ? coef(c, d->out_size, prev) : NULL;
+          sb_vjp_args_v1 a;
+          memset(&a, 0, sizeof a);
+          a.struct_size = sizeof a;
+          a.side = variant ? SB_SIDE_UPPER : SB_SIDE_LOWER;
+          a.A_out = A[i];
+          for (int q = 0; q < n_in; q++)
+            a.grad_A_in[q] = variant && q == 0 ? NULL : G[i][q];
+          a.grad_bias = variant ? NULL : gb[i];
+          a.grad_A_out = out[i];
+          a.accumulate_A_out = variant;
+          if (relu) {
+            a.pre_lower = runs[i]->lo[net->in[k][0]];
+            a.pre_upper = runs[i]->hi[net->in[k][0]];
+            a.alpha = variant ? NULL : al[i];
+            a.grad_alpha = gal[i];
+            a.accumulate_alpha = !variant;
+          }
+          ok(c, c->d->layer_backward_vjp(c->ctx, runs[i]->layer[k], &a),
+             "layer_backward_vjp");
+        }
+        char what[64];
+        snprintf(what, sizeof what, "grad_A_out of layer %d (variant %d)", k,
+                 variant);
+        same_values(&cpu.c, out[0], &tp.c, out[1], R * d->out_size, what, P);
+        if (relu) {
+          snprintf(what, sizeof what, "grad_alpha of layer %d", k);
+          same_values(&cpu.c, gal[0], &tp.c, gal[1], R * d->out_size, what,
+                      P);
+        }
+        for (int i = 0; i < 2; i++) {
+          Ctx *c = &runs[i]->c;
+          c->d->tensor_free(c->ctx, A[i]);
+          for (int q = 0; q < n_in; q++)
+            c->d->tensor_free(c->ctx, G[i][q]);
+          c->d->tensor_free(c->ctx, gb[i]);
+          c->d->tensor_free(c->ctx, out[i]);
+          c->d->tensor_free(c->ctx, al[i]);
+          c->d->tensor_free(c->ctx, gal[i]);
+        }
+        free(a0), free(g0), free(gb0), free(prev), free(al0);
+      }
+    check_nothing_left(&tp.c);
+    run_free(&cpu, net);
+    run_free(&tp, net);
+    cpu.c.d->context_destroy(cpu.c.ctx);
+    tp.c.d->context_destroy(tp.c.ctx);
+  }
+  free(xl);
+  free(xu);
+}
+
+START_TEST(test_backward_vjp_equals_cpu_on_every_layer_kind) {
+  Net nets[3];
+  build_mlp(&nets[0]);
+  build_conv(&nets[1]);
+  build_residual(&nets[2]);
+  for (int i = 0; i < 3; i++) {
+    vjp_compare(&nets[i]);
+    net_free(&nets[i]);
+  }
+}
+END_TEST
+
+/* concretize_vjp, relu_init_alpha, beta_apply, beta_vjp and adam_step on
+ * [S,B,N] tensors whose N no tested P divides. */
+START_TEST(test_per_neuron_alpha_beta_operations_equal_cpu) {
+  Backend cpu_b = load("cpu"), tp_b = load("tp");
+  const int64_t N = 11;
+  batch = 2;
+  const int64_t R = S_SPECS * batch, n = R * N;
+  rng_state = 21;
+  float *lo0 = rand_vec(batch * N, 1.0f), *hi0 = rand_vec(batch * N, 1.0f);
+  for (int64_t i = 0; i < batch * N; i++)
+    if (lo0[i] > hi0[i]) {
+      float t = lo0[i];
+      lo0[i] = hi0[i], hi0[i] = t;
+    }
+  float *a0 = rand_vec(n, 1.0f), *b0 = rand_vec(n, 1.0f);
+  float *g0 = rand_vec(R, 1.0f), *sign0 = rand_vec(batch * N, 1.0f);
+  for (int64_t i = 0; i < n; i++)
+    b0[i] = fabsf(b0[i]);
+  for (int64_t i = 0; i < batch * N; i++)
+    sign0[i] = sign0[i] > 0.3f ? 1.0f : sign0[i] < -0.3f ? -1.0f : 0.0f;
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  for (int P = 1; P <= 4; P++) {
+    Ctx tp = open_tp(&tp_b, P);
+    Ctx *cs[2] = {&cpu, &tp};
+    sb_tensor *t[2][8];
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      sb_tensor **x = t[i];
+      x[0] = tensor(c, SB_MEM_BOUNDS, batch, N, 0, lo0);
+      x[1] = tensor(c, SB_MEM_BOUNDS, batch, N, 0, hi0);
+      x[2] = coef(c, N, a0);
+      x[3] = tensor(c, SB_MEM_COEFFICIENTS, S_SPECS, batch, 0, g0);
+      x[4] = coef(c, N, NULL);
+      x[5] = tensor(c, SB_MEM_BOUNDS, batch, N, 0, sign0);
+      x[6] = coef(c, N, b0);
+      x[7] = coef(c, N, b0);
+      for (int side = 0; side < 2; side++) {
+        ok(c, c->d->concretize_vjp(c->ctx, x[2], x[0], x[1], side,
+                                   side ? NULL : x[3], x[4]),
+           "concretize_vjp");
+        ok(c, c->d->beta_vjp(c->ctx, x[2], x[5], side, x[7], side),
+           "beta_vjp");
+      }
+      ok(c, c->d->beta_apply(c->ctx, x[2], x[6], x[5], SB_SIDE_LOWER),
+         "beta_apply");
+      ok(c, c->d->relu_init_alpha(c->ctx, x[0], x[1], x[6]),
+         "relu_init_alpha");
+    }
+    same_values(&cpu, t[0][4], &tp, t[1][4], n, "concretize_vjp", P);
+    same_values(&cpu, t[0][7], &tp, t[1][7], n, "beta_vjp", P);
+    same_values(&cpu, t[0][2], &tp, t[1][2], n, "beta_apply", P);
+    same_values(&cpu, t[0][6], &tp, t[1][6], n, "relu_init_alpha", P);
+    /* Two Adam steps on A with the concretize gradient; m, v start at 0. */
+    sb_adam_args_v1 adam = {.struct_size = sizeof adam, .learning_rate = 0.1f,
+                            .beta1 = 0.9f, .beta2 = 0.999f, .epsilon = 1e-8f,
+                            .clamp_min = -0.5f, .clamp_max = 0.5f};
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      sb_tensor *m = coef(c, N, NULL), *v = coef(c, N, NULL);
+      for (adam.step = 1; adam.step <= 2; adam.step++)
+        ok(c, c->d->adam_step(c->ctx, t[i][2], t[i][4], m, v, &adam),
+           "adam_step");
+      ck_assert_int_eq(c->d->adam_step(c->ctx, t[i][2], t[i][3], m, v, &adam),
+                       SB_ERR_INVALID_ARGUMENT);
+      c->d->tensor_free(c->ctx, m);
+      c->d->tensor_free(c->ctx, v);
+    }
+    same_values(&cpu, t[0][2], &tp, t[1][2], n, "adam_step", P);
+    for (int i = 0; i < 2; i++)
+      for (int k = 0; k < 8; k++)
+        cs[i]->d->tensor_free(cs[i]->ctx, t[i][k]);
+    check_nothing_left(&tp);
+    tp.d->context_destroy(tp.ctx);
+  }
+  cpu.d->context_destroy(cpu.ctx);
+  free(lo0), free(hi0), free(a0), free(b0), free(g0), free(sign0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tp");
   TCase *tc = tcase_create("tp");
@@ -678,6 +878,8 @@ int main(void) {
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_columns);
   tcase_add_test(tc, test_bad_arguments_are_refused_with_a_reason);
+  tcase_add_test(tc, test_backward_vjp_equals_cpu_on_every_layer_kind);
+  tcase_add_test(tc, test_per_neuron_alpha_beta_operations_equal_cpu);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

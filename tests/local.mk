@@ -9,3 +9,9 @@ tests_check_engine_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 # Data the tests read (copied from the shared VNN-COMP set and goldens).
 EXTRA_DIST += tests/data/goldens tests/data/onnx tests/data/vnnlib \
 	tests/data/reference_results.csv tests/data/instances.csv
+
+check_PROGRAMS += tests/check-verify
+tests_check_verify_SOURCES = tests/check-verify.c
+tests_check_verify_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_verify_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
+	$(GLIB_LIBS) $(CHECK_LIBS) -lm

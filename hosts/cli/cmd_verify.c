@@ -43,7 +43,7 @@ sb_cmd_verify (int argc, char **argv)
   g_autofree char *backend = NULL, *backend_path = NULL, *config_file = NULL;
   g_autofree char *results_file = NULL, *branching = NULL;
   g_auto (GStrv) options = NULL;
-  int ranks = 0, batch = 0, max_domains = 0, iterations = 0;
+  int ranks = 0, batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
   double timeout = 0;
   gboolean quiet = FALSE, no_attack = FALSE;
   GOptionEntry entries[] = {
@@ -58,6 +58,8 @@ sb_cmd_verify (int argc, char **argv)
     { "max-domains", 0, 0, G_OPTION_ARG_INT, &max_domains, "Give up (unknown) beyond N open domains (default 200000)", "N" },
     { "branching", 0, 0, G_OPTION_ARG_STRING, &branching, "Branching heuristic: babsr (default) or fsb", "NAME" },
     { "iterations", 0, 0, G_OPTION_ARG_INT, &iterations, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
+    { "attack-restarts", 0, 0, G_OPTION_ARG_INT, &restarts, "PGD: points attacked at once (default 32)", "N" },
+    { "attack-steps", 0, 0, G_OPTION_ARG_INT, &steps, "PGD: steps per restart round (default 40)", "N" },
     { "no-attack", 0, 0, G_OPTION_ARG_NONE, &no_attack, "Do not search for counterexamples by PGD", NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL },
     { NULL }
@@ -85,6 +87,10 @@ sb_cmd_verify (int argc, char **argv)
     params.max_domains = max_domains;
   if (iterations > 0)
     params.bab_iterations = iterations;
+  if (restarts > 0)
+    params.attack_params.restarts = restarts;
+  if (steps > 0)
+    params.attack_params.steps = steps;
   if (branching != NULL && g_strcmp0 (branching, "babsr") != 0)
     {
       if (g_strcmp0 (branching, "fsb") != 0)
@@ -95,7 +101,7 @@ sb_cmd_verify (int argc, char **argv)
         }
       params.branching = SB_BRANCH_FSB;
     }
-  if (argc != 3 || timeout < 0 || batch < 0 || max_domains < 0 || iterations < 0)
+  if (argc != 3 || timeout < 0 || batch < 0 || max_domains < 0 || iterations < 0 || restarts < 0 || steps < 0)
     {
       printf ("error\n");
       g_printerr ("shardbound verify: expected MODEL.onnx PROPERTY.vnnlib and non-negative numbers "

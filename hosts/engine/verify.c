@@ -456,8 +456,9 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
         continue;
       choose_branch (bab, d, b, B, relu_A,
                      bab->params->branching == SB_BRANCH_FSB ? bab->params->fsb_candidates : 0);
-      if (d->branch_node < 0)
-        try_corner (bab, A_input, b, B, d);
+      /* The minimiser of the linear lower bound is a cheap counterexample
+       * candidate; with no unstable ReLU left it is the exact minimiser. */
+      try_corner (bab, A_input, b, B, d);
     }
   bab->evaluated += B;
   ok = TRUE;

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/* Complete verification never gives a wrong answer: tiny random networks
+ * against a dense-grid ground truth, and VNN-COMP instances whose published
+ * outcome is known. */
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "hosts/engine/onnx_import.h"
+#include "hosts/engine/session_setup.h"
+#include "hosts/engine/verify.h"
+
+static char *
+data_path (const char *sub, const char *file)
+{
+  const char *dir = g_getenv ("SHARDBOUND_TEST_DATA");
+  return g_build_filename (dir ? dir : "tests/data", sub, file, NULL);
+}
+
+static SbSessionSetup *
+open_cpu (void)
+{
+  g_autoptr (GError) error = NULL;
+  SbSessionRequest req = { .backend = "cpu" };
+  SbSessionSetup *setup = sb_session_setup (&req, &error);
+  ck_assert_msg (setup != NULL, "cpu backend: %s", error ? error->message : "?");
+  return setup;
+}
+
+/* ---- tiny random networks with a 2-D input ------------------------------- */
+
+static int
+add_node (SbGraph *g, SbNodeKind kind, int in, int64_t size, float *w, float *b)
+{
+  SbNode n = { 0 };
+  n.kind = kind;
+  n.name = g_strdup_printf ("n%d", sb_graph_n_nodes (g));
+  n.n_inputs = kind == SB_NODE_INPUT ? 0 : 1;
+  n.inputs[0] = in;
+  n.size = size;
+  n.ndim = 1;
+  n.shape[0] = size;
+  n.weight = w;
+  n.bias = b;
+  n.desc.struct_size = sizeof n.desc;
+  n.desc.kind = (int32_t) kind;
+  n.desc.in_size = kind == SB_NODE_INPUT ? size : sb_graph_node (g, in)->size;
+  n.desc.out_size = size;
+  return sb_graph_append (g, &n);
+}
+
+static int
+add_linear (SbGraph *g, GRand *rng, int in, int64_t out)
+{
+  int64_t n_in = sb_graph_node (g, in)->size;
+  float *w = g_new (float, out * n_in), *b = g_new (float, out);
+  for (int64_t i = 0; i < out * n_in; i++)
+    w[i] = (float) g_rand_double_range (rng, -1, 1);
+  for (int64_t i = 0; i < out; i++)
+    b[i] = (float) g_rand_double_range (rng, -0.5, 0.5);
+  return add_node (g, SB_NODE_LINEAR, in, out, w, b);
+}
+
+/* 2 -> 8 -> 8 -> 3 with ReLUs. */
+static SbGraph *
+tiny_net (GRand *rng)
+{
+  SbGraph *g = sb_graph_new ();
+  int x = add_node (g, SB_NODE_INPUT, 0, 2, NULL, NULL);
+  int h = add_node (g, SB_NODE_RELU, add_linear (g, rng, x, 8), 8, NULL, NULL);
+  h = add_node (g, SB_NODE_RELU, add_linear (g, rng, h, 8), 8, NULL, NULL);
+  g->output = add_linear (g, rng, h, 3);
+  g->input_size = 2;
+  g->output_size = 3;
+  return g;
+}
+
+/* Robustness of label `label` around (cx, cy) with radius eps. */
+static SbProperty *
+tiny_property (double cx, double cy, double eps, int label)
+{
+  g_autoptr (GString) text = g_string_new ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n");
+  for (int j = 0; j < 3; j++)
+    g_string_append_printf (text, "(declare-const Y_%d Real)\n", j);
+  g_string_append_printf (text, "(assert (>= X_0 %.17g))\n(assert (<= X_0 %.17g))\n", cx - eps, cx + eps);
+  g_string_append_printf (text, "(assert (>= X_1 %.17g))\n(assert (<= X_1 %.17g))\n", cy - eps, cy + eps);
+  g_string_append (text, "(assert (or");
+  for (int j = 0; j < 3; j++)
+    if (j != label)
+      g_string_append_printf (text, " (and (>= Y_%d Y_%d))", j, label);
+  g_string_append (text, "))\n");
+  g_autoptr (GError) error = NULL;
+  SbProperty *p = sb_vnnlib_parse (text->str, text->len, &error);
+  ck_assert_msg (p != NULL, "%s", error ? error->message : "");
+  return p;
+}
+
+/* min over a dense grid of (y_label - max_{j != label} y_j). */
+static double
+grid_margin (const SbGraph *g, const SbProperty *p, int label, int steps)
+{
+  const SbRegion *r = &p->regions[0];
+  double best = INFINITY, y[3];
+  for (int a = 0; a <= steps; a++)
+    for (int b = 0; b <= steps; b++)
+      {
+        float x[2] = { (float) (r->x_lower[0] + (r->x_upper[0] - r->x_lower[0]) * a / steps),
+                       (float) (r->x_lower[1] + (r->x_upper[1] - r->x_lower[1]) * b / steps) };
+        sb_graph_eval (g, x, y);
+        for (int j = 0; j < 3; j++)
+          if (j != label)
+            best = MIN (best, y[label] - y[j]);
+      }
+  return best;
+}
+
+START_TEST (test_verify_never_contradicts_dense_grid_on_tiny_networks)
+{
+  GRand *rng = g_rand_new_with_seed (4242 + _i);
+  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  int decided = 0, checked = 0;
+  for (int trial = 0; trial < 6; trial++)
+    {
+      g_autoptr (SbGraph) g = tiny_net (rng);
+      double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
+      double eps = g_rand_double_range (rng, 0.05, 0.4), yc[3];
+      float c[2] = { (float) cx, (float) cy };
+      sb_graph_eval (g, c, yc);
+      int label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
+      g_autoptr (SbProperty) p = tiny_property (cx, cy, eps, label);
+      double truth = grid_margin (g, p, label, 400);
+      /* The grid is 2*eps/400 fine; skip properties too close to call. */
+      if (fabs (truth) < 0.05)
+        continue;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+      ck_assert (net != NULL);
+      SbVerifyParams params;
+      sb_verify_params_init (&params);
+      params.timeout = 20;
+      SbVerifyOutcome o;
+      ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
+      checked++;
+      if (truth > 0)
+        ck_assert_msg (o.result != SB_RESULT_SAT, "trial %d: sat but the grid minimum margin is %g", trial, truth);
+      else
+        ck_assert_msg (o.result != SB_RESULT_UNSAT, "trial %d: unsat but the grid finds margin %g", trial, truth);
+      if (o.result == SB_RESULT_SAT)
+        ck_assert (sb_counterexample_check (g, p, o.region, o.x, NULL));
+      decided += o.result == SB_RESULT_SAT || o.result == SB_RESULT_UNSAT;
+      sb_verify_outcome_clear (&o);
+    }
+  /* Tiny networks are always decided well within the timeout. */
+  ck_assert_int_gt (checked, 0);
+  ck_assert_int_eq (decided, checked);
+  g_printerr ("tiny networks, seed %d: %d of 6 properties clear enough to check, all decided\n", 4242 + _i, checked);
+  g_rand_free (rng);
+}
+END_TEST
+
+/* ---- published VNN-COMP outcomes ------------------------------------------ */
+
+static SbResult
+verify_instance (const char *onnx, const char *vnnlib, SbVerifyOutcome *o, SbGraph **graph_out,
+                 SbProperty **prop_out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *op = data_path ("onnx", onnx);
+  g_autofree char *vp = data_path ("vnnlib", vnnlib);
+  SbGraph *g = sb_onnx_load (op, &error);
+  ck_assert_msg (g != NULL, "%s", error ? error->message : "");
+  SbProperty *p = sb_vnnlib_load (vp, &error);
+  ck_assert_msg (p != NULL, "%s", error ? error->message : "");
+  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  ck_assert (net != NULL);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.timeout = 60;
+  ck_assert_msg (sb_verify (net, p, &params, o, &error), "%s", error ? error->message : "");
+  *graph_out = g;
+  *prop_out = p;
+  return o->result;
+}
+
+START_TEST (test_verify_finds_published_counterexample)
+{
+  SbVerifyOutcome o;
+  SbGraph *g;
+  SbProperty *p;
+  /* reference_results.csv: mnist-net_256x2, prop_1_0.03 is sat. */
+  ck_assert_str_eq (sb_result_to_string (verify_instance ("mnist-net_256x2.onnx", "prop_1_0.03.vnnlib", &o, &g, &p)),
+                    "sat");
+  ck_assert (sb_counterexample_check (g, p, o.region, o.x, NULL));
+  sb_verify_outcome_clear (&o);
+  sb_graph_free (g);
+  sb_property_free (p);
+}
+END_TEST
+
+START_TEST (test_verify_proves_published_unsat_instance)
+{
+  SbVerifyOutcome o;
+  SbGraph *g;
+  SbProperty *p;
+  /* reference_results.csv: mnist-net_256x2, prop_0_0.03 and prop_3_0.05 are unsat. */
+  const char *props[2] = { "prop_0_0.03.vnnlib", "prop_3_0.05.vnnlib" };
+  ck_assert_str_eq (sb_result_to_string (verify_instance ("mnist-net_256x2.onnx", props[_i], &o, &g, &p)),
+                    "unsat");
+  sb_verify_outcome_clear (&o);
+  sb_graph_free (g);
+  sb_property_free (p);
+}
+END_TEST
+
+START_TEST (test_verify_honours_timeout)
+{
+  /* A 256x4 instance the CPU cannot finish in half a second. */
+  SbVerifyOutcome o;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *op = data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = data_path ("vnnlib", "prop_0_0.03.vnnlib");
+  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
+  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.timeout = 0.5;
+  params.attack = FALSE;
+  gint64 t0 = g_get_monotonic_time ();
+  ck_assert (sb_verify (net, p, &params, &o, &error));
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  ck_assert_msg (o.result == SB_RESULT_TIMEOUT || o.result == SB_RESULT_UNSAT, "%s",
+                 sb_result_to_string (o.result));
+  /* Honoured to within a second (an answer found in time is fine too). */
+  ck_assert_msg (seconds < 0.5 + 1.0, "took %.2f s", seconds);
+  sb_verify_outcome_clear (&o);
+}
+END_TEST
+
+static Suite *
+verify_suite (void)
+{
+  Suite *s = suite_create ("verify");
+  TCase *tc = tcase_create ("ground truth");
+  tcase_set_timeout (tc, 600);
+  tcase_add_loop_test (tc, test_verify_never_contradicts_dense_grid_on_tiny_networks, 0, 4);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("vnncomp");
+  tcase_set_timeout (tc, 600);
+  tcase_add_test (tc, test_verify_finds_published_counterexample);
+  tcase_add_loop_test (tc, test_verify_proves_published_unsat_instance, 0, 2);
+  tcase_add_test (tc, test_verify_honours_timeout);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (verify_suite ());
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
