@@ -81,7 +81,11 @@ sb_session_open (SbRegistry *registry, SbConfig *config, const char *name,
   message[sizeof message - 1] = '\0';
   if (status != SB_OK || ctx == NULL)
     {
-      g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
+      /* A rejected option is the user's to fix, anything else the
+       * backend's or the machine's. */
+      g_set_error (error, SB_PLUGIN_ERROR,
+                   status == SB_ERR_INVALID_ARGUMENT ? SB_PLUGIN_ERROR_CONFIG
+                                                     : SB_PLUGIN_ERROR_BACKEND,
                    "%s: context_create: %s: %s", name,
                    sb_status_to_string (status != SB_OK ? status
                                                         : SB_ERR_INTERNAL),

@@ -462,7 +462,8 @@ START_TEST (test_session_reports_option_the_backend_rejects)
   ck_assert (sb_config_set_option_string (config, "bogus=1", NULL));
   GError *error = NULL;
   ck_assert_ptr_null (sb_session_open (registry, config, "good", &error));
-  ck_assert (g_error_matches (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND));
+  /* A rejected option is a configuration error, not a backend failure. */
+  ck_assert (g_error_matches (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG));
   assert_contains (error->message, "good: context_create: invalid argument: "
                    "unknown option 'bogus'");
   g_clear_error (&error);

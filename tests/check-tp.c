@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests of the TP backend against the CPU reference through the ABI: IBP,
- * CROWN backward and concretize equal to float rounding for 1..4 ranks on
- * MLPs, conv nets and residual nets whose sizes P does not divide; weights
- * and coefficients sharded by neuron; failing ranks; bad arguments. */
+ * forward, CROWN backward, concretize and the ABI 1.1 operations equal to
+ * float rounding for 1..4 ranks on MLPs, conv nets and residual nets whose
+ * sizes P does not divide; weights, coefficients and peak memory sharded by
+ * neuron; failing ranks; bad arguments. */
 #include <check.h>
 #include <dlfcn.h>
 #include <math.h>
@@ -543,6 +544,56 @@ START_TEST(test_conv_weights_are_sharded_by_output_channel) {
 }
 END_TEST
 
+/* The issue's memory goal in miniature: the peak of a CROWN step through
+ * a square linear layer (W, A_out and A_in of equal size) is about 1/P of
+ * the single-device peak, the transient full-width partial included. */
+START_TEST(test_backward_peak_per_rank_is_about_a_pth_of_cpu) {
+  Backend cpu_b = load("cpu"), tp_b = load("tp");
+  const int64_t N = 700, S = 700;
+  rng_state = 8;
+  float *w = rand_vec(N * N, 0.05f), *bias = rand_vec(N, 0.1f);
+  float *A0 = rand_vec(S * N, 1.0f);
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
+                        .in_size = N, .out_size = N, .weight = w,
+                        .bias = bias};
+  uint64_t cpu_peak = 0;
+  /* P=1 pays the transient (an eighth of A_in) over the cpu backend; the
+   * issue asks for <= 55% at P=2 and <= 30% at P=4. */
+  const double limit[5] = {0, 1.10, 0.55, 0.40, 0.30};
+  for (int P = 0; P <= 4; P++) {
+    Ctx c = P == 0 ? open_ctx(&cpu_b, NULL, 0) : open_tp(&tp_b, P);
+    sb_layer *l = NULL;
+    ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
+    sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, S, 1, N, A0);
+    sb_tensor *Ai = tensor(&c, SB_MEM_COEFFICIENTS, S, 1, N, NULL);
+    sb_tensor *b = tensor(&c, SB_MEM_COEFFICIENTS, S, 1, 0, NULL);
+    ok(&c, c.d->memory_reset_peak(c.ctx), "reset_peak");
+    sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
+                             .A_out = A, .A_in = {Ai}, .bias = b};
+    ok(&c, c.d->layer_backward(c.ctx, l, &a), "layer_backward");
+    for (int r = 0; r < c.d->rank_count(c.ctx); r++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      ok(&c, c.d->memory_stats(c.ctx, r, &s), "memory_stats");
+      if (P == 0)
+        cpu_peak = s.total_peak_bytes;
+      else
+        ck_assert_msg(s.total_peak_bytes <= limit[P] * cpu_peak,
+                      "P=%d rank %d peak %llu bytes, cpu %llu", P, r,
+                      (unsigned long long)s.total_peak_bytes,
+                      (unsigned long long)cpu_peak);
+    }
+    c.d->tensor_free(c.ctx, A);
+    c.d->tensor_free(c.ctx, Ai);
+    c.d->tensor_free(c.ctx, b);
+    c.d->layer_free(c.ctx, l);
+    c.d->context_destroy(c.ctx);
+  }
+  free(w);
+  free(bias);
+  free(A0);
+}
+END_TEST
+
 START_TEST(test_failing_rank_fails_the_call_and_is_named) {
   Backend tp_b = load("tp");
   /* Calls: layer_create 0, four tensor_create 1-4, two writes 5-6, IBP 7:
@@ -874,6 +925,7 @@ int main(void) {
   tcase_add_test(tc, test_layers_narrower_than_the_rank_count_equal_cpu);
   tcase_add_test(tc, test_linear_weights_and_coefficients_are_sharded_by_neuron);
   tcase_add_test(tc, test_conv_weights_are_sharded_by_output_channel);
+  tcase_add_test(tc, test_backward_peak_per_rank_is_about_a_pth_of_cpu);
   tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_columns);

@@ -138,7 +138,8 @@ int tp_conv_ibp(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
                 float *out_up) {
   const SbDeviceOps *o = x->ops;
   const int64_t P = sh->local.conv.out_h * sh->local.conv.out_w;
-  const int64_t nin = B * tl->in_size, nw = sh->local.weight.bytes / 4;
+  const int64_t nin = B * tl->in_size, nw =
+      (int64_t)(sh->local.weight.bytes / sizeof(float));
   const int64_t nout = B * sh->nc * P;
   SbBuffer cr = {0}, absw = {0}, mr = {0};
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * nin, &cr);

@@ -407,7 +407,7 @@ int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R) {
                (g->out_c / ctx->size + 2) * P;
   }
   int64_t chunk = TP_PARTIAL_FLOATS / per_row;
-  int64_t share = (R + 4 * ctx->size - 1) / (4 * ctx->size);
+  int64_t share = (R + 8 * ctx->size - 1) / (8 * ctx->size);
   chunk = chunk > share ? share : chunk;
   return chunk < 1 ? 1 : chunk > R ? R : chunk;
 }

@@ -1,0 +1,74 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The `shardbound` command as a user meets it: subcommands, JSON, results
+# files, and a clear message with exit status 2 for every bad input.
+set -u
+cli=${SHARDBOUND_CLI:?run through make check}
+data=${SHARDBOUND_TEST_DATA:?run through make check}
+examples=${SHARDBOUND_EXAMPLES:?run through make check}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+check () { # NAME EXPECTED_STATUS PATTERN_IN_OUTPUT -- COMMAND...
+  name=$1 want=$2 pattern=$3; shift 4
+  "$@" > "$tmp/out" 2>&1
+  got=$?
+  if [ "$got" -eq "$want" ] && grep -q -- "$pattern" "$tmp/out"; then
+    pass=$((pass + 1)); echo "PASS: $name"
+  else
+    fail=$((fail + 1)); echo "FAIL: $name (status $got, wanted $want and /$pattern/)"; sed 's/^/    /' "$tmp/out" | head -20
+  fi
+}
+
+net=$examples/mnist_fc/mnist-net_256x2.onnx
+unsat=$examples/mnist_fc/prop_0_0.03.vnnlib
+sat=$examples/mnist_fc/prop_1_0.03.vnnlib
+
+check help_lists_subcommands 0 verify -- "$cli" --help
+check unknown_subcommand_is_usage_error 2 frobnicate -- "$cli" frobnicate
+check every_subcommand_has_help 0 MODEL.onnx -- "$cli" bounds --help
+check verify_has_help 0 results-file -- "$cli" verify --help
+check backends_lists_cpu 0 cpu -- "$cli" backends
+
+# A broken backend on the path is listed as refused, and the command succeeds.
+mkdir -p "$tmp/bad"
+echo "not a shared object" > "$tmp/bad/shardbound-backend-broken.so"
+check backends_shows_refusal_and_reason 0 "broken.so: refused" -- \
+  "$cli" backends --backend-path "$SHARDBOUND_BACKEND_PATH:$tmp/bad"
+
+check bounds_json_has_contract_keys 0 '"spec_lower"' -- "$cli" bounds "$net" "$unsat" --json
+"$cli" bounds "$net" "$unsat" --json > "$tmp/b.json" 2>/dev/null
+if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("method", "backend", "ranks", "output_lower", "output_upper", "spec_lower", "spec_upper", "seconds"):
+    assert k in d, k
+r = d["memory"]["per_rank"][0]
+assert r["baseline_bytes"] > 0 and r["peak_bytes"] >= r["baseline_bytes"]
+assert len(d["spec_lower"]) == 9 and len(d["output_lower"]) == 10
+assert all(l <= u for l, u in zip(d["output_lower"], d["output_upper"]))
+' "$tmp/b.json"; then pass=$((pass + 1)); echo "PASS: bounds_json_is_valid_and_complete"
+else fail=$((fail + 1)); echo "FAIL: bounds_json_is_valid_and_complete"; fi
+
+check verify_proves_unsat_instance 0 '^unsat' -- "$cli" verify "$net" "$unsat" --quiet --timeout 60
+check verify_finds_sat_instance 0 '^sat' -- "$cli" verify "$net" "$sat" --quiet --timeout 60 -r "$tmp/res.txt"
+if head -n 1 "$tmp/res.txt" | grep -qx sat && grep -q '^((X_0 ' "$tmp/res.txt" && grep -q '(Y_9 .*))$' "$tmp/res.txt"; then
+  pass=$((pass + 1)); echo "PASS: verify_writes_vnncomp_counterexample"
+else fail=$((fail + 1)); echo "FAIL: verify_writes_vnncomp_counterexample"; cat "$tmp/res.txt"; fi
+
+# Bad input: exit status 2 and a message naming the problem.
+head -c 5000 "$net" > "$tmp/truncated.onnx"
+check truncated_onnx_is_rejected 2 "truncated.onnx" -- "$cli" bounds "$tmp/truncated.onnx" "$unsat"
+printf '(declare-const X_0 Real)\n(assert (<= X_0 1)\n' > "$tmp/bad.vnnlib"
+check malformed_vnnlib_is_rejected 2 "line" -- "$cli" bounds "$net" "$tmp/bad.vnnlib"
+check missing_file_is_rejected 2 "nope.onnx" -- "$cli" bounds "$tmp/nope.onnx" "$unsat"
+check unknown_method_is_rejected 2 "unknown method" -- "$cli" bounds "$net" "$unsat" --method deeppoly
+check unknown_backend_lists_available 2 "cpu" -- "$cli" bounds "$net" "$unsat" --backend nosuch
+check unknown_backend_option_is_named 2 "frobnicate" -- "$cli" bounds "$net" "$unsat" -o frobnicate=1
+check ranks_on_single_rank_backend_is_rejected 2 "single rank" -- "$cli" bounds "$net" "$unsat" --backend cpu --ranks 4
+check mismatched_property_is_rejected 2 "inputs" -- "$cli" bounds "$data/onnx/cifar_base_kw.onnx" "$unsat"
+check verify_bad_usage_prints_error_word 2 "^error" -- "$cli" verify "$net"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
