@@ -8,70 +8,20 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "hosts/engine/onnx_import.h"
-#include "hosts/engine/session_setup.h"
+#include "engine-testlib.h"
 #include "hosts/engine/verify.h"
 
-static char *
-data_path (const char *sub, const char *file)
-{
-  const char *dir = g_getenv ("SHARDBOUND_TEST_DATA");
-  return g_build_filename (dir ? dir : "tests/data", sub, file, NULL);
-}
-
-static SbSessionSetup *
-open_cpu (void)
-{
-  g_autoptr (GError) error = NULL;
-  SbSessionRequest req = { .backend = "cpu" };
-  SbSessionSetup *setup = sb_session_setup (&req, &error);
-  ck_assert_msg (setup != NULL, "cpu backend: %s", error ? error->message : "?");
-  return setup;
-}
-
 /* ---- tiny random networks with a 2-D input ------------------------------- */
-
-static int
-add_node (SbGraph *g, SbNodeKind kind, int in, int64_t size, float *w, float *b)
-{
-  SbNode n = { 0 };
-  n.kind = kind;
-  n.name = g_strdup_printf ("n%d", sb_graph_n_nodes (g));
-  n.n_inputs = kind == SB_NODE_INPUT ? 0 : 1;
-  n.inputs[0] = in;
-  n.size = size;
-  n.ndim = 1;
-  n.shape[0] = size;
-  n.weight = w;
-  n.bias = b;
-  n.desc.struct_size = sizeof n.desc;
-  n.desc.kind = (int32_t) kind;
-  n.desc.in_size = kind == SB_NODE_INPUT ? size : sb_graph_node (g, in)->size;
-  n.desc.out_size = size;
-  return sb_graph_append (g, &n);
-}
-
-static int
-add_linear (SbGraph *g, GRand *rng, int in, int64_t out)
-{
-  int64_t n_in = sb_graph_node (g, in)->size;
-  float *w = g_new (float, out * n_in), *b = g_new (float, out);
-  for (int64_t i = 0; i < out * n_in; i++)
-    w[i] = (float) g_rand_double_range (rng, -1, 1);
-  for (int64_t i = 0; i < out; i++)
-    b[i] = (float) g_rand_double_range (rng, -0.5, 0.5);
-  return add_node (g, SB_NODE_LINEAR, in, out, w, b);
-}
 
 /* 2 -> 8 -> 8 -> 3 with ReLUs. */
 static SbGraph *
 tiny_net (GRand *rng)
 {
   SbGraph *g = sb_graph_new ();
-  int x = add_node (g, SB_NODE_INPUT, 0, 2, NULL, NULL);
-  int h = add_node (g, SB_NODE_RELU, add_linear (g, rng, x, 8), 8, NULL, NULL);
-  h = add_node (g, SB_NODE_RELU, add_linear (g, rng, h, 8), 8, NULL, NULL);
-  g->output = add_linear (g, rng, h, 3);
+  int x = sb_test_add_node (g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
+  int h = sb_test_add_node (g, SB_NODE_RELU, sb_test_add_linear (g, rng, x, 8), 0, 8, NULL, NULL);
+  h = sb_test_add_node (g, SB_NODE_RELU, sb_test_add_linear (g, rng, h, 8), 0, 8, NULL, NULL);
+  g->output = sb_test_add_linear (g, rng, h, 3);
   g->input_size = 2;
   g->output_size = 3;
   return g;
@@ -119,7 +69,7 @@ grid_margin (const SbGraph *g, const SbProperty *p, int label, int steps)
 START_TEST (test_verify_never_contradicts_dense_grid_on_tiny_networks)
 {
   GRand *rng = g_rand_new_with_seed (4242 + _i);
-  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
   int decided = 0, checked = 0;
   for (int trial = 0; trial < 6; trial++)
     {
@@ -167,13 +117,13 @@ verify_instance (const char *onnx, const char *vnnlib, SbVerifyOutcome *o, SbGra
                  SbProperty **prop_out)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *op = data_path ("onnx", onnx);
-  g_autofree char *vp = data_path ("vnnlib", vnnlib);
+  g_autofree char *op = sb_test_data_path ("onnx", onnx);
+  g_autofree char *vp = sb_test_data_path ("vnnlib", vnnlib);
   SbGraph *g = sb_onnx_load (op, &error);
   ck_assert_msg (g != NULL, "%s", error ? error->message : "");
   SbProperty *p = sb_vnnlib_load (vp, &error);
   ck_assert_msg (p != NULL, "%s", error ? error->message : "");
-  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
   g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
   ck_assert (net != NULL);
   SbVerifyParams params;
@@ -220,11 +170,11 @@ START_TEST (test_verify_honours_timeout)
   /* A 256x4 instance the CPU cannot finish in half a second. */
   SbVerifyOutcome o;
   g_autoptr (GError) error = NULL;
-  g_autofree char *op = data_path ("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = data_path ("vnnlib", "prop_0_0.03.vnnlib");
+  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.03.vnnlib");
   g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
   g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  g_autoptr (SbSessionSetup) setup = open_cpu ();
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
   g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
   SbVerifyParams params;
   sb_verify_params_init (&params);

@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: MIT
 # Engine-level tests (goldens, soundness sampling).
+# Golden cases, sessions, sampling and random graphs for the engine suites.
+ENGINE_TESTLIB = tests/engine-testlib.c tests/engine-testlib.h
+
 check_PROGRAMS += tests/check-engine
-tests_check_engine_SOURCES = tests/check-engine.c
+tests_check_engine_SOURCES = tests/check-engine.c $(ENGINE_TESTLIB)
 tests_check_engine_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_engine_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
@@ -11,7 +14,13 @@ EXTRA_DIST += tests/data/goldens tests/data/onnx tests/data/vnnlib \
 	tests/data/reference_results.csv tests/data/instances.csv
 
 check_PROGRAMS += tests/check-verify
-tests_check_verify_SOURCES = tests/check-verify.c
-tests_check_verify_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_verify_SOURCES = tests/check-verify.c $(ENGINE_TESTLIB)
+tests_check_verify_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_verify_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
-	$(GLIB_LIBS) $(CHECK_LIBS) -lm
+	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
+
+check_PROGRAMS += tests/check-multirank
+tests_check_multirank_SOURCES = tests/check-multirank.c $(ENGINE_TESTLIB)
+tests_check_multirank_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
+	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
