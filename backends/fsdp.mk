@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: MIT
 # Ranks, communicators and the FSDP backend.
 
-# Rank pools and communicators, shared by the multi-rank backends (FSDP,
-# later TP). Backends must not use GLib.
+# Rank pools, communicators and the ABI plumbing of a context over them,
+# shared by the multi-rank backends (FSDP, TP). Backends must not use GLib.
 noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
 	backends/common/ranks.h \
-	backends/common/ranks.c
+	backends/common/ranks.c \
+	backends/common/rank_backend.h \
+	backends/common/rank_backend.c
 
 backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
 backends_shardbound_backend_fsdp_la_SOURCES = \
@@ -27,8 +29,12 @@ tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
+# Backend loading, random layer graphs and CPU comparisons shared by
+# check-fsdp and check-tp.
+BACKEND_TESTLIB = tests/backend-testlib.c tests/backend-testlib.h
+
 check_PROGRAMS += tests/check-fsdp
-tests_check_fsdp_SOURCES = tests/check-fsdp.c
+tests_check_fsdp_SOURCES = tests/check-fsdp.c $(BACKEND_TESTLIB)
 tests_check_fsdp_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_fsdp_LDADD = $(CHECK_LIBS) -ldl -lm
 EXTRA_tests_check_fsdp_DEPENDENCIES = backends/shardbound-backend-cpu.la \

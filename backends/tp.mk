@@ -15,7 +15,7 @@ backends_shardbound_backend_tp_la_LIBADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -lm -lpthread
 
 check_PROGRAMS += tests/check-tp
-tests_check_tp_SOURCES = tests/check-tp.c
+tests_check_tp_SOURCES = tests/check-tp.c $(BACKEND_TESTLIB)
 tests_check_tp_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_tp_LDADD = $(CHECK_LIBS) -ldl -lm
 EXTRA_tests_check_tp_DEPENDENCIES = backends/shardbound-backend-cpu.la \

@@ -860,6 +860,58 @@ START_TEST(test_unit_rows_set_one_per_spec_and_batch) {
   be->tensor_free(ctx, A);
 }
 END_TEST
+/* Linear backward from tensor_set_unit_rows gathers rows of W instead of
+ * multiplying: the result must be bitwise the GEMM's (here forced by
+ * writing the same unit rows with tensor_write), with and without
+ * accumulation, and a write after set_unit_rows must be honoured. */
+START_TEST(test_linear_backward_from_unit_rows_equals_gemm_bitwise) {
+  enum { S = 3, B = 2, IN = 5, OUT = 4 };
+  GRand *g = g_rand_new_with_seed(17);
+  float *w = rand_floats(g, OUT * IN, 1.0), *b = rand_floats(g, OUT, 1.0);
+  sb_layer *l = linear(IN, OUT, w, b);
+  const int64_t idx[S] = {3, 0, 3};
+  double dense[S * B * OUT] = {0};
+  for (int s = 0; s < S; s++)
+    for (int k = 0; k < B; k++)
+      dense[(s * B + k) * OUT + idx[s]] = 1.0;
+  sb_tensor *U = tensor(SB_MEM_COEFFICIENTS, 3, S, B, OUT);
+  sb_tensor *D = tensor(SB_MEM_COEFFICIENTS, 3, S, B, OUT);
+  OK(be->tensor_set_unit_rows(ctx, U, idx));
+  OK(be->tensor_write(ctx, D, 0, S * B * OUT, SB_DTYPE_F64, dense));
+  sb_tensor *from[2] = {U, D}, *Ai[2], *bias[2];
+  float got[2][S * B * IN + S * B];
+  for (int i = 0; i < 2; i++) {
+    Ai[i] = tensor(SB_MEM_COEFFICIENTS, 3, S, B, IN);
+    bias[i] = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 1);
+    OK(be->tensor_write(ctx, bias[i], 0, S * B, SB_DTYPE_F64,
+                        (double[]){0.1, -0.2, 0.3, 1e-3, 7, -7}));
+    backward(l, SB_SIDE_LOWER, from[i], NULL, NULL, NULL, Ai[i], 0, bias[i]);
+    backward(l, SB_SIDE_LOWER, from[i], NULL, NULL, NULL, Ai[i], 1, bias[i]);
+    OK(be->tensor_read(ctx, Ai[i], 0, S * B * IN, SB_DTYPE_F32, got[i]));
+    OK(be->tensor_read(ctx, bias[i], 0, S * B, SB_DTYPE_F32,
+                       got[i] + S * B * IN));
+  }
+  ck_assert_int_eq(memcmp(got[0], got[1], sizeof got[0]), 0);
+  ck_assert_float_eq(got[0][IN], 2.0f * w[3 * IN]); /* row (0,1), col 0 */
+  /* Row (0,0) rewritten to 2*e_1: no longer the unit rows of the index. */
+  OK(be->tensor_write(ctx, U, 0, OUT, SB_DTYPE_F64, (double[]){0, 2, 0, 0}));
+  backward(l, SB_SIDE_LOWER, U, NULL, NULL, NULL, Ai[0], 0, bias[0]);
+  float row[IN];
+  OK(be->tensor_read(ctx, Ai[0], 0, IN, SB_DTYPE_F32, row));
+  for (int j = 0; j < IN; j++)
+    ck_assert_float_eq(row[j], 2.0f * w[IN + j]);
+  for (int i = 0; i < 2; i++) {
+    be->tensor_free(ctx, Ai[i]);
+    be->tensor_free(ctx, bias[i]);
+  }
+  be->tensor_free(ctx, U);
+  be->tensor_free(ctx, D);
+  be->layer_free(ctx, l);
+  g_free(w);
+  g_free(b);
+  g_rand_free(g);
+}
+END_TEST
 
 START_TEST(test_tensor_write_read_f64_at_offset) {
   sb_tensor *t = tensor(SB_MEM_BOUNDS, 2, 2, 3, 0);
@@ -1557,6 +1609,7 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_checked_fixture(abi, setup, teardown);
   tcase_add_test(abi, test_backward_accumulate_adds_and_bias_always_adds);
   tcase_add_test(abi, test_unit_rows_set_one_per_spec_and_batch);
+  tcase_add_test(abi, test_linear_backward_from_unit_rows_equals_gemm_bitwise);
   tcase_add_test(abi, test_tensor_write_read_f64_at_offset);
   tcase_add_test(abi, test_tensor_create_out_of_memory_names_bytes_and_category);
   tcase_add_test(abi, test_context_rejects_unknown_option_by_name);

@@ -9,294 +9,10 @@
 #include <string.h>
 
 #include "abi/shardbound.h"
+#include "backends/common/layer.h"
+#include "tests/backend-testlib.h"
 
-typedef struct {
-  void *handle;
-  const sb_backend_v1 *d;
-} Backend;
-
-static Backend load(const char *name) {
-  const char *dir = getenv("SHARDBOUND_BACKEND_PATH");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/shardbound-backend-%s.so",
-           dir ? dir : "backends/.libs", name);
-  Backend b = {dlopen(path, RTLD_NOW | RTLD_LOCAL), NULL};
-  ck_assert_msg(b.handle != NULL, "dlopen %s: %s", path, dlerror());
-  sb_backend_get_v1_fn get =
-      (sb_backend_get_v1_fn)dlsym(b.handle, SB_ENTRY_SYMBOL_V1);
-  ck_assert_ptr_nonnull(get);
-  ck_assert_int_eq(get(NULL, &b.d), SB_OK);
-  return b;
-}
-
-typedef struct {
-  const sb_backend_v1 *d;
-  sb_context *ctx;
-} Ctx;
-
-static Ctx open_ctx(const Backend *b, const sb_option *opts, size_t n) {
-  Ctx c = {b->d, NULL};
-  char err[512] = "";
-  int st = b->d->context_create(NULL, opts, n, &c.ctx, err, sizeof err);
-  ck_assert_msg(st == SB_OK, "%s context_create: %s", b->d->name, err);
-  return c;
-}
-
-static Ctx open_fsdp(const Backend *b, int P) {
-  char v[8];
-  snprintf(v, sizeof v, "%d", P);
-  sb_option o = {"ranks", v};
-  return open_ctx(b, &o, 1);
-}
-
-static void ok(Ctx *c, int st, const char *what) {
-  ck_assert_msg(st == SB_OK, "%s %s: %s", c->d->name, what,
-                c->d->last_error(c->ctx));
-}
-
-static sb_tensor *tensor(Ctx *c, int32_t cat, int64_t d0, int64_t d1,
-                         int64_t d2, const float *data) {
-  int64_t shape[3] = {d0, d1, d2};
-  sb_tensor *t = NULL;
-  ok(c, c->d->tensor_create(c->ctx, cat, d2 ? 3 : 2, shape, &t), "create");
-  if (data)
-    ok(c, c->d->tensor_write(c->ctx, t, 0, d0 * d1 * (d2 ? d2 : 1),
-                             SB_DTYPE_F32, data),
-       "write");
-  return t;
-}
-
-static float *read_all(Ctx *c, const sb_tensor *t, int64_t n) {
-  float *v = malloc((size_t)n * sizeof(float) + 1);
-  ok(c, c->d->tensor_read(c->ctx, t, 0, n, SB_DTYPE_F32, v), "read");
-  return v;
-}
-
-static void same_bits(Ctx *a, const sb_tensor *ta, Ctx *b,
-                      const sb_tensor *tb, int64_t n, const char *what,
-                      int P) {
-  float *x = read_all(a, ta, n), *y = read_all(b, tb, n);
-  for (int64_t i = 0; i < n; i++)
-    ck_assert_msg(memcmp(&x[i], &y[i], sizeof(float)) == 0,
-                  "P=%d %s[%lld]: cpu %.9g, fsdp %.9g", P, what, (long long)i,
-                  x[i], y[i]);
-  free(x);
-  free(y);
-}
-
-static unsigned rng_state;
-static float frand(void) {
-  rng_state = rng_state * 1103515245u + 12345u;
-  return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
-static float *rand_vec(int64_t n, float scale) {
-  float *v = malloc((size_t)n * sizeof(float) + 1);
-  for (int64_t i = 0; i < n; i++)
-    v[i] = frand() * scale;
-  return v;
-}
-
-/* ---- a tiny DAG of layers: node 0 is the input ---- */
-
-#define MAX_NODES 12
-typedef struct {
-  int n;
-  sb_layer_desc_v1 desc[MAX_NODES];
-  int in[MAX_NODES][2];
-  int64_t size[MAX_NODES];
-  float *w[MAX_NODES], *b[MAX_NODES];
-} Net;
-
-static void net_init(Net *net, int64_t in_size) {
-  memset(net, 0, sizeof *net);
-  net->n = 1;
-  net->size[0] = in_size;
-}
-
-static sb_layer_desc_v1 *net_add(Net *net, int32_t kind, int in0, int in1,
-                                 int64_t out_size) {
-  int k = net->n++;
-  sb_layer_desc_v1 *d = &net->desc[k];
-  d->struct_size = sizeof *d;
-  d->kind = kind;
-  d->in_size = net->size[in0];
-  d->out_size = out_size;
-  net->in[k][0] = in0;
-  net->in[k][1] = in1;
-  net->size[k] = out_size;
-  return d;
-}
-
-static int net_linear(Net *net, int in, int64_t out) {
-  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_LINEAR, in, -1, out);
-  net->w[net->n - 1] = rand_vec(out * d->in_size, 0.5f);
-  net->b[net->n - 1] = rand_vec(out, 0.3f);
-  d->weight = net->w[net->n - 1];
-  d->bias = net->b[net->n - 1];
-  return net->n - 1;
-}
-
-static int net_simple(Net *net, int32_t kind, int in) {
-  net_add(net, kind, in, -1, net->size[in]);
-  return net->n - 1;
-}
-
-static int net_conv(Net *net, int in, int64_t c, int64_t h, int64_t w,
-                    int64_t oc, int64_t k, int64_t stride, int64_t pad,
-                    int64_t groups) {
-  int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_CONV2D, in, -1, oc * oh * ow);
-  ck_assert_int_eq(d->in_size, c * h * w);
-  d->in_c = c, d->in_h = h, d->in_w = w;
-  d->out_c = oc, d->out_h = oh, d->out_w = ow;
-  d->kernel_h = d->kernel_w = k;
-  d->stride_h = d->stride_w = stride;
-  d->pad_top = d->pad_left = d->pad_bottom = d->pad_right = pad;
-  d->dilation_h = d->dilation_w = 1;
-  d->groups = groups;
-  net->w[net->n - 1] = rand_vec(oc * (c / groups) * k * k, 0.4f);
-  net->b[net->n - 1] = rand_vec(oc, 0.2f);
-  d->weight = net->w[net->n - 1];
-  d->bias = net->b[net->n - 1];
-  return net->n - 1;
-}
-
-static int net_affine(Net *net, int in, int64_t channels) {
-  sb_layer_desc_v1 *d = net_add(net, SB_LAYER_AFFINE, in, -1, net->size[in]);
-  d->channels = channels;
-  d->spatial = net->size[in] / channels;
-  net->w[net->n - 1] = rand_vec(channels, 1.5f);
-  net->b[net->n - 1] = rand_vec(channels, 0.5f);
-  d->weight = net->w[net->n - 1];
-  d->bias = net->b[net->n - 1];
-  return net->n - 1;
-}
-
-static void net_free(Net *net) {
-  for (int k = 0; k < net->n; k++)
-    free(net->w[k]), free(net->b[k]);
-}
-
-/* The state of one backend while the net is bounded. */
-typedef struct {
-  Ctx c;
-  sb_layer *layer[MAX_NODES];
-  sb_tensor *lo[MAX_NODES], *hi[MAX_NODES], *A[MAX_NODES];
-  int touched[MAX_NODES];
-  sb_tensor *bias;
-} Run;
-
-enum { S_SPECS = 7, BATCH = 2 };
-
-static void run_ibp(Run *r, const Net *net, const float *xl, const float *xu) {
-  Ctx *c = &r->c;
-  r->lo[0] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[0], 0, xl);
-  r->hi[0] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[0], 0, xu);
-  for (int k = 1; k < net->n; k++) {
-    ok(c, c->d->layer_create(c->ctx, &net->desc[k], &r->layer[k]),
-       "layer_create");
-    r->lo[k] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[k], 0, NULL);
-    r->hi[k] = tensor(c, SB_MEM_BOUNDS, BATCH, net->size[k], 0, NULL);
-    const sb_tensor *il[2] = {r->lo[net->in[k][0]],
-                              net->in[k][1] >= 0 ? r->lo[net->in[k][1]] : NULL};
-    const sb_tensor *iu[2] = {r->hi[net->in[k][0]],
-                              net->in[k][1] >= 0 ? r->hi[net->in[k][1]] : NULL};
-    ok(c, c->d->layer_ibp(c->ctx, r->layer[k], il, iu, r->lo[k], r->hi[k]),
-       "layer_ibp");
-  }
-}
-
-static void run_free(Run *r, const Net *net) {
-  Ctx *c = &r->c;
-  for (int k = 0; k < net->n; k++) {
-    c->d->tensor_free(c->ctx, r->lo[k]);
-    c->d->tensor_free(c->ctx, r->hi[k]);
-    c->d->tensor_free(c->ctx, r->A[k]);
-    if (k)
-      c->d->layer_free(c->ctx, r->layer[k]);
-  }
-  c->d->tensor_free(c->ctx, r->bias);
-  memset(r->lo, 0, sizeof r->lo);
-  memset(r->hi, 0, sizeof r->hi);
-  memset(r->A, 0, sizeof r->A);
-}
-
-/* CROWN from the last node back to the input, then concretize; every
- * intermediate result of fsdp is compared with the cpu's. */
-static void backward_compare(Run *cpu, Run *fs, const Net *net, int side,
-                             int P) {
-  Run *runs[2] = {cpu, fs};
-  int last = net->n - 1;
-  int64_t index[S_SPECS];
-  for (int s = 0; s < S_SPECS; s++)
-    index[s] = (s * 5 + 1) % net->size[last];
-  float *bias0 = rand_vec(S_SPECS * BATCH, 1.0f);
-  for (int i = 0; i < 2; i++) {
-    Run *r = runs[i];
-    memset(r->touched, 0, sizeof r->touched);
-    for (int k = 0; k < net->n; k++)
-      r->A[k] = tensor(&r->c, SB_MEM_COEFFICIENTS, S_SPECS, BATCH,
-                       net->size[k], NULL);
-    ok(&r->c, r->c.d->tensor_set_unit_rows(r->c.ctx, r->A[last], index),
-       "set_unit_rows");
-    r->bias = tensor(&r->c, SB_MEM_COEFFICIENTS, S_SPECS, BATCH, 0, bias0);
-    r->touched[last] = 1;
-  }
-  free(bias0);
-  for (int k = last; k >= 1; k--) {
-    for (int i = 0; i < 2; i++) {
-      Run *r = runs[i];
-      sb_backward_args_v1 a;
-      memset(&a, 0, sizeof a);
-      a.struct_size = sizeof a;
-      a.side = side;
-      a.A_out = r->A[k];
-      for (int j = 0; j < 2 && net->in[k][j] >= 0; j++) {
-        if (j == 1 && net->desc[k].kind != SB_LAYER_ADD)
-          break;
-        a.A_in[j] = r->A[net->in[k][j]];
-        a.accumulate[j] = r->touched[net->in[k][j]];
-      }
-      if (net->desc[k].kind == SB_LAYER_RELU) {
-        a.pre_lower = r->lo[net->in[k][0]];
-        a.pre_upper = r->hi[net->in[k][0]];
-      }
-      a.bias = r->bias;
-      ok(&r->c, r->c.d->layer_backward(r->c.ctx, r->layer[k], &a),
-         "layer_backward");
-      for (int j = 0; j < 2 && a.A_in[j]; j++)
-        r->touched[net->in[k][j]] = 1;
-    }
-    for (int j = 0; j < 2 && net->in[k][j] >= 0; j++) {
-      int n = net->in[k][j];
-      char what[64];
-      snprintf(what, sizeof what, "A of node %d after layer %d", n, k);
-      same_bits(&cpu->c, cpu->A[n], &fs->c, fs->A[n],
-                S_SPECS * BATCH * net->size[n], what, P);
-    }
-    same_bits(&cpu->c, cpu->bias, &fs->c, fs->bias, S_SPECS * BATCH,
-              "backward bias", P);
-  }
-  sb_tensor *out[2];
-  for (int i = 0; i < 2; i++) {
-    Run *r = runs[i];
-    out[i] = tensor(&r->c, SB_MEM_BOUNDS, S_SPECS, BATCH, 0, NULL);
-    ok(&r->c, r->c.d->concretize(r->c.ctx, r->A[0], r->bias, r->lo[0],
-                                 r->hi[0], side, out[i]),
-       "concretize");
-  }
-  same_bits(&cpu->c, out[0], &fs->c, out[1], S_SPECS * BATCH, "concretize",
-            P);
-  for (int i = 0; i < 2; i++) {
-    runs[i]->c.d->tensor_free(runs[i]->c.ctx, out[i]);
-    runs[i]->c.d->tensor_free(runs[i]->c.ctx, runs[i]->bias);
-    runs[i]->bias = NULL;
-    for (int k = 0; k < net->n; k++) {
-      runs[i]->c.d->tensor_free(runs[i]->c.ctx, runs[i]->A[k]);
-      runs[i]->A[k] = NULL;
-    }
-  }
-}
+enum { BATCH = 2 };
 
 static void check_gathered_released(Ctx *c) {
   for (int r = 0; r < c->d->rank_count(c->ctx); r++) {
@@ -314,10 +30,10 @@ static void compare_net(const Net *net, unsigned seed) {
   for (int64_t i = 0; i < BATCH * net->size[0]; i++)
     xu[i] = xl[i] + 0.2f + 0.1f * (frand() + 1.0f);
   for (int P = 1; P <= 4; P++) {
-    Run cpu = {open_ctx(&cpu_b, NULL, 0)}, fs = {open_fsdp(&fsdp_b, P)};
+    Run cpu = {open_ctx(&cpu_b, NULL, 0)}, fs = {open_ranks(&fsdp_b, P)};
     ck_assert_int_eq(fs.c.d->rank_count(fs.c.ctx), P);
-    run_ibp(&cpu, net, xl, xu);
-    run_ibp(&fs, net, xl, xu);
+    run_ibp(&cpu, net, BATCH, xl, xu);
+    run_ibp(&fs, net, BATCH, xl, xu);
     for (int k = 1; k < net->n; k++) {
       char what[32];
       snprintf(what, sizeof what, "IBP lower of node %d", k);
@@ -327,8 +43,8 @@ static void compare_net(const Net *net, unsigned seed) {
       same_bits(&cpu.c, cpu.hi[k], &fs.c, fs.hi[k], BATCH * net->size[k],
                 what, P);
     }
-    backward_compare(&cpu, &fs, net, SB_SIDE_LOWER, P);
-    backward_compare(&cpu, &fs, net, SB_SIDE_UPPER, P);
+    backward_compare(&cpu, &fs, net, BATCH, SB_SIDE_LOWER, 0, same_bits, P);
+    backward_compare(&cpu, &fs, net, BATCH, SB_SIDE_UPPER, 0, same_bits, P);
     check_gathered_released(&fs.c);
     run_free(&cpu, net);
     run_free(&fs, net);
@@ -402,7 +118,7 @@ START_TEST(test_large_linear_backward_equals_cpu_bit_for_bit) {
                         .bias = bias};
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   for (int P = 1; P <= 4; P++) {
-    Ctx fs = open_fsdp(&fsdp_b, P);
+    Ctx fs = open_ranks(&fsdp_b, P);
     Ctx *cs[2] = {&cpu, &fs};
     sb_layer *l[2];
     sb_tensor *A[2], *Ai[2], *bt[2];
@@ -444,7 +160,7 @@ START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
                         .in_size = IN, .out_size = OUT, .weight = w,
                         .bias = bias};
   for (int P = 1; P <= 4; P++) {
-    Ctx c = open_fsdp(&fsdp_b, P);
+    Ctx c = open_ranks(&fsdp_b, P);
     sb_layer *l = NULL;
     ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
     ok(&c, c.d->memory_mark_baseline(c.ctx), "mark_baseline");
@@ -554,7 +270,7 @@ END_TEST
 
 START_TEST(test_tensor_write_read_round_trips_split_rows) {
   Backend fsdp_b = load("fsdp");
-  Ctx c = open_fsdp(&fsdp_b, 3);
+  Ctx c = open_ranks(&fsdp_b, 3);
   /* 5 rows over 3 ranks: 2, 2, 1. Read and write across shard borders, in
    * both dtypes. */
   double v[5 * 2 * 3], back[5 * 2 * 3];
@@ -588,7 +304,7 @@ START_TEST(test_gathered_weights_peak_is_one_layer_and_none_at_one_rank) {
                          .in_size = N1, .out_size = N2, .weight = w2};
   const uint64_t largest = (uint64_t)N1 * N0 * sizeof(float);
   for (int P = 1; P <= 3; P++) {
-    Ctx c = open_fsdp(&fsdp_b, P);
+    Ctx c = open_ranks(&fsdp_b, P);
     sb_layer *l1 = NULL, *l2 = NULL;
     ok(&c, c.d->layer_create(c.ctx, &d1, &l1), "layer_create");
     ok(&c, c.d->layer_create(c.ctx, &d2, &l2), "layer_create");
@@ -756,7 +472,7 @@ START_TEST(test_abi_1_1_operations_equal_cpu_bit_for_bit) {
   int64_t n_cpu = 0;
   float *want = run_vjp_ops(&cpu, &net, 5, &n_cpu);
   for (int P = 1; P <= 4; P++) {
-    Ctx fs = open_fsdp(&fsdp_b, P);
+    Ctx fs = open_ranks(&fsdp_b, P);
     int64_t n = 0;
     float *got = run_vjp_ops(&fs, &net, 5, &n);
     ck_assert_int_eq(n, n_cpu);
@@ -774,6 +490,116 @@ START_TEST(test_abi_1_1_operations_equal_cpu_bit_for_bit) {
 }
 END_TEST
 
+/* Runs linear backward from unit rows and from dense rows, then the linear
+ * VJP, at S spec rows on one backend; returns every result concatenated
+ * (*n floats). */
+static float *run_blocked_linear(Ctx *c, int64_t S, int64_t *n) {
+  const int64_t B = 2, IN = 37, OUT = 29, R = S * B;
+  rng_state = 1000 + (unsigned)S;
+  float *w = rand_vec(OUT * IN, 0.2f), *bias = rand_vec(OUT, 0.2f);
+  float *A0 = rand_vec(R * OUT, 1.0f), *G0 = rand_vec(R * IN, 1.0f);
+  float *g = rand_vec(R, 1.0f);
+  int64_t *index = malloc((size_t)S * sizeof *index);
+  for (int64_t s = 0; s < S; s++)
+    index[s] = (s * 7) % OUT;
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
+                        .in_size = IN, .out_size = OUT, .weight = w,
+                        .bias = bias};
+  sb_layer *l = NULL;
+  ok(c, c->d->layer_create(c->ctx, &d, &l), "layer_create");
+  sb_tensor *A = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, A0);
+  sb_tensor *U = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  sb_tensor *Ai = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, NULL);
+  sb_tensor *bt = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+  sb_tensor *G = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, G0);
+  sb_tensor *tg = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, g);
+  sb_tensor *gA = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  ok(c, c->d->tensor_set_unit_rows(c->ctx, U, index), "tensor_set_unit_rows");
+  float *out = malloc((size_t)(4 * R * IN + 4 * R + 2 * R * OUT) *
+                      sizeof(float));
+  int64_t pos = 0;
+  sb_tensor *from[2] = {U, A};
+  for (int k = 0; k < 2; k++)
+    for (int acc = 0; acc < 2; acc++) {
+      sb_backward_args_v1 a = {.struct_size = sizeof a,
+                               .side = SB_SIDE_LOWER, .A_out = from[k],
+                               .A_in = {Ai}, .accumulate = {acc},
+                               .bias = bt};
+      ok(c, c->d->layer_backward(c->ctx, l, &a), "layer_backward");
+      collect(c, Ai, R * IN, out, &pos);
+      collect(c, bt, R, out, &pos);
+    }
+  for (int acc = 0; acc < 2; acc++) {
+    sb_vjp_args_v1 v;
+    memset(&v, 0, sizeof v);
+    v.struct_size = sizeof v;
+    v.side = SB_SIDE_UPPER;
+    v.A_out = A;
+    v.grad_A_in[0] = G;
+    v.grad_bias = tg;
+    v.grad_A_out = gA;
+    v.accumulate_A_out = acc;
+    ok(c, c->d->layer_backward_vjp(c->ctx, l, &v), "layer_backward_vjp");
+    collect(c, gA, R * OUT, out, &pos);
+  }
+  sb_tensor *ts[] = {A, U, Ai, bt, G, tg, gA};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    c->d->tensor_free(c->ctx, ts[i]);
+  c->d->layer_free(c->ctx, l);
+  free(w), free(bias), free(A0), free(G0), free(g), free(index);
+  *n = pos;
+  return out;
+}
+
+/* FSDP splits spec rows only at multiples of SB_ROW_BLOCK, so every GEMM
+ * block is the same call as on one device: bitwise equality at row counts
+ * around one and two blocks, and with ranks left without rows. */
+START_TEST(test_linear_blocks_equal_cpu_bit_for_bit_around_block_size) {
+  const int64_t sizes[] = {1, 5, SB_ROW_BLOCK - 1, SB_ROW_BLOCK,
+                           SB_ROW_BLOCK + 1, 2 * SB_ROW_BLOCK + 3};
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    int64_t n_cpu = 0;
+    float *want = run_blocked_linear(&cpu, sizes[i], &n_cpu);
+    for (int P = 2; P <= 4; P++) {
+      Ctx fs = open_ranks(&fsdp_b, P);
+      int64_t n = 0;
+      float *got = run_blocked_linear(&fs, sizes[i], &n);
+      ck_assert_int_eq(n, n_cpu);
+      for (int64_t k = 0; k < n; k++)
+        ck_assert_msg(memcmp(&got[k], &want[k], sizeof(float)) == 0,
+                      "S=%lld P=%d result %lld: cpu %.9g, fsdp %.9g",
+                      (long long)sizes[i], P, (long long)k, want[k], got[k]);
+      free(got);
+      fs.d->context_destroy(fs.ctx);
+    }
+    free(want);
+  }
+  cpu.d->context_destroy(cpu.ctx);
+}
+END_TEST
+
+/* Whole blocks per rank, as even as blocks allow, covering S exactly. */
+START_TEST(test_spec_row_split_is_whole_blocks_covering_all_rows) {
+  const int64_t sizes[] = {0, 1, SB_ROW_BLOCK, SB_ROW_BLOCK + 1,
+                           5 * SB_ROW_BLOCK - 2};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (int P = 1; P <= 5; P++) {
+      int64_t next = 0;
+      for (int r = 0; r < P; r++) {
+        int64_t start, count;
+        sb_split_spec_rows(sizes[i], P, r, &start, &count);
+        ck_assert_int_ge(count, 0);
+        ck_assert_int_eq(start, next);
+        ck_assert_int_eq(start % SB_ROW_BLOCK == 0 || start == sizes[i], 1);
+        next = start + count;
+      }
+      ck_assert_int_eq(next, sizes[i]);
+    }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fsdp");
   TCase *tc = tcase_create("fsdp");
@@ -788,6 +614,8 @@ int main(void) {
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_rows);
   tcase_add_test(tc, test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
   tcase_add_test(tc, test_abi_1_1_operations_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_linear_blocks_equal_cpu_bit_for_bit_around_block_size);
+  tcase_add_test(tc, test_spec_row_split_is_whole_blocks_covering_all_rows);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -13,15 +13,25 @@
 
 /* ---- tiny random networks with a 2-D input ------------------------------- */
 
+/* Weights in [-1,1] and biases in [-0.5,0.5]: outputs vary enough over
+ * small boxes for many properties to be clearly true or clearly false. */
+static int
+tiny_linear (SbGraph *g, GRand *rng, int in, int64_t out)
+{
+  int64_t n_in = sb_graph_node (g, in)->size;
+  return sb_test_add_node (g, SB_NODE_LINEAR, in, 0, out, sb_test_random_array (rng, out * n_in, 1.0),
+                           sb_test_random_array (rng, out, 0.5));
+}
+
 /* 2 -> 8 -> 8 -> 3 with ReLUs. */
 static SbGraph *
 tiny_net (GRand *rng)
 {
   SbGraph *g = sb_graph_new ();
   int x = sb_test_add_node (g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
-  int h = sb_test_add_node (g, SB_NODE_RELU, sb_test_add_linear (g, rng, x, 8), 0, 8, NULL, NULL);
-  h = sb_test_add_node (g, SB_NODE_RELU, sb_test_add_linear (g, rng, h, 8), 0, 8, NULL, NULL);
-  g->output = sb_test_add_linear (g, rng, h, 3);
+  int h = sb_test_add_node (g, SB_NODE_RELU, tiny_linear (g, rng, x, 8), 0, 8, NULL, NULL);
+  h = sb_test_add_node (g, SB_NODE_RELU, tiny_linear (g, rng, h, 8), 0, 8, NULL, NULL);
+  g->output = tiny_linear (g, rng, h, 3);
   g->input_size = 2;
   g->output_size = 3;
   return g;

@@ -39,11 +39,39 @@ struct sb_layer {
   int64_t channels, spatial;
 };
 
+/* Row-batched GEMMs over coefficients run in blocks of this many spec rows
+ * (SB_ROW_BLOCK*B GEMM rows), blocks starting at global multiples of it.
+ * BLAS picks its kernel, and so its summation order, by the matrix shape:
+ * with fixed global blocks every block is the same GEMM call wherever it
+ * runs, so a multi-rank backend that splits spec rows only at multiples of
+ * the block (sb_split_spec_rows) is bitwise identical to one device. */
+#define SB_ROW_BLOCK 128
+
+/* Spec rows [start, start+count) of S that part `index` of `parts` owns:
+ * whole blocks of SB_ROW_BLOCK, as evenly as blocks allow, so a part may
+ * get none (count 0, start at S) when S is small. */
+static inline void sb_split_spec_rows(int64_t S, int parts, int index,
+                                      int64_t *start, int64_t *count) {
+  int64_t blocks = (S + SB_ROW_BLOCK - 1) / SB_ROW_BLOCK;
+  int64_t q = blocks / parts, rem = blocks % parts;
+  int64_t b0 = index * q + (index < rem ? index : rem);
+  int64_t nb = q + (index < rem ? 1 : 0);
+  int64_t lo = b0 * SB_ROW_BLOCK, hi = (b0 + nb) * SB_ROW_BLOCK;
+  lo = lo < S ? lo : S;
+  hi = hi < S ? hi : S;
+  *start = lo;
+  *count = hi - lo;
+}
+
 /* Backward pass arguments on raw device pointers; see sb_backward_args_v1.
- * A_out [S,B,out_size]; A_in[i] [S,B,in_size]; bias [S,B]. */
+ * A_out [S,B,out_size]; A_in[i] [S,B,in_size]; bias [S,B]. unit_index, when
+ * not NULL, promises that A_out holds exactly the unit rows of
+ * tensor_set_unit_rows with this HOST index (S entries), which lets a
+ * linear layer gather rows of W instead of multiplying by them. */
 typedef struct SbOpBackward {
   int32_t side;
   int64_t S, B;
+  const int64_t *unit_index;
   const float *A_out;
   const float *pre_lower, *pre_upper, *alpha;
   float *A_in[SB_MAX_LAYER_INPUTS];

@@ -74,42 +74,75 @@ out:
   return st;
 }
 
+/* A_in = e_k . W at the rows of tensor_set_unit_rows is row k of W, and
+ * the bias term is b[k]: a copy is bitwise what the GEMM would give (the
+ * other products are exact zeros) at a fraction of its cost, which is the
+ * first step of every intermediate CROWN pass. */
+static int linear_backward_unit(SbExec *x, const struct sb_layer *l,
+                                const SbOpBackward *a) {
+  const SbDeviceOps *o = x->ops;
+  const int64_t N = l->in_size;
+  int st = SB_OK;
+  for (int64_t s = 0; s < a->S && st == SB_OK; s++) {
+    const float *w = (const float *)l->weight.ptr + a->unit_index[s] * N;
+    for (int64_t b = 0; b < a->B && st == SB_OK; b++) {
+      float *dst = a->A_in[0] + (s * a->B + b) * N;
+      st = a->accumulate[0] ? o->add(x->dev, N, dst, w, dst)
+                            : o->copy(x->dev, dst, w,
+                                      (size_t)N * sizeof(float));
+      if (st == SB_OK && l->bias.ptr)
+        st = o->add(x->dev, 1, a->bias + s * a->B + b,
+                    (const float *)l->bias.ptr + a->unit_index[s],
+                    a->bias + s * a->B + b);
+    }
+  }
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward");
+}
+
 static int linear_backward(SbExec *x, const struct sb_layer *l,
                            const SbOpBackward *a) {
-  const int64_t R = a->S * a->B;
-  /* One GEMM over all S*B rows: A_in [R,in] = A [R,out] . W [out,in]. */
-  int st = x->ops->sgemm(x->dev, 0, 0, R, l->in_size, l->out_size, 1.0f,
-                         a->A_out, l->out_size, l->weight.ptr, l->in_size,
-                         a->accumulate[0] ? 1.0f : 0.0f, a->A_in[0],
-                         l->in_size);
-  /* bias [R] += A [R,out] . b [out], row by row: a GEMV's result for one
-   * row may depend on how many rows it is given, and FSDP splits rows yet
-   * must stay bitwise identical to the single-device backend. */
+  if (a->unit_index)
+    return linear_backward_unit(x, l, a);
+  const int64_t R = a->S * a->B, N = l->in_size, M = l->out_size;
+  int st = SB_OK;
+  /* A_in [R,in] = A [R,out] . W [out,in], block by block (SB_ROW_BLOCK). */
+  for (int64_t s0 = 0; s0 < a->S && st == SB_OK; s0 += SB_ROW_BLOCK) {
+    int64_t rows = (a->S - s0 < SB_ROW_BLOCK ? a->S - s0 : SB_ROW_BLOCK) *
+                   a->B;
+    st = x->ops->sgemm(x->dev, 0, 0, rows, N, M, 1.0f,
+                       a->A_out + s0 * a->B * M, M, l->weight.ptr, N,
+                       a->accumulate[0] ? 1.0f : 0.0f,
+                       a->A_in[0] + s0 * a->B * N, N);
+  }
+  /* bias [R] += A [R,out] . b [out]: the device does it row by row. */
   if (st == SB_OK && l->bias.ptr)
-    st = x->ops->channel_bias_backward(x->dev, R, l->out_size, 1,
-                                       l->bias.ptr, a->A_out, a->bias);
+    st = x->ops->channel_bias_backward(x->dev, R, M, 1, l->bias.ptr,
+                                       a->A_out, a->bias);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward");
 }
 
 /* dL/dA_out [R,out] = G [R,in] . W^T + g b^T. */
 static int linear_backward_vjp(SbExec *x, const struct sb_layer *l,
                                const SbOpVjp *a) {
-  const int64_t R = a->S * a->B;
+  const int64_t R = a->S * a->B, N = l->in_size, M = l->out_size;
   float *dst = a->grad_A_out;
   int st = SB_OK;
-  /* One product per row: with W transposed, BLAS picks its kernel (and so
-   * its summation order) by the row count, and FSDP, which splits rows,
-   * must stay bitwise identical to the single-device backend. */
-  if (a->grad_A_in[0])
-    st = x->ops->sgemm_strided_batched(
-        x->dev, 0, 1, 1, l->out_size, l->in_size, 1.0f, a->grad_A_in[0],
-        l->in_size, l->in_size, l->weight.ptr, l->in_size, 0,
-        a->accumulate_A_out ? 1.0f : 0.0f, dst, l->out_size, l->out_size, R);
-  else if (!a->accumulate_A_out)
-    st = x->ops->zero(x->dev, dst, (size_t)(R * l->out_size) * sizeof(float));
-  /* The rank-1 term row by row, for the same reason. */
+  /* Block by block (SB_ROW_BLOCK) so that FSDP, which splits spec rows at
+   * block boundaries, issues the very same GEMMs. */
+  for (int64_t s0 = 0; a->grad_A_in[0] && s0 < a->S && st == SB_OK;
+       s0 += SB_ROW_BLOCK) {
+    int64_t rows = (a->S - s0 < SB_ROW_BLOCK ? a->S - s0 : SB_ROW_BLOCK) *
+                   a->B;
+    st = x->ops->sgemm(x->dev, 0, 1, rows, M, N, 1.0f,
+                       a->grad_A_in[0] + s0 * a->B * N, N, l->weight.ptr, N,
+                       a->accumulate_A_out ? 1.0f : 0.0f,
+                       dst + s0 * a->B * M, M);
+  }
+  if (!a->grad_A_in[0] && !a->accumulate_A_out)
+    st = x->ops->zero(x->dev, dst, (size_t)(R * M) * sizeof(float));
+  /* The rank-1 term, row by row on the device. */
   if (st == SB_OK && l->bias.ptr)
-    st = x->ops->channel_bias_vjp(x->dev, R, l->out_size, 1, l->bias.ptr,
+    st = x->ops->channel_bias_vjp(x->dev, R, M, 1, l->bias.ptr,
                                   a->grad_bias, dst);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "linear backward VJP");
 }

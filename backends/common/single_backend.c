@@ -195,9 +195,19 @@ int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   return SB_OK;
 }
 
+/* Every entry point that writes a tensor calls this first: whatever it
+ * writes, the tensor no longer holds the unit rows it may have held. */
+static void written(sb_tensor *t) {
+  if (t != NULL && t->unit_index != NULL) {
+    free(t->unit_index);
+    t->unit_index = NULL;
+  }
+}
+
 void sb_single_tensor_free(sb_context *ctx, sb_tensor *t) {
   if (ctx == NULL || t == NULL)
     return;
+  written(t);
   sb_buffer_free(&ctx->mem, ctx->ops, ctx->dev, &t->buf);
   free(t);
 }
@@ -232,6 +242,7 @@ int sb_single_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
   int st = check_range(ctx, "tensor_write", t, offset, count, dtype, src);
   if (st != SB_OK || count == 0)
     return st;
+  written(t);
   float *dst = (float *)t->buf.ptr + offset;
   if (dtype == SB_DTYPE_F32) {
     st = ctx->ops->upload(ctx->dev, dst, src, (size_t)count * sizeof(float));
@@ -326,7 +337,13 @@ int sb_single_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
                   "tensor_set_unit_rows: index[%lld] = %lld is outside "
                   "[0, %lld)",
                   (long long)s, (long long)index[s], (long long)N);
+  written(A);
   st = ctx->ops->set_unit_rows(ctx->dev, S, B, N, index, A->buf.ptr);
+  /* Remembering the rows is an optimisation only: without host memory for
+   * it, linear backward just multiplies as usual. */
+  if (st == SB_OK && S > 0 && (A->unit_index = malloc((size_t)S *
+                                                      sizeof *index)))
+    memcpy(A->unit_index, index, (size_t)S * sizeof *index);
   if (st != SB_OK) {
     SbExec x = exec_of(ctx);
     return sb_exec_device_fail(&x, st, "tensor_set_unit_rows");
@@ -426,6 +443,7 @@ int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
     st = check_inputs(ctx, "layer_forward", "inputs", layer, inputs, B, in);
   if (st != SB_OK)
     return st;
+  written(out);
   SbExec x = exec_of(ctx);
   return sb_op_family(layer->kind)->forward(&x, layer, B, in, out->buf.ptr);
 }
@@ -453,6 +471,8 @@ int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
     st = check_inputs(ctx, "layer_ibp", "in_upper", layer, in_upper, B, up);
   if (st != SB_OK)
     return st;
+  written(out_lower);
+  written(out_upper);
   SbExec x = exec_of(ctx);
   return sb_op_family(layer->kind)
       ->ibp(&x, layer, B, lo, up, out_lower->buf.ptr, out_upper->buf.ptr);
@@ -518,6 +538,13 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
     a.pre_upper = args->pre_upper->buf.ptr;
     a.alpha = args->alpha ? args->alpha->buf.ptr : NULL;
   }
+  for (int i = 0; i < layer->n_inputs; i++)
+    written(args->A_in[i]);
+  written(args->bias);
+  /* After the outputs were marked written, so that an output which is A_out
+   * itself has already dropped the promise. */
+  if (layer->kind == SB_LAYER_LINEAR)
+    a.unit_index = args->A_out->unit_index;
   SbExec x = exec_of(ctx);
   return sb_op_family(layer->kind)->backward(&x, layer, &a);
 }
@@ -544,6 +571,7 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
     st = expect_numel(ctx, fn, "out", out, S * B, "[S,B]");
   if (st != SB_OK)
     return st;
+  written(out);
   SbExec x = exec_of(ctx);
   return sb_concretize(&x, side, S, B, N, A->buf.ptr,
                        bias ? bias->buf.ptr : NULL, x_lower->buf.ptr,
@@ -646,6 +674,8 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                 "a %s layer",
                 fn, sb_op_family(layer->kind)->name);
   }
+  written(args->grad_A_out);
+  written(args->grad_alpha);
   SbExec x = exec_of(ctx);
   return sb_op_family(layer->kind)->backward_vjp(&x, layer, &a);
 }
@@ -673,6 +703,7 @@ int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
               "%s: grad_A must not be the same tensor as A", fn);
   if (st != SB_OK)
     return st;
+  written(grad_A);
   SbExec x = exec_of(ctx);
   return sb_concretize_vjp(&x, side, S, B, N, A->buf.ptr, x_lower->buf.ptr,
                            x_upper->buf.ptr,
@@ -692,6 +723,7 @@ int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     st = expect_numel(ctx, fn, "pre_upper", pre_upper, B * N, "[B,N]");
   if (st != SB_OK)
     return st;
+  written(alpha);
   SbExec x = exec_of(ctx);
   return sb_relu_init_alpha(&x, S, B, N, pre_lower->buf.ptr,
                             pre_upper->buf.ptr, alpha->buf.ptr);
@@ -746,6 +778,9 @@ int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: param, grad, m and v must be four different tensors",
                 fn);
+  written(param);
+  written(m);
+  written(v);
   SbExec x = exec_of(ctx);
   return sb_adam_step(&x, n, param->buf.ptr, grad->buf.ptr, m->buf.ptr,
                       v->buf.ptr, args);
@@ -768,6 +803,7 @@ int sb_single_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
               "%s: A must not be the same tensor as beta or sign", fn);
   if (st != SB_OK)
     return st;
+  written(A);
   SbExec x = exec_of(ctx);
   return sb_beta_apply(&x, side, S, B, N, A->buf.ptr, beta->buf.ptr,
                        sign->buf.ptr);
@@ -792,6 +828,7 @@ int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
               fn);
   if (st != SB_OK)
     return st;
+  written(grad_beta);
   SbExec x = exec_of(ctx);
   return sb_beta_vjp(&x, side, S, B, N, grad_A->buf.ptr, sign->buf.ptr,
                      grad_beta->buf.ptr, accumulate);

@@ -13,6 +13,11 @@ struct sb_tensor {
   int64_t shape[4];
   int64_t numel;
   SbBuffer buf; /* numel floats, category as created */
+  /* A host copy of tensor_set_unit_rows' index (shape[0] entries) while the
+   * tensor still holds exactly those unit rows, NULL once anything else
+   * writes it: a linear backward then gathers rows of W instead of
+   * multiplying by them. */
+  int64_t *unit_index;
 };
 
 #endif /* SB_BACKENDS_TENSOR_H */

@@ -7,13 +7,8 @@
 
 #include "abi/shardbound.h"
 #include "backends/common/layer.h"
+#include "backends/common/rank_backend.h"
 #include "backends/common/ranks.h"
-
-struct sb_context {
-  SbRanks *ranks;
-  int size;
-  char error[1024];
-};
 
 /* Coefficient and alpha tensors ([S,...]) are split by their first
  * dimension: rank r holds rows sb_split_range(shape[0], P, r). Every other
@@ -39,14 +34,10 @@ typedef struct FsdpLayer {
   struct sb_layer *local; /* one per rank */
 } FsdpLayer;
 
-int fsdp_fail(sb_context *ctx, int status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-/* Run fn on every rank; a failure lands in ctx->error as "rank R: ...". */
-int fsdp_run(sb_context *ctx, SbRankFn fn, void *arg);
+/* The multi-rank context's own (rank_backend.h), under the names the FSDP
+ * sources use. */
+#define fsdp_fail sb_rank_fail
+#define fsdp_run sb_rank_run
 
 /* Rows [start, start+count) of dimension 0 that rank r computes for a
  * tensor with `rows` rows. */

@@ -352,7 +352,7 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   const FsdpLayer *fl = j->fl;
   int r = rank->index, n = fl->fam->n_inputs;
   int64_t s0, ns;
-  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
   SbOpBackward a;
   memset(&a, 0, sizeof a);
   a.side = in->side;
@@ -457,7 +457,7 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   ConcretizeJob *j = arg;
   int r = rank->index;
   int64_t s0, ns;
-  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
   int st = SB_OK;
   if (ns > 0)
     st = sb_concretize(&rank->x, j->side, ns, j->B, j->N,
@@ -552,7 +552,7 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   const FsdpLayer *fl = j->fl;
   int r = rank->index;
   int64_t s0, ns;
-  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
   SbOpVjp a;
   memset(&a, 0, sizeof a);
   a.side = in->side;
@@ -686,7 +686,7 @@ static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   RowJob *j = arg;
   int r = rank->index;
   int64_t s0, ns;
-  fsdp_rows(j->ctx, j->S, r, &s0, &ns);
+  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
   SbExec *x = &rank->x;
   int st = SB_OK;
   if (ns > 0) {

@@ -18,10 +18,10 @@ int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
     return SB_OK;
   int64_t counts[SB_RANKS_MAX], start, mine;
   for (int q = 0; q < ctx->size; q++) {
-    fsdp_rows(ctx, t->shape[0], q, &start, &counts[q]);
+    sb_split_spec_rows(t->shape[0], ctx->size, q, &start, &counts[q]);
     counts[q] *= t->row_elems;
   }
-  fsdp_rows(ctx, t->shape[0], rank->index, &start, &mine);
+  sb_split_spec_rows(t->shape[0], ctx->size, rank->index, &start, &mine);
   float *all = t->buf[rank->index].ptr;
   return comm->ops->all_gather(comm, rank->index, &rank->x,
                                all + start * t->row_elems, counts, all);
@@ -36,7 +36,7 @@ static void stored_range(const sb_context *ctx, const sb_tensor *t, int r,
     return;
   }
   int64_t start, count;
-  fsdp_rows(ctx, t->shape[0], r, &start, &count);
+  sb_split_spec_rows(t->shape[0], ctx->size, r, &start, &count);
   *lo = start * t->row_elems;
   *hi = (start + count) * t->row_elems;
 }
@@ -51,20 +51,8 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
   int64_t lo, hi;
   stored_range(j->ctx, j->t, rank->index, &lo, &hi);
-  SbBuffer *b = &j->t->buf[rank->index];
-  int st = sb_exec_alloc(&rank->x, j->category, hi - lo, b);
-  if (st == SB_OK && b->bytes) {
-    st = rank->x.ops->zero(rank->x.dev, b->ptr, b->bytes);
-    if (st != SB_OK)
-      st = sb_exec_device_fail(&rank->x, st, "zero-filling a new tensor");
-  }
-  return st;
-}
-
-static int free_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  sb_tensor *t = arg;
-  sb_exec_free(&rank->x, &t->buf[rank->index]);
-  return SB_OK;
+  return sb_rank_alloc_zeroed(&rank->x, j->category, hi - lo,
+                              &j->t->buf[rank->index]);
 }
 
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
@@ -76,25 +64,10 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "tensor_create: NULL output pointer");
   *out = NULL;
-  if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: invalid memory category %d (valid 0..%d)",
-                     (int)category, SB_MEM_CATEGORY_COUNT - 1);
-  if (ndim < 1 || ndim > 4 || shape == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: ndim %d must be 1..4 with a shape",
-                     (int)ndim);
-  int64_t numel = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0)
-      return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                       "tensor_create: dimension %d is negative (%lld)", i,
-                       (long long)shape[i]);
-    if (shape[i] > 0 && numel > INT64_MAX / (int64_t)sizeof(float) / shape[i])
-      return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                       "tensor_create: shape overflows the addressable size");
-    numel *= shape[i];
-  }
+  int64_t numel;
+  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  if (st != SB_OK)
+    return st;
   sb_tensor *t = calloc(1, sizeof *t);
   SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
   if (t == NULL || bufs == NULL) {
@@ -113,7 +86,7 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                                category == SB_MEM_ALPHA);
   t->row_elems = shape[0] > 0 ? numel / shape[0] : 0;
   CreateJob job = {ctx, t, category};
-  int st = fsdp_run(ctx, create_on_rank, &job);
+  st = fsdp_run(ctx, create_on_rank, &job);
   if (st != SB_OK) {
     char keep[sizeof ctx->error];
     memcpy(keep, ctx->error, sizeof keep);
@@ -128,29 +101,9 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
 void fsdp_tensor_free(sb_context *ctx, sb_tensor *t) {
   if (ctx == NULL || t == NULL)
     return;
-  fsdp_run(ctx, free_on_rank, t);
+  fsdp_run(ctx, sb_rank_free_buffer, t->buf);
   free(t->buf);
   free(t);
-}
-
-static int check_range(sb_context *ctx, const char *fn, const sb_tensor *t,
-                       int64_t offset, int64_t count, int32_t dtype,
-                       const void *host) {
-  if (t == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL tensor", fn);
-  if (dtype != SB_DTYPE_F32 && dtype != SB_DTYPE_F64)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: unknown dtype %d (0 = f32, 1 = f64)", fn, (int)dtype);
-  if (offset < 0 || count < 0 || offset > t->numel ||
-      count > t->numel - offset)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: elements [%lld, %lld) lie outside the tensor of "
-                     "%lld elements",
-                     fn, (long long)offset, (long long)(offset + count),
-                     (long long)t->numel);
-  if (host == NULL && count > 0)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL host buffer", fn);
-  return SB_OK;
 }
 
 typedef struct {
@@ -161,9 +114,6 @@ typedef struct {
   const void *src; /* write */
   void *dst;       /* read */
 } CopyJob;
-
-/* Conversions stage through the stack so no untracked heap is needed. */
-#define STAGE_FLOATS 2048
 
 static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
@@ -178,33 +128,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (a >= b)
     return SB_OK;
   float *dev = (float *)j->t->buf[rank->index].ptr + (a - lo);
-  size_t esz = j->dtype == SB_DTYPE_F32 ? sizeof(float) : sizeof(double);
-  int st = SB_OK;
-  if (j->dtype == SB_DTYPE_F32) {
-    st = j->dst ? x->ops->download(x->dev, (char *)j->dst + (a - j->offset) * esz,
-                                   dev, (size_t)(b - a) * sizeof(float))
-                : x->ops->upload(x->dev, dev,
-                                 (const char *)j->src + (a - j->offset) * esz,
-                                 (size_t)(b - a) * sizeof(float));
-  } else {
-    float stage[STAGE_FLOATS];
-    for (int64_t done = 0; done < b - a && st == SB_OK;) {
-      int64_t n = b - a - done < STAGE_FLOATS ? b - a - done : STAGE_FLOATS;
-      int64_t h = a - j->offset + done;
-      if (j->dst) {
-        st = x->ops->download(x->dev, stage, dev + done,
-                              (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n && st == SB_OK; i++)
-          ((double *)j->dst)[h + i] = stage[i];
-      } else {
-        for (int64_t i = 0; i < n; i++)
-          stage[i] = (float)((const double *)j->src)[h + i];
-        st = x->ops->upload(x->dev, dev + done, stage,
-                            (size_t)n * sizeof(float));
-      }
-      done += n;
-    }
-  }
+  int st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
+                             b - a);
   return st == SB_OK ? st
                      : sb_exec_device_fail(x, st, j->dst ? "tensor_read"
                                                          : "tensor_write");
@@ -215,7 +140,9 @@ int fsdp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  int st = check_range(ctx, "tensor_write", t, offset, count, dtype, src);
+  int st = sb_rank_tensor_check_range(ctx, "tensor_write", t != NULL,
+                                      t ? t->numel : 0, offset, count, dtype,
+                                      src);
   if (st != SB_OK || count == 0)
     return st;
   CopyJob job = {ctx, t, offset, count, dtype, src, NULL};
@@ -227,7 +154,9 @@ int fsdp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  int st = check_range(ctx, "tensor_read", t, offset, count, dtype, dst);
+  int st = sb_rank_tensor_check_range(ctx, "tensor_read", t != NULL,
+                                      t ? t->numel : 0, offset, count, dtype,
+                                      dst);
   if (st != SB_OK || count == 0)
     return st;
   CopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
@@ -245,7 +174,9 @@ static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   UnitJob *j = arg;
   int64_t s0 = 0, ns = j->S;
   if (j->A->split)
-    fsdp_rows(j->ctx, j->S, rank->index, &s0, &ns);
+    sb_split_spec_rows(j->S, j->ctx->size, rank->index, &s0, &ns);
+  if (ns == 0)
+    return SB_OK;
   int st = rank->x.ops->set_unit_rows(rank->x.dev, ns, j->B, j->N,
                                       j->index + s0, j->A->buf[rank->index].ptr);
   return st == SB_OK ? st

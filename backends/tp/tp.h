@@ -7,13 +7,8 @@
 
 #include "abi/shardbound.h"
 #include "backends/common/layer.h"
+#include "backends/common/rank_backend.h"
 #include "backends/common/ranks.h"
-
-struct sb_context {
-  SbRanks *ranks;
-  int size;
-  char error[1024];
-};
 
 /* Tensors of three or more dimensions ([S,B,N...]: coefficients, alpha) are
  * split along their neurons: with rows = shape[0]*shape[1] and cols the
@@ -56,15 +51,6 @@ typedef struct TpLayer {
   SbConvGeom conv;
   TpShard *shard; /* one per rank */
 } TpLayer;
-
-int tp_fail(sb_context *ctx, int status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-/* Run fn on every rank; a failure lands in ctx->error as "rank R: ...". */
-int tp_run(sb_context *ctx, SbRankFn fn, void *arg);
 
 /* The neuron columns [start, start+count) of `cols` that rank r owns. */
 static inline void tp_cols(const sb_context *ctx, int64_t cols, int r,

@@ -15,9 +15,9 @@ static const TpLayer *tp_layer(const sb_layer *l) {
 
 static int check_side(sb_context *ctx, const char *fn, int32_t side) {
   if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: side %d is neither lower (0) nor upper (1)", fn,
-                   (int)side);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: side %d is neither lower (0) nor upper (1)", fn,
+                        (int)side);
   return SB_OK;
 }
 
@@ -25,8 +25,8 @@ static int check_side(sb_context *ctx, const char *fn, int32_t side) {
 static int coef_dims(sb_context *ctx, const char *fn, const char *what,
                      const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
   if (A == NULL || !A->sliced)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s must be a tensor of shape [S,B,N]", fn, what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s must be a tensor of shape [S,B,N]", fn, what);
   *S = A->shape[0];
   *B = A->shape[1];
   *N = A->cols;
@@ -172,13 +172,14 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (layer == NULL || args == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                   fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
+                        fn);
   if (args->struct_size < sizeof(sb_vjp_args_v1))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: args struct_size %u is smaller than sb_vjp_args_v1 "
-                   "(%zu bytes)",
-                   fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "%s: args struct_size %u is smaller than sb_vjp_args_v1 "
+        "(%zu bytes)",
+        fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
   const TpLayer *tl = tp_layer(layer);
   VjpJob job = {ctx, tl, args, 0, 0};
   int64_t N;
@@ -192,8 +193,9 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out,
                                 job.S, job.B, tl->out_size);
   if (st == SB_OK && args->grad_A_out == args->A_out)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: grad_A_out must not be the same tensor as A_out", fn);
+    st =
+        sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_A_out must not be the same tensor as A_out", fn);
   for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
@@ -202,9 +204,9 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S,
                                 job.B, tl->in_size);
     if (st == SB_OK && args->grad_A_in[i] == args->grad_A_out)
-      st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s must not be the same tensor as grad_A_out", fn,
-                   name);
+      st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s must not be the same tensor as grad_A_out", fn,
+                        name);
   }
   if (st == SB_OK && args->grad_bias)
     st = expect_vector(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
@@ -225,18 +227,19 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
       if (st == SB_OK && (args->grad_alpha == args->grad_A_out ||
                           args->grad_alpha == args->alpha ||
                           args->grad_alpha == args->grad_A_in[0]))
-        st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: grad_alpha must be a tensor of its own", fn);
+        st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                          "%s: grad_alpha must be a tensor of its own", fn);
     }
   } else if (st == SB_OK && args->grad_alpha) {
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: grad_alpha is only meaningful for a relu layer, this "
-                 "is a %s layer",
-                 fn, tl->fam->name);
+    st =
+        sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                     "%s: grad_alpha is only meaningful for a relu layer, this "
+                     "is a %s layer",
+                     fn, tl->fam->name);
   }
   if (st != SB_OK)
     return st;
-  return tp_run(ctx, vjp_on_rank, &job);
+  return sb_rank_run(ctx, vjp_on_rank, &job);
 }
 
 /* ---- per-neuron operations: each rank on its own columns ---- */
@@ -328,9 +331,9 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_A", grad_A, j.S, j.B, j.N);
   if (st == SB_OK && grad_A == A)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: grad_A must not be the same tensor as A", fn);
-  return st == SB_OK ? tp_run(ctx, columns_on_rank, &j) : st;
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "%s: grad_A must not be the same tensor as A", fn);
+  return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
 int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
@@ -344,7 +347,7 @@ int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     st = expect_vector(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = expect_vector(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
-  return st == SB_OK ? tp_run(ctx, columns_on_rank, &j) : st;
+  return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
 int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
@@ -361,9 +364,9 @@ int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
   if (st == SB_OK)
     st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK && beta == A)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: A must not be the same tensor as beta or sign", fn);
-  return st == SB_OK ? tp_run(ctx, columns_on_rank, &j) : st;
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "%s: A must not be the same tensor as beta or sign", fn);
+  return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
 int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
@@ -382,53 +385,56 @@ int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
     st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B,
                                 j.N);
   if (st == SB_OK && grad_beta == grad_A)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: grad_beta must not be the same tensor as grad_A or "
-                 "sign",
-                 fn);
-  return st == SB_OK ? tp_run(ctx, columns_on_rank, &j) : st;
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "%s: grad_beta must not be the same tensor as grad_A or "
+                      "sign",
+                      fn);
+  return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
 /* A bad hyper-parameter would silently turn every parameter into NaN. */
 static int check_adam_args(sb_context *ctx, const char *fn,
                            const sb_adam_args_v1 *a) {
   if (a == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL args", fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL args", fn);
   if (a->struct_size < sizeof(sb_adam_args_v1))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: args struct_size %u is smaller than sb_adam_args_v1 "
-                   "(%zu bytes)",
-                   fn, (unsigned)a->struct_size, sizeof(sb_adam_args_v1));
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "%s: args struct_size %u is smaller than sb_adam_args_v1 "
+        "(%zu bytes)",
+        fn, (unsigned)a->struct_size, sizeof(sb_adam_args_v1));
   if (a->step < 1)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: step %d must be >= 1 (1 for the first step)", fn,
-                   (int)a->step);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: step %d must be >= 1 (1 for the first step)", fn,
+                        (int)a->step);
   if (!(a->learning_rate >= 0.0f) || !(a->epsilon > 0.0f) ||
       !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
       !(a->beta2 >= 0.0f && a->beta2 < 1.0f))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: hyper-parameters out of range (learning_rate %g >= "
-                   "0, beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
-                   fn, (double)a->learning_rate, (double)a->beta1,
-                   (double)a->beta2, (double)a->epsilon);
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "%s: hyper-parameters out of range (learning_rate %g >= "
+        "0, beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
+        fn, (double)a->learning_rate, (double)a->beta1, (double)a->beta2,
+        (double)a->epsilon);
   if (!(a->clamp_min <= a->clamp_max))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: clamp_min %g is greater than clamp_max %g", fn,
-                   (double)a->clamp_min, (double)a->clamp_max);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: clamp_min %g is greater than clamp_max %g", fn,
+                        (double)a->clamp_min, (double)a->clamp_max);
   return SB_OK;
 }
 
 static int same_layout(sb_context *ctx, const char *fn, const char *what,
                        const sb_tensor *t, const sb_tensor *param) {
   if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                        what);
   if (t->ndim != param->ndim ||
       memcmp(t->shape, param->shape, (size_t)t->ndim * sizeof *t->shape))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s must have param's shape (%d dimensions, %lld "
-                   "elements; it has %d, %lld)",
-                   fn, what, (int)param->ndim, (long long)param->numel,
-                   (int)t->ndim, (long long)t->numel);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s must have param's shape (%d dimensions, %lld "
+                        "elements; it has %d, %lld)",
+                        fn, what, (int)param->ndim, (long long)param->numel,
+                        (int)t->ndim, (long long)t->numel);
   return SB_OK;
 }
 
@@ -438,7 +444,7 @@ int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
   static const char fn[] = "adam_step";
   int st = check_adam_args(ctx, fn, args);
   if (st == SB_OK && param == NULL)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "grad", grad, param);
   if (st == SB_OK)
@@ -447,12 +453,12 @@ int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
     st = same_layout(ctx, fn, "v", v, param);
   if (st == SB_OK && (m == v || m == param || v == param || grad == param ||
                       grad == m || grad == v))
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: param, grad, m and v must be four different tensors",
-                 fn);
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "%s: param, grad, m and v must be four different tensors",
+                      fn);
   if (st != SB_OK)
     return st;
   ColumnJob j = {ctx, OP_ADAM};
   j.adam = args, j.param = param, j.g = grad, j.m = m, j.v = v;
-  return tp_run(ctx, columns_on_rank, &j);
+  return sb_rank_run(ctx, columns_on_rank, &j);
 }

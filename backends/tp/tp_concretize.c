@@ -57,14 +57,14 @@ static int expect_vector(sb_context *ctx, const char *what,
                          const sb_tensor *t, int64_t numel,
                          const char *shape_text) {
   if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "concretize: %s is NULL",
-                   what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "concretize: %s is NULL",
+                        what);
   if (t->sliced || t->numel != numel)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "concretize: %s must be a %s tensor of %lld elements (it "
-                   "has %d dimensions, %lld elements)",
-                   what, shape_text, (long long)numel, (int)t->ndim,
-                   (long long)t->numel);
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "concretize: %s must be a %s tensor of %lld elements (it "
+        "has %d dimensions, %lld elements)",
+        what, shape_text, (long long)numel, (int)t->ndim, (long long)t->numel);
   return SB_OK;
 }
 
@@ -75,12 +75,12 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "concretize: side %d is neither lower (0) nor upper (1)",
-                   (int)side);
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "concretize: side %d is neither lower (0) nor upper (1)", (int)side);
   if (A == NULL || !A->sliced)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "concretize: A must be a tensor of shape [S,B,N]");
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "concretize: A must be a tensor of shape [S,B,N]");
   ConcretizeJob job = {ctx,  A,           bias,        x_lower, x_upper,
                        out,  side,        A->shape[0], A->shape[1], A->cols};
   const int64_t R = job.S * job.B;
@@ -95,5 +95,5 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
     st = expect_vector(ctx, "out", out, R, "[S,B]");
   if (st != SB_OK)
     return st;
-  return tp_run(ctx, concretize_on_rank, &job);
+  return sb_rank_run(ctx, concretize_on_rank, &job);
 }

@@ -96,7 +96,7 @@ static int release_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 
 static void layer_destroy(sb_context *ctx, TpLayer *tl) {
   if (tl->shard)
-    tp_run(ctx, release_on_rank, tl);
+    sb_rank_run(ctx, release_on_rank, tl);
   free(tl->shard);
   free(tl);
 }
@@ -107,35 +107,35 @@ int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (out == NULL || desc == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "layer_create: NULL description or output pointer");
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: NULL description or output pointer");
   *out = NULL;
   if (desc->struct_size < sizeof(sb_layer_desc_v1))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "layer_create: description struct_size %u is smaller "
-                   "than sb_layer_desc_v1 (%zu bytes)",
-                   (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: description struct_size %u is smaller "
+                        "than sb_layer_desc_v1 (%zu bytes)",
+                        (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
   const SbOpFamily *fam = sb_op_family(desc->kind);
   if (fam == NULL)
-    return tp_fail(ctx, SB_ERR_UNSUPPORTED,
-                   "layer_create: unknown layer kind %d", (int)desc->kind);
+    return sb_rank_fail(ctx, SB_ERR_UNSUPPORTED,
+                        "layer_create: unknown layer kind %d", (int)desc->kind);
   if (desc->in_size <= 0 || desc->out_size <= 0)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "layer_create: %s layer sizes must be positive (in_size "
-                   "%lld, out_size %lld)",
-                   fam->name, (long long)desc->in_size,
-                   (long long)desc->out_size);
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "layer_create: %s layer sizes must be positive (in_size "
+        "%lld, out_size %lld)",
+        fam->name, (long long)desc->in_size, (long long)desc->out_size);
   if ((desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D) &&
       desc->weight == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "layer_create: %s layer needs a weight", fam->name);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: %s layer needs a weight", fam->name);
   TpLayer *tl = calloc(1, sizeof *tl);
   if (tl != NULL)
     tl->shard = calloc((size_t)ctx->size, sizeof *tl->shard);
   if (tl == NULL || tl->shard == NULL) {
     free(tl);
-    return tp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                   "layer_create: out of host memory");
+    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                        "layer_create: out of host memory");
   }
   tl->fam = fam;
   tl->kind = desc->kind;
@@ -143,7 +143,7 @@ int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
   tl->out_size = desc->out_size;
   tl->has_bias = desc->bias != NULL;
   CreateJob job = {ctx, desc, tl};
-  int st = tp_run(ctx, create_on_rank, &job);
+  int st = sb_rank_run(ctx, create_on_rank, &job);
   if (st != SB_OK) {
     char keep[sizeof ctx->error];
     memcpy(keep, ctx->error, sizeof keep);
@@ -234,22 +234,24 @@ int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
                         const sb_tensor *t, int64_t numel,
                         const char *shape_text) {
   if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                        what);
   if (t->numel != numel)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s has %lld elements, expected %lld (%s)", fn, what,
-                   (long long)t->numel, (long long)numel, shape_text);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s has %lld elements, expected %lld (%s)", fn,
+                        what, (long long)t->numel, (long long)numel,
+                        shape_text);
   return SB_OK;
 }
 
 int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
                              const sb_tensor *t) {
   if (t->sliced)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s has %d dimensions, and tensors of 3 or more "
-                   "([S,B,N]) are split by neuron across ranks; bounds, "
-                   "inputs and biases must be [B,N] or [S,B] tensors",
-                   fn, what, (int)t->ndim);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s has %d dimensions, and tensors of 3 or more "
+                        "([S,B,N]) are split by neuron across ranks; bounds, "
+                        "inputs and biases must be [B,N] or [S,B] tensors",
+                        fn, what, (int)t->ndim);
   return SB_OK;
 }
 
@@ -257,8 +259,8 @@ static int check_vectors(sb_context *ctx, const char *fn, const char *what,
                          const TpLayer *tl, const sb_tensor *const *in,
                          int64_t n) {
   if (in == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
-                   what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
+                        what);
   for (int i = 0; i < tl->fam->n_inputs; i++) {
     char name[64];
     snprintf(name, sizeof name, "%s[%d]", what, i);
@@ -274,12 +276,13 @@ static int check_vectors(sb_context *ctx, const char *fn, const char *what,
 static int batch_of(sb_context *ctx, const char *fn, const char *what,
                     const sb_tensor *t, int64_t n, int64_t *B) {
   if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                        what);
   if (t->numel % n != 0)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s has %lld elements, not a multiple of the layer "
-                   "size %lld",
-                   fn, what, (long long)t->numel, (long long)n);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: %s has %lld elements, not a multiple of the layer "
+                        "size %lld",
+                        fn, what, (long long)t->numel, (long long)n);
   *B = t->numel / n;
   return tp_expect_replicated(ctx, fn, what, t);
 }
@@ -291,7 +294,7 @@ int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (layer == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
   const TpLayer *tl = tp_layer(layer);
   int64_t B;
   int st = batch_of(ctx, fn, "out", out, tl->out_size, &B);
@@ -299,12 +302,12 @@ int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
     st = check_vectors(ctx, fn, "inputs", tl, inputs, B * tl->in_size);
   for (int i = 0; st == SB_OK && i < tl->fam->n_inputs; i++)
     if (inputs[i] == out)
-      st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: out must not be one of the inputs", fn);
+      st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: out must not be one of the inputs", fn);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, inputs, NULL, out, NULL};
-  return tp_run(ctx, forward_on_rank, &job);
+  return sb_rank_run(ctx, forward_on_rank, &job);
 }
 
 int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
@@ -316,7 +319,7 @@ int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (layer == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
   const TpLayer *tl = tp_layer(layer);
   int64_t B;
   int st = batch_of(ctx, fn, "out_lower", out_lower, tl->out_size, &B);
@@ -326,8 +329,8 @@ int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
   if (st == SB_OK)
     st = tp_expect_replicated(ctx, fn, "out_upper", out_upper);
   if (st == SB_OK && out_lower == out_upper)
-    st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                 "%s: out_lower and out_upper are the same tensor", fn);
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "%s: out_lower and out_upper are the same tensor", fn);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "in_lower", tl, in_lower, B * tl->in_size);
   if (st == SB_OK)
@@ -335,7 +338,7 @@ int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, in_lower, in_upper, out_lower, out_upper};
-  return tp_run(ctx, forward_on_rank, &job);
+  return sb_rank_run(ctx, forward_on_rank, &job);
 }
 
 /* ---- backward ---- */
@@ -527,13 +530,15 @@ int tp_expect_coefficients(sb_context *ctx, const char *fn,
                                const char *what, const sb_tensor *t,
                                int64_t S, int64_t B, int64_t N) {
   if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                        what);
   if (!t->sliced || t->shape[0] != S || t->shape[1] != B || t->cols != N)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s must be a tensor of shape [S,B,N] = "
-                   "[%lld,%lld,%lld] (it has %d dimensions, %lld elements)",
-                   fn, what, (long long)S, (long long)B, (long long)N,
-                   (int)t->ndim, (long long)t->numel);
+    return sb_rank_fail(
+        ctx, SB_ERR_INVALID_ARGUMENT,
+        "%s: %s must be a tensor of shape [S,B,N] = "
+        "[%lld,%lld,%lld] (it has %d dimensions, %lld elements)",
+        fn, what, (long long)S, (long long)B, (long long)N, (int)t->ndim,
+        (long long)t->numel);
   return SB_OK;
 }
 
@@ -544,23 +549,23 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (layer == NULL || args == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                   fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
+                        fn);
   if (args->struct_size < sizeof(sb_backward_args_v1))
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: args struct_size %u is smaller than "
-                   "sb_backward_args_v1 (%zu bytes)",
-                   fn, (unsigned)args->struct_size,
-                   sizeof(sb_backward_args_v1));
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: args struct_size %u is smaller than "
+                        "sb_backward_args_v1 (%zu bytes)",
+                        fn, (unsigned)args->struct_size,
+                        sizeof(sb_backward_args_v1));
   if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: side %d is neither lower (0) nor upper (1)", fn,
-                   (int)args->side);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: side %d is neither lower (0) nor upper (1)", fn,
+                        (int)args->side);
   const TpLayer *tl = tp_layer(layer);
   const sb_tensor *A = args->A_out;
   if (A == NULL || !A->sliced)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: A_out must be a tensor of shape [S,B,N]", fn);
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "%s: A_out must be a tensor of shape [S,B,N]", fn);
   BackwardJob job = {ctx, tl, args, A->shape[0], A->shape[1]};
   const int64_t R = job.S * job.B;
   int st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
@@ -571,8 +576,9 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
     st = tp_expect_coefficients(ctx, fn, name, args->A_in[i], job.S, job.B,
                              tl->in_size);
     if (st == SB_OK && args->A_in[i] == A && tl->kind != SB_LAYER_ADD)
-      st = tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: %s must not be the same tensor as A_out", fn, name);
+      st =
+          sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                       "%s: %s must not be the same tensor as A_out", fn, name);
   }
   if (st == SB_OK)
     st = tp_expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
@@ -593,5 +599,5 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
   }
   if (st != SB_OK)
     return st;
-  return tp_run(ctx, backward_on_rank, &job);
+  return sb_rank_run(ctx, backward_on_rank, &job);
 }

@@ -104,21 +104,9 @@ static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t,
 
 static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
-  SbBuffer *b = &j->t->buf[rank->index];
-  int st = sb_exec_alloc(&rank->x, j->category,
-                         stored_floats(j->ctx, j->t, rank->index), b);
-  if (st == SB_OK && b->bytes) {
-    st = rank->x.ops->zero(rank->x.dev, b->ptr, b->bytes);
-    if (st != SB_OK)
-      st = sb_exec_device_fail(&rank->x, st, "zero-filling a new tensor");
-  }
-  return st;
-}
-
-static int free_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  sb_tensor *t = arg;
-  sb_exec_free(&rank->x, &t->buf[rank->index]);
-  return SB_OK;
+  return sb_rank_alloc_zeroed(&rank->x, j->category,
+                              stored_floats(j->ctx, j->t, rank->index),
+                              &j->t->buf[rank->index]);
 }
 
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
@@ -127,35 +115,20 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (out == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "tensor_create: NULL output pointer");
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "tensor_create: NULL output pointer");
   *out = NULL;
-  if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "tensor_create: invalid memory category %d (valid 0..%d)",
-                   (int)category, SB_MEM_CATEGORY_COUNT - 1);
-  if (ndim < 1 || ndim > 4 || shape == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "tensor_create: ndim %d must be 1..4 with a shape",
-                   (int)ndim);
-  int64_t numel = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0)
-      return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: dimension %d is negative (%lld)", i,
-                     (long long)shape[i]);
-    if (shape[i] > 0 && numel > INT64_MAX / (int64_t)sizeof(float) / shape[i])
-      return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: shape overflows the addressable size");
-    numel *= shape[i];
-  }
+  int64_t numel;
+  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  if (st != SB_OK)
+    return st;
   sb_tensor *t = calloc(1, sizeof *t);
   SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
   if (t == NULL || bufs == NULL) {
     free(t);
     free(bufs);
-    return tp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                   "tensor_create: out of host memory");
+    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                        "tensor_create: out of host memory");
   }
   t->ndim = ndim;
   memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -169,7 +142,7 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
       t->cols *= shape[i];
   }
   CreateJob job = {ctx, t, category};
-  int st = tp_run(ctx, create_on_rank, &job);
+  st = sb_rank_run(ctx, create_on_rank, &job);
   if (st != SB_OK) {
     char keep[sizeof ctx->error];
     memcpy(keep, ctx->error, sizeof keep);
@@ -184,32 +157,12 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
 void tp_tensor_free(sb_context *ctx, sb_tensor *t) {
   if (ctx == NULL || t == NULL)
     return;
-  tp_run(ctx, free_on_rank, t);
+  sb_rank_run(ctx, sb_rank_free_buffer, t->buf);
   free(t->buf);
   free(t);
 }
 
 /* ---- host copies ---- */
-
-static int check_range(sb_context *ctx, const char *fn, const sb_tensor *t,
-                       int64_t offset, int64_t count, int32_t dtype,
-                       const void *host) {
-  if (t == NULL)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL tensor", fn);
-  if (dtype != SB_DTYPE_F32 && dtype != SB_DTYPE_F64)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: unknown dtype %d (0 = f32, 1 = f64)", fn, (int)dtype);
-  if (offset < 0 || count < 0 || offset > t->numel ||
-      count > t->numel - offset)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: elements [%lld, %lld) lie outside the tensor of "
-                   "%lld elements",
-                   fn, (long long)offset, (long long)(offset + count),
-                   (long long)t->numel);
-  if (host == NULL && count > 0)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL host buffer", fn);
-  return SB_OK;
-}
 
 typedef struct {
   sb_context *ctx;
@@ -219,37 +172,6 @@ typedef struct {
   const void *src; /* write */
   void *dst;       /* read */
 } CopyJob;
-
-/* Conversions stage through the stack so no untracked heap is needed. */
-#define STAGE_FLOATS 2048
-
-/* n contiguous floats at dev <-> host element h (of the job's dtype). */
-static int copy_run(SbExec *x, const CopyJob *j, float *dev, int64_t h,
-                    int64_t n) {
-  if (j->dtype == SB_DTYPE_F32)
-    return j->dst ? x->ops->download(x->dev, (float *)j->dst + h, dev,
-                                     (size_t)n * sizeof(float))
-                  : x->ops->upload(x->dev, dev, (const float *)j->src + h,
-                                   (size_t)n * sizeof(float));
-  float stage[STAGE_FLOATS];
-  int st = SB_OK;
-  for (int64_t done = 0; done < n && st == SB_OK;) {
-    int64_t k = n - done < STAGE_FLOATS ? n - done : STAGE_FLOATS;
-    if (j->dst) {
-      st = x->ops->download(x->dev, stage, dev + done,
-                            (size_t)k * sizeof(float));
-      for (int64_t i = 0; i < k && st == SB_OK; i++)
-        ((double *)j->dst)[h + done + i] = stage[i];
-    } else {
-      for (int64_t i = 0; i < k; i++)
-        stage[i] = (float)((const double *)j->src)[h + done + i];
-      st = x->ops->upload(x->dev, dev + done, stage,
-                          (size_t)k * sizeof(float));
-    }
-    done += k;
-  }
-  return st;
-}
 
 static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
@@ -261,7 +183,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (!t->sliced) {
     /* A replicated tensor is read from rank 0 only; written everywhere. */
     if (!(j->dst && rank->index != 0))
-      st = copy_run(x, j, base + lo, 0, hi - lo);
+      st = sb_rank_copy_host(x, j->dtype, base + lo, j->dst, j->src, 0,
+                             hi - lo);
   } else {
     int64_t start, count, N = t->cols;
     tp_cols(j->ctx, N, rank->index, &start, &count);
@@ -271,8 +194,9 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       a = a > lo ? a : lo;
       b = b < hi ? b : hi;
       if (a < b)
-        st = copy_run(x, j, base + row * count + (a - row * N - start),
-                      a - lo, b - a);
+        st = sb_rank_copy_host(x, j->dtype,
+                              base + row * count + (a - row * N - start),
+                              j->dst, j->src, a - lo, b - a);
     }
   }
   return st == SB_OK ? st
@@ -285,11 +209,13 @@ int tp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  int st = check_range(ctx, "tensor_write", t, offset, count, dtype, src);
+  int st = sb_rank_tensor_check_range(ctx, "tensor_write", t != NULL,
+                                      t ? t->numel : 0, offset, count, dtype,
+                                      src);
   if (st != SB_OK || count == 0)
     return st;
   CopyJob job = {ctx, t, offset, count, dtype, src, NULL};
-  return tp_run(ctx, copy_on_rank, &job);
+  return sb_rank_run(ctx, copy_on_rank, &job);
 }
 
 int tp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
@@ -297,11 +223,13 @@ int tp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  int st = check_range(ctx, "tensor_read", t, offset, count, dtype, dst);
+  int st = sb_rank_tensor_check_range(ctx, "tensor_read", t != NULL,
+                                      t ? t->numel : 0, offset, count, dtype,
+                                      dst);
   if (st != SB_OK || count == 0)
     return st;
   CopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
-  return tp_run(ctx, copy_on_rank, &job);
+  return sb_rank_run(ctx, copy_on_rank, &job);
 }
 
 /* ---- unit rows ---- */
@@ -354,18 +282,19 @@ int tp_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
   if (A == NULL || !A->sliced)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "tensor_set_unit_rows: A must be a tensor of shape "
-                   "[S,B,N]");
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "tensor_set_unit_rows: A must be a tensor of shape "
+                        "[S,B,N]");
   UnitJob job = {ctx, A, index, A->shape[0], A->shape[1]};
   if (index == NULL && job.S > 0)
-    return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "tensor_set_unit_rows: NULL index");
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "tensor_set_unit_rows: NULL index");
   for (int64_t s = 0; s < job.S; s++)
     if (index[s] < 0 || index[s] >= A->cols)
-      return tp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_set_unit_rows: index[%lld] = %lld is outside "
-                     "[0, %lld)",
-                     (long long)s, (long long)index[s], (long long)A->cols);
-  return tp_run(ctx, unit_on_rank, &job);
+      return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                          "tensor_set_unit_rows: index[%lld] = %lld is outside "
+                          "[0, %lld)",
+                          (long long)s, (long long)index[s],
+                          (long long)A->cols);
+  return sb_rank_run(ctx, unit_on_rank, &job);
 }

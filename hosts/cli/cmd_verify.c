@@ -140,6 +140,7 @@ sb_cmd_verify (int argc, char **argv)
   if (params.progress != NULL)
     fprintf (stderr, "\r%60s\r", "");
   printf ("%s\n", sb_result_to_string (status == 0 ? outcome.result : SB_RESULT_ERROR));
+  fflush (stdout); /* the result word comes first, before any diagnostics */
   if (status != 0)
     g_printerr ("shardbound verify: %s\n", error ? error->message : "failed");
   else

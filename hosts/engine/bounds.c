@@ -119,6 +119,7 @@ sb_node_ibp (SbNetwork *net, SbNodeBounds *nb, int i, GError **error)
       il[k] = nb->lo[node->inputs[k]];
       iu[k] = nb->hi[node->inputs[k]];
     }
+  net->product_flops += 2 * sb_net_node_flops (net, i, nb->B);
   int status = SB_NET_BE (net)->layer_ibp (SB_NET_CTX (net), net->layers[i], il, iu,
                                            nb->lo[i], nb->hi[i]);
   return sb_net_check (net, status, "layer_ibp", i, error);

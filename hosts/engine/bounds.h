@@ -47,6 +47,9 @@ void sb_network_free (SbNetwork *network);
  * often tighter, and what complete verification uses. */
 void sb_network_set_intersect_ibp (SbNetwork *network, gboolean intersect);
 void sb_network_set_alpha_params (SbNetwork *network, const SbAlphaParams *params);
+/* FLOPs of the matrix products issued so far (IBP counts two: centre and
+ * radius); for comparing a pass with the device's GEMM rate. */
+double sb_network_product_flops (const SbNetwork *network);
 
 /* A linear specification: rows c (n_specs x n_outputs, row-major) whose
  * bounds of c.y are wanted. */

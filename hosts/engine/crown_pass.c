@@ -160,6 +160,7 @@ sweep_node (Sweep *s, int j, sb_tensor **lo, sb_tensor **hi, GError **error)
             }
           args.A_in[k] = A[in];
         }
+      net->product_flops += sb_net_node_flops (net, j, s->S * s->B);
       int status = SB_NET_BE (net)->layer_backward (SB_NET_CTX (net), net->layers[j], &args);
       if (!sb_net_check (net, status, "layer_backward", j, error))
         return FALSE;
@@ -331,6 +332,7 @@ sb_crown_pass_gradient (SbNetwork *net, const SbPassRecord *rec, int side,
         goto out;
       args.grad_A_out = G[j];
       args.grad_alpha = want_alpha ? grad_alpha[j] : NULL;
+      net->product_flops += sb_net_node_flops (net, j, rec->S * rec->B);
       status = be->layer_backward_vjp (SB_NET_CTX (net), net->layers[j], &args);
       if (!sb_net_check (net, status, "layer_backward_vjp", j, error))
         goto out;

@@ -88,6 +88,28 @@ sb_net_require_vjp (SbNetwork *net, GError **error)
   return FALSE;
 }
 
+double
+sb_net_node_flops (const SbNetwork *net, int i, int64_t rows)
+{
+  const SbNode *node = sb_graph_node (net->graph, i);
+  const sb_layer_desc_v1 *d = &node->desc;
+  switch (node->kind)
+    {
+    case SB_NODE_LINEAR:
+      return 2.0 * rows * d->in_size * d->out_size;
+    case SB_NODE_CONV2D:
+      return 2.0 * rows * d->out_size * (d->in_c / MAX (d->groups, 1)) * d->kernel_h * d->kernel_w;
+    default:
+      return 0;
+    }
+}
+
+double
+sb_network_product_flops (const SbNetwork *net)
+{
+  return net->product_flops;
+}
+
 void
 sb_network_set_intersect_ibp (SbNetwork *net, gboolean intersect)
 {

@@ -16,7 +16,13 @@ struct _SbNetwork {
   gboolean *feeds_relu;         /* it is the input of some ReLU */
   gboolean intersect_ibp;       /* keep the tighter of CROWN and IBP */
   SbAlphaParams alpha;          /* alpha-CROWN optimiser settings */
+  double product_flops;         /* multiply-adds x2 of the products issued */
 };
+
+/* The floating-point operations of the matrix products (GEMM-like work)
+ * that one operator call on node i with `rows` rows issues: the measure of
+ * a pass's floor against the device's GEMM rate. */
+double sb_net_node_flops (const SbNetwork *net, int i, int64_t rows);
 
 #define SB_NET_BE(net) ((net)->session->be)
 #define SB_NET_CTX(net) ((net)->session->ctx)

@@ -29,6 +29,7 @@ sb_verify_params_init (SbVerifyParams *p)
   p->branching = SB_BRANCH_BABSR;
   p->fsb_candidates = 3;
   p->bab_iterations = 10;
+  p->refine_intermediate = g_getenv ("SB_REFINE") != NULL;
   p->attack = TRUE;
   sb_attack_params_init (&p->attack_params);
 }
@@ -59,6 +60,7 @@ typedef struct {
   int64_t branch_neuron;
   int64_t *candidates;  /* FSB: (node, neuron) pairs, best first */
   int n_candidates;
+  gboolean tried;       /* its bound's minimiser was checked */
 } Domain;
 
 typedef struct {
@@ -456,9 +458,25 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
         continue;
       choose_branch (bab, d, b, B, relu_A,
                      bab->params->branching == SB_BRANCH_FSB ? bab->params->fsb_candidates : 0);
-      /* The minimiser of the linear lower bound is a cheap counterexample
-       * candidate; with no unstable ReLU left it is the exact minimiser. */
-      try_corner (bab, A_input, b, B, d);
+      /* With no unstable ReLU left, the minimiser of the (then exact)
+       * linear bound decides the domain. */
+      if (d->branch_node < 0)
+        try_corner (bab, A_input, b, B, d);
+    }
+  /* The minimiser of the linear lower bound is also a cheap counterexample
+   * candidate elsewhere: try it on the few worst domains of the batch
+   * (a forward pass each, so not on all of them). */
+  for (int tries = 0; tries < 4 && !bab->found; tries++)
+    {
+      int worst = -1;
+      for (int b = 0; b < B; b++)
+        if (doms[b]->margin <= 0 && doms[b]->branch_node >= 0 && !doms[b]->tried
+            && (worst < 0 || doms[b]->margin < doms[worst]->margin))
+          worst = b;
+      if (worst < 0)
+        break;
+      doms[worst]->tried = TRUE;
+      try_corner (bab, A_input, worst, B, doms[worst]);
     }
   bab->evaluated += B;
   ok = TRUE;
@@ -617,7 +635,8 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
           domain_free (d);
         }
       gboolean ok = kids->len == 0
-                    || evaluate (bab, (Domain **) kids->pdata, (int) kids->len, first_split, TRUE, error);
+                    || evaluate (bab, (Domain **) kids->pdata, (int) kids->len, first_split,
+                                 p->refine_intermediate, error);
       for (guint k = 0; k < kids->len; k++)
         {
           Domain *c = kids->pdata[k];

@@ -29,6 +29,8 @@ typedef struct {
   SbBranching branching;
   int fsb_candidates;     /* FSB: candidates evaluated per domain */
   int bab_iterations;     /* alpha/beta steps per BaB batch */
+  gboolean refine_intermediate; /* recompute intermediate bounds of every
+                                   new domain by CROWN (tighter, costlier) */
   gboolean attack;
   SbAttackParams attack_params;
   /* Progress callback (MAY be NULL), called about once per BaB step. */

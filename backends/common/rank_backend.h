@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* ABI plumbing shared by the multi-rank backends (FSDP, TP): the context over
+ * a rank pool, its options, per-rank memory statistics and the argument
+ * checks and host copies of tensors, whatever their layout across ranks. */
+#ifndef SB_BACKENDS_RANK_BACKEND_H
+#define SB_BACKENDS_RANK_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi/shardbound.h"
+#include "backends/common/layer.h"
+#include "backends/common/ranks.h"
+
+/* Each multi-rank backend is its own shared object, so they can all use this
+ * one definition of the opaque ABI context. */
+struct sb_context {
+  SbRanks *ranks;
+  int size;
+  char error[1024];
+};
+
+int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Run fn on every rank; a failure lands in ctx->error as "rank R: ...". */
+int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg);
+
+/* context_create of a backend named `backend` (the prefix of every message):
+ * options ranks, device, comm, fail_rank, fail_at, ranks on the CPU device
+ * joined by the loopback communicator. */
+int sb_rank_context_create(const char *backend, const sb_option *options,
+                           size_t n_options, sb_context **out, char *error,
+                           size_t error_size);
+
+/* sb_backend_v1 members that depend only on the context. */
+void sb_rank_context_destroy(sb_context *ctx);
+const char *sb_rank_context_last_error(const sb_context *ctx);
+int sb_rank_context_size(const sb_context *ctx);
+int sb_rank_memory_mark_baseline(sb_context *ctx);
+int sb_rank_memory_reset_peak(sb_context *ctx);
+int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
+
+/* tensor_create's checks of category, ndim and shape; *numel gets the
+ * element count. */
+int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
+                               const int64_t *shape, int64_t *numel);
+
+/* tensor_read/tensor_write's checks (fn names the entry point): a tensor
+ * (has_tensor) of numel elements, a known dtype, [offset, offset+count)
+ * inside it and a host buffer when anything is copied. */
+int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
+                               int64_t numel, int64_t offset, int64_t count,
+                               int32_t dtype, const void *host);
+
+/* Copy n contiguous floats at dev to host element h of dst (read, dst not
+ * NULL) or from host element h of src (write); dtype is the host's element
+ * type. f64 is converted through a stack buffer, so no untracked heap is
+ * used. Returns the device status unchanged. */
+int sb_rank_copy_host(SbExec *x, int32_t dtype, float *dev, void *dst,
+                      const void *src, int64_t h, int64_t n);
+
+/* A new tracked buffer of `floats` floats, zero-filled. */
+int sb_rank_alloc_zeroed(SbExec *x, int32_t category, int64_t floats,
+                         SbBuffer *out);
+
+/* SbRankFn: frees ((SbBuffer *)bufs)[rank->index], one buffer per rank. */
+int sb_rank_free_buffer(SbRank *rank, SbComm *comm, void *bufs);
+
+#endif /* SB_BACKENDS_RANK_BACKEND_H */
