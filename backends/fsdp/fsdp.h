@@ -11,7 +11,9 @@
 #include "backends/common/ranks.h"
 
 /* Coefficient and alpha tensors ([S,...]) are split by their first
- * dimension: rank r holds rows sb_split_range(shape[0], P, r). Every other
+ * dimension in whole blocks of SB_ROW_BLOCK rows, so that every GEMM runs
+ * on the same row blocks as on one device: rank r holds rows
+ * sb_split_spec_rows(shape[0], P, r), possibly none. Every other
  * tensor (bounds [B,N], inputs) is replicated: each rank holds all of it,
  * identical everywhere. */
 struct sb_tensor {

@@ -78,7 +78,7 @@ gboolean
 sb_net_require_vjp (SbNetwork *net, GError **error)
 {
   const sb_backend_v1 *be = SB_NET_BE (net);
-  if (be->abi_minor >= 1 && SB_HAS_MEMBER (be, sb_backend_v1, beta_vjp))
+  if (SB_HAS_MEMBER (be, sb_backend_v1, beta_vjp))
     return TRUE;
   g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
                "backend '%s' implements ABI %u.%u; alpha-CROWN and branch-and-bound "

@@ -142,8 +142,18 @@ heap_pop (GPtrArray *h)
 
 /* ---- margins -------------------------------------------------------------- */
 
+/* A domain counts as proven only when its margin clears the float32
+ * rounding of the bound computation, not merely zero. */
+#define PROVEN_MARGIN 1e-6
+
+static gboolean
+proven (const Domain *d)
+{
+  return d->margin > PROVEN_MARGIN;
+}
+
 /* min over open disjuncts of max over their atoms of (lower - d): the
- * domain is verified when it is positive. */
+ * domain is verified when it is positive (see proven). */
 static double
 margin_of (const Bab *bab, const double *spec_lower)
 {
@@ -454,7 +464,7 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
       for (int s = 0; s < bab->S; s++)
         d->spec_lower[s] = MAX (lower[(int64_t) s * B + b], last[(int64_t) s * B + b]);
       d->margin = empty[b] ? INFINITY : margin_of (bab, d->spec_lower);
-      if (d->margin > 0)
+      if (proven (d))
         continue;
       choose_branch (bab, d, b, B, relu_A,
                      bab->params->branching == SB_BRANCH_FSB ? bab->params->fsb_candidates : 0);
@@ -470,7 +480,7 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
     {
       int worst = -1;
       for (int b = 0; b < B; b++)
-        if (doms[b]->margin <= 0 && doms[b]->branch_node >= 0 && !doms[b]->tried
+        if (!proven (doms[b]) && doms[b]->branch_node >= 0 && !doms[b]->tried
             && (worst < 0 || doms[b]->margin < doms[worst]->margin))
           worst = b;
       if (worst < 0)
@@ -593,7 +603,7 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
       domain_free (root);
       return SB_RESULT_SAT;
     }
-  if (root->margin > 0)
+  if (proven (root))
     {
       domain_free (root);
       return SB_RESULT_UNSAT;
@@ -640,7 +650,7 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
       for (guint k = 0; k < kids->len; k++)
         {
           Domain *c = kids->pdata[k];
-          if (ok && !bab->found && c->margin <= 0)
+          if (ok && !bab->found && !proven (c))
             heap_push (bab->heap, c);
           else
             domain_free (c);
