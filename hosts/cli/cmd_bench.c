@@ -10,9 +10,7 @@
 
 #include "commands.h"
 #include "hosts/engine/bounds.h"
-#include "hosts/engine/onnx_import.h"
-#include "hosts/engine/session_setup.h"
-#include "hosts/engine/vnnlib.h"
+#include "cli_common.h"
 
 /* The backend's matrix-product rate (FLOP/s), measured through the ABI: a
  * CROWN backward step of n unit-free rows through an n x n linear layer is
@@ -69,21 +67,14 @@ compare_doubles (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-int
-sb_cmd_bench (int argc, char **argv)
+static int
+bench_main (int argc, char **argv, SbCliBackendOptions *bo)
 {
   g_autofree char *method_name = NULL;
-  g_autofree char *backend = NULL;
-  g_autofree char *backend_path = NULL;
-  g_auto (GStrv) options = NULL;
-  int ranks = 0, repeat = 5, warmup = 1, floor_size = 0;
+  int repeat = 5, warmup = 1, floor_size = 0;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
     { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
-    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on", "NAME" },
-    { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
-    { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
-    { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
     { "repeat", 'n', 0, G_OPTION_ARG_INT, &repeat, "Timed passes (default 5)", "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "Untimed passes first (default 1)", "N" },
     { "floor", 0, 0, G_OPTION_ARG_INT, &floor_size, "Also measure the backend's GEMM rate with an N x N x N product and report the pass's floor (its product FLOPs at that rate)", "N" },
@@ -94,6 +85,7 @@ sb_cmd_bench (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_option_context_set_summary (oc, "Time bound passes on a model loaded once (median of --repeat runs) and report memory.");
   g_option_context_add_main_entries (oc, entries, NULL);
+  sb_cli_add_backend_options (oc, bo);
   if (!g_option_context_parse (oc, &argc, &argv, &error))
     {
       g_printerr ("shardbound bench: %s\n", error->message);
@@ -107,21 +99,21 @@ sb_cmd_bench (int argc, char **argv)
                   "--method ibp|crown|alpha-crown (see --help)\n");
       return 2;
     }
-  g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);
-  g_autoptr (SbProperty) prop = graph ? sb_vnnlib_load (argv[2], &error) : NULL;
-  if (prop == NULL)
+  g_autoptr (SbGraph) graph = NULL;
+  g_autoptr (SbProperty) prop = NULL;
+  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
     {
       g_printerr ("shardbound bench: %s\n", error->message);
       return 2;
     }
-  if (prop->n_inputs != graph->input_size || prop->n_outputs != graph->output_size)
-    {
-      g_printerr ("shardbound bench: property and model sizes differ\n");
-      return 2;
-    }
-  SbSessionRequest request = { backend, backend_path, NULL, ranks, (const char *const *) options };
+  SbSessionRequest request = sb_cli_session_request (bo);
   g_autoptr (SbSessionSetup) setup = sb_session_setup (&request, &error);
-  g_autoptr (SbNetwork) net = setup ? sb_network_new (setup->session, graph, &error) : NULL;
+  if (setup == NULL)
+    {
+      g_printerr ("shardbound bench: %s\n", error->message);
+      return sb_cli_setup_status (error);
+    }
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, graph, &error);
   if (net == NULL)
     {
       g_printerr ("shardbound bench: %s\n", error->message);
@@ -195,4 +187,13 @@ sb_cmd_bench (int argc, char **argv)
   if (json)
     printf ("]}\n");
   return 0;
+}
+
+int
+sb_cmd_bench (int argc, char **argv)
+{
+  SbCliBackendOptions bo = { 0 };
+  int status = bench_main (argc, argv, &bo);
+  sb_cli_backend_options_clear (&bo);
+  return status;
 }

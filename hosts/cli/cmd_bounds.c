@@ -8,9 +8,7 @@
 
 #include "commands.h"
 #include "hosts/engine/bounds.h"
-#include "hosts/engine/onnx_import.h"
-#include "hosts/engine/session_setup.h"
-#include "hosts/engine/vnnlib.h"
+#include "cli_common.h"
 
 static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
   "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
@@ -93,82 +91,12 @@ print_text (const SbBoundsResult *r, const SbProperty *prop, int region,
     }
 }
 
-int
-sb_cmd_bounds (int argc, char **argv)
+/* Computes and prints; returns the exit status. */
+static int
+run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, SbMethod method,
+            const SbAlphaParams *alpha, gboolean intersect, gboolean json, char **argv)
 {
-  g_autofree char *method_name = NULL;
-  g_autofree char *backend = NULL;
-  g_autofree char *backend_path = NULL;
-  g_autofree char *config_file = NULL;
-  g_auto (GStrv) options = NULL;
-  int ranks = 0;
-  gboolean json = FALSE, intersect = FALSE;
-  SbAlphaParams alpha;
-  sb_alpha_params_init (&alpha);
-  GOptionEntry entries[] = {
-    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
-    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on (default: configured, else cuda if usable, else cpu)", "NAME" },
-    { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
-    { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
-    { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
-    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file instead of the XDG one", "FILE" },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
-    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &intersect, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
-    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha.iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
-    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha.final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha.learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
-    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha.patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
   g_autoptr (GError) error = NULL;
-  g_option_context_set_summary (oc, "Compute bounds of the network outputs and of every atom of the property's unsafe region.");
-  g_option_context_add_main_entries (oc, entries, NULL);
-  if (!g_option_context_parse (oc, &argc, &argv, &error))
-    {
-      g_printerr ("shardbound bounds: %s\n", error->message);
-      return 2;
-    }
-  if (argc != 3)
-    {
-      g_printerr ("shardbound bounds: expected MODEL.onnx and PROPERTY.vnnlib (see --help)\n");
-      return 2;
-    }
-  SbMethod method = SB_METHOD_CROWN;
-  if (method_name != NULL && !sb_method_from_string (method_name, &method))
-    {
-      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp, crown or alpha-crown)\n", method_name);
-      return 2;
-    }
-
-  g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);
-  if (graph == NULL)
-    {
-      g_printerr ("shardbound bounds: %s: %s\n", argv[1], error->message);
-      return 2;
-    }
-  g_autoptr (SbProperty) prop = sb_vnnlib_load (argv[2], &error);
-  if (prop == NULL)
-    {
-      g_printerr ("shardbound bounds: %s: %s\n", argv[2], error->message);
-      return 2;
-    }
-  if (prop->n_inputs != graph->input_size || prop->n_outputs != graph->output_size)
-    {
-      g_printerr ("shardbound bounds: the property declares %d inputs and %d outputs but the "
-                  "model has %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT "\n",
-                  prop->n_inputs, prop->n_outputs, graph->input_size, graph->output_size);
-      return 2;
-    }
-
-  SbSessionRequest request = { backend, backend_path, config_file, ranks, (const char *const *) options };
-  g_autoptr (SbSessionSetup) setup = sb_session_setup (&request, &error);
-  if (setup == NULL)
-    {
-      g_printerr ("shardbound bounds: %s\n", error->message);
-      return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
-    }
-  SbSession *session = setup->session;
 
   g_autoptr (SbNetwork) net = sb_network_new (session, graph, &error);
   if (net == NULL)
@@ -177,7 +105,7 @@ sb_cmd_bounds (int argc, char **argv)
       return 1;
     }
   sb_network_set_intersect_ibp (net, intersect);
-  sb_network_set_alpha_params (net, &alpha);
+  sb_network_set_alpha_params (net, alpha);
   session->be->memory_mark_baseline (session->ctx);
   session->be->memory_reset_peak (session->ctx);
 
@@ -228,4 +156,71 @@ sb_cmd_bounds (int argc, char **argv)
     }
   sb_bounds_result_clear (&result);
   return 0;
+}
+
+int
+sb_cmd_bounds (int argc, char **argv)
+{
+  g_autofree char *method_name = NULL;
+  SbCliBackendOptions bo = { 0 };
+  gboolean json = FALSE, intersect = FALSE;
+  SbAlphaParams alpha;
+  sb_alpha_params_init (&alpha);
+  GOptionEntry entries[] = {
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
+    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &intersect, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
+    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha.iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
+    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha.final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha.learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
+    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha.patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
+  g_autoptr (GError) error = NULL;
+  g_option_context_set_summary (oc, "Compute bounds of the network outputs and of every atom of the property's unsafe region.");
+  g_option_context_add_main_entries (oc, entries, NULL);
+  sb_cli_add_backend_options (oc, &bo);
+  gboolean parsed = g_option_context_parse (oc, &argc, &argv, &error);
+  g_autoptr (SbSessionSetup) setup = NULL;
+  g_autoptr (SbGraph) graph = NULL;
+  g_autoptr (SbProperty) prop = NULL;
+  int status = 0;
+  if (!parsed)
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      status = 2;
+      goto out;
+    }
+  SbMethod method = SB_METHOD_CROWN;
+  if (argc != 3)
+    {
+      g_printerr ("shardbound bounds: expected MODEL.onnx and PROPERTY.vnnlib (see --help)\n");
+      status = 2;
+      goto out;
+    }
+  if (method_name != NULL && !sb_method_from_string (method_name, &method))
+    {
+      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp, crown or alpha-crown)\n", method_name);
+      status = 2;
+      goto out;
+    }
+  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      status = 2;
+      goto out;
+    }
+  SbSessionRequest request = sb_cli_session_request (&bo);
+  setup = sb_session_setup (&request, &error);
+  if (setup == NULL)
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      status = sb_cli_setup_status (error);
+      goto out;
+    }
+  status = run_bounds (setup->session, graph, prop, method, &alpha, intersect, json, argv);
+out:
+  sb_cli_backend_options_clear (&bo);
+  return status;
 }

@@ -7,8 +7,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "hosts/engine/onnx_import.h"
-#include "hosts/engine/session_setup.h"
+#include "cli_common.h"
 #include "hosts/engine/verify.h"
 
 static void
@@ -40,20 +39,14 @@ write_results (const char *path, const SbVerifyOutcome *o, const SbGraph *g, GEr
 int
 sb_cmd_verify (int argc, char **argv)
 {
-  g_autofree char *backend = NULL, *backend_path = NULL, *config_file = NULL;
   g_autofree char *results_file = NULL, *branching = NULL;
-  g_auto (GStrv) options = NULL;
-  int ranks = 0, batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
+  SbCliBackendOptions bo = { 0 };
+  int batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
   double timeout = 0;
   gboolean quiet = FALSE, no_attack = FALSE;
   GOptionEntry entries[] = {
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Give up after S seconds (default: none)", "S" },
     { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
-    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "Backend to run on", "NAME" },
-    { "ranks", 'P', 0, G_OPTION_ARG_INT, &ranks, "Number of ranks for a multi-rank backend", "P" },
-    { "option", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &options, "Backend option (repeatable)", "KEY=VALUE" },
-    { "backend-path", 0, 0, G_OPTION_ARG_STRING, &backend_path, "Directories to search for backends", "DIR[:DIR]" },
-    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file instead of the XDG one", "FILE" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Domains split per branch-and-bound step (default 32)", "N" },
     { "max-domains", 0, 0, G_OPTION_ARG_INT, &max_domains, "Give up (unknown) beyond N open domains (default 200000)", "N" },
     { "branching", 0, 0, G_OPTION_ARG_STRING, &branching, "Branching heuristic: babsr (default) or fsb", "NAME" },
@@ -71,10 +64,12 @@ sb_cmd_verify (int argc, char **argv)
           "unknown, timeout or error as the first line.\n"
           "Exit status: 0 when a result word was produced, 1 on a backend error, 2 on bad usage or input.");
   g_option_context_add_main_entries (oc, entries, NULL);
+  sb_cli_add_backend_options (oc, &bo);
   if (!g_option_context_parse (oc, &argc, &argv, &error))
     {
       printf ("error\n");
       g_printerr ("shardbound verify: %s\n", error->message);
+      sb_cli_backend_options_clear (&bo);
       return 2;
     }
   SbVerifyParams params;
@@ -97,6 +92,7 @@ sb_cmd_verify (int argc, char **argv)
         {
           printf ("error\n");
           g_printerr ("shardbound verify: unknown branching '%s' (expected babsr or fsb)\n", branching);
+          sb_cli_backend_options_clear (&bo);
           return 2;
         }
       params.branching = SB_BRANCH_FSB;
@@ -106,6 +102,7 @@ sb_cmd_verify (int argc, char **argv)
       printf ("error\n");
       g_printerr ("shardbound verify: expected MODEL.onnx PROPERTY.vnnlib and non-negative numbers "
                   "(see --help)\n");
+      sb_cli_backend_options_clear (&bo);
       return 2;
     }
   if (!quiet && isatty (fileno (stderr)))
@@ -113,26 +110,18 @@ sb_cmd_verify (int argc, char **argv)
 
   SbVerifyOutcome outcome = { .result = SB_RESULT_ERROR };
   int status = 0;
-  g_autoptr (SbGraph) graph = sb_onnx_load (argv[1], &error);
-  g_autoptr (SbProperty) prop = graph ? sb_vnnlib_load (argv[2], &error) : NULL;
+  g_autoptr (SbGraph) graph = NULL;
+  g_autoptr (SbProperty) prop = NULL;
   g_autoptr (SbSessionSetup) setup = NULL;
   g_autoptr (SbNetwork) net = NULL;
-  if (prop == NULL)
+  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
     status = 2;
-  else if (prop->n_inputs != graph->input_size || prop->n_outputs != graph->output_size)
-    {
-      g_set_error (&error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
-                   "the property declares %d inputs and %d outputs but the model has %" G_GINT64_FORMAT
-                   " and %" G_GINT64_FORMAT,
-                   prop->n_inputs, prop->n_outputs, graph->input_size, graph->output_size);
-      status = 2;
-    }
   else
     {
-      SbSessionRequest request = { backend, backend_path, config_file, ranks, (const char *const *) options };
+      SbSessionRequest request = sb_cli_session_request (&bo);
       setup = sb_session_setup (&request, &error);
       if (setup == NULL)
-        status = error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
+        status = sb_cli_setup_status (error);
       else if ((net = sb_network_new (setup->session, graph, &error)) == NULL
                || !sb_verify (net, prop, &params, &outcome, &error))
         status = 1;
@@ -163,5 +152,6 @@ sb_cmd_verify (int argc, char **argv)
         }
     }
   sb_verify_outcome_clear (&outcome);
+  sb_cli_backend_options_clear (&bo);
   return status;
 }

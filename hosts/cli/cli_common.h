@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* What the computing subcommands share: the backend-selection options and
+ * loading a model with its property. */
+#ifndef SB_CLI_COMMON_H
+#define SB_CLI_COMMON_H
+
+#include <glib.h>
+
+#include "hosts/engine/graph.h"
+#include "hosts/engine/session_setup.h"
+#include "hosts/engine/vnnlib.h"
+
+typedef struct {
+  char *backend;
+  char *backend_path;
+  char *config_file;
+  char **options;
+  int ranks;
+} SbCliBackendOptions;
+
+/* Adds --backend, --ranks, --option, --backend-path and --config, filling
+ * *o. */
+void sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o);
+void sb_cli_backend_options_clear (SbCliBackendOptions *o);
+/* The session request those options describe (borrows their strings). */
+SbSessionRequest sb_cli_session_request (const SbCliBackendOptions *o);
+
+/* Loads MODEL.onnx and PROPERTY.vnnlib and checks that their input and
+ * output counts agree. Errors name the file. */
+gboolean sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
+                              SbProperty **property, GError **error);
+
+/* Exit status for a session-setup error: 1 when the backend itself failed,
+ * 2 for the user's choices (unknown backend, bad option, bad file). */
+int sb_cli_setup_status (const GError *error);
+
+#endif
