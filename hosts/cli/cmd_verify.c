@@ -43,7 +43,7 @@ sb_cmd_verify (int argc, char **argv)
   SbCliBackendOptions bo = { 0 };
   int batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
   double timeout = 0;
-  gboolean quiet = FALSE, no_attack = FALSE;
+  gboolean quiet = FALSE, no_attack = FALSE, no_refine = FALSE;
   GOptionEntry entries[] = {
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Give up after S seconds (default: none)", "S" },
     { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
@@ -53,6 +53,7 @@ sb_cmd_verify (int argc, char **argv)
     { "iterations", 0, 0, G_OPTION_ARG_INT, &iterations, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
     { "attack-restarts", 0, 0, G_OPTION_ARG_INT, &restarts, "PGD: points attacked at once (default 32)", "N" },
     { "attack-steps", 0, 0, G_OPTION_ARG_INT, &steps, "PGD: steps per restart round (default 40)", "N" },
+    { "no-refine", 0, 0, G_OPTION_ARG_NONE, &no_refine, "Keep the parent's intermediate bounds in new domains instead of recomputing them by CROWN", NULL },
     { "no-attack", 0, 0, G_OPTION_ARG_NONE, &no_attack, "Do not search for counterexamples by PGD", NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL },
     { NULL }
@@ -76,6 +77,7 @@ sb_cmd_verify (int argc, char **argv)
   sb_verify_params_init (&params);
   params.timeout = timeout;
   params.attack = !no_attack;
+  params.refine_intermediate = !no_refine;
   if (batch > 0)
     params.batch = batch;
   if (max_domains > 0)

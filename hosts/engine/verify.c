@@ -29,7 +29,7 @@ sb_verify_params_init (SbVerifyParams *p)
   p->branching = SB_BRANCH_BABSR;
   p->fsb_candidates = 3;
   p->bab_iterations = 10;
-  p->refine_intermediate = g_getenv ("SB_REFINE") != NULL;
+  p->refine_intermediate = TRUE;
   p->attack = TRUE;
   sb_attack_params_init (&p->attack_params);
 }
@@ -52,7 +52,10 @@ typedef struct {
 
 typedef struct {
   float *bounds;        /* lower then upper bounds of every ReLU input */
-  double *spec_lower;   /* [S] */
+  double *spec_lower;   /* [S]; never below the parent's (a subdomain) */
+  float *alpha;         /* [S, alpha_size] slopes the bound was found
+                           with, inherited as the children's start; NULL:
+                           CROWN's defaults */
   double margin;        /* > 0: verified */
   Split *splits;
   int n_splits;
@@ -74,6 +77,8 @@ typedef struct {
   int *ri_node;
   int64_t *ri_offset;
   int64_t R;
+  /* Layout of a domain's slopes: the spec pass's ReLU nodes, each N wide. */
+  int64_t alpha_size;
   /* The atoms BaB still has to prove, grouped by open disjunct. */
   int S;
   double *rows;   /* [S, n_outputs] */
@@ -94,6 +99,7 @@ domain_free (Domain *d)
     return;
   g_free (d->bounds);
   g_free (d->spec_lower);
+  g_free (d->alpha);
   g_free (d->splits);
   g_free (d->candidates);
   g_free (d);
@@ -370,6 +376,52 @@ try_corner (Bab *bab, const double *A_input, int b, int B, const Domain *d)
     }
 }
 
+/* Moves slopes between the domains and the optimiser's tensors: with
+ * `save`, each domain keeps its optimised slopes; without, the tensors
+ * (holding CROWN's defaults) take each domain's inherited ones. */
+static gboolean
+exchange_alphas (Bab *bab, SbAlphaSet *set, Domain **doms, int B, gboolean save, GError **error)
+{
+  SbNetwork *net = bab->net;
+  int64_t offset = 0, S = bab->S;
+  gboolean any = save;
+  for (int b = 0; b < B && !any; b++)
+    any = doms[b]->alpha != NULL;
+  if (!any)
+    return TRUE;
+  for (int j = 0; j < set->n_nodes; j++)
+    {
+      if (set->alpha[SB_SIDE_LOWER] == NULL || set->alpha[SB_SIDE_LOWER][j] == NULL)
+        continue;
+      int64_t N = sb_net_node_size (net, j);
+      g_autofree double *buf = g_new (double, S * B * N);
+      if (!sb_net_tensor_read (net, set->alpha[SB_SIDE_LOWER][j], S * B * N, buf, error))
+        return FALSE;
+      for (int b = 0; b < B; b++)
+        {
+          Domain *d = doms[b];
+          if (save && d->alpha == NULL)
+            d->alpha = g_new (float, S * bab->alpha_size);
+          if (d->alpha == NULL)
+            continue;
+          for (int64_t s = 0; s < S; s++)
+            for (int64_t k = 0; k < N; k++)
+              {
+                float *a = &d->alpha[s * bab->alpha_size + offset + k];
+                double *t = &buf[(s * B + b) * N + k];
+                if (save)
+                  *a = (float) *t;
+                else
+                  *t = *a;
+              }
+        }
+      if (!save && !sb_net_tensor_write (net, set->alpha[SB_SIDE_LOWER][j], S * B * N, buf, error))
+        return FALSE;
+      offset += N;
+    }
+  return TRUE;
+}
+
 /* Evaluates B domains whose bounds were loaded from their parents: refresh
  * the intermediate bounds after `first_split_node`, optimise alphas and
  * betas for the atoms, score branches. Verified or empty domains get
@@ -419,9 +471,11 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
   SbAlphaParams saved = net->alpha;
   net->alpha.iterations = bab->params->bab_iterations;
   ok = sb_alpha_set_init (net, &set, out_node, bab->S, B, SB_SIDES_LOWER, nb.lo, nb.hi, error)
+       && exchange_alphas (bab, &set, doms, B, FALSE, error)
        && sb_alpha_set_add_betas (net, &set, bab->S, B, sign, error)
        && sb_alpha_optimize (net, &set, out_node, A, bab->S, B, nb.lo, nb.hi, SB_SIDES_LOWER, &cfg,
-                             lower, NULL, error);
+                             lower, NULL, error)
+       && exchange_alphas (bab, &set, doms, B, TRUE, error);
   net->alpha = saved;
   if (!ok)
     goto out;
@@ -462,7 +516,8 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
     {
       Domain *d = doms[b];
       for (int s = 0; s < bab->S; s++)
-        d->spec_lower[s] = MAX (lower[(int64_t) s * B + b], last[(int64_t) s * B + b]);
+        d->spec_lower[s] = MAX (d->spec_lower[s],
+                                MAX (lower[(int64_t) s * B + b], last[(int64_t) s * B + b]));
       d->margin = empty[b] ? INFINITY : margin_of (bab, d->spec_lower);
       if (proven (d))
         continue;
@@ -508,7 +563,9 @@ child_of (const Bab *bab, const Domain *parent, int node, int64_t neuron, int si
 {
   Domain *c = g_new0 (Domain, 1);
   c->bounds = g_memdup2 (parent->bounds, sizeof (float) * 2 * bab->R);
-  c->spec_lower = g_new0 (double, bab->S);
+  c->spec_lower = g_memdup2 (parent->spec_lower, sizeof (double) * bab->S);
+  if (parent->alpha != NULL)
+    c->alpha = g_memdup2 (parent->alpha, sizeof (float) * bab->S * bab->alpha_size);
   c->n_splits = parent->n_splits + 1;
   c->splits = g_new (Split, c->n_splits);
   if (parent->n_splits > 0)
@@ -581,6 +638,38 @@ out:
   return ok;
 }
 
+/* A disjunct proven on the whole region is proven on every subdomain:
+ * branch-and-bound carries only the atoms of the others, which makes every
+ * pass cheaper (the root keeps its bounds for those atoms). */
+static void
+drop_proven_disjuncts (Bab *bab, Domain *root)
+{
+  const int64_t n_out = bab->net->graph->output_size;
+  int S = 0, n_open = 0;
+  for (int j = 0; j < bab->n_open; j++)
+    {
+      gboolean done = FALSE;
+      for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
+        done = done || root->spec_lower[a] - bab->rhs[a] > PROVEN_MARGIN;
+      if (done)
+        continue;
+      int start = S;
+      for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++, S++)
+        {
+          memmove (bab->rows + (int64_t) S * n_out, bab->rows + (int64_t) a * n_out, sizeof (double) * n_out);
+          bab->rhs[S] = bab->rhs[a];
+          root->spec_lower[S] = root->spec_lower[a];
+          if (root->alpha != NULL)
+            memmove (root->alpha + (int64_t) S * bab->alpha_size, root->alpha + (int64_t) a * bab->alpha_size,
+                     sizeof (float) * bab->alpha_size);
+        }
+      bab->open_start[n_open++] = start;
+    }
+  bab->open_start[n_open] = S;
+  bab->n_open = n_open;
+  bab->S = S;
+}
+
 /* ---- one region -------------------------------------------------------------- */
 
 static SbResult
@@ -589,7 +678,9 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
   const SbVerifyParams *p = bab->params;
   Domain *root = g_new0 (Domain, 1);
   root->bounds = g_new (float, 2 * bab->R);
-  root->spec_lower = g_new0 (double, bab->S);
+  root->spec_lower = g_new (double, bab->S);
+  for (int s = 0; s < bab->S; s++)
+    root->spec_lower[s] = -INFINITY;
   root->branch_node = -1;
   g_autofree gboolean *empty = g_new0 (gboolean, 1);
   Domain *one[1] = { root };
@@ -608,6 +699,7 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
       domain_free (root);
       return SB_RESULT_UNSAT;
     }
+  drop_proven_disjuncts (bab, root);
   heap_push (bab->heap, root);
   gint64 t0 = g_get_monotonic_time ();
   SbResult result = SB_RESULT_UNSAT;
@@ -727,6 +819,14 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
         bab.ri_offset[bab.n_ri++] = bab.R;
         bab.R += sb_net_node_size (net, i);
       }
+  /* The slopes of the spec pass: every ReLU the output depends on. */
+  {
+    g_autofree gboolean *reached = g_new (gboolean, n);
+    sb_pass_ancestors (net, g->output, reached);
+    for (int j = 0; j < g->output; j++)
+      if (reached[j] && sb_graph_node (g, j)->kind == SB_NODE_RELU)
+        bab.alpha_size += sb_net_node_size (net, j);
+  }
   /* All atoms of every disjunct (none are proven yet: the root decides). */
   bab.S = 0;
   bab.open_start = g_new (int, reg->n_disjuncts + 1);
