@@ -1326,6 +1326,212 @@ static void check_layer_vjp(GRand *rng, const RefLayer *l, int side,
   be->tensor_free(ctx, talpha);
 }
 
+/* A_in [R,IN] = A [R,OUT] . W [OUT,IN] in double, and the scale each
+ * element's rounding is relative to (sum of |a||w|, so that cancellation
+ * does not make the tolerance vanish). */
+static void ref_linear_backward(const float *A, const float *w, int64_t R,
+                                int64_t OUT, int64_t IN, double *want,
+                                double *scale) {
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < IN; j++) {
+      double acc = 0.0, mag = 0.0;
+      for (int64_t k = 0; k < OUT; k++) {
+        acc += (double)A[r * OUT + k] * w[k * IN + j];
+        mag += fabs((double)A[r * OUT + k] * w[k * IN + j]);
+      }
+      want[r * IN + j] = acc;
+      scale[r * IN + j] = mag;
+    }
+}
+
+static void assert_linear_backward_dense(const sb_tensor *A, const float *w,
+                                         const sb_tensor *Ai, int64_t R,
+                                         int64_t OUT, int64_t IN,
+                                         const char *what) {
+  float *a = g_new(float, R * OUT), *got = g_new(float, R * IN);
+  double *want = g_new(double, R * IN), *scale = g_new(double, R * IN);
+  OK(be->tensor_read(ctx, A, 0, R * OUT, SB_DTYPE_F32, a));
+  OK(be->tensor_read(ctx, Ai, 0, R * IN, SB_DTYPE_F32, got));
+  ref_linear_backward(a, w, R, OUT, IN, want, scale);
+  for (int64_t i = 0; i < R * IN; i++)
+    ck_assert_msg(fabs(got[i] - want[i]) <= 1e-6 * scale[i] + 1e-30,
+                  "%s: A_in[%lld] = %.9g, dense %.9g (scale %.3g)", what,
+                  (long long)i, got[i], want[i], scale[i]);
+  g_free(a), g_free(got), g_free(want), g_free(scale);
+}
+
+static uint64_t workspace_peak(void) {
+  sb_memory_stats_v1 m = {.struct_size = sizeof m};
+  OK(be->memory_stats(ctx, 0, &m));
+  return m.peak_bytes[SB_MEM_WORKSPACE];
+}
+
+/* After a ReLU backward, the columns of stably inactive neurons are exact
+ * zeros and a linear backward multiplies only the live ones (its
+ * workspace shows it did): the result equals the dense product to
+ * rounding, over several row blocks, and a later write into a dead column
+ * is honoured. */
+START_TEST(test_linear_backward_after_inactive_relu_equals_dense) {
+  enum { S = 2 * 128 + 3, B = 2, IN = 48, OUT = 64 };
+  const int64_t R = S * B;
+  GRand *g = g_rand_new_with_seed(29);
+  float *w = rand_floats(g, OUT * IN, 1.0), *b = rand_floats(g, OUT, 1.0);
+  sb_layer *lin = linear(IN, OUT, w, b), *re = relu(OUT);
+  /* Neurons 0..39 inactive in both batch elements, the rest unstable or
+   * active, so 24 of 64 columns stay live. */
+  double pl[B * OUT], pu[B * OUT];
+  for (int k = 0; k < B; k++)
+    for (int n = 0; n < OUT; n++) {
+      pl[k * OUT + n] = n < 40 ? -2.0 : n % 2 ? -0.5 : 0.25;
+      pu[k * OUT + n] = n < 40 ? (n % 3 ? -0.1 : 0.0) : 1.0;
+    }
+  sb_tensor *lo = bounds_from(B, OUT, pl), *up = bounds_from(B, OUT, pu);
+  double *a0 = g_new(double, R * OUT);
+  for (int64_t i = 0; i < R * OUT; i++)
+    a0[i] = frand(g, -1.0, 1.0);
+  sb_tensor *A = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, a0);
+  sb_tensor *Am = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  sb_tensor *Ai = coef_from(SB_MEM_COEFFICIENTS, S, B, IN, NULL);
+  sb_tensor *bias = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 0);
+  backward(re, SB_SIDE_LOWER, A, lo, up, NULL, Am, 0, bias);
+  uint64_t ws0 = workspace_peak();
+  backward(lin, SB_SIDE_LOWER, Am, NULL, NULL, NULL, Ai, 0, bias);
+  ck_assert_uint_gt(workspace_peak(), ws0);
+  assert_linear_backward_dense(Am, w, Ai, R, OUT, IN, "after relu");
+
+  /* Row (1,0) of the middle block gets a value in dead column 3. */
+  OK(be->tensor_write(ctx, Am, (128 * B) * OUT + 3, 1, SB_DTYPE_F64,
+                      (double[]){0.75}));
+  backward(lin, SB_SIDE_LOWER, Am, NULL, NULL, NULL, Ai, 0, bias);
+  assert_linear_backward_dense(Am, w, Ai, R, OUT, IN, "after a write");
+  float probe[IN];
+  OK(be->tensor_read(ctx, Ai, (128 * B) * IN, IN, SB_DTYPE_F32, probe));
+  float *am = g_new(float, OUT);
+  OK(be->tensor_read(ctx, Am, (128 * B) * OUT, OUT, SB_DTYPE_F32, am));
+  double with3 = 0.0;
+  for (int k = 0; k < OUT; k++)
+    with3 += (double)am[k] * w[k * IN];
+  ck_assert_msg(fabs(probe[0] - with3) <= 1e-5 * (1.0 + fabs(with3)),
+                "the write into dead column 3 was ignored: %.9g vs %.9g",
+                probe[0], with3);
+  g_free(am);
+
+  be->tensor_free(ctx, A);
+  be->tensor_free(ctx, Am);
+  be->tensor_free(ctx, Ai);
+  be->tensor_free(ctx, bias);
+  be->tensor_free(ctx, lo);
+  be->tensor_free(ctx, up);
+  be->layer_free(ctx, lin);
+  be->layer_free(ctx, re);
+  g_free(a0), g_free(w), g_free(b);
+  g_rand_free(g);
+}
+END_TEST
+
+/* Every neuron inactive: A is all zeros after the ReLU, and the linear
+ * backward must still overwrite A_in with zeros, or leave it as it was
+ * when accumulating. */
+START_TEST(test_linear_backward_of_all_zero_columns_overwrites_or_keeps) {
+  enum { S = 3, B = 1, IN = 5, OUT = 4 };
+  const float w[OUT * IN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                             11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+  sb_layer *lin = linear(IN, OUT, w, NULL), *re = relu(OUT);
+  sb_tensor *lo = bounds_from(B, OUT, (double[]){-2, -1, -3, -1});
+  sb_tensor *up = bounds_from(B, OUT, (double[]){-1, 0, -1, -0.5});
+  double ones[S * B * OUT], prior[S * B * IN];
+  for (int i = 0; i < S * B * OUT; i++)
+    ones[i] = 1.0;
+  for (int i = 0; i < S * B * IN; i++)
+    prior[i] = i + 0.5;
+  sb_tensor *A = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, ones);
+  sb_tensor *Am = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  sb_tensor *Ai = coef_from(SB_MEM_COEFFICIENTS, S, B, IN, prior);
+  sb_tensor *bias = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 0);
+  backward(re, SB_SIDE_UPPER, A, lo, up, NULL, Am, 0, bias);
+  double got[S * B * IN];
+  backward(lin, SB_SIDE_UPPER, Am, NULL, NULL, NULL, Ai, 1, bias);
+  read_into(Ai, S * B * IN, got);
+  assert_close(got, prior, S * B * IN, 0.0, "accumulated A_in");
+  backward(lin, SB_SIDE_UPPER, Am, NULL, NULL, NULL, Ai, 0, bias);
+  read_into(Ai, S * B * IN, got);
+  double zeros[S * B * IN] = {0};
+  assert_close(got, zeros, S * B * IN, 0.0, "overwritten A_in");
+  be->tensor_free(ctx, A);
+  be->tensor_free(ctx, Am);
+  be->tensor_free(ctx, Ai);
+  be->tensor_free(ctx, bias);
+  be->tensor_free(ctx, lo);
+  be->tensor_free(ctx, up);
+  be->layer_free(ctx, lin);
+  be->layer_free(ctx, re);
+}
+END_TEST
+
+static sb_tensor *linear_vjp(const sb_layer *l, const sb_tensor *A,
+                              const sb_tensor *G, const sb_tensor *g,
+                              sb_tensor *gA) {
+  sb_vjp_args_v1 v;
+  memset(&v, 0, sizeof v);
+  v.struct_size = sizeof v;
+  v.side = SB_SIDE_LOWER;
+  v.A_out = A;
+  v.grad_A_in[0] = G;
+  v.grad_bias = g;
+  v.grad_A_out = gA;
+  OK(be->layer_backward_vjp(ctx, l, &v));
+  return gA;
+}
+
+/* The VJP G . W^T + g b^T skips the columns of G that are exactly zero
+ * (outputs of inactive ReLUs below the layer): equal to the dense product
+ * to rounding, with blocks whose zero columns differ, and with a block
+ * whose G is all zeros. */
+START_TEST(test_linear_vjp_with_zero_columns_equals_dense) {
+  enum { S = 2 * 128 + 3, B = 1, IN = 40, OUT = 33 };
+  const int64_t R = S * B;
+  GRand *g = g_rand_new_with_seed(31);
+  float *w = rand_floats(g, OUT * IN, 1.0), *b = rand_floats(g, OUT, 1.0);
+  sb_layer *lin = linear(IN, OUT, w, b);
+  double *G0 = g_new(double, R * IN), *g0 = g_new(double, R);
+  for (int64_t r = 0; r < R; r++) {
+    g0[r] = frand(g, -1.0, 1.0);
+    for (int64_t j = 0; j < IN; j++) {
+      int dead = r < 128 * B ? j % 2 : j % 3 != 1;
+      G0[r * IN + j] = r >= 256 * B || dead ? 0.0 : frand(g, -1.0, 1.0);
+    }
+  }
+  sb_tensor *A = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  sb_tensor *G = coef_from(SB_MEM_COEFFICIENTS, S, B, IN, G0);
+  sb_tensor *gt = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 0);
+  OK(be->tensor_write(ctx, gt, 0, R, SB_DTYPE_F64, g0));
+  sb_tensor *gA = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+  uint64_t ws0 = workspace_peak();
+  linear_vjp(lin, A, G, gt, gA);
+  ck_assert_uint_gt(workspace_peak(), ws0);
+  float *got = g_new(float, R * OUT);
+  OK(be->tensor_read(ctx, gA, 0, R * OUT, SB_DTYPE_F32, got));
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t o = 0; o < OUT; o++) {
+      double want = g0[r] * b[o], scale = fabs(want);
+      for (int64_t j = 0; j < IN; j++) {
+        want += G0[r * IN + j] * w[o * IN + j];
+        scale += fabs(G0[r * IN + j] * w[o * IN + j]);
+      }
+      ck_assert_msg(fabs(got[r * OUT + o] - want) <= 1e-6 * scale + 1e-30,
+                    "grad_A_out[%lld,%lld] = %.9g, dense %.9g", (long long)r,
+                    (long long)o, got[r * OUT + o], want);
+    }
+  g_free(got), g_free(G0), g_free(g0), g_free(w), g_free(b);
+  be->tensor_free(ctx, A);
+  be->tensor_free(ctx, G);
+  be->tensor_free(ctx, gt);
+  be->tensor_free(ctx, gA);
+  be->layer_free(ctx, lin);
+  g_rand_free(g);
+}
+END_TEST
+
 START_TEST(test_linear_vjp_matches_finite_differences) {
   GRand *g = g_rand_new_with_seed(11);
   RefLayer l = ref_layer(g, desc_of(SB_LAYER_LINEAR, 5, 4));
@@ -1610,6 +1816,8 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_backward_accumulate_adds_and_bias_always_adds);
   tcase_add_test(abi, test_unit_rows_set_one_per_spec_and_batch);
   tcase_add_test(abi, test_linear_backward_from_unit_rows_equals_gemm_bitwise);
+  tcase_add_test(abi, test_linear_backward_after_inactive_relu_equals_dense);
+  tcase_add_test(abi, test_linear_backward_of_all_zero_columns_overwrites_or_keeps);
   tcase_add_test(abi, test_tensor_write_read_f64_at_offset);
   tcase_add_test(abi, test_tensor_create_out_of_memory_names_bytes_and_category);
   tcase_add_test(abi, test_context_rejects_unknown_option_by_name);
@@ -1620,6 +1828,7 @@ static Suite *backend_cpu_suite(void) {
   TCase *vjp = tcase_create("abi-1.1");
   tcase_add_checked_fixture(vjp, setup, teardown);
   tcase_add_test(vjp, test_linear_vjp_matches_finite_differences);
+  tcase_add_test(vjp, test_linear_vjp_with_zero_columns_equals_dense);
   tcase_add_test(vjp, test_conv_vjp_matches_finite_differences_for_every_geometry);
   tcase_add_test(vjp, test_affine_and_add_vjp_match_finite_differences);
   tcase_add_loop_test(vjp,

@@ -580,6 +580,91 @@ START_TEST(test_linear_blocks_equal_cpu_bit_for_bit_around_block_size) {
 }
 END_TEST
 
+/* A linear backward after a ReLU backward with stably inactive neurons
+ * multiplies only the live columns of A, and the VJP only the non-zero
+ * columns of G, chosen block by block from the block's own data: FSDP
+ * runs the same blocks, so the products are the same calls. The later
+ * blocks have extra dead columns, so blocks differ. */
+START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
+  const int64_t S = 2 * SB_ROW_BLOCK + 3, B = 2, IN = 257, OUT = 300;
+  const int64_t R = S * B;
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  rng_state = 4242;
+  float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
+  float *A0 = rand_vec(R * OUT, 1.0f);
+  float *pl = malloc((size_t)(B * OUT) * sizeof(float));
+  float *pu = malloc((size_t)(B * OUT) * sizeof(float));
+  for (int64_t i = 0; i < B * OUT; i++) {
+    int dead = (i % OUT) % 5 < 3;
+    pl[i] = dead ? -1.0f - 0.5f * frand() : -0.3f + 0.2f * frand();
+    pu[i] = dead ? -0.05f * (frand() + 1.0f) : 0.5f + 0.2f * frand();
+  }
+  for (int64_t r = SB_ROW_BLOCK * B; r < 2 * SB_ROW_BLOCK * B; r++)
+    for (int64_t n = 0; n < OUT; n += 7)
+      A0[r * OUT + n] = 0.0f;
+  float *G0 = rand_vec(R * IN, 1.0f);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < IN; j++)
+      if (j % 5 < 3 || (r >= SB_ROW_BLOCK * B && j % 7 == 0))
+        G0[r * IN + j] = 0.0f;
+  sb_layer_desc_v1 dl = {.struct_size = sizeof dl, .kind = SB_LAYER_LINEAR,
+                         .in_size = IN, .out_size = OUT, .weight = w,
+                         .bias = bias};
+  sb_layer_desc_v1 dr = {.struct_size = sizeof dr, .kind = SB_LAYER_RELU,
+                         .in_size = OUT, .out_size = OUT};
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  for (int P = 1; P <= 4; P++) {
+    Ctx fs = open_ranks(&fsdp_b, P);
+    Ctx *cs[2] = {&cpu, &fs};
+    sb_layer *l[2], *re[2];
+    sb_tensor *A[2], *Am[2], *Ai[2], *bt[2], *lo[2], *up[2], *Gt[2], *gA[2];
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      ok(c, c->d->layer_create(c->ctx, &dl, &l[i]), "layer_create");
+      ok(c, c->d->layer_create(c->ctx, &dr, &re[i]), "layer_create");
+      A[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, A0);
+      Am[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+      Ai[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, NULL);
+      bt[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+      lo[i] = tensor(c, SB_MEM_BOUNDS, B, OUT, 0, pl);
+      up[i] = tensor(c, SB_MEM_BOUNDS, B, OUT, 0, pu);
+      for (int side = SB_SIDE_LOWER; side <= SB_SIDE_UPPER; side++) {
+        sb_backward_args_v1 ar = {.struct_size = sizeof ar, .side = side,
+                                  .A_out = A[i], .pre_lower = lo[i],
+                                  .pre_upper = up[i], .A_in = {Am[i]},
+                                  .bias = bt[i]};
+        ok(c, c->d->layer_backward(c->ctx, re[i], &ar), "relu backward");
+        sb_backward_args_v1 al = {.struct_size = sizeof al, .side = side,
+                                  .A_out = Am[i], .A_in = {Ai[i]},
+                                  .accumulate = {side}, .bias = bt[i]};
+        ok(c, c->d->layer_backward(c->ctx, l[i], &al), "linear backward");
+      }
+      /* G with zero columns, as a ReLU VJP below the layer leaves it. */
+      Gt[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, G0);
+      gA[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
+      sb_vjp_args_v1 v = {.struct_size = sizeof v, .side = SB_SIDE_LOWER,
+                          .A_out = Am[i], .grad_A_in = {Gt[i]},
+                          .grad_A_out = gA[i]};
+      ok(c, c->d->layer_backward_vjp(c->ctx, l[i], &v), "linear VJP");
+    }
+    same_bits(&cpu, Ai[0], &fs, Ai[1], R * IN, "A_in", P);
+    same_bits(&cpu, bt[0], &fs, bt[1], R, "bias", P);
+    same_bits(&cpu, gA[0], &fs, gA[1], R * OUT, "grad_A_out", P);
+    for (int i = 0; i < 2; i++) {
+      Ctx *c = cs[i];
+      sb_tensor *ts[] = {A[i], Am[i], Ai[i], bt[i], lo[i], up[i], Gt[i], gA[i]};
+      for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+        c->d->tensor_free(c->ctx, ts[k]);
+      c->d->layer_free(c->ctx, l[i]);
+      c->d->layer_free(c->ctx, re[i]);
+    }
+    fs.d->context_destroy(fs.ctx);
+  }
+  cpu.d->context_destroy(cpu.ctx);
+  free(w), free(bias), free(A0), free(pl), free(pu), free(G0);
+}
+END_TEST
+
 /* Whole blocks per rank, as even as blocks allow, covering S exactly. */
 START_TEST(test_spec_row_split_is_whole_blocks_covering_all_rows) {
   const int64_t sizes[] = {0, 1, SB_ROW_BLOCK, SB_ROW_BLOCK + 1,
@@ -615,6 +700,7 @@ int main(void) {
   tcase_add_test(tc, test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
   tcase_add_test(tc, test_abi_1_1_operations_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_linear_blocks_equal_cpu_bit_for_bit_around_block_size);
+  tcase_add_test(tc, test_linear_with_zero_columns_equals_cpu_bit_for_bit);
   tcase_add_test(tc, test_spec_row_split_is_whole_blocks_covering_all_rows);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -238,6 +238,22 @@ typedef struct SbDeviceOps {
   int (*channel_bias_vjp)(SbDevice *dev, int64_t rows, int64_t channels,
                           int64_t spatial, const float *shift, const float *g,
                           float *y);
+
+  /* ---- optional: skipping exactly-zero columns of a product ---- */
+  /* Both MAY be NULL (a device without them gets dense products). */
+  /* The columns of A [rows, cols] (row stride lda >= cols) that hold at
+   * least one element other than +-0 (NaN counts as non-zero), ascending,
+   * into the HOST array index (cols entries); *count (HOST) gets how many.
+   * Waits for the data. */
+  int (*nonzero_cols)(SbDevice *dev, int64_t rows, int64_t cols,
+                      const float *A, int64_t lda, int64_t *index,
+                      int64_t *count);
+  /* dst[r,j] = src[r*lds + index[j]] for dst [rows, k] (contiguous); index
+   * is a HOST array of k entries, each a column of src (checked by the
+   * caller). dst MUST NOT overlap src. */
+  int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src,
+                     int64_t lds, int64_t k, const int64_t *index,
+                     float *dst);
 } SbDeviceOps;
 
 #ifdef __cplusplus

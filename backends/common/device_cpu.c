@@ -495,6 +495,38 @@ static int cpu_channel_bias_vjp(SbDevice *dev, int64_t rows, int64_t channels,
   return SB_OK;
 }
 
+static int cpu_nonzero_cols(SbDevice *dev, int64_t rows, int64_t cols,
+                            const float *A, int64_t lda, int64_t *index,
+                            int64_t *count) {
+  /* index doubles as the per-column flag array until the final compaction,
+   * so the scan needs no allocation. */
+  for (int64_t j = 0; j < cols; j++)
+    index[j] = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *a = A + r * lda;
+    for (int64_t j = 0; j < cols; j++)
+      index[j] |= a[j] != 0.0f; /* NaN != 0 too */
+  }
+  int64_t k = 0;
+  for (int64_t j = 0; j < cols; j++)
+    if (index[j])
+      index[k++] = j;
+  *count = k;
+  return SB_OK;
+}
+
+static int cpu_gather_cols(SbDevice *dev, int64_t rows, const float *src,
+                           int64_t lds, int64_t k, const int64_t *index,
+                           float *dst) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *s = src + r * lds;
+    float *d = dst + r * k;
+    for (int64_t j = 0; j < k; j++)
+      d[j] = s[index[j]];
+  }
+  return SB_OK;
+}
+
 const SbDeviceOps sb_device_cpu_ops = {
     .name = "cpu",
     .open = cpu_open,
@@ -532,4 +564,6 @@ const SbDeviceOps sb_device_cpu_ops = {
     .beta_apply = cpu_beta_apply,
     .beta_vjp = cpu_beta_vjp,
     .channel_bias_vjp = cpu_channel_bias_vjp,
+    .nonzero_cols = cpu_nonzero_cols,
+    .gather_cols = cpu_gather_cols,
 };
