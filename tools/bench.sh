@@ -102,31 +102,36 @@ with open(md, "w") as f:
     f.write("""
 ## What dominates the per-rank peak (wide MLP, CROWN, P=4)
 
-From `shardbound bounds --json` (peak by category, rank 0): weights shard
-51.2 MiB (1/P of 204.5 MiB), one gathered 4096x4096 layer 64 MiB
-(`gathered_weights`), CROWN coefficients 64 MiB (the spec rows of the
-intermediate-bound passes, 256 MiB on one device, split by rows across
-ranks), workspace 4 MiB, bounds 0.3 MiB. Bounds (`output_*`, `spec_*`) are
-identical to the cpu backend at every P.
+From `shardbound bounds --json` (peak by category, rank 0, measured when
+this text was written): weights shard 51.2 MiB (1/P of 204.5 MiB), one
+gathered 4096x4096 layer 64 MiB (`gathered_weights`), CROWN coefficients
+80 MiB (the spec rows of the intermediate-bound passes, split by rows
+across ranks in whole 128-row blocks), workspace 51.2 MiB (mostly the live
+rows of W that the zero-column skip of the linear backward multiplies: the
+skip made CROWN ~1.4x faster and moved the FSDP P=4 peak ratio from 38.9%
+to ~42%), bounds 0.3 MiB. Bounds (`output_*`, `spec_*`) are identical to the
+cpu backend at every P (tests/check-multirank).
 
 Why the gathered layer is not streamed in blocks: a blocked product issues
 GEMMs of other shapes than the single-device operator, and BLAS picks its
 kernel (small-matrix, direct, blocked) by shape, so the per-element
-summation order changes even when only output rows or input columns are
-blocked. With OpenBLAS 0.3.21 (Cooperlake kernels) 116 of 396 tested
-shape/block pairs differed in the last bit. Bitwise identity therefore
-needs the shared operator (`backends/common/op_linear.c`) to issue the same
-blocked calls on one device; until then the transient is one whole layer
-per rank and none with one rank (the shard is the layer and is used in
-place).
+summation order changes. Bitwise identity holds because every backend runs
+the same 128-row blocks through the shared operator
+(`backends/common/op_linear.c`); streaming the weights as well would need
+the same column blocking on one device. Until then the transient is one
+whole layer per rank, and none with one rank (the shard is the layer and is
+used in place).
 """)
 with open(dat, "w") as f:
-    for m in ("wide.onnx", "resnet.onnx"):
-        f.write("# %s: P baseline_MiB peak_MiB (fsdp)\n" % m)
-        for mm, be, p, t, b, pk in rows:
-            if mm == m and be == "fsdp":
-                f.write("%d %.3f %.3f\n" % (p, mib(b), mib(pk)))
-        f.write("\n\n")
+    # Blocks 0-3: wide/fsdp, resnet/fsdp, wide/tp, resnet/tp; P = 1 is the
+    # cpu backend for both, so every curve starts at single-device memory.
+    for be_want in ("fsdp", "tp"):
+        for m in ("wide.onnx", "resnet.onnx"):
+            f.write("# %s: P baseline_MiB peak_MiB (%s)\n" % (m, be_want))
+            for mm, be, p, t, b, pk in rows:
+                if mm == m and (be == be_want and p > 1 or be == "cpu"):
+                    f.write("%d %.3f %.3f\n" % (p, mib(b), mib(pk)))
+            f.write("\n\n")
 PY
 
 if command -v gnuplot >/dev/null; then

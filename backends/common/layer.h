@@ -151,6 +151,14 @@ int sb_beta_vjp(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
                 const float *grad_A, const float *sign, float *grad_beta,
                 int32_t accumulate);
 
+/* Sizes derived from a convolution's geometry: G groups of Cg input and
+ * OCg output channels, K im2col rows per group, P output positions, ck
+ * im2col rows in all (in_c*kh*kw). */
+typedef struct SbConvDims {
+  int64_t G, Cg, OCg, K, P, ck;
+} SbConvDims;
+SbConvDims sb_conv_dims(const SbConvGeom *g);
+
 /* Helpers for operator files. */
 int sb_exec_fail(SbExec *x, int status, const char *fmt, ...)
 #if defined(__GNUC__)

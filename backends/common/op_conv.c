@@ -79,14 +79,9 @@ static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
   return st;
 }
 
-/* Sizes derived from the geometry: K rows of im2col per input channel
- * group, P output positions. */
-typedef struct {
-  int64_t G, Cg, OCg, K, P, ck; /* ck = in_c*kh*kw (rows of cols) */
-} ConvDims;
 
-static ConvDims conv_dims(const SbConvGeom *g) {
-  ConvDims d;
+SbConvDims sb_conv_dims(const SbConvGeom *g) {
+  SbConvDims d;
   d.G = g->groups;
   d.Cg = g->in_c / g->groups;
   d.OCg = g->out_c / g->groups;
@@ -96,7 +91,7 @@ static ConvDims conv_dims(const SbConvGeom *g) {
   return d;
 }
 
-static int64_t conv_chunk(const ConvDims *d, int64_t rows) {
+static int64_t conv_chunk(const SbConvDims *d, int64_t rows) {
   int64_t per = d->ck * d->P;
   int64_t c = per > 0 ? SB_CONV_WORKSPACE_FLOATS / per : rows;
   if (c < 1)
@@ -111,7 +106,7 @@ static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
                       float *out) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
-  ConvDims d = conv_dims(g);
+  SbConvDims d = sb_conv_dims(g);
   int64_t chunk = conv_chunk(&d, B);
   SbBuffer cols = {0};
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
@@ -184,7 +179,7 @@ static int conv_backward(SbExec *x, const struct sb_layer *l,
                          const SbOpBackward *a) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
-  ConvDims d = conv_dims(g);
+  SbConvDims d = sb_conv_dims(g);
   const int64_t R = a->S * a->B;
   int64_t chunk = conv_chunk(&d, R);
   SbBuffer cols = {0};

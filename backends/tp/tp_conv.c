@@ -9,20 +9,6 @@
 /* Bound on the transient im2col columns of one call, in floats. */
 #define TP_CONV_WORKSPACE_FLOATS ((int64_t)4 * 1024 * 1024)
 
-typedef struct {
-  int64_t G, Cg, OCg, K, P, ck; /* ck = in_c*kh*kw (rows of cols) */
-} ConvDims;
-
-static ConvDims conv_dims(const SbConvGeom *g) {
-  ConvDims d;
-  d.G = g->groups;
-  d.Cg = g->in_c / g->groups;
-  d.OCg = g->out_c / g->groups;
-  d.K = d.Cg * g->kernel_h * g->kernel_w;
-  d.P = g->out_h * g->out_w;
-  d.ck = g->in_c * g->kernel_h * g->kernel_w;
-  return d;
-}
 
 int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
   if (d->groups <= 0 || d->out_c <= 0 || d->out_c % d->groups)
@@ -56,7 +42,7 @@ int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
   l->conv.out_c = d->out_c;
   if (sh->count == 0)
     return SB_OK;
-  ConvDims cd = conv_dims(&l->conv);
+  SbConvDims cd = sb_conv_dims(&l->conv);
   sh->c0 = sh->start / cd.P;
   sh->nc = (sh->start + sh->count + cd.P - 1) / cd.P - sh->c0;
   st = sb_exec_upload_weights(x, d->weight + sh->c0 * cd.K, sh->nc * cd.K,
@@ -72,7 +58,7 @@ int tp_conv_apply(SbExec *x, const TpLayer *tl, const TpShard *sh,
                   const float *w, int64_t B, const float *in, float *out) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &sh->local.conv;
-  ConvDims d = conv_dims(g);
+  SbConvDims d = sb_conv_dims(g);
   int64_t chunk = TP_CONV_WORKSPACE_FLOATS / (d.ck * d.P);
   chunk = chunk < 1 ? 1 : chunk > B ? B : chunk;
   SbBuffer cols = {0};
@@ -177,7 +163,7 @@ int tp_conv_backward_partial(SbExec *x, const TpLayer *tl, const TpShard *sh,
                              float *bias_partial) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &sh->local.conv;
-  ConvDims d = conv_dims(g);
+  SbConvDims d = sb_conv_dims(g);
   const int64_t c0 = sh->c0, c1 = sh->c0 + sh->nc, width = sh->nc * d.P;
   /* The local columns padded to whole channels: the transposed convolution
    * works channel by channel. */
