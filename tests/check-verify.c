@@ -7,6 +7,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine-testlib.h"
 #include "hosts/engine/verify.h"
@@ -201,6 +202,37 @@ START_TEST (test_verify_honours_timeout)
 }
 END_TEST
 
+/* The queue limits end branch-and-bound with "unknown" and say why. */
+START_TEST (test_verify_stops_at_domain_and_memory_limits)
+{
+  g_autoptr (GError) error = NULL;
+  /* An instance that needs hundreds of domains (unsat, 45 s for
+   * alpha-beta-CROWN on a GPU). */
+  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
+  ck_assert (g != NULL && p != NULL);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  ck_assert (net != NULL);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.attack = FALSE;
+  params.batch = 4;
+  params.timeout = 60;
+  if (_i == 0)
+    params.max_domains = 3;
+  else
+    params.max_memory_mib = 0.01; /* a few domains' bounds */
+  SbVerifyOutcome o;
+  ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
+  ck_assert_str_eq (sb_result_to_string (o.result), "unknown");
+  ck_assert_msg (o.reason != NULL && strstr (o.reason, "limit") != NULL, "%s", o.reason ? o.reason : "(none)");
+  sb_verify_outcome_clear (&o);
+}
+END_TEST
+
 static Suite *
 verify_suite (void)
 {
@@ -214,6 +246,7 @@ verify_suite (void)
   tcase_add_test (tc, test_verify_finds_published_counterexample);
   tcase_add_loop_test (tc, test_verify_proves_published_unsat_instance, 0, 2);
   tcase_add_test (tc, test_verify_honours_timeout);
+  tcase_add_loop_test (tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
   suite_add_tcase (s, tc);
   return s;
 }

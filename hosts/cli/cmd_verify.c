@@ -42,13 +42,14 @@ sb_cmd_verify (int argc, char **argv)
   g_autofree char *results_file = NULL, *branching = NULL;
   SbCliBackendOptions bo = { 0 };
   int batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
-  double timeout = 0;
+  double timeout = 0, max_memory = 0;
   gboolean quiet = FALSE, no_attack = FALSE, no_refine = FALSE;
   GOptionEntry entries[] = {
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Give up after S seconds (default: none)", "S" },
     { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Domains split per branch-and-bound step (default 32)", "N" },
     { "max-domains", 0, 0, G_OPTION_ARG_INT, &max_domains, "Give up (unknown) beyond N open domains (default 200000)", "N" },
+    { "max-memory", 0, 0, G_OPTION_ARG_DOUBLE, &max_memory, "Give up (unknown) when queued domains would hold more than MiB of host memory (default 4096)", "MIB" },
     { "branching", 0, 0, G_OPTION_ARG_STRING, &branching, "Branching heuristic: babsr (default) or fsb", "NAME" },
     { "iterations", 0, 0, G_OPTION_ARG_INT, &iterations, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
     { "attack-restarts", 0, 0, G_OPTION_ARG_INT, &restarts, "PGD: points attacked at once (default 32)", "N" },
@@ -82,6 +83,8 @@ sb_cmd_verify (int argc, char **argv)
     params.batch = batch;
   if (max_domains > 0)
     params.max_domains = max_domains;
+  if (max_memory > 0)
+    params.max_memory_mib = max_memory;
   if (iterations > 0)
     params.bab_iterations = iterations;
   if (restarts > 0)
@@ -99,7 +102,7 @@ sb_cmd_verify (int argc, char **argv)
         }
       params.branching = SB_BRANCH_FSB;
     }
-  if (argc != 3 || timeout < 0 || batch < 0 || max_domains < 0 || iterations < 0 || restarts < 0 || steps < 0)
+  if (argc != 3 || timeout < 0 || max_memory < 0 || batch < 0 || max_domains < 0 || iterations < 0 || restarts < 0 || steps < 0)
     {
       printf ("error\n");
       g_printerr ("shardbound verify: expected MODEL.onnx PROPERTY.vnnlib and non-negative numbers "

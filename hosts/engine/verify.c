@@ -26,6 +26,7 @@ sb_verify_params_init (SbVerifyParams *p)
   p->timeout = 0;
   p->batch = 32;
   p->max_domains = 200000;
+  p->max_memory_mib = 4096;
   p->branching = SB_BRANCH_BABSR;
   p->fsb_candidates = 3;
   p->bab_iterations = 10;
@@ -88,6 +89,7 @@ typedef struct {
   /* Min-heap of domains by margin. */
   GPtrArray *heap;
   int64_t evaluated;
+  gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
   gboolean found;
   float *cex;
 } Bab;
@@ -710,8 +712,12 @@ bab_region (Bab *bab, SbNodeBounds *root_nb, GError **error)
           result = SB_RESULT_TIMEOUT;
           break;
         }
-      if ((int64_t) bab->heap->len > p->max_domains)
+      /* Bounds and slopes dominate a queued domain's memory. */
+      double domain_mib = (2.0 * bab->R + (double) bab->S * bab->alpha_size) * sizeof (float) / 1048576.0;
+      if ((int64_t) bab->heap->len > p->max_domains
+          || (p->max_memory_mib > 0 && bab->heap->len * domain_mib > p->max_memory_mib))
         {
+          bab->limit_hit = TRUE;
           result = SB_RESULT_UNKNOWN;
           break;
         }
@@ -858,7 +864,8 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
     }
   if (result == SB_RESULT_UNKNOWN && o->reason == NULL)
     o->reason = g_strdup_printf ("region %d: branch-and-bound stopped (%s)", region,
-                                 bab.heap->len > 0 ? "domain limit" : "a domain with no unstable ReLU left was not proven");
+                                 bab.limit_hit ? "domain count or memory limit reached"
+                                               : "a domain with no unstable ReLU left was not proven");
 out:
   if (bab.heap != NULL)
     g_ptr_array_free (bab.heap, TRUE);

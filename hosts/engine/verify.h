@@ -26,6 +26,8 @@ typedef struct {
   double timeout;         /* seconds, <= 0 for none */
   int batch;              /* domains split per BaB step */
   int max_domains;        /* queue limit; beyond it: unknown */
+  double max_memory_mib;  /* host memory the queued domains may hold;
+                             beyond it: unknown (<= 0: no limit) */
   SbBranching branching;
   int fsb_candidates;     /* FSB: candidates evaluated per domain */
   int bab_iterations;     /* alpha/beta steps per BaB batch */
