@@ -348,17 +348,26 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
         for (int64_t kj = 0; kj < g->kernel_w; kj++) {
           const float *row =
               ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * P;
-          for (int64_t oh = 0; oh < g->out_h; oh++) {
+          /* The output columns whose input column iw = ow*sw - pl + kj*dw
+           * lies inside the image, found once per kernel column so that the
+           * inner loop has no test (and is a plain vector add at stride 1). */
+          const int64_t sw = g->stride_w, off = kj * g->dilation_w - g->pad_left;
+          int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+          int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
+          if (ow1 > g->out_w - 1)
+            ow1 = g->out_w - 1;
+          for (int64_t oh = 0; oh < g->out_h && ow0 <= ow1; oh++) {
             int64_t ih = oh * g->stride_h - g->pad_top + ki * g->dilation_h;
             if (ih < 0 || ih >= g->in_h)
               continue;
             const float *src = row + oh * g->out_w;
             float *dst = xi + (c * g->in_h + ih) * g->in_w;
-            for (int64_t ow = 0; ow < g->out_w; ow++) {
-              int64_t iw = ow * g->stride_w - g->pad_left + kj * g->dilation_w;
-              if (iw >= 0 && iw < g->in_w)
-                dst[iw] += src[ow];
-            }
+            if (sw == 1)
+              for (int64_t ow = ow0; ow <= ow1; ow++)
+                dst[ow + off] += src[ow];
+            else
+              for (int64_t ow = ow0; ow <= ow1; ow++)
+                dst[ow * sw + off] += src[ow];
           }
         }
   }
