@@ -3,7 +3,6 @@
  * every multi-rank backend exposes the same way. */
 #include "backends/common/rank_backend.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <string.h>
 
 #include "backends/common/device_cpu.h"
+#include "backends/common/single_backend.h"
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
   va_list ap;
@@ -22,18 +22,6 @@ int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
 
 int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg) {
   return sb_ranks_run(ctx->ranks, fn, arg, ctx->error, sizeof ctx->error);
-}
-
-static int parse_long(const char *s, long min, long max, long *out) {
-  if (s == NULL || *s == '\0')
-    return 0;
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end != '\0' || v < min || v > max)
-    return 0;
-  *out = v;
-  return 1;
 }
 
 static const char known_options[] = "ranks, device, comm, fail_rank, fail_at";
@@ -51,7 +39,7 @@ static int parse_options(const char *be, const sb_option *options,
       return SB_ERR_INVALID_ARGUMENT;
     }
     if (strcmp(key, "ranks") == 0) {
-      if (!parse_long(value, 1, SB_RANKS_MAX, &ranks)) {
+      if (!sb_option_parse_long(value, 1, SB_RANKS_MAX, &ranks)) {
         snprintf(error, error_size,
                  "%s: option ranks='%s' is not a rank count (expected an "
                  "integer 1..%d)",
@@ -75,13 +63,13 @@ static int parse_options(const char *be, const sb_option *options,
         return SB_ERR_UNSUPPORTED;
       }
     } else if (strcmp(key, "fail_rank") == 0) {
-      if (!parse_long(value, 0, SB_RANKS_MAX - 1, &fail_rank)) {
+      if (!sb_option_parse_long(value, 0, SB_RANKS_MAX - 1, &fail_rank)) {
         snprintf(error, error_size,
                  "%s: option fail_rank='%s' is not a rank index", be, v);
         return SB_ERR_INVALID_ARGUMENT;
       }
     } else if (strcmp(key, "fail_at") == 0) {
-      if (!parse_long(value, 0, LONG_MAX, &fail_at)) {
+      if (!sb_option_parse_long(value, 0, LONG_MAX, &fail_at)) {
         snprintf(error, error_size,
                  "%s: option fail_at='%s' is not a call number (integer "
                  ">= 0)",
@@ -120,17 +108,10 @@ int sb_rank_context_create(const char *be, const sb_option *options,
     error_size = sizeof scratch;
   }
   error[0] = '\0';
-  if (out == NULL) {
-    snprintf(error, error_size, "%s: context_create needs an output pointer",
-             be);
-    return SB_ERR_INVALID_ARGUMENT;
-  }
-  *out = NULL;
-  if (n_options > 0 && options == NULL) {
-    snprintf(error, error_size, "%s: %zu options announced but none given", be,
-             n_options);
-    return SB_ERR_INVALID_ARGUMENT;
-  }
+  int check = sb_context_create_check(be, options, n_options, out, error,
+                                      error_size);
+  if (check != SB_OK)
+    return check;
   SbRanksConfig cfg = {2, &sb_device_cpu_ops, -1, -1};
   int st = parse_options(be, options, n_options, &cfg, error, error_size);
   if (st != SB_OK)

@@ -50,16 +50,33 @@ static SbExec exec_of(sb_context *ctx) {
     (ctx)->error[0] = '\0';                                                    \
   } while (0)
 
-static int parse_int(const char *s, long *out) {
+int sb_option_parse_long(const char *s, long min, long max, long *out) {
   if (s == NULL || *s == '\0')
     return 0;
   char *end = NULL;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (errno || *end != '\0' || v < 0 || v > INT_MAX)
+  if (errno || *end != '\0' || v < min || v > max)
     return 0;
   *out = v;
   return 1;
+}
+
+int sb_context_create_check(const char *backend_name, const sb_option *options,
+                            size_t n_options, sb_context **out, char *error,
+                            size_t error_size) {
+  if (out == NULL) {
+    snprintf(error, error_size, "%s: context_create needs an output pointer",
+             backend_name);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  if (n_options > 0 && options == NULL) {
+    snprintf(error, error_size, "%s: %zu options announced but none given",
+             backend_name, n_options);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  return SB_OK;
 }
 
 int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
@@ -72,17 +89,10 @@ int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
     error_size = sizeof scratch;
   }
   error[0] = '\0';
-  if (out == NULL) {
-    snprintf(error, error_size, "%s: context_create needs an output pointer",
-             backend_name);
-    return SB_ERR_INVALID_ARGUMENT;
-  }
-  *out = NULL;
-  if (n_options > 0 && options == NULL) {
-    snprintf(error, error_size, "%s: %zu options announced but none given",
-             backend_name, n_options);
-    return SB_ERR_INVALID_ARGUMENT;
-  }
+  int check = sb_context_create_check(backend_name, options, n_options, out,
+                                      error, error_size);
+  if (check != SB_OK)
+    return check;
   long ordinal = 0;
   for (size_t i = 0; i < n_options; i++) {
     const char *key = options[i].key, *value = options[i].value;
@@ -92,7 +102,7 @@ int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
       return SB_ERR_INVALID_ARGUMENT;
     }
     if (strcmp(key, "device") == 0) {
-      if (!parse_int(value, &ordinal)) {
+      if (!sb_option_parse_long(value, 0, INT_MAX, &ordinal)) {
         snprintf(error, error_size,
                  "%s: option device='%s' is not a device number (expected an "
                  "integer >= 0)",
@@ -478,6 +488,27 @@ int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
       ->ibp(&x, layer, B, lo, up, out_lower->buf.ptr, out_upper->buf.ptr);
 }
 
+/* A ReLU's backward and its VJP take the same relaxation inputs: the
+ * pre-activation bounds [B,N] and, optionally, the slopes [S,B,N]. */
+static int check_relu_args(sb_context *ctx, const char *fn,
+                           const struct sb_layer *layer, int64_t B, int64_t R,
+                           const sb_tensor *pre_lower,
+                           const sb_tensor *pre_upper, const sb_tensor *alpha,
+                           const float **lower_out, const float **upper_out,
+                           const float **alpha_out) {
+  const int64_t BN = B * layer->out_size;
+  int st;
+  if ((st = expect_numel(ctx, fn, "pre_lower", pre_lower, BN, "[B,N]")) ||
+      (st = expect_numel(ctx, fn, "pre_upper", pre_upper, BN, "[B,N]")) ||
+      (alpha && (st = expect_numel(ctx, fn, "alpha", alpha,
+                                   R * layer->out_size, "[S,B,N]"))))
+    return st;
+  *lower_out = pre_lower->buf.ptr;
+  *upper_out = pre_upper->buf.ptr;
+  *alpha_out = alpha ? alpha->buf.ptr : NULL;
+  return SB_OK;
+}
+
 int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
                              const sb_backward_args_v1 *args) {
   BEGIN(ctx);
@@ -523,21 +554,11 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
   if (st != SB_OK)
     return st;
   a.bias = args->bias->buf.ptr;
-  if (layer->kind == SB_LAYER_RELU) {
-    const int64_t BN = a.B * layer->out_size;
-    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
-                           "[B,N]")) ||
-        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
-                           "[B,N]")))
-      return st;
-    if (args->alpha &&
-        (st = expect_numel(ctx, fn, "alpha", args->alpha, R * layer->out_size,
-                           "[S,B,N]")))
-      return st;
-    a.pre_lower = args->pre_lower->buf.ptr;
-    a.pre_upper = args->pre_upper->buf.ptr;
-    a.alpha = args->alpha ? args->alpha->buf.ptr : NULL;
-  }
+  if (layer->kind == SB_LAYER_RELU &&
+      (st = check_relu_args(ctx, fn, layer, a.B, R, args->pre_lower,
+                            args->pre_upper, args->alpha, &a.pre_lower,
+                            &a.pre_upper, &a.alpha)))
+    return st;
   for (int i = 0; i < layer->n_inputs; i++)
     written(args->A_in[i]);
   written(args->bias);
@@ -643,15 +664,9 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     a.grad_bias = args->grad_bias->buf.ptr;
   }
   if (layer->kind == SB_LAYER_RELU) {
-    const int64_t BN = a.B * layer->out_size;
-    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
-                           "[B,N]")) ||
-        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
-                           "[B,N]")))
-      return st;
-    if (args->alpha &&
-        (st = expect_numel(ctx, fn, "alpha", args->alpha, R * layer->out_size,
-                           "[S,B,N]")))
+    if ((st = check_relu_args(ctx, fn, layer, a.B, R, args->pre_lower,
+                              args->pre_upper, args->alpha, &a.pre_lower,
+                              &a.pre_upper, &a.alpha)))
       return st;
     if (args->grad_alpha) {
       if ((st = expect_numel(ctx, fn, "grad_alpha", args->grad_alpha,
@@ -665,9 +680,6 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
       a.grad_alpha = args->grad_alpha->buf.ptr;
       a.accumulate_alpha = args->accumulate_alpha;
     }
-    a.pre_lower = args->pre_lower->buf.ptr;
-    a.pre_upper = args->pre_upper->buf.ptr;
-    a.alpha = args->alpha ? args->alpha->buf.ptr : NULL;
   } else if (args->grad_alpha) {
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: grad_alpha is only meaningful for a relu layer, this is "

@@ -13,6 +13,14 @@ extern "C" {
 
 /* context_create of a backend running on `ops`. Options: device=N (the
  * device ordinal, default 0). Any other key fails, naming the key. */
+/* Shared by every backend's context_create: out must be given (it is set
+ * to NULL) and announced options must exist; the message goes to error. */
+int sb_context_create_check(const char *backend_name, const sb_option *options,
+                            size_t n_options, sb_context **out, char *error,
+                            size_t error_size);
+/* A decimal option value in [min, max]; 0 when it is not one. */
+int sb_option_parse_long(const char *s, long min, long max, long *out);
+
 int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
                              const sb_host_v1 *host, const sb_option *options,
                              size_t n_options, sb_context **out, char *error,
