@@ -811,9 +811,18 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
   if (!sb_node_bounds_init (net, &nb, 1, reg->x_lower, reg->x_upper, error))
     goto out;
   for (int i = 1; i < n; i++)
-    if (!sb_node_ibp (net, &nb, i, error)
-        || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, &nb, i, TRUE, NULL, NULL, error)))
-      goto out;
+    {
+      /* The root's alpha-CROWN is the longest step before branching: the
+       * deadline is checked between its start nodes too. */
+      if (deadline > 0 && g_get_monotonic_time () > deadline)
+        {
+          result = SB_RESULT_TIMEOUT;
+          goto out;
+        }
+      if (!sb_node_ibp (net, &nb, i, error)
+          || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, &nb, i, TRUE, NULL, NULL, error)))
+        goto out;
+    }
 
   /* Layout of the ReLU inputs in a domain. */
   bab.ri_node = g_new (int, n);
