@@ -86,11 +86,11 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
   const SbGraph *g = net->graph;
   const SbRegion *reg = &prop->regions[region];
   int n = sb_graph_n_nodes (g);
-  int64_t B = MAX (p->restarts, 1), n_in = g->input_size, n_out = g->output_size;
+  int64_t B = MAX (p->restarts, 1), n_in = g->input_size;
   int64_t S = prop->n_atoms;
   GRand *rng = g_rand_new_with_seed (p->seed + (guint32) region);
   g_autofree double *x = g_new (double, B * n_in);
-  g_autofree double *rows = g_new (double, S * B * n_out);
+  g_autofree double *rows = NULL;
   g_autofree double *value = g_new (double, S * B);
   g_autofree double *grad = g_new (double, S * B * n_in);
   g_autofree float *candidate = g_new (float, n_in);
@@ -107,12 +107,8 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
   for (int i = 0; i < n; i++)
     if ((lo[i] = sb_net_tensor_new (net, SB_MEM_BOUNDS, B, sb_net_node_size (net, i), 0, error)) == NULL)
       goto out;
-  if ((A = sb_net_tensor_new (net, SB_MEM_COEFFICIENTS, S, B, n_out, error)) == NULL)
-    goto out;
-  for (int64_t s = 0; s < S; s++)
-    for (int64_t b = 0; b < B; b++)
-      memcpy (rows + (s * B + b) * n_out, prop->atoms[s].c, sizeof (double) * n_out);
-  if (!sb_net_tensor_write (net, A, S * B * n_out, rows, error))
+  rows = sb_property_spec_rows (prop);
+  if ((A = sb_spec_tensor_new (net, rows, S, B, error)) == NULL)
     goto out;
 
   for (int round = 0; round < p->rounds && !found; round++)

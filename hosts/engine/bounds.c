@@ -289,21 +289,16 @@ sb_output_pass (SbNetwork *net, SbNodeBounds *nb, const double *rows, int64_t S,
                 double *lower, double *upper, GError **error)
 {
   const SbGraph *g = net->graph;
-  int64_t n_out = g->output_size, B = nb->B;
-  sb_tensor *A = sb_net_tensor_new (net, SB_MEM_COEFFICIENTS, S, B, n_out, error);
+  int64_t B = nb->B;
+  sb_tensor *A = sb_spec_tensor_new (net, rows, S, B, error);
   if (A == NULL)
     return FALSE;
-  g_autofree double *full = g_new (double, S * B * n_out);
-  for (int64_t s = 0; s < S; s++)
-    for (int64_t b = 0; b < B; b++)
-      memcpy (full + (s * B + b) * n_out, rows + s * n_out, sizeof (double) * n_out);
   SbPassConfig cfg = { 0 };
   if (extra != NULL)
     cfg = *extra;
   cfg.sides = sides;
   cfg.record = FALSE;
-  gboolean ok = sb_net_tensor_write (net, A, S * B * n_out, full, error)
-                && sb_crown_pass (net, g->output, A, S, B, nb->lo, nb->hi, &cfg, NULL, lower, upper, error);
+  gboolean ok = sb_crown_pass (net, g->output, A, S, B, nb->lo, nb->hi, &cfg, NULL, lower, upper, error);
   if (ok && optimize_alpha)
     {
       SbAlphaSet set;

@@ -61,6 +61,26 @@ sb_net_tensor_clone (SbNetwork *net, const sb_tensor *src,
   return t;
 }
 
+sb_tensor *
+sb_spec_tensor_new (SbNetwork *net, const double *rows, int64_t S, int64_t B,
+                    GError **error)
+{
+  int64_t n_out = net->graph->output_size;
+  sb_tensor *A = sb_net_tensor_new (net, SB_MEM_COEFFICIENTS, S, B, n_out, error);
+  if (A == NULL)
+    return NULL;
+  g_autofree double *full = g_new (double, S * B * n_out);
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++)
+      memcpy (full + (s * B + b) * n_out, rows + s * n_out, sizeof (double) * n_out);
+  if (!sb_net_tensor_write (net, A, S * B * n_out, full, error))
+    {
+      sb_net_tensor_free (net, A);
+      return NULL;
+    }
+  return A;
+}
+
 gboolean
 sb_net_check (SbNetwork *net, int status, const char *what, int node,
               GError **error)

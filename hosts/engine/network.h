@@ -45,6 +45,10 @@ gboolean sb_net_tensor_read (SbNetwork *net, const sb_tensor *tensor, int64_t co
 sb_tensor *sb_net_tensor_clone (SbNetwork *net, const sb_tensor *src,
                                 sb_mem_category category, int64_t d0, int64_t d1,
                                 int64_t d2, GError **error);
+/* Coefficients [S, B, n_outputs] whose row (s, b) is rows[s] for every
+ * batch element b: a specification handed to a pass from the output. */
+sb_tensor *sb_spec_tensor_new (SbNetwork *net, const double *rows, int64_t S,
+                               int64_t B, GError **error);
 /* FALSE with a GError naming the backend, `what` and node (if >= 0). */
 gboolean sb_net_check (SbNetwork *net, int status, const char *what, int node,
                        GError **error);

@@ -332,28 +332,6 @@ choose_branch (Bab *bab, Domain *d, int b, int B, double **relu_A, int n_keep)
     }
 }
 
-/* A [S,B,n_out] holding the BaB atoms for every batch element. */
-static sb_tensor *
-spec_tensor (Bab *bab, int B, GError **error)
-{
-  SbNetwork *net = bab->net;
-  int64_t n_out = net->graph->output_size;
-  sb_tensor *A = sb_net_tensor_new (net, SB_MEM_COEFFICIENTS, bab->S, B, n_out, error);
-  if (A == NULL)
-    return NULL;
-  g_autofree double *full = g_new (double, (int64_t) bab->S * B * n_out);
-  for (int s = 0; s < bab->S; s++)
-    for (int b = 0; b < B; b++)
-      memcpy (full + ((int64_t) s * B + b) * n_out, bab->rows + (int64_t) s * n_out,
-              sizeof (double) * n_out);
-  if (!sb_net_tensor_write (net, A, (int64_t) bab->S * B * n_out, full, error))
-    {
-      sb_net_tensor_free (net, A);
-      return NULL;
-    }
-  return A;
-}
-
 /* The exact minimiser of an atom when no ReLU is unstable: the bound is
  * then linear in x and attained at a corner of the box. */
 static void
@@ -465,7 +443,7 @@ evaluate (Bab *bab, Domain **doms, int B, int first_split_node, gboolean tighten
     goto out;
 
   int out_node = net->graph->output;
-  if ((A = spec_tensor (bab, B, error)) == NULL)
+  if ((A = sb_spec_tensor_new (bab->net, bab->rows, bab->S, B, error)) == NULL)
     goto out;
   for (int64_t k = 0; k < (int64_t) bab->S * B; k++)
     lower[k] = -INFINITY;
@@ -605,7 +583,7 @@ filter_branches (Bab *bab, Domain **parents, int n_parents, GError **error)
   sb_tensor *A = NULL;
   if (!sb_node_bounds_init (net, &nb, B, reg->x_lower, reg->x_upper, error)
       || !load_bounds (bab, &nb, (Domain **) trial->pdata, B, error)
-      || (A = spec_tensor (bab, B, error)) == NULL)
+      || (A = sb_spec_tensor_new (bab->net, bab->rows, bab->S, B, error)) == NULL)
     goto out;
   SbPassConfig cfg = { .sides = SB_SIDES_LOWER };
   if (!sb_crown_pass (net, net->graph->output, A, bab->S, B, nb.lo, nb.hi, &cfg, NULL, lower, NULL, error))
