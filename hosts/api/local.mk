@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: MIT
+# libshardbound-host: the public host API over the engine (docs/host-api.md).
+# The engine is a convenience library linked in; only shardbound_* symbols
+# are exported, so the engine's internals stay private.
+lib_LTLIBRARIES += hosts/api/libshardbound-host.la
+hosts_api_libshardbound_host_la_SOURCES = \
+	hosts/api/shardbound-host.h hosts/api/host-private.h \
+	hosts/api/version.c \
+	hosts/api/error.c \
+	hosts/api/backends.c \
+	hosts/api/session.c \
+	hosts/api/settings.c \
+	hosts/api/network.c \
+	hosts/api/bounds.c \
+	hosts/api/property.c \
+	hosts/api/verdict.c
+hosts_api_libshardbound_host_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS)
+hosts_api_libshardbound_host_la_LIBADD = hosts/engine/libsbengine.la plugin/libshardbound.la $(GLIB_LIBS)
+# current:revision:age (libtool): bump current and age when calls are added,
+# reset age when one is removed or changes meaning.
+hosts_api_libshardbound_host_la_LDFLAGS = -version-info 0:0:0 -no-undefined \
+	-export-symbols-regex '^shardbound_'
+
+# Installed as <shardbound/shardbound-host.h>, beside the ABI header.
+sbinclude_HEADERS += hosts/api/shardbound-host.h
+
+pkgconfig_DATA += hosts/api/shardbound-host.pc
+hosts/api/shardbound-host.pc: hosts/api/shardbound-host.pc.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) hosts/api && \
+	sed -e 's|@prefix[@]|$(prefix)|g' -e 's|@exec_prefix[@]|$(exec_prefix)|g' \
+	    -e 's|@libdir[@]|$(libdir)|g' -e 's|@includedir[@]|$(includedir)|g' \
+	    -e 's|@VERSION[@]|$(VERSION)|g' \
+	    $(srcdir)/hosts/api/shardbound-host.pc.in > $@-t && mv $@-t $@
+EXTRA_DIST += hosts/api/shardbound-host.pc.in
+CLEANFILES += hosts/api/shardbound-host.pc
+
+dist_doc_DATA += docs/host-api.md
