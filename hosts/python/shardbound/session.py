@@ -140,6 +140,7 @@ class Property:
     region."""
 
     def __init__(self, path=None, text=None):
+        self._handle = None
         if (path is None) == (text is None):
             raise InvalidArgumentError("Property: give a path or text, not both")
         if path is not None:
@@ -175,6 +176,7 @@ class Network:
     """A model loaded onto a session's backend (from Session.load)."""
 
     def __init__(self, session, source):
+        self._handle = None
         self.session = session  # a network borrows its session: keep it alive
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
@@ -281,6 +283,8 @@ class Session:
 
     def __init__(self, backend=None, ranks=0, backend_path=None, config_file=None,
                  **options):
+        self._handle = None
+        self._networks = {}
         if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 0:
             raise InvalidArgumentError(f"ranks: {ranks!r} is not a non-negative integer")
         pairs = [f"{k}={'true' if v is True else 'false' if v is False else v}".encode()
@@ -291,7 +295,6 @@ class Session:
                             encode(config_file))
         self.backend = text(lib.shardbound_session_backend(self._handle))
         self.ranks = lib.shardbound_session_rank_count(self._handle)
-        self._networks = {}
 
     def close(self):
         """Closes the backend context; networks loaded from it go first."""
