@@ -46,8 +46,8 @@ _HOST_KEYS = ("backend", "ranks", "backend_path", "config_file", "settings")
 
 
 def _unsupported(where, name, value=None):
-    shown = "" if value is None else f"={value!r}"
-    return UnsupportedError(f"{where}: '{name}{shown}' is not supported by "
+    shown = f"'{name}'" if value is None else f"{name}={value!r}"
+    return UnsupportedError(f"{where}: {shown} is not supported by "
                             "shardbound.lirpa (see docs/python.md)")
 
 
