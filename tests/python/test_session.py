@@ -87,8 +87,9 @@ class TestSession(unittest.TestCase):
                     self.assertEqual((s.backend, s.ranks), (backend, ranks))
                     b = s.bounds(NET, self.lo, self.hi, C=self.prop.spec_rows)
                     np.testing.assert_allclose(b.lower, ref.lower, rtol=1e-5, atol=1e-6)
-                    self.assertEqual(len(b.memory), ranks)
-                    self.assertTrue(all(m["peak_bytes"] > 0 for m in b.memory))
+                    memory = s.memory()
+                    self.assertEqual(len(memory), ranks)
+                    self.assertTrue(all(m["peak_bytes"] > 0 for m in memory))
 
     def test_verify_proves_the_unsat_property(self):
         with shardbound.Session("cpu") as s:

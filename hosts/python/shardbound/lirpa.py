@@ -65,7 +65,8 @@ class PerturbationLpNorm:
 
     def box(self, x):
         """(lower, upper) as float64 numpy arrays of x's shape."""
-        x = x.detach().cpu().double()
+        # A plain tensor first: every op on the subclass pays for dispatch.
+        x = x.as_subclass(torch.Tensor).detach().cpu().double()
         if self.x_L is not None:
             lo = torch.as_tensor(self.x_L).detach().cpu().double().expand_as(x)
             hi = torch.as_tensor(self.x_U).detach().cpu().double().expand_as(x)
@@ -183,6 +184,7 @@ class BoundedModule(torch.nn.Module):
                 f"model's input {self.input_shape}")
         self._input_shape_torch = in_shape
         self._last_x = None
+        self.last_seconds = 0.0  # the C API's own time in the last compute_bounds
         if self.verbose:
             print(f"shardbound.lirpa: {self._session.backend} with {self._session.ranks} rank(s), "
                   f"input {in_shape}, output {self._output_shape}", file=sys.stderr)
@@ -302,11 +304,14 @@ class BoundedModule(torch.nn.Module):
             rows = rows.numpy()
         lo_box, hi_box = x.ptb.box(x)
         lowers, uppers = [], []
+        seconds = 0.0
         for b in range(batch):
             r = self._network.bounds(lo_box[b], hi_box[b], C=None if rows is None else rows[b],
                                      method=ours, **self._settings)
             lowers.append(r.lower)
             uppers.append(r.upper)
+            seconds += r.seconds
+        self.last_seconds = seconds
         lower, upper = np.stack(lowers), np.stack(uppers)
         shape = (batch,) + (self._output_shape if rows is None else (rows.shape[1],))
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32

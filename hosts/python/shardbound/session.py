@@ -115,8 +115,7 @@ class Bounds:
     spec_lower: object
     spec_upper: object
     unstable_relus: int
-    seconds: float
-    memory: list
+    seconds: float  # the C call's own time
 
 
 @dataclass
@@ -239,8 +238,7 @@ class Network:
                       upper=wrap(spec_hi if use_spec else out_hi),
                       output_lower=wrap(out_lo), output_upper=wrap(out_hi),
                       spec_lower=wrap(spec_lo), spec_upper=wrap(spec_hi),
-                      unstable_relus=unstable, seconds=seconds,
-                      memory=self.session.memory())
+                      unstable_relus=unstable, seconds=seconds)
 
     def evaluate(self, x):
         """The network's output at one input x (float64, on the host)."""
