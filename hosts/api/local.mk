@@ -34,4 +34,4 @@ hosts/api/shardbound-host.pc: hosts/api/shardbound-host.pc.in Makefile
 EXTRA_DIST += hosts/api/shardbound-host.pc.in
 CLEANFILES += hosts/api/shardbound-host.pc
 
-dist_doc_DATA += docs/host-api.md
+dist_doc_DATA += docs/host-api.md docs/python.md

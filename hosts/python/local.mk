@@ -20,3 +20,4 @@ hosts/python/generated/_installed.py: Makefile
 	  'LIBDIR = "$(libdir)"' > $@-t && mv $@-t $@
 CLEANFILES += hosts/python/generated/_installed.py
 endif
+EXTRA_DIST += tools/bench-python.py

@@ -6,7 +6,8 @@ PYTHON_TESTS = \
 	tests/python/test_session.py \
 	tests/python/test_lirpa_goldens.py \
 	tests/python/test_lirpa_torch.py \
-	tests/python/test_lirpa_errors.py
+	tests/python/test_lirpa_errors.py \
+	tests/python/test_example.py
 EXTRA_DIST += $(PYTHON_TESTS) tests/python/sbtest.py
 if HAVE_PYTHON
 TESTS += $(PYTHON_TESTS)
