@@ -35,3 +35,10 @@ EXTRA_DIST += hosts/api/shardbound-host.pc.in
 CLEANFILES += hosts/api/shardbound-host.pc
 
 dist_doc_DATA += docs/host-api.md docs/python.md
+
+# ---- tests -----------------------------------------------------------------
+# Only the public header and the library, as an outside program.
+check_PROGRAMS += tests/check-host-api
+tests_check_host_api_SOURCES = tests/check-host-api.c
+tests_check_host_api_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_host_api_LDADD = hosts/api/libshardbound-host.la $(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm

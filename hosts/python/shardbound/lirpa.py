@@ -245,7 +245,7 @@ class BoundedModule(torch.nn.Module):
             raise _unsupported("BoundedModule.forward", f"{len(x)} inputs")
         x = x[0]
         if self._torch_model is not None:
-            return self._torch_model(torch.Tensor(x) if isinstance(x, BoundedTensor) else x)
+            return self._torch_model(x.as_subclass(torch.Tensor) if isinstance(x, BoundedTensor) else x)
         flat = x.detach().cpu().float().reshape(x.shape[0], -1).numpy()
         ys = [self._network.evaluate(row) for row in flat]
         return torch.tensor(np.stack(ys), dtype=x.dtype, device=x.device).reshape(
