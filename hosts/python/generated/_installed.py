@@ -1,3 +1,0 @@
-# SPDX-License-Identifier: MIT
-"""Written by make: where libshardbound-host was installed."""
-LIBDIR = "/usr/local/lib"
