@@ -9,6 +9,7 @@ hosts_api_libshardbound_host_la_SOURCES = \
 	hosts/api/error.c \
 	hosts/api/backends.c \
 	hosts/api/session.c \
+	hosts/api/gemm_rate.c \
 	hosts/api/settings.c \
 	hosts/api/network.c \
 	hosts/api/bounds.c \

@@ -134,6 +134,11 @@ gboolean shardbound_session_memory_reset (ShardboundSession *session, GError **e
 gboolean shardbound_session_memory_stats (ShardboundSession *session, int rank,
                                           ShardboundMemoryStats *stats, GError **error);
 
+/* The backend's matrix-product rate in FLOP/s, from an n x n x n product
+ * (best of 3 after a warm-up): with shardbound_network_product_flops, the
+ * floor of a pass. 0 with error set on failure. */
+double shardbound_session_gemm_rate (ShardboundSession *session, int64_t n, GError **error);
+
 /* ---- settings of bounds and verification ------------------------------- */
 typedef struct _ShardboundSettings ShardboundSettings;
 
