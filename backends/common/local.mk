@@ -9,6 +9,7 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device.h \
 	backends/common/device_cpu.h \
 	backends/common/device_cpu.c \
+	backends/common/relu_relax.h \
 	backends/common/tracked_alloc.h \
 	backends/common/tracked_alloc.c \
 	backends/common/tensor.h \
