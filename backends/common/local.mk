@@ -21,6 +21,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/op_add.c \
 	backends/common/op_relu.c \
 	backends/common/concretize.c \
+	backends/common/abi_checks.h \
+	backends/common/abi_checks.c \
 	backends/common/single_backend.h \
 	backends/common/single_backend.c
 backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)

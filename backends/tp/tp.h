@@ -6,6 +6,7 @@
 #define SB_BACKENDS_TP_H
 
 #include "abi/shardbound.h"
+#include "backends/common/abi_checks.h"
 #include "backends/common/layer.h"
 #include "backends/common/rank_backend.h"
 #include "backends/common/ranks.h"
