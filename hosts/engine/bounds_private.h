@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The building blocks of a bound computation, shared by the bounds of one
- * box (bounds.c) and the batched domains of branch-and-bound (bab.c). */
+ * box (bounds.c) and the batched domains of branch-and-bound (bab_domain.c, verify.c). */
 #ifndef SB_BOUNDS_PRIVATE_H
 #define SB_BOUNDS_PRIVATE_H
 
