@@ -2,6 +2,7 @@
 # The engine library: graph IR, ONNX import, VNNLIB, bound propagation.
 noinst_LTLIBRARIES += hosts/engine/libsbengine.la
 hosts_engine_libsbengine_la_SOURCES = \
+	hosts/engine/engine_error.c hosts/engine/engine_error.h \
 	hosts/engine/graph.c hosts/engine/graph.h \
 	hosts/engine/onnx_import.h \
 	hosts/engine/vnnlib.h \

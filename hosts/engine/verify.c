@@ -33,6 +33,7 @@ sb_verify_params_init (SbVerifyParams *p)
   p->bab_iterations = 10;
   p->refine_intermediate = TRUE;
   p->attack = TRUE;
+  sb_alpha_params_init (&p->alpha);
   sb_attack_params_init (&p->attack_params);
 }
 
@@ -90,7 +91,7 @@ refresh_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
       {
         int i = bab->ri_node[r];
         if (i > first_split_node && sb_node_needs_crown (net, i)
-            && !sb_node_tighten (net, nb, i, FALSE, NULL, NULL, error))
+            && !sb_node_tighten (net, nb, i, NULL, TRUE, NULL, NULL, error))
           return FALSE;
       }
   /* The stored (outward-rounded, split-applied) bounds are what the spec
@@ -113,16 +114,14 @@ optimize_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
   for (int64_t k = 0; k < (int64_t) bab->S * B; k++)
     lower[k] = -INFINITY;
   SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .split_sign = sign };
-  SbAlphaParams saved = net->alpha;
-  net->alpha.iterations = bab->params->bab_iterations;
-  gboolean ok = sb_alpha_set_init (net, set, out_node, bab->S, B, SB_SIDES_LOWER, nb->lo, nb->hi, error)
-                && sb_bab_domains_exchange_alphas (bab, set, doms, B, FALSE, error)
-                && sb_alpha_set_add_betas (net, set, bab->S, B, sign, error)
-                && sb_alpha_optimize (net, set, out_node, A, bab->S, B, nb->lo, nb->hi, SB_SIDES_LOWER,
-                                      &cfg, lower, NULL, error)
-                && sb_bab_domains_exchange_alphas (bab, set, doms, B, TRUE, error);
-  net->alpha = saved;
-  return ok;
+  SbAlphaParams alpha = bab->params->alpha;
+  alpha.iterations = bab->params->bab_iterations;
+  return sb_alpha_set_init (net, set, out_node, bab->S, B, SB_SIDES_LOWER, nb->lo, nb->hi, error)
+         && sb_bab_domains_exchange_alphas (bab, set, doms, B, FALSE, error)
+         && sb_alpha_set_add_betas (net, set, bab->S, B, sign, error)
+         && sb_alpha_optimize (net, set, &alpha, out_node, A, bab->S, B, nb->lo, nb->hi, SB_SIDES_LOWER,
+                               &cfg, lower, NULL, error)
+         && sb_bab_domains_exchange_alphas (bab, set, doms, B, TRUE, error);
 }
 
 /* One recorded pass with the final slopes and betas: its lower bounds into
@@ -432,8 +431,8 @@ attack_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
 /* Root bounds of the region into nb (IBP, alpha-CROWN intermediate bounds
  * intersected with IBP): UNKNOWN when done, TIMEOUT or ERROR. */
 static SbResult
-root_bounds (SbNetwork *net, const SbRegion *reg, gint64 deadline, SbNodeBounds *nb,
-             GError **error)
+root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha, gint64 deadline,
+             SbNodeBounds *nb, GError **error)
 {
   int n = sb_graph_n_nodes (net->graph);
   if (!sb_node_bounds_init (net, nb, 1, reg->x_lower, reg->x_upper, error))
@@ -445,7 +444,7 @@ root_bounds (SbNetwork *net, const SbRegion *reg, gint64 deadline, SbNodeBounds 
       if (deadline > 0 && g_get_monotonic_time () > deadline)
         return SB_RESULT_TIMEOUT;
       if (!sb_node_ibp (net, nb, i, error)
-          || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, nb, i, TRUE, NULL, NULL, error)))
+          || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, nb, i, alpha, TRUE, NULL, NULL, error)))
         return SB_RESULT_ERROR;
     }
   return SB_RESULT_UNKNOWN;
@@ -525,7 +524,7 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
 
   if (p->attack && (result = attack_region (net, prop, region, p, deadline, o, error)) != SB_RESULT_UNKNOWN)
     return result;
-  if ((result = root_bounds (net, &prop->regions[region], deadline, &nb, error)) != SB_RESULT_UNKNOWN)
+  if ((result = root_bounds (net, &prop->regions[region], &p->alpha, deadline, &nb, error)) != SB_RESULT_UNKNOWN)
     goto out;
   bab_init_layout (&bab);
   bab_init_atoms (&bab);
@@ -557,7 +556,6 @@ sb_verify (SbNetwork *net, const SbProperty *prop, const SbVerifyParams *p,
 {
   gint64 t0 = g_get_monotonic_time ();
   gint64 deadline = p->timeout > 0 ? t0 + (gint64) (p->timeout * 1e6) : 0;
-  gboolean saved_intersect = net->intersect_ibp;
   memset (o, 0, sizeof *o);
   o->result = SB_RESULT_UNSAT;
   if (!sb_net_require_vjp (net, error))
@@ -565,8 +563,6 @@ sb_verify (SbNetwork *net, const SbProperty *prop, const SbVerifyParams *p,
       o->result = SB_RESULT_ERROR;
       return FALSE;
     }
-  /* Complete verification takes the tighter of CROWN and IBP everywhere. */
-  net->intersect_ibp = TRUE;
   for (int r = 0; r < prop->n_regions; r++)
     {
       SbResult res = verify_region (net, prop, r, p, deadline, o, error);
@@ -580,7 +576,6 @@ sb_verify (SbNetwork *net, const SbProperty *prop, const SbVerifyParams *p,
       if (res == SB_RESULT_TIMEOUT)
         break;
     }
-  net->intersect_ibp = saved_intersect;
   if (o->result == SB_RESULT_SAT)
     {
       o->y = g_new (double, net->graph->output_size);
