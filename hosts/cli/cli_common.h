@@ -8,7 +8,7 @@
 
 #include "hosts/engine/engine_error.h"
 #include "hosts/engine/graph.h"
-#include "hosts/engine/session_setup.h"
+#include "session_setup.h"
 #include "hosts/engine/vnnlib.h"
 
 typedef struct {
