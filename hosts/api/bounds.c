@@ -76,14 +76,14 @@ shardbound_network_bounds (ShardboundNetwork *network, ShardboundMethod method,
   g_autoptr (ShardboundSettings) defaults = settings == NULL ? shardbound_settings_new () : NULL;
   if (settings == NULL)
     settings = defaults;
-  sb_network_set_intersect_ibp (network->net, settings->intersect_ibp);
-  sb_network_set_alpha_params (network->net, &settings->alpha);
+  SbBoundsOptions options = settings->bounds;
+  options.method = (SbMethod) method;
 
   ShardboundBounds *bounds = g_new0 (ShardboundBounds, 1);
   SbSpec spec = { n_specs, spec_rows };
   GError *e = NULL;
   gint64 t0 = g_get_monotonic_time ();
-  if (!sb_network_compute_bounds (network->net, (SbMethod) method, x_lower, x_upper,
+  if (!sb_network_compute_bounds (network->net, &options, x_lower, x_upper,
                                   n_specs > 0 ? &spec : NULL, &bounds->result, &e))
     {
       g_free (bounds);

@@ -33,11 +33,21 @@ host_code (const GError *e)
         default: return SHARDBOUND_HOST_ERROR_BACKEND;
         }
     }
+  if (e->domain == SB_ENGINE_ERROR)
+    {
+      switch (e->code)
+        {
+        case SB_ENGINE_ERROR_INVALID_INPUT: return SHARDBOUND_HOST_ERROR_BAD_INPUT;
+        case SB_ENGINE_ERROR_UNSUPPORTED: return SHARDBOUND_HOST_ERROR_UNSUPPORTED;
+        case SB_ENGINE_ERROR_NO_MEMORY: return SHARDBOUND_HOST_ERROR_NO_MEMORY;
+        default: return SHARDBOUND_HOST_ERROR_BACKEND;
+        }
+    }
   if (e->domain == G_FILE_ERROR)
     return SHARDBOUND_HOST_ERROR_IO;
   if (e->domain == SHARDBOUND_HOST_ERROR)
     return (ShardboundHostError) e->code;
-  /* Whatever else the engine reports comes from a pass on the backend. */
+  /* Anything else comes from a call into the backend. */
   return SHARDBOUND_HOST_ERROR_BACKEND;
 }
 

@@ -6,7 +6,7 @@
 
 #include "shardbound-host.h"
 #include "hosts/engine/bounds.h"
-#include "hosts/engine/session_setup.h"
+#include "session_setup.h"
 #include "hosts/engine/verify.h"
 
 G_BEGIN_DECLS
@@ -21,9 +21,10 @@ struct _ShardboundNetwork {
   SbNetwork *net;
 };
 
+/* The bounds options' method is chosen per call; their alpha-CROWN
+ * settings also drive verification (verify.alpha is set from them). */
 struct _ShardboundSettings {
-  SbAlphaParams alpha;
-  gboolean intersect_ibp;
+  SbBoundsOptions bounds;
   SbVerifyParams verify;
 };
 

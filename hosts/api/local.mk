@@ -8,6 +8,7 @@ hosts_api_libshardbound_host_la_SOURCES = \
 	hosts/api/version.c \
 	hosts/api/error.c \
 	hosts/api/backends.c \
+	hosts/api/session_setup.c hosts/api/session_setup.h \
 	hosts/api/session.c \
 	hosts/api/gemm_rate.c \
 	hosts/api/settings.c \

@@ -23,13 +23,13 @@ typedef struct {
 #define AT(member) offsetof (ShardboundSettings, member)
 
 static const Setting settings_table[] = {
-  { "iterations", KIND_INT, AT (alpha.iterations), 0 },
-  { "final_iterations", KIND_INT, AT (alpha.final_iterations), 0 },
-  { "lr", KIND_DOUBLE, AT (alpha.learning_rate), 0 },
-  { "decay", KIND_DOUBLE, AT (alpha.decay), 0 },
-  { "patience", KIND_INT, AT (alpha.patience), 1 },
-  { "optimize_intermediate", KIND_BOOL, AT (alpha.optimize_intermediate), 0 },
-  { "intersect_ibp", KIND_BOOL, AT (intersect_ibp), 0 },
+  { "iterations", KIND_INT, AT (bounds.alpha.iterations), 0 },
+  { "final_iterations", KIND_INT, AT (bounds.alpha.final_iterations), 0 },
+  { "lr", KIND_DOUBLE, AT (bounds.alpha.learning_rate), 0 },
+  { "decay", KIND_DOUBLE, AT (bounds.alpha.decay), 0 },
+  { "patience", KIND_INT, AT (bounds.alpha.patience), 1 },
+  { "optimize_intermediate", KIND_BOOL, AT (bounds.alpha.optimize_intermediate), 0 },
+  { "intersect_ibp", KIND_BOOL, AT (bounds.intersect_ibp), 0 },
   { "timeout", KIND_DOUBLE, AT (verify.timeout), 0 },
   { "batch", KIND_INT, AT (verify.batch), 1 },
   { "max_domains", KIND_INT, AT (verify.max_domains), 1 },
@@ -46,7 +46,7 @@ ShardboundSettings *
 shardbound_settings_new (void)
 {
   ShardboundSettings *s = g_new0 (ShardboundSettings, 1);
-  sb_alpha_params_init (&s->alpha);
+  sb_bounds_options_init (&s->bounds);
   sb_verify_params_init (&s->verify);
   return s;
 }

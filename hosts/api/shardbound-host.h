@@ -46,9 +46,10 @@ typedef enum {
                                              engine does not handle: named */
   SHARDBOUND_HOST_ERROR_NO_BACKEND,       /* no backend of that name, or it
                                              was refused (the reason given) */
-  SHARDBOUND_HOST_ERROR_BACKEND,          /* the backend failed: device
-                                             error, out of memory */
-  SHARDBOUND_HOST_ERROR_IO                /* a file could not be read */
+  SHARDBOUND_HOST_ERROR_BACKEND,          /* the backend failed: a device
+                                             error, a broken backend */
+  SHARDBOUND_HOST_ERROR_IO,               /* a file could not be read */
+  SHARDBOUND_HOST_ERROR_NO_MEMORY         /* the backend ran out of memory */
 } ShardboundHostError;
 
 /* ---- backends on the search path --------------------------------------- */

@@ -31,13 +31,13 @@ shardbound_verify (ShardboundNetwork *network, const ShardboundProperty *propert
   g_autoptr (ShardboundSettings) defaults = settings == NULL ? shardbound_settings_new () : NULL;
   if (settings == NULL)
     settings = defaults;
-  sb_network_set_alpha_params (network->net, &settings->alpha);
-  sb_network_set_intersect_ibp (network->net, settings->intersect_ibp);
+  SbVerifyParams params = settings->verify;
+  params.alpha = settings->bounds.alpha;
   ShardboundVerdict *v = g_new0 (ShardboundVerdict, 1);
   v->outcome.result = SB_RESULT_ERROR;
   v->outcome.region = -1;
   GError *e = NULL;
-  if (!sb_verify (network->net, property->prop, &settings->verify, &v->outcome, &e)
+  if (!sb_verify (network->net, property->prop, &params, &v->outcome, &e)
       || v->outcome.result == SB_RESULT_ERROR)
     {
       if (e == NULL)

@@ -14,7 +14,7 @@ import ctypes as _ctypes
 
 from ._library import lib as _lib, LIBRARY_PATH
 from .errors import (Error, InvalidArgumentError, BadInputError, UnsupportedError,
-                     NoBackendError, BackendError, FileError)
+                     NoBackendError, BackendError, FileError, OutOfMemoryError)
 from .session import (Backend, Bounds, Network, Property, Session, VerifyResult,
                       backends, setting_names, METHODS)
 
@@ -31,4 +31,4 @@ def api_version():
 __all__ = ["Backend", "Bounds", "Network", "Property", "Session", "VerifyResult",
            "backends", "setting_names", "api_version", "METHODS", "LIBRARY_PATH",
            "Error", "InvalidArgumentError", "BadInputError", "UnsupportedError",
-           "NoBackendError", "BackendError", "FileError"]
+           "NoBackendError", "BackendError", "FileError", "OutOfMemoryError"]

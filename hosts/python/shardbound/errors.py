@@ -33,6 +33,10 @@ class FileError(Error, OSError):
     """A file could not be read."""
 
 
+class OutOfMemoryError(BackendError, MemoryError):
+    """The backend ran out of memory."""
+
+
 # In the order of ShardboundHostError.
 BY_CODE = (InvalidArgumentError, BadInputError, UnsupportedError,
-           NoBackendError, BackendError, FileError)
+           NoBackendError, BackendError, FileError, OutOfMemoryError)
