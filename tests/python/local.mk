@@ -8,7 +8,8 @@ PYTHON_TESTS = \
 	tests/python/test_lirpa_torch.py \
 	tests/python/test_lirpa_errors.py \
 	tests/python/test_example.py
-EXTRA_DIST += $(PYTHON_TESTS) tests/python/sbtest.py
+EXTRA_DIST += $(PYTHON_TESTS) tests/python/sbtest.py tests/python/torch_models.py \
+	tests/data/goldens-torch tools/compare-auto-lirpa.py
 if HAVE_PYTHON
 TESTS += $(PYTHON_TESTS)
 endif

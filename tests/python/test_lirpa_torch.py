@@ -4,6 +4,7 @@ Flatten, BatchNorm2d in eval mode, a residual block): the bounds contain
 sampled outputs, have auto_LiRPA's shapes and dtype, and fsdp and tp at
 P = 2 and 4 give the cpu backend's answers."""
 
+import json
 import unittest
 
 import sbtest
@@ -11,44 +12,14 @@ sbtest.require("torch")
 import torch  # noqa: E402
 
 from shardbound.lirpa import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+import torch_models  # noqa: E402
 
 METHODS = ("IBP", "CROWN", "alpha-CROWN")
 
 
-class Residual(torch.nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(channels)
-        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x):
-        return torch.relu(x + self.conv2(torch.relu(self.bn(self.conv1(x)))))
-
-
-def randomise_batchnorm(model):
-    """Running statistics away from 0/1, so that eval-mode BN matters."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
-
-
 def models():
-    torch.manual_seed(11)
-    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                              torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 3, stride=2, padding=1),
-                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 16),
-                              torch.nn.ReLU(), torch.nn.Linear(16, 10))
-    resnet = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, stride=2, padding=1), torch.nn.ReLU(),
-                                 Residual(4), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 10))
-    return {"mlp": randomise_batchnorm(mlp), "cnn": randomise_batchnorm(cnn),
-            "residual": randomise_batchnorm(resnet)}
+    """The small models of torch_models, by name (inputs 1 x 8 x 8)."""
+    return {name: model for name, model, x, _ in torch_models.models() if x.shape[1:] == (1, 8, 8)}
 
 
 def bounded_input(eps=0.05, batch=2):
@@ -84,7 +55,7 @@ class TestTorchModels(unittest.TestCase):
 
     def test_alpha_crown_is_never_looser_than_crown(self):
         x, bx, _ = bounded_input()
-        bm = BoundedModule(models()["cnn"], x, bound_opts=opts())
+        bm = BoundedModule(models()["cnn_bn"], x, bound_opts=opts())
         crown, alpha = (bm.compute_bounds(x=(bx,), method=m) for m in METHODS[1:])
         self.assertTrue(torch.all(alpha[0] >= crown[0] - 1e-5), "alpha-CROWN looser than CROWN")
         self.assertTrue(torch.all(alpha[1] <= crown[1] + 1e-5), "alpha-CROWN looser than CROWN")
@@ -123,7 +94,7 @@ class TestTorchModels(unittest.TestCase):
 
     def test_forward_runs_the_model(self):
         x, bx, _ = bounded_input()
-        model = models()["cnn"]
+        model = models()["cnn_bn"]
         bm = BoundedModule(model, x, bound_opts=opts())
         with torch.no_grad():
             self.assertTrue(torch.equal(bm(x), model(x)))
@@ -142,6 +113,39 @@ class TestTorchModels(unittest.TestCase):
                             lb, ub = bm.compute_bounds(x=(bx,), method=method)
                             torch.testing.assert_close(lb, want[method][0], rtol=1e-5, atol=1e-5)
                             torch.testing.assert_close(ub, want[method][1], rtol=1e-5, atol=1e-5)
+
+
+class TestAgainstAutoLirpa(unittest.TestCase):
+    def test_bounds_equal_auto_lirpa_and_alpha_crown_is_at_least_as_tight(self):
+        """auto_LiRPA's own bounds of these models (tests/data/goldens-torch):
+        IBP and CROWN within 1e-4, alpha-CROWN never looser, on cpu and on
+        fsdp with 2 ranks."""
+        with open(sbtest.data("goldens-torch", "auto_lirpa.json")) as f:
+            golden = json.load(f)
+        args = golden["optimize_bound_args"]
+        for name, model, x, eps in torch_models.models():
+            want = golden["models"][name]
+            if abs(torch_models.parameter_checksum(model) - want["parameter_checksum"]) > 1e-6:
+                self.skipTest(f"this torch ({torch.__version__}) builds other weights for {name} "
+                              f"than the goldens' ({golden['oracle']})")
+            bx = BoundedTensor(x, PerturbationLpNorm(eps=eps))
+            for backend, ranks in (("cpu", 0), ("fsdp", 2)):
+                bm = BoundedModule(model, x, bound_opts={
+                    "optimize_bound_args": args,
+                    "shardbound": {"backend": backend, "ranks": ranks}})
+                for method, w in want.items():
+                    if method == "parameter_checksum":
+                        continue
+                    with self.subTest(model=name, backend=backend, method=method):
+                        lb, ub = (t.double() for t in bm.compute_bounds(x=(bx,), method=method))
+                        wl = torch.tensor(w["lower"], dtype=torch.float64)
+                        wu = torch.tensor(w["upper"], dtype=torch.float64)
+                        if method == "CROWN-Optimized":
+                            self.assertTrue(torch.all(lb >= wl - 1e-4), f"{name} lower looser")
+                            self.assertTrue(torch.all(ub <= wu + 1e-4), f"{name} upper looser")
+                        else:
+                            torch.testing.assert_close(lb, wl, rtol=1e-4, atol=1e-4)
+                            torch.testing.assert_close(ub, wu, rtol=1e-4, atol=1e-4)
 
 
 if __name__ == "__main__":
