@@ -7,6 +7,9 @@ noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
+	backends/common/comm_nccl.h \
+	backends/common/device_module.h \
+	backends/common/device_module.c \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
@@ -21,13 +24,14 @@ backends_shardbound_backend_fsdp_la_SOURCES = \
 	backends/fsdp/backend_fsdp.c
 backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -ldl -lm -lpthread
 
 check_PROGRAMS += tests/check-comm
 tests_check_comm_SOURCES = tests/check-comm.c
 tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread
 
 # Backend loading, random layer graphs and CPU comparisons shared by
 # check-fsdp and check-tp.
