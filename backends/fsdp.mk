@@ -51,3 +51,11 @@ EXTRA_DIST += tools/bench.sh docs/plot-memory.gp
 bench-fsdp: hosts/cli/shardbound backends/shardbound-backend-cpu.la \
 	backends/shardbound-backend-fsdp.la
 	$(SHELL) $(top_srcdir)/tools/bench.sh $(abs_top_builddir)
+
+# device=, devices= and comm= of both multi-rank backends, on any machine.
+check_PROGRAMS += tests/check-rank-devices
+tests_check_rank_devices_SOURCES = tests/check-rank-devices.c $(BACKEND_TESTLIB)
+tests_check_rank_devices_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_rank_devices_LDADD = $(CHECK_LIBS) -ldl -lm
+EXTRA_tests_check_rank_devices_DEPENDENCIES = \
+	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la
