@@ -7,7 +7,7 @@ EXTRA_DIST += backends/cuda/kernels.cu backends/cuda/kernels.h \
 	backends/cuda/nvcc-wrapper.sh backends/cuda/device_cuda.h \
 	backends/cuda/device_cuda.c backends/cuda/backend_cuda.c \
 	backends/cuda/device_module_cuda.c backends/common/comm_nccl.c \
-	tests/check-backend-cuda.c
+	tests/check-backend-cuda.c tests/cuda-ranks.c
 
 if HAVE_CUDA
 backend_LTLIBRARIES += backends/shardbound-backend-cuda.la
@@ -64,9 +64,15 @@ backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
 	  -c -o $@ $(srcdir)/backends/cuda/kernels.cu
 CLEANFILES += backends/cuda/kernels.lo
 
-# CPU and CUDA backends compared on random inputs; skips (77) without a GPU.
+# CPU and CUDA backends compared on random inputs, and fsdp/tp at
+# device=cuda against both; skips (77) without a GPU.
 check_PROGRAMS += tests/check-backend-cuda
-tests_check_backend_cuda_SOURCES = tests/check-backend-cuda.c
+tests_check_backend_cuda_SOURCES = tests/check-backend-cuda.c \
+	tests/cuda-ranks.c tests/backend-testlib.c tests/backend-testlib.h
 tests_check_backend_cuda_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_backend_cuda_LDADD = $(CHECK_LIBS) -ldl -lm
+EXTRA_tests_check_backend_cuda_DEPENDENCIES = \
+	backends/shardbound-backend-cpu.la backends/shardbound-backend-cuda.la \
+	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la \
+	backends/shardbound-device-cuda.la
 endif
