@@ -187,6 +187,14 @@ static int finish(Nccl *s, int rank, SbExec *x, const char *what,
   return st == SB_OK ? drained(s, rank, x, what) : st;
 }
 
+/* A rank whose own checks failed never joins the collective: the others
+ * must stop waiting for it. */
+static int refused(Nccl *s, int rank, int st) {
+  if (st != SB_OK)
+    mark_failed(s, rank);
+  return st;
+}
+
 static int check_counts(Nccl *s, SbExec *x, const char *what,
                         const int64_t *counts, int64_t *total) {
   *total = 0;
@@ -242,7 +250,7 @@ static int nccl_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
     st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
                       "%s: NULL buffer on rank %d", what, rank);
   if (st != SB_OK || total == 0)
-    return st;
+    return refused(s, rank, st);
   ncclResult_t r = ncclGroupStart();
   if (r == ncclSuccess)
     r = queue_all_gather(s, rank, send, counts, recv);
@@ -334,7 +342,7 @@ static int nccl_reduce_scatter(SbComm *c, int rank, SbExec *x,
     st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
                       "%s: NULL buffer on rank %d", what, rank);
   if (st != SB_OK || total == 0)
-    return st;
+    return refused(s, rank, st);
   return reduce_scatter_checked(s, rank, x, what, send, counts, recv);
 }
 
@@ -353,7 +361,7 @@ static int nccl_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
     st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
                       "%s: NULL buffer on rank %d", what, rank);
   if (st != SB_OK || count == 0)
-    return st;
+    return refused(s, rank, st);
   int64_t counts[SB_RANKS_MAX], start, mine;
   for (int q = 0; q < s->base.size; q++)
     sb_split_range(count, s->base.size, q, &start, &counts[q]);
@@ -390,7 +398,7 @@ static int nccl_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
                       "%s: bad buffer or count %lld on rank %d", what,
                       (long long)count, rank);
   if (st != SB_OK || count == 0)
-    return st;
+    return refused(s, rank, st);
   int i = rank - s->first;
   return finish(s, rank, x, what,
                 ncclBroadcast(buf, buf, (size_t)count, ncclFloat, root,
@@ -403,7 +411,7 @@ static int nccl_barrier(SbComm *c, int rank, SbExec *x) {
   Nccl *s = nc(c);
   int st = enter(s, rank, x, what);
   if (st != SB_OK)
-    return st;
+    return refused(s, rank, st);
   SbBuffer one = {0};
   if ((st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, 1, &one)) != SB_OK) {
     mark_failed(s, rank);
@@ -536,30 +544,48 @@ static void nccl_reset(SbComm *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
-/* Flushes and frees a healthy communicator, aborting it if that fails or
- * does not finish within a few seconds (a peer process may be gone). */
-static void close_comm(Nccl *s, int i) {
-  if (s->comms[i] == NULL)
-    return;
-  (void)cudaSetDevice(s->ordinals[i]);
-  ncclResult_t r = ncclCommFinalize(s->comms[i]);
-  for (int k = 0; r == ncclInProgress && k < 100000; k++) {
-    struct timespec ts = {0, 50000};
-    nanosleep(&ts, NULL);
-    if (ncclCommGetAsyncError(s->comms[i], &r) != ncclSuccess)
-      r = ncclInternalError;
-  }
-  if (r != ncclSuccess || ncclCommDestroy(s->comms[i]) != ncclSuccess)
-    abort_local(s, i);
-  s->comms[i] = NULL;
-}
-
+/* Flushes and frees the healthy communicators, all local ones at once
+ * (finalizing waits for every rank), aborting any that fails or is not
+ * quiescent within ten seconds (a peer process may be gone). */
 static void nccl_destroy(SbComm *c) {
   if (c == NULL)
     return;
   Nccl *s = nc(c);
-  for (int i = 0; i < s->n_local; i++)
-    close_comm(s, i);
+  ncclResult_t *state = calloc((size_t)s->n_local, sizeof *state);
+  if (state != NULL) {
+    ncclGroupStart();
+    for (int i = 0; i < s->n_local; i++)
+      if (s->comms[i] != NULL) {
+        (void)cudaSetDevice(s->ordinals[i]);
+        state[i] = ncclCommFinalize(s->comms[i]);
+      }
+    ncclGroupEnd();
+    for (int k = 0; k < 200000; k++) {
+      int busy = 0;
+      for (int i = 0; i < s->n_local; i++)
+        if (s->comms[i] != NULL && state[i] == ncclInProgress &&
+            ncclCommGetAsyncError(s->comms[i], &state[i]) != ncclSuccess)
+          state[i] = ncclInternalError;
+      for (int i = 0; i < s->n_local; i++)
+        busy |= s->comms[i] != NULL && state[i] == ncclInProgress;
+      if (!busy)
+        break;
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  for (int i = 0; i < s->n_local; i++) {
+    if (s->comms[i] == NULL)
+      continue;
+    if (state == NULL || state[i] != ncclSuccess) {
+      abort_local(s, i);
+    } else {
+      (void)cudaSetDevice(s->ordinals[i]);
+      (void)ncclCommDestroy(s->comms[i]);
+    }
+    s->comms[i] = NULL;
+  }
+  free(state);
   pthread_mutex_destroy(&s->lock);
   free(s->ordinals);
   free(s->streams);
