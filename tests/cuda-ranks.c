@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The multi-rank backends on GPUs (device=cuda), a suite of
- * check-backend-cuda, which runs it only where a GPU is usable: FSDP bitwise
+ * check-backend-cuda, which runs it only where a GPU is usable: every
+ * collective of the loopback (ranks sharing a GPU) and NCCL communicators
+ * on device buffers, summing in rank order bit for bit; FSDP bitwise
  * equal to the cuda backend (the same device operations on the same row
  * blocks) and to float rounding of cpu, TP to float rounding of cuda, for
  * 1..4 ranks sharing one GPU over the loopback communicator; NCCL with one
@@ -8,13 +10,16 @@
 #include "config.h"
 
 #include <check.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "abi/shardbound.h"
+#include "backends/common/device_module.h"
 #include "backends/common/layer.h"
+#include "backends/common/ranks.h"
 #include "tests/backend-testlib.h"
 
 Suite *cuda_ranks_suite(void);
@@ -378,14 +383,192 @@ START_TEST(test_fsdp_cuda_failing_rank_is_named_and_memory_is_the_gpus) {
 }
 END_TEST
 
+/* ---- the communicators themselves, on GPU buffers ---- */
+
+static const SbDeviceModule *cuda_module(void) {
+  const char *dir = getenv("SHARDBOUND_BACKEND_PATH");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/shardbound-device-cuda.so",
+           dir ? dir : "backends/.libs");
+  void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  ck_assert_msg(so != NULL, "dlopen %s: %s", path, dlerror());
+  SbDeviceModuleGetFn get;
+  *(void **)&get = dlsym(so, SB_DEVICE_MODULE_SYMBOL);
+  const SbDeviceModule *m = NULL;
+  ck_assert(get != NULL && get(&m) == SB_OK && m != NULL);
+  return m;
+}
+
+static int module_comm(void *module, int size, SbDevice *const *devs,
+                       SbComm **out, char *error, size_t error_size) {
+  const SbDeviceModule *m = module;
+  return m->comm_new(NULL, size, 0, size, devs, out, error, error_size);
+}
+
+/* Values whose float sum depends on the order of the additions. */
+static float order_sensitive(int rank, int64_t i) {
+  static const float v[4] = {1e8f, 1.0f, -1e8f, 3.0f};
+  return v[rank % 4] * (float)(i + 1) + 0.25f * (float)rank;
+}
+
+static float sum_in_rank_order(int P, int64_t i) {
+  float s = order_sensitive(0, i);
+  for (int q = 1; q < P; q++)
+    s = s + order_sensitive(q, i);
+  return s;
+}
+
+enum { TOTAL_MAX = 64 };
+
+typedef struct {
+  int64_t counts[SB_RANKS_MAX], even[SB_RANKS_MAX];
+  int64_t total;
+  float scattered[SB_RANKS_MAX][TOTAL_MAX], reduced[SB_RANKS_MAX][TOTAL_MAX];
+  float gathered[SB_RANKS_MAX][TOTAL_MAX], gathered_even[SB_RANKS_MAX][TOTAL_MAX];
+  float bcast[SB_RANKS_MAX][TOTAL_MAX];
+} CollJob;
+
+/* Every collective on device buffers: reduce-scatter and all-reduce of
+ * order-sensitive values, uneven and even all-gathers, a broadcast from
+ * the last rank and a barrier; results downloaded for the host to check. */
+static int collectives_fn(SbRank *r, SbComm *c, void *arg) {
+  CollJob *j = arg;
+  SbExec *x = &r->x;
+  int q = r->index, P = c->size;
+  float host[TOTAL_MAX];
+  for (int64_t i = 0; i < j->total; i++)
+    host[i] = order_sensitive(q, i);
+  size_t bytes = (size_t)j->total * sizeof(float);
+  SbBuffer send = {0}, out = {0};
+  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, j->total, &send);
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, j->total, &out);
+  if (st == SB_OK)
+    st = x->ops->upload(x->dev, send.ptr, host, bytes);
+  if (st == SB_OK)
+    st = c->ops->reduce_scatter(c, q, x, send.ptr, j->counts, out.ptr);
+  if (st == SB_OK)
+    st = x->ops->download(x->dev, j->scattered[q], out.ptr,
+                          (size_t)j->counts[q] * sizeof(float));
+  if (st == SB_OK) /* in place */
+    st = c->ops->all_reduce(c, q, x, send.ptr, send.ptr, j->total);
+  if (st == SB_OK)
+    st = x->ops->download(x->dev, j->reduced[q], send.ptr, bytes);
+  int64_t at = 0, at_even = 0;
+  for (int s = 0; s < q; s++)
+    at += j->counts[s], at_even += j->even[s];
+  if (st == SB_OK)
+    st = x->ops->upload(x->dev, (float *)out.ptr + at, host,
+                        (size_t)j->counts[q] * sizeof(float));
+  if (st == SB_OK)
+    st = c->ops->all_gather(c, q, x, (float *)out.ptr + at, j->counts,
+                            out.ptr);
+  if (st == SB_OK)
+    st = x->ops->download(x->dev, j->gathered[q], out.ptr, bytes);
+  if (st == SB_OK) /* not in place */
+    st = x->ops->upload(x->dev, send.ptr, host,
+                        (size_t)j->even[q] * sizeof(float));
+  if (st == SB_OK)
+    st = c->ops->all_gather(c, q, x, send.ptr, j->even, out.ptr);
+  if (st == SB_OK)
+    st = x->ops->download(x->dev, j->gathered_even[q], out.ptr,
+                          (size_t)(j->even[0] * P) * sizeof(float));
+  if (st == SB_OK)
+    st = x->ops->upload(x->dev, out.ptr, host, bytes);
+  if (st == SB_OK)
+    st = c->ops->broadcast(c, q, x, out.ptr, j->total, P - 1);
+  if (st == SB_OK)
+    st = x->ops->download(x->dev, j->bcast[q], out.ptr, bytes);
+  if (st == SB_OK)
+    st = c->ops->barrier(c, q, x);
+  sb_exec_free(x, &send);
+  sb_exec_free(x, &out);
+  return st;
+}
+
+static void check_collectives(const SbDeviceModule *m, int P, int nccl) {
+  int ordinals[SB_RANKS_MAX];
+  for (int q = 0; q < P; q++)
+    ordinals[q] = nccl ? q : 0;
+  SbRanksConfig cfg = {P, m->ops, -1, -1, ordinals,
+                       nccl ? module_comm : NULL, (void *)m};
+  SbRanks *pool = NULL;
+  char err[1024];
+  ck_assert_msg(sb_ranks_new(&cfg, &pool, err, sizeof err) == SB_OK,
+                "P=%d %s: %s", P, nccl ? "nccl" : "loopback", err);
+  CollJob *j = calloc(1, sizeof *j);
+  for (int q = 0; q < P; q++) {
+    j->counts[q] = (q * 7 + 3) % 5; /* 3, 0, 2, 4: an empty block too */
+    j->even[q] = 3;
+    j->total += j->counts[q];
+  }
+  ck_assert_msg(sb_ranks_run(pool, collectives_fn, j, err, sizeof err) ==
+                    SB_OK,
+                "P=%d %s: %s", P, nccl ? "nccl" : "loopback", err);
+  int64_t at = 0;
+  for (int q = 0; q < P; q++) {
+    for (int64_t i = 0; i < j->counts[q]; i++) {
+      float want = sum_in_rank_order(P, at + i);
+      ck_assert_msg(memcmp(&j->scattered[q][i], &want, sizeof want) == 0,
+                    "P=%d reduce_scatter rank %d [%lld]: %.9g != %.9g", P, q,
+                    (long long)i, j->scattered[q][i], want);
+    }
+    at += j->counts[q];
+    int64_t g = 0;
+    for (int s = 0; s < P; s++)
+      for (int64_t i = 0; i < j->counts[s]; i++, g++)
+        ck_assert_float_eq(j->gathered[q][g], order_sensitive(s, i));
+    for (int s = 0; s < P; s++)
+      for (int64_t i = 0; i < 3; i++)
+        ck_assert_float_eq(j->gathered_even[q][s * 3 + i],
+                           order_sensitive(s, i));
+    for (int64_t i = 0; i < j->total; i++) {
+      float want = sum_in_rank_order(P, i);
+      ck_assert_msg(memcmp(&j->reduced[q][i], &want, sizeof want) == 0,
+                    "P=%d all_reduce rank %d [%lld]: %.9g != %.9g", P, q,
+                    (long long)i, j->reduced[q][i], want);
+      ck_assert_float_eq(j->bcast[q][i], order_sensitive(P - 1, i));
+    }
+    sb_memory_stats_v1 st = {.struct_size = sizeof st};
+    sb_mem_tracker_snapshot(&sb_ranks_rank(pool, q)->mem, (uint32_t)q, &st);
+    ck_assert_uint_eq(st.current_bytes[SB_MEM_COMMUNICATION], 0);
+  }
+  free(j);
+  sb_ranks_destroy(pool);
+}
+
+/* Ranks sharing the GPU: device copies between their buffers, sums in rank
+ * order, bit for bit the host's float additions. */
+START_TEST(test_loopback_collectives_on_one_gpu_sum_in_rank_order) {
+  const SbDeviceModule *m = cuda_module();
+  for (int P = 1; P <= 4; P++)
+    check_collectives(m, P, 0);
+}
+END_TEST
+
+#ifdef HAVE_NCCL
+/* NCCL, one GPU per rank, as many ranks as GPUs (up to 4): the same bits. */
+START_TEST(test_nccl_collectives_sum_in_rank_order) {
+  const SbDeviceModule *m = cuda_module();
+  int count = 0;
+  char err[512];
+  ck_assert_msg(m->device_count(&count, err, sizeof err) == SB_OK, "%s", err);
+  for (int P = 1; P <= 4 && P <= count; P++)
+    check_collectives(m, P, 1);
+}
+END_TEST
+#endif
+
 Suite *cuda_ranks_suite(void) {
   Suite *s = suite_create("cuda-ranks");
   TCase *tc = tcase_create("device=cuda");
   tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_loopback_collectives_on_one_gpu_sum_in_rank_order);
   tcase_add_test(tc, test_fsdp_cuda_ranks_equal_cuda_bit_for_bit);
   tcase_add_test(tc, test_tp_cuda_ranks_equal_cuda_to_rounding);
   tcase_add_test(tc, test_fsdp_cuda_split_spec_rows_equal_cuda_bit_for_bit);
 #ifdef HAVE_NCCL
+  tcase_add_test(tc, test_nccl_collectives_sum_in_rank_order);
   tcase_add_test(tc, test_nccl_one_rank_equals_cuda);
   tcase_add_test(tc, test_nccl_ranks_equal_loopback_ranks_bit_for_bit);
   tcase_add_test(tc, test_nccl_refuses_two_ranks_on_one_gpu);

@@ -71,7 +71,11 @@ check_PROGRAMS += tests/check-backend-cuda
 tests_check_backend_cuda_SOURCES = tests/check-backend-cuda.c \
 	tests/cuda-ranks.c tests/backend-testlib.c tests/backend-testlib.h
 tests_check_backend_cuda_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_backend_cuda_LDADD = $(CHECK_LIBS) -ldl -lm
+# The rank pool, to drive the communicators of the CUDA device module
+# directly.
+tests_check_backend_cuda_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread
 EXTRA_tests_check_backend_cuda_DEPENDENCIES = \
 	backends/shardbound-backend-cpu.la backends/shardbound-backend-cuda.la \
 	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la \
