@@ -73,7 +73,9 @@ typedef struct SbDeviceOps {
   int (*upload)(SbDevice *dev, void *dst, const void *src, size_t bytes);
   /* dst (host) <- src (device); waits for the data. */
   int (*download)(SbDevice *dev, void *dst, const void *src, size_t bytes);
-  /* dst <- src, both device; the ranges MUST NOT overlap. */
+  /* dst <- src, both device; the ranges MUST NOT overlap. src MAY belong to
+   * another device of the same kind (another rank of a loopback
+   * communicator, possibly on another GPU). */
   int (*copy)(SbDevice *dev, void *dst, const void *src, size_t bytes);
   int (*zero)(SbDevice *dev, void *dst, size_t bytes);
   /* Wait until all issued work has finished. */
@@ -254,6 +256,13 @@ typedef struct SbDeviceOps {
   int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src,
                      int64_t lds, int64_t k, const int64_t *index,
                      float *dst);
+
+  /* ---- optional: ranks of one process reading each other's buffers ---- */
+  /* Non-zero when kernels queued on dev may read buffers that peer
+   * allocated directly (host memory; the same GPU; GPUs with peer access,
+   * which this call may enable). The loopback communicator copies a peer's
+   * buffer into dev's memory first when it says no. NULL means yes. */
+  int (*readable_from)(SbDevice *dev, SbDevice *peer);
 } SbDeviceOps;
 
 #ifdef __cplusplus
