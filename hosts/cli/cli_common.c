@@ -5,6 +5,7 @@
 
 #include "cli_common.h"
 #include "hosts/engine/onnx_import.h"
+#include "hosts/engine/problem.h"
 
 void
 sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o)
@@ -54,14 +55,8 @@ sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
   g_autoptr (SbProperty) p = sb_vnnlib_load (vnnlib, error);
   if (p == NULL)
     return FALSE;
-  if (p->n_inputs != g->input_size || p->n_outputs != g->output_size)
-    {
-      g_set_error (error, SB_VNNLIB_ERROR, SB_VNNLIB_ERROR_INVALID,
-                   "%s declares %d inputs and %d outputs but %s has %" G_GINT64_FORMAT
-                   " inputs and %" G_GINT64_FORMAT " outputs",
-                   vnnlib, p->n_inputs, p->n_outputs, onnx, g->input_size, g->output_size);
-      return FALSE;
-    }
+  if (!sb_problem_check (g, p, onnx, vnnlib, error))
+    return FALSE;
   *graph = g_steal_pointer (&g);
   *property = g_steal_pointer (&p);
   return TRUE;

@@ -11,6 +11,8 @@ hosts_engine_libsbengine_la_SOURCES = \
 	hosts/engine/alpha.c hosts/engine/alpha.h \
 	hosts/engine/attack.c hosts/engine/attack.h \
 	hosts/engine/verify.c hosts/engine/verify.h \
-	hosts/engine/session_setup.c hosts/engine/session_setup.h
+	hosts/engine/session_setup.c hosts/engine/session_setup.h \
+	hosts/engine/problem.c hosts/engine/problem.h \
+	hosts/engine/limits.c hosts/engine/limits.h
 hosts_engine_libsbengine_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(PROTOBUF_C_CFLAGS)
 hosts_engine_libsbengine_la_LIBADD = plugin/libshardbound.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) -lm

@@ -2,6 +2,7 @@
 /* VNNLIB parser: the SMT-LIB subset of VNN-COMP, turned into input boxes and
  * an unsafe output region in disjunctive normal form of atoms c.y <= d. */
 #include "hosts/engine/vnnlib.h"
+#include "hosts/engine/limits.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,6 @@
  * can grow faster than the text (DNF products, dense matrices) is capped. */
 #define SB_VNNLIB_MAX_TERMS 100000
 #define SB_VNNLIB_MAX_LITERALS (1 << 24)
-#define SB_VNNLIB_MAX_DOUBLES (1 << 26)
 #define SB_VNNLIB_MAX_DEPTH 256
 #define SB_VNNLIB_MAX_INDEX_DIGITS 9
 
@@ -657,6 +657,10 @@ dnf_term_len (const Dnf *d, int t)
 static const int *
 dnf_term (const Dnf *d, int t)
 {
+  /* An empty GArray has no storage: indexing its NULL data, even by zero,
+   * is undefined behaviour. */
+  if (d->lits->len == 0)
+    return NULL;
   return &g_array_index (d->lits, int, g_array_index (d->start, int, t));
 }
 
@@ -1161,10 +1165,11 @@ assemble (Parser *p, const GArray *common, const Dnf *terms)
 
   if (!check_declarations (p, 1, &n_out) || !check_declarations (p, 0, &n_in))
     goto out;
-  if ((double) p->atoms->len * n_out > SB_VNNLIB_MAX_DOUBLES) {
+  if (!sb_limit_fits ((double) p->atoms->len * n_out)) {
     fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-             "%u output atoms over %d outputs exceed the size limit",
-             p->atoms->len, n_out);
+             "%u output atoms over %d outputs need more than the limit of %"
+             G_GINT64_FORMAT " bytes (" SB_MAX_BYTES_ENV " sets it)",
+             p->atoms->len, n_out, sb_max_bytes ());
     goto out;
   }
   lo = g_new (double, n_in);
@@ -1273,12 +1278,13 @@ assemble (Parser *p, const GArray *common, const Dnf *terms)
       RegionBuild nb = { 0 };
       const guint8 *k = key->data;
 
-      if ((double) (regions->len + 1) * n_in * 2 > SB_VNNLIB_MAX_DOUBLES) {
+      if (!sb_limit_fits ((double) (regions->len + 1) * n_in * 2)) {
         g_bytes_unref (bytes);
         fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-                 "more than %u distinct input boxes of %d inputs exceed the "
-                 "size limit",
-                 regions->len, n_in);
+                 "more than %u distinct input boxes of %d inputs need more "
+                 "than the limit of %" G_GINT64_FORMAT " bytes ("
+                 SB_MAX_BYTES_ENV " sets it)",
+                 regions->len, n_in, sb_max_bytes ());
         goto out;
       }
       region = regions->len;
