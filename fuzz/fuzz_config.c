@@ -16,7 +16,7 @@ static char file_path[64];
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  sb_fuzz_fatal_logs ();
+  sb_fuzz_init ();
   /* The loader reads a path; an in-memory file keeps the disk out of it. */
   file_fd = memfd_create ("shardbound.conf", 0);
   if (file_fd < 0)

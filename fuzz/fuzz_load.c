@@ -13,7 +13,7 @@ static SbSessionSetup *setup;
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  sb_fuzz_fatal_logs ();
+  sb_fuzz_init ();
   /* The CPU backend of the fuzz build, next to the harness by default. */
   const char *path = g_getenv ("SHARDBOUND_FUZZ_BACKEND_PATH");
   g_autofree char *exe_dir = g_path_get_dirname ((*argv)[0]);

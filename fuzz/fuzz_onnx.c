@@ -8,7 +8,7 @@
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
-  sb_fuzz_fatal_logs ();
+  sb_fuzz_init ();
   return 0;
 }
 
