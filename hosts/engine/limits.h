@@ -11,8 +11,9 @@
 
 G_BEGIN_DECLS
 
-/* 1 GiB: four times the largest single weight matrix of the VNN-COMP 2023
- * benchmarks (vgg16's first fully connected layer, in float64). */
+/* 1 GiB: above the largest weight matrix of the VNN-COMP 2023 benchmarks
+ * (vgg16's first fully connected layer, 25088 x 4096: 822 MB at 8 bytes
+ * an element). */
 #define SB_MAX_BYTES_DEFAULT (G_GINT64_CONSTANT (1) << 30)
 /* Overrides the default: a byte count, optionally followed by K, M or G
  * (powers of 1024). Anything else leaves the default. */
