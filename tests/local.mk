@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Engine-level tests (goldens, soundness sampling).
 # Golden cases, sessions, sampling and random graphs for the engine suites.
-ENGINE_TESTLIB = tests/engine-testlib.c tests/engine-testlib.h
+ENGINE_TESTLIB = tests/engine-testlib.c tests/engine-testlib.h \
+	hosts/cli/session_setup.c hosts/cli/session_setup.h
 
 check_PROGRAMS += tests/check-engine
 tests_check_engine_SOURCES = tests/check-engine.c $(ENGINE_TESTLIB)
@@ -28,7 +29,8 @@ tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.l
 # Inputs the fuzz harnesses found (tests/data/regress), replayed through
 # the harnesses' code paths; the load path is the harness's own file.
 check_PROGRAMS += tests/check-regress
-tests_check_regress_SOURCES = tests/check-regress.c fuzz/load_path.c fuzz/load_path.h
+tests_check_regress_SOURCES = tests/check-regress.c fuzz/load_path.c fuzz/load_path.h \
+	hosts/cli/session_setup.c hosts/cli/session_setup.h
 tests_check_regress_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_regress_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(GLIB_LIBS) $(CHECK_LIBS) -lm
