@@ -28,8 +28,11 @@ bound (SbSession *session, const SbGraph *graph, const SbProperty *prop, GError 
     return refused (error, local);
   g_autofree double *rows = sb_property_spec_rows (prop);
   SbSpec spec = { prop->n_atoms, rows };
+  SbBoundsOptions options;
+  sb_bounds_options_init (&options);
+  options.method = SB_METHOD_IBP;
   SbBoundsResult result;
-  if (!sb_network_compute_bounds (net, SB_METHOD_IBP, prop->regions[0].x_lower,
+  if (!sb_network_compute_bounds (net, &options, prop->regions[0].x_lower,
                                   prop->regions[0].x_upper, &spec, &result, &local))
     return refused (error, local);
   for (int i = 0; i < result.n_outputs; i++)

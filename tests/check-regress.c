@@ -97,7 +97,9 @@ START_TEST (test_regress_config)
 END_TEST
 
 /* The load harness's inputs: model and property in one file
- * (fuzz/load_path.h), bounded on the CPU backend of this build. */
+ * (fuzz/load_path.h), bounded on the CPU backend of this build. The
+ * directory also holds one valid input (valid-small-mlp.bin, the small
+ * MLP seed), so that every step of the path runs here. */
 START_TEST (test_regress_load)
 {
   g_autoptr (GPtrArray) files = regress_files ("load");
@@ -114,6 +116,8 @@ START_TEST (test_regress_load)
       gboolean ok = sb_fuzz_load_path (setup->session, (const guint8 *) data, size, &error);
       ck_assert_msg (ok || (error != NULL && error->message[0] != '\0'),
                      "%s: failed without a message", (char *) files->pdata[i]);
+      if (g_str_has_suffix (files->pdata[i], "/valid-small-mlp.bin"))
+        ck_assert_msg (ok, "the valid input was refused: %s", error->message);
       g_clear_error (&error);
     }
 }
