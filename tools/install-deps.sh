@@ -11,4 +11,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
-  python3 python3-numpy python3-torch gnuplot-nox >/dev/null
+  python3 python3-numpy python3-torch gnuplot-nox \
+  clang-14 libclang-rt-14-dev llvm-14 >/dev/null
+# clang-14 with its runtime (libFuzzer, ASan, UBSan) builds the fuzz
+# harnesses (make fuzz); llvm-14 brings llvm-symbolizer for readable
+# sanitizer stacks. gcc's ASan and UBSan (configure --enable-sanitizers)
+# come with build-essential.
