@@ -11,4 +11,4 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
-  python3 gnuplot-nox >/dev/null
+  python3 python3-numpy python3-torch gnuplot-nox >/dev/null
