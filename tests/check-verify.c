@@ -206,6 +206,40 @@ START_TEST (test_verify_honours_timeout)
 }
 END_TEST
 
+/* The deadline is checked inside the long stretches, not only between BaB
+ * steps: with the root's alpha-CROWN (_i == 0) or every BaB batch's
+ * alpha/beta optimisation (_i == 1) made to run ~forever (no early stop, a
+ * million Adam steps, minutes per start node), the run still ends soon
+ * after the cap. The bound is generous for a loaded CI machine, yet far
+ * below what an unchecked stretch takes. */
+START_TEST (test_verify_timeout_interrupts_long_optimisation)
+{
+  SbVerifyOutcome o;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.timeout = 1.0;
+  params.attack = FALSE;
+  params.alpha.patience = G_MAXINT;
+  if (_i == 0)
+    params.alpha.iterations = params.alpha.final_iterations = 1000000;
+  else
+    params.bab_iterations = 1000000;
+  gint64 t0 = g_get_monotonic_time ();
+  ck_assert (sb_verify (net, p, &params, &o, &error));
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
+  ck_assert_msg (seconds < params.timeout + 8.0, "took %.2f s", seconds);
+  sb_verify_outcome_clear (&o);
+}
+END_TEST
+
 /* The queue limits end branch-and-bound with "unknown" and say why. */
 START_TEST (test_verify_stops_at_domain_and_memory_limits)
 {
@@ -250,6 +284,7 @@ verify_suite (void)
   tcase_add_test (tc, test_verify_finds_published_counterexample);
   tcase_add_loop_test (tc, test_verify_proves_published_unsat_instance, 0, 2);
   tcase_add_test (tc, test_verify_honours_timeout);
+  tcase_add_loop_test (tc, test_verify_timeout_interrupts_long_optimisation, 0, 2);
   tcase_add_loop_test (tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
   suite_add_tcase (s, tc);
   return s;

@@ -458,6 +458,13 @@ static int cuda_col2im(SbDevice *dev, const SbConvGeom *geom, int64_t n,
   LAUNCH(dev, "col2im kernel", sb_cuda_col2im(dev->stream, geom, n, cols, x));
 }
 
+static int cuda_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
+                                int64_t c, const float *src, float beta,
+                                float *dst) {
+  LAUNCH(dev, "swap_outer_axes kernel",
+         sb_cuda_swap_outer_axes(dev->stream, a, b, c, src, beta, dst));
+}
+
 static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
                                   int64_t B, int64_t N, const float *A,
                                   const float *lower, const float *upper,
@@ -547,6 +554,7 @@ const SbDeviceOps sb_device_cuda_ops = {
     .set_unit_rows = cuda_set_unit_rows,
     .im2col = cuda_im2col,
     .col2im = cuda_col2im,
+    .swap_outer_axes = cuda_swap_outer_axes,
     .relu_backward_vjp = cuda_relu_backward_vjp,
     .concretize_vjp = cuda_concretize_vjp,
     .relu_init_alpha = cuda_relu_init_alpha,

@@ -89,6 +89,9 @@ refresh_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
   if (tighten)
     for (int r = 0; r < bab->n_ri; r++)
       {
+        /* Past the deadline the parents' bounds (already loaded) do. */
+        if (bab->deadline > 0 && g_get_monotonic_time () > bab->deadline)
+          break;
         int i = bab->ri_node[r];
         if (i > first_split_node && sb_node_needs_crown (net, i)
             && !sb_node_tighten (net, nb, i, NULL, TRUE, NULL, NULL, error))
@@ -116,6 +119,7 @@ optimize_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
   SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .split_sign = sign };
   SbAlphaParams alpha = bab->params->alpha;
   alpha.iterations = bab->params->bab_iterations;
+  alpha.deadline = bab->deadline;
   return sb_alpha_set_init (net, set, out_node, bab->S, B, SB_SIDES_LOWER, nb->lo, nb->hi, error)
          && sb_bab_domains_exchange_alphas (bab, set, doms, B, FALSE, error)
          && sb_alpha_set_add_betas (net, set, bab->S, B, sign, error)
@@ -431,10 +435,13 @@ attack_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
 /* Root bounds of the region into nb (IBP, alpha-CROWN intermediate bounds
  * intersected with IBP): UNKNOWN when done, TIMEOUT or ERROR. */
 static SbResult
-root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha, gint64 deadline,
-             SbNodeBounds *nb, GError **error)
+root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha_params,
+             gint64 deadline, SbNodeBounds *nb, GError **error)
 {
   int n = sb_graph_n_nodes (net->graph);
+  SbAlphaParams alpha_until = *alpha_params;
+  const SbAlphaParams *alpha = &alpha_until;
+  alpha_until.deadline = deadline;
   if (!sb_node_bounds_init (net, nb, 1, reg->x_lower, reg->x_upper, error))
     return SB_RESULT_ERROR;
   for (int i = 1; i < n; i++)
