@@ -6,7 +6,7 @@
 
 #include "fuzz/fuzz_common.h"
 #include "fuzz/load_path.h"
-#include "hosts/cli/session_setup.h"
+#include "hosts/api/session_setup.h"
 
 static SbSessionSetup *setup;
 

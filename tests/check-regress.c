@@ -13,7 +13,7 @@
 
 #include "fuzz/load_path.h"
 #include "hosts/engine/onnx_import.h"
-#include "hosts/cli/session_setup.h"
+#include "hosts/api/session_setup.h"
 #include "hosts/engine/vnnlib.h"
 #include "plugin/shardbound-plugin.h"
 

@@ -30,7 +30,7 @@ tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.l
 # the harnesses' code paths; the load path is the harness's own file.
 check_PROGRAMS += tests/check-regress
 tests_check_regress_SOURCES = tests/check-regress.c fuzz/load_path.c fuzz/load_path.h \
-	hosts/cli/session_setup.c hosts/cli/session_setup.h
+	hosts/api/session_setup.c hosts/api/session_setup.h
 tests_check_regress_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_regress_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(GLIB_LIBS) $(CHECK_LIBS) -lm
