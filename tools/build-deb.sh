@@ -68,13 +68,15 @@ for deb in "$out"/*.deb; do
 done
 
 # lintian: errors fail, everything else is reported; -I shows the
-# informational tags too, --show-overrides the overridden ones (O:).
-lintian_status=0
-lintian -I --show-overrides --fail-on error "$changes" > "$out/lintian.log" 2>&1 || lintian_status=$?
+# informational tags too, --show-overrides the overridden ones (O:). Errors
+# are counted here: lintian 2.116 exits non-zero for an overridden error
+# once --show-overrides is given.
+lintian -I --show-overrides --fail-on none "$changes" > "$out/lintian.log" 2>&1 \
+  || { cat "$out/lintian.log"; echo "build-deb: lintian did not run" >&2; exit 1; }
 grep -v '^N: ' "$out/lintian.log" | grep -v 'running with root privileges' || true
 count () { grep -c "^$1: " "$out/lintian.log" || true; }
 echo "build-deb: lintian: $(count E) errors, $(count W) warnings, $(count I) info, $(count P) pedantic, $(count O) overridden"
-if [ "$lintian_status" != 0 ]; then
-  echo "build-deb: lintian failed ($lintian_status)" >&2
+if [ "$(count E)" != 0 ]; then
+  echo "build-deb: lintian found errors" >&2
   exit 1
 fi
