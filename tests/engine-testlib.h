@@ -7,7 +7,7 @@
 
 #include "hosts/engine/bounds.h"
 #include "hosts/engine/onnx_import.h"
-#include "hosts/cli/session_setup.h"
+#include "hosts/api/session_setup.h"
 #include "hosts/engine/vnnlib.h"
 
 /* The auto_LiRPA golden cases in tests/data/goldens (file names without

@@ -11,7 +11,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
-  python3 gnuplot-nox help2man >/dev/null
+  python3 python3-numpy python3-torch gnuplot-nox help2man >/dev/null
 # Debian packaging and its check (make check-packaging, run by CI): package
 # build tools, abigail-tools (libshardbound's ABI check), lintian, and
 # mmdebstrap for the throw-away root.

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Backend-selection options and problem loading shared by bounds, verify
- * and bench. */
+/* Backend-selection options, sessions and problem loading shared by
+ * bounds, verify and bench. */
 #include "config.h"
 
 #include "cli_common.h"
-#include "hosts/engine/onnx_import.h"
 
 void
 sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o)
@@ -33,36 +32,33 @@ sb_cli_backend_options_clear (SbCliBackendOptions *o)
   g_clear_pointer (&o->options, g_strfreev);
 }
 
-SbSessionRequest
-sb_cli_session_request (const SbCliBackendOptions *o)
+ShardboundSession *
+sb_cli_open_session (const SbCliBackendOptions *o, GError **error)
 {
-  SbSessionRequest r = { o->backend, o->backend_path, o->config_file, o->ranks,
-                         (const char *const *) o->options };
-  return r;
+  return shardbound_session_open (o->backend, o->ranks, (const char *const *) o->options,
+                                  o->backend_path, o->config_file, error);
 }
 
 gboolean
-sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
-                     SbProperty **property, GError **error)
+sb_cli_load_problem (ShardboundSession *session, const char *onnx, const char *vnnlib,
+                     ShardboundNetwork **network, ShardboundProperty **property,
+                     GError **error)
 {
-  *graph = NULL;
+  *network = NULL;
   *property = NULL;
   /* Both loaders name the file in their errors. */
-  g_autoptr (SbGraph) g = sb_onnx_load (onnx, error);
-  if (g == NULL)
-    return FALSE;
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vnnlib, error);
+  g_autoptr (ShardboundProperty) p = shardbound_property_load (vnnlib, error);
   if (p == NULL)
     return FALSE;
-  if (p->n_inputs != g->input_size || p->n_outputs != g->output_size)
+  g_autoptr (ShardboundNetwork) n = shardbound_network_load (session, onnx, error);
+  if (n == NULL)
+    return FALSE;
+  if (!shardbound_property_check_network (p, n, error))
     {
-      g_set_error (error, SB_VNNLIB_ERROR, SB_VNNLIB_ERROR_INVALID,
-                   "%s declares %d inputs and %d outputs but %s has %" G_GINT64_FORMAT
-                   " inputs and %" G_GINT64_FORMAT " outputs",
-                   vnnlib, p->n_inputs, p->n_outputs, onnx, g->input_size, g->output_size);
+      g_prefix_error (error, "%s and %s: ", vnnlib, onnx);
       return FALSE;
     }
-  *graph = g_steal_pointer (&g);
+  *network = g_steal_pointer (&n);
   *property = g_steal_pointer (&p);
   return TRUE;
 }
@@ -70,7 +66,35 @@ sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
 int
 sb_cli_error_status (const GError *error)
 {
-  if (error->domain == SB_ENGINE_ERROR)
-    return sb_engine_error_is_input (error) ? 2 : 1;
-  return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
+  if (!g_error_matches (error, SHARDBOUND_HOST_ERROR, error->code))
+    return 1;
+  switch ((ShardboundHostError) error->code)
+    {
+    case SHARDBOUND_HOST_ERROR_BACKEND:
+    case SHARDBOUND_HOST_ERROR_NO_MEMORY:
+      return 1;
+    default:
+      return 2;
+    }
+}
+
+gboolean
+sb_cli_setting_option (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  const SbCliSettings *binding = data;
+  const char *name = g_str_has_prefix (option_name, "--") ? option_name + 2 : option_name;
+  for (const SbCliSetting *t = binding->table; t->option != NULL; t++)
+    if (g_str_equal (t->option, name))
+      return shardbound_settings_set (binding->settings, t->key, t->fixed ? t->fixed : value, error);
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "%s sets no setting (a bug)", option_name);
+  return FALSE;
+}
+
+void
+sb_cli_add_setting_options (GOptionContext *context, const GOptionEntry *entries,
+                            SbCliSettings *binding)
+{
+  GOptionGroup *group = g_option_group_new (NULL, NULL, NULL, binding, NULL);
+  g_option_group_add_entries (group, entries);
+  g_option_context_set_main_group (context, group);
 }

@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "commands.h"
-#include "plugin/shardbound-plugin.h"
+#include "abi/shardbound.h"
+#include "hosts/api/shardbound-host.h"
 
 static void
 json_string (GString *out, const char *text)
@@ -43,64 +44,57 @@ json_string_list (GString *out, const char *const *items)
 }
 
 static void
-print_json (const SbRegistry *registry, const SbConfig *config)
+print_json (const ShardboundBackendList *list)
 {
   GString *out = g_string_new ("{\n  \"search_path\": ");
-  json_string_list (out, sb_registry_searched_dirs (registry));
+  json_string_list (out, shardbound_backend_list_searched (list));
   g_string_append (out, ",\n  \"config_file\": ");
-  json_string (out, sb_config_get_file (config));
+  json_string (out, shardbound_backend_list_config_file (list));
   g_string_append (out, ",\n  \"default\": ");
-  json_string (out, sb_registry_lookup (registry,
-                                        sb_registry_default_name (registry))
-                        ? sb_registry_default_name (registry) : NULL);
+  json_string (out, shardbound_backend_list_default (list));
   g_string_append (out, ",\n  \"abi\": ");
   g_autofree char *host_abi = g_strdup_printf ("%d.%d", SB_ABI_MAJOR,
                                                SB_ABI_MINOR);
   json_string (out, host_abi);
 
-  const GPtrArray *entries = sb_registry_entries (registry);
+  int n = shardbound_backend_list_count (list);
   for (int pass = 0; pass < 2; pass++)
     {
       gboolean accepted_pass = pass == 0;
       g_string_append (out, accepted_pass ? ",\n  \"backends\": ["
                                           : ",\n  \"refused\": [");
       gboolean first = TRUE;
-      for (guint i = 0; i < entries->len; i++)
+      for (int i = 0; i < n; i++)
         {
-          const SbBackendEntry *e = g_ptr_array_index (entries, i);
-          if ((e->desc != NULL) != accepted_pass)
+          const char *refusal = shardbound_backend_list_refusal (list, i);
+          if ((refusal == NULL) != accepted_pass)
             continue;
           g_string_append (out, first ? "\n    {" : ",\n    {");
           first = FALSE;
           g_string_append (out, "\"name\": ");
-          json_string (out, e->name);
+          json_string (out, shardbound_backend_list_name (list, i));
           g_string_append (out, ", \"path\": ");
-          json_string (out, e->path);
-          g_autofree char *abi =
-              e->abi_major != 0 ? g_strdup_printf ("%u.%u", e->abi_major,
-                                                   e->abi_minor)
-                                : NULL;
+          json_string (out, shardbound_backend_list_path (list, i));
+          const char *abi = shardbound_backend_list_abi (list, i);
           g_string_append (out, ", \"abi\": ");
-          json_string (out, abi);
+          json_string (out, abi[0] != '\0' ? abi : NULL);
           if (accepted_pass)
             {
               g_string_append (out, ", \"version\": ");
-              json_string (out, e->desc->version);
+              json_string (out, shardbound_backend_list_version (list, i));
               g_string_append (out, ", \"description\": ");
-              json_string (out, e->desc->description);
-              g_auto (GStrv) caps = NULL;
-              g_autofree char *cap_text =
-                  sb_capabilities_to_string (e->desc->capabilities);
-              caps = e->desc->capabilities != 0
-                         ? g_strsplit (cap_text, ",", -1)
-                         : g_new0 (char *, 1);
+              json_string (out, shardbound_backend_list_description (list, i));
+              const char *cap_text = shardbound_backend_list_capabilities (list, i);
+              g_auto (GStrv) caps = g_str_equal (cap_text, "none")
+                                        ? g_new0 (char *, 1)
+                                        : g_strsplit (cap_text, ",", -1);
               g_string_append (out, ", \"capabilities\": ");
               json_string_list (out, (const char *const *) caps);
             }
           else
             {
               g_string_append (out, ", \"reason\": ");
-              json_string (out, e->refusal);
+              json_string (out, refusal);
             }
           g_string_append_c (out, '}');
         }
@@ -112,33 +106,33 @@ print_json (const SbRegistry *registry, const SbConfig *config)
 }
 
 static void
-print_text (const SbRegistry *registry, const SbConfig *config)
+print_text (const ShardboundBackendList *list)
 {
   g_autofree char *path = g_strjoinv (
-      G_SEARCHPATH_SEPARATOR_S, (char **) sb_registry_searched_dirs (registry));
-  const char *file = sb_config_get_file (config);
+      G_SEARCHPATH_SEPARATOR_S, (char **) shardbound_backend_list_searched (list));
+  const char *file = shardbound_backend_list_config_file (list);
   printf ("Search path:   %s\n", path);
   printf ("Configuration: %s\n", file != NULL ? file : "none");
   printf ("Host ABI:      %d.%d\n", SB_ABI_MAJOR, SB_ABI_MINOR);
 
-  const GPtrArray *entries = sb_registry_entries (registry);
+  int n = shardbound_backend_list_count (list);
   int name_w = 4, version_w = 7;
   guint n_accepted = 0, n_refused = 0;
-  for (guint i = 0; i < entries->len; i++)
+  for (int i = 0; i < n; i++)
     {
-      const SbBackendEntry *e = g_ptr_array_index (entries, i);
-      if (e->desc == NULL)
+      if (shardbound_backend_list_refusal (list, i) != NULL)
         {
           n_refused++;
           continue;
         }
       n_accepted++;
-      name_w = MAX (name_w, (int) strlen (e->name));
-      if (e->desc->version != NULL)
-        version_w = MAX (version_w, (int) strlen (e->desc->version));
+      name_w = MAX (name_w, (int) strlen (shardbound_backend_list_name (list, i)));
+      const char *version = shardbound_backend_list_version (list, i);
+      if (version != NULL)
+        version_w = MAX (version_w, (int) strlen (version));
     }
 
-  const char *default_name = sb_registry_default_name (registry);
+  const char *default_name = shardbound_backend_list_default (list);
   printf ("\nBackends (* = default):\n");
   if (n_accepted == 0)
     printf ("  none found; set SHARDBOUND_BACKEND_PATH, [host] backend_path "
@@ -146,28 +140,27 @@ print_text (const SbRegistry *registry, const SbConfig *config)
   else
     printf ("  %-*s  %-*s  %-4s  %-40s  %s\n", name_w + 1, "NAME", version_w,
             "VERSION", "ABI", "CAPABILITIES", "PATH");
-  for (guint i = 0; i < entries->len; i++)
+  for (int i = 0; i < n; i++)
     {
-      const SbBackendEntry *e = g_ptr_array_index (entries, i);
-      if (e->desc == NULL)
+      if (shardbound_backend_list_refusal (list, i) != NULL)
         continue;
-      g_autofree char *caps = sb_capabilities_to_string (e->desc->capabilities);
-      g_autofree char *name = g_strconcat (
-          e->name, strcmp (e->name, default_name) == 0 ? "*" : "", NULL);
-      g_autofree char *abi = g_strdup_printf ("%u.%u", e->abi_major,
-                                              e->abi_minor);
-      printf ("  %-*s  %-*s  %-4s  %-40s  %s\n", name_w + 1, name, version_w,
-              e->desc->version != NULL ? e->desc->version : "?", abi, caps,
-              e->path);
+      const char *name = shardbound_backend_list_name (list, i);
+      const char *version = shardbound_backend_list_version (list, i);
+      g_autofree char *marked = g_strconcat (
+          name, g_strcmp0 (name, default_name) == 0 ? "*" : "", NULL);
+      printf ("  %-*s  %-*s  %-4s  %-40s  %s\n", name_w + 1, marked, version_w,
+              version != NULL ? version : "?", shardbound_backend_list_abi (list, i),
+              shardbound_backend_list_capabilities (list, i),
+              shardbound_backend_list_path (list, i));
     }
   if (n_refused > 0)
     {
       printf ("\nRefused:\n");
-      for (guint i = 0; i < entries->len; i++)
+      for (int i = 0; i < n; i++)
         {
-          const SbBackendEntry *e = g_ptr_array_index (entries, i);
-          if (e->desc == NULL)
-            printf ("  %s: %s\n", e->name, e->refusal);
+          const char *refusal = shardbound_backend_list_refusal (list, i);
+          if (refusal != NULL)
+            printf ("  %s: %s\n", shardbound_backend_list_name (list, i), refusal);
         }
     }
 }
@@ -206,22 +199,16 @@ sb_cmd_backends (int argc, char **argv)
       return 2;
     }
 
-  g_autoptr (SbConfig) config = sb_config_new ();
-  if (!sb_config_load_default (config, &error))
+  g_autoptr (ShardboundBackendList) list = shardbound_backend_list_new (backend_path, NULL, &error);
+  if (list == NULL)
     {
       fprintf (stderr, "shardbound backends: %s\n", error->message);
       return 2;
     }
-  sb_config_apply_environment (config);
-  if (backend_path != NULL)
-    sb_config_set_backend_path (config, backend_path);
-
-  g_autoptr (SbRegistry) registry = sb_registry_new ();
-  sb_registry_load_config (registry, config);
   /* Refusals are part of the answer, not a failure of the command. */
   if (json)
-    print_json (registry, config);
+    print_json (list);
   else
-    print_text (registry, config);
+    print_text (list);
   return 0;
 }

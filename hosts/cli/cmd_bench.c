@@ -9,56 +9,7 @@
 #include <sys/resource.h>
 
 #include "commands.h"
-#include "hosts/engine/bounds.h"
 #include "cli_common.h"
-
-/* The backend's matrix-product rate (FLOP/s), measured through the ABI: a
- * CROWN backward step of n unit-free rows through an n x n linear layer is
- * one n^3 GEMM on every backend. */
-static double
-measure_gemm_rate (SbSession *s, int64_t n, GError **error)
-{
-  const sb_backend_v1 *be = s->be;
-  g_autofree float *w = g_new (float, n * n);
-  GRand *rng = g_rand_new_with_seed (7);
-  for (int64_t i = 0; i < n * n; i++)
-    w[i] = (float) g_rand_double_range (rng, -1, 1);
-  g_rand_free (rng);
-  sb_layer_desc_v1 desc = { .struct_size = sizeof desc, .kind = SB_LAYER_LINEAR,
-                            .in_size = n, .out_size = n, .weight = w };
-  sb_layer *layer = NULL;
-  sb_tensor *A = NULL, *A_in = NULL, *bias = NULL;
-  int64_t shape[3] = { n, 1, n };
-  double best = 0;
-  int status = be->layer_create (s->ctx, &desc, &layer);
-  if (status == SB_OK)
-    status = be->tensor_create (s->ctx, SB_MEM_COEFFICIENTS, 3, shape, &A);
-  if (status == SB_OK)
-    status = be->tensor_create (s->ctx, SB_MEM_COEFFICIENTS, 3, shape, &A_in);
-  if (status == SB_OK)
-    status = be->tensor_create (s->ctx, SB_MEM_COEFFICIENTS, 2, shape, &bias);
-  if (status == SB_OK)
-    status = be->tensor_write (s->ctx, A, 0, n * n, SB_DTYPE_F32, w);
-  sb_backward_args_v1 args = { .struct_size = sizeof args, .side = SB_SIDE_LOWER, .A_out = A,
-                               .A_in = { A_in }, .bias = bias };
-  for (int rep = 0; rep < 4 && status == SB_OK; rep++)
-    {
-      gint64 t0 = g_get_monotonic_time ();
-      status = be->layer_backward (s->ctx, layer, &args);
-      float probe;
-      if (status == SB_OK) /* a read waits for asynchronous devices */
-        status = be->tensor_read (s->ctx, A_in, 0, 1, SB_DTYPE_F32, &probe);
-      double t = (g_get_monotonic_time () - t0) / 1e6;
-      if (rep > 0 && t > 0)
-        best = MAX (best, 2.0 * n * n * n / t);
-    }
-  sb_session_check (s, status, "GEMM rate probe", error);
-  if (bias) be->tensor_free (s->ctx, bias);
-  if (A_in) be->tensor_free (s->ctx, A_in);
-  if (A) be->tensor_free (s->ctx, A);
-  if (layer) be->layer_free (s->ctx, layer);
-  return status == SB_OK ? best : 0;
-}
 
 static int
 compare_doubles (const void *a, const void *b)
@@ -91,81 +42,70 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
       g_printerr ("shardbound bench: %s\n", error->message);
       return 2;
     }
-  SbBoundsOptions options;
-  sb_bounds_options_init (&options);
+  ShardboundMethod method = SHARDBOUND_METHOD_CROWN;
   if (argc != 3 || repeat < 1 || warmup < 0
-      || (method_name != NULL && !sb_method_from_string (method_name, &options.method)))
+      || (method_name != NULL && !shardbound_method_parse (method_name, &method, NULL)))
     {
       g_printerr ("shardbound bench: expected MODEL.onnx PROPERTY.vnnlib, --repeat >= 1 and "
                   "--method ibp|crown|alpha-crown (see --help)\n");
       return 2;
     }
-  g_autoptr (SbGraph) graph = NULL;
-  g_autoptr (SbProperty) prop = NULL;
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
-    {
-      g_printerr ("shardbound bench: %s\n", error->message);
-      return 2;
-    }
-  SbSessionRequest request = sb_cli_session_request (bo);
-  g_autoptr (SbSessionSetup) setup = sb_session_setup (&request, &error);
-  if (setup == NULL)
+  g_autoptr (ShardboundSession) session = NULL;
+  g_autoptr (ShardboundNetwork) net = NULL;
+  g_autoptr (ShardboundProperty) prop = NULL;
+  if ((session = sb_cli_open_session (bo, &error)) == NULL
+      || !sb_cli_load_problem (session, argv[1], argv[2], &net, &prop, &error)
+      || !shardbound_session_memory_reset (session, &error))
     {
       g_printerr ("shardbound bench: %s\n", error->message);
       return sb_cli_error_status (error);
     }
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, graph, &error);
-  if (net == NULL || !sb_network_memory_reset (net, &error))
-    {
-      g_printerr ("shardbound bench: %s\n", error->message);
-      return sb_cli_error_status (error);
-    }
-  SbSession *session = setup->session;
 
-  g_autofree double *rows = sb_property_spec_rows (prop);
-  SbSpec spec = { prop->n_atoms, rows };
   g_autofree double *times = g_new (double, repeat);
-  SbBoundsResult r;
   double flops_before = 0;
   for (int i = 0; i < warmup + repeat; i++)
     {
       if (i == warmup)
-        flops_before = sb_network_product_flops (net);
+        flops_before = shardbound_network_product_flops (net);
       gint64 t0 = g_get_monotonic_time ();
-      if (!sb_network_compute_bounds (net, &options, prop->regions[0].x_lower,
-                                      prop->regions[0].x_upper, &spec, &r, &error))
+      g_autoptr (ShardboundBounds) b = shardbound_network_bounds (
+          net, method, NULL, shardbound_property_region_lower (prop, 0),
+          shardbound_property_region_upper (prop, 0), shardbound_property_atom_count (prop),
+          shardbound_property_atom_rows (prop), &error);
+      if (b == NULL)
         {
           g_printerr ("shardbound bench: %s\n", error->message);
           return sb_cli_error_status (error);
         }
       if (i >= warmup)
         times[i - warmup] = (g_get_monotonic_time () - t0) / 1e6;
-      sb_bounds_result_clear (&r);
     }
   qsort (times, repeat, sizeof *times, compare_doubles);
   double median = repeat % 2 ? times[repeat / 2] : 0.5 * (times[repeat / 2 - 1] + times[repeat / 2]);
-  double flops = (sb_network_product_flops (net) - flops_before) / repeat;
-  double rate = floor_size > 0 ? measure_gemm_rate (session, floor_size, &error) : 0;
+  double flops = (shardbound_network_product_flops (net) - flops_before) / repeat;
+  double rate = floor_size > 0 ? shardbound_session_gemm_rate (session, floor_size, &error) : 0;
   if (floor_size > 0 && rate <= 0)
     {
       g_printerr ("shardbound bench: %s\n", error ? error->message : "GEMM rate probe failed");
-      return 1;
+      return error ? sb_cli_error_status (error) : 1;
     }
   double floor_s = rate > 0 ? flops / rate : 0;
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
-  int n_ranks = sb_network_rank_count (net);
+  int n_ranks = shardbound_session_rank_count (session);
+  const char *backend = shardbound_session_backend (session);
+  const char *method_text = shardbound_method_name (method);
 
   if (json)
     printf ("{\"model\": \"%s\", \"method\": \"%s\", \"backend\": \"%s\", \"ranks\": %d, "
             "\"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
             "\"max_rss_bytes\": %ld, \"product_gflop\": %.3f, \"gemm_gflops\": %.1f, "
             "\"floor_seconds\": %.6f, \"per_rank\": [",
-            argv[1], sb_method_to_string (options.method), session->name, n_ranks, repeat, median,
+            argv[1], method_text, backend, n_ranks, repeat, median,
             times[0], ru.ru_maxrss * 1024L, flops / 1e9, rate / 1e9, floor_s);
   else
     printf ("%s: %s on %s (%d rank%s): median %.4f s, min %.4f s over %d runs; process peak RSS %.1f MiB\n",
-            argv[1], sb_method_to_string (options.method), session->name, n_ranks, n_ranks > 1 ? "s" : "",
+            argv[1], method_text, backend, n_ranks, n_ranks > 1 ? "s" : "",
             median, times[0], repeat, ru.ru_maxrss / 1024.0);
   if (!json && rate > 0)
     printf ("  products %.3f GFLOP per pass; GEMM rate %.1f GFLOP/s (%" G_GINT64_FORMAT "^3 probe); "
@@ -173,18 +113,18 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
             flops / 1e9, rate / 1e9, (gint64) floor_size, floor_s, median / floor_s);
   for (int k = 0; k < n_ranks; k++)
     {
-      sb_memory_stats_v1 st;
-      if (!sb_network_memory_stats (net, k, &st, &error))
+      ShardboundMemoryStats st = { .struct_size = sizeof st };
+      if (!shardbound_session_memory_stats (session, k, &st, &error))
         {
           g_printerr ("shardbound bench: %s\n", error->message);
           return sb_cli_error_status (error);
         }
       if (json)
         printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT "}",
-                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.total_peak_bytes);
+                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.peak_bytes);
       else
         printf ("  rank %d: baseline %.2f MiB, peak %.2f MiB\n", k, st.baseline_bytes / 1048576.0,
-                st.total_peak_bytes / 1048576.0);
+                st.peak_bytes / 1048576.0);
     }
   if (json)
     printf ("]}\n");

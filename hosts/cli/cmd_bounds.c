@@ -7,12 +7,7 @@
 #include <stdio.h>
 
 #include "commands.h"
-#include "hosts/engine/bounds.h"
 #include "cli_common.h"
-
-static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
-  "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
-};
 
 static void
 json_doubles (GString *out, const char *key, const double *v, int n)
@@ -45,14 +40,14 @@ json_string (GString *out, const char *text)
 }
 
 static gboolean
-json_memory (GString *out, SbNetwork *net, GError **error)
+json_memory (GString *out, ShardboundSession *session, GError **error)
 {
-  int ranks = sb_network_rank_count (net);
+  int ranks = shardbound_session_rank_count (session);
   g_string_append (out, "  \"memory\": {\"per_rank\": [");
   for (int r = 0; r < ranks; r++)
     {
-      sb_memory_stats_v1 st;
-      if (!sb_network_memory_stats (net, r, &st, error))
+      ShardboundMemoryStats st = { .struct_size = sizeof st };
+      if (!shardbound_session_memory_stats (session, r, &st, error))
         return FALSE;
       g_string_append_printf (out,
                               "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
@@ -60,13 +55,13 @@ json_memory (GString *out, SbNetwork *net, GError **error)
                               ", \"current_bytes\": %" G_GUINT64_FORMAT
                               ", \"device_used_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
                               r ? "," : "", r, (guint64) st.baseline_bytes,
-                              (guint64) st.total_peak_bytes, (guint64) st.total_current_bytes,
+                              (guint64) st.peak_bytes, (guint64) st.current_bytes,
                               (gint64) st.device_used_bytes);
-      for (int c = 0; c < SB_MEM_CATEGORY_COUNT; c++)
+      for (int c = 0; c < SHARDBOUND_MEMORY_CATEGORIES; c++)
         g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
                                 ", \"peak\": %" G_GUINT64_FORMAT "}",
-                                c ? ", " : "", category_names[c],
-                                (guint64) st.current_bytes[c], (guint64) st.peak_bytes[c]);
+                                c ? ", " : "", shardbound_memory_category_name (c),
+                                (guint64) st.current_by_category[c], (guint64) st.peak_by_category[c]);
       g_string_append (out, "}}");
     }
   g_string_append (out, "\n  ]}\n");
@@ -74,89 +69,91 @@ json_memory (GString *out, SbNetwork *net, GError **error)
 }
 
 static void
-print_text (const SbBoundsResult *r, const SbProperty *prop, int region,
+print_text (const ShardboundBounds *b, const ShardboundProperty *prop, int region,
             const char *method, const char *backend, double seconds)
 {
   printf ("method %s, backend %s, %.3f s\n", method, backend, seconds);
   printf ("%-8s %16s %16s\n", "output", "lower", "upper");
-  for (int i = 0; i < r->n_outputs; i++)
-    printf ("Y_%-6d %16.8g %16.8g\n", i, r->output_lower[i], r->output_upper[i]);
-  if (r->n_specs > 0)
+  const double *lo = shardbound_bounds_output_lower (b), *hi = shardbound_bounds_output_upper (b);
+  for (int i = 0; i < shardbound_bounds_output_count (b); i++)
+    printf ("Y_%-6d %16.8g %16.8g\n", i, lo[i], hi[i]);
+  int n_specs = shardbound_bounds_spec_count (b);
+  if (n_specs > 0)
     {
+      const double *sl = shardbound_bounds_spec_lower (b), *su = shardbound_bounds_spec_upper (b);
+      const double *d = shardbound_property_atom_rhs (prop);
       printf ("%-8s %16s %16s %12s\n", "atom", "lower(c.y)", "upper(c.y)", "d");
-      for (int k = 0; k < r->n_specs; k++)
-        printf ("%-8d %16.8g %16.8g %12.6g%s\n", k, r->spec_lower[k], r->spec_upper[k],
-                prop->atoms[k].d, r->spec_lower[k] > prop->atoms[k].d ? "  (never holds)" : "");
+      for (int k = 0; k < n_specs; k++)
+        printf ("%-8d %16.8g %16.8g %12.6g%s\n", k, sl[k], su[k], d[k],
+                sl[k] > d[k] ? "  (never holds)" : "");
       printf ("property %s on this box (by these bounds alone)\n",
-              sb_region_proven (prop, region, r->spec_lower) ? "holds" : "is not proven");
+              shardbound_property_proven (prop, region, sl) ? "holds" : "is not proven");
     }
 }
 
 /* Computes and prints; returns the exit status. */
 static int
-run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop,
-            const SbBoundsOptions *options, gboolean json, char **argv)
+run_bounds (ShardboundSession *session, ShardboundNetwork *net, const ShardboundProperty *prop,
+            ShardboundMethod method, const ShardboundSettings *settings, gboolean json,
+            char **argv)
 {
   g_autoptr (GError) error = NULL;
-
-  g_autoptr (SbNetwork) net = sb_network_new (session, graph, &error);
-  if (net == NULL || !sb_network_memory_reset (net, &error))
-    {
-      g_printerr ("shardbound bounds: %s\n", error->message);
-      return sb_cli_error_status (error);
-    }
-
-  g_autofree double *rows = sb_property_spec_rows (prop);
-  SbSpec spec = { prop->n_atoms, rows };
-  SbBoundsResult result;
   const int region = 0;
-  gint64 t0 = g_get_monotonic_time ();
-  if (!sb_network_compute_bounds (net, options, prop->regions[region].x_lower,
-                                  prop->regions[region].x_upper, &spec, &result, &error))
+  if (!shardbound_session_memory_reset (session, &error))
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
       return sb_cli_error_status (error);
     }
-  double seconds = (g_get_monotonic_time () - t0) / 1e6;
-  if (prop->n_regions > 1)
+  g_autoptr (ShardboundBounds) b = shardbound_network_bounds (
+      net, method, settings, shardbound_property_region_lower (prop, region),
+      shardbound_property_region_upper (prop, region), shardbound_property_atom_count (prop),
+      shardbound_property_atom_rows (prop), &error);
+  if (b == NULL)
+    {
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return sb_cli_error_status (error);
+    }
+  double seconds = shardbound_bounds_seconds (b);
+  int n_regions = shardbound_property_region_count (prop);
+  if (n_regions > 1)
     g_printerr ("shardbound bounds: the property has %d input regions; bounds are for the first\n",
-                prop->n_regions);
+                n_regions);
+  const char *backend = shardbound_session_backend (session);
 
   if (!json)
     {
-      print_text (&result, prop, region, sb_method_to_string (options->method), session->name, seconds);
+      print_text (b, prop, region, shardbound_method_name (method), backend, seconds);
+      return 0;
     }
-  else
+  g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
+  json_string (out, shardbound_method_name (method));
+  g_string_append (out, ",\n  \"backend\": ");
+  json_string (out, backend);
+  g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", shardbound_session_rank_count (session));
+  json_string (out, argv[1]);
+  g_string_append (out, ",\n  \"property\": ");
+  json_string (out, argv[2]);
+  g_string_append_printf (out, ",\n  \"regions\": %d,\n", n_regions);
+  int n_out = shardbound_bounds_output_count (b), n_specs = shardbound_bounds_spec_count (b);
+  json_doubles (out, "output_lower", shardbound_bounds_output_lower (b), n_out);
+  json_doubles (out, "output_upper", shardbound_bounds_output_upper (b), n_out);
+  json_doubles (out, "spec_lower", shardbound_bounds_spec_lower (b), n_specs);
+  json_doubles (out, "spec_upper", shardbound_bounds_spec_upper (b), n_specs);
+  g_string_append_printf (out, "  \"spec_rhs\": [");
+  const double *d = shardbound_property_atom_rhs (prop);
+  for (int k = 0; k < shardbound_property_atom_count (prop); k++)
+    g_string_append_printf (out, "%s%.9g", k ? ", " : "", d[k]);
+  g_string_append_printf (out, "],\n  \"proven\": %s,\n  \"unstable_relus\": %d,\n  \"seconds\": %.6f,\n",
+                          shardbound_property_proven (prop, region, shardbound_bounds_spec_lower (b))
+                              ? "true" : "false",
+                          shardbound_bounds_unstable_relus (b), seconds);
+  if (!json_memory (out, session, &error))
     {
-      g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
-      json_string (out, sb_method_to_string (options->method));
-      g_string_append (out, ",\n  \"backend\": ");
-      json_string (out, session->name);
-      g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", sb_network_rank_count (net));
-      json_string (out, argv[1]);
-      g_string_append (out, ",\n  \"property\": ");
-      json_string (out, argv[2]);
-      g_string_append_printf (out, ",\n  \"regions\": %d,\n", prop->n_regions);
-      json_doubles (out, "output_lower", result.output_lower, result.n_outputs);
-      json_doubles (out, "output_upper", result.output_upper, result.n_outputs);
-      json_doubles (out, "spec_lower", result.spec_lower, result.n_specs);
-      json_doubles (out, "spec_upper", result.spec_upper, result.n_specs);
-      g_string_append_printf (out, "  \"spec_rhs\": [");
-      for (int k = 0; k < prop->n_atoms; k++)
-        g_string_append_printf (out, "%s%.9g", k ? ", " : "", prop->atoms[k].d);
-      g_string_append_printf (out, "],\n  \"proven\": %s,\n  \"unstable_relus\": %d,\n  \"seconds\": %.6f,\n",
-                              sb_region_proven (prop, region, result.spec_lower) ? "true" : "false",
-                              result.n_unstable, seconds);
-      if (!json_memory (out, net, &error))
-        {
-          g_printerr ("shardbound bounds: %s\n", error->message);
-          sb_bounds_result_clear (&result);
-          return sb_cli_error_status (error);
-        }
-      g_string_append (out, "}\n");
-      fputs (out->str, stdout);
+      g_printerr ("shardbound bounds: %s\n", error->message);
+      return sb_cli_error_status (error);
     }
-  sb_bounds_result_clear (&result);
+  g_string_append (out, "}\n");
+  fputs (out->str, stdout);
   return 0;
 }
 
@@ -166,63 +163,60 @@ sb_cmd_bounds (int argc, char **argv)
   g_autofree char *method_name = NULL;
   SbCliBackendOptions bo = { 0 };
   gboolean json = FALSE;
-  SbBoundsOptions options;
-  sb_bounds_options_init (&options);
-  SbAlphaParams *alpha = &options.alpha;
+  g_autoptr (ShardboundSettings) settings = shardbound_settings_new ();
+  static const SbCliSetting table[] = {
+    { "intersect-ibp", "intersect_ibp", "true" },
+    { "iterations", "iterations", NULL },
+    { "final-iterations", "final_iterations", NULL },
+    { "lr", "lr", NULL },
+    { "patience", "patience", NULL },
+    { NULL }
+  };
+  SbCliSettings binding = { settings, table };
+  GOptionEntry setting_entries[] = {
+    { "intersect-ibp", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
+    { "iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
+    { "final-iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha-CROWN: learning rate (default 0.5)", "X" },
+    { "patience", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
+    { NULL }
+  };
   GOptionEntry entries[] = {
     { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
-    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &options.intersect_ibp, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
-    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha->iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
-    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha->final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha->learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
-    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha->patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
     { NULL }
   };
   g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
   g_autoptr (GError) error = NULL;
   g_option_context_set_summary (oc, "Compute bounds of the network outputs and of every atom of the property's unsafe region.");
+  sb_cli_add_setting_options (oc, setting_entries, &binding);
   g_option_context_add_main_entries (oc, entries, NULL);
   sb_cli_add_backend_options (oc, &bo);
   gboolean parsed = g_option_context_parse (oc, &argc, &argv, &error);
-  g_autoptr (SbSessionSetup) setup = NULL;
-  g_autoptr (SbGraph) graph = NULL;
-  g_autoptr (SbProperty) prop = NULL;
+  g_autoptr (ShardboundSession) session = NULL;
+  g_autoptr (ShardboundNetwork) net = NULL;
+  g_autoptr (ShardboundProperty) prop = NULL;
+  ShardboundMethod method = SHARDBOUND_METHOD_CROWN;
   int status = 0;
   if (!parsed)
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
       status = 2;
-      goto out;
     }
-  if (argc != 3)
+  else if (argc != 3)
     {
       g_printerr ("shardbound bounds: expected MODEL.onnx and PROPERTY.vnnlib (see --help)\n");
       status = 2;
-      goto out;
     }
-  if (method_name != NULL && !sb_method_from_string (method_name, &options.method))
-    {
-      g_printerr ("shardbound bounds: unknown method '%s' (expected ibp, crown or alpha-crown)\n", method_name);
-      status = 2;
-      goto out;
-    }
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
-    {
-      g_printerr ("shardbound bounds: %s\n", error->message);
-      status = 2;
-      goto out;
-    }
-  SbSessionRequest request = sb_cli_session_request (&bo);
-  setup = sb_session_setup (&request, &error);
-  if (setup == NULL)
+  else if ((method_name != NULL && !shardbound_method_parse (method_name, &method, &error))
+           || (session = sb_cli_open_session (&bo, &error)) == NULL
+           || !sb_cli_load_problem (session, argv[1], argv[2], &net, &prop, &error))
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
       status = sb_cli_error_status (error);
-      goto out;
     }
-  status = run_bounds (setup->session, graph, prop, &options, json, argv);
-out:
+  else
+    status = run_bounds (session, net, prop, method, settings, json, argv);
   sb_cli_backend_options_clear (&bo);
   return status;
 }

@@ -8,7 +8,6 @@
 
 #include "commands.h"
 #include "cli_common.h"
-#include "hosts/engine/verify.h"
 
 static void
 print_progress (void *user, int64_t done, int64_t left, double worst, double seconds)
@@ -19,19 +18,24 @@ print_progress (void *user, int64_t done, int64_t left, double worst, double sec
   fflush (stderr);
 }
 
+/* The results file: the answer word, and for sat the counterexample. */
 static gboolean
-write_results (const char *path, const SbVerifyOutcome *o, const SbGraph *g, GError **error)
+write_results (const char *path, const char *word, const ShardboundVerdict *v,
+               const ShardboundNetwork *net, GError **error)
 {
-  g_autoptr (GString) out = g_string_new (sb_result_to_string (o->result));
+  g_autoptr (GString) out = g_string_new (word);
   g_string_append_c (out, '\n');
-  if (o->result == SB_RESULT_SAT)
+  const float *x = v ? shardbound_verdict_input (v) : NULL;
+  const double *y = v ? shardbound_verdict_output (v) : NULL;
+  if (x != NULL && y != NULL)
     {
+      int64_t n_in = shardbound_network_input_size (net), n_out = shardbound_network_output_size (net);
       g_string_append_c (out, '(');
-      for (int64_t k = 0; k < g->input_size; k++)
-        g_string_append_printf (out, "%s(X_%" G_GINT64_FORMAT " %.9g)\n", k ? " " : "", k, (double) o->x[k]);
-      for (int64_t k = 0; k < g->output_size; k++)
-        g_string_append_printf (out, " (Y_%" G_GINT64_FORMAT " %.9g)%s", k, o->y[k],
-                                k + 1 == g->output_size ? ")\n" : "\n");
+      for (int64_t k = 0; k < n_in; k++)
+        g_string_append_printf (out, "%s(X_%" G_GINT64_FORMAT " %.9g)\n", k ? " " : "", k, (double) x[k]);
+      for (int64_t k = 0; k < n_out; k++)
+        g_string_append_printf (out, " (Y_%" G_GINT64_FORMAT " %.9g)%s", k, y[k],
+                                k + 1 == n_out ? ")\n" : "\n");
     }
   return g_file_set_contents (path, out->str, out->len, error);
 }
@@ -39,23 +43,39 @@ write_results (const char *path, const SbVerifyOutcome *o, const SbGraph *g, GEr
 int
 sb_cmd_verify (int argc, char **argv)
 {
-  g_autofree char *results_file = NULL, *branching = NULL;
+  g_autofree char *results_file = NULL;
   SbCliBackendOptions bo = { 0 };
-  int batch = 0, max_domains = 0, iterations = 0, restarts = 0, steps = 0;
-  double timeout = 0, max_memory = 0;
-  gboolean quiet = FALSE, no_attack = FALSE, no_refine = FALSE;
+  gboolean quiet = FALSE;
+  g_autoptr (ShardboundSettings) settings = shardbound_settings_new ();
+  static const SbCliSetting table[] = {
+    { "timeout", "timeout", NULL },
+    { "batch", "batch", NULL },
+    { "max-domains", "max_domains", NULL },
+    { "max-memory", "max_memory_mib", NULL },
+    { "branching", "branching", NULL },
+    { "iterations", "bab_iterations", NULL },
+    { "attack-restarts", "attack_restarts", NULL },
+    { "attack-steps", "attack_steps", NULL },
+    { "no-refine", "refine_intermediate", "false" },
+    { "no-attack", "attack", "false" },
+    { NULL }
+  };
+  SbCliSettings binding = { settings, table };
+  GOptionEntry setting_entries[] = {
+    { "timeout", 't', 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up after S seconds (default: none)", "S" },
+    { "batch", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Domains split per branch-and-bound step (default 32)", "N" },
+    { "max-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up (unknown) beyond N open domains (default 200000)", "N" },
+    { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up (unknown) when queued domains would hold more than MiB of host memory (default 4096)", "MIB" },
+    { "branching", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Branching heuristic: babsr (default) or fsb", "NAME" },
+    { "iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
+    { "attack-restarts", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: points attacked at once (default 32)", "N" },
+    { "attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: steps per restart round (default 40)", "N" },
+    { "no-refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Keep the parent's intermediate bounds in new domains instead of recomputing them by CROWN", NULL },
+    { "no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL },
+    { NULL }
+  };
   GOptionEntry entries[] = {
-    { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Give up after S seconds (default: none)", "S" },
     { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "Domains split per branch-and-bound step (default 32)", "N" },
-    { "max-domains", 0, 0, G_OPTION_ARG_INT, &max_domains, "Give up (unknown) beyond N open domains (default 200000)", "N" },
-    { "max-memory", 0, 0, G_OPTION_ARG_DOUBLE, &max_memory, "Give up (unknown) when queued domains would hold more than MiB of host memory (default 4096)", "MIB" },
-    { "branching", 0, 0, G_OPTION_ARG_STRING, &branching, "Branching heuristic: babsr (default) or fsb", "NAME" },
-    { "iterations", 0, 0, G_OPTION_ARG_INT, &iterations, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
-    { "attack-restarts", 0, 0, G_OPTION_ARG_INT, &restarts, "PGD: points attacked at once (default 32)", "N" },
-    { "attack-steps", 0, 0, G_OPTION_ARG_INT, &steps, "PGD: steps per restart round (default 40)", "N" },
-    { "no-refine", 0, 0, G_OPTION_ARG_NONE, &no_refine, "Keep the parent's intermediate bounds in new domains instead of recomputing them by CROWN", NULL },
-    { "no-attack", 0, 0, G_OPTION_ARG_NONE, &no_attack, "Do not search for counterexamples by PGD", NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL },
     { NULL }
   };
@@ -65,98 +85,53 @@ sb_cmd_verify (int argc, char **argv)
       oc, "Decide a property: prints unsat (proven), sat (counterexample found and checked), "
           "unknown, timeout or error as the first line.\n"
           "Exit status: 0 when a result word was produced, 1 on a backend error, 2 on bad usage or input.");
+  sb_cli_add_setting_options (oc, setting_entries, &binding);
   g_option_context_add_main_entries (oc, entries, NULL);
   sb_cli_add_backend_options (oc, &bo);
-  if (!g_option_context_parse (oc, &argc, &argv, &error))
+  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc != 3)
     {
       printf ("error\n");
-      g_printerr ("shardbound verify: %s\n", error->message);
-      sb_cli_backend_options_clear (&bo);
-      return 2;
-    }
-  SbVerifyParams params;
-  sb_verify_params_init (&params);
-  params.timeout = timeout;
-  params.attack = !no_attack;
-  params.refine_intermediate = !no_refine;
-  if (batch > 0)
-    params.batch = batch;
-  if (max_domains > 0)
-    params.max_domains = max_domains;
-  if (max_memory > 0)
-    params.max_memory_mib = max_memory;
-  if (iterations > 0)
-    params.bab_iterations = iterations;
-  if (restarts > 0)
-    params.attack_params.restarts = restarts;
-  if (steps > 0)
-    params.attack_params.steps = steps;
-  if (branching != NULL && g_strcmp0 (branching, "babsr") != 0)
-    {
-      if (g_strcmp0 (branching, "fsb") != 0)
-        {
-          printf ("error\n");
-          g_printerr ("shardbound verify: unknown branching '%s' (expected babsr or fsb)\n", branching);
-          sb_cli_backend_options_clear (&bo);
-          return 2;
-        }
-      params.branching = SB_BRANCH_FSB;
-    }
-  if (argc != 3 || timeout < 0 || max_memory < 0 || batch < 0 || max_domains < 0 || iterations < 0 || restarts < 0 || steps < 0)
-    {
-      printf ("error\n");
-      g_printerr ("shardbound verify: expected MODEL.onnx PROPERTY.vnnlib and non-negative numbers "
-                  "(see --help)\n");
+      g_printerr ("shardbound verify: %s\n",
+                  error ? error->message : "expected MODEL.onnx PROPERTY.vnnlib (see --help)");
       sb_cli_backend_options_clear (&bo);
       return 2;
     }
   if (!quiet && isatty (fileno (stderr)))
-    params.progress = print_progress;
+    shardbound_settings_set_progress (settings, print_progress, NULL);
 
-  SbVerifyOutcome outcome = { .result = SB_RESULT_ERROR };
   int status = 0;
-  g_autoptr (SbGraph) graph = NULL;
-  g_autoptr (SbProperty) prop = NULL;
-  g_autoptr (SbSessionSetup) setup = NULL;
-  g_autoptr (SbNetwork) net = NULL;
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
-    status = 2;
-  else
-    {
-      SbSessionRequest request = sb_cli_session_request (&bo);
-      setup = sb_session_setup (&request, &error);
-      if (setup == NULL)
-        status = sb_cli_error_status (error);
-      else if ((net = sb_network_new (setup->session, graph, &error)) == NULL
-               || !sb_verify (net, prop, &params, &outcome, &error))
-        status = sb_cli_error_status (error);
-    }
-  if (params.progress != NULL)
+  g_autoptr (ShardboundSession) session = NULL;
+  g_autoptr (ShardboundNetwork) net = NULL;
+  g_autoptr (ShardboundProperty) prop = NULL;
+  g_autoptr (ShardboundVerdict) verdict = NULL;
+  if ((session = sb_cli_open_session (&bo, &error)) == NULL
+      || !sb_cli_load_problem (session, argv[1], argv[2], &net, &prop, &error)
+      || (verdict = shardbound_verify (net, prop, settings, &error)) == NULL)
+    status = sb_cli_error_status (error);
+  if (!quiet && isatty (fileno (stderr)))
     fprintf (stderr, "\r%60s\r", "");
-  printf ("%s\n", sb_result_to_string (status == 0 ? outcome.result : SB_RESULT_ERROR));
+  const char *word = verdict ? shardbound_answer_name (shardbound_verdict_answer (verdict)) : "error";
+  printf ("%s\n", word);
   fflush (stdout); /* the result word comes first, before any diagnostics */
-  if (status != 0)
-    g_printerr ("shardbound verify: %s\n", error ? error->message : "failed");
+  if (verdict == NULL)
+    g_printerr ("shardbound verify: %s\n", error->message);
   else
     {
-      if (outcome.reason != NULL)
-        g_printerr ("shardbound verify: %s\n", outcome.reason);
+      if (shardbound_verdict_reason (verdict) != NULL)
+        g_printerr ("shardbound verify: %s\n", shardbound_verdict_reason (verdict));
       if (!quiet)
-        g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n", outcome.seconds,
-                    (gint64) outcome.domains);
+        g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n",
+                    shardbound_verdict_seconds (verdict), (gint64) shardbound_verdict_domains (verdict));
     }
   if (results_file != NULL)
     {
-      if (status != 0)
-        outcome.result = SB_RESULT_ERROR;
       g_autoptr (GError) write_error = NULL;
-      if (!write_results (results_file, &outcome, graph, &write_error))
+      if (!write_results (results_file, word, verdict, net, &write_error))
         {
           g_printerr ("shardbound verify: %s\n", write_error->message);
           status = status ? status : 1;
         }
     }
-  sb_verify_outcome_clear (&outcome);
   sb_cli_backend_options_clear (&bo);
   return status;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* What every subcommand does before it computes: configuration, registry,
- * backend choice and a context with the requested options. */
+/* Opening a backend as a host does: configuration, registry, backend
+ * choice and a context with the requested options (behind
+ * shardbound_session_open). */
 #ifndef SB_SESSION_SETUP_H
 #define SB_SESSION_SETUP_H
 

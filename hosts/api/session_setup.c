@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Configuration, registry and backend context for a subcommand. */
+/* Configuration, registry and backend context for a host session. */
 #include "config.h"
 
 #include "session_setup.h"

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Complete verification of a property and its verdict. */
+#include "config.h"
+
+#include "host-private.h"
+
+struct _ShardboundVerdict {
+  SbVerifyOutcome outcome;
+};
+
+const char *
+shardbound_answer_name (ShardboundAnswer answer)
+{
+  switch (answer)
+    {
+    case SHARDBOUND_ANSWER_UNSAT: return "unsat";
+    case SHARDBOUND_ANSWER_SAT: return "sat";
+    case SHARDBOUND_ANSWER_UNKNOWN: return "unknown";
+    case SHARDBOUND_ANSWER_TIMEOUT: return "timeout";
+    }
+  return NULL;
+}
+
+ShardboundVerdict *
+shardbound_verify (ShardboundNetwork *network, const ShardboundProperty *property,
+                   const ShardboundSettings *settings, GError **error)
+{
+  g_return_val_if_fail (network != NULL && property != NULL, NULL);
+  if (!shardbound_property_check_network (property, network, error))
+    return NULL;
+  g_autoptr (ShardboundSettings) defaults = settings == NULL ? shardbound_settings_new () : NULL;
+  if (settings == NULL)
+    settings = defaults;
+  SbVerifyParams params = settings->verify;
+  params.alpha = settings->bounds.alpha;
+  ShardboundVerdict *v = g_new0 (ShardboundVerdict, 1);
+  v->outcome.result = SB_RESULT_ERROR;
+  v->outcome.region = -1;
+  GError *e = NULL;
+  if (!sb_verify (network->net, property->prop, &params, &v->outcome, &e)
+      || v->outcome.result == SB_RESULT_ERROR)
+    {
+      if (e == NULL)
+        g_set_error (&e, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_BACKEND,
+                     "verification failed: %s",
+                     v->outcome.reason ? v->outcome.reason : "no reason given");
+      shardbound_verdict_free (v);
+      sb_host_propagate_error (error, e);
+      return NULL;
+    }
+  return v;
+}
+
+void
+shardbound_verdict_free (ShardboundVerdict *v)
+{
+  if (v == NULL)
+    return;
+  sb_verify_outcome_clear (&v->outcome);
+  g_free (v);
+}
+
+ShardboundAnswer
+shardbound_verdict_answer (const ShardboundVerdict *v)
+{
+  switch (v->outcome.result)
+    {
+    case SB_RESULT_UNSAT: return SHARDBOUND_ANSWER_UNSAT;
+    case SB_RESULT_SAT: return SHARDBOUND_ANSWER_SAT;
+    case SB_RESULT_TIMEOUT: return SHARDBOUND_ANSWER_TIMEOUT;
+    default: return SHARDBOUND_ANSWER_UNKNOWN;
+    }
+}
+
+const float *
+shardbound_verdict_input (const ShardboundVerdict *v)
+{
+  return v->outcome.result == SB_RESULT_SAT ? v->outcome.x : NULL;
+}
+
+const double *
+shardbound_verdict_output (const ShardboundVerdict *v)
+{
+  return v->outcome.result == SB_RESULT_SAT ? v->outcome.y : NULL;
+}
+
+int
+shardbound_verdict_region (const ShardboundVerdict *v)
+{
+  return v->outcome.result == SB_RESULT_SAT ? v->outcome.region : -1;
+}
+
+const char *
+shardbound_verdict_reason (const ShardboundVerdict *v)
+{
+  return v->outcome.reason;
+}
+
+int64_t
+shardbound_verdict_domains (const ShardboundVerdict *v)
+{
+  return v->outcome.domains;
+}
+
+double
+shardbound_verdict_seconds (const ShardboundVerdict *v)
+{
+  return v->outcome.seconds;
+}
