@@ -16,7 +16,9 @@
 #      runs on fsdp (2 ranks) with the same box as cpu;
 #   4. remove shardbound-backend-tp, then shardbound-backend-fsdp: the host
 #      keeps working and `shardbound backends` no longer lists them;
-#   5. where the CUDA backend package was built, installing it adds cuda to
+#   5. install python3-shardbound: the Python package lists the installed
+#      backends and decides the main job through libshardbound-host;
+#   6. where the CUDA backend package was built, installing it adds cuda to
 #      `shardbound backends` (accepted, or refused with the reason on a
 #      machine without a usable GPU) and verify still runs.
 set -eu
@@ -143,6 +145,20 @@ fi
 grep -q "no backend named 'fsdp'" "$work/fsdp.out" || fail "no clear error for the removed fsdp"
 echo "swap-host: cpu exact, fsdp reported missing"
 readme_job
+
+step "install python3-shardbound; bounds through the Python package"
+apt_install "$(deb libshardbound-host0)" "$(deb python3-shardbound)"
+python3 - "$example" <<'PYTHON' || fail "python3-shardbound"
+import sys
+import shardbound
+names = [b.name for b in shardbound.backends() if b.usable]
+assert names == ["cpu"], names
+with shardbound.Session(backend="cpu") as s:
+    r = s.verify(sys.argv[1] + "/mnist-net_256x2.onnx",
+                 sys.argv[1] + "/prop_0_0.03.vnnlib", timeout=120)
+print("python3-shardbound:", shardbound.LIBRARY_PATH, names, r.answer)
+assert r.answer == "unsat", r.answer
+PYTHON
 
 if ls "$debs"/shardbound-backend-cuda_*.deb > /dev/null 2>&1; then
   step "install shardbound-backend-cuda"
