@@ -5,7 +5,8 @@
 # DIR/mnist_fc and swap-host.c in DIR (DIR: this script's folder). Everything
 # runs from the installed files only: no environment variable, no
 # configuration file, no build tree points the host at its backends.
-#   1. install libshardbound0, libshardbound-dev, shardbound and
+#   1. install libshardbound0, libshardbound-host0, libshardbound-dev,
+#      shardbound and
 #      shardbound-backend-cpu; `shardbound backends` lists cpu alone from
 #      the installed backend directory; the README's main job (verify on
 #      examples/mnist_fc) prints unsat, also through the installed VNN-COMP
@@ -79,9 +80,9 @@ if ! ls /var/lib/apt/lists/*_Packages > /dev/null 2>&1; then
   apt-get update -q > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get update"; }
 fi
 
-step "install libshardbound0 libshardbound-dev shardbound shardbound-backend-cpu"
-apt_install "$(deb libshardbound0)" "$(deb libshardbound-dev)" \
-  "$(deb shardbound)" "$(deb shardbound-backend-cpu)"
+step "install libshardbound0 libshardbound-host0 libshardbound-dev shardbound shardbound-backend-cpu"
+apt_install "$(deb libshardbound0)" "$(deb libshardbound-host0)" \
+  "$(deb libshardbound-dev)" "$(deb shardbound)" "$(deb shardbound-backend-cpu)"
 [ "$(command -v shardbound)" = /usr/bin/shardbound ] || fail "shardbound is not /usr/bin/shardbound"
 ls "$backenddir"
 [ -f /usr/share/man/man1/shardbound.1.gz ] || fail "no man page"
@@ -147,7 +148,7 @@ echo "swap-host: cpu exact, fsdp reported missing"
 readme_job
 
 step "install python3-shardbound; bounds through the Python package"
-apt_install "$(deb libshardbound-host0)" "$(deb python3-shardbound)"
+apt_install "$(deb python3-shardbound)"
 python3 - "$example" <<'PYTHON' || fail "python3-shardbound"
 import sys
 import shardbound
