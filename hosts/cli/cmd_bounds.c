@@ -9,40 +9,7 @@
 #include "commands.h"
 #include "hosts/engine/bounds.h"
 #include "cli_common.h"
-
-static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
-  "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
-};
-
-static void
-json_doubles (GString *out, const char *key, const double *v, int n)
-{
-  g_string_append_printf (out, "  \"%s\": [", key);
-  for (int i = 0; i < n; i++)
-    {
-      if (!isfinite (v[i]))
-        g_string_append_printf (out, "%s%s", i ? ", " : "", "null");
-      else
-        g_string_append_printf (out, "%s%.9g", i ? ", " : "", v[i]);
-    }
-  g_string_append (out, "],\n");
-}
-
-static void
-json_string (GString *out, const char *text)
-{
-  g_string_append_c (out, '"');
-  for (const char *p = text; *p; p++)
-    {
-      if (*p == '"' || *p == '\\')
-        g_string_append_printf (out, "\\%c", *p);
-      else if ((unsigned char) *p < 0x20)
-        g_string_append_printf (out, "\\u%04x", *p);
-      else
-        g_string_append_c (out, *p);
-    }
-  g_string_append_c (out, '"');
-}
+#include "cli_json.h"
 
 static void
 json_memory (GString *out, SbSession *session)
@@ -54,20 +21,9 @@ json_memory (GString *out, SbSession *session)
       sb_memory_stats_v1 st = { .struct_size = sizeof st };
       if (session->be->memory_stats (session->ctx, r, &st) != SB_OK)
         continue;
-      g_string_append_printf (out,
-                              "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
-                              ", \"peak_bytes\": %" G_GUINT64_FORMAT
-                              ", \"current_bytes\": %" G_GUINT64_FORMAT
-                              ", \"device_used_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
-                              r ? "," : "", r, (guint64) st.baseline_bytes,
-                              (guint64) st.total_peak_bytes, (guint64) st.total_current_bytes,
-                              (gint64) st.device_used_bytes);
-      for (int c = 0; c < SB_MEM_CATEGORY_COUNT; c++)
-        g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
-                                ", \"peak\": %" G_GUINT64_FORMAT "}",
-                                c ? ", " : "", category_names[c],
-                                (guint64) st.current_bytes[c], (guint64) st.peak_bytes[c]);
-      g_string_append (out, "}}");
+      g_string_append_printf (out, "%s\n    {\"rank\": %d, ", r ? "," : "", r);
+      sb_json_memory_stats (out, &st);
+      g_string_append (out, "}");
     }
   g_string_append (out, "\n  ]}\n");
 }
@@ -132,18 +88,18 @@ run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, Sb
   else
     {
       g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
-      json_string (out, sb_method_to_string (method));
+      sb_json_string (out, sb_method_to_string (method));
       g_string_append (out, ",\n  \"backend\": ");
-      json_string (out, session->name);
+      sb_json_string (out, session->name);
       g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", session->be->rank_count (session->ctx));
-      json_string (out, argv[1]);
+      sb_json_string (out, argv[1]);
       g_string_append (out, ",\n  \"property\": ");
-      json_string (out, argv[2]);
+      sb_json_string (out, argv[2]);
       g_string_append_printf (out, ",\n  \"regions\": %d,\n", prop->n_regions);
-      json_doubles (out, "output_lower", result.output_lower, result.n_outputs);
-      json_doubles (out, "output_upper", result.output_upper, result.n_outputs);
-      json_doubles (out, "spec_lower", result.spec_lower, result.n_specs);
-      json_doubles (out, "spec_upper", result.spec_upper, result.n_specs);
+      sb_json_doubles (out, "output_lower", result.output_lower, result.n_outputs);
+      sb_json_doubles (out, "output_upper", result.output_upper, result.n_outputs);
+      sb_json_doubles (out, "spec_lower", result.spec_lower, result.n_specs);
+      sb_json_doubles (out, "spec_upper", result.spec_upper, result.n_specs);
       g_string_append_printf (out, "  \"spec_rhs\": [");
       for (int k = 0; k < prop->n_atoms; k++)
         g_string_append_printf (out, "%s%.9g", k ? ", " : "", prop->atoms[k].d);
