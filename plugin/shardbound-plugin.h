@@ -102,7 +102,7 @@ void sb_session_close (SbSession *session);
 gboolean sb_session_check (SbSession *session, int status, const char *what,
                            GError **error);
 
-/* ---- additions (after the agreed API) -----------------------------------*/
+/* ---- configuration and registry introspection, for `shardbound backends` */
 /* The configuration file that was loaded, or NULL when none was. */
 const char *sb_config_get_file (const SbConfig *config);
 /* Directories scanned so far, in order (NULL-terminated, owned by registry). */
