@@ -68,7 +68,9 @@ sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
 }
 
 int
-sb_cli_setup_status (const GError *error)
+sb_cli_error_status (const GError *error)
 {
+  if (error->domain == SB_ENGINE_ERROR)
+    return sb_engine_error_is_input (error) ? 2 : 1;
   return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
 }

@@ -6,8 +6,9 @@
 
 #include <glib.h>
 
+#include "hosts/engine/engine_error.h"
 #include "hosts/engine/graph.h"
-#include "hosts/engine/session_setup.h"
+#include "session_setup.h"
 #include "hosts/engine/vnnlib.h"
 
 typedef struct {
@@ -30,8 +31,10 @@ SbSessionRequest sb_cli_session_request (const SbCliBackendOptions *o);
 gboolean sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
                               SbProperty **property, GError **error);
 
-/* Exit status for a session-setup error: 1 when the backend itself failed,
- * 2 for the user's choices (unknown backend, bad option, bad file). */
-int sb_cli_setup_status (const GError *error);
+/* Exit status for an error of setting up or computing: 1 when the
+ * computation failed (a backend error, out of memory), 2 for the user's
+ * choices and inputs (unknown backend, bad option, bad file, an input the
+ * backend does not support). */
+int sb_cli_error_status (const GError *error);
 
 #endif

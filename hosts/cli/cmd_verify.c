@@ -126,10 +126,10 @@ sb_cmd_verify (int argc, char **argv)
       SbSessionRequest request = sb_cli_session_request (&bo);
       setup = sb_session_setup (&request, &error);
       if (setup == NULL)
-        status = sb_cli_setup_status (error);
+        status = sb_cli_error_status (error);
       else if ((net = sb_network_new (setup->session, graph, &error)) == NULL
                || !sb_verify (net, prop, &params, &outcome, &error))
-        status = 1;
+        status = sb_cli_error_status (error);
     }
   if (params.progress != NULL)
     fprintf (stderr, "\r%60s\r", "");
