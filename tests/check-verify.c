@@ -280,6 +280,38 @@ assert_fsdp_follows_cpu (const SbGraph *g, const SbProperty *p, const SbVerifyPa
     }
 }
 
+/* A 2 -> 24 -> 24 -> 3 network and the robustness property of a random
+ * box around a random centre; *label is the class at the centre. */
+static void
+random_wide_case (GRand *rng, SbGraph **g, SbProperty **p, int *label)
+{
+  *g = tiny_net (rng, 24);
+  double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
+  double eps = g_rand_double_range (rng, 0.3, 0.8), yc[3];
+  float c[2] = { (float) cx, (float) cy };
+  sb_graph_eval (*g, c, yc);
+  *label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
+  *p = tiny_property (cx, cy, eps, *label);
+}
+
+/* Seed 778's second property needs about 200 domains (see below). */
+static void
+bab_heavy_case (SbGraph **g, SbProperty **p)
+{
+  GRand *rng = g_rand_new_with_seed (778);
+  int label;
+  for (int trial = 0; trial < 2; trial++)
+    {
+      if (trial > 0)
+        {
+          sb_graph_free (*g);
+          sb_property_free (*p);
+        }
+      random_wide_case (rng, g, p, &label);
+    }
+  g_rand_free (rng);
+}
+
 /* Random networks wide enough that branch-and-bound evaluates batches of
  * more than one batch block (so fsdp splits the domains across ranks),
  * without the attack so that every property goes through the splits; the
@@ -293,13 +325,10 @@ START_TEST (test_verify_on_fsdp_follows_cpu_on_random_networks)
       GRand *rng = g_rand_new_with_seed (seed);
       for (int trial = 0; trial < 4; trial++)
         {
-          g_autoptr (SbGraph) g = tiny_net (rng, 24);
-          double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
-          double eps = g_rand_double_range (rng, 0.3, 0.8), yc[3];
-          float c[2] = { (float) cx, (float) cy };
-          sb_graph_eval (g, c, yc);
-          int label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-          g_autoptr (SbProperty) p = tiny_property (cx, cy, eps, label);
+          g_autoptr (SbGraph) g = NULL;
+          g_autoptr (SbProperty) p = NULL;
+          int label;
+          random_wide_case (rng, &g, &p, &label);
           double truth = grid_margin (g, p, label, 400);
           SbVerifyParams params;
           sb_verify_params_init (&params);
@@ -361,15 +390,9 @@ END_TEST
  * rank, after some domains were evaluated, and never with an answer. */
 START_TEST (test_verify_rank_failing_during_bab_is_a_clean_error)
 {
-  GRand *rng = g_rand_new_with_seed (777);
-  g_autoptr (SbGraph) g = tiny_net (rng, 24);
+  g_autoptr (SbGraph) g = NULL;
   g_autoptr (SbProperty) p = NULL;
-  double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
-  double eps = g_rand_double_range (rng, 0.3, 0.8), yc[3];
-  float c[2] = { (float) cx, (float) cy };
-  sb_graph_eval (g, c, yc);
-  int label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-  p = tiny_property (cx, cy, eps, label);
+  bab_heavy_case (&g, &p);
   SbVerifyParams params;
   sb_verify_params_init (&params);
   params.attack = FALSE;
@@ -383,7 +406,32 @@ START_TEST (test_verify_rank_failing_during_bab_is_a_clean_error)
                  error ? error->message : "(no error)");
   ck_assert_msg (o.domains > 0, "the fault hit before branch-and-bound");
   sb_verify_outcome_clear (&o);
-  g_rand_free (rng);
+}
+END_TEST
+
+/* --max-memory limits each rank's backend memory in branch-and-bound: a
+ * limit above the queue's few domains but below what a rank allocates for
+ * a batch stops with unknown and names the rank. */
+START_TEST (test_verify_max_memory_applies_per_rank)
+{
+  g_autoptr (SbGraph) g = NULL;
+  g_autoptr (SbProperty) p = NULL;
+  bab_heavy_case (&g, &p);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.attack = FALSE;
+  params.batch = 2 * 32;
+  params.max_memory_mib = 0.002; /* 2 KiB: the queue's first domains fit */
+  SbVerifyOutcome o;
+  g_autoptr (GError) error = NULL;
+  ck_assert_msg (verify_on ("fsdp", 2, NULL, g, p, &params, &o, &error), "%s",
+                 error ? error->message : "");
+  ck_assert_str_eq (sb_result_to_string (o.result), "unknown");
+  ck_assert_msg (o.reason != NULL && strstr (o.reason, "per rank") != NULL
+                     && strstr (o.reason, "rank 0") != NULL,
+                 "%s", o.reason ? o.reason : "(none)");
+  ck_assert (o.bab_memory != NULL && o.bab_memory[0].total_peak_bytes > 2048);
+  sb_verify_outcome_clear (&o);
 }
 END_TEST
 
@@ -408,6 +456,7 @@ verify_suite (void)
   tcase_add_loop_test (tc, test_verify_on_fsdp_follows_cpu_on_instances, 0,
                        G_N_ELEMENTS (follow_instances));
   tcase_add_test (tc, test_verify_rank_failing_during_bab_is_a_clean_error);
+  tcase_add_test (tc, test_verify_max_memory_applies_per_rank);
   suite_add_tcase (s, tc);
   return s;
 }

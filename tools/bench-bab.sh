@@ -9,7 +9,7 @@
 # (between its bab markers; appended when absent) and writes
 # $SRCDIR/docs/bab-vs-ranks.png (needs gnuplot).
 # Environment: SB_BAB_SECONDS (branch-and-bound time per run, default 20),
-# SB_BAB_EPS (the property's radius, default 0.0008), SB_BENCH_OUT
+# SB_BAB_EPS (the property's radius, default 0.002), SB_BENCH_OUT
 # (directory for the model and raw results, default a temporary one).
 set -eu
 
@@ -17,7 +17,7 @@ builddir=$(cd "${1:-.}" && pwd)
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 sb="$builddir/hosts/cli/shardbound"
 bab_seconds=${SB_BAB_SECONDS:-20}
-eps=${SB_BAB_EPS:-0.0008}
+eps=${SB_BAB_EPS:-0.002}
 [ -x "$sb" ] || { echo "bench-bab.sh: $sb not built (make hosts/cli/shardbound)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "bench-bab.sh: python3 is needed to format the table" >&2; exit 2; }
 
