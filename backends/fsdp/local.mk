@@ -5,6 +5,7 @@ backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
 backends_shardbound_backend_fsdp_la_SOURCES = \
 	backends/fsdp/fsdp.h \
 	backends/fsdp/fsdp_tensor.c \
+	backends/fsdp/fsdp_views.c \
 	backends/fsdp/fsdp_layer.c \
 	backends/fsdp/fsdp_gather.c \
 	backends/fsdp/backend_fsdp.c

@@ -12,6 +12,7 @@
 #include "bab_branching.h"
 #include "bab_heap.h"
 #include "verify.h"
+#include "verify_memory.h"
 
 const char *
 sb_result_to_string (SbResult r)
@@ -43,6 +44,8 @@ sb_verify_outcome_clear (SbVerifyOutcome *o)
   g_clear_pointer (&o->x, g_free);
   g_clear_pointer (&o->y, g_free);
   g_clear_pointer (&o->reason, g_free);
+  g_clear_pointer (&o->root_memory, g_free);
+  g_clear_pointer (&o->bab_memory, g_free);
 }
 
 /* ---- evaluating a batch of domains ---------------------------------------- */
@@ -372,11 +375,13 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
   drop_proven_disjuncts (bab, root);
   sb_bab_heap_push (bab->heap, root);
   gint64 t0 = g_get_monotonic_time ();
+  gint64 budget_end = p->bab_time > 0 ? t0 + (gint64) (p->bab_time * 1e6) : 0;
   SbResult result = SB_RESULT_UNSAT;
   while (bab->heap->len > 0)
     {
-      gboolean stuck = FALSE;
-      if (bab->deadline > 0 && g_get_monotonic_time () > bab->deadline)
+      gboolean stuck = FALSE, over = FALSE;
+      gint64 now = g_get_monotonic_time ();
+      if ((bab->deadline > 0 && now > bab->deadline) || (budget_end > 0 && now > budget_end))
         {
           result = SB_RESULT_TIMEOUT;
           break;
@@ -387,9 +392,18 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
           result = SB_RESULT_UNKNOWN;
           break;
         }
-      if (!bab_step (bab, &stuck, error))
+      if (!bab_step (bab, &stuck, error)
+          || (p->max_memory_mib > 0
+              && !sb_verify_memory_over (bab->net, p->max_memory_mib, &bab->over_rank,
+                                         &bab->over_rank_mib, &over, error)))
         {
           result = SB_RESULT_ERROR;
+          break;
+        }
+      if (over)
+        {
+          bab->limit_hit = TRUE;
+          result = SB_RESULT_UNKNOWN;
           break;
         }
       if (bab->found || stuck)
@@ -521,6 +535,20 @@ bab_clear (SbBab *bab)
 
 /* One region: the attack, the root bounds, then branch-and-bound on the
  * atoms of the disjuncts the root did not prove. */
+/* Why branch-and-bound stopped with UNKNOWN. */
+static char *
+unknown_reason (const SbBab *bab)
+{
+  if (bab->over_rank >= 0)
+    return g_strdup_printf ("region %d: branch-and-bound stopped (memory limit reached: rank %d "
+                            "held %.1f MiB of backend memory, over --max-memory %g MiB per rank)",
+                            bab->region, bab->over_rank, bab->over_rank_mib,
+                            bab->params->max_memory_mib);
+  return g_strdup_printf ("region %d: branch-and-bound stopped (%s)", bab->region,
+                          bab->limit_hit ? "domain count or memory limit reached"
+                                         : "a domain with no unstable ReLU left was not proven");
+}
+
 static SbResult
 verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerifyParams *p,
                gint64 deadline, SbVerifyOutcome *o, GError **error)
@@ -528,9 +556,11 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
   SbBab bab = { net, prop, p, region, deadline };
   SbNodeBounds nb = { 0 };
   SbResult result;
+  gboolean root_ended = FALSE;
 
+  bab.over_rank = -1;
   if (p->attack && (result = attack_region (net, prop, region, p, deadline, o, error)) != SB_RESULT_UNKNOWN)
-    return result;
+    goto out;
   if ((result = root_bounds (net, &prop->regions[region], &p->alpha, deadline, &nb, error)) != SB_RESULT_UNKNOWN)
     goto out;
   bab_init_layout (&bab);
@@ -540,19 +570,30 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
       result = SB_RESULT_UNSAT; /* the unsafe region is empty */
       goto out;
     }
+  /* Branch-and-bound's memory is measured (and limited) on its own. */
+  root_ended = TRUE;
+  if (!sb_verify_memory_end_phase (net, &o->root_memory, error))
+    {
+      result = SB_RESULT_ERROR;
+      goto out;
+    }
   bab.heap = sb_bab_heap_new ();
+  gint64 t0 = g_get_monotonic_time ();
   result = bab_region (&bab, &nb, error);
+  o->bab_seconds += (g_get_monotonic_time () - t0) / 1e6;
   o->domains += bab.evaluated;
+  if (result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->bab_memory, error))
+    result = SB_RESULT_ERROR;
   if (result == SB_RESULT_SAT && bab.cex != NULL)
     {
       o->x = g_steal_pointer (&bab.cex);
       o->region = region;
     }
   if (result == SB_RESULT_UNKNOWN && o->reason == NULL)
-    o->reason = g_strdup_printf ("region %d: branch-and-bound stopped (%s)", region,
-                                 bab.limit_hit ? "domain count or memory limit reached"
-                                               : "a domain with no unstable ReLU left was not proven");
+    o->reason = unknown_reason (&bab);
 out:
+  if (!root_ended && result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->root_memory, error))
+    result = SB_RESULT_ERROR;
   bab_clear (&bab);
   sb_node_bounds_clear (net, &nb);
   return result;
