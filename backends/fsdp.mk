@@ -7,10 +7,13 @@ noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
+	backends/common/comm_mpi.c \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
 	backends/common/rank_backend.c
+backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
+backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
 
 backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
 backends_shardbound_backend_fsdp_la_SOURCES = \
