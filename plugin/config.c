@@ -64,6 +64,26 @@ option_table_new (void)
                                 (GDestroyNotify) g_ptr_array_unref);
 }
 
+/* Where backends are found when nothing is configured. A program that runs
+ * from the build tree libshardbound was built in (the `shardbound` command
+ * before `make install`, a test) uses that tree's freshly built backends, as
+ * GStreamer's and meson's uninstalled runs do; any other program uses the
+ * installed directory. */
+static char *
+default_backend_dir (void)
+{
+#ifdef SB_BUILD_BACKEND_DIR
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
+  g_autofree char *top = g_path_get_dirname (SB_BUILD_BACKEND_DIR);
+  g_autofree char *prefix = g_path_get_dirname (top);
+  if (exe != NULL && g_str_has_prefix (exe, prefix)
+      && exe[strlen (prefix)] == G_DIR_SEPARATOR
+      && g_file_test (SB_BUILD_BACKEND_DIR, G_FILE_TEST_IS_DIR))
+    return g_strdup (SB_BUILD_BACKEND_DIR);
+#endif
+  return g_strdup (SB_BACKEND_DIR);
+}
+
 SbConfig *
 sb_config_new (void)
 {
@@ -73,7 +93,7 @@ sb_config_new (void)
   config->views = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          option_view_free);
   config->default_path = g_new0 (char *, 2);
-  config->default_path[0] = g_strdup (SB_BACKEND_DIR);
+  config->default_path[0] = default_backend_dir ();
   return config;
 }
 

@@ -12,7 +12,8 @@ plugin_libshardbound_la_SOURCES = \
 	plugin/registry.c \
 	plugin/session.c
 plugin_libshardbound_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) \
-	-DSB_BACKEND_DIR=\"$(backenddir)\"
+	-DSB_BACKEND_DIR=\"$(backenddir)\" \
+	-DSB_BUILD_BACKEND_DIR=\"$(abs_top_builddir)/backends/.libs\"
 plugin_libshardbound_la_LIBADD = $(GLIB_LIBS)
 plugin_libshardbound_la_LDFLAGS = -version-info 0:0:0 -no-undefined
 

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Discovers backend shared objects on the search path, validates each one
- * and records it as accepted or refused, never stopping at a bad one. */
+/* Discovers backend shared objects on the search path and, when one is
+ * needed, validates it and records it as accepted or refused, never
+ * stopping at a bad one. A command opens only the backend it runs on: a
+ * trial of every backend would load every runtime (CUDA's alone costs
+ * tens of milliseconds and hundreds of megabytes on a machine without a
+ * GPU). */
 #include <gmodule.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,8 @@ struct _SbRegistry {
   GPtrArray *dirs;        /* char*, NULL-terminated: directories scanned */
   GHashTable *seen_dirs;  /* canonical directory names already scanned */
 };
+
+static void probe_entry (SbRegistry *registry, SbBackendEntry *entry);
 
 static void
 host_log (void *user_data, sb_log_level level, const char *message)
@@ -92,10 +98,22 @@ sb_registry_host (const SbRegistry *registry)
   return &registry->host;
 }
 
+/* Lookups take a const registry because, to the caller, finding a backend
+ * changes nothing; opening files on first use is the registry's own
+ * bookkeeping. */
+static SbRegistry *
+mutable_registry (const SbRegistry *registry)
+{
+  return (SbRegistry *) registry;
+}
+
 const GPtrArray *
 sb_registry_entries (const SbRegistry *registry)
 {
   g_return_val_if_fail (registry != NULL, NULL);
+  for (guint i = 0; i < registry->entries->len; i++)
+    probe_entry (mutable_registry (registry),
+                 g_ptr_array_index (registry->entries, i));
   return registry->entries;
 }
 
@@ -112,8 +130,11 @@ sb_registry_lookup (const SbRegistry *registry, const char *name)
   g_return_val_if_fail (registry != NULL && name != NULL, NULL);
   for (guint i = 0; i < registry->entries->len; i++)
     {
-      const SbBackendEntry *entry = g_ptr_array_index (registry->entries, i);
-      if (entry->desc != NULL && strcmp (entry->name, name) == 0)
+      SbBackendEntry *entry = g_ptr_array_index (registry->entries, i);
+      if (strcmp (entry->name, name) != 0)
+        continue;
+      probe_entry (mutable_registry (registry), entry);
+      if (entry->desc != NULL)
         return entry;
     }
   return NULL;
@@ -193,6 +214,9 @@ probe_module (SbRegistry *registry, GModule *module, const char *path,
   return NULL;
 }
 
+/* Records a file found on the search path without opening it: a backend's
+ * code (and the runtimes it links, such as CUDA's) is loaded only when the
+ * backend is asked for by name or the whole list is wanted. */
 static void
 load_file (SbRegistry *registry, const char *dir, const char *file_name)
 {
@@ -202,6 +226,35 @@ load_file (SbRegistry *registry, const char *dir, const char *file_name)
                                - strlen (FILE_SUFFIX));
   entry->path = g_build_filename (dir, file_name, NULL);
   g_ptr_array_add (registry->entries, entry);
+}
+
+/* The accepted entry of that name discovered before `entry`, probing the
+ * earlier ones as needed so that the first working copy wins. */
+static const SbBackendEntry *
+earlier_accepted (SbRegistry *registry, const SbBackendEntry *entry)
+{
+  for (guint i = 0; i < registry->entries->len; i++)
+    {
+      SbBackendEntry *other = g_ptr_array_index (registry->entries, i);
+      if (other == entry)
+        break;
+      if (strcmp (other->name, entry->name) != 0)
+        continue;
+      probe_entry (registry, other);
+      if (other->desc != NULL)
+        return other;
+    }
+  return NULL;
+}
+
+/* Opens and validates one discovered file, once; afterwards the entry is
+ * either accepted (desc) or refused (refusal). */
+static void
+probe_entry (SbRegistry *registry, SbBackendEntry *entry)
+{
+  if (entry->probed)
+    return;
+  entry->probed = TRUE;
 
   if (entry->name[0] == '\0')
     {
@@ -210,7 +263,7 @@ load_file (SbRegistry *registry, const char *dir, const char *file_name)
           "rename the file to shardbound-backend-NAME." G_MODULE_SUFFIX);
       return;
     }
-  const SbBackendEntry *first = sb_registry_lookup (registry, entry->name);
+  const SbBackendEntry *first = earlier_accepted (registry, entry);
   if (first != NULL)
     {
       g_autofree char *problem = g_strdup_printf (
@@ -308,10 +361,11 @@ sb_registry_load_config (SbRegistry *registry, const SbConfig *config)
   g_return_if_fail (registry != NULL);
   const char *const *dirs = config != NULL ? sb_config_get_backend_path (config)
                                            : NULL;
+  g_autoptr (SbConfig) defaults = NULL;
   if (dirs == NULL || dirs[0] == NULL)
     {
-      sb_registry_load_dir (registry, SB_BACKEND_DIR);
-      return;
+      defaults = sb_config_new ();
+      dirs = sb_config_get_backend_path (defaults);
     }
   for (; *dirs != NULL; dirs++)
     sb_registry_load_dir (registry, *dirs);

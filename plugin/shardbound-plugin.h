@@ -54,6 +54,8 @@ typedef struct {
   const sb_backend_v1 *desc; /* NULL when refused */
   char *refusal;  /* why it was refused (names file, versions, remedy) */
   guint abi_major, abi_minor; /* as declared by the backend (0 if unknown) */
+  gboolean probed; /* opened and validated yet; until then desc and refusal
+                      are both NULL */
 } SbBackendEntry;
 
 typedef struct _SbRegistry SbRegistry;
@@ -62,17 +64,24 @@ SbRegistry *sb_registry_new (void);
 void sb_registry_free (SbRegistry *registry);
 /* The host description handed to every backend (logs through g_log). */
 const sb_host_v1 *sb_registry_host (const SbRegistry *registry);
-/* Scans one directory for shardbound-backend-*.so; every file found is
- * either accepted or recorded as refused. Never fails on a bad backend. */
+/* Scans one directory for shardbound-backend-*.so and records every file
+ * found without opening it. A file is opened and validated (accepted or
+ * refused, never failing on a bad backend) the first time its name is looked
+ * up, or when sb_registry_entries lists them all. */
 void sb_registry_load_dir (SbRegistry *registry, const char *dir);
-/* Scans every directory of the configured search path (falls back to the
- * installed $(pkglibdir)/backends when none is configured). */
+/* Scans every directory of the configured search path. When none is
+ * configured: the backends of the build tree when the running program is
+ * part of that build tree (an uninstalled run), else the installed
+ * $(pkglibdir)/backends. */
 void sb_registry_load_config (SbRegistry *registry, const SbConfig *config);
-/* All entries, accepted and refused, in discovery order (SbBackendEntry*). */
+/* All entries, accepted and refused, in discovery order (SbBackendEntry*);
+ * opens and validates every file not probed yet. */
 const GPtrArray *sb_registry_entries (const SbRegistry *registry);
-/* Accepted backend of that name, or NULL. */
+/* Accepted backend of that name, or NULL; opens only the files of that
+ * name. */
 const SbBackendEntry *sb_registry_lookup (const SbRegistry *registry, const char *name);
-/* Name of the default backend: "cuda" when accepted, else "cpu". */
+/* Name of the default backend: "cuda" when accepted, else "cpu" (opens the
+ * cuda backend, if there is one, to find out). */
 const char *sb_registry_default_name (const SbRegistry *registry);
 
 /* ---- opening a backend --------------------------------------------------*/

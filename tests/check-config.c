@@ -79,6 +79,26 @@ START_TEST (test_config_missing_default_file_is_fine)
 }
 END_TEST
 
+/* A program of the build tree (this test, with SHARDBOUND_BACKEND_PATH unset
+ * by the fixture) finds that tree's freshly built backends by itself. */
+START_TEST (test_config_build_tree_program_defaults_to_built_backends)
+{
+  /* make check sets SHARDBOUND_TEST_FIXTURES to BUILDDIR/tests/fixtures/.libs */
+  const char *fixtures = g_getenv ("SHARDBOUND_TEST_FIXTURES");
+  ck_assert_msg (fixtures != NULL, "run through make check");
+  g_autofree char *tests = g_path_get_dirname (fixtures);
+  g_autofree char *tests_dir = g_path_get_dirname (tests);
+  g_autofree char *top = g_path_get_dirname (tests_dir);
+  g_autofree char *expected =
+      g_build_filename (top, "backends", ".libs", NULL);
+  g_autoptr (SbConfig) config = sb_config_new ();
+  sb_config_apply_environment (config);
+  const char *const *dirs = sb_config_get_backend_path (config);
+  ck_assert_str_eq (dirs[0], expected);
+  ck_assert_ptr_null (dirs[1]);
+}
+END_TEST
+
 START_TEST (test_config_reads_host_group_of_default_file)
 {
   g_autofree char *path = write_default_file (
@@ -293,6 +313,7 @@ main (void)
   TCase *tc = tcase_create ("config");
   tcase_add_checked_fixture (tc, setup_home, teardown_home);
   tcase_add_test (tc, test_config_missing_default_file_is_fine);
+  tcase_add_test (tc, test_config_build_tree_program_defaults_to_built_backends);
   tcase_add_test (tc, test_config_reads_host_group_of_default_file);
   tcase_add_test (tc, test_config_relative_backend_path_is_relative_to_the_file);
   tcase_add_test (tc, test_config_environment_overrides_file);

@@ -301,6 +301,42 @@ static const char *const broken_fixtures[] = {
   "createfails",
 };
 
+/* Whether a shared object at `path` is mapped into this process. */
+static gboolean
+is_mapped (const char *path)
+{
+  g_autofree char *maps = NULL;
+  ck_assert (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL));
+  return strstr (maps, path) != NULL;
+}
+
+START_TEST (test_loader_opens_only_the_backend_asked_for)
+{
+  g_autofree char *dir = make_dir ();
+  g_autofree char *good = install_fixture (dir, "good", "good");
+  g_autofree char *other = install_fixture (dir, "createfails", "createfails");
+  g_autoptr (SbRegistry) registry = sb_registry_new ();
+  sb_registry_load_dir (registry, dir);
+  ck_assert (!is_mapped (good));
+  ck_assert (!is_mapped (other));
+
+  const SbBackendEntry *entry = sb_registry_lookup (registry, "good");
+  ck_assert_ptr_nonnull (entry);
+  ck_assert (entry->probed);
+  ck_assert (is_mapped (good));
+  ck_assert_msg (!is_mapped (other),
+                 "looking up 'good' opened the createfails backend too");
+
+  /* Listing needs every verdict, so it opens the rest. */
+  const GPtrArray *entries = sb_registry_entries (registry);
+  ck_assert_uint_eq (entries->len, 2);
+  const SbBackendEntry *refused = g_ptr_array_index (entries, 0);
+  ck_assert_str_eq (refused->name, "createfails");
+  ck_assert (refused->probed);
+  assert_contains (refused->refusal, "trial context_create failed");
+}
+END_TEST
+
 START_TEST (test_loader_keeps_loading_good_backend_beside_bad_ones)
 {
   g_autofree char *dir = make_dir ();
@@ -576,6 +612,7 @@ main (void)
 
   TCase *scan = tcase_create ("scan");
   tcase_add_test (scan, test_loader_keeps_loading_good_backend_beside_bad_ones);
+  tcase_add_test (scan, test_loader_opens_only_the_backend_asked_for);
   tcase_add_test (scan, test_loader_lists_entries_sorted_with_refusals);
   tcase_add_test (scan, test_loader_scans_a_repeated_directory_once);
   tcase_add_test (scan, test_loader_missing_directory_is_not_an_error);

@@ -30,6 +30,9 @@ check unknown_subcommand_is_usage_error 2 frobnicate -- "$cli" frobnicate
 check every_subcommand_has_help 0 MODEL.onnx -- "$cli" bounds --help
 check verify_has_help 0 results-file -- "$cli" verify --help
 check backends_lists_cpu 0 cpu -- "$cli" backends
+# Run from the build tree, the command finds the backends built beside it.
+check build_tree_run_needs_no_backend_path 0 '^unsat' -- \
+  env -u SHARDBOUND_BACKEND_PATH "$cli" verify "$net" "$unsat" --backend cpu --quiet --timeout 60
 
 # A broken backend on the path is listed as refused, and the command succeeds.
 mkdir -p "$tmp/bad"
