@@ -65,9 +65,10 @@ run_one () { # LABEL OUTFILE-PREFIX NP(0 = no mpirun) ARGS...
       'if [ -n "$1" ]; then t=$1; p=$2; shift 2; exec "$t" -f %M -o "$p.rss.$OMPI_COMM_WORLD_RANK" "$@"; else shift 2; exec "$@"; fi' \
       sh "$timer" "$prefix" "$sb" bench "$@" >"$prefix.json"
   fi || { echo "bench.sh: $label failed" >&2; exit 1; }
-  python3 - "$prefix" >>"$results" <<'PY'
+  python3 - "$prefix" "$np" >>"$results" <<'PY'
 import glob, json, sys
 r = json.loads(open(sys.argv[1] + ".json").read())
+r["mpirun"] = int(sys.argv[2]) > 0
 rss = [int(open(f).read().split()[-1]) * 1024 for f in sorted(glob.glob(sys.argv[1] + ".rss.*"))]
 r["process_rss_bytes"] = rss or [-1]
 print(json.dumps(r))
@@ -120,7 +121,7 @@ for r in res:
     base = max(k["baseline_bytes"] for k in r["per_rank"])
     peak = max(k["peak_bytes"] for k in r["per_rank"])
     rss = r.get("process_rss_bytes", [-1])
-    if r.get("processes", 1) > 1 or "comm=mpi" in r.get("options", ""):
+    if r.get("mpirun"):
         # Process 0 loads the model; the others never hold all of it.
         after = [k.get("peak_rss_bytes", -1) for k in r["per_rank"]]
         procs.append((model, r["backend"], r["ranks"], r["median_seconds"], rss, after))

@@ -159,10 +159,11 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
 
   if (json)
     printf ("{\"model\": \"%s\", \"method\": \"%s\", \"backend\": \"%s\", \"ranks\": %d, "
-            "\"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
+            "\"processes\": %d, \"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
             "\"max_rss_bytes\": %ld, \"product_gflop\": %.3f, \"gemm_gflops\": %.1f, "
             "\"floor_seconds\": %.6f, \"per_rank\": [",
-            argv[1], sb_method_to_string (method), session->name, n_ranks, repeat, median,
+            argv[1], sb_method_to_string (method), session->name, n_ranks,
+            sb_session_process_count (session), repeat, median,
             times[0], ru.ru_maxrss * 1024L, flops / 1e9, rate / 1e9, floor_s);
   else
     printf ("%s: %s on %s (%d rank%s): median %.4f s, min %.4f s over %d runs; process peak RSS %.1f MiB\n",
@@ -174,12 +175,14 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
             flops / 1e9, rate / 1e9, (gint64) floor_size, floor_s, median / floor_s);
   for (int k = 0; k < n_ranks; k++)
     {
-      sb_memory_stats_v1 st = { .struct_size = sizeof st };
+      sb_memory_stats_v1 st = { .struct_size = sizeof st, .peak_rss_bytes = -1 };
       if (session->be->memory_stats (session->ctx, k, &st) != SB_OK)
         continue;
       if (json)
-        printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT "}",
-                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.total_peak_bytes);
+        printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT
+                ", \"peak_rss_bytes\": %" G_GINT64_FORMAT "}",
+                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.total_peak_bytes,
+                (gint64) st.peak_rss_bytes);
       else
         printf ("  rank %d: baseline %.2f MiB, peak %.2f MiB\n", k, st.baseline_bytes / 1048576.0,
                 st.total_peak_bytes / 1048576.0);

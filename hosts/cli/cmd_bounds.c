@@ -51,17 +51,19 @@ json_memory (GString *out, SbSession *session)
   g_string_append (out, "  \"memory\": {\"per_rank\": [");
   for (int r = 0; r < ranks; r++)
     {
-      sb_memory_stats_v1 st = { .struct_size = sizeof st };
+      /* A backend older than ABI 1.2 leaves peak_rss_bytes as set here. */
+      sb_memory_stats_v1 st = { .struct_size = sizeof st, .peak_rss_bytes = -1 };
       if (session->be->memory_stats (session->ctx, r, &st) != SB_OK)
         continue;
       g_string_append_printf (out,
                               "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
                               ", \"peak_bytes\": %" G_GUINT64_FORMAT
                               ", \"current_bytes\": %" G_GUINT64_FORMAT
-                              ", \"device_used_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
+                              ", \"device_used_bytes\": %" G_GINT64_FORMAT
+                              ", \"peak_rss_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
                               r ? "," : "", r, (guint64) st.baseline_bytes,
                               (guint64) st.total_peak_bytes, (guint64) st.total_current_bytes,
-                              (gint64) st.device_used_bytes);
+                              (gint64) st.device_used_bytes, (gint64) st.peak_rss_bytes);
       for (int c = 0; c < SB_MEM_CATEGORY_COUNT; c++)
         g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
                                 ", \"peak\": %" G_GUINT64_FORMAT "}",
