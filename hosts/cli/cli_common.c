@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include "cli_common.h"
+#include "cli_processes.h"
+#include "hosts/engine/graph_share.h"
 #include "hosts/engine/onnx_import.h"
 
 void
@@ -41,6 +43,20 @@ sb_cli_session_request (const SbCliBackendOptions *o)
   return r;
 }
 
+/* Both files name themselves in their errors; the counts must agree. */
+static gboolean
+check_sizes (const char *onnx, const char *vnnlib, const SbGraph *g, const SbProperty *p,
+             GError **error)
+{
+  if (p->n_inputs == g->input_size && p->n_outputs == g->output_size)
+    return TRUE;
+  g_set_error (error, SB_VNNLIB_ERROR, SB_VNNLIB_ERROR_INVALID,
+               "%s declares %d inputs and %d outputs but %s has %" G_GINT64_FORMAT
+               " inputs and %" G_GINT64_FORMAT " outputs",
+               vnnlib, p->n_inputs, p->n_outputs, onnx, g->input_size, g->output_size);
+  return FALSE;
+}
+
 gboolean
 sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
                      SbProperty **property, GError **error)
@@ -52,16 +68,8 @@ sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
   if (g == NULL)
     return FALSE;
   g_autoptr (SbProperty) p = sb_vnnlib_load (vnnlib, error);
-  if (p == NULL)
+  if (p == NULL || !check_sizes (onnx, vnnlib, g, p, error))
     return FALSE;
-  if (p->n_inputs != g->input_size || p->n_outputs != g->output_size)
-    {
-      g_set_error (error, SB_VNNLIB_ERROR, SB_VNNLIB_ERROR_INVALID,
-                   "%s declares %d inputs and %d outputs but %s has %" G_GINT64_FORMAT
-                   " inputs and %" G_GINT64_FORMAT " outputs",
-                   vnnlib, p->n_inputs, p->n_outputs, onnx, g->input_size, g->output_size);
-      return FALSE;
-    }
   *graph = g_steal_pointer (&g);
   *property = g_steal_pointer (&p);
   return TRUE;
@@ -71,4 +79,39 @@ int
 sb_cli_setup_status (const GError *error)
 {
   return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
+}
+
+int
+sb_cli_open_problem (const SbCliBackendOptions *o, const char *onnx, const char *vnnlib,
+                     SbSessionSetup **setup, SbGraph **graph, SbProperty **property,
+                     int *process, GError **error)
+{
+  *graph = NULL;
+  *property = NULL;
+  *process = 0;
+  SbSessionRequest request = sb_cli_session_request (o);
+  *setup = sb_session_setup (&request, error);
+  if (*setup == NULL)
+    return sb_cli_setup_status (*error);
+  SbSession *session = (*setup)->session;
+  *process = sb_cli_join_processes (session);
+  g_autoptr (SbGraph) g = sb_graph_load_shared (session, onnx, error);
+  if (g == NULL)
+    return (*error)->domain == SB_PLUGIN_ERROR ? 1 : 2;
+  /* Small, and read by every process: no need to send it. */
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vnnlib, error);
+  if (p == NULL || !check_sizes (onnx, vnnlib, g, p, error))
+    return 2;
+  *graph = g_steal_pointer (&g);
+  *property = g_steal_pointer (&p);
+  return 0;
+}
+
+SbNetwork *
+sb_cli_network_new (SbSession *session, SbGraph *graph, GError **error)
+{
+  SbNetwork *net = sb_network_new (session, graph, error);
+  if (net != NULL && sb_session_process_count (session) > 1)
+    sb_graph_drop_weights (graph);
+  return net;
 }

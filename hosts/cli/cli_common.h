@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "hosts/engine/bounds.h"
 #include "hosts/engine/graph.h"
 #include "hosts/engine/session_setup.h"
 #include "hosts/engine/vnnlib.h"
@@ -29,6 +30,21 @@ SbSessionRequest sb_cli_session_request (const SbCliBackendOptions *o);
  * output counts agree. Errors name the file. */
 gboolean sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
                               SbProperty **property, GError **error);
+
+/* Everything a computing subcommand needs before it computes: the
+ * session, joined as one process of the job when its ranks are processes
+ * (cli_processes.h: *process is this process's index), then the model
+ * (loaded by process 0 only, sb_graph_load_shared) and the property.
+ * Returns 0, or the exit status with error set: 1 when the backend itself
+ * failed, 2 for bad usage or input. */
+int sb_cli_open_problem (const SbCliBackendOptions *o, const char *onnx, const char *vnnlib,
+                         SbSessionSetup **setup, SbGraph **graph, SbProperty **property,
+                         int *process, GError **error);
+
+/* The network on the session's backend; with ranks that are processes the
+ * host copy of the weights is dropped as soon as the backend holds them, so
+ * that no process keeps the whole model. */
+SbNetwork *sb_cli_network_new (SbSession *session, SbGraph *graph, GError **error);
 
 /* Exit status for a session-setup error: 1 when the backend itself failed,
  * 2 for the user's choices (unknown backend, bad option, bad file). */

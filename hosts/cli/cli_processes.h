@@ -18,4 +18,15 @@ int sb_cli_join_processes (SbSession *session);
  * ordinary end, not a loss. */
 void sb_cli_leave_processes (void);
 
+/* For a function with several exits: a variable declared after the
+ * session's, g_auto (SbCliJoined), leaves before the session closes. */
+typedef int SbCliJoined;
+static inline void
+sb_cli_joined_clear (SbCliJoined *joined)
+{
+  (void) joined;
+  sb_cli_leave_processes ();
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (SbCliJoined, sb_cli_joined_clear)
+
 #endif

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "hosts/engine/bounds.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 
 /* The backend's matrix-product rate (FLOP/s), measured through the ABI: a
  * CROWN backward step of n unit-free rows through an n x n linear layer is
@@ -101,19 +102,16 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
     }
   g_autoptr (SbGraph) graph = NULL;
   g_autoptr (SbProperty) prop = NULL;
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
+  g_autoptr (SbSessionSetup) setup = NULL;
+  g_auto (SbCliJoined) joined = 0;
+  int process;
+  int status = sb_cli_open_problem (bo, argv[1], argv[2], &setup, &graph, &prop, &process, &error);
+  if (status != 0)
     {
       g_printerr ("shardbound bench: %s\n", error->message);
-      return 2;
+      return status;
     }
-  SbSessionRequest request = sb_cli_session_request (bo);
-  g_autoptr (SbSessionSetup) setup = sb_session_setup (&request, &error);
-  if (setup == NULL)
-    {
-      g_printerr ("shardbound bench: %s\n", error->message);
-      return sb_cli_setup_status (error);
-    }
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, graph, &error);
+  g_autoptr (SbNetwork) net = sb_cli_network_new (setup->session, graph, &error);
   if (net == NULL)
     {
       g_printerr ("shardbound bench: %s\n", error->message);

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "hosts/engine/bounds.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 
 static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
   "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
@@ -100,7 +101,7 @@ run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, Sb
 {
   g_autoptr (GError) error = NULL;
 
-  g_autoptr (SbNetwork) net = sb_network_new (session, graph, &error);
+  g_autoptr (SbNetwork) net = sb_cli_network_new (session, (SbGraph *) graph, &error);
   if (net == NULL)
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
@@ -207,22 +208,16 @@ sb_cmd_bounds (int argc, char **argv)
       status = 2;
       goto out;
     }
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
+  int process;
+  status = sb_cli_open_problem (&bo, argv[1], argv[2], &setup, &graph, &prop, &process, &error);
+  if (status != 0)
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
-      status = 2;
-      goto out;
-    }
-  SbSessionRequest request = sb_cli_session_request (&bo);
-  setup = sb_session_setup (&request, &error);
-  if (setup == NULL)
-    {
-      g_printerr ("shardbound bounds: %s\n", error->message);
-      status = sb_cli_setup_status (error);
       goto out;
     }
   status = run_bounds (setup->session, graph, prop, method, &alpha, intersect, json, argv);
 out:
   sb_cli_backend_options_clear (&bo);
+  sb_cli_leave_processes ();
   return status;
 }

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 #include "hosts/engine/verify.h"
 
 static void
@@ -119,18 +120,12 @@ sb_cmd_verify (int argc, char **argv)
   g_autoptr (SbProperty) prop = NULL;
   g_autoptr (SbSessionSetup) setup = NULL;
   g_autoptr (SbNetwork) net = NULL;
-  if (!sb_cli_load_problem (argv[1], argv[2], &graph, &prop, &error))
-    status = 2;
-  else
-    {
-      SbSessionRequest request = sb_cli_session_request (&bo);
-      setup = sb_session_setup (&request, &error);
-      if (setup == NULL)
-        status = sb_cli_setup_status (error);
-      else if ((net = sb_network_new (setup->session, graph, &error)) == NULL
-               || !sb_verify (net, prop, &params, &outcome, &error))
-        status = 1;
-    }
+  int process = 0;
+  status = sb_cli_open_problem (&bo, argv[1], argv[2], &setup, &graph, &prop, &process, &error);
+  if (status == 0
+      && ((net = sb_cli_network_new (setup->session, graph, &error)) == NULL
+          || !sb_verify (net, prop, &params, &outcome, &error)))
+    status = 1;
   if (params.progress != NULL)
     fprintf (stderr, "\r%60s\r", "");
   printf ("%s\n", sb_result_to_string (status == 0 ? outcome.result : SB_RESULT_ERROR));
@@ -145,7 +140,8 @@ sb_cmd_verify (int argc, char **argv)
         g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n", outcome.seconds,
                     (gint64) outcome.domains);
     }
-  if (results_file != NULL)
+  /* Process 0 alone writes files. */
+  if (results_file != NULL && process == 0)
     {
       if (status != 0)
         outcome.result = SB_RESULT_ERROR;
@@ -158,5 +154,6 @@ sb_cmd_verify (int argc, char **argv)
     }
   sb_verify_outcome_clear (&outcome);
   sb_cli_backend_options_clear (&bo);
+  sb_cli_leave_processes ();
   return status;
 }
