@@ -10,6 +10,7 @@
 
 #include "attack.h"
 #include "bounds_private.h"
+#include "lockstep.h"
 
 void
 sb_attack_params_init (SbAttackParams *p)
@@ -122,7 +123,7 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
           }
       for (int step = 0; step < p->steps && !found; step++)
         {
-          if (deadline > 0 && g_get_monotonic_time () > deadline)
+          if (sb_net_deadline_passed (net, deadline))
             goto done;
           SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .record = TRUE };
           SbPassRecord rec;
@@ -155,7 +156,7 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
                 {
                   for (int64_t k = 0; k < n_in; k++)
                     candidate[k] = sb_float_in_range (xb[k], reg->x_lower[k], reg->x_upper[k]);
-                  if (sb_counterexample_check (g, prop, region, candidate, NULL))
+                  if (sb_net_counterexample_check (net, prop, region, candidate, NULL))
                     {
                       memcpy (x_out, candidate, sizeof (float) * n_in);
                       found = TRUE;
