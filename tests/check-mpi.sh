@@ -97,11 +97,23 @@ mpi 2 "$cli" bounds "$net2" "$prop2" --backend fsdp -o comm=mpi > "$tmp/out" 2>&
 if [ "$(grep -c '^property holds' "$tmp/out")" = 1 ]; then ok only_process_0_prints
 else ko only_process_0_prints; fi
 
-# ranks must match the job.
+# ranks must match the job: a usage error (status 2).
 mpi 2 "$cli" bounds "$net2" "$prop2" --backend fsdp --ranks 3 -o comm=mpi > "$tmp/out" 2>&1
 st=$?
-if [ $st -eq 1 ] && grep -q "ranks=3 but the MPI job has 2 processes" "$tmp/out"; then ok ranks_must_match_the_job
+if [ $st -eq 2 ] && grep -q "ranks=3 but the MPI job has 2 processes" "$tmp/out"; then ok ranks_must_match_the_job
 else ko ranks_must_match_the_job; fi
+
+# Out of memory on one rank (injected in the middle of the pass): every
+# process fails with the same message naming the rank, status 1, and only
+# process 0 says so.
+for be in fsdp tp; do
+  mpi 2 "$cli" bounds "$net2" "$prop2" --backend $be -o comm=mpi -o fail_rank=1 -o fail_at=40 \
+    > "$tmp/out" 2>&1
+  st=$?
+  if [ $st -eq 1 ] && [ "$(grep -c 'rank 1: injected fault.*out of memory' "$tmp/out")" -eq 1 ]; then
+    ok "out_of_memory_on_rank_1_fails_every_process_${be}"
+  else ko "out_of_memory_on_rank_1_fails_every_process_${be}"; fi
+done
 
 # ---- verify: the same answer and the same number of domains --------------------
 verify_case () { # NAME PROP BACKEND NP
