@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# libshardbound (plugin/) and its tests: owned by the plugin work.
+# libshardbound (plugin/): backend discovery, loading and validation, and
+# its tests.
 
 lib_LTLIBRARIES += plugin/libshardbound.la
 plugin_libshardbound_la_SOURCES = \

@@ -112,7 +112,7 @@ int sb_session_process_count (SbSession *session);
 gboolean sb_session_broadcast (SbSession *session, void *buf, gsize bytes,
                                GError **error);
 
-/* ---- additions (after the agreed API) -----------------------------------*/
+/* ---- configuration and registry introspection, for `shardbound backends` */
 /* The configuration file that was loaded, or NULL when none was. */
 const char *sb_config_get_file (const SbConfig *config);
 /* Directories scanned so far, in order (NULL-terminated, owned by registry). */

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine-testlib.h"
 
@@ -34,7 +35,7 @@ check_golden (int i, SbMethod method, const char *key)
   g_autofree double *rows = sb_property_spec_rows (c.prop);
   SbSpec spec = { c.prop->n_atoms, rows };
   SbBoundsResult r;
-  ck_assert_msg (sb_network_compute_bounds (c.net, method, c.prop->regions[0].x_lower,
+  ck_assert_msg (sb_test_compute_bounds (c.net, method, FALSE, c.prop->regions[0].x_lower,
                                             c.prop->regions[0].x_upper, &spec, &r, &error),
                  "%s: %s", sb_test_goldens[i], error ? error->message : "");
   JsonObject *m = json_object_get_object_member (json_object_get_object_member (c.root, "methods"), key);
@@ -69,8 +70,8 @@ START_TEST (test_alpha_crown_at_least_as_tight_as_auto_lirpa)
   SbSpec spec = { c.prop->n_atoms, rows };
   const double *xl = c.prop->regions[0].x_lower, *xu = c.prop->regions[0].x_upper;
   SbBoundsResult crown, alpha;
-  ck_assert (sb_network_compute_bounds (c.net, SB_METHOD_CROWN, xl, xu, &spec, &crown, &error));
-  ck_assert_msg (sb_network_compute_bounds (c.net, SB_METHOD_ALPHA_CROWN, xl, xu, &spec, &alpha, &error),
+  ck_assert (sb_test_compute_bounds (c.net, SB_METHOD_CROWN, FALSE, xl, xu, &spec, &crown, &error));
+  ck_assert_msg (sb_test_compute_bounds (c.net, SB_METHOD_ALPHA_CROWN, FALSE, xl, xu, &spec, &alpha, &error),
                  "%s", error ? error->message : "");
   JsonObject *m = json_object_get_object_member (json_object_get_object_member (c.root, "methods"), "alpha-CROWN");
   const char *keys[2] = { "output_lower", "spec_lower" };
@@ -103,7 +104,7 @@ START_TEST (test_golden_network_bounds_contain_samples)
   for (int m = SB_METHOD_IBP; m <= SB_METHOD_CROWN; m++)
     {
       SbBoundsResult r;
-      ck_assert_msg (sb_network_compute_bounds (c.net, m, c.prop->regions[0].x_lower,
+      ck_assert_msg (sb_test_compute_bounds (c.net, m, FALSE, c.prop->regions[0].x_lower,
                                                 c.prop->regions[0].x_upper, NULL, &r, &error),
                      "%s", error ? error->message : "");
       sb_test_assert_contains_samples (c.graph, c.prop->regions[0].x_lower, c.prop->regions[0].x_upper,
@@ -133,8 +134,7 @@ START_TEST (test_random_dag_bounds_contain_samples)
   for (int m = 0; m < 3; m++) /* IBP, CROWN, CROWN intersected with IBP */
     {
       SbBoundsResult r;
-      sb_network_set_intersect_ibp (net, m == 2);
-      ck_assert_msg (sb_network_compute_bounds (net, m == 0 ? SB_METHOD_IBP : SB_METHOD_CROWN, xl,
+      ck_assert_msg (sb_test_compute_bounds (net, m == 0 ? SB_METHOD_IBP : SB_METHOD_CROWN, m == 2, xl,
                                                 xu, NULL, &r, &error),
                      "%s", error ? error->message : "");
       sb_test_assert_contains_samples (g, xl, xu, &r, 1000, 99 + _i, m == 0 ? "IBP" : "CROWN");
@@ -155,9 +155,8 @@ START_TEST (test_crown_with_ibp_intersection_is_never_looser)
   sb_test_case_load (&c, sb_test_goldens[_i], "cpu", 0);
   const double *xl = c.prop->regions[0].x_lower, *xu = c.prop->regions[0].x_upper;
   SbBoundsResult plain, tight;
-  ck_assert (sb_network_compute_bounds (c.net, SB_METHOD_CROWN, xl, xu, NULL, &plain, &error));
-  sb_network_set_intersect_ibp (c.net, TRUE);
-  ck_assert (sb_network_compute_bounds (c.net, SB_METHOD_CROWN, xl, xu, NULL, &tight, &error));
+  ck_assert (sb_test_compute_bounds (c.net, SB_METHOD_CROWN, FALSE, xl, xu, NULL, &plain, &error));
+  ck_assert (sb_test_compute_bounds (c.net, SB_METHOD_CROWN, TRUE, xl, xu, NULL, &tight, &error));
   for (int j = 0; j < plain.n_outputs; j++)
     {
       ck_assert_msg (tight.output_lower[j] >= plain.output_lower[j] - 1e-5, "%s lower[%d]", sb_test_goldens[_i], j);
@@ -187,13 +186,66 @@ START_TEST (test_crown_spec_of_unit_rows_equals_output_bounds)
     rows[j * 4 + j] = 1;
   SbSpec spec = { 4, rows };
   SbBoundsResult r;
-  ck_assert (sb_network_compute_bounds (net, SB_METHOD_CROWN, xl, xu, &spec, &r, &error));
+  ck_assert (sb_test_compute_bounds (net, SB_METHOD_CROWN, FALSE, xl, xu, &spec, &r, &error));
   for (int j = 0; j < 4; j++)
     {
       ck_assert_double_eq_tol (r.spec_lower[j], r.output_lower[j], 1e-6);
       ck_assert_double_eq_tol (r.spec_upper[j], r.output_upper[j], 1e-6);
     }
   sb_bounds_result_clear (&r);
+  g_rand_free (rng);
+}
+END_TEST
+
+/* The engine reports in its own error domain, with a code that says whose
+ * fault a failure is: an empty box is the caller's input. */
+START_TEST (test_empty_box_is_an_engine_input_error)
+{
+  GRand *rng = g_rand_new_with_seed (6);
+  g_autoptr (SbGraph) g = sb_test_random_residual_mlp (rng);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  double xl[6], xu[6];
+  for (int k = 0; k < 6; k++)
+    xl[k] = -0.3, xu[k] = 0.4;
+  xl[2] = 0.5;
+  SbBoundsResult r;
+  ck_assert (!sb_test_compute_bounds (net, SB_METHOD_CROWN, FALSE, xl, xu, NULL, &r, &error));
+  ck_assert_msg (g_error_matches (error, SB_ENGINE_ERROR, SB_ENGINE_ERROR_INVALID_INPUT), "%s",
+                 error ? error->message : "no error");
+  ck_assert (strstr (error->message, "X_2") != NULL);
+  ck_assert (sb_engine_error_is_input (error));
+  g_rand_free (rng);
+}
+END_TEST
+
+/* Memory statistics come through the engine with the backend's status: a
+ * measurement started before a pass sees the pass's peak, and a rank that
+ * does not exist is an engine error naming the backend call, not a silent
+ * zero. */
+START_TEST (test_memory_stats_report_the_peak_and_refuse_a_missing_rank)
+{
+  GRand *rng = g_rand_new_with_seed (7);
+  g_autoptr (SbGraph) g = sb_test_random_residual_mlp (rng);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  double xl[6], xu[6];
+  for (int k = 0; k < 6; k++)
+    xl[k] = -0.3, xu[k] = 0.4;
+  SbBoundsResult r;
+  sb_memory_stats_v1 st;
+  ck_assert_int_eq (sb_network_rank_count (net), 1);
+  ck_assert_msg (sb_network_memory_reset (net, &error), "%s", error ? error->message : "");
+  ck_assert (sb_test_compute_bounds (net, SB_METHOD_CROWN, FALSE, xl, xu, NULL, &r, &error));
+  sb_bounds_result_clear (&r);
+  ck_assert_msg (sb_network_memory_stats (net, 0, &st, &error), "%s", error ? error->message : "");
+  ck_assert (st.total_peak_bytes > st.baseline_bytes);
+  ck_assert (st.total_peak_bytes >= st.total_current_bytes);
+  ck_assert (!sb_network_memory_stats (net, 1, &st, &error));
+  ck_assert (error != NULL && error->domain == SB_ENGINE_ERROR && !sb_engine_error_is_input (error));
+  ck_assert_msg (strstr (error->message, "memory_stats") != NULL, "%s", error->message);
   g_rand_free (rng);
 }
 END_TEST
@@ -214,6 +266,10 @@ engine_suite (void)
   tcase_add_loop_test (tc, test_random_dag_bounds_contain_samples, 0, 8);
   tcase_add_test (tc, test_crown_spec_of_unit_rows_equals_output_bounds);
   tcase_add_loop_test (tc, test_crown_with_ibp_intersection_is_never_looser, 0, sb_test_n_goldens);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("interface");
+  tcase_add_test (tc, test_empty_box_is_an_engine_input_error);
+  tcase_add_test (tc, test_memory_stats_report_the_peak_and_refuse_a_missing_rank);
   suite_add_tcase (s, tc);
   return s;
 }

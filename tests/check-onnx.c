@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include "hosts/engine/graph.h"
-#include "hosts/engine/mkmodel.h"
+#include "tools/mkmodel/mkmodel.h"
+#include "tools/mkmodel/onnx_writer.h"
 #include "hosts/engine/onnx_import.h"
 
 /* ---- helpers ---------------------------------------------------------- */

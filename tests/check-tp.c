@@ -610,6 +610,109 @@ START_TEST(test_per_neuron_alpha_beta_operations_equal_cpu) {
 }
 END_TEST
 
+/* The ABI's argument rules (side, argument structs, Adam's
+ * hyper-parameters, outputs that alias inputs) are written once, in
+ * backends/common/abi_checks.c: every backend refuses the same bad call
+ * with the same status and the same message. */
+#define N_REFUSALS 19
+
+static void try_refusals(Ctx *c, char msgs[N_REFUSALS][256]) {
+  enum { S = 2, B = 1, N = 4 };
+  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_RELU,
+                        .in_size = N, .out_size = N};
+  sb_layer *relu = NULL;
+  ok(c, c->d->layer_create(c->ctx, &d, &relu), "layer_create");
+  sb_tensor *x = tensor(c, SB_MEM_BOUNDS, B, N, 0, NULL);
+  sb_tensor *y = tensor(c, SB_MEM_BOUNDS, B, N, 0, NULL);
+  sb_tensor *z = tensor(c, SB_MEM_BOUNDS, B, N, 0, NULL);
+  sb_tensor *A = tensor(c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  sb_tensor *A2 = tensor(c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  sb_tensor *A3 = tensor(c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  sb_tensor *A4 = tensor(c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  sb_tensor *bias = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+  sb_tensor *out = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
+  const sb_tensor *in_x[1] = {x}, *in_y[1] = {y};
+  int k = 0;
+  /* Each bad call must fail with SB_ERR_INVALID_ARGUMENT and say why; its
+   * message is kept for the comparison across backends. */
+#define REFUSE(call)                                                           \
+  do {                                                                         \
+    int st_ = (call);                                                          \
+    ck_assert_msg(st_ == SB_ERR_INVALID_ARGUMENT,                              \
+                  "%s: bad call %d (%s) returned %d", c->d->name, k, #call,    \
+                  st_);                                                        \
+    snprintf(msgs[k], 256, "%s", c->d->last_error(c->ctx));                    \
+    ck_assert_msg(msgs[k][0] != '\0', "%s: bad call %d gave no reason",       \
+                  c->d->name, k);                                              \
+    k++;                                                                       \
+  } while (0)
+  REFUSE(c->d->layer_forward(c->ctx, relu, in_x, x));
+  REFUSE(c->d->layer_ibp(c->ctx, relu, in_x, in_y, z, z));
+  REFUSE(c->d->layer_ibp(c->ctx, relu, in_x, in_y, z, x));
+  sb_backward_args_v1 ba = {.struct_size = sizeof ba, .side = 7,
+                            .A_out = A, .pre_lower = x, .pre_upper = y,
+                            .A_in = {A2}, .bias = bias};
+  REFUSE(c->d->layer_backward(c->ctx, relu, &ba));
+  ba.side = SB_SIDE_LOWER;
+  ba.struct_size = 8;
+  REFUSE(c->d->layer_backward(c->ctx, relu, &ba));
+  ba.struct_size = sizeof ba;
+  ba.A_in[0] = A;
+  REFUSE(c->d->layer_backward(c->ctx, relu, &ba));
+  sb_vjp_args_v1 va = {.struct_size = sizeof va, .side = SB_SIDE_UPPER,
+                       .A_out = A, .pre_lower = x, .pre_upper = y,
+                       .grad_A_in = {A2}, .grad_A_out = A};
+  REFUSE(c->d->layer_backward_vjp(c->ctx, relu, &va));
+  va.grad_A_out = A3;
+  va.grad_alpha = A2;
+  REFUSE(c->d->layer_backward_vjp(c->ctx, relu, &va));
+  REFUSE(c->d->concretize(c->ctx, A, bias, x, y, -1, out));
+  REFUSE(c->d->concretize(c->ctx, A, bias, x, y, SB_SIDE_LOWER, bias));
+  REFUSE(c->d->concretize_vjp(c->ctx, A, x, y, SB_SIDE_LOWER, NULL, A));
+  sb_adam_args_v1 adam = {.struct_size = sizeof adam, .step = 1,
+                          .learning_rate = -0.1f, .beta1 = 0.9f,
+                          .beta2 = 0.999f, .epsilon = 1e-8f,
+                          .clamp_min = 0.0f, .clamp_max = 1.0f};
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, &adam));
+  adam.learning_rate = 0.1f;
+  adam.beta1 = 1.0f;
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, &adam));
+  adam.beta1 = 0.9f;
+  adam.step = 0;
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, &adam));
+  adam.step = 1;
+  adam.clamp_min = 2.0f;
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, &adam));
+  adam.clamp_min = 0.0f;
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A3, &adam));
+  REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, NULL));
+  REFUSE(c->d->beta_apply(c->ctx, A, A, x, SB_SIDE_LOWER));
+  REFUSE(c->d->beta_vjp(c->ctx, A, x, 3, A2, 0));
+#undef REFUSE
+  ck_assert_int_eq(k, N_REFUSALS);
+  sb_tensor *all[] = {x, y, z, A, A2, A3, A4, bias, out};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    c->d->tensor_free(c->ctx, all[i]);
+  c->d->layer_free(c->ctx, relu);
+}
+
+START_TEST(test_every_backend_refuses_the_same_bad_arguments_alike) {
+  static const char *names[] = {"cpu", "fsdp", "tp"};
+  static char msgs[3][N_REFUSALS][256];
+  for (int b = 0; b < 3; b++) {
+    Backend be = load(names[b]);
+    Ctx c = b == 0 ? open_ctx(&be, NULL, 0) : open_ranks(&be, 2);
+    try_refusals(&c, msgs[b]);
+    c.d->context_destroy(c.ctx);
+  }
+  for (int b = 1; b < 3; b++)
+    for (int i = 0; i < N_REFUSALS; i++)
+      ck_assert_msg(strcmp(msgs[0][i], msgs[b][i]) == 0,
+                    "bad call %d: cpu says \"%s\", %s says \"%s\"", i,
+                    msgs[0][i], names[b], msgs[b][i]);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tp");
   TCase *tc = tcase_create("tp");
@@ -625,6 +728,7 @@ int main(void) {
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_columns);
   tcase_add_test(tc, test_bad_arguments_are_refused_with_a_reason);
+  tcase_add_test(tc, test_every_backend_refuses_the_same_bad_arguments_alike);
   tcase_add_test(tc, test_backward_vjp_equals_cpu_on_every_layer_kind);
   tcase_add_test(tc, test_per_neuron_alpha_beta_operations_equal_cpu);
   suite_add_tcase(s, tc);

@@ -205,3 +205,14 @@ sb_test_random_conv_net (GRand *rng)
   return g;
 }
 
+
+gboolean
+sb_test_compute_bounds (SbNetwork *net, SbMethod method, gboolean intersect_ibp, const double *xl,
+                        const double *xu, const SbSpec *spec, SbBoundsResult *r, GError **error)
+{
+  SbBoundsOptions options;
+  sb_bounds_options_init (&options);
+  options.method = method;
+  options.intersect_ibp = intersect_ibp;
+  return sb_network_compute_bounds (net, &options, xl, xu, spec, r, error);
+}

@@ -7,7 +7,7 @@
 
 #include "hosts/engine/bounds.h"
 #include "hosts/engine/onnx_import.h"
-#include "hosts/engine/session_setup.h"
+#include "hosts/cli/session_setup.h"
 #include "hosts/engine/vnnlib.h"
 
 /* The auto_LiRPA golden cases in tests/data/goldens (file names without
@@ -33,6 +33,12 @@ typedef struct {
 
 void sb_test_case_load (SbTestCase *c, const char *golden, const char *backend, int ranks);
 void sb_test_case_free (SbTestCase *c);
+
+/* sb_network_compute_bounds with `method`, intersect_ibp and the default
+ * alpha-CROWN settings. */
+gboolean sb_test_compute_bounds (SbNetwork *net, SbMethod method, gboolean intersect_ibp,
+                                 const double *xl, const double *xu, const SbSpec *spec,
+                                 SbBoundsResult *r, GError **error);
 
 /* Random points and random vertices of the box, evaluated in float64 on the
  * host: every output must lie inside r's bounds (up to float32 rounding). */

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Engine-level tests (goldens, soundness sampling).
 # Golden cases, sessions, sampling and random graphs for the engine suites.
-ENGINE_TESTLIB = tests/engine-testlib.c tests/engine-testlib.h
+ENGINE_TESTLIB = tests/engine-testlib.c tests/engine-testlib.h \
+	hosts/cli/session_setup.c hosts/cli/session_setup.h
 
 check_PROGRAMS += tests/check-engine
 tests_check_engine_SOURCES = tests/check-engine.c $(ENGINE_TESTLIB)

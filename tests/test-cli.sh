@@ -73,5 +73,13 @@ check ranks_on_single_rank_backend_is_rejected 2 "single rank" -- "$cli" bounds 
 check mismatched_property_is_rejected 2 "inputs" -- "$cli" bounds "$data/onnx/cifar_base_kw.onnx" "$unsat"
 check verify_bad_usage_prints_error_word 2 "^error" -- "$cli" verify "$net"
 
+# A backend that cannot run the model's operators: the engine's "unsupported"
+# is the user's choice to change (status 2), named with the backend's reason.
+fixtures=${SHARDBOUND_TEST_FIXTURES:?run through make check}
+check unsupported_by_backend_is_input_error 2 "layer_create.*unsupported.*no layers" -- \
+  "$cli" bounds "$net" "$unsat" --backend good --backend-path "$fixtures"
+check verify_unsupported_by_backend_prints_error_word 2 "^error" -- \
+  "$cli" verify "$net" "$unsat" --backend good --backend-path "$fixtures"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -2,6 +2,7 @@
 /* The CPU device: "device memory" is host memory, products go to OpenBLAS
  * and the kernels are plain loops the compiler can vectorise. */
 #include "backends/common/device_cpu.h"
+#include "backends/common/relu_relax.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -220,7 +221,7 @@ static int cpu_channel_bias_backward(SbDevice *dev, int64_t rows,
 static int cpu_relu_forward(SbDevice *dev, int64_t n, const float *x,
                             float *y) {
   for (int64_t i = 0; i < n; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    y[i] = sb_relu(x[i]);
   return SB_OK;
 }
 
@@ -228,8 +229,8 @@ static int cpu_relu_ibp(SbDevice *dev, int64_t n, const float *lower,
                         const float *upper, float *out_lower,
                         float *out_upper) {
   for (int64_t i = 0; i < n; i++) {
-    out_lower[i] = lower[i] > 0.0f ? lower[i] : 0.0f;
-    out_upper[i] = upper[i] > 0.0f ? upper[i] : 0.0f;
+    out_lower[i] = sb_relu(lower[i]);
+    out_upper[i] = sb_relu(upper[i]);
   }
   return SB_OK;
 }
@@ -248,27 +249,8 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
       float *d = A_in + row * N;
       float extra = 0.0f;
       for (int64_t n = 0; n < N; n++) {
-        float v;
-        if (l[n] >= 0.0f) {
-          v = a[n];
-        } else if (u[n] <= 0.0f) {
-          v = 0.0f;
-        } else {
-          float slope = u[n] / (u[n] - l[n]);
-          float icpt = -l[n] * slope;
-          float lo_slope = al ? al[n] : (u[n] > -l[n] ? 1.0f : 0.0f);
-          float pos = a[n] > 0.0f ? a[n] : 0.0f;
-          float neg = a[n] < 0.0f ? a[n] : 0.0f;
-          /* The relaxation that bounds the wanted side: a lower bound takes
-           * the lower line where the coefficient is positive. */
-          if (lower_side) {
-            v = lo_slope * pos + slope * neg;
-            extra += neg * icpt;
-          } else {
-            v = lo_slope * neg + slope * pos;
-            extra += pos * icpt;
-          }
-        }
+        const float v = sb_relu_relax_backward(lower_side, a[n], l[n], u[n],
+                                               al ? al + n : NULL, &extra);
         d[n] = accumulate ? d[n] + v : v;
       }
       bias[row] += extra;
@@ -394,21 +376,9 @@ static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
       float *dal = grad_alpha ? grad_alpha + row * N : NULL;
       for (int64_t n = 0; n < N; n++) {
         float gn = gi ? gi[n] : 0.0f;
-        float va = 0.0f, vl = 0.0f;
-        if (l[n] >= 0.0f) {
-          va = gn;
-        } else if (u[n] > 0.0f) {
-          float slope = u[n] / (u[n] - l[n]);
-          float icpt = -l[n] * slope;
-          float lo_slope = al ? al[n] : (u[n] > -l[n] ? 1.0f : 0.0f);
-          /* Which line a coefficient takes depends on its sign: the
-           * gradient follows the branch the forward step took. */
-          int on_alpha = lower_side ? a[n] > 0.0f : a[n] < 0.0f;
-          int on_icpt = lower_side ? a[n] < 0.0f : a[n] > 0.0f;
-          va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
-          if (on_alpha)
-            vl = gn * a[n];
-        }
+        float va, vl;
+        sb_relu_relax_backward_vjp(lower_side, a[n], l[n], u[n],
+                                   al ? al + n : NULL, gn, gb, &va, &vl);
         da[n] = accumulate_A ? da[n] + va : va;
         if (dal)
           dal[n] = accumulate_alpha ? dal[n] + vl : vl;
@@ -442,7 +412,7 @@ static int cpu_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B,
                                const float *upper, float *alpha) {
   const int64_t BN = B * N;
   for (int64_t i = 0; i < BN; i++)
-    alpha[i] = upper[i] > -lower[i] ? 1.0f : 0.0f;
+    alpha[i] = sb_relu_default_alpha(lower[i], upper[i]);
   for (int64_t s = 1; s < S; s++)
     memcpy(alpha + s * BN, alpha, (size_t)BN * sizeof(float));
   return SB_OK;

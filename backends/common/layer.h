@@ -159,6 +159,27 @@ typedef struct SbConvDims {
 } SbConvDims;
 SbConvDims sb_conv_dims(const SbConvGeom *g);
 
+/* Convolution over output channels [c0, c0+nc) only, for a layer whose
+ * weight (and bias) hold the rows of just those channels; the whole layer
+ * is c0 = 0, nc = out_c. Outputs and coefficients are [rows, nc, P]. */
+/* out = conv(in) with weights w (the layer's W or |W|), no bias, + beta*out
+ * (beta 0 ignores out's contents). */
+int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
+                  int64_t B, const float *w, const float *in, float beta,
+                  float *out);
+/* out += the layer's bias, per channel (nothing without one). */
+int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc,
+                     int64_t B, float *out);
+/* Interval bounds of conv(in) + bias over the box [lo, up]. */
+int sb_conv_ibp(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
+                int64_t B, const float *lo, const float *up, float *out_lo,
+                float *out_up);
+/* dst [R, in_size] (+)= the transposed convolution of A [R, nc, P]: the
+ * coefficients A put on the input (CROWN's backward step, no bias). */
+int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
+                      int64_t nc, int64_t R, const float *A, int accumulate,
+                      float *dst);
+
 /* Helpers for operator files. */
 int sb_exec_fail(SbExec *x, int status, const char *fmt, ...)
 #if defined(__GNUC__)

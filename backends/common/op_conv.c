@@ -99,11 +99,17 @@ static int64_t conv_chunk(const SbConvDims *d, int64_t rows) {
   return c < rows ? c : rows;
 }
 
-/* out [B,out_c,P] = conv(in) + beta*out with weights w (W or |W|), no
- * bias (beta 0 ignores out's contents). */
-static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
-                      const float *w, const float *in, float beta,
-                      float *out) {
+/* Channels [*lo, *hi) of group gi that lie in [c0, c1); callers visit the
+ * groups gi = c0 / OCg, ... while gi * OCg < c1, which the range touches. */
+static void group_part(const SbConvDims *d, int64_t gi, int64_t c0,
+                       int64_t c1, int64_t *lo, int64_t *hi) {
+  *lo = gi * d->OCg > c0 ? gi * d->OCg : c0;
+  *hi = (gi + 1) * d->OCg < c1 ? (gi + 1) * d->OCg : c1;
+}
+
+int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
+                  int64_t B, const float *w, const float *in, float beta,
+                  float *out) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
   SbConvDims d = sb_conv_dims(g);
@@ -112,14 +118,18 @@ static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
   if (st != SB_OK)
     return st;
+  const int64_t c1 = c0 + nc;
   for (int64_t b0 = 0; b0 < B && st == SB_OK; b0 += chunk) {
     int64_t n = B - b0 < chunk ? B - b0 : chunk;
     st = o->im2col(x->dev, g, n, in + b0 * l->in_size, cols.ptr);
-    for (int64_t gi = 0; gi < d.G && st == SB_OK; gi++)
+    for (int64_t gi = c0 / d.OCg; gi * d.OCg < c1 && st == SB_OK; gi++) {
+      int64_t lo, hi;
+      group_part(&d, gi, c0, c1, &lo, &hi);
       st = o->sgemm_strided_batched(
-          x->dev, 0, 0, d.OCg, d.P, d.K, 1.0f, w + gi * d.OCg * d.K, d.K, 0,
+          x->dev, 0, 0, hi - lo, d.P, d.K, 1.0f, w + (lo - c0) * d.K, d.K, 0,
           (const float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, beta,
-          out + (b0 * g->out_c + gi * d.OCg) * d.P, d.P, g->out_c * d.P, n);
+          out + (b0 * nc + lo - c0) * d.P, d.P, nc * d.P, n);
+    }
   }
   if (st != SB_OK)
     st = sb_exec_device_fail(x, st, "convolution");
@@ -127,25 +137,25 @@ static int conv_apply(SbExec *x, const struct sb_layer *l, int64_t B,
   return st;
 }
 
-static int conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t B,
-                         float *out) {
+int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc,
+                     int64_t B, float *out) {
   if (!l->bias.ptr)
     return SB_OK;
-  int st = x->ops->affine_forward(x->dev, B, l->conv.out_c,
-                                  l->conv.out_h * l->conv.out_w, NULL,
-                                  l->bias.ptr, 0, out, out);
+  int st = x->ops->affine_forward(x->dev, B, nc, l->conv.out_h * l->conv.out_w,
+                                  NULL, l->bias.ptr, 0, out, out);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv bias");
 }
 
 static int conv_forward(SbExec *x, const struct sb_layer *l, int64_t B,
                         const float *const *in, float *out) {
-  int st = conv_apply(x, l, B, l->weight.ptr, in[0], 0.0f, out);
-  return st == SB_OK ? conv_add_bias(x, l, B, out) : st;
+  const int64_t C = l->conv.out_c;
+  int st = sb_conv_apply(x, l, 0, C, B, l->weight.ptr, in[0], 0.0f, out);
+  return st == SB_OK ? sb_conv_add_bias(x, l, C, B, out) : st;
 }
 
-static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
-                    const float *const *lo, const float *const *up,
-                    float *out_lo, float *out_up) {
+int sb_conv_ibp(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
+                int64_t B, const float *lo, const float *up, float *out_lo,
+                float *out_up) {
   const SbDeviceOps *o = x->ops;
   SbBuffer cr = {0}, absw = {0};
   const int64_t nin = B * l->in_size;
@@ -156,17 +166,17 @@ static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
   if (st != SB_OK)
     goto out;
   float *c = cr.ptr, *r = c + nin;
-  if ((st = o->box_to_centre_radius(x->dev, nin, lo[0], up[0], c, r)) ||
+  if ((st = o->box_to_centre_radius(x->dev, nin, lo, up, c, r)) ||
       (st = o->abs(x->dev, nw, l->weight.ptr, absw.ptr))) {
     st = sb_exec_device_fail(x, st, "conv IBP");
     goto out;
   }
-  if ((st = conv_apply(x, l, B, l->weight.ptr, c, 0.0f, out_lo)) ||
-      (st = conv_add_bias(x, l, B, out_lo)) ||
-      (st = conv_apply(x, l, B, absw.ptr, r, 0.0f, out_up)))
+  if ((st = sb_conv_apply(x, l, c0, nc, B, l->weight.ptr, c, 0.0f, out_lo)) ||
+      (st = sb_conv_add_bias(x, l, nc, B, out_lo)) ||
+      (st = sb_conv_apply(x, l, c0, nc, B, absw.ptr, r, 0.0f, out_up)))
     goto out;
-  st = o->centre_radius_to_box(x->dev, B * l->out_size, out_lo, out_up,
-                               out_lo, out_up);
+  const int64_t nout = B * nc * l->conv.out_h * l->conv.out_w;
+  st = o->centre_radius_to_box(x->dev, nout, out_lo, out_up, out_lo, out_up);
   if (st != SB_OK)
     st = sb_exec_device_fail(x, st, "conv IBP");
 out:
@@ -175,38 +185,64 @@ out:
   return st;
 }
 
-static int conv_backward(SbExec *x, const struct sb_layer *l,
-                         const SbOpBackward *a) {
+static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
+                    const float *const *lo, const float *const *up,
+                    float *out_lo, float *out_up) {
+  return sb_conv_ibp(x, l, 0, l->conv.out_c, B, lo[0], up[0], out_lo,
+                     out_up);
+}
+
+int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
+                      int64_t nc, int64_t R, const float *A, int accumulate,
+                      float *dst) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
   SbConvDims d = sb_conv_dims(g);
-  const int64_t R = a->S * a->B;
   int64_t chunk = conv_chunk(&d, R);
   SbBuffer cols = {0};
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
   if (st != SB_OK)
     return st;
   const float *w = l->weight.ptr;
+  const int64_t c1 = c0 + nc;
+  /* A range short of all channels leaves the other groups' columns zero. */
+  const int partial = nc < g->out_c;
   for (int64_t r0 = 0; r0 < R && st == SB_OK; r0 += chunk) {
     int64_t n = R - r0 < chunk ? R - r0 : chunk;
+    if (partial)
+      st = o->zero(x->dev, cols.ptr, cols.bytes);
     /* cols_g [K,P] = W_g^T [K,OCg] . A_g [OCg,P], for every row at once. */
-    for (int64_t gi = 0; gi < d.G && st == SB_OK; gi++)
+    for (int64_t gi = c0 / d.OCg; gi * d.OCg < c1 && st == SB_OK; gi++) {
+      int64_t lo, hi;
+      group_part(&d, gi, c0, c1, &lo, &hi);
       st = o->sgemm_strided_batched(
-          x->dev, 1, 0, d.K, d.P, d.OCg, 1.0f, w + gi * d.OCg * d.K, d.K, 0,
-          a->A_out + (r0 * g->out_c + gi * d.OCg) * d.P, d.P, g->out_c * d.P,
-          0.0f, (float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, n);
-    float *dst = a->A_in[0] + r0 * l->in_size;
-    if (st == SB_OK && !a->accumulate[0])
-      st = o->zero(x->dev, dst, (size_t)(n * l->in_size) * sizeof(float));
+          x->dev, 1, 0, d.K, d.P, hi - lo, 1.0f, w + (lo - c0) * d.K, d.K, 0,
+          A + (r0 * nc + lo - c0) * d.P, d.P, nc * d.P, 0.0f,
+          (float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, n);
+    }
+    float *rows = dst + r0 * l->in_size;
+    if (st == SB_OK && !accumulate)
+      st = o->zero(x->dev, rows, (size_t)(n * l->in_size) * sizeof(float));
     if (st == SB_OK)
-      st = o->col2im(x->dev, g, n, cols.ptr, dst);
+      st = o->col2im(x->dev, g, n, cols.ptr, rows);
   }
-  if (st == SB_OK && l->bias.ptr)
-    st = o->channel_bias_backward(x->dev, R, g->out_c, d.P, l->bias.ptr,
-                                  a->A_out, a->bias);
   if (st != SB_OK)
     st = sb_exec_device_fail(x, st, "conv backward");
   sb_exec_free(x, &cols);
+  return st;
+}
+
+static int conv_backward(SbExec *x, const struct sb_layer *l,
+                         const SbOpBackward *a) {
+  const SbConvGeom *g = &l->conv;
+  const int64_t R = a->S * a->B;
+  int st = sb_conv_transpose(x, l, 0, g->out_c, R, a->A_out,
+                             a->accumulate[0], a->A_in[0]);
+  if (st == SB_OK && l->bias.ptr &&
+      (st = x->ops->channel_bias_backward(x->dev, R, g->out_c,
+                                          g->out_h * g->out_w, l->bias.ptr,
+                                          a->A_out, a->bias)))
+    st = sb_exec_device_fail(x, st, "conv backward");
   return st;
 }
 
@@ -218,8 +254,8 @@ static int conv_backward_vjp(SbExec *x, const struct sb_layer *l,
   const SbConvGeom *g = &l->conv;
   int st = SB_OK;
   if (a->grad_A_in[0]) {
-    st = conv_apply(x, l, R, l->weight.ptr, a->grad_A_in[0],
-                    a->accumulate_A_out ? 1.0f : 0.0f, a->grad_A_out);
+    st = sb_conv_apply(x, l, 0, g->out_c, R, l->weight.ptr, a->grad_A_in[0],
+                       a->accumulate_A_out ? 1.0f : 0.0f, a->grad_A_out);
     if (st != SB_OK)
       return st;
   } else if (!a->accumulate_A_out) {

@@ -2,6 +2,7 @@
 /* The ABI glue of a single-device backend: argument checking, tensors and
  * layers as handles, and dispatch to the operator families. */
 #include "backends/common/single_backend.h"
+#include "backends/common/abi_checks.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -451,6 +452,9 @@ int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
   int st = batch_of(ctx, "layer_forward", "out", out, layer->out_size, &B);
   if (st == SB_OK)
     st = check_inputs(ctx, "layer_forward", "inputs", layer, inputs, B, in);
+  if (st == SB_OK)
+    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), "layer_forward",
+                                   layer->n_inputs, inputs, out);
   if (st != SB_OK)
     return st;
   written(out);
@@ -472,13 +476,14 @@ int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
   if (st == SB_OK)
     st = expect_numel(ctx, "layer_ibp", "out_upper", out_upper,
                       B * layer->out_size, "[B,N_out]");
-  if (st == SB_OK && out_lower == out_upper)
-    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
-              "layer_ibp: out_lower and out_upper are the same tensor");
   if (st == SB_OK)
     st = check_inputs(ctx, "layer_ibp", "in_lower", layer, in_lower, B, lo);
   if (st == SB_OK)
     st = check_inputs(ctx, "layer_ibp", "in_upper", layer, in_upper, B, up);
+  if (st == SB_OK)
+    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), "layer_ibp",
+                               layer->n_inputs, in_lower, in_upper,
+                               out_lower, out_upper);
   if (st != SB_OK)
     return st;
   written(out_lower);
@@ -513,22 +518,16 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
                              const sb_backward_args_v1 *args) {
   BEGIN(ctx);
   static const char fn[] = "layer_backward";
-  if (layer == NULL || args == NULL)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args", fn);
-  if (args->struct_size < sizeof(sb_backward_args_v1))
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: args struct_size %u is smaller than sb_backward_args_v1 "
-                "(%zu bytes)",
-                fn, (unsigned)args->struct_size, sizeof(sb_backward_args_v1));
-  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: side %d is neither lower (0) nor upper (1)", fn,
-                (int)args->side);
+  if (layer == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  if (st != SB_OK)
+    return st;
   SbOpBackward a;
   memset(&a, 0, sizeof a);
   a.side = args->side;
   int64_t N;
-  int st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N);
+  st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N);
   if (st != SB_OK)
     return st;
   if (N != layer->out_size)
@@ -544,9 +543,6 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
                       "[S,B,N_in]");
     if (st != SB_OK)
       return st;
-    if (args->A_in[i] == args->A_out && layer->kind != SB_LAYER_ADD)
-      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                  "%s: %s must not be the same tensor as A_out", fn, name);
     a.A_in[i] = args->A_in[i]->buf.ptr;
     a.accumulate[i] = args->accumulate[i];
   }
@@ -558,6 +554,9 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
       (st = check_relu_args(ctx, fn, layer, a.B, R, args->pre_lower,
                             args->pre_upper, args->alpha, &a.pre_lower,
                             &a.pre_upper, &a.alpha)))
+    return st;
+  if ((st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, layer->n_inputs,
+                                       layer->kind, args)))
     return st;
   for (int i = 0; i < layer->n_inputs; i++)
     written(args->A_in[i]);
@@ -576,12 +575,10 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
                          sb_tensor *out) {
   BEGIN(ctx);
   static const char fn[] = "concretize";
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: side %d is neither lower (0) nor upper (1)", fn,
-                (int)side);
-  int64_t S, B, N;
-  int st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  int64_t S = 0, B = 0, N = 0;
+  if (st == SB_OK)
+    st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
   if (st == SB_OK && bias)
     st = expect_numel(ctx, fn, "bias", bias, S * B, "[S,B]");
   if (st == SB_OK)
@@ -590,6 +587,9 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
     st = expect_numel(ctx, fn, "x_upper", x_upper, B * N, "[B,N]");
   if (st == SB_OK)
     st = expect_numel(ctx, fn, "out", out, S * B, "[S,B]");
+  if (st == SB_OK)
+    st = sb_check_concretize_aliasing(SB_CTX_ERROR(ctx), fn, A, bias, x_lower,
+                                      x_upper, out);
   if (st != SB_OK)
     return st;
   written(out);
@@ -601,26 +601,13 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
 
 /* ---- ABI 1.1: alpha-CROWN and beta-CROWN ---- */
 
-static int check_side(sb_context *ctx, const char *fn, int32_t side) {
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: side %d is neither lower (0) nor upper (1)", fn,
-                (int)side);
-  return SB_OK;
-}
-
 int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                                  const sb_vjp_args_v1 *args) {
   BEGIN(ctx);
   static const char fn[] = "layer_backward_vjp";
-  if (layer == NULL || args == NULL)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args", fn);
-  if (args->struct_size < sizeof(sb_vjp_args_v1))
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: args struct_size %u is smaller than sb_vjp_args_v1 "
-                "(%zu bytes)",
-                fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
-  int st = check_side(ctx, fn, args->side);
+  if (layer == NULL)
+    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
   if (st != SB_OK)
     return st;
   SbOpVjp a;
@@ -640,9 +627,6 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return st;
   a.grad_A_out = args->grad_A_out->buf.ptr;
   a.accumulate_A_out = args->accumulate_A_out;
-  if (args->grad_A_out == args->A_out)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: grad_A_out must not be the same tensor as A_out", fn);
   for (int i = 0; i < layer->n_inputs; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
@@ -651,10 +635,6 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     if ((st = expect_numel(ctx, fn, name, args->grad_A_in[i],
                            R * layer->in_size, "[S,B,N_in]")))
       return st;
-    if (args->grad_A_in[i] == args->grad_A_out)
-      return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                  "%s: %s must not be the same tensor as grad_A_out", fn,
-                  name);
     a.grad_A_in[i] = args->grad_A_in[i]->buf.ptr;
   }
   if (args->grad_bias) {
@@ -672,11 +652,6 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
       if ((st = expect_numel(ctx, fn, "grad_alpha", args->grad_alpha,
                              R * layer->out_size, "[S,B,N]")))
         return st;
-      if (args->grad_alpha == args->grad_A_out ||
-          args->grad_alpha == args->alpha ||
-          args->grad_alpha == args->grad_A_in[0])
-        return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                    "%s: grad_alpha must be a tensor of its own", fn);
       a.grad_alpha = args->grad_alpha->buf.ptr;
       a.accumulate_alpha = args->accumulate_alpha;
     }
@@ -686,6 +661,9 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                 "a %s layer",
                 fn, sb_op_family(layer->kind)->name);
   }
+  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, layer->n_inputs,
+                                  args)))
+    return st;
   written(args->grad_A_out);
   written(args->grad_alpha);
   SbExec x = exec_of(ctx);
@@ -698,7 +676,7 @@ int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
                              const sb_tensor *grad_out, sb_tensor *grad_A) {
   BEGIN(ctx);
   static const char fn[] = "concretize_vjp";
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   int64_t S = 0, B = 0, N = 0;
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
@@ -710,9 +688,9 @@ int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
     st = expect_numel(ctx, fn, "x_upper", x_upper, B * N, "[B,N]");
   if (st == SB_OK)
     st = expect_numel(ctx, fn, "grad_A", grad_A, S * B * N, "[S,B,N]");
-  if (st == SB_OK && grad_A == A)
-    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
-              "%s: grad_A must not be the same tensor as A", fn);
+  if (st == SB_OK)
+    st = sb_check_concretize_vjp_aliasing(SB_CTX_ERROR(ctx), fn, A, x_lower,
+                                          x_upper, grad_out, grad_A);
   if (st != SB_OK)
     return st;
   written(grad_A);
@@ -733,6 +711,9 @@ int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     st = expect_numel(ctx, fn, "pre_lower", pre_lower, B * N, "[B,N]");
   if (st == SB_OK)
     st = expect_numel(ctx, fn, "pre_upper", pre_upper, B * N, "[B,N]");
+  if (st == SB_OK)
+    st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
+                                      pre_upper, alpha);
   if (st != SB_OK)
     return st;
   written(alpha);
@@ -741,43 +722,12 @@ int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
                             pre_upper->buf.ptr, alpha->buf.ptr);
 }
 
-/* A bad hyper-parameter would silently turn every parameter into NaN. */
-static int check_adam_args(sb_context *ctx, const char *fn,
-                           const sb_adam_args_v1 *a) {
-  if (a == NULL)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL args", fn);
-  if (a->struct_size < sizeof(sb_adam_args_v1))
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: args struct_size %u is smaller than sb_adam_args_v1 "
-                "(%zu bytes)",
-                fn, (unsigned)a->struct_size, sizeof(sb_adam_args_v1));
-  if (a->step < 1)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: step %d must be >= 1 (1 for the first step)", fn,
-                (int)a->step);
-  if (!(a->learning_rate >= 0.0f) || !(a->epsilon > 0.0f) ||
-      !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
-      !(a->beta2 >= 0.0f && a->beta2 < 1.0f))
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: hyper-parameters out of range (learning_rate %g >= 0, "
-                "beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
-                fn, (double)a->learning_rate, (double)a->beta1,
-                (double)a->beta2, (double)a->epsilon);
-  if (!(a->clamp_min <= a->clamp_max))
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: clamp_min %g is greater than clamp_max %g", fn,
-                (double)a->clamp_min, (double)a->clamp_max);
-  return SB_OK;
-}
-
 int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
                         const sb_tensor *grad, sb_tensor *m, sb_tensor *v,
                         const sb_adam_args_v1 *args) {
   BEGIN(ctx);
   static const char fn[] = "adam_step";
-  int st = check_adam_args(ctx, fn, args);
-  if (st == SB_OK && param == NULL)
-    st = fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+  int st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
   if (st != SB_OK)
     return st;
   const int64_t n = param->numel;
@@ -785,11 +735,8 @@ int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
       (st = expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
       (st = expect_numel(ctx, fn, "v", v, n, "param's shape")))
     return st;
-  if (m == v || m == param || v == param || grad == param ||
-      grad == m || grad == v)
-    return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "%s: param, grad, m and v must be four different tensors",
-                fn);
+  if ((st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v)))
+    return st;
   written(param);
   written(m);
   written(v);
@@ -802,7 +749,7 @@ int sb_single_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                          const sb_tensor *sign, int32_t side) {
   BEGIN(ctx);
   static const char fn[] = "beta_apply";
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   int64_t S = 0, B = 0, N = 0;
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &S, &B, &N);
@@ -810,9 +757,8 @@ int sb_single_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
     st = expect_numel(ctx, fn, "beta", beta, S * B * N, "[S,B,N]");
   if (st == SB_OK)
     st = expect_numel(ctx, fn, "sign", sign, B * N, "[B,N]");
-  if (st == SB_OK && (beta == A || sign == A))
-    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
-              "%s: A must not be the same tensor as beta or sign", fn);
+  if (st == SB_OK)
+    st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta, sign);
   if (st != SB_OK)
     return st;
   written(A);
@@ -826,7 +772,7 @@ int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
                        sb_tensor *grad_beta, int32_t accumulate) {
   BEGIN(ctx);
   static const char fn[] = "beta_vjp";
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   int64_t S = 0, B = 0, N = 0;
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "grad_A", grad_A, &S, &B, &N);
@@ -834,10 +780,9 @@ int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
     st = expect_numel(ctx, fn, "sign", sign, B * N, "[B,N]");
   if (st == SB_OK)
     st = expect_numel(ctx, fn, "grad_beta", grad_beta, S * B * N, "[S,B,N]");
-  if (st == SB_OK && (grad_beta == grad_A || grad_beta == sign))
-    st = fail(ctx, SB_ERR_INVALID_ARGUMENT,
-              "%s: grad_beta must not be the same tensor as grad_A or sign",
-              fn);
+  if (st == SB_OK)
+    st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
+                                    grad_beta);
   if (st != SB_OK)
     return st;
   written(grad_beta);

@@ -2,6 +2,7 @@
 /* The CUDA kernels of the cuda device (kernels and their launchers only: the
  * operator math lives in backends/common/op_*.c). */
 #include "backends/cuda/kernels.h"
+#include "backends/common/relu_relax.h"
 
 #include <cuda_runtime.h>
 
@@ -138,16 +139,15 @@ __global__ void channel_bias_backward_kernel(int64_t rows, int64_t channels,
 
 __global__ void relu_forward_kernel(int64_t n, const float *x, float *y) {
   for (int64_t i = grid_start(); i < n; i += grid_step())
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    y[i] = sb_relu(x[i]);
 }
 
 __global__ void relu_ibp_kernel(int64_t n, const float *lower,
                                 const float *upper, float *out_lower,
                                 float *out_upper) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
-    float l = lower[i], u = upper[i];
-    out_lower[i] = l > 0.0f ? l : 0.0f;
-    out_upper[i] = u > 0.0f ? u : 0.0f;
+    out_lower[i] = sb_relu(lower[i]);
+    out_upper[i] = sb_relu(upper[i]);
   }
 }
 
@@ -167,27 +167,8 @@ __global__ void relu_backward_kernel(int lower_side, int64_t rows, int64_t B,
     float *d = A_in + row * N;
     float extra = 0.0f;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-      float ln = l[n], un = u[n], an = a[n], v;
-      if (ln >= 0.0f) {
-        v = an;
-      } else if (un <= 0.0f) {
-        v = 0.0f;
-      } else {
-        float slope = un / (un - ln);
-        float icpt = -ln * slope;
-        float lo_slope = al ? al[n] : (un > -ln ? 1.0f : 0.0f);
-        float pos = an > 0.0f ? an : 0.0f;
-        float neg = an < 0.0f ? an : 0.0f;
-        /* A lower bound takes the lower line where the coefficient is
-         * positive, the upper line where it is negative (and vice versa). */
-        if (lower_side) {
-          v = lo_slope * pos + slope * neg;
-          extra += neg * icpt;
-        } else {
-          v = lo_slope * neg + slope * pos;
-          extra += pos * icpt;
-        }
-      }
+      const float v = sb_relu_relax_backward(lower_side, a[n], l[n], u[n],
+                                             al ? al + n : NULL, &extra);
       d[n] = accumulate ? d[n] + v : v;
     }
     float total = block_sum(extra, buf);
@@ -314,22 +295,11 @@ __global__ void relu_backward_vjp_kernel(int lower_side, int64_t n, int64_t B,
                                          float *grad_alpha) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     const int64_t row = i / N, k = (row % B) * N + i % N;
-    const float l = lower[k], u = upper[k], a = A[i];
     const float gn = G ? G[i] : 0.0f;
-    float va = 0.0f, vl = 0.0f;
-    if (l >= 0.0f) {
-      va = gn;
-    } else if (u > 0.0f) {
-      float slope = u / (u - l);
-      float icpt = -l * slope;
-      float lo_slope = alpha ? alpha[i] : (u > -l ? 1.0f : 0.0f);
-      int on_alpha = lower_side ? a > 0.0f : a < 0.0f;
-      int on_icpt = lower_side ? a < 0.0f : a > 0.0f;
-      float gb = g ? g[row] : 1.0f;
-      va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
-      if (on_alpha)
-        vl = gn * a;
-    }
+    float va, vl;
+    sb_relu_relax_backward_vjp(lower_side, A[i], lower[k], upper[k],
+                               alpha ? alpha + i : NULL, gn, g ? g[row] : 1.0f,
+                               &va, &vl);
     grad_A[i] = accumulate_A ? grad_A[i] + va : va;
     if (grad_alpha)
       grad_alpha[i] = accumulate_alpha ? grad_alpha[i] + vl : vl;
@@ -354,7 +324,7 @@ __global__ void relu_init_alpha_kernel(int64_t n, int64_t BN,
                                        float *alpha) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     const int64_t k = i % BN;
-    alpha[i] = upper[k] > -lower[k] ? 1.0f : 0.0f;
+    alpha[i] = sb_relu_default_alpha(lower[k], upper[k]);
   }
 }
 

@@ -9,24 +9,6 @@
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out);
 
-/* ABI 1.1 entry points, defined in fsdp_layer.c (declared here rather than
- * in fsdp.h, which belongs to the FSDP work). */
-int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
-                            const sb_vjp_args_v1 *args);
-int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
-                        const sb_tensor *x_lower, const sb_tensor *x_upper,
-                        int32_t side, const sb_tensor *grad_out,
-                        sb_tensor *grad_A);
-int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
-                         const sb_tensor *pre_upper, sb_tensor *alpha);
-int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
-                   sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args);
-int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
-                    const sb_tensor *sign, int32_t side);
-int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
-                  const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
-                  int32_t accumulate);
-
 static int fsdp_context_create(const sb_host_v1 *host,
                                const sb_option *options, size_t n_options,
                                sb_context **out, char *error,

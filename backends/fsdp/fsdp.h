@@ -91,4 +91,21 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
                     const sb_tensor *x_lower, const sb_tensor *x_upper,
                     int32_t side, sb_tensor *out);
 
+/* ABI 1.1 entry points: VJPs, alpha initialisation, Adam and beta. */
+int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
+                            const sb_vjp_args_v1 *args);
+int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
+                        const sb_tensor *x_lower, const sb_tensor *x_upper,
+                        int32_t side, const sb_tensor *grad_out,
+                        sb_tensor *grad_A);
+int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
+                         const sb_tensor *pre_upper, sb_tensor *alpha);
+int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
+                   sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args);
+int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
+                    const sb_tensor *sign, int32_t side);
+int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
+                  const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
+                  int32_t accumulate);
+
 #endif /* SB_BACKENDS_FSDP_H */

@@ -3,6 +3,7 @@
  * transient buffer around each operator call and freed right after; the
  * operators themselves are the shared op_*.c code, run per rank on local
  * spec rows. */
+#include "backends/common/abi_checks.h"
 #include "backends/fsdp/fsdp.h"
 
 #include <stdio.h>
@@ -277,6 +278,9 @@ int fsdp_layer_forward(sb_context *ctx, const sb_layer *layer,
   int st = batch_of(ctx, fn, "out", out, l->out_size, &B);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "inputs", fl, inputs, B * l->in_size);
+  if (st == SB_OK)
+    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+                                   inputs, out);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, fl, B, inputs, NULL, out, NULL};
@@ -302,13 +306,13 @@ int fsdp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                       "[B,N_out]");
   if (st == SB_OK)
     st = expect_replicated(ctx, fn, "out_upper", out_upper);
-  if (st == SB_OK && out_lower == out_upper)
-    st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                   "%s: out_lower and out_upper are the same tensor", fn);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "in_lower", fl, in_lower, B * l->in_size);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "in_upper", fl, in_upper, B * l->in_size);
+  if (st == SB_OK)
+    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+                               in_lower, in_upper, out_lower, out_upper);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, fl, B, in_lower, in_upper, out_lower, out_upper};
@@ -395,19 +399,11 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (layer == NULL || args == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                     fn);
-  if (args->struct_size < sizeof(sb_backward_args_v1))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: args struct_size %u is smaller than "
-                     "sb_backward_args_v1 (%zu bytes)",
-                     fn, (unsigned)args->struct_size,
-                     sizeof(sb_backward_args_v1));
-  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: side %d is neither lower (0) nor upper (1)", fn,
-                     (int)args->side);
+  if (layer == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  if (st != SB_OK)
+    return st;
   const FsdpLayer *fl = fsdp_layer(layer);
   const struct sb_layer *l = &fl->local[0];
   const sb_tensor *A = args->A_out;
@@ -421,15 +417,11 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
                      "%s: A_out has %lld elements, expected S*B*N_out with "
                      "N_out = %lld",
                      fn, (long long)A->numel, (long long)l->out_size);
-  int st = SB_OK;
   for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++) {
     char name[16];
     snprintf(name, sizeof name, "A_in[%d]", i);
     st = expect_rows(ctx, fn, name, args->A_in[i], job.S, R * l->in_size,
                      "[S,B,N_in]");
-    if (st == SB_OK && args->A_in[i] == A && l->kind != SB_LAYER_ADD)
-      st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: %s must not be the same tensor as A_out", fn, name);
   }
   if (st == SB_OK)
     st = expect_rows(ctx, fn, "bias", args->bias, job.S, R, "[S,B]");
@@ -446,6 +438,9 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
       st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
                        R * l->out_size, "[S,B,N]");
   }
+  if (st == SB_OK)
+    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+                                    l->kind, args);
   if (st != SB_OK)
     return st;
   return fsdp_run(ctx, backward_on_rank, &job);
@@ -481,10 +476,9 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: side %d is neither lower (0) nor upper (1)", fn,
-                     (int)side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  if (st != SB_OK)
+    return st;
   if (A == NULL || A->ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A must be a tensor of shape [S,B,N]", fn);
@@ -492,7 +486,6 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
                        A->shape[0], A->shape[1], 0};
   job.N = job.S * job.B != 0 ? A->numel / (job.S * job.B) : 0;
   const int64_t R = job.S * job.B;
-  int st = SB_OK;
   if (bias)
     st = expect_rows(ctx, fn, "bias", bias, job.S, R, "[S,B]");
   if (st == SB_OK)
@@ -505,6 +498,9 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
     st = expect_replicated(ctx, fn, "x_upper", x_upper);
   if (st == SB_OK)
     st = expect_rows(ctx, fn, "out", out, job.S, R, "[S,B]");
+  if (st == SB_OK)
+    st = sb_check_concretize_aliasing(SB_CTX_ERROR(ctx), fn, A, bias, x_lower,
+                                      x_upper, out);
   if (st != SB_OK)
     return st;
   return fsdp_run(ctx, concretize_on_rank, &job);
@@ -516,14 +512,6 @@ static int begin(sb_context *ctx) {
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  return SB_OK;
-}
-
-static int check_side(sb_context *ctx, const char *fn, int32_t side) {
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: side %d is neither lower (0) nor upper (1)", fn,
-                     (int)side);
   return SB_OK;
 }
 
@@ -598,15 +586,9 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   int st = begin(ctx);
   if (st != SB_OK)
     return st;
-  if (layer == NULL || args == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                     fn);
-  if (args->struct_size < sizeof(sb_vjp_args_v1))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: args struct_size %u is smaller than "
-                     "sb_vjp_args_v1 (%zu bytes)",
-                     fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
-  if ((st = check_side(ctx, fn, args->side)))
+  if (layer == NULL)
+    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  if ((st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args)))
     return st;
   const FsdpLayer *fl = fsdp_layer(layer);
   const struct sb_layer *l = &fl->local[0];
@@ -624,10 +606,6 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   if ((st = expect_rows(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
                         R * l->out_size, "[S,B,N_out]")))
     return st;
-  if (args->grad_A_out == args->A_out)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: grad_A_out must not be the same tensor as A_out",
-                     fn);
   for (int i = 0; i < fl->fam->n_inputs; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
@@ -636,10 +614,6 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     if ((st = expect_rows(ctx, fn, name, args->grad_A_in[i], job.S,
                           R * l->in_size, "[S,B,N_in]")))
       return st;
-    if (args->grad_A_in[i] == args->grad_A_out)
-      return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                       "%s: %s must not be the same tensor as grad_A_out", fn,
-                       name);
   }
   if (args->grad_bias &&
       (st = expect_rows(ctx, fn, "grad_bias", args->grad_bias, job.S, R,
@@ -654,22 +628,19 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
         (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
                           R * l->out_size, "[S,B,N]")))
       return st;
-    if (args->grad_alpha) {
-      if ((st = expect_rows(ctx, fn, "grad_alpha", args->grad_alpha, job.S,
-                            R * l->out_size, "[S,B,N]")))
-        return st;
-      if (args->grad_alpha == args->grad_A_out ||
-          args->grad_alpha == args->alpha ||
-          args->grad_alpha == args->grad_A_in[0])
-        return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                         "%s: grad_alpha must be a tensor of its own", fn);
-    }
+    if (args->grad_alpha &&
+        (st = expect_rows(ctx, fn, "grad_alpha", args->grad_alpha, job.S,
+                          R * l->out_size, "[S,B,N]")))
+      return st;
   } else if (args->grad_alpha) {
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: grad_alpha is only meaningful for a relu layer, "
                      "this is a %s layer",
                      fn, fl->fam->name);
   }
+  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+                                  args)))
+    return st;
   return fsdp_run(ctx, vjp_on_rank, &job);
 }
 
@@ -745,7 +716,7 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_CONCRETIZE_VJP, .side = side};
-  if ((st = check_side(ctx, fn, side)) ||
+  if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)))
     return st;
   const int64_t R = j.S * j.B;
@@ -756,9 +727,9 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
       (st = expect_bounds(ctx, fn, "x_upper", x_upper, j.B * j.N)) ||
       (st = expect_rows(ctx, fn, "grad_A", grad_A, j.S, R * j.N, "[S,B,N]")))
     return st;
-  if (grad_A == A)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: grad_A must not be the same tensor as A", fn);
+  if ((st = sb_check_concretize_vjp_aliasing(SB_CTX_ERROR(ctx), fn, A, x_lower,
+                                             x_upper, grad_out, grad_A)))
+    return st;
   j.in0 = A, j.in1 = x_lower, j.in2 = x_upper, j.out = grad_A;
   j.out1 = (sb_tensor *)grad_out; /* only read */
   return fsdp_run(ctx, row_op_on_rank, &j);
@@ -773,7 +744,9 @@ int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
   RowJob j = {.ctx = ctx, .op = OP_INIT_ALPHA};
   if ((st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N)) ||
       (st = expect_bounds(ctx, fn, "pre_lower", pre_lower, j.B * j.N)) ||
-      (st = expect_bounds(ctx, fn, "pre_upper", pre_upper, j.B * j.N)))
+      (st = expect_bounds(ctx, fn, "pre_upper", pre_upper, j.B * j.N)) ||
+      (st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
+                                         pre_upper, alpha)))
     return st;
   j.in1 = pre_lower, j.in2 = pre_upper, j.out = alpha;
   return fsdp_run(ctx, row_op_on_rank, &j);
@@ -785,40 +758,15 @@ int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
   int st = begin(ctx);
   if (st != SB_OK)
     return st;
-  if (args == NULL || args->struct_size < sizeof(sb_adam_args_v1))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: args are NULL or their struct_size is smaller "
-                     "than sb_adam_args_v1 (%zu bytes)",
-                     fn, sizeof(sb_adam_args_v1));
-  if (args->step < 1)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: step %d must be >= 1 (1 for the first step)", fn,
-                     (int)args->step);
-  if (!(args->learning_rate >= 0.0f) || !(args->epsilon > 0.0f) ||
-      !(args->beta1 >= 0.0f && args->beta1 < 1.0f) ||
-      !(args->beta2 >= 0.0f && args->beta2 < 1.0f))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: hyper-parameters out of range (learning_rate %g "
-                     ">= 0, beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
-                     fn, (double)args->learning_rate, (double)args->beta1,
-                     (double)args->beta2, (double)args->epsilon);
-  if (!(args->clamp_min <= args->clamp_max))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: clamp_min %g is greater than clamp_max %g", fn,
-                     (double)args->clamp_min, (double)args->clamp_max);
-  if (param == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+  if ((st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param)))
+    return st;
   const int64_t n = param->numel;
   if ((st = expect_numel(ctx, fn, "grad", grad, n, "param's shape")) ||
       (st = expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
       (st = expect_numel(ctx, fn, "v", v, n, "param's shape")))
     return st;
-  if (m == v || m == param || v == param || grad == param || grad == m ||
-      grad == v)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: param, grad, m and v must be four different "
-                     "tensors",
-                     fn);
+  if ((st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v)))
+    return st;
   /* Rows must line up on every rank: all four split alike. */
   if (grad->split != param->split || m->split != param->split ||
       v->split != param->split ||
@@ -845,15 +793,15 @@ int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_BETA_APPLY, .side = side};
-  if ((st = check_side(ctx, fn, side)) ||
+  if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)) ||
       (st = expect_rows(ctx, fn, "beta", beta, j.S, j.S * j.B * j.N,
                         "[S,B,N]")) ||
       (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)))
     return st;
-  if (beta == A || sign == A)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: A must not be the same tensor as beta or sign", fn);
+  if ((st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta,
+                                         sign)))
+    return st;
   j.in0 = beta, j.in1 = sign, j.out = A;
   return fsdp_run(ctx, row_op_on_rank, &j);
 }
@@ -867,17 +815,15 @@ int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
     return st;
   RowJob j = {.ctx = ctx, .op = OP_BETA_VJP, .side = side,
               .accumulate = accumulate};
-  if ((st = check_side(ctx, fn, side)) ||
+  if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N)) ||
       (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)) ||
       (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S,
                         j.S * j.B * j.N, "[S,B,N]")))
     return st;
-  if (grad_beta == grad_A || grad_beta == sign)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: grad_beta must not be the same tensor as grad_A "
-                     "or sign",
-                     fn);
+  if ((st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
+                                       grad_beta)))
+    return st;
   j.in0 = grad_A, j.in1 = sign, j.out = grad_beta;
   return fsdp_run(ctx, row_op_on_rank, &j);
 }

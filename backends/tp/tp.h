@@ -6,6 +6,7 @@
 #define SB_BACKENDS_TP_H
 
 #include "abi/shardbound.h"
+#include "backends/common/abi_checks.h"
 #include "backends/common/layer.h"
 #include "backends/common/rank_backend.h"
 #include "backends/common/ranks.h"
@@ -88,8 +89,6 @@ int tp_bias_commit(SbRank *rank, SbComm *comm, int64_t n, float *partial,
 
 /* Conv of one rank: output channels [c0,c0+nc) of every image. */
 int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh);
-int tp_conv_apply(SbExec *x, const TpLayer *tl, const TpShard *sh,
-                  const float *w, int64_t B, const float *in, float *out);
 int tp_conv_ibp(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
                 const float *lo, const float *up, float *out_lo,
                 float *out_up);

@@ -13,14 +13,6 @@ static const TpLayer *tp_layer(const sb_layer *l) {
   return (const TpLayer *)(const void *)l;
 }
 
-static int check_side(sb_context *ctx, const char *fn, int32_t side) {
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: side %d is neither lower (0) nor upper (1)", fn,
-                        (int)side);
-  return SB_OK;
-}
-
 /* A must be split by neuron; its S, B and N are returned. */
 static int coef_dims(sb_context *ctx, const char *fn, const char *what,
                      const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
@@ -171,19 +163,12 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (layer == NULL || args == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                        fn);
-  if (args->struct_size < sizeof(sb_vjp_args_v1))
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "%s: args struct_size %u is smaller than sb_vjp_args_v1 "
-        "(%zu bytes)",
-        fn, (unsigned)args->struct_size, sizeof(sb_vjp_args_v1));
+  if (layer == NULL)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
   const TpLayer *tl = tp_layer(layer);
   VjpJob job = {ctx, tl, args, 0, 0};
   int64_t N;
-  int st = check_side(ctx, fn, args->side);
+  int st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A_out", args->A_out, &job.S, &job.B, &N);
   if (st == SB_OK)
@@ -192,10 +177,6 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out,
                                 job.S, job.B, tl->out_size);
-  if (st == SB_OK && args->grad_A_out == args->A_out)
-    st =
-        sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: grad_A_out must not be the same tensor as A_out", fn);
   for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
@@ -203,10 +184,6 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
       continue;
     st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S,
                                 job.B, tl->in_size);
-    if (st == SB_OK && args->grad_A_in[i] == args->grad_A_out)
-      st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s must not be the same tensor as grad_A_out", fn,
-                        name);
   }
   if (st == SB_OK && args->grad_bias)
     st = expect_vector(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
@@ -221,15 +198,9 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     if (args->alpha)
       st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S,
                                   job.B, tl->out_size);
-    if (st == SB_OK && args->grad_alpha) {
+    if (st == SB_OK && args->grad_alpha)
       st = tp_expect_coefficients(ctx, fn, "grad_alpha", args->grad_alpha,
                                   job.S, job.B, tl->out_size);
-      if (st == SB_OK && (args->grad_alpha == args->grad_A_out ||
-                          args->grad_alpha == args->alpha ||
-                          args->grad_alpha == args->grad_A_in[0]))
-        st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                          "%s: grad_alpha must be a tensor of its own", fn);
-    }
   } else if (st == SB_OK && args->grad_alpha) {
     st =
         sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
@@ -237,6 +208,9 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                      "is a %s layer",
                      fn, tl->fam->name);
   }
+  if (st == SB_OK)
+    st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+                               args);
   if (st != SB_OK)
     return st;
   return sb_rank_run(ctx, vjp_on_rank, &job);
@@ -319,7 +293,7 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   static const char fn[] = "concretize_vjp";
   ColumnJob j = {ctx, OP_CONCRETIZE_VJP, side};
   j.A = A, j.lo = x_lower, j.up = x_upper, j.g = grad_out, j.out = grad_A;
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK && grad_out)
@@ -330,9 +304,9 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
     st = expect_vector(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_A", grad_A, j.S, j.B, j.N);
-  if (st == SB_OK && grad_A == A)
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                      "%s: grad_A must not be the same tensor as A", fn);
+  if (st == SB_OK)
+    st = sb_check_concretize_vjp_aliasing(SB_CTX_ERROR(ctx), fn, A, x_lower,
+                                          x_upper, grad_out, grad_A);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
@@ -347,6 +321,9 @@ int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     st = expect_vector(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = expect_vector(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
+  if (st == SB_OK)
+    st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
+                                      pre_upper, alpha);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
@@ -356,16 +333,15 @@ int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
   static const char fn[] = "beta_apply";
   ColumnJob j = {ctx, OP_BETA_APPLY, side};
   j.out = A, j.beta = beta, j.sign = sign;
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "beta", beta, j.S, j.B, j.N);
   if (st == SB_OK)
     st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
-  if (st == SB_OK && beta == A)
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                      "%s: A must not be the same tensor as beta or sign", fn);
+  if (st == SB_OK)
+    st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta, sign);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
@@ -376,7 +352,7 @@ int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
   static const char fn[] = "beta_vjp";
   ColumnJob j = {ctx, OP_BETA_VJP, side};
   j.A = grad_A, j.sign = sign, j.out = grad_beta, j.accumulate = accumulate;
-  int st = check_side(ctx, fn, side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
@@ -384,43 +360,10 @@ int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B,
                                 j.N);
-  if (st == SB_OK && grad_beta == grad_A)
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                      "%s: grad_beta must not be the same tensor as grad_A or "
-                      "sign",
-                      fn);
+  if (st == SB_OK)
+    st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
+                                    grad_beta);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
-}
-
-/* A bad hyper-parameter would silently turn every parameter into NaN. */
-static int check_adam_args(sb_context *ctx, const char *fn,
-                           const sb_adam_args_v1 *a) {
-  if (a == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL args", fn);
-  if (a->struct_size < sizeof(sb_adam_args_v1))
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "%s: args struct_size %u is smaller than sb_adam_args_v1 "
-        "(%zu bytes)",
-        fn, (unsigned)a->struct_size, sizeof(sb_adam_args_v1));
-  if (a->step < 1)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: step %d must be >= 1 (1 for the first step)", fn,
-                        (int)a->step);
-  if (!(a->learning_rate >= 0.0f) || !(a->epsilon > 0.0f) ||
-      !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
-      !(a->beta2 >= 0.0f && a->beta2 < 1.0f))
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "%s: hyper-parameters out of range (learning_rate %g >= "
-        "0, beta1 %g and beta2 %g in [0,1), epsilon %g > 0)",
-        fn, (double)a->learning_rate, (double)a->beta1, (double)a->beta2,
-        (double)a->epsilon);
-  if (!(a->clamp_min <= a->clamp_max))
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: clamp_min %g is greater than clamp_max %g", fn,
-                        (double)a->clamp_min, (double)a->clamp_max);
-  return SB_OK;
 }
 
 static int same_layout(sb_context *ctx, const char *fn, const char *what,
@@ -442,20 +385,15 @@ int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
                  sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args) {
   BEGIN(ctx);
   static const char fn[] = "adam_step";
-  int st = check_adam_args(ctx, fn, args);
-  if (st == SB_OK && param == NULL)
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: param is NULL", fn);
+  int st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "grad", grad, param);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "m", m, param);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "v", v, param);
-  if (st == SB_OK && (m == v || m == param || v == param || grad == param ||
-                      grad == m || grad == v))
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                      "%s: param, grad, m and v must be four different tensors",
-                      fn);
+  if (st == SB_OK)
+    st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v);
   if (st != SB_OK)
     return st;
   ColumnJob j = {ctx, OP_ADAM};

@@ -74,17 +74,15 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (side != SB_SIDE_LOWER && side != SB_SIDE_UPPER)
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "concretize: side %d is neither lower (0) nor upper (1)", (int)side);
+  int st = sb_check_side(SB_CTX_ERROR(ctx), "concretize", side);
+  if (st != SB_OK)
+    return st;
   if (A == NULL || !A->sliced)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "concretize: A must be a tensor of shape [S,B,N]");
   ConcretizeJob job = {ctx,  A,           bias,        x_lower, x_upper,
                        out,  side,        A->shape[0], A->shape[1], A->cols};
   const int64_t R = job.S * job.B;
-  int st = SB_OK;
   if (bias)
     st = expect_vector(ctx, "bias", bias, R, "[S,B]");
   if (st == SB_OK)
@@ -93,6 +91,9 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
     st = expect_vector(ctx, "x_upper", x_upper, job.B * job.N, "[B,N]");
   if (st == SB_OK)
     st = expect_vector(ctx, "out", out, R, "[S,B]");
+  if (st == SB_OK)
+    st = sb_check_concretize_aliasing(SB_CTX_ERROR(ctx), "concretize", A, bias,
+                                      x_lower, x_upper, out);
   if (st != SB_OK)
     return st;
   return sb_rank_run(ctx, concretize_on_rank, &job);

@@ -306,10 +306,9 @@ int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
   int st = batch_of(ctx, fn, "out", out, tl->out_size, &B);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "inputs", tl, inputs, B * tl->in_size);
-  for (int i = 0; st == SB_OK && i < tl->fam->n_inputs; i++)
-    if (inputs[i] == out)
-      st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: out must not be one of the inputs", fn);
+  if (st == SB_OK)
+    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+                                   inputs, out);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, inputs, NULL, out, NULL};
@@ -334,13 +333,13 @@ int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                       "[B,N_out]");
   if (st == SB_OK)
     st = tp_expect_replicated(ctx, fn, "out_upper", out_upper);
-  if (st == SB_OK && out_lower == out_upper)
-    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                      "%s: out_lower and out_upper are the same tensor", fn);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "in_lower", tl, in_lower, B * tl->in_size);
   if (st == SB_OK)
     st = check_vectors(ctx, fn, "in_upper", tl, in_upper, B * tl->in_size);
+  if (st == SB_OK)
+    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+                               in_lower, in_upper, out_lower, out_upper);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, in_lower, in_upper, out_lower, out_upper};
@@ -554,19 +553,11 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (layer == NULL || args == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer or args",
-                        fn);
-  if (args->struct_size < sizeof(sb_backward_args_v1))
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: args struct_size %u is smaller than "
-                        "sb_backward_args_v1 (%zu bytes)",
-                        fn, (unsigned)args->struct_size,
-                        sizeof(sb_backward_args_v1));
-  if (args->side != SB_SIDE_LOWER && args->side != SB_SIDE_UPPER)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: side %d is neither lower (0) nor upper (1)", fn,
-                        (int)args->side);
+  if (layer == NULL)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  if (st != SB_OK)
+    return st;
   const TpLayer *tl = tp_layer(layer);
   const sb_tensor *A = args->A_out;
   if (A == NULL || !A->sliced)
@@ -574,17 +565,13 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
                         "%s: A_out must be a tensor of shape [S,B,N]", fn);
   BackwardJob job = {ctx, tl, args, A->shape[0], A->shape[1]};
   const int64_t R = job.S * job.B;
-  int st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
-                               tl->out_size);
+  st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
+                              tl->out_size);
   for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
     char name[16];
     snprintf(name, sizeof name, "A_in[%d]", i);
     st = tp_expect_coefficients(ctx, fn, name, args->A_in[i], job.S, job.B,
                              tl->in_size);
-    if (st == SB_OK && args->A_in[i] == A && tl->kind != SB_LAYER_ADD)
-      st =
-          sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                       "%s: %s must not be the same tensor as A_out", fn, name);
   }
   if (st == SB_OK)
     st = tp_expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
@@ -603,6 +590,9 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
       st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,
                                tl->out_size);
   }
+  if (st == SB_OK)
+    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+                                    tl->kind, args);
   if (st != SB_OK)
     return st;
   return sb_rank_run(ctx, backward_on_rank, &job);

@@ -76,8 +76,10 @@ sb_cli_load_problem (const char *onnx, const char *vnnlib, SbGraph **graph,
 }
 
 int
-sb_cli_setup_status (const GError *error)
+sb_cli_error_status (const GError *error)
 {
+  if (error->domain == SB_ENGINE_ERROR)
+    return sb_engine_error_is_input (error) ? 2 : 1;
   return error->domain == SB_PLUGIN_ERROR && error->code == SB_PLUGIN_ERROR_BACKEND ? 1 : 2;
 }
 
@@ -92,12 +94,12 @@ sb_cli_open_problem (const SbCliBackendOptions *o, const char *onnx, const char 
   SbSessionRequest request = sb_cli_session_request (o);
   *setup = sb_session_setup (&request, error);
   if (*setup == NULL)
-    return sb_cli_setup_status (*error);
+    return sb_cli_error_status (*error);
   SbSession *session = (*setup)->session;
   *process = sb_cli_join_processes (session);
   g_autoptr (SbGraph) g = sb_graph_load_shared (session, onnx, error);
   if (g == NULL)
-    return (*error)->domain == SB_PLUGIN_ERROR ? 1 : 2;
+    return sb_cli_error_status (*error);
   /* Small, and read by every process: no need to send it. */
   g_autoptr (SbProperty) p = sb_vnnlib_load (vnnlib, error);
   if (p == NULL || !check_sizes (onnx, vnnlib, g, p, error))

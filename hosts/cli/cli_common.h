@@ -7,8 +7,9 @@
 #include <glib.h>
 
 #include "hosts/engine/bounds.h"
+#include "hosts/engine/engine_error.h"
 #include "hosts/engine/graph.h"
-#include "hosts/engine/session_setup.h"
+#include "session_setup.h"
 #include "hosts/engine/vnnlib.h"
 
 typedef struct {
@@ -46,8 +47,10 @@ int sb_cli_open_problem (const SbCliBackendOptions *o, const char *onnx, const c
  * that no process keeps the whole model. */
 SbNetwork *sb_cli_network_new (SbSession *session, SbGraph *graph, GError **error);
 
-/* Exit status for a session-setup error: 1 when the backend itself failed,
- * 2 for the user's choices (unknown backend, bad option, bad file). */
-int sb_cli_setup_status (const GError *error);
+/* Exit status for an error of setting up or computing: 1 when the
+ * computation failed (a backend error, out of memory), 2 for the user's
+ * choices and inputs (unknown backend, bad option, bad file, an input the
+ * backend does not support). */
+int sb_cli_error_status (const GError *error);
 
 #endif

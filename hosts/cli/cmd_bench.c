@@ -92,9 +92,10 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
       g_printerr ("shardbound bench: %s\n", error->message);
       return 2;
     }
-  SbMethod method = SB_METHOD_CROWN;
+  SbBoundsOptions options;
+  sb_bounds_options_init (&options);
   if (argc != 3 || repeat < 1 || warmup < 0
-      || (method_name != NULL && !sb_method_from_string (method_name, &method)))
+      || (method_name != NULL && !sb_method_from_string (method_name, &options.method)))
     {
       g_printerr ("shardbound bench: expected MODEL.onnx PROPERTY.vnnlib, --repeat >= 1 and "
                   "--method ibp|crown|alpha-crown (see --help)\n");
@@ -112,14 +113,12 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
       return status;
     }
   g_autoptr (SbNetwork) net = sb_cli_network_new (setup->session, graph, &error);
-  if (net == NULL)
+  if (net == NULL || !sb_network_memory_reset (net, &error))
     {
       g_printerr ("shardbound bench: %s\n", error->message);
-      return 1;
+      return sb_cli_error_status (error);
     }
   SbSession *session = setup->session;
-  session->be->memory_mark_baseline (session->ctx);
-  session->be->memory_reset_peak (session->ctx);
 
   g_autofree double *rows = sb_property_spec_rows (prop);
   SbSpec spec = { prop->n_atoms, rows };
@@ -131,11 +130,11 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
       if (i == warmup)
         flops_before = sb_network_product_flops (net);
       gint64 t0 = g_get_monotonic_time ();
-      if (!sb_network_compute_bounds (net, method, prop->regions[0].x_lower,
+      if (!sb_network_compute_bounds (net, &options, prop->regions[0].x_lower,
                                       prop->regions[0].x_upper, &spec, &r, &error))
         {
           g_printerr ("shardbound bench: %s\n", error->message);
-          return 1;
+          return sb_cli_error_status (error);
         }
       if (i >= warmup)
         times[i - warmup] = (g_get_monotonic_time () - t0) / 1e6;
@@ -153,19 +152,19 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
   double floor_s = rate > 0 ? flops / rate : 0;
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
-  int n_ranks = session->be->rank_count (session->ctx);
+  int n_ranks = sb_network_rank_count (net);
 
   if (json)
     printf ("{\"model\": \"%s\", \"method\": \"%s\", \"backend\": \"%s\", \"ranks\": %d, "
             "\"processes\": %d, \"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
             "\"max_rss_bytes\": %ld, \"product_gflop\": %.3f, \"gemm_gflops\": %.1f, "
             "\"floor_seconds\": %.6f, \"per_rank\": [",
-            argv[1], sb_method_to_string (method), session->name, n_ranks,
+            argv[1], sb_method_to_string (options.method), session->name, n_ranks,
             sb_session_process_count (session), repeat, median,
             times[0], ru.ru_maxrss * 1024L, flops / 1e9, rate / 1e9, floor_s);
   else
     printf ("%s: %s on %s (%d rank%s): median %.4f s, min %.4f s over %d runs; process peak RSS %.1f MiB\n",
-            argv[1], sb_method_to_string (method), session->name, n_ranks, n_ranks > 1 ? "s" : "",
+            argv[1], sb_method_to_string (options.method), session->name, n_ranks, n_ranks > 1 ? "s" : "",
             median, times[0], repeat, ru.ru_maxrss / 1024.0);
   if (!json && rate > 0)
     printf ("  products %.3f GFLOP per pass; GEMM rate %.1f GFLOP/s (%" G_GINT64_FORMAT "^3 probe); "
@@ -173,9 +172,12 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
             flops / 1e9, rate / 1e9, (gint64) floor_size, floor_s, median / floor_s);
   for (int k = 0; k < n_ranks; k++)
     {
-      sb_memory_stats_v1 st = { .struct_size = sizeof st, .peak_rss_bytes = -1 };
-      if (session->be->memory_stats (session->ctx, k, &st) != SB_OK)
-        continue;
+      sb_memory_stats_v1 st;
+      if (!sb_network_memory_stats (net, k, &st, &error))
+        {
+          g_printerr ("shardbound bench: %s\n", error->message);
+          return sb_cli_error_status (error);
+        }
       if (json)
         printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT
                 ", \"peak_rss_bytes\": %" G_GINT64_FORMAT "}",

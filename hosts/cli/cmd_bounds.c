@@ -45,17 +45,16 @@ json_string (GString *out, const char *text)
   g_string_append_c (out, '"');
 }
 
-static void
-json_memory (GString *out, SbSession *session)
+static gboolean
+json_memory (GString *out, SbNetwork *net, GError **error)
 {
-  int ranks = session->be->rank_count (session->ctx);
+  int ranks = sb_network_rank_count (net);
   g_string_append (out, "  \"memory\": {\"per_rank\": [");
   for (int r = 0; r < ranks; r++)
     {
-      /* A backend older than ABI 1.2 leaves peak_rss_bytes as set here. */
-      sb_memory_stats_v1 st = { .struct_size = sizeof st, .peak_rss_bytes = -1 };
-      if (session->be->memory_stats (session->ctx, r, &st) != SB_OK)
-        continue;
+      sb_memory_stats_v1 st;
+      if (!sb_network_memory_stats (net, r, &st, error))
+        return FALSE;
       g_string_append_printf (out,
                               "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
                               ", \"peak_bytes\": %" G_GUINT64_FORMAT
@@ -73,6 +72,7 @@ json_memory (GString *out, SbSession *session)
       g_string_append (out, "}}");
     }
   g_string_append (out, "\n  ]}\n");
+  return TRUE;
 }
 
 static void
@@ -96,32 +96,28 @@ print_text (const SbBoundsResult *r, const SbProperty *prop, int region,
 
 /* Computes and prints; returns the exit status. */
 static int
-run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, SbMethod method,
-            const SbAlphaParams *alpha, gboolean intersect, gboolean json, char **argv)
+run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop,
+            const SbBoundsOptions *options, gboolean json, char **argv)
 {
   g_autoptr (GError) error = NULL;
 
   g_autoptr (SbNetwork) net = sb_cli_network_new (session, (SbGraph *) graph, &error);
-  if (net == NULL)
+  if (net == NULL || !sb_network_memory_reset (net, &error))
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
-      return 1;
+      return sb_cli_error_status (error);
     }
-  sb_network_set_intersect_ibp (net, intersect);
-  sb_network_set_alpha_params (net, alpha);
-  session->be->memory_mark_baseline (session->ctx);
-  session->be->memory_reset_peak (session->ctx);
 
   g_autofree double *rows = sb_property_spec_rows (prop);
   SbSpec spec = { prop->n_atoms, rows };
   SbBoundsResult result;
   const int region = 0;
   gint64 t0 = g_get_monotonic_time ();
-  if (!sb_network_compute_bounds (net, method, prop->regions[region].x_lower,
+  if (!sb_network_compute_bounds (net, options, prop->regions[region].x_lower,
                                   prop->regions[region].x_upper, &spec, &result, &error))
     {
       g_printerr ("shardbound bounds: %s\n", error->message);
-      return 1;
+      return sb_cli_error_status (error);
     }
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   if (prop->n_regions > 1)
@@ -130,15 +126,15 @@ run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, Sb
 
   if (!json)
     {
-      print_text (&result, prop, region, sb_method_to_string (method), session->name, seconds);
+      print_text (&result, prop, region, sb_method_to_string (options->method), session->name, seconds);
     }
   else
     {
       g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
-      json_string (out, sb_method_to_string (method));
+      json_string (out, sb_method_to_string (options->method));
       g_string_append (out, ",\n  \"backend\": ");
       json_string (out, session->name);
-      g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", session->be->rank_count (session->ctx));
+      g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", sb_network_rank_count (net));
       json_string (out, argv[1]);
       g_string_append (out, ",\n  \"property\": ");
       json_string (out, argv[2]);
@@ -153,7 +149,12 @@ run_bounds (SbSession *session, const SbGraph *graph, const SbProperty *prop, Sb
       g_string_append_printf (out, "],\n  \"proven\": %s,\n  \"unstable_relus\": %d,\n  \"seconds\": %.6f,\n",
                               sb_region_proven (prop, region, result.spec_lower) ? "true" : "false",
                               result.n_unstable, seconds);
-      json_memory (out, session);
+      if (!json_memory (out, net, &error))
+        {
+          g_printerr ("shardbound bounds: %s\n", error->message);
+          sb_bounds_result_clear (&result);
+          return sb_cli_error_status (error);
+        }
       g_string_append (out, "}\n");
       fputs (out->str, stdout);
     }
@@ -166,17 +167,18 @@ sb_cmd_bounds (int argc, char **argv)
 {
   g_autofree char *method_name = NULL;
   SbCliBackendOptions bo = { 0 };
-  gboolean json = FALSE, intersect = FALSE;
-  SbAlphaParams alpha;
-  sb_alpha_params_init (&alpha);
+  gboolean json = FALSE;
+  SbBoundsOptions options;
+  sb_bounds_options_init (&options);
+  SbAlphaParams *alpha = &options.alpha;
   GOptionEntry entries[] = {
     { "method", 'm', 0, G_OPTION_ARG_STRING, &method_name, "Bound method: ibp, crown or alpha-crown (default crown)", "METHOD" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL },
-    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &intersect, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
-    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha.iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
-    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha.final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha.learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
-    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha.patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
+    { "intersect-ibp", 0, 0, G_OPTION_ARG_NONE, &options.intersect_ibp, "Keep the tighter of CROWN and IBP intermediate bounds (default: CROWN's, as auto_LiRPA)", NULL },
+    { "iterations", 0, 0, G_OPTION_ARG_INT, &alpha->iterations, "alpha-CROWN: Adam steps per start node (default 20)", "N" },
+    { "final-iterations", 0, 0, G_OPTION_ARG_INT, &alpha->final_iterations, "alpha-CROWN: Adam steps for the outputs and the spec (default 50)", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &alpha->learning_rate, "alpha-CROWN: learning rate (default 0.5)", "X" },
+    { "patience", 0, 0, G_OPTION_ARG_INT, &alpha->patience, "alpha-CROWN: stop after N steps without improvement (default 5)", "N" },
     { NULL }
   };
   g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
@@ -195,14 +197,13 @@ sb_cmd_bounds (int argc, char **argv)
       status = 2;
       goto out;
     }
-  SbMethod method = SB_METHOD_CROWN;
   if (argc != 3)
     {
       g_printerr ("shardbound bounds: expected MODEL.onnx and PROPERTY.vnnlib (see --help)\n");
       status = 2;
       goto out;
     }
-  if (method_name != NULL && !sb_method_from_string (method_name, &method))
+  if (method_name != NULL && !sb_method_from_string (method_name, &options.method))
     {
       g_printerr ("shardbound bounds: unknown method '%s' (expected ibp, crown or alpha-crown)\n", method_name);
       status = 2;
@@ -215,7 +216,7 @@ sb_cmd_bounds (int argc, char **argv)
       g_printerr ("shardbound bounds: %s\n", error->message);
       goto out;
     }
-  status = run_bounds (setup->session, graph, prop, method, &alpha, intersect, json, argv);
+  status = run_bounds (setup->session, graph, prop, &options, json, argv);
 out:
   sb_cli_backend_options_clear (&bo);
   sb_cli_leave_processes ();

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "hosts/engine/mkmodel.h"
+#include "tools/mkmodel/mkmodel.h"
 
 /* "784,4096,10" -> widths; FALSE with a message on anything else. */
 static gboolean

@@ -125,7 +125,7 @@ sb_cmd_verify (int argc, char **argv)
   if (status == 0
       && ((net = sb_cli_network_new (setup->session, graph, &error)) == NULL
           || !sb_verify (net, prop, &params, &outcome, &error)))
-    status = 1;
+    status = sb_cli_error_status (error);
   if (params.progress != NULL)
     fprintf (stderr, "\r%60s\r", "");
   printf ("%s\n", sb_result_to_string (status == 0 ? outcome.result : SB_RESULT_ERROR));

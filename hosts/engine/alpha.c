@@ -98,13 +98,12 @@ fail:
 }
 
 gboolean
-sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set, int start,
+sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set, const SbAlphaParams *p, int start,
                    const sb_tensor *A_start, int64_t S, int64_t B,
                    sb_tensor **lo, sb_tensor **hi, int sides,
                    const SbPassConfig *extra, double *best_lower,
                    double *best_upper, GError **error)
 {
-  const SbAlphaParams *p = &net->alpha;
   int64_t rows = S * B;
   g_autofree double *l = g_new (double, rows);
   g_autofree double *u = g_new (double, rows);

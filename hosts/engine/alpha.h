@@ -27,7 +27,8 @@ void sb_alpha_set_clear (SbNetwork *net, SbAlphaSet *set);
 gboolean sb_alpha_set_add_betas (SbNetwork *net, SbAlphaSet *set, int64_t S,
                                  int64_t B, sb_tensor **split_sign, GError **error);
 
-/* Optimises the slopes of `set` (initialised) for the pass from `start`
+/* Optimises the slopes of `set` (initialised) for the pass from `start`,
+ * params->iterations Adam steps at most,
  * with A_start [S,B,size]: maximises the lower bounds and minimises the
  * upper bounds of the asked sides, keeping the best value of every row in
  * best_lower / best_upper ([S*B], which the caller initialises, e.g. to
@@ -35,7 +36,8 @@ gboolean sb_alpha_set_add_betas (SbNetwork *net, SbAlphaSet *set, int64_t S,
  * are optimised together with the slopes (lower side). Its alpha and beta
  * arrays are ignored: the set's are used.
  * Every iterate is a sound bound, so the best is too. */
-gboolean sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set, int start,
+gboolean sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set,
+                            const SbAlphaParams *params, int start,
                             const sb_tensor *A_start, int64_t S, int64_t B,
                             sb_tensor **lo, sb_tensor **hi, int sides,
                             const SbPassConfig *extra, double *best_lower,

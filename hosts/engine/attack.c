@@ -79,6 +79,92 @@ forward_points (SbNetwork *net, SbNodeBounds *nb, GError **error)
   return TRUE;
 }
 
+/* The attacked points of one round: random in the box; the first round
+ * also tries the centre. */
+static void
+random_starts (GRand *rng, const SbRegion *reg, int round, int64_t B, int64_t n_in, double *x)
+{
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t k = 0; k < n_in; k++)
+      {
+        double l = reg->x_lower[k], u = reg->x_upper[k];
+        x[b * n_in + k] = round == 0 && b == 0 ? 0.5 * (l + u) : g_rand_double_range (rng, l, u + 1e-30);
+      }
+}
+
+/* The values c.y of every atom at the B points x into value [S*B], and
+ * their gradients w.r.t. the input into grad [S, B, n_in]. */
+static gboolean
+atom_values_and_gradients (SbNetwork *net, SbNodeBounds *nb, const sb_tensor *A, int64_t S,
+                           const double *x, double *value, double *grad, GError **error)
+{
+  const SbGraph *g = net->graph;
+  int64_t B = nb->B;
+  SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .record = TRUE };
+  SbPassRecord rec;
+  if (!sb_net_tensor_write (net, nb->lo[0], B * g->input_size, x, error)
+      || !forward_points (net, nb, error)
+      || !sb_crown_pass (net, g->output, A, S, B, nb->lo, nb->lo, &cfg, &rec, value, NULL, error))
+    return FALSE;
+  gboolean read = sb_net_tensor_read (net, rec.saved[SB_SIDE_LOWER][0], S * B * g->input_size, grad, error);
+  sb_pass_record_clear (net, &rec);
+  return read;
+}
+
+/* The atom of disjunct j furthest from holding at point b (-1 when the
+ * disjunct has none), and that gap. */
+static int
+worst_atom (const SbProperty *prop, const SbRegion *reg, int j, const double *value, int64_t B,
+            int64_t b, double *gap_out)
+{
+  int worst = -1;
+  double worst_gap = -INFINITY;
+  for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++)
+    {
+      int atom = reg->atom_index[a];
+      double gap = value[atom * B + b] - prop->atoms[atom].d;
+      if (gap > worst_gap)
+        worst_gap = gap, worst = atom;
+    }
+  *gap_out = worst_gap;
+  return worst;
+}
+
+/* One PGD step on point b: when its attacked disjunct already seems to
+ * hold, the point is checked exactly (TRUE, x_out filled, on success);
+ * otherwise, or after a failed check, a signed-gradient step pushes the
+ * worst atom down. */
+static gboolean
+pgd_step_point (SbNetwork *net, const SbProperty *prop, int region, const double *value,
+                const double *grad, int64_t B, int64_t b, double step_size, double *x,
+                float *x_out)
+{
+  const SbRegion *reg = &prop->regions[region];
+  int64_t n_in = net->graph->input_size;
+  /* Restart b attacks disjunct b mod n: the atom furthest from holding is
+   * the one to push down. */
+  double worst_gap;
+  int worst = worst_atom (prop, reg, (int) (b % reg->n_disjuncts), value, B, b, &worst_gap);
+  if (worst < 0)
+    return FALSE;
+  double *xb = x + b * n_in;
+  if (worst_gap <= 1e-6 * MAX (1.0, fabs (prop->atoms[worst].d)))
+    {
+      for (int64_t k = 0; k < n_in; k++)
+        x_out[k] = sb_float_in_range (xb[k], reg->x_lower[k], reg->x_upper[k]);
+      if (sb_net_counterexample_check (net, prop, region, x_out, NULL))
+        return TRUE;
+    }
+  const double *gr = grad + (worst * B + b) * n_in;
+  for (int64_t k = 0; k < n_in; k++)
+    {
+      double l = reg->x_lower[k], u = reg->x_upper[k];
+      double d = gr[k] > 0 ? -1 : gr[k] < 0 ? 1 : 0;
+      xb[k] = CLAMP (xb[k] + d * step_size * (u - l), l, u);
+    }
+  return FALSE;
+}
+
 gboolean
 sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
                const SbAttackParams *p, gint64 deadline, float *x_out,
@@ -89,7 +175,6 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
   int n = sb_graph_n_nodes (g);
   int64_t B = MAX (p->restarts, 1), n_in = g->input_size;
   int64_t S = prop->n_atoms;
-  GRand *rng = g_rand_new_with_seed (p->seed + (guint32) region);
   g_autofree double *x = g_new (double, B * n_in);
   g_autofree double *rows = NULL;
   g_autofree double *value = g_new (double, S * B);
@@ -101,10 +186,8 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
   gboolean found = FALSE, ok = FALSE;
 
   if (reg->n_disjuncts == 0 || S == 0)
-    {
-      g_rand_free (rng);
-      return FALSE;
-    }
+    return FALSE;
+  GRand *rng = g_rand_new_with_seed (p->seed + (guint32) region);
   for (int i = 0; i < n; i++)
     if ((lo[i] = sb_net_tensor_new (net, SB_MEM_BOUNDS, B, sb_net_node_size (net, i), 0, error)) == NULL)
       goto out;
@@ -114,66 +197,21 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
 
   for (int round = 0; round < p->rounds && !found; round++)
     {
-      /* Random starts; the first round also tries the centre. */
-      for (int64_t b = 0; b < B; b++)
-        for (int64_t k = 0; k < n_in; k++)
-          {
-            double l = reg->x_lower[k], u = reg->x_upper[k];
-            x[b * n_in + k] = round == 0 && b == 0 ? 0.5 * (l + u) : g_rand_double_range (rng, l, u + 1e-30);
-          }
+      random_starts (rng, reg, round, B, n_in, x);
       for (int step = 0; step < p->steps && !found; step++)
         {
           if (sb_net_deadline_passed (net, deadline))
             goto done;
-          SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .record = TRUE };
-          SbPassRecord rec;
-          if (!sb_net_tensor_write (net, lo[0], B * n_in, x, error) || !forward_points (net, &nb, error)
-              || !sb_crown_pass (net, g->output, A, S, B, lo, lo, &cfg, &rec, value, NULL, error))
-            goto out;
-          gboolean read = sb_net_tensor_read (net, rec.saved[SB_SIDE_LOWER][0], S * B * n_in, grad, error);
-          sb_pass_record_clear (net, &rec);
-          if (!read)
+          if (!atom_values_and_gradients (net, &nb, A, S, x, value, grad, error))
             goto out;
           double step_size = 0.25 * pow (0.9, step);
           for (int64_t b = 0; b < B && !found; b++)
-            {
-              /* Restart b attacks disjunct b mod n: the atom furthest from
-               * holding is the one to push down. */
-              int j = (int) (b % reg->n_disjuncts);
-              int worst = -1;
-              double worst_gap = -INFINITY;
-              for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++)
-                {
-                  int atom = reg->atom_index[a];
-                  double gap = value[atom * B + b] - prop->atoms[atom].d;
-                  if (gap > worst_gap)
-                    worst_gap = gap, worst = atom;
-                }
-              if (worst < 0)
-                continue;
-              double *xb = x + b * n_in;
-              if (worst_gap <= 1e-6 * MAX (1.0, fabs (prop->atoms[worst].d)))
-                {
-                  for (int64_t k = 0; k < n_in; k++)
-                    candidate[k] = sb_float_in_range (xb[k], reg->x_lower[k], reg->x_upper[k]);
-                  if (sb_net_counterexample_check (net, prop, region, candidate, NULL))
-                    {
-                      memcpy (x_out, candidate, sizeof (float) * n_in);
-                      found = TRUE;
-                      break;
-                    }
-                }
-              const double *gr = grad + (worst * B + b) * n_in;
-              for (int64_t k = 0; k < n_in; k++)
-                {
-                  double l = reg->x_lower[k], u = reg->x_upper[k];
-                  double d = gr[k] > 0 ? -1 : gr[k] < 0 ? 1 : 0;
-                  xb[k] = CLAMP (xb[k] + d * step_size * (u - l), l, u);
-                }
-            }
+            found = pgd_step_point (net, prop, region, value, grad, B, b, step_size, x, candidate);
         }
     }
 done:
+  if (found)
+    memcpy (x_out, candidate, sizeof (float) * n_in);
   ok = TRUE;
 out:
   sb_net_tensor_free (net, A);

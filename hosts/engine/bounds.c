@@ -85,7 +85,7 @@ sb_node_bounds_init (SbNetwork *net, SbNodeBounds *nb, int64_t B,
   for (int64_t k = 0; k < g->input_size; k++)
     if (!(x_lower[k] <= x_upper[k]))
       {
-        g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
+        g_set_error (error, SB_ENGINE_ERROR, SB_ENGINE_ERROR_INVALID_INPUT,
                      "input box is empty or not a number at X_%" G_GINT64_FORMAT, k);
         return FALSE;
       }
@@ -149,8 +149,9 @@ unit_rows (SbNetwork *net, const int64_t *index, int64_t S, int64_t B, int64_t N
 }
 
 gboolean
-sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, gboolean optimize_alpha,
-                 const SbPassConfig *extra, int *n_unstable, GError **error)
+sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, const SbAlphaParams *alpha,
+                 gboolean intersect_ibp, const SbPassConfig *extra, int *n_unstable,
+                 GError **error)
 {
   int64_t size = sb_net_node_size (net, i), B = nb->B, n_idx = 0;
   g_autofree double *l = g_new (double, B * size);
@@ -182,11 +183,11 @@ sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, gboolean optimize_alph
   cfg.sides = SB_SIDES_BOTH;
   cfg.record = FALSE;
   gboolean ok = sb_crown_pass (net, i, A, n_idx, B, nb->lo, nb->hi, &cfg, NULL, cl, cu, error);
-  if (ok && optimize_alpha)
+  if (ok && alpha != NULL)
     {
       SbAlphaSet set;
       ok = sb_alpha_set_init (net, &set, i, n_idx, B, SB_SIDES_BOTH, nb->lo, nb->hi, error)
-           && sb_alpha_optimize (net, &set, i, A, n_idx, B, nb->lo, nb->hi, SB_SIDES_BOTH, &cfg,
+           && sb_alpha_optimize (net, &set, alpha, i, A, n_idx, B, nb->lo, nb->hi, SB_SIDES_BOTH, &cfg,
                                  cl, cu, error);
       sb_alpha_set_clear (net, &set);
     }
@@ -198,8 +199,8 @@ sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, gboolean optimize_alph
       {
         int64_t j = b * size + index[k];
         double nl = cl[k * B + b], nu = cu[k * B + b];
-        l[j] = net->intersect_ibp ? MAX (l[j], nl) : nl;
-        u[j] = net->intersect_ibp ? MIN (u[j], nu) : nu;
+        l[j] = intersect_ibp ? MAX (l[j], nl) : nl;
+        u[j] = intersect_ibp ? MIN (u[j], nu) : nu;
         if (n_unstable != NULL && l[j] < 0 && u[j] > 0)
           (*n_unstable)++;
       }
@@ -285,7 +286,7 @@ ibp_spec (SbNetwork *net, sb_tensor **lo, sb_tensor **hi, const SbSpec *spec,
  * element) by CROWN or alpha-CROWN, into lower/upper [S*B]. */
 gboolean
 sb_output_pass (SbNetwork *net, SbNodeBounds *nb, const double *rows, int64_t S,
-                int sides, gboolean optimize_alpha, const SbPassConfig *extra,
+                int sides, const SbAlphaParams *alpha, const SbPassConfig *extra,
                 double *lower, double *upper, GError **error)
 {
   const SbGraph *g = net->graph;
@@ -299,15 +300,15 @@ sb_output_pass (SbNetwork *net, SbNodeBounds *nb, const double *rows, int64_t S,
   cfg.sides = sides;
   cfg.record = FALSE;
   gboolean ok = sb_crown_pass (net, g->output, A, S, B, nb->lo, nb->hi, &cfg, NULL, lower, upper, error);
-  if (ok && optimize_alpha)
+  if (ok && alpha != NULL)
     {
       SbAlphaSet set;
-      int saved = net->alpha.iterations;
-      net->alpha.iterations = net->alpha.final_iterations;
+      /* Few rows make the final pass's steps cheap: it takes more. */
+      SbAlphaParams final = *alpha;
+      final.iterations = alpha->final_iterations;
       ok = sb_alpha_set_init (net, &set, g->output, S, B, sides, nb->lo, nb->hi, error)
-           && sb_alpha_optimize (net, &set, g->output, A, S, B, nb->lo, nb->hi, sides, &cfg,
+           && sb_alpha_optimize (net, &set, &final, g->output, A, S, B, nb->lo, nb->hi, sides, &cfg,
                                  lower, upper, error);
-      net->alpha.iterations = saved;
       sb_alpha_set_clear (net, &set);
     }
   sb_net_tensor_free (net, A);
@@ -315,7 +316,7 @@ sb_output_pass (SbNetwork *net, SbNodeBounds *nb, const double *rows, int64_t S,
 }
 
 gboolean
-sb_network_compute_bounds (SbNetwork *net, SbMethod method,
+sb_network_compute_bounds (SbNetwork *net, const SbBoundsOptions *options,
                            const double *x_lower, const double *x_upper,
                            const SbSpec *spec, SbBoundsResult *r,
                            GError **error)
@@ -324,7 +325,10 @@ sb_network_compute_bounds (SbNetwork *net, SbMethod method,
   int n = sb_graph_n_nodes (g);
   int n_specs = spec != NULL ? spec->n_specs : 0;
   int64_t n_out = g->output_size;
-  gboolean alpha = method == SB_METHOD_ALPHA_CROWN;
+  SbMethod method = options->method;
+  /* The slopes' settings where alpha-CROWN optimises, else NULL. */
+  const SbAlphaParams *alpha = method == SB_METHOD_ALPHA_CROWN ? &options->alpha : NULL;
+  const SbAlphaParams *alpha_intermediate = alpha != NULL && alpha->optimize_intermediate ? alpha : NULL;
   SbNodeBounds nb = { 0 };
   gboolean ok = FALSE;
 
@@ -336,7 +340,7 @@ sb_network_compute_bounds (SbNetwork *net, SbMethod method,
   r->spec_lower = g_new0 (double, MAX (n_specs, 1));
   r->spec_upper = g_new0 (double, MAX (n_specs, 1));
 
-  if (alpha && !sb_net_require_vjp (net, error))
+  if (alpha != NULL && !sb_net_require_vjp (net, error))
     goto out;
   if (!sb_node_bounds_init (net, &nb, 1, x_lower, x_upper, error))
     goto out;
@@ -345,7 +349,7 @@ sb_network_compute_bounds (SbNetwork *net, SbMethod method,
       if (!sb_node_ibp (net, &nb, i, error))
         goto out;
       if (method != SB_METHOD_IBP && sb_node_needs_crown (net, i)
-          && !sb_node_tighten (net, &nb, i, alpha && net->alpha.optimize_intermediate, NULL,
+          && !sb_node_tighten (net, &nb, i, alpha_intermediate, options->intersect_ibp, NULL,
                                &r->n_unstable, error))
         goto out;
     }

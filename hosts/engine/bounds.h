@@ -5,6 +5,7 @@
 
 #include <glib.h>
 #include "plugin/shardbound-plugin.h"
+#include "engine_error.h"
 #include "graph.h"
 #include "vnnlib.h"
 
@@ -41,12 +42,29 @@ typedef struct _SbNetwork SbNetwork;
 SbNetwork *sb_network_new (SbSession *session, const SbGraph *graph, GError **error);
 void sb_network_free (SbNetwork *network);
 
-/* CROWN intermediate bounds replace the IBP bounds of the IBP-unstable
- * neurons, as auto_LiRPA does (the default, which reproduces its bounds).
- * With intersect set, each bound is the tighter of the two: never looser,
- * often tighter, and what complete verification uses. */
-void sb_network_set_intersect_ibp (SbNetwork *network, gboolean intersect);
-void sb_network_set_alpha_params (SbNetwork *network, const SbAlphaParams *params);
+/* How sb_network_compute_bounds bounds. */
+typedef struct {
+  SbMethod method;
+  /* FALSE: CROWN intermediate bounds replace the IBP bounds of the
+   * IBP-unstable neurons, as auto_LiRPA does (the default, which reproduces
+   * its bounds). TRUE: each bound is the tighter of the two: never looser,
+   * often tighter, and what complete verification uses. */
+  gboolean intersect_ibp;
+  SbAlphaParams alpha;  /* SB_METHOD_ALPHA_CROWN only */
+} SbBoundsOptions;
+
+/* CROWN, auto_LiRPA's intermediate bounds, default alpha-CROWN settings. */
+void sb_bounds_options_init (SbBoundsOptions *options);
+
+/* The number of ranks the network's backend runs on. */
+int sb_network_rank_count (const SbNetwork *network);
+/* Starts a memory measurement: what the backend holds now becomes the
+ * baseline, and the peaks restart from it. */
+gboolean sb_network_memory_reset (SbNetwork *network, GError **error);
+/* The backend's memory statistics of one rank (0 <= rank < rank count). */
+gboolean sb_network_memory_stats (SbNetwork *network, int rank,
+                                  sb_memory_stats_v1 *stats, GError **error);
+
 /* FLOPs of the matrix products issued so far (IBP counts two: centre and
  * radius); for comparing a pass with the device's GEMM rate. */
 double sb_network_product_flops (const SbNetwork *network);
@@ -71,9 +89,11 @@ typedef struct {
 
 void sb_bounds_result_clear (SbBoundsResult *result);
 
-/* Bounds of the network output and of every spec row over the box
- * [x_lower, x_upper] (graph->input_size entries each). */
-gboolean sb_network_compute_bounds (SbNetwork *network, SbMethod method,
+/* Bounds of the network output and of every spec row (spec MAY be NULL)
+ * over the box [x_lower, x_upper] (graph->input_size entries each).
+ * Errors are in SB_ENGINE_ERROR. */
+gboolean sb_network_compute_bounds (SbNetwork *network,
+                                    const SbBoundsOptions *options,
                                     const double *x_lower,
                                     const double *x_upper,
                                     const SbSpec *spec,

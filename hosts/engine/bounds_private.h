@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The building blocks of a bound computation, shared by the bounds of one
- * box (bounds.c) and the batched domains of branch-and-bound (bab.c). */
+ * box (bounds.c) and the batched domains of branch-and-bound (bab_domain.c, verify.c). */
 #ifndef SB_BOUNDS_PRIVATE_H
 #define SB_BOUNDS_PRIVATE_H
 
@@ -29,20 +29,22 @@ gboolean sb_node_ibp (SbNetwork *net, SbNodeBounds *nb, int i, GError **error);
  * lies before it (otherwise IBP is already exact). */
 gboolean sb_node_needs_crown (const SbNetwork *net, int i);
 
-/* CROWN (and alpha-CROWN when asked) for node i's unstable neurons,
- * replacing or intersecting (net->intersect_ibp) their current bounds.
- * `extra` MAY carry beta terms. n_unstable (MAY be NULL) is increased by
- * the neurons still unstable. */
+/* CROWN for node i's unstable neurons, and alpha-CROWN with `alpha`
+ * (NULL: none), replacing their current bounds or, with intersect_ibp,
+ * keeping the tighter. `extra` MAY carry beta terms. n_unstable (MAY be
+ * NULL) is increased by the neurons still unstable. */
 gboolean sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i,
-                          gboolean optimize_alpha, const SbPassConfig *extra,
-                          int *n_unstable, GError **error);
+                          const SbAlphaParams *alpha, gboolean intersect_ibp,
+                          const SbPassConfig *extra, int *n_unstable,
+                          GError **error);
 
 /* Bounds of rows . y (rows [S, n_outputs], the same for every batch
  * element) into lower/upper [S*B] (s major), for the asked sides. With
- * optimize_alpha the arrays must hold starting values (e.g. -inf/+inf) and
- * receive the best bounds found. */
+ * alpha (alpha-CROWN, alpha->final_iterations steps; NULL: CROWN) the
+ * arrays must hold starting values (e.g. -inf/+inf) and receive the best
+ * bounds found. */
 gboolean sb_output_pass (SbNetwork *net, SbNodeBounds *nb, const double *rows,
-                         int64_t S, int sides, gboolean optimize_alpha,
+                         int64_t S, int sides, const SbAlphaParams *alpha,
                          const SbPassConfig *extra, double *lower,
                          double *upper, GError **error);
 

@@ -295,7 +295,7 @@ sb_crown_pass_gradient (SbNetwork *net, const SbPassRecord *rec, int side,
 
   if (saved == NULL || saved[0] == NULL)
     {
-      g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
+      g_set_error (error, SB_ENGINE_ERROR, SB_ENGINE_ERROR_INTERNAL,
                    "internal: gradient of a side the pass did not record");
       return FALSE;
     }

@@ -87,11 +87,18 @@ sb_net_check (SbNetwork *net, int status, const char *what, int node,
 {
   if (status == SB_OK)
     return TRUE;
-  if (node < 0)
-    return sb_session_check (net->session, status, what, error);
-  g_autofree char *full = g_strdup_printf (
-      "%s (node '%s')", what, sb_graph_node (net->graph, node)->name);
-  return sb_session_check (net->session, status, full, error);
+  /* The session words the message (backend, call, status, its detail);
+   * the engine's code says whose fault it is. */
+  g_autoptr (GError) backend_error = NULL;
+  g_autofree char *full = node < 0 ? g_strdup (what)
+                                   : g_strdup_printf ("%s (node '%s')", what,
+                                                      sb_graph_node (net->graph, node)->name);
+  sb_session_check (net->session, status, full, &backend_error);
+  SbEngineError code = status == SB_ERR_OUT_OF_MEMORY ? SB_ENGINE_ERROR_NO_MEMORY
+                       : status == SB_ERR_UNSUPPORTED ? SB_ENGINE_ERROR_UNSUPPORTED
+                                                      : SB_ENGINE_ERROR_BACKEND;
+  g_set_error_literal (error, SB_ENGINE_ERROR, code, backend_error->message);
+  return FALSE;
 }
 
 gboolean
@@ -100,7 +107,7 @@ sb_net_require_vjp (SbNetwork *net, GError **error)
   const sb_backend_v1 *be = SB_NET_BE (net);
   if (SB_HAS_MEMBER (be, sb_backend_v1, beta_vjp))
     return TRUE;
-  g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
+  g_set_error (error, SB_ENGINE_ERROR, SB_ENGINE_ERROR_UNSUPPORTED,
                "backend '%s' implements ABI %u.%u; alpha-CROWN and branch-and-bound "
                "need the gradient operators of ABI 1.1 (use --method crown, or a "
                "newer backend)",
@@ -130,16 +137,30 @@ sb_network_product_flops (const SbNetwork *net)
   return net->product_flops;
 }
 
-void
-sb_network_set_intersect_ibp (SbNetwork *net, gboolean intersect)
+int
+sb_network_rank_count (const SbNetwork *net)
 {
-  net->intersect_ibp = intersect;
+  return SB_NET_BE (net)->rank_count (SB_NET_CTX (net));
 }
 
-void
-sb_network_set_alpha_params (SbNetwork *net, const SbAlphaParams *params)
+gboolean
+sb_network_memory_reset (SbNetwork *net, GError **error)
 {
-  net->alpha = *params;
+  return sb_net_check (net, SB_NET_BE (net)->memory_mark_baseline (SB_NET_CTX (net)),
+                       "memory_mark_baseline", -1, error)
+         && sb_net_check (net, SB_NET_BE (net)->memory_reset_peak (SB_NET_CTX (net)),
+                          "memory_reset_peak", -1, error);
+}
+
+gboolean
+sb_network_memory_stats (SbNetwork *net, int rank, sb_memory_stats_v1 *stats, GError **error)
+{
+  memset (stats, 0, sizeof *stats);
+  stats->struct_size = sizeof *stats;
+  /* What a backend older than ABI 1.2 leaves as it is. */
+  stats->peak_rss_bytes = -1;
+  return sb_net_check (net, SB_NET_BE (net)->memory_stats (SB_NET_CTX (net), rank, stats),
+                       "memory_stats", -1, error);
 }
 
 void
@@ -155,6 +176,15 @@ sb_alpha_params_init (SbAlphaParams *p)
   p->optimize_intermediate = TRUE;
 }
 
+void
+sb_bounds_options_init (SbBoundsOptions *o)
+{
+  memset (o, 0, sizeof *o);
+  o->method = SB_METHOD_CROWN;
+  o->intersect_ibp = FALSE;
+  sb_alpha_params_init (&o->alpha);
+}
+
 SbNetwork *
 sb_network_new (SbSession *session, const SbGraph *graph, GError **error)
 {
@@ -165,7 +195,6 @@ sb_network_new (SbSession *session, const SbGraph *graph, GError **error)
   net->layers = g_new0 (sb_layer *, n);
   net->has_relu_ancestor = g_new0 (gboolean, n);
   net->feeds_relu = g_new0 (gboolean, n);
-  sb_alpha_params_init (&net->alpha);
 
   for (int i = 0; i < n; i++)
     {
@@ -174,7 +203,7 @@ sb_network_new (SbSession *session, const SbGraph *graph, GError **error)
         {
           if (i != 0)
             {
-              g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_BACKEND,
+              g_set_error (error, SB_ENGINE_ERROR, SB_ENGINE_ERROR_INVALID_INPUT,
                            "graph has a second input node '%s'", node->name);
               return NULL;
             }

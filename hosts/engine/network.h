@@ -14,8 +14,6 @@ struct _SbNetwork {
   sb_layer **layers;            /* per node; NULL for the input */
   gboolean *has_relu_ancestor;  /* a ReLU lies between the input and it */
   gboolean *feeds_relu;         /* it is the input of some ReLU */
-  gboolean intersect_ibp;       /* keep the tighter of CROWN and IBP */
-  SbAlphaParams alpha;          /* alpha-CROWN optimiser settings */
   double product_flops;         /* multiply-adds x2 of the products issued */
 };
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# ONNX import (protobuf-c), synthetic model writer, and their tests.
+# ONNX import (protobuf-c) and its tests.
 
 # The C bindings of our ONNX subset are generated into the build tree, so a
 # read-only source tree (make distcheck) never needs writing.
@@ -18,19 +18,16 @@ hosts/engine/onnx.pb-c.h: hosts/engine/onnx.pb-c.c
 	@test -f $@ || rm -f hosts/engine/onnx.pb-c.c
 	@test -f $@ || $(MAKE) $(AM_MAKEFLAGS) hosts/engine/onnx.pb-c.c
 
-hosts_engine_libsbengine_la_SOURCES += \
-	hosts/engine/onnx_import.c \
-	hosts/engine/mkmodel.c hosts/engine/mkmodel.h
+hosts_engine_libsbengine_la_SOURCES += hosts/engine/onnx_import.c
 nodist_hosts_engine_libsbengine_la_SOURCES = $(ONNX_PB_GENERATED)
 
 # BUILT_SOURCES only applies to `make all/check`; building one target alone
 # (make tests/check-onnx) still needs the generated header first.
 hosts/engine/libsbengine_la-onnx_import.lo \
-hosts/engine/libsbengine_la-mkmodel.lo \
 tests/check_onnx-check-onnx.$(OBJEXT): hosts/engine/onnx.pb-c.h
 
 check_PROGRAMS += tests/check-onnx
 tests_check_onnx_SOURCES = tests/check-onnx.c
 tests_check_onnx_CPPFLAGS = $(AM_CPPFLAGS) -DSB_TOP_SRCDIR='"$(abs_top_srcdir)"'
 tests_check_onnx_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(PROTOBUF_C_CFLAGS) $(CHECK_CFLAGS)
-tests_check_onnx_LDADD = hosts/engine/libsbengine.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) $(CHECK_LIBS) -lm
+tests_check_onnx_LDADD = tools/mkmodel/libsbmkmodel.la hosts/engine/libsbengine.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) $(CHECK_LIBS) -lm

@@ -31,6 +31,9 @@ typedef struct {
   SbBranching branching;
   int fsb_candidates;     /* FSB: candidates evaluated per domain */
   int bab_iterations;     /* alpha/beta steps per BaB batch */
+  SbAlphaParams alpha;    /* alpha-CROWN of the root's intermediate bounds;
+                             its step size and patience also drive BaB's
+                             alpha/beta steps */
   gboolean refine_intermediate; /* recompute intermediate bounds of every
                                    new domain by CROWN (tighter, costlier) */
   gboolean attack;
@@ -54,7 +57,8 @@ typedef struct {
 
 void sb_verify_outcome_clear (SbVerifyOutcome *outcome);
 
-/* Verifies every region of the property. FALSE only on a backend error,
+/* Verifies every region of the property. Intermediate bounds are always
+ * the tighter of CROWN and IBP. FALSE only on an error (SB_ENGINE_ERROR),
  * which is also reported as SB_RESULT_ERROR in outcome. */
 gboolean sb_verify (SbNetwork *net, const SbProperty *prop,
                     const SbVerifyParams *params, SbVerifyOutcome *outcome,

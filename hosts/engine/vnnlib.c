@@ -1134,233 +1134,302 @@ fail_box (Parser *p, int var, double lo, double hi)
                                       : "upper");
 }
 
-/* Builds regions from  common AND (OR of terms): each term's input
- * literals refine the common box; terms whose final boxes are equal share a
- * region. A box is keyed by how it differs from the common box, so a term
- * costs its own size, not n_inputs. */
-static SbProperty *
-assemble (Parser *p, const GArray *common, const Dnf *terms)
-{
-  SbProperty *prop = NULL;
+/* The regions being built from  common AND (OR of terms). */
+typedef struct {
+  Parser *p;
   int n_in, n_out;
-  double *lo = NULL, *hi = NULL;
-  GArray *common_y = g_array_new (FALSE, FALSE, sizeof (int));
-  GArray *term_x = g_array_new (FALSE, FALSE, sizeof (XLit));
-  GArray *term_y = g_array_new (FALSE, FALSE, sizeof (int));
-  GByteArray *key = g_byte_array_new ();
-  GHashTable *box_ids = g_hash_table_new_full (g_bytes_hash, g_bytes_equal,
-                                               (GDestroyNotify) g_bytes_unref,
-                                               NULL);
-  GHashTable *seen = g_hash_table_new_full (g_bytes_hash, g_bytes_equal,
-                                            (GDestroyNotify) g_bytes_unref,
-                                            NULL);
-  GArray *regions = g_array_new (FALSE, TRUE, sizeof (RegionBuild));
-  int n_open = 0; /* vars unbounded on some side in the common box */
-  double total_atoms = 0;
-  gboolean any_y = FALSE;
+  double *lo, *hi;     /* the common box */
+  int n_open;          /* vars unbounded on some side in the common box */
+  GArray *common_y;    /* int: the atoms every term shares */
+  GArray *term_x;      /* XLit: the current term's input literals */
+  GArray *term_y;      /* int: the current term's atoms */
+  GByteArray *key;     /* scratch for hash keys */
+  GHashTable *box_ids; /* box key -> region + 1 */
+  GHashTable *seen;    /* (region, atoms) keys of the disjuncts kept */
+  GArray *regions;     /* RegionBuild */
+  double total_atoms;
+  gboolean any_y;
+} Assembly;
 
-  if (!check_declarations (p, 1, &n_out) || !check_declarations (p, 0, &n_in))
-    goto out;
-  if ((double) p->atoms->len * n_out > SB_VNNLIB_MAX_DOUBLES) {
+static void
+assembly_init (Assembly *a, Parser *p)
+{
+  memset (a, 0, sizeof *a);
+  a->p = p;
+  a->common_y = g_array_new (FALSE, FALSE, sizeof (int));
+  a->term_x = g_array_new (FALSE, FALSE, sizeof (XLit));
+  a->term_y = g_array_new (FALSE, FALSE, sizeof (int));
+  a->key = g_byte_array_new ();
+  a->box_ids = g_hash_table_new_full (g_bytes_hash, g_bytes_equal,
+                                      (GDestroyNotify) g_bytes_unref, NULL);
+  a->seen = g_hash_table_new_full (g_bytes_hash, g_bytes_equal,
+                                   (GDestroyNotify) g_bytes_unref, NULL);
+  a->regions = g_array_new (FALSE, TRUE, sizeof (RegionBuild));
+}
+
+static void
+assembly_clear (Assembly *a)
+{
+  for (guint r = 0; r < a->regions->len; r++) {
+    RegionBuild *rb = &g_array_index (a->regions, RegionBuild, r);
+    if (rb->disjunct_start != NULL)
+      g_array_free (rb->disjunct_start, TRUE);
+    if (rb->atom_index != NULL)
+      g_array_free (rb->atom_index, TRUE);
+    g_free (rb->x_lower);
+    g_free (rb->x_upper);
+  }
+  g_array_free (a->regions, TRUE);
+  g_hash_table_unref (a->seen);
+  g_hash_table_unref (a->box_ids);
+  g_byte_array_unref (a->key);
+  g_array_free (a->term_y, TRUE);
+  g_array_free (a->term_x, TRUE);
+  g_array_free (a->common_y, TRUE);
+  g_free (a->lo);
+  g_free (a->hi);
+}
+
+/* The declared sizes and the common box: the input bounds every term
+ * shares; its atoms go to common_y. */
+static gboolean
+assembly_common_box (Assembly *a, const GArray *common)
+{
+  Parser *p = a->p;
+  if (!check_declarations (p, 1, &a->n_out) || !check_declarations (p, 0, &a->n_in))
+    return FALSE;
+  if ((double) p->atoms->len * a->n_out > SB_VNNLIB_MAX_DOUBLES) {
     fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
              "%u output atoms over %d outputs exceed the size limit",
-             p->atoms->len, n_out);
-    goto out;
+             p->atoms->len, a->n_out);
+    return FALSE;
   }
-  lo = g_new (double, n_in);
-  hi = g_new (double, n_in);
-  for (int i = 0; i < n_in; i++) {
-    lo[i] = -INFINITY;
-    hi[i] = INFINITY;
+  a->lo = g_new (double, a->n_in);
+  a->hi = g_new (double, a->n_in);
+  for (int i = 0; i < a->n_in; i++) {
+    a->lo[i] = -INFINITY;
+    a->hi[i] = INFINITY;
   }
   for (guint i = 0; i < common->len; i++) {
     int lit = g_array_index (common, int, i);
     if (lit >= 0) {
-      g_array_append_val (common_y, lit);
+      g_array_append_val (a->common_y, lit);
     } else {
       const XLit *x = &g_array_index (p->xlits, XLit, -lit - 1);
       if (x->upper)
-        hi[x->var] = MIN (hi[x->var], x->value);
+        a->hi[x->var] = MIN (a->hi[x->var], x->value);
       else
-        lo[x->var] = MAX (lo[x->var], x->value);
+        a->lo[x->var] = MAX (a->lo[x->var], x->value);
     }
   }
-  for (int i = 0; i < n_in; i++) {
-    if (lo[i] > hi[i]) {
-      fail_box (p, i, lo[i], hi[i]);
-      goto out;
+  for (int i = 0; i < a->n_in; i++) {
+    if (a->lo[i] > a->hi[i]) {
+      fail_box (p, i, a->lo[i], a->hi[i]);
+      return FALSE;
     }
-    if (isinf (lo[i]) || isinf (hi[i]))
-      n_open++;
+    if (isinf (a->lo[i]) || isinf (a->hi[i]))
+      a->n_open++;
   }
+  return TRUE;
+}
 
-  for (int t = 0; t < dnf_terms (terms); t++) {
-    const int *lits = dnf_term (terms, t);
-    int len = dnf_term_len (terms, t);
-    int closed = 0;
-    int region;
-    RegionBuild *rb;
-    GBytes *bytes;
-    gpointer found;
-
-    g_array_set_size (term_x, 0);
-    g_array_set_size (term_y, 0);
-    g_array_append_vals (term_y, common_y->data, common_y->len);
-    for (int i = 0; i < len; i++) {
-      if (lits[i] >= 0)
-        g_array_append_val (term_y, lits[i]);
+/* Error path only: names the first input the current term leaves
+ * unbounded. */
+static void
+assembly_fail_open_input (Assembly *a)
+{
+  for (int v = 0; v < a->n_in; v++) {
+    double l = a->lo[v], h = a->hi[v];
+    for (guint i = 0; i < a->term_x->len; i++) {
+      const XLit *x = &g_array_index (a->term_x, XLit, i);
+      if (x->var != v)
+        continue;
+      if (x->upper)
+        h = MIN (h, x->value);
       else
-        g_array_append_val (term_x,
-                            g_array_index (p->xlits, XLit, -lits[i] - 1));
+        l = MAX (l, x->value);
     }
-    if (term_y->len > 0)
-      any_y = TRUE;
-
-    /* The box: runs of one variable refine the common bounds. */
-    g_array_sort (term_x, xlit_var_cmp);
-    g_byte_array_set_size (key, 0);
-    for (guint i = 0; i < term_x->len;) {
-      int var = g_array_index (term_x, XLit, i).var;
-      double l = lo[var], h = hi[var];
-      for (; i < term_x->len && g_array_index (term_x, XLit, i).var == var;
-           i++) {
-        const XLit *x = &g_array_index (term_x, XLit, i);
-        if (x->upper)
-          h = MIN (h, x->value);
-        else
-          l = MAX (l, x->value);
-      }
-      if (l > h) {
-        fail_box (p, var, l, h);
-        goto out;
-      }
-      if ((isinf (lo[var]) || isinf (hi[var])) && !isinf (l) && !isinf (h))
-        closed++;
-      if (l != lo[var] || h != hi[var]) {
-        l += 0.0;
-        h += 0.0;
-        g_byte_array_append (key, (const guint8 *) &var, sizeof var);
-        g_byte_array_append (key, (const guint8 *) &l, sizeof l);
-        g_byte_array_append (key, (const guint8 *) &h, sizeof h);
-      }
-    }
-    if (closed < n_open) {
-      /* Error path only: find the first variable still open. */
-      for (int v = 0; v < n_in; v++) {
-        double l = lo[v], h = hi[v];
-        for (guint i = 0; i < term_x->len; i++) {
-          const XLit *x = &g_array_index (term_x, XLit, i);
-          if (x->var != v)
-            continue;
-          if (x->upper)
-            h = MIN (h, x->value);
-          else
-            l = MAX (l, x->value);
-        }
-        if (isinf (l) || isinf (h)) {
-          fail_box (p, v, l, h);
-          goto out;
-        }
-      }
-    }
-
-    bytes = g_bytes_new (key->data, key->len);
-    found = g_hash_table_lookup (box_ids, bytes);
-    if (found != NULL) {
-      region = GPOINTER_TO_INT (found) - 1;
-      g_bytes_unref (bytes);
-    } else {
-      RegionBuild nb = { 0 };
-      const guint8 *k = key->data;
-
-      if ((double) (regions->len + 1) * n_in * 2 > SB_VNNLIB_MAX_DOUBLES) {
-        g_bytes_unref (bytes);
-        fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-                 "more than %u distinct input boxes of %d inputs exceed the "
-                 "size limit",
-                 regions->len, n_in);
-        goto out;
-      }
-      region = regions->len;
-      nb.disjunct_start = g_array_new (FALSE, FALSE, sizeof (int));
-      nb.atom_index = g_array_new (FALSE, FALSE, sizeof (int));
-      nb.x_lower = g_memdup2 (lo, sizeof (double) * n_in);
-      nb.x_upper = g_memdup2 (hi, sizeof (double) * n_in);
-      for (guint off = 0; off < key->len;
-           off += sizeof (int) + 2 * sizeof (double)) {
-        int var;
-        memcpy (&var, k + off, sizeof var);
-        memcpy (&nb.x_lower[var], k + off + sizeof var, sizeof (double));
-        memcpy (&nb.x_upper[var], k + off + sizeof var + sizeof (double),
-                sizeof (double));
-      }
-      {
-        int zero = 0;
-        g_array_append_val (nb.disjunct_start, zero);
-      }
-      g_array_append_val (regions, nb);
-      g_hash_table_insert (box_ids, bytes, GINT_TO_POINTER (region + 1));
-    }
-
-    /* Atom ids are in file order, so sorting lists a disjunct's atoms in
-     * file order; equal disjuncts of one region are kept once. */
-    g_array_sort (term_y, int_cmp);
-    {
-      guint out_n = 0;
-      for (guint i = 0; i < term_y->len; i++)
-        if (out_n == 0
-            || g_array_index (term_y, int, out_n - 1)
-                   != g_array_index (term_y, int, i))
-          g_array_index (term_y, int, out_n++)
-              = g_array_index (term_y, int, i);
-      g_array_set_size (term_y, out_n);
-    }
-    g_byte_array_set_size (key, 0);
-    g_byte_array_append (key, (const guint8 *) &region, sizeof region);
-    g_byte_array_append (key, (const guint8 *) term_y->data,
-                         term_y->len * sizeof (int));
-    bytes = g_bytes_new (key->data, key->len);
-    if (!g_hash_table_add (seen, bytes))
-      continue;
-    total_atoms += term_y->len;
-    if (total_atoms > SB_VNNLIB_MAX_LITERALS) {
-      fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-               "the unsafe region has more than %d atoms over all disjuncts",
-               SB_VNNLIB_MAX_LITERALS);
-      goto out;
-    }
-    rb = &g_array_index (regions, RegionBuild, region);
-    g_array_append_vals (rb->atom_index, term_y->data, term_y->len);
-    {
-      int end = rb->atom_index->len;
-      g_array_append_val (rb->disjunct_start, end);
+    if (isinf (l) || isinf (h)) {
+      fail_box (a->p, v, l, h);
+      return;
     }
   }
+}
 
-  if (!any_y) {
-    fail_at (p, -1, SB_VNNLIB_ERROR_INVALID,
-             "no assertion constrains the outputs (Y_j)");
-    goto out;
+/* The current term's box, as its key in a->key: runs of one variable
+ * refine the common bounds, and the key lists (var, lower, upper) where
+ * they differ from the common box. Fails when the box is empty or open. */
+static gboolean
+assembly_term_box_key (Assembly *a)
+{
+  GArray *term_x = a->term_x;
+  int closed = 0;
+  g_array_sort (term_x, xlit_var_cmp);
+  g_byte_array_set_size (a->key, 0);
+  for (guint i = 0; i < term_x->len;) {
+    int var = g_array_index (term_x, XLit, i).var;
+    double l = a->lo[var], h = a->hi[var];
+    for (; i < term_x->len && g_array_index (term_x, XLit, i).var == var;
+         i++) {
+      const XLit *x = &g_array_index (term_x, XLit, i);
+      if (x->upper)
+        h = MIN (h, x->value);
+      else
+        l = MAX (l, x->value);
+    }
+    if (l > h) {
+      fail_box (a->p, var, l, h);
+      return FALSE;
+    }
+    if ((isinf (a->lo[var]) || isinf (a->hi[var])) && !isinf (l) && !isinf (h))
+      closed++;
+    if (l != a->lo[var] || h != a->hi[var]) {
+      /* +0.0 makes -0.0 and 0.0 one key. */
+      l += 0.0;
+      h += 0.0;
+      g_byte_array_append (a->key, (const guint8 *) &var, sizeof var);
+      g_byte_array_append (a->key, (const guint8 *) &l, sizeof l);
+      g_byte_array_append (a->key, (const guint8 *) &h, sizeof h);
+    }
   }
+  if (closed < a->n_open) {
+    assembly_fail_open_input (a);
+    return FALSE;
+  }
+  return TRUE;
+}
 
-  prop = g_new0 (SbProperty, 1);
-  prop->n_inputs = n_in;
+/* The region of the box keyed by a->key: an existing one with the same
+ * box, or a new one. */
+static gboolean
+assembly_region_of_key (Assembly *a, int *region)
+{
+  GBytes *bytes = g_bytes_new (a->key->data, a->key->len);
+  gpointer found = g_hash_table_lookup (a->box_ids, bytes);
+  RegionBuild nb = { 0 };
+  const guint8 *k = a->key->data;
+  int zero = 0;
+
+  if (found != NULL) {
+    *region = GPOINTER_TO_INT (found) - 1;
+    g_bytes_unref (bytes);
+    return TRUE;
+  }
+  if ((double) (a->regions->len + 1) * a->n_in * 2 > SB_VNNLIB_MAX_DOUBLES) {
+    g_bytes_unref (bytes);
+    fail_at (a->p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
+             "more than %u distinct input boxes of %d inputs exceed the "
+             "size limit",
+             a->regions->len, a->n_in);
+    return FALSE;
+  }
+  *region = a->regions->len;
+  nb.disjunct_start = g_array_new (FALSE, FALSE, sizeof (int));
+  nb.atom_index = g_array_new (FALSE, FALSE, sizeof (int));
+  nb.x_lower = g_memdup2 (a->lo, sizeof (double) * a->n_in);
+  nb.x_upper = g_memdup2 (a->hi, sizeof (double) * a->n_in);
+  for (guint off = 0; off < a->key->len;
+       off += sizeof (int) + 2 * sizeof (double)) {
+    int var;
+    memcpy (&var, k + off, sizeof var);
+    memcpy (&nb.x_lower[var], k + off + sizeof var, sizeof (double));
+    memcpy (&nb.x_upper[var], k + off + sizeof var + sizeof (double),
+            sizeof (double));
+  }
+  g_array_append_val (nb.disjunct_start, zero);
+  g_array_append_val (a->regions, nb);
+  g_hash_table_insert (a->box_ids, bytes, GINT_TO_POINTER (*region + 1));
+  return TRUE;
+}
+
+/* Adds the current term's atoms as a disjunct of the region, unless the
+ * region already has that disjunct. */
+static gboolean
+assembly_add_disjunct (Assembly *a, int region)
+{
+  GArray *term_y = a->term_y;
+  guint out_n = 0;
+  RegionBuild *rb;
+  GBytes *bytes;
+  int end;
+
+  /* Atom ids are in file order, so sorting lists a disjunct's atoms in
+   * file order; equal disjuncts of one region are kept once. */
+  g_array_sort (term_y, int_cmp);
+  for (guint i = 0; i < term_y->len; i++)
+    if (out_n == 0
+        || g_array_index (term_y, int, out_n - 1)
+               != g_array_index (term_y, int, i))
+      g_array_index (term_y, int, out_n++) = g_array_index (term_y, int, i);
+  g_array_set_size (term_y, out_n);
+  g_byte_array_set_size (a->key, 0);
+  g_byte_array_append (a->key, (const guint8 *) &region, sizeof region);
+  g_byte_array_append (a->key, (const guint8 *) term_y->data,
+                       term_y->len * sizeof (int));
+  bytes = g_bytes_new (a->key->data, a->key->len);
+  if (!g_hash_table_add (a->seen, bytes))
+    return TRUE;
+  a->total_atoms += term_y->len;
+  if (a->total_atoms > SB_VNNLIB_MAX_LITERALS) {
+    fail_at (a->p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
+             "the unsafe region has more than %d atoms over all disjuncts",
+             SB_VNNLIB_MAX_LITERALS);
+    return FALSE;
+  }
+  rb = &g_array_index (a->regions, RegionBuild, region);
+  g_array_append_vals (rb->atom_index, term_y->data, term_y->len);
+  end = rb->atom_index->len;
+  g_array_append_val (rb->disjunct_start, end);
+  return TRUE;
+}
+
+/* One term of the DNF: its box refines the common box (terms whose final
+ * boxes are equal share a region) and its atoms, with the common ones,
+ * form one disjunct of that region. */
+static gboolean
+assembly_add_term (Assembly *a, const int *lits, int len)
+{
+  int region;
+  g_array_set_size (a->term_x, 0);
+  g_array_set_size (a->term_y, 0);
+  g_array_append_vals (a->term_y, a->common_y->data, a->common_y->len);
+  for (int i = 0; i < len; i++) {
+    if (lits[i] >= 0)
+      g_array_append_val (a->term_y, lits[i]);
+    else
+      g_array_append_val (a->term_x,
+                          g_array_index (a->p->xlits, XLit, -lits[i] - 1));
+  }
+  if (a->term_y->len > 0)
+    a->any_y = TRUE;
+  return assembly_term_box_key (a) && assembly_region_of_key (a, &region)
+         && assembly_add_disjunct (a, region);
+}
+
+/* The property: dense atoms and the regions, moved out of the assembly. */
+static SbProperty *
+assembly_steal_property (Assembly *a)
+{
+  Parser *p = a->p;
+  int n_out = a->n_out;
+  SbProperty *prop = g_new0 (SbProperty, 1);
+  prop->n_inputs = a->n_in;
   prop->n_outputs = n_out;
   prop->n_atoms = p->atoms->len;
   prop->atoms = g_new0 (SbAtom, p->atoms->len);
-  for (guint a = 0; a < p->atoms->len; a++) {
-    const SparseAtom *s = &g_array_index (p->atoms, SparseAtom, a);
-    prop->atoms[a].c = g_new0 (double, n_out);
-    prop->atoms[a].d = s->d;
+  for (guint k = 0; k < p->atoms->len; k++) {
+    const SparseAtom *s = &g_array_index (p->atoms, SparseAtom, k);
+    prop->atoms[k].c = g_new0 (double, n_out);
+    prop->atoms[k].d = s->d;
     for (int i = 0; i < s->n; i++) {
       const YTerm *y = &g_array_index (p->atom_terms, YTerm, s->start + i);
-      prop->atoms[a].c[y->j] = y->c;
+      prop->atoms[k].c[y->j] = y->c;
     }
   }
-  prop->n_regions = regions->len;
-  prop->regions = g_new0 (SbRegion, regions->len);
-  for (guint r = 0; r < regions->len; r++) {
-    RegionBuild *rb = &g_array_index (regions, RegionBuild, r);
+  prop->n_regions = a->regions->len;
+  prop->regions = g_new0 (SbRegion, a->regions->len);
+  for (guint r = 0; r < a->regions->len; r++) {
+    RegionBuild *rb = &g_array_index (a->regions, RegionBuild, r);
     SbRegion *sr = &prop->regions[r];
     sr->x_lower = rb->x_lower;
     sr->x_upper = rb->x_upper;
@@ -1371,26 +1440,30 @@ assemble (Parser *p, const GArray *common, const Dnf *terms)
     sr->atom_index = (int *) (void *) g_array_free (rb->atom_index, FALSE);
     rb->disjunct_start = rb->atom_index = NULL;
   }
+  return prop;
+}
 
-out:
-  for (guint r = 0; r < regions->len; r++) {
-    RegionBuild *rb = &g_array_index (regions, RegionBuild, r);
-    if (rb->disjunct_start != NULL)
-      g_array_free (rb->disjunct_start, TRUE);
-    if (rb->atom_index != NULL)
-      g_array_free (rb->atom_index, TRUE);
-    g_free (rb->x_lower);
-    g_free (rb->x_upper);
-  }
-  g_array_free (regions, TRUE);
-  g_hash_table_unref (seen);
-  g_hash_table_unref (box_ids);
-  g_byte_array_unref (key);
-  g_array_free (term_y, TRUE);
-  g_array_free (term_x, TRUE);
-  g_array_free (common_y, TRUE);
-  g_free (lo);
-  g_free (hi);
+/* Builds regions from  common AND (OR of terms): each term's input
+ * literals refine the common box; terms whose final boxes are equal share a
+ * region. A box is keyed by how it differs from the common box, so a term
+ * costs its own size, not n_inputs. */
+static SbProperty *
+assemble (Parser *p, const GArray *common, const Dnf *terms)
+{
+  SbProperty *prop = NULL;
+  Assembly a;
+  gboolean ok;
+
+  assembly_init (&a, p);
+  ok = assembly_common_box (&a, common);
+  for (int t = 0; ok && t < dnf_terms (terms); t++)
+    ok = assembly_add_term (&a, dnf_term (terms, t), dnf_term_len (terms, t));
+  if (ok && !a.any_y)
+    fail_at (p, -1, SB_VNNLIB_ERROR_INVALID,
+             "no assertion constrains the outputs (Y_j)");
+  else if (ok)
+    prop = assembly_steal_property (&a);
+  assembly_clear (&a);
   return prop;
 }
 

@@ -18,5 +18,6 @@ check_PROGRAMS += tests/check-tp
 tests_check_tp_SOURCES = tests/check-tp.c $(BACKEND_TESTLIB)
 tests_check_tp_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_tp_LDADD = $(CHECK_LIBS) -ldl -lm
+# check-tp also compares the argument checks of cpu, fsdp and tp.
 EXTRA_tests_check_tp_DEPENDENCIES = backends/shardbound-backend-cpu.la \
-	backends/shardbound-backend-tp.la
+	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la

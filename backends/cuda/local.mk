@@ -29,7 +29,8 @@ EXTRA_backends_shardbound_backend_cuda_la_DEPENDENCIES = backends/cuda/kernels.l
 # nvcc through libtool, so that the object is PIC and lands in the .so like
 # any other; the wrapper turns the gcc flags libtool adds into nvcc ones.
 backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
-		backends/common/device.h abi/shardbound.h
+		backends/common/device.h backends/common/relu_relax.h \
+		abi/shardbound.h
 	@$(MKDIR_P) backends/cuda
 	$(AM_V_GEN)$(LIBTOOL) $(AM_V_lt) --tag=CC $(AM_LIBTOOLFLAGS) \
 	  $(LIBTOOLFLAGS) --mode=compile $(SHELL) \

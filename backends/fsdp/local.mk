@@ -1,19 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Ranks, communicators and the FSDP backend.
-
-# Rank pools, communicators and the ABI plumbing of a context over them,
-# shared by the multi-rank backends (FSDP, TP). Backends must not use GLib.
-noinst_LTLIBRARIES += backends/common/libsbranks.la
-backends_common_libsbranks_la_SOURCES = \
-	backends/common/comm.h \
-	backends/common/comm_loopback.c \
-	backends/common/comm_mpi.c \
-	backends/common/ranks.h \
-	backends/common/ranks.c \
-	backends/common/rank_backend.h \
-	backends/common/rank_backend.c
-backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
-backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
+# The FSDP (fully sharded) backend and the tests shared with TP.
 
 backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
 backends_shardbound_backend_fsdp_la_SOURCES = \
@@ -25,12 +11,6 @@ backends_shardbound_backend_fsdp_la_SOURCES = \
 backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -lm -lpthread
-
-check_PROGRAMS += tests/check-comm
-tests_check_comm_SOURCES = tests/check-comm.c
-tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
-tests_check_comm_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
 # Backend loading, random layer graphs and CPU comparisons shared by
 # check-fsdp and check-tp.

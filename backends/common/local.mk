@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: MIT
+# Code shared by the backends: operators, the CPU device, the ABI glue of
+# single-device backends, and the ranks and communicators of multi-rank ones.
+
+# Device-independent operator code, the tracked allocator, the ABI glue of
+# single-device backends and the CPU device. Backends must not use GLib.
+noinst_LTLIBRARIES += backends/common/libsbdevice.la
+backends_common_libsbdevice_la_SOURCES = \
+	backends/common/device.h \
+	backends/common/device_cpu.h \
+	backends/common/device_cpu.c \
+	backends/common/relu_relax.h \
+	backends/common/tracked_alloc.h \
+	backends/common/tracked_alloc.c \
+	backends/common/tensor.h \
+	backends/common/layer.h \
+	backends/common/layer.c \
+	backends/common/op_linear.c \
+	backends/common/op_conv.c \
+	backends/common/op_affine.c \
+	backends/common/op_add.c \
+	backends/common/op_relu.c \
+	backends/common/concretize.c \
+	backends/common/abi_checks.h \
+	backends/common/abi_checks.c \
+	backends/common/single_backend.h \
+	backends/common/single_backend.c
+backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)
+
+# Rank pools, communicators and the ABI plumbing of a context over them,
+# shared by the multi-rank backends (FSDP, TP). Backends must not use GLib.
+noinst_LTLIBRARIES += backends/common/libsbranks.la
+backends_common_libsbranks_la_SOURCES = \
+	backends/common/comm.h \
+	backends/common/comm_loopback.c \
+	backends/common/comm_mpi.c \
+	backends/common/ranks.h \
+	backends/common/ranks.c \
+	backends/common/rank_backend.h \
+	backends/common/rank_backend.c
+backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
+backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
+
+# The communicators on their own.
+check_PROGRAMS += tests/check-comm
+tests_check_comm_SOURCES = tests/check-comm.c
+tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_comm_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/* The linear relaxation of ReLU on a pre-activation interval [l, u], per
+ * element, written once for the CPU device (C) and the CUDA kernels (nvcc):
+ * the two devices must bound with the same lines.
+ *
+ * On an unstable neuron (l < 0 < u) the upper line is the chord
+ * y = slope * (x - l), slope = u / (u - l), and the lower line is
+ * y = lo_slope * x with lo_slope in [0, 1]: alpha when given (alpha-CROWN),
+ * else CROWN's choice, 1 when u > -l and 0 otherwise. Stable neurons are
+ * exact: identity when l >= 0, zero when u <= 0. */
+#ifndef SB_BACKENDS_RELU_RELAX_H
+#define SB_BACKENDS_RELU_RELAX_H
+
+#ifdef __CUDACC__
+#define SB_HOST_DEVICE __host__ __device__
+#else
+#define SB_HOST_DEVICE
+#endif
+
+static inline SB_HOST_DEVICE float sb_relu(float x) {
+  return x > 0.0f ? x : 0.0f;
+}
+
+/* CROWN's lower slope, the default alpha: the line of the two (0 or x)
+ * that leaves the smaller area on [l, u]. */
+static inline SB_HOST_DEVICE float sb_relu_default_alpha(float l, float u) {
+  return u > -l ? 1.0f : 0.0f;
+}
+
+/* One coefficient a of a bound on the output pulled back onto the input:
+ * returns the input's coefficient and adds the constant the relaxation
+ * contributes to *bias (untouched for stable neurons). A lower bound takes
+ * the lower line where the coefficient is positive and the upper line where
+ * it is negative; an upper bound the opposite. alpha: this element's lower
+ * slope, or NULL for the default. */
+static inline SB_HOST_DEVICE float
+sb_relu_relax_backward(int lower_side, float a, float l, float u,
+                       const float *alpha, float *bias) {
+  if (l >= 0.0f)
+    return a;
+  if (u <= 0.0f)
+    return 0.0f;
+  const float slope = u / (u - l);
+  const float icpt = -l * slope;
+  const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
+  const float pos = a > 0.0f ? a : 0.0f;
+  const float neg = a < 0.0f ? a : 0.0f;
+  if (lower_side) {
+    *bias += neg * icpt;
+    return lo_slope * pos + slope * neg;
+  }
+  *bias += pos * icpt;
+  return lo_slope * neg + slope * pos;
+}
+
+/* The vector-Jacobian product of sb_relu_relax_backward for one element:
+ * gn is the gradient on the returned coefficient, gb the gradient on the
+ * bias. *grad_a receives the gradient on a, *grad_alpha the one on the lower
+ * slope (zero where the lower line is not used). The branch taken is the
+ * forward step's, chosen by the sign of a. */
+static inline SB_HOST_DEVICE void
+sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
+                           const float *alpha, float gn, float gb,
+                           float *grad_a, float *grad_alpha) {
+  float va = 0.0f, vl = 0.0f;
+  if (l >= 0.0f) {
+    va = gn;
+  } else if (u > 0.0f) {
+    const float slope = u / (u - l);
+    const float icpt = -l * slope;
+    const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
+    const int on_alpha = lower_side ? a > 0.0f : a < 0.0f;
+    const int on_icpt = lower_side ? a < 0.0f : a > 0.0f;
+    va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
+    if (on_alpha)
+      vl = gn * a;
+  }
+  *grad_a = va;
+  *grad_alpha = vl;
+}
+
+#endif /* SB_BACKENDS_RELU_RELAX_H */

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Branch-and-bound domains: a subdomain of one input region defined by its
+ * ReLU splits, its stored intermediate bounds and slopes, and the context
+ * (layout, open atoms) that every step of one region's search shares. */
+#ifndef SB_BAB_DOMAIN_H
+#define SB_BAB_DOMAIN_H
+
+#include "alpha.h"
+#include "bounds_private.h"
+#include "verify.h"
+
+G_BEGIN_DECLS
+
+/* A ReLU split: the input neuron `neuron` of node `node` (a ReLU input) is
+ * constrained to z >= 0 (sign -1, "active") or z <= 0 (sign +1). */
+typedef struct {
+  int node;
+  int64_t neuron;
+  int sign;
+} SbBabSplit;
+
+typedef struct {
+  float *bounds;        /* lower then upper bounds of every ReLU input */
+  double *spec_lower;   /* [S]; never below the parent's (a subdomain) */
+  float *alpha;         /* [S, alpha_size] slopes the bound was found
+                           with, inherited as the children's start; NULL:
+                           CROWN's defaults */
+  double margin;        /* > 0: verified */
+  SbBabSplit *splits;
+  int n_splits;
+  int branch_node;      /* -1: nothing left to split */
+  int64_t branch_neuron;
+  int64_t *candidates;  /* FSB: (node, neuron) pairs, best first */
+  int n_candidates;
+  gboolean tried;       /* its bound's minimiser was checked */
+} SbBabDomain;
+
+/* The search over one region of a property. */
+typedef struct {
+  SbNetwork *net;
+  const SbProperty *prop;
+  const SbVerifyParams *params;
+  int region;
+  gint64 deadline;
+  /* Layout of a domain's bounds: the ReLU-input nodes and their offsets. */
+  int n_ri;
+  int *ri_node;
+  int64_t *ri_offset;
+  int64_t R;
+  /* Layout of a domain's slopes: the spec pass's ReLU nodes, each N wide. */
+  int64_t alpha_size;
+  /* The atoms BaB still has to prove, grouped by open disjunct. */
+  int S;
+  double *rows;   /* [S, n_outputs] */
+  double *rhs;    /* [S] */
+  int n_open;
+  int *open_start; /* [n_open + 1] */
+  /* Queued domains, a heap by margin (bab_heap.h). */
+  GPtrArray *heap;
+  int64_t evaluated;
+  gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
+  gboolean found;
+  float *cex;
+} SbBab;
+
+/* A domain counts as proven only when its margin clears the float32
+ * rounding of the bound computation, not merely zero. */
+#define SB_BAB_PROVEN_MARGIN 1e-6
+
+static inline gboolean
+sb_bab_domain_proven (const SbBabDomain *d)
+{
+  return d->margin > SB_BAB_PROVEN_MARGIN;
+}
+
+/* min over open disjuncts of max over their atoms of (lower - d): the
+ * domain is verified when it is positive (see sb_bab_domain_proven). */
+double sb_bab_margin (const SbBab *bab, const double *spec_lower);
+
+/* The region's root: no splits, no bounds yet (spec bounds -inf). */
+SbBabDomain *sb_bab_domain_new_root (const SbBab *bab);
+/* A copy of parent with one more split. */
+SbBabDomain *sb_bab_domain_new_child (const SbBab *bab, const SbBabDomain *parent,
+                                      int node, int64_t neuron, int sign);
+void sb_bab_domain_free (SbBabDomain *domain);
+
+/* Writes the B domains' ReLU-input bounds into nb, applying each domain's
+ * splits. */
+gboolean sb_bab_domains_load_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms,
+                                     int B, GError **error);
+/* Reads the ReLU-input bounds of nb back into the domains, rounded
+ * outwards; empty[b] is set where a domain's bounds cross (no input
+ * satisfies its splits). */
+gboolean sb_bab_domains_store_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms,
+                                      int B, gboolean *empty, GError **error);
+/* [B, N_i] split signs per ReLU-input node into sign[] (left NULL where no
+ * domain splits node i). */
+gboolean sb_bab_domains_split_signs (SbBab *bab, SbBabDomain **doms, int B,
+                                     sb_tensor **sign, GError **error);
+
+/* Moves slopes between the domains and the optimiser's lower-side tensors:
+ * with `save`, each domain keeps its optimised slopes; without, the tensors
+ * (holding CROWN's defaults) take each domain's inherited ones. */
+gboolean sb_bab_domains_exchange_alphas (SbBab *bab, SbAlphaSet *set, SbBabDomain **doms,
+                                         int B, gboolean save, GError **error);
+
+G_END_DECLS
+
+#endif
