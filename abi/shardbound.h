@@ -225,10 +225,9 @@ typedef struct sb_memory_stats_v1 {
   uint64_t baseline_bytes;      /* total when memory_mark_baseline ran */
   int64_t device_used_bytes;    /* driver's view (cudaMemGetInfo) or -1 */
   /* @since 1.2: peak resident set size of the operating-system process that
-   * runs this rank (getrusage ru_maxrss, in bytes) since memory_reset_peak
-   * (where the system can restart it; else since the process started), or
-   * -1 when unknown. Ranks that are threads of one process report the same
-   * figure. */
+   * runs this rank over its life so far (getrusage ru_maxrss, in bytes),
+   * or -1 when unknown; memory_reset_peak does not restart it. Ranks that
+   * are threads of one process report the same figure. */
   int64_t peak_rss_bytes;
 } sb_memory_stats_v1;
 
@@ -300,8 +299,7 @@ typedef struct sb_backend_v1 {
   /* Memory accounting: record the current total as every rank's baseline
    * (the host calls it once the model is loaded). */
   int (*memory_mark_baseline)(sb_context *ctx);
-  /* Restart peak tracking (and, @since 1.2, the peak RSS) from the current
-   * usage. */
+  /* Restart peak tracking from the current usage. */
   int (*memory_reset_peak)(sb_context *ctx);
   /* Fill *out (whose struct_size the caller set) for one rank. */
   int (*memory_stats)(sb_context *ctx, int rank, sb_memory_stats_v1 *out);

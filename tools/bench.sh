@@ -123,8 +123,7 @@ for r in res:
     rss = r.get("process_rss_bytes", [-1])
     if r.get("mpirun"):
         # Process 0 loads the model; the others never hold all of it.
-        after = [k.get("peak_rss_bytes", -1) for k in r["per_rank"]]
-        procs.append((model, r["backend"], r["ranks"], r["median_seconds"], rss, after))
+        procs.append((model, r["backend"], r["ranks"], r["median_seconds"], rss))
         continue
     if r["backend"] == "cpu":
         single[model] = (base, peak)
@@ -161,20 +160,20 @@ with open(md, "w") as f:
                 "every process's peak resident set size over its whole life "
                 "(time(1)), against the single-process cpu run's "
                 "(%s). Process 0 parses the model and hands "
-                "each rank its part, so its lifetime peak includes loading; "
-                "its peak after loading (`peak_rss_bytes` of `bench --json`, "
-                "restarted by `memory_reset_peak`) is the last column.\n\n"
+                "each rank its part, so its peak includes loading (the ONNX "
+                "parse holds the file, the decoded message and the graph at "
+                "once); the other processes never hold the whole model.\n\n"
                 % ", ".join("%s %.1f MiB" % (m, mib(v)) for m, v in sorted(single_rss.items()) if v > 0))
         f.write("| model | backend | P | time (s) | peak RSS per process (MiB) "
-                "| largest other than 0 vs cpu | process 0 after loading vs cpu |\n")
+                "| largest other than 0 vs cpu | process 0 vs cpu |\n")
         f.write("|---|---|---:|---:|---|---:|---:|\n")
-        for m, be, p, t, rss, after in procs:
+        for m, be, p, t, rss in procs:
             ref = single_rss.get(m, -1)
             others = max(rss[1:]) if len(rss) > 1 else -1
             pct = lambda v: "%.1f%%" % (100.0 * v / ref) if ref > 0 and v > 0 else "n/a"
             f.write("| %s | %s | %d | %.2f | %s | %s | %s |\n"
                     % (m, be, p, t, ", ".join("%.1f" % mib(v) for v in rss),
-                       pct(others), pct(after[0] if after else -1)))
+                       pct(others), pct(rss[0])))
     f.write("""
 ## What dominates the per-rank peak (wide MLP, CROWN, P=4)
 
@@ -212,7 +211,7 @@ with open(dat, "w") as f:
     # lifetime peak RSS of a process other than 0 (process 0 at P = 1).
     for be_want in ("fsdp", "tp"):
         f.write("# wide.onnx: P peak_rss_MiB (%s, processes)\n" % be_want)
-        for mm, be, p, t, rss, after in procs:
+        for mm, be, p, t, rss in procs:
             if mm == "wide.onnx" and be == be_want and max(rss) > 0:
                 f.write("%d %.3f\n" % (p, mib(max(rss[1:]) if len(rss) > 1 else rss[0])))
         f.write("\n\n")

@@ -179,7 +179,6 @@ int sb_rank_memory_reset_peak(sb_context *ctx) {
   for (int r = 0; r < ctx->size; r++)
     if (sb_ranks_is_local(ctx->ranks, r))
       sb_mem_tracker_reset_peak(&sb_ranks_rank(ctx->ranks, r)->mem);
-  sb_process_reset_peak_rss();
   return SB_OK;
 }
 

@@ -802,7 +802,6 @@ int sb_single_memory_mark_baseline(sb_context *ctx) {
 int sb_single_memory_reset_peak(sb_context *ctx) {
   BEGIN(ctx);
   sb_mem_tracker_reset_peak(&ctx->mem);
-  sb_process_reset_peak_rss();
   return SB_OK;
 }
 

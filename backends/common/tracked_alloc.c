@@ -69,16 +69,6 @@ int64_t sb_process_peak_rss(void) {
   return getrusage(RUSAGE_SELF, &u) == 0 ? (int64_t)u.ru_maxrss * 1024 : -1;
 }
 
-void sb_process_reset_peak_rss(void) {
-  /* Linux: "5" resets the peak RSS (VmHWM, and with it ru_maxrss) to the
-   * current RSS. Where that file is missing the peak runs from start. */
-  FILE *f = fopen("/proc/self/clear_refs", "w");
-  if (f != NULL) {
-    fputs("5", f);
-    fclose(f);
-  }
-}
-
 void sb_mem_tracker_snapshot(SbMemTracker *t, uint32_t rank,
                              sb_memory_stats_v1 *out) {
   sb_memory_stats_v1 s;
