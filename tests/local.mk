@@ -25,3 +25,18 @@ tests_check_multirank_SOURCES = tests/check-multirank.c $(ENGINE_TESTLIB)
 tests_check_multirank_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
+
+# Ranks as MPI processes: tests/check-mpi.sh runs the communicator's own
+# test program and the command under mpirun (-np 2 and 4).
+TESTS += tests/check-mpi.sh
+EXTRA_DIST += tests/check-mpi.sh
+if HAVE_MPI
+# Built with the other check programs (not a test itself: check-mpi.sh
+# runs it under mpirun).
+check_PROGRAMS += tests/check-comm-mpi
+tests_check_comm_mpi_SOURCES = tests/check-comm-mpi.c
+tests_check_comm_mpi_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS) $(CHECK_CFLAGS)
+tests_check_comm_mpi_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(MPI_LIBS) $(OPENBLAS_LIBS) \
+	$(CHECK_LIBS) -lm -lpthread
+endif

@@ -11,4 +11,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
+  openmpi-bin libopenmpi-dev \
   python3 python3-numpy python3-torch gnuplot-nox >/dev/null

@@ -33,10 +33,13 @@ noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
+	backends/common/comm_mpi.c \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
 	backends/common/rank_backend.c
+backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
+backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
 
 # The communicators on their own.
 check_PROGRAMS += tests/check-comm

@@ -121,18 +121,33 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   int64_t lo, hi;
   stored_range(j->ctx, j->t, rank->index, &lo, &hi);
   /* A replicated tensor is read from rank 0 only; written on every rank. */
-  if (j->dst && !j->t->split && rank->index != 0)
-    return SB_OK;
   int64_t a = j->offset > lo ? j->offset : lo;
   int64_t b = j->offset + j->count < hi ? j->offset + j->count : hi;
-  if (a >= b)
+  int st = SB_OK;
+  if (a < b && !(j->dst && !j->t->split && rank->index != 0)) {
+    float *dev = (float *)j->t->buf[rank->index].ptr + (a - lo);
+    st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
+                           b - a);
+    if (st != SB_OK)
+      return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
+                                               : "tensor_write");
+  }
+  if (j->dst == NULL)
     return SB_OK;
-  float *dev = (float *)j->t->buf[rank->index].ptr + (a - lo);
-  int st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
-                             b - a);
-  return st == SB_OK ? st
-                     : sb_exec_device_fail(x, st, j->dst ? "tensor_read"
-                                                         : "tensor_write");
+  /* Every process must hold what the host reads: rank 0's copy of a
+   * replicated tensor, every rank's own rows of a split one. */
+  size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
+  if (!j->t->split)
+    return comm->ops->broadcast_host(comm, rank->index, x, j->dst,
+                                     (size_t)j->count * elem, 0);
+  int64_t bytes[SB_RANKS_MAX];
+  for (int q = 0; q < j->ctx->size; q++) {
+    stored_range(j->ctx, j->t, q, &lo, &hi);
+    int64_t qa = j->offset > lo ? j->offset : lo;
+    int64_t qb = j->offset + j->count < hi ? j->offset + j->count : hi;
+    bytes[q] = qa < qb ? (qb - qa) * (int64_t)elem : 0;
+  }
+  return comm->ops->all_gather_host(comm, rank->index, x, j->dst, bytes);
 }
 
 int fsdp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,

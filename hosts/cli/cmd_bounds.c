@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 
 static void
 json_doubles (GString *out, const char *key, const double *v, int n)
@@ -53,10 +54,11 @@ json_memory (GString *out, ShardboundSession *session, GError **error)
                               "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
                               ", \"peak_bytes\": %" G_GUINT64_FORMAT
                               ", \"current_bytes\": %" G_GUINT64_FORMAT
-                              ", \"device_used_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
+                              ", \"device_used_bytes\": %" G_GINT64_FORMAT
+                              ", \"peak_rss_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
                               r ? "," : "", r, (guint64) st.baseline_bytes,
                               (guint64) st.peak_bytes, (guint64) st.current_bytes,
-                              (gint64) st.device_used_bytes);
+                              (gint64) st.device_used_bytes, (gint64) st.peak_rss_bytes);
       for (int c = 0; c < SHARDBOUND_MEMORY_CATEGORIES; c++)
         g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
                                 ", \"peak\": %" G_GUINT64_FORMAT "}",
@@ -194,6 +196,7 @@ sb_cmd_bounds (int argc, char **argv)
   sb_cli_add_backend_options (oc, &bo);
   gboolean parsed = g_option_context_parse (oc, &argc, &argv, &error);
   g_autoptr (ShardboundSession) session = NULL;
+  g_auto (SbCliJoined) joined = 0;
   g_autoptr (ShardboundNetwork) net = NULL;
   g_autoptr (ShardboundProperty) prop = NULL;
   ShardboundMethod method = SHARDBOUND_METHOD_CROWN;
