@@ -31,9 +31,12 @@ tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.l
 TESTS += tests/check-mpi.sh
 EXTRA_DIST += tests/check-mpi.sh
 if HAVE_MPI
-# Built with the other check programs (not a test itself: check-mpi.sh
-# runs it under mpirun).
-check_PROGRAMS += tests/check-comm-mpi
+# Not a test itself (check-mpi.sh runs it under mpirun), so not among
+# check_PROGRAMS, which are the tests; check_DATA builds it before the
+# tests run.
+EXTRA_PROGRAMS = tests/check-comm-mpi
+check_DATA = tests/check-comm-mpi$(EXEEXT)
+CLEANFILES += tests/check-comm-mpi$(EXEEXT)
 tests_check_comm_mpi_SOURCES = tests/check-comm-mpi.c
 tests_check_comm_mpi_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_mpi_LDADD = backends/common/libsbranks.la \
