@@ -139,14 +139,15 @@ if head -n 1 "$tmp/results.txt" | grep -qx sat && grep -q '^((X_0 ' "$tmp/result
 else ko verify_sat_results_file_written_by_process_0; fi
 
 # ---- a process killed mid-run ----------------------------------------------------
-# A run long enough to be caught in the middle: branch and bound on a hard
-# instance. Rank 1's process is killed after a few seconds; the others
+# A run long enough to be caught in the middle however fast the machine:
+# a PGD attack of 20000 steps on an unsat instance (it finds nothing) takes
+# minutes, where the instance alone is proven in seconds. Rank 1's process is killed after a few seconds; the others
 # must be gone within 30 s, each saying that rank 1 was lost, exit status
 # 1, and no process of the job may remain.
 long_prop=$data/vnnlib/prop_3_0.05.vnnlib
 cp "$net2" "$tmp/killed.onnx"
 "$mpirun" -np 3 --oversubscribe "$cli" verify "$tmp/killed.onnx" "$long_prop" --timeout 600 \
-  --backend fsdp -o comm=mpi --batch 1 --iterations 50 > "$tmp/out" 2>&1 &
+  --backend fsdp -o comm=mpi --batch 1 --iterations 50 --attack-steps 20000 > "$tmp/out" 2>&1 &
 job=$!
 victim=
 for _ in $(seq 1 100); do
