@@ -195,6 +195,39 @@ find_malformed_line (const char *data)
   return 0;
 }
 
+/* The string value of group/key, or NULL with an error naming the file,
+ * group and key. GLib 2.74 mis-handles a value ending in a lone backslash
+ * after an invalid escape: it sets one GError over another (warning on
+ * stderr) and returns a string as well as the error. Such values are
+ * refused here first, and any error counts as failure. */
+static char *
+get_string_value (GKeyFile *kf, const char *path, const char *group,
+                  const char *key, GError **error)
+{
+  g_autofree char *raw = g_key_file_get_value (kf, group, key, NULL);
+  size_t len = raw != NULL ? strlen (raw) : 0, backslashes = 0;
+  while (backslashes < len && raw[len - 1 - backslashes] == '\\')
+    backslashes++;
+  if (backslashes % 2 == 1)
+    {
+      g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
+                   "%s: [%s] %s: the value ends with an escape character "
+                   "(a lone backslash)", path, group, key);
+      return NULL;
+    }
+  GError *local = NULL;
+  char *value = g_key_file_get_string (kf, group, key, &local);
+  if (local != NULL)
+    {
+      g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
+                   "%s: [%s] %s: %s", path, group, key, local->message);
+      g_error_free (local);
+      g_free (value);
+      return NULL;
+    }
+  return value;
+}
+
 static gboolean
 load_host_group (SbConfig *config, GKeyFile *kf, const char *path,
                  GError **error)
@@ -203,15 +236,9 @@ load_host_group (SbConfig *config, GKeyFile *kf, const char *path,
   g_autofree char *dir = g_path_get_dirname (path);
   for (char **k = keys; k != NULL && *k != NULL; k++)
     {
-      GError *local = NULL;
-      g_autofree char *value = g_key_file_get_string (kf, "host", *k, &local);
+      g_autofree char *value = get_string_value (kf, path, "host", *k, error);
       if (value == NULL)
-        {
-          g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
-                       "%s: [host] %s: %s", path, *k, local->message);
-          g_error_free (local);
-          return FALSE;
-        }
+        return FALSE;
       g_strstrip (value);
       if (strcmp (*k, "backend") == 0)
         {
@@ -257,15 +284,9 @@ load_backend_group (SbConfig *config, GKeyFile *kf, const char *path,
   g_auto (GStrv) keys = g_key_file_get_keys (kf, group, NULL, NULL);
   for (char **k = keys; k != NULL && *k != NULL; k++)
     {
-      GError *local = NULL;
-      g_autofree char *value = g_key_file_get_string (kf, group, *k, &local);
+      g_autofree char *value = get_string_value (kf, path, group, *k, error);
       if (value == NULL)
-        {
-          g_set_error (error, SB_PLUGIN_ERROR, SB_PLUGIN_ERROR_CONFIG,
-                       "%s: [%s] %s: %s", path, group, *k, local->message);
-          g_error_free (local);
-          return FALSE;
-        }
+        return FALSE;
       option_list_set (config->file_options, name, *k, g_strstrip (value));
     }
   return TRUE;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The CUDA backend against the CPU reference: every device-backed ABI
- * operation on the same random inputs must agree to float rounding. */
+ * operation on the same random inputs must agree to float rounding; and,
+ * in tests/cuda-ranks.c, the multi-rank backends at device=cuda. */
 #include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
@@ -822,6 +823,9 @@ static Suite *cuda_suite(void) {
   return s;
 }
 
+/* tests/cuda-ranks.c: fsdp and tp at device=cuda, loopback and NCCL. */
+Suite *cuda_ranks_suite(void);
+
 int main(void) {
   char why[1024];
   int probe = probe_gpu(why, sizeof why);
@@ -834,6 +838,7 @@ int main(void) {
     return 1;
   }
   SRunner *sr = srunner_create(cuda_suite());
+  srunner_add_suite(sr, cuda_ranks_suite());
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);

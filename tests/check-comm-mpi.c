@@ -15,7 +15,11 @@
 #include "backends/common/ranks.h"
 
 static SbRanks *pool_new(int fail_rank, long fail_at) {
-  SbRanksConfig cfg = {0, &sb_device_cpu_ops, fail_rank, fail_at, 1};
+  SbRanksConfig cfg = {.size = 0,
+                       .ops = &sb_device_cpu_ops,
+                       .fail_rank = fail_rank,
+                       .fail_at = fail_at,
+                       .processes = 1};
   SbRanks *p = NULL;
   char err[256];
   int st = sb_ranks_new(&cfg, &p, err, sizeof err);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests of the rank pool and the loopback communicator: every collective
- * for 1..4 ranks with uneven counts, deterministic sums, and failures that
- * end every rank's call with the failing rank named, never a hang. */
+ * for 1..4 ranks with uneven counts, deterministic sums, failures that end
+ * every rank's call with the failing rank named, never a hang, and devices
+ * whose work is queued and that cannot read each other's memory (GPUs). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,213 @@ START_TEST(test_pool_refuses_a_bad_rank_count) {
 }
 END_TEST
 
+/* ---- a device whose work is queued, like a GPU's ---- */
+
+/* Host memory, but copy, add and zero only run when the queue is drained
+ * (sync, free), and kernels may not read another rank's buffers: what a
+ * GPU rank looks like to the loopback communicator. */
+typedef struct QueuedOp {
+  int kind; /* 0 copy, 1 add, 2 zero */
+  float *dst;
+  const float *a, *b;
+  size_t n; /* floats */
+} QueuedOp;
+
+typedef struct LazyDevice {
+  SbDevice *cpu;
+  QueuedOp queue[64];
+  int pending;
+  int overflow;
+} LazyDevice;
+
+static int lazy_peer_checks; /* readable_from calls, all answered no */
+
+static LazyDevice *lazy(SbDevice *d) { return (LazyDevice *)d; }
+
+static int lazy_open(int ordinal, SbDevice **out, char *error, size_t size) {
+  LazyDevice *d = calloc(1, sizeof *d);
+  if (d == NULL)
+    return SB_ERR_OUT_OF_MEMORY;
+  int st = sb_device_cpu_ops.open(ordinal, &d->cpu, error, size);
+  if (st != SB_OK) {
+    free(d);
+    return st;
+  }
+  *out = (SbDevice *)d;
+  return SB_OK;
+}
+
+static int lazy_sync(SbDevice *dev) {
+  LazyDevice *d = lazy(dev);
+  for (int i = 0; i < d->pending; i++) {
+    QueuedOp *o = &d->queue[i];
+    for (size_t k = 0; k < o->n; k++)
+      o->dst[k] = o->kind == 0   ? o->a[k]
+                  : o->kind == 1 ? o->a[k] + o->b[k]
+                                 : 0.0f;
+  }
+  d->pending = 0;
+  return d->overflow ? SB_ERR_INTERNAL : SB_OK;
+}
+
+static void lazy_close(SbDevice *dev) {
+  lazy_sync(dev);
+  sb_device_cpu_ops.close(lazy(dev)->cpu);
+  free(dev);
+}
+
+static const char *lazy_last_error(const SbDevice *dev) {
+  return ((const LazyDevice *)dev)->overflow ? "queue overflow" : "";
+}
+
+static int64_t lazy_used_bytes(SbDevice *dev) { return -1; }
+
+static int lazy_alloc(SbDevice *dev, size_t bytes, void **out) {
+  return sb_device_cpu_ops.alloc(lazy(dev)->cpu, bytes, out);
+}
+
+static void lazy_free(SbDevice *dev, void *ptr) {
+  lazy_sync(dev); /* queued work may still use it, as on a GPU */
+  sb_device_cpu_ops.free(lazy(dev)->cpu, ptr);
+}
+
+static int enqueue(SbDevice *dev, int kind, float *dst, const float *a,
+                   const float *b, size_t n) {
+  LazyDevice *d = lazy(dev);
+  if (d->pending == 64) {
+    d->overflow = 1;
+    return SB_ERR_INTERNAL;
+  }
+  d->queue[d->pending++] = (QueuedOp){kind, dst, a, b, n};
+  return SB_OK;
+}
+
+static int lazy_copy(SbDevice *dev, void *dst, const void *src,
+                     size_t bytes) {
+  return enqueue(dev, 0, dst, src, NULL, bytes / sizeof(float));
+}
+
+static int lazy_add(SbDevice *dev, int64_t n, const float *a, const float *b,
+                    float *out) {
+  return enqueue(dev, 1, out, a, b, (size_t)n);
+}
+
+static int lazy_zero(SbDevice *dev, void *dst, size_t bytes) {
+  return enqueue(dev, 2, dst, NULL, NULL, bytes / sizeof(float));
+}
+
+static int lazy_readable_from(SbDevice *dev, SbDevice *peer) {
+  __atomic_add_fetch(&lazy_peer_checks, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static const SbDeviceOps lazy_ops = {
+    .name = "lazy",
+    .open = lazy_open,
+    .close = lazy_close,
+    .last_error = lazy_last_error,
+    .used_bytes = lazy_used_bytes,
+    .alloc = lazy_alloc,
+    .free = lazy_free,
+    .copy = lazy_copy,
+    .zero = lazy_zero,
+    .sync = lazy_sync,
+    .add = lazy_add,
+    .readable_from = lazy_readable_from,
+};
+
+/* Each rank writes its send buffer through its (queued) device, as a GPU
+ * kernel would, then reduce-scatters, all-reduces and all-gathers. */
+typedef struct {
+  int64_t counts[SB_RANKS_MAX];
+  int64_t total;
+  float *send[SB_RANKS_MAX], *scattered[SB_RANKS_MAX], *reduced[SB_RANKS_MAX];
+  float *gathered[SB_RANKS_MAX];
+} LazyJob;
+
+static int lazy_fn(SbRank *r, SbComm *c, void *arg) {
+  LazyJob *j = arg;
+  int q = r->index;
+  float host[32];
+  for (int64_t i = 0; i < j->total; i++)
+    host[i] = order_sensitive(q, i);
+  SbExec *x = &r->x;
+  int st = x->ops->copy(x->dev, j->send[q], host, j->total * sizeof(float));
+  if (st == SB_OK)
+    st = c->ops->reduce_scatter(c, q, x, j->send[q], j->counts,
+                                j->scattered[q]);
+  if (st == SB_OK)
+    st = x->ops->copy(x->dev, j->reduced[q], host, j->total * sizeof(float));
+  if (st == SB_OK)
+    st = c->ops->all_reduce(c, q, x, j->reduced[q], j->reduced[q], j->total);
+  int64_t at = 0;
+  for (int s = 0; s < q; s++)
+    at += j->counts[s];
+  if (st == SB_OK)
+    st = x->ops->copy(x->dev, j->gathered[q] + at, host,
+                      j->counts[q] * sizeof(float));
+  if (st == SB_OK)
+    st = c->ops->all_gather(c, q, x, j->gathered[q] + at, j->counts,
+                            j->gathered[q]);
+  return st == SB_OK ? x->ops->sync(x->dev) : st;
+}
+
+START_TEST(test_loopback_waits_for_queued_devices_and_stages_peer_blocks) {
+  for (int P = 1; P <= 4; P++) {
+    SbRanksConfig cfg = {P, &lazy_ops, -1, -1};
+    SbRanks *p = NULL;
+    char err[256];
+    ck_assert_msg(sb_ranks_new(&cfg, &p, err, sizeof err) == SB_OK, "%s",
+                  err);
+    LazyJob j;
+    uneven_counts(P, j.counts, &j.total);
+    for (int q = 0; q < P; q++) {
+      j.send[q] = calloc((size_t)j.total + 1, sizeof(float));
+      j.scattered[q] = calloc((size_t)j.counts[q] + 1, sizeof(float));
+      j.reduced[q] = calloc((size_t)j.total + 1, sizeof(float));
+      j.gathered[q] = calloc((size_t)j.total + 1, sizeof(float));
+    }
+    lazy_peer_checks = 0;
+    ck_assert_msg(sb_ranks_run(p, lazy_fn, &j, err, sizeof err) == SB_OK,
+                  "P=%d: %s", P, err);
+    int64_t at = 0;
+    for (int q = 0; q < P; q++) {
+      for (int64_t i = 0; i < j.counts[q]; i++) {
+        float want = sum_in_rank_order(P, at + i);
+        ck_assert_msg(memcmp(&j.scattered[q][i], &want, sizeof want) == 0,
+                      "P=%d reduce_scatter rank %d element %lld: %g != %g",
+                      P, q, (long long)i, j.scattered[q][i], want);
+        ck_assert_float_eq(j.gathered[0][at + i], order_sensitive(q, i));
+      }
+      at += j.counts[q];
+      for (int64_t i = 0; i < j.total; i++) {
+        float want = sum_in_rank_order(P, i);
+        ck_assert_msg(memcmp(&j.reduced[q][i], &want, sizeof want) == 0,
+                      "P=%d all_reduce rank %d element %lld", P, q,
+                      (long long)i);
+      }
+      for (int s = 0; s < P; s++)
+        ck_assert(memcmp(j.gathered[q], j.gathered[s],
+                         (size_t)j.total * sizeof(float)) == 0);
+    }
+    /* Peers' blocks were copied over before being added, in tracked
+     * communication buffers that are gone again. */
+    if (P > 1)
+      ck_assert_int_gt(lazy_peer_checks, 0);
+    for (int q = 0; q < P; q++) {
+      sb_memory_stats_v1 s = {.struct_size = sizeof s};
+      sb_mem_tracker_snapshot(&sb_ranks_rank(p, q)->mem, (uint32_t)q, &s);
+      ck_assert_uint_eq(s.current_bytes[SB_MEM_COMMUNICATION], 0);
+      free(j.send[q]);
+      free(j.scattered[q]);
+      free(j.reduced[q]);
+      free(j.gathered[q]);
+    }
+    sb_ranks_destroy(p);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("comm");
   TCase *tc = tcase_create("collectives");
@@ -295,6 +503,7 @@ int main(void) {
   tcase_add_test(tc, test_run_names_the_failing_rank_and_nobody_hangs);
   tcase_add_test(tc, test_injected_fault_fails_the_chosen_call_only);
   tcase_add_test(tc, test_pool_refuses_a_bad_rank_count);
+  tcase_add_test(tc, test_loopback_waits_for_queued_devices_and_stages_peer_blocks);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -254,7 +254,7 @@ START_TEST(test_context_rejects_unknown_and_bad_options) {
   } cases[] = {{{"rank", "2"}, "unknown option 'rank'"},
                {{"ranks", "0"}, "ranks='0'"},
                {{"ranks", "two"}, "ranks='two'"},
-               {{"device", "cuda"}, "device='cuda'"},
+               {{"device", "gpu"}, "device='gpu'"},
                {{"comm", "nccl"}, "comm='nccl'"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sb_context *ctx = NULL;
@@ -356,8 +356,13 @@ END_TEST
 
 /* ---- ABI 1.1: every new operation, bit for bit against the CPU ---- */
 
-#define VJP_S 5 /* not a multiple of any P > 1: uneven row splits */
-#define VJP_B 2
+/* Shapes of the ABI 1.1 comparison: S=5 is not a multiple of any P > 1
+ * (uneven row splits); the others have S < SB_ROW_BLOCK and more than one
+ * batch block, so their batch axis is split, in uneven blocks too. */
+static const int64_t vjp_shapes[][2] = {{5, 2},
+                                        {1, 2 * SB_BATCH_BLOCK + 1},
+                                        {3, 3 * SB_BATCH_BLOCK + 4},
+                                        {2, SB_BATCH_BLOCK + 1}};
 
 /* Appends the n floats of t to out (at *pos). */
 static void collect(Ctx *c, const sb_tensor *t, int64_t n, float *out,
@@ -371,8 +376,9 @@ static void collect(Ctx *c, const sb_tensor *t, int64_t n, float *out,
 /* Runs layer_backward_vjp (and, for relu, the alpha gradient) of every
  * layer of the net on one backend, then the layer-free 1.1 operations;
  * returns every result, concatenated, in a fresh buffer of *n floats. */
-static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t *n) {
-  const int64_t S = VJP_S, B = VJP_B, R = S * B;
+static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t S,
+                          int64_t B, int64_t *n) {
+  const int64_t R = S * B;
   int64_t cap = 0;
   for (int k = 1; k < net->n; k++)
     cap += 2 * R * net->size[k] + 64 * R * 64;
@@ -459,6 +465,7 @@ static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t *n) {
 }
 
 START_TEST(test_abi_1_1_operations_equal_cpu_bit_for_bit) {
+  const int64_t S = vjp_shapes[_i][0], B = vjp_shapes[_i][1];
   Net net;
   rng_state = 71;
   net_init(&net, 50);
@@ -470,16 +477,17 @@ START_TEST(test_abi_1_1_operations_equal_cpu_bit_for_bit) {
   Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   int64_t n_cpu = 0;
-  float *want = run_vjp_ops(&cpu, &net, 5, &n_cpu);
+  float *want = run_vjp_ops(&cpu, &net, 5, S, B, &n_cpu);
   for (int P = 1; P <= 4; P++) {
     Ctx fs = open_ranks(&fsdp_b, P);
     int64_t n = 0;
-    float *got = run_vjp_ops(&fs, &net, 5, &n);
+    float *got = run_vjp_ops(&fs, &net, 5, S, B, &n);
     ck_assert_int_eq(n, n_cpu);
     for (int64_t i = 0; i < n; i++)
       ck_assert_msg(memcmp(&got[i], &want[i], sizeof(float)) == 0,
-                    "P=%d result %lld: cpu %.9g, fsdp %.9g", P, (long long)i,
-                    want[i], got[i]);
+                    "S=%lld B=%lld P=%d result %lld: cpu %.9g, fsdp %.9g",
+                    (long long)S, (long long)B, P, (long long)i, want[i],
+                    got[i]);
     check_gathered_released(&fs);
     free(got);
     fs.d->context_destroy(fs.ctx);
@@ -493,9 +501,9 @@ END_TEST
 /* Runs linear backward from unit rows and from dense rows, then the linear
  * VJP, at S spec rows on one backend; returns every result concatenated
  * (*n floats). */
-static float *run_blocked_linear(Ctx *c, int64_t S, int64_t *n) {
-  const int64_t B = 2, IN = 37, OUT = 29, R = S * B;
-  rng_state = 1000 + (unsigned)S;
+static float *run_blocked_linear(Ctx *c, int64_t S, int64_t B, int64_t *n) {
+  const int64_t IN = 37, OUT = 29, R = S * B;
+  rng_state = 1000 + (unsigned)(S * 7 + B);
   float *w = rand_vec(OUT * IN, 0.2f), *bias = rand_vec(OUT, 0.2f);
   float *A0 = rand_vec(R * OUT, 1.0f), *G0 = rand_vec(R * IN, 1.0f);
   float *g = rand_vec(R, 1.0f);
@@ -561,11 +569,11 @@ START_TEST(test_linear_blocks_equal_cpu_bit_for_bit_around_block_size) {
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     int64_t n_cpu = 0;
-    float *want = run_blocked_linear(&cpu, sizes[i], &n_cpu);
+    float *want = run_blocked_linear(&cpu, sizes[i], 2, &n_cpu);
     for (int P = 2; P <= 4; P++) {
       Ctx fs = open_ranks(&fsdp_b, P);
       int64_t n = 0;
-      float *got = run_blocked_linear(&fs, sizes[i], &n);
+      float *got = run_blocked_linear(&fs, sizes[i], 2, &n);
       ck_assert_int_eq(n, n_cpu);
       for (int64_t k = 0; k < n; k++)
         ck_assert_msg(memcmp(&got[k], &want[k], sizeof(float)) == 0,
@@ -580,14 +588,61 @@ START_TEST(test_linear_blocks_equal_cpu_bit_for_bit_around_block_size) {
 }
 END_TEST
 
+/* With S < SB_ROW_BLOCK, FSDP splits the batch at multiples of
+ * SB_BATCH_BLOCK, and one device blocks its GEMMs per spec row and batch
+ * block: the same calls, so bitwise equal at batch sizes around one and
+ * several blocks, with ranks left without any. */
+START_TEST(test_linear_batch_blocks_equal_cpu_bit_for_bit) {
+  const int64_t batches[] = {SB_BATCH_BLOCK + 1, 3 * SB_BATCH_BLOCK - 1,
+                             5 * SB_BATCH_BLOCK + 7};
+  const int64_t specs[] = {1, 4, SB_ROW_BLOCK - 1};
+  Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
+  Ctx cpu = open_ctx(&cpu_b, NULL, 0);
+  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++)
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+      if (specs[k] > 4 && i > 0)
+        continue; /* many spec rows: one batch size suffices */
+      int64_t S = specs[k], B = batches[i], n_cpu = 0;
+      float *want = run_blocked_linear(&cpu, S, B, &n_cpu);
+      for (int P = 2; P <= 4; P++) {
+        Ctx fs = open_ranks(&fsdp_b, P);
+        int64_t n = 0;
+        float *got = run_blocked_linear(&fs, S, B, &n);
+        ck_assert_int_eq(n, n_cpu);
+        for (int64_t e = 0; e < n; e++)
+          ck_assert_msg(memcmp(&got[e], &want[e], sizeof(float)) == 0,
+                        "S=%lld B=%lld P=%d result %lld: cpu %.9g, fsdp "
+                        "%.9g",
+                        (long long)S, (long long)B, P, (long long)e, want[e],
+                        got[e]);
+        free(got);
+        fs.d->context_destroy(fs.ctx);
+      }
+      free(want);
+    }
+  cpu.d->context_destroy(cpu.ctx);
+}
+END_TEST
+
 /* A linear backward after a ReLU backward with stably inactive neurons
  * multiplies only the live columns of A, and the VJP only the non-zero
  * columns of G, chosen block by block from the block's own data: FSDP
  * runs the same blocks, so the products are the same calls. The later
  * blocks have extra dead columns, so blocks differ. */
+/* Spec rows and batch of the zero-column comparison: blocks of spec rows,
+ * then blocks of the batch (S < SB_ROW_BLOCK). */
+static const int64_t zero_col_shapes[][2] = {
+    {2 * SB_ROW_BLOCK + 3, 2}, {3, 3 * SB_BATCH_BLOCK + 5}};
+
+/* A row of the second spec block or of a later batch block: those get
+ * extra dead columns, so that blocks select different columns. */
+static int later_block(int64_t r, int64_t B) {
+  return r / B >= SB_ROW_BLOCK || r % B >= SB_BATCH_BLOCK;
+}
+
 START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
-  const int64_t S = 2 * SB_ROW_BLOCK + 3, B = 2, IN = 257, OUT = 300;
-  const int64_t R = S * B;
+  const int64_t S = zero_col_shapes[_i][0], B = zero_col_shapes[_i][1];
+  const int64_t IN = 257, OUT = 300, R = S * B;
   Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
   rng_state = 4242;
   float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
@@ -595,17 +650,18 @@ START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
   float *pl = malloc((size_t)(B * OUT) * sizeof(float));
   float *pu = malloc((size_t)(B * OUT) * sizeof(float));
   for (int64_t i = 0; i < B * OUT; i++) {
-    int dead = (i % OUT) % 5 < 3;
+    int dead = (i % OUT) % 5 < 3 ||
+               (i / OUT >= SB_BATCH_BLOCK && (i % OUT) % 7 == 0);
     pl[i] = dead ? -1.0f - 0.5f * frand() : -0.3f + 0.2f * frand();
     pu[i] = dead ? -0.05f * (frand() + 1.0f) : 0.5f + 0.2f * frand();
   }
-  for (int64_t r = SB_ROW_BLOCK * B; r < 2 * SB_ROW_BLOCK * B; r++)
-    for (int64_t n = 0; n < OUT; n += 7)
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t n = 0; n < OUT && later_block(r, B); n += 7)
       A0[r * OUT + n] = 0.0f;
   float *G0 = rand_vec(R * IN, 1.0f);
   for (int64_t r = 0; r < R; r++)
     for (int64_t j = 0; j < IN; j++)
-      if (j % 5 < 3 || (r >= SB_ROW_BLOCK * B && j % 7 == 0))
+      if (j % 5 < 3 || (later_block(r, B) && j % 7 == 0))
         G0[r * IN + j] = 0.0f;
   sb_layer_desc_v1 dl = {.struct_size = sizeof dl, .kind = SB_LAYER_LINEAR,
                          .in_size = IN, .out_size = OUT, .weight = w,
@@ -685,6 +741,88 @@ START_TEST(test_spec_row_split_is_whole_blocks_covering_all_rows) {
 }
 END_TEST
 
+/* Whole batch blocks per rank, as even as blocks allow, covering B. */
+START_TEST(test_batch_split_is_whole_blocks_covering_all_elements) {
+  const int64_t sizes[] = {0, 1, SB_BATCH_BLOCK, SB_BATCH_BLOCK + 1,
+                           7 * SB_BATCH_BLOCK - 2};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (int P = 1; P <= 5; P++) {
+      int64_t next = 0, most = 0, least = sizes[i] + SB_BATCH_BLOCK;
+      for (int r = 0; r < P; r++) {
+        int64_t start, count;
+        sb_split_batch(sizes[i], P, r, &start, &count);
+        ck_assert_int_ge(count, 0);
+        ck_assert_int_eq(start, next);
+        ck_assert_int_eq(start % SB_BATCH_BLOCK == 0 || start == sizes[i], 1);
+        next = start + count;
+        int64_t blocks = (count + SB_BATCH_BLOCK - 1) / SB_BATCH_BLOCK;
+        most = blocks > most ? blocks : most;
+        least = blocks < least ? blocks : least;
+      }
+      ck_assert_int_eq(next, sizes[i]);
+      ck_assert_int_le(most - least, 1);
+    }
+  /* The batch is split only where the spec rows cannot be. */
+  ck_assert(!sb_blocks_by_batch(SB_ROW_BLOCK, 10 * SB_BATCH_BLOCK));
+  ck_assert(!sb_blocks_by_batch(1, SB_BATCH_BLOCK));
+  ck_assert(sb_blocks_by_batch(SB_ROW_BLOCK - 1, SB_BATCH_BLOCK + 1));
+}
+END_TEST
+
+/* A tensor split by batch elements: every rank holds a slice of every
+ * spec row. Writes and reads across slice borders, both dtypes. */
+START_TEST(test_tensor_write_read_round_trips_batch_slices) {
+  Backend fsdp_b = load("fsdp");
+  const int64_t S = 3, B = 3 * SB_BATCH_BLOCK + 1, N = 2, n = S * B * N;
+  Ctx c = open_ranks(&fsdp_b, 3);
+  double *v = malloc((size_t)n * sizeof *v);
+  double *back = malloc((size_t)n * sizeof *back);
+  float *f = malloc((size_t)n * sizeof *f);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = (double)i + 0.5;
+  sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+  const int64_t lo = SB_BATCH_BLOCK * N - 3, hi = n - B * N / 2;
+  ok(&c, c.d->tensor_write(c.ctx, A, lo, hi - lo, SB_DTYPE_F64, v + lo),
+     "write");
+  memset(back, 0, (size_t)n * sizeof *back);
+  ok(&c, c.d->tensor_read(c.ctx, A, 0, n, SB_DTYPE_F64, back), "read");
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(back[i] == (i >= lo && i < hi ? v[i] : 0.0),
+                  "element %lld: %g", (long long)i, back[i]);
+  ok(&c, c.d->tensor_read(c.ctx, A, lo + 1, 50, SB_DTYPE_F32, f), "read");
+  for (int64_t i = 0; i < 50; i++)
+    ck_assert(f[i] == (float)v[lo + 1 + i]);
+  c.d->tensor_free(c.ctx, A);
+  c.d->context_destroy(c.ctx);
+  free(v), free(back), free(f);
+}
+END_TEST
+
+/* Branch-and-bound's alphas, [S, B, N] with a few atoms and many domains:
+ * each rank stores only its domains' slopes, its whole batch blocks: 1/P
+ * of them when P divides the blocks. */
+START_TEST(test_batch_split_alpha_bytes_are_a_share_per_rank) {
+  Backend fsdp_b = load("fsdp");
+  const int64_t S = 2, blocks = 4, B = blocks * SB_BATCH_BLOCK, N = 100;
+  const uint64_t whole = (uint64_t)(S * B * N) * sizeof(float);
+  for (int P = 1; P <= 4; P++) {
+    const uint64_t share = whole / blocks * ((blocks + P - 1) / P);
+    Ctx c = open_ranks(&fsdp_b, P);
+    sb_tensor *al = tensor(&c, SB_MEM_ALPHA, S, B, N, NULL);
+    uint64_t sum = 0;
+    for (int r = 0; r < P; r++) {
+      sb_memory_stats_v1 st = {.struct_size = sizeof st};
+      ok(&c, c.d->memory_stats(c.ctx, r, &st), "memory_stats");
+      ck_assert_uint_le(st.current_bytes[SB_MEM_ALPHA], share);
+      sum += st.current_bytes[SB_MEM_ALPHA];
+    }
+    ck_assert_uint_eq(sum, whole);
+    c.d->tensor_free(c.ctx, al);
+    c.d->context_destroy(c.ctx);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fsdp");
   TCase *tc = tcase_create("fsdp");
@@ -698,9 +836,19 @@ int main(void) {
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_rows);
   tcase_add_test(tc, test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
-  tcase_add_test(tc, test_abi_1_1_operations_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_linear_blocks_equal_cpu_bit_for_bit_around_block_size);
-  tcase_add_test(tc, test_linear_with_zero_columns_equals_cpu_bit_for_bit);
+  tcase_add_loop_test(tc, test_linear_with_zero_columns_equals_cpu_bit_for_bit,
+                      0, sizeof zero_col_shapes / sizeof zero_col_shapes[0]);
+  suite_add_tcase(s, tc);
+  /* Many small multi-rank calls: slow on a loaded machine. */
+  tc = tcase_create("batch split");
+  tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, test_abi_1_1_operations_equal_cpu_bit_for_bit, 0,
+                      sizeof vjp_shapes / sizeof vjp_shapes[0]);
+  tcase_add_test(tc, test_linear_batch_blocks_equal_cpu_bit_for_bit);
+  tcase_add_test(tc, test_batch_split_is_whole_blocks_covering_all_elements);
+  tcase_add_test(tc, test_tensor_write_read_round_trips_batch_slices);
+  tcase_add_test(tc, test_batch_split_alpha_bytes_are_a_share_per_rank);
   tcase_add_test(tc, test_spec_row_split_is_whole_blocks_covering_all_rows);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

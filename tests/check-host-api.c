@@ -95,6 +95,44 @@ START_TEST (test_api_bounds_match_every_golden)
 }
 END_TEST
 
+/* Every rank's memory of a verdict: the root phase was measured, the whole
+ * run's peak is the larger of the phases', and a bad rank is refused. */
+static void
+check_verdict_memory (const ShardboundVerdict *v, int ranks)
+{
+  ck_assert_int_eq (shardbound_verdict_rank_count (v), ranks);
+  ck_assert (shardbound_verdict_bab_seconds (v) >= 0
+             && shardbound_verdict_bab_seconds (v) <= shardbound_verdict_seconds (v));
+  ck_assert (shardbound_verdict_has_memory (v, SHARDBOUND_VERIFY_PHASE_ALL));
+  ck_assert (shardbound_verdict_has_memory (v, SHARDBOUND_VERIFY_PHASE_ROOT));
+  gboolean branched = shardbound_verdict_has_memory (v, SHARDBOUND_VERIFY_PHASE_BAB);
+  ck_assert (branched || shardbound_verdict_domains (v) == 0);
+  g_autoptr (GError) error = NULL;
+  for (int r = 0; r < ranks; r++)
+    {
+      ShardboundMemoryStats all = { .struct_size = sizeof all }, root = all, bab = all;
+      ck_assert (shardbound_verdict_memory (v, r, SHARDBOUND_VERIFY_PHASE_ALL, &all, &error));
+      ck_assert (shardbound_verdict_memory (v, r, SHARDBOUND_VERIFY_PHASE_ROOT, &root, &error));
+      ck_assert_uint_gt (root.baseline_bytes, 0);
+      ck_assert_uint_ge (root.peak_bytes, root.baseline_bytes);
+      if (branched)
+        {
+          ck_assert (shardbound_verdict_memory (v, r, SHARDBOUND_VERIFY_PHASE_BAB, &bab, &error));
+          ck_assert_uint_eq (all.peak_bytes, MAX (root.peak_bytes, bab.peak_bytes));
+        }
+      else
+        {
+          ck_assert (!shardbound_verdict_memory (v, r, SHARDBOUND_VERIFY_PHASE_BAB, &bab, &error));
+          ck_assert (g_error_matches (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT));
+          g_clear_error (&error);
+          ck_assert_uint_eq (all.peak_bytes, root.peak_bytes);
+        }
+    }
+  ShardboundMemoryStats st = { .struct_size = sizeof st };
+  ck_assert (!shardbound_verdict_memory (v, ranks, SHARDBOUND_VERIFY_PHASE_ALL, &st, &error));
+  ck_assert (g_error_matches (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT));
+}
+
 START_TEST (test_verify_answers_unsat_and_sat_with_a_counterexample_in_the_box)
 {
   g_autoptr (ShardboundSession) s = open_session ("fsdp", 2);
@@ -110,12 +148,14 @@ START_TEST (test_verify_answers_unsat_and_sat_with_a_counterexample_in_the_box)
       g_autofree char *path = example_path (props[i]);
       g_autoptr (ShardboundProperty) p = shardbound_property_load (path, &error);
       ck_assert (p != NULL);
+      ck_assert (shardbound_session_memory_reset (s, &error));
       g_autoptr (ShardboundVerdict) v = shardbound_verify (net, p, settings, &error);
       ck_assert_msg (v != NULL, "%s", error ? error->message : "");
       ck_assert_str_eq (shardbound_answer_name (shardbound_verdict_answer (v)), i ? "sat" : "unsat");
       const float *x = shardbound_verdict_input (v);
       if (i == 0)
         {
+          check_verdict_memory (v, 2);
           ck_assert (x == NULL && shardbound_verdict_region (v) == -1);
           continue;
         }
@@ -203,12 +243,23 @@ START_TEST (test_every_setting_key_accepts_a_valid_value_and_refuses_a_bad_one)
       const char *good = g_str_equal (keys[n], "branching") ? "fsb" : "1";
       ck_assert_msg (shardbound_settings_set (s, keys[n], good, &error), "%s: %s", keys[n],
                      error ? error->message : "");
+      /* What get reads back, set accepts and gives back unchanged. */
+      g_autofree char *value = shardbound_settings_get (s, keys[n], &error);
+      ck_assert_msg (value != NULL && shardbound_settings_set (s, keys[n], value, &error), "%s", keys[n]);
+      g_autofree char *again = shardbound_settings_get (s, keys[n], &error);
+      ck_assert_str_eq (again, value);
       ck_assert (!shardbound_settings_set (s, keys[n], "-3x", &error));
       ck_assert (g_error_matches (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT));
       ck_assert_msg (strstr (error->message, keys[n]) != NULL, "%s", error->message);
     }
-  ck_assert_int_ge (n, 17);
+  ck_assert_int_ge (n, 18);
   g_autoptr (GError) error = NULL;
+  ck_assert (shardbound_settings_set (s, "bab_time", "2.5", &error));
+  g_autofree char *bab_time = shardbound_settings_get (s, "bab_time", &error);
+  ck_assert_str_eq (bab_time, "2.5");
+  ck_assert (shardbound_settings_get (s, "iteratoins", &error) == NULL);
+  ck_assert (g_error_matches (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT));
+  g_clear_error (&error);
   ck_assert (!shardbound_settings_set (s, "iteratoins", "3", &error));
   ck_assert_msg (strstr (error->message, "unknown setting 'iteratoins'") != NULL, "%s", error->message);
 }

@@ -54,9 +54,16 @@ setup_dirs (void)
   made_dirs = g_ptr_array_new_with_free_func (g_free);
 }
 
+/* The registry of load_alone, which keeps its entry valid until the
+ * test's teardown frees it. */
+static SbRegistry *alone_registry;
+
 static void
 remove_made_dirs (void)
 {
+  if (alone_registry != NULL)
+    sb_registry_free (alone_registry);
+  alone_registry = NULL;
   for (guint i = 0; i < made_dirs->len; i++)
     remove_dir (g_ptr_array_index (made_dirs, i));
   g_ptr_array_unref (made_dirs);
@@ -83,14 +90,13 @@ install_fixture (const char *dir, const char *fixture, const char *as)
   return dst;
 }
 
-/* Loads one fixture alone and returns its entry (the registry leaks into the
- * forked test, which is what keeps the entry valid). */
+/* Loads one fixture alone and returns its entry. */
 static const SbBackendEntry *
 load_alone (const char *fixture, char **path_out)
 {
-  char *dir = make_dir ();
+  g_autofree char *dir = make_dir ();
   char *path = install_fixture (dir, fixture, fixture);
-  SbRegistry *registry = sb_registry_new ();
+  SbRegistry *registry = alone_registry = sb_registry_new ();
   sb_registry_load_dir (registry, dir);
   const GPtrArray *entries = sb_registry_entries (registry);
   ck_assert_uint_eq (entries->len, 1);
@@ -460,7 +466,7 @@ END_TEST
 static SbRegistry *
 registry_with (const char *const *fixtures, gsize n)
 {
-  char *dir = make_dir ();
+  g_autofree char *dir = make_dir ();
   for (gsize i = 0; i < n; i++)
     g_free (install_fixture (dir, fixtures[i], fixtures[i]));
   SbRegistry *registry = sb_registry_new ();

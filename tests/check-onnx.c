@@ -589,7 +589,7 @@ START_TEST (test_onnx_rejects_huge_and_negative_dims)
   int64_t huge[2] = { 100000, 100000 }, neg[2] = { 3, -4 }, big_in[3] = { 1, 1 << 20, 1 << 12 };
   float tiny[4] = { 0 };
   const int64_t *dims[] = { huge, neg };
-  const char *expect[] = { "2^31", "negative" };
+  const char *expect[] = { "SHARDBOUND_MAX_BYTES", "negative" };
   char *msg;
 
   for (int k = 0; k < 2; k++)
@@ -613,9 +613,54 @@ START_TEST (test_onnx_rejects_huge_and_negative_dims)
     sb_onnx_builder_add_output (b, "y", 2, out);
     sb_onnx_builder_add_node (b, "Relu", "r", NAMES ("x"), NAMES ("y"));
     msg = expect_error (build (b), SB_ONNX_ERROR_INVALID);
-    ck_assert_msg (strstr (msg, "2^31"), "%s", msg);
+    ck_assert_msg (strstr (msg, "limit of 1073741824 bytes"), "%s", msg);
     g_free (msg);
   }
+}
+END_TEST
+
+/* The limit is one setting: lowering it refuses what the default takes,
+ * before the weights are converted. */
+START_TEST (test_onnx_max_bytes_setting_refuses_large_tensors)
+{
+  g_autoptr (SbGraph) g = parse_ok (build (tiny_mlp ()));
+  char *msg;
+
+  /* W is 3x4: 96 bytes at 8 an element. */
+  g_setenv ("SHARDBOUND_MAX_BYTES", "64", TRUE);
+  msg = expect_error (build (tiny_mlp ()), SB_ONNX_ERROR_INVALID);
+  ck_assert_msg (strstr (msg, "'W'") && strstr (msg, "limit of 64 bytes"), "%s", msg);
+  g_free (msg);
+  g_setenv ("SHARDBOUND_MAX_BYTES", "1K", TRUE);
+  sb_graph_free (parse_ok (build (tiny_mlp ())));
+  g_unsetenv ("SHARDBOUND_MAX_BYTES");
+}
+END_TEST
+
+/* A chain of 200000 ReLUs written in reverse order: the import sorts it
+ * without recursion (no stack overflow) in linear time, about a second of
+ * CPU here; sorting by repeated sweeps, one sweep per node for this order,
+ * would take 2*10^10 steps and hit the test timeout. */
+START_TEST (test_onnx_deep_graph_in_reverse_order_imports)
+{
+  enum { DEPTH = 200000 };
+  SbOnnxBuilder *b = sb_onnx_builder_new ();
+  int64_t in[2] = { 1, 2 }, out[2] = { 1, 2 };
+
+  sb_onnx_builder_add_input (b, "t0", 2, in);
+  sb_onnx_builder_add_output (b, "t200000", 2, out);
+  for (int i = DEPTH; i >= 1; i--)
+    {
+      char x[16], y[16];
+
+      g_snprintf (x, sizeof x, "t%d", i - 1);
+      g_snprintf (y, sizeof y, "t%d", i);
+      sb_onnx_builder_add_node (b, "Relu", NULL, NAMES (x), NAMES (y));
+    }
+  g_autoptr (SbGraph) g = parse_ok (build (b));
+  ck_assert_int_eq (count_kind (g, SB_NODE_RELU), DEPTH);
+  for (int i = 1; i < sb_graph_n_nodes (g); i++)
+    ck_assert_int_eq (sb_graph_node (g, i)->inputs[0], i - 1);
 }
 END_TEST
 
@@ -909,6 +954,8 @@ onnx_suite (void)
   tcase_add_test (bad, test_onnx_rejects_add_size_mismatch);
   tcase_add_test (bad, test_onnx_rejects_several_inputs_or_outputs);
   tcase_add_test (bad, test_onnx_load_reports_missing_file);
+  tcase_add_test (bad, test_onnx_max_bytes_setting_refuses_large_tensors);
+  tcase_add_test (bad, test_onnx_deep_graph_in_reverse_order_imports);
   suite_add_tcase (s, bad);
 
   tcase_add_test (mk, test_mkmodel_mlp_round_trips_through_the_importer);

@@ -343,7 +343,7 @@ START_TEST(test_context_rejects_unknown_and_bad_options) {
   } cases[] = {{{"rank", "2"}, "unknown option 'rank'"},
                {{"ranks", "0"}, "ranks='0'"},
                {{"ranks", "two"}, "ranks='two'"},
-               {{"device", "cuda"}, "device='cuda'"},
+               {{"device", "gpu"}, "device='gpu'"},
                {{"comm", "nccl"}, "comm='nccl'"},
                {{"fail_rank", "1"}, "needs both"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -570,6 +570,47 @@ START_TEST (test_dnf_blowup_is_refused)
 }
 END_TEST
 
+/* A million disjuncts (a 20 MB file, generated here): refused with the
+ * size limit's message after reading, never an out-of-memory kill. */
+START_TEST (test_million_disjuncts_are_refused)
+{
+  GString *s = g_string_new (DECLS BOX "(assert (or\n");
+  GError *error = NULL;
+  SbProperty *prop;
+
+  for (int i = 0; i < 1000000; i++)
+    g_string_append (s, "(and (<= Y_0 Y_1))\n");
+  g_string_append (s, "))\n");
+  prop = sb_vnnlib_parse (s->str, s->len, &error);
+  ck_assert_ptr_null (prop);
+  ck_assert_ptr_nonnull (error);
+  ck_assert_int_eq (error->code, SB_VNNLIB_ERROR_UNSUPPORTED);
+  ck_assert_msg (strstr (error->message, "100000 disjuncts") != NULL, "%s", error->message);
+  g_error_free (error);
+  g_string_free (s, TRUE);
+}
+END_TEST
+
+/* The box table counts against SHARDBOUND_MAX_BYTES (limits.h). */
+START_TEST (test_max_bytes_setting_limits_input_boxes)
+{
+  const char *text = DECLS BOX "(assert (<= Y_0 Y_1))\n";
+  GError *error = NULL;
+  SbProperty *prop;
+
+  g_setenv ("SHARDBOUND_MAX_BYTES", "16", TRUE);
+  prop = sb_vnnlib_parse (text, strlen (text), &error);
+  g_unsetenv ("SHARDBOUND_MAX_BYTES");
+  ck_assert_ptr_null (prop);
+  ck_assert_int_eq (error->code, SB_VNNLIB_ERROR_UNSUPPORTED);
+  ck_assert_msg (strstr (error->message, "limit of 16 bytes") != NULL, "%s", error->message);
+  g_clear_error (&error);
+  prop = sb_vnnlib_parse (text, strlen (text), &error);
+  ck_assert_msg (prop != NULL, "%s", error ? error->message : "");
+  sb_property_free (prop);
+}
+END_TEST
+
 START_TEST (test_deep_nesting_is_refused)
 {
   GString *s = g_string_new (DECLS BOX "(assert ");
@@ -720,6 +761,8 @@ vnnlib_suite (void)
                        G_N_ELEMENTS (bad_cases));
   tcase_add_test (bad, test_dnf_blowup_is_refused);
   tcase_add_test (bad, test_deep_nesting_is_refused);
+  tcase_add_test (bad, test_million_disjuncts_are_refused);
+  tcase_add_test (bad, test_max_bytes_setting_limits_input_boxes);
   tcase_add_test (bad, test_every_prefix_fails_cleanly_or_parses);
   suite_add_tcase (s, bad);
 

@@ -26,6 +26,15 @@ tests_check_multirank_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSON_GLIB_CFLAGS) $
 tests_check_multirank_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(JSON_GLIB_LIBS) $(GLIB_LIBS) $(CHECK_LIBS) -lm
 
+# Inputs the fuzz harnesses found (tests/data/regress), replayed through
+# the harnesses' code paths; the load path is the harness's own file.
+check_PROGRAMS += tests/check-regress
+tests_check_regress_SOURCES = tests/check-regress.c fuzz/load_path.c fuzz/load_path.h \
+	hosts/api/session_setup.c hosts/api/session_setup.h
+tests_check_regress_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_regress_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
+	$(GLIB_LIBS) $(CHECK_LIBS) -lm
+EXTRA_DIST += tests/data/regress
 # Ranks as MPI processes: tests/check-mpi.sh runs the communicator's own
 # test program and the command under mpirun (-np 2 and 4).
 TESTS += tests/check-mpi.sh

@@ -60,6 +60,26 @@ if head -n 1 "$tmp/res.txt" | grep -qx sat && grep -q '^((X_0 ' "$tmp/res.txt" &
   pass=$((pass + 1)); echo "PASS: verify_writes_vnncomp_counterexample"
 else fail=$((fail + 1)); echo "FAIL: verify_writes_vnncomp_counterexample"; cat "$tmp/res.txt"; fi
 
+# verify --json: the answer, times, domains and every rank's memory (root
+# phase and branch-and-bound), with the process's peak RSS.
+"$cli" verify "$net" "$unsat" --quiet --timeout 60 --json --backend fsdp --ranks 2 > "$tmp/v.json" 2>/dev/null
+if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["answer"] == "unsat" and d["backend"] == "fsdp", d["answer"]
+assert d["seconds"] > 0 and d["domains"] >= 1
+assert d["branch_and_bound"]["domains"] == d["domains"]
+m = d["memory"]
+assert m["process_peak_rss_bytes"] > 0 and m["max_memory_mib_per_rank"] == 4096
+assert [r["rank"] for r in m["per_rank"]] == [0, 1]
+for r in m["per_rank"]:
+    assert r["peak_bytes"] >= r["baseline_bytes"] > 0
+    assert r["peak_bytes"] == max(r["root"]["peak_bytes"], r["bab"]["peak_bytes"])
+    assert "alpha" in r["by_category"] and "peak" in r["bab"]["by_category"]["alpha"]
+' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_is_valid_and_complete"
+else fail=$((fail + 1)); echo "FAIL: verify_json_is_valid_and_complete"; cat "$tmp/v.json"; fi
+check verify_help_says_max_memory_is_per_rank 0 "Per rank" -- "$cli" verify --help
+
 # Bad input: exit status 2 and a message naming the problem.
 head -c 5000 "$net" > "$tmp/truncated.onnx"
 check truncated_onnx_is_rejected 2 "truncated.onnx" -- "$cli" bounds "$tmp/truncated.onnx" "$unsat"

@@ -131,6 +131,11 @@ for r in res:
     rows.append((model, r["backend"], r["ranks"], r["median_seconds"], base, peak, max(rss)))
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t") \
     if "model name" in open("/proc/cpuinfo").read() else platform.machine()
+# The branch-and-bound section is tools/bench-bab.sh's: kept as it is.
+import os
+bab = ""
+if os.path.exists(md) and "<!-- bab:begin -->" in open(md).read():
+    bab = "<!-- bab:begin -->" + open(md).read().split("<!-- bab:begin -->", 1)[1]
 with open(md, "w") as f:
     f.write("<!-- SPDX-License-Identifier: MIT -->\n")
     f.write("# Benchmarks: time and per-rank memory\n\n")
@@ -197,6 +202,8 @@ the same column blocking on one device. Until then the transient is one
 whole layer per rank, and none with one rank (the shard is the layer and is
 used in place).
 """)
+    if bab:
+        f.write("\n" + bab)
 with open(dat, "w") as f:
     # Blocks 0-3: wide/fsdp, resnet/fsdp, wide/tp, resnet/tp; P = 1 is the
     # cpu backend for both, so every curve starts at single-device memory.

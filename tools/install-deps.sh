@@ -12,4 +12,14 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
   openmpi-bin libopenmpi-dev \
-  python3 python3-numpy python3-torch gnuplot-nox >/dev/null
+  python3 python3-numpy python3-torch gnuplot-nox help2man \
+  clang-14 libclang-rt-14-dev llvm-14 >/dev/null
+# clang-14 with its runtime (libFuzzer, ASan, UBSan) builds the fuzz
+# harnesses (make fuzz); llvm-14 brings llvm-symbolizer for readable
+# sanitizer stacks. gcc's ASan and UBSan (configure --enable-sanitizers)
+# come with build-essential.
+# Debian packaging and its check (make check-packaging, run by CI): package
+# build tools, abigail-tools (libshardbound's ABI check), lintian, and
+# mmdebstrap for the throw-away root.
+$SUDO apt-get install -y -qq --no-install-recommends \
+  debhelper dpkg-dev abigail-tools lintian mmdebstrap mount >/dev/null

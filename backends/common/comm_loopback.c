@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The loopback communicator: ranks are threads of one process that exchange
- * device pointers and meet at status-carrying barriers. */
+ * device pointers and meet at status-carrying barriers. Only device ops
+ * touch the buffers, so the ranks' devices may be CPUs or GPUs (several
+ * ranks on one GPU included): a rank drains its device queue before others
+ * may read what it wrote, and before they may reuse what it read. */
 #include "backends/common/comm.h"
 
 #include <pthread.h>
@@ -23,6 +26,7 @@ typedef struct Loopback {
   float **recv;
   const int64_t **counts;
   void **host; /* host buffers of the host-memory collectives */
+  SbDevice **devs;
 } Loopback;
 
 static Loopback *lb(SbComm *c) { return (Loopback *)c; }
@@ -105,15 +109,45 @@ static int dev_copy(SbExec *x, float *dst, const float *src, int64_t n) {
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "collective copy");
 }
 
-/* dst [n] = sum over ranks in order of src[q] + offset. */
+/* Device work is queued asynchronously (on a GPU): a rank's buffers are
+ * complete for the other ranks, or no longer read by it, only once its
+ * device has finished everything issued so far. Keeps an earlier failure. */
+static int drain(SbExec *x, int st) {
+  if (st != SB_OK)
+    return st;
+  st = x->ops->sync(x->dev);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "collective sync");
+}
+
+/* Whether this rank's kernels may read rank q's buffers in place. */
+static int peer_readable(Loopback *s, SbExec *x, int q) {
+  return x->ops->readable_from == NULL || s->devs[q] == x->dev ||
+         x->ops->readable_from(x->dev, s->devs[q]);
+}
+
+/* dst [n] = sum over ranks in order of src[q] + offset. A peer's block that
+ * this device cannot read in place is copied over first; the additions,
+ * and so the result, are the same either way. */
 static int sum_in_order(Loopback *s, SbExec *x, float *dst, int64_t offset,
                         int64_t n) {
+  SbBuffer stage = {0};
   int st = dev_copy(x, dst, s->send[0] + offset, n);
   for (int q = 1; q < s->base.size && st == SB_OK; q++) {
-    st = x->ops->add(x->dev, n, dst, s->send[q] + offset, dst);
+    const float *src = s->send[q] + offset;
+    if (!peer_readable(s, x, q)) {
+      if (stage.ptr == NULL)
+        st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, n, &stage);
+      if (st == SB_OK)
+        st = dev_copy(x, stage.ptr, src, n);
+      if (st != SB_OK)
+        break;
+      src = stage.ptr;
+    }
+    st = x->ops->add(x->dev, n, dst, src, dst);
     if (st != SB_OK)
       st = sb_exec_device_fail(x, st, "collective sum");
   }
+  sb_exec_free(x, &stage);
   return st;
 }
 
@@ -129,6 +163,8 @@ static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
                       what, rank);
   s->send[rank] = send;
   s->counts[rank] = counts;
+  s->devs[rank] = x->dev;
+  st = drain(x, st);
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
     return st;
   st = same_counts(s, rank, x, what);
@@ -137,6 +173,7 @@ static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
     if (counts[q] > 0 && s->send[q] != recv + at)
       st = dev_copy(x, recv + at, s->send[q], counts[q]);
   /* Nobody may reuse its send buffer before every rank has read it. */
+  st = drain(x, st);
   int st2 = lb_sync(s, rank, x, what, st == SB_OK);
   return st != SB_OK ? st : st2;
 }
@@ -154,6 +191,8 @@ static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x,
                       what, rank);
   s->send[rank] = send;
   s->counts[rank] = counts;
+  s->devs[rank] = x->dev;
+  st = drain(x, st);
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
     return st;
   st = same_counts(s, rank, x, what);
@@ -162,6 +201,7 @@ static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x,
     at += counts[q];
   if (st == SB_OK && counts[rank] > 0)
     st = sum_in_order(s, x, recv, at, counts[rank]);
+  st = drain(x, st);
   int st2 = lb_sync(s, rank, x, what, st == SB_OK);
   return st != SB_OK ? st : st2;
 }
@@ -184,14 +224,18 @@ static int lb_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   if (st == SB_OK)
     st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, count, &tmp);
   s->send[rank] = send;
+  s->devs[rank] = x->dev;
+  st = drain(x, st);
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK) {
     sb_exec_free(x, &tmp);
     return st;
   }
   if (count > 0)
     st = sum_in_order(s, x, tmp.ptr, 0, count);
+  st = drain(x, st);
   if ((st = lb_sync(s, rank, x, what, st == SB_OK)) == SB_OK && count > 0)
     st = dev_copy(x, recv, tmp.ptr, count);
+  st = drain(x, st);
   sb_exec_free(x, &tmp);
   int st2 = lb_sync(s, rank, x, what, st == SB_OK);
   return st != SB_OK ? st : st2;
@@ -211,10 +255,13 @@ static int lb_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
                       "%s: bad buffer or count %lld on rank %d", what,
                       (long long)count, rank);
   s->send[rank] = buf;
+  s->devs[rank] = x->dev;
+  st = drain(x, st);
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
     return st;
   if (rank != root && count > 0)
     st = dev_copy(x, buf, s->send[root], count);
+  st = drain(x, st);
   int st2 = lb_sync(s, rank, x, what, st == SB_OK);
   return st != SB_OK ? st : st2;
 }
@@ -263,7 +310,8 @@ static int lb_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
 }
 
 static int lb_barrier(SbComm *c, int rank, SbExec *x) {
-  return lb_sync(lb(c), rank, x, "barrier", 1);
+  int st = drain(x, SB_OK);
+  return keep(st, lb_sync(lb(c), rank, x, "barrier", st == SB_OK));
 }
 
 static void lb_abort(SbComm *c, int rank) {
@@ -305,6 +353,7 @@ static void lb_destroy(SbComm *c) {
   free(s->recv);
   free(s->counts);
   free(s->host);
+  free(s->devs);
   free(s);
 }
 
@@ -338,23 +387,24 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
     s->recv = calloc((size_t)size, sizeof *s->recv);
     s->counts = calloc((size_t)size, sizeof *s->counts);
     s->host = calloc((size_t)size, sizeof *s->host);
+    s->devs = calloc((size_t)size, sizeof *s->devs);
   }
-  if (s == NULL || !s->send || !s->recv || !s->counts || !s->host) {
+  if (s == NULL || !s->send || !s->recv || !s->counts || !s->host || !s->devs) {
     if (s)
-      free(s->send), free(s->recv), free(s->counts), free(s->host);
+      free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs);
     free(s);
     snprintf(error, error_size,
              "loopback communicator: out of host memory for %d ranks", size);
     return SB_ERR_OUT_OF_MEMORY;
   }
   if (pthread_mutex_init(&s->lock, NULL) != 0) {
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: mutex init failed");
     return SB_ERR_INTERNAL;
   }
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: cond init failed");
     return SB_ERR_INTERNAL;
   }

@@ -73,7 +73,9 @@ typedef struct SbDeviceOps {
   int (*upload)(SbDevice *dev, void *dst, const void *src, size_t bytes);
   /* dst (host) <- src (device); waits for the data. */
   int (*download)(SbDevice *dev, void *dst, const void *src, size_t bytes);
-  /* dst <- src, both device; the ranges MUST NOT overlap. */
+  /* dst <- src, both device; the ranges MUST NOT overlap. src MAY belong to
+   * another device of the same kind (another rank of a loopback
+   * communicator, possibly on another GPU). */
   int (*copy)(SbDevice *dev, void *dst, const void *src, size_t bytes);
   int (*zero)(SbDevice *dev, void *dst, size_t bytes);
   /* Wait until all issued work has finished. */
@@ -171,12 +173,13 @@ typedef struct SbDeviceOps {
                        const int64_t *index, float *A);
 
   /* ---- convolution structure ---- */
-  /* For each of n images x [in_c, in_h, in_w]: cols [in_c*kernel_h*kernel_w,
-   * out_h*out_w] with cols[(c,i,j), (oh,ow)] = x[c, oh*stride_h - pad_top +
-   * i*dilation_h, ow*stride_w - pad_left + j*dilation_w] (0 outside the
-   * image). Images are consecutive in x (stride in_c*in_h*in_w) and in cols
-   * (stride in_c*kh*kw*out_h*out_w). Rows of group g are the contiguous block
-   * of channels [g*in_c/groups, (g+1)*in_c/groups). */
+  /* For n images x [n, in_c, in_h, in_w]: cols [in_c*kernel_h*kernel_w, n,
+   * out_h*out_w] with cols[(c,i,j), im, (oh,ow)] = x[im, c, oh*stride_h -
+   * pad_top + i*dilation_h, ow*stride_w - pad_left + j*dilation_w] (0
+   * outside the image). The images lie side by side in each row, so that one
+   * GEMM by the [out_c, in_c*kh*kw] weight convolves all of them. Rows of
+   * group g are the contiguous block of channels [g*in_c/groups,
+   * (g+1)*in_c/groups). */
   int (*im2col)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                 const float *x, float *cols);
   /* The adjoint of im2col: x[...] += cols[...] for every (c,i,j,oh,ow) that
@@ -184,6 +187,12 @@ typedef struct SbDeviceOps {
    * ADDED to (zero it first for an overwrite). Same layouts as im2col. */
   int (*col2im)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                 const float *cols, float *x);
+  /* dst [b, a, c] = src [a, b, c] with the two outer axes swapped, + beta *
+   * dst (beta 0 ignores dst's contents): the layout change between a
+   * row-batched product's [channels, rows, positions] and [rows, channels,
+   * positions]. dst MUST NOT overlap src. */
+  int (*swap_outer_axes)(SbDevice *dev, int64_t a, int64_t b, int64_t c,
+                         const float *src, float beta, float *dst);
   /* ---- ABI 1.1: gradients for alpha-/beta-CROWN ---- */
   /* The vector-Jacobian product of relu_backward (same shapes and
    * relaxation). G [S,B,N] is dL/dA_in (NULL means zero), g [S,B] dL/dbias
@@ -254,6 +263,13 @@ typedef struct SbDeviceOps {
   int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src,
                      int64_t lds, int64_t k, const int64_t *index,
                      float *dst);
+
+  /* ---- optional: ranks of one process reading each other's buffers ---- */
+  /* Non-zero when kernels queued on dev may read buffers that peer
+   * allocated directly (host memory; the same GPU; GPUs with peer access,
+   * which this call may enable). The loopback communicator copies a peer's
+   * buffer into dev's memory first when it says no. NULL means yes. */
+  int (*readable_from)(SbDevice *dev, SbDevice *peer);
 } SbDeviceOps;
 
 #ifdef __cplusplus

@@ -291,14 +291,20 @@ static int cpu_im2col(SbDevice *dev, const SbConvGeom *g, int64_t n,
                       const float *x, float *cols) {
   const int64_t P = g->out_h * g->out_w;
   const int64_t img = g->in_c * g->in_h * g->in_w;
-  const int64_t cimg = g->in_c * g->kernel_h * g->kernel_w * P;
   for (int64_t im = 0; im < n; im++) {
     const float *xi = x + im * img;
-    float *ci = cols + im * cimg;
+    float *ci = cols + im * P;
     for (int64_t c = 0; c < g->in_c; c++)
       for (int64_t ki = 0; ki < g->kernel_h; ki++)
         for (int64_t kj = 0; kj < g->kernel_w; kj++) {
-          float *row = ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * P;
+          float *row = ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * n * P;
+          /* The output columns [ow0, ow1] whose input column
+           * iw = ow*sw + off lies inside the image (as in col2im). */
+          const int64_t sw = g->stride_w, off = kj * g->dilation_w - g->pad_left;
+          int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+          int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
+          if (ow1 > g->out_w - 1)
+            ow1 = g->out_w - 1;
           for (int64_t oh = 0; oh < g->out_h; oh++) {
             int64_t ih = oh * g->stride_h - g->pad_top + ki * g->dilation_h;
             float *dst = row + oh * g->out_w;
@@ -307,10 +313,20 @@ static int cpu_im2col(SbDevice *dev, const SbConvGeom *g, int64_t n,
               continue;
             }
             const float *src = xi + (c * g->in_h + ih) * g->in_w;
-            for (int64_t ow = 0; ow < g->out_w; ow++) {
-              int64_t iw = ow * g->stride_w - g->pad_left + kj * g->dilation_w;
-              dst[ow] = (iw >= 0 && iw < g->in_w) ? src[iw] : 0.0f;
-            }
+            /* Zeros left and right of [ow0, ow1], a plain copy between at
+             * stride 1 (the common case, which dominates backward passes
+             * done as convolutions). */
+            for (int64_t ow = 0; ow < ow0 && ow < g->out_w; ow++)
+              dst[ow] = 0.0f;
+            if (sw == 1 && ow0 <= ow1)
+              memcpy(dst + ow0, src + ow0 + off,
+                     (size_t)(ow1 - ow0 + 1) * sizeof(float));
+            else
+              for (int64_t ow = ow0; ow <= ow1; ow++)
+                dst[ow] = src[ow * sw + off];
+            for (int64_t ow = ow1 + 1 > ow0 ? ow1 + 1 : ow0; ow < g->out_w;
+                 ow++)
+              dst[ow] = 0.0f;
           }
         }
   }
@@ -321,15 +337,14 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
                       const float *cols, float *x) {
   const int64_t P = g->out_h * g->out_w;
   const int64_t img = g->in_c * g->in_h * g->in_w;
-  const int64_t cimg = g->in_c * g->kernel_h * g->kernel_w * P;
   for (int64_t im = 0; im < n; im++) {
     float *xi = x + im * img;
-    const float *ci = cols + im * cimg;
+    const float *ci = cols + im * P;
     for (int64_t c = 0; c < g->in_c; c++)
       for (int64_t ki = 0; ki < g->kernel_h; ki++)
         for (int64_t kj = 0; kj < g->kernel_w; kj++) {
           const float *row =
-              ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * P;
+              ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * n * P;
           /* The output columns whose input column iw = ow*sw - pl + kj*dw
            * lies inside the image, found once per kernel column so that the
            * inner loop has no test (and is a plain vector add at stride 1). */
@@ -353,6 +368,22 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
           }
         }
   }
+  return SB_OK;
+}
+
+static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
+                               int64_t c, const float *src, float beta,
+                               float *dst) {
+  for (int64_t j = 0; j < b; j++)
+    for (int64_t i = 0; i < a; i++) {
+      const float *s = src + (i * b + j) * c;
+      float *d = dst + (j * a + i) * c;
+      if (beta == 0.0f)
+        memcpy(d, s, (size_t)c * sizeof(float));
+      else
+        for (int64_t k = 0; k < c; k++)
+          d[k] = s[k] + beta * d[k];
+    }
   return SB_OK;
 }
 
@@ -536,6 +567,7 @@ const SbDeviceOps sb_device_cpu_ops = {
     .set_unit_rows = cpu_set_unit_rows,
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
+    .swap_outer_axes = cpu_swap_outer_axes,
     .relu_backward_vjp = cpu_relu_backward_vjp,
     .concretize_vjp = cpu_concretize_vjp,
     .relu_init_alpha = cpu_relu_init_alpha,

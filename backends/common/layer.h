@@ -63,6 +63,36 @@ static inline void sb_split_spec_rows(int64_t S, int parts, int index,
   *count = hi - lo;
 }
 
+/* When every spec row fits in one block (S < SB_ROW_BLOCK, as in
+ * branch-and-bound, where S is a handful of atoms) and the batch holds
+ * more than SB_BATCH_BLOCK elements (domains), the GEMMs over coefficient
+ * rows run instead per spec row and per block of SB_BATCH_BLOCK batch
+ * elements, blocks starting at global multiples of it. A multi-rank
+ * backend that gives each rank whole batch blocks (sb_split_batch) then
+ * issues the very same calls as one device: its per-domain results are
+ * bitwise identical. The rule depends on S and B only, never on the
+ * number of ranks. */
+#define SB_BATCH_BLOCK 32
+
+static inline int sb_blocks_by_batch(int64_t S, int64_t B) {
+  return S < SB_ROW_BLOCK && B > SB_BATCH_BLOCK;
+}
+
+/* Batch elements [start, start+count) that part `index` of `parts` owns:
+ * whole blocks of SB_BATCH_BLOCK, as evenly as blocks allow. */
+static inline void sb_split_batch(int64_t B, int parts, int index,
+                                  int64_t *start, int64_t *count) {
+  int64_t blocks = (B + SB_BATCH_BLOCK - 1) / SB_BATCH_BLOCK;
+  int64_t q = blocks / parts, rem = blocks % parts;
+  int64_t b0 = index * q + (index < rem ? index : rem);
+  int64_t nb = q + (index < rem ? 1 : 0);
+  int64_t lo = b0 * SB_BATCH_BLOCK, hi = (b0 + nb) * SB_BATCH_BLOCK;
+  lo = lo < B ? lo : B;
+  hi = hi < B ? hi : B;
+  *start = lo;
+  *count = hi - lo;
+}
+
 /* Backward pass arguments on raw device pointers; see sb_backward_args_v1.
  * A_out [S,B,out_size]; A_in[i] [S,B,in_size]; bias [S,B]. unit_index, when
  * not NULL, promises that A_out holds exactly the unit rows of
@@ -71,6 +101,11 @@ static inline void sb_split_spec_rows(int64_t S, int parts, int index,
 typedef struct SbOpBackward {
   int32_t side;
   int64_t S, B;
+  /* GEMMs blocked per spec row and SB_BATCH_BLOCK batch elements rather
+   * than per SB_ROW_BLOCK spec rows: sb_blocks_by_batch of the whole
+   * tensor's S and B, which a rank holding part of the batch cannot
+   * derive from its own B. */
+  int32_t batch_blocks;
   const int64_t *unit_index;
   const float *A_out;
   const float *pre_lower, *pre_upper, *alpha;
@@ -84,6 +119,7 @@ typedef struct SbOpBackward {
 typedef struct SbOpVjp {
   int32_t side;
   int64_t S, B;
+  int32_t batch_blocks; /* as in SbOpBackward */
   const float *A_out;
   const float *pre_lower, *pre_upper, *alpha;
   const float *grad_A_in[SB_MAX_LAYER_INPUTS];

@@ -34,6 +34,9 @@ backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
 	backends/common/comm_mpi.c \
+	backends/common/comm_nccl.h \
+	backends/common/device_module.h \
+	backends/common/device_module.c \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
@@ -46,4 +49,5 @@ check_PROGRAMS += tests/check-comm
 tests_check_comm_SOURCES = tests/check-comm.c
 tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* 2-D convolutions (ONNX Conv: stride, asymmetric pads, dilation, groups):
  * forward and IBP by im2col + GEMM, CROWN backward as the transposed
- * convolution (GEMM with W^T, then an accumulating col2im). */
+ * convolution (GEMM with W^T, then an accumulating col2im). Every product
+ * covers a whole chunk of rows at once, with the rows' columns side by side,
+ * rather than one small GEMM per spec row. */
 #include "backends/common/layer.h"
 
 /* im2col columns are the big transient buffer: process rows in chunks so
- * that a large S*B never needs more than this many floats at once. */
-#define SB_CONV_WORKSPACE_FLOATS ((int64_t)16 * 1024 * 1024)
+ * that a large S*B never needs more than this many floats at once (and the
+ * columns mostly stay in cache between im2col and the GEMM). */
+#define SB_CONV_WORKSPACE_FLOATS ((int64_t)1024 * 1024)
 
 static int conv_check(SbExec *x, const sb_layer_desc_v1 *d) {
   if (d->in_c <= 0 || d->in_h <= 0 || d->in_w <= 0 || d->out_c <= 0 ||
@@ -91,11 +94,15 @@ SbConvDims sb_conv_dims(const SbConvGeom *g) {
   return d;
 }
 
-static int64_t conv_chunk(const SbConvDims *d, int64_t rows) {
-  int64_t per = d->ck * d->P;
-  int64_t c = per > 0 ? SB_CONV_WORKSPACE_FLOATS / per : rows;
-  if (c < 1)
-    c = 1;
+/* Rows per product, for `per` workspace floats a row: a power of two up to
+ * SB_ROW_BLOCK. A multi-rank backend splits rows at multiples of
+ * SB_ROW_BLOCK (times B), so every chunk starts at the same global row and
+ * is the same product wherever it runs (layer.h), and results stay bitwise
+ * equal to one device. */
+static int64_t conv_chunk(int64_t per, int64_t rows) {
+  int64_t c = SB_ROW_BLOCK;
+  while (c > 1 && c * per > SB_CONV_WORKSPACE_FLOATS)
+    c /= 2;
   return c < rows ? c : rows;
 }
 
@@ -113,26 +120,34 @@ int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
   SbConvDims d = sb_conv_dims(g);
-  int64_t chunk = conv_chunk(&d, B);
-  SbBuffer cols = {0};
+  int64_t chunk = conv_chunk((d.ck + nc) * d.P, B);
+  SbBuffer cols = {0}, prod = {0};
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * nc * d.P, &prod);
   if (st != SB_OK)
-    return st;
+    goto out;
   const int64_t c1 = c0 + nc;
   for (int64_t b0 = 0; b0 < B && st == SB_OK; b0 += chunk) {
     int64_t n = B - b0 < chunk ? B - b0 : chunk;
+    /* cols [ck, n*P]; prod_g [OCg, n*P] = W_g [OCg, K] . cols_g [K, n*P]. */
     st = o->im2col(x->dev, g, n, in + b0 * l->in_size, cols.ptr);
     for (int64_t gi = c0 / d.OCg; gi * d.OCg < c1 && st == SB_OK; gi++) {
       int64_t lo, hi;
       group_part(&d, gi, c0, c1, &lo, &hi);
-      st = o->sgemm_strided_batched(
-          x->dev, 0, 0, hi - lo, d.P, d.K, 1.0f, w + (lo - c0) * d.K, d.K, 0,
-          (const float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, beta,
-          out + (b0 * nc + lo - c0) * d.P, d.P, nc * d.P, n);
+      st = o->sgemm(x->dev, 0, 0, hi - lo, n * d.P, d.K, 1.0f,
+                    w + (lo - c0) * d.K, d.K,
+                    (const float *)cols.ptr + gi * d.K * n * d.P, n * d.P,
+                    0.0f, (float *)prod.ptr + (lo - c0) * n * d.P, n * d.P);
     }
+    if (st == SB_OK)
+      st = o->swap_outer_axes(x->dev, nc, n, d.P, prod.ptr, beta,
+                              out + b0 * nc * d.P);
   }
   if (st != SB_OK)
     st = sb_exec_device_fail(x, st, "convolution");
+out:
+  sb_exec_free(x, &prod);
   sb_exec_free(x, &cols);
   return st;
 }
@@ -198,27 +213,32 @@ int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
   SbConvDims d = sb_conv_dims(g);
-  int64_t chunk = conv_chunk(&d, R);
-  SbBuffer cols = {0};
+  int64_t chunk = conv_chunk((d.ck + nc) * d.P, R);
+  SbBuffer cols = {0}, at = {0};
   int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
+  if (st == SB_OK)
+    st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * nc * d.P, &at);
   if (st != SB_OK)
-    return st;
+    goto out;
   const float *w = l->weight.ptr;
   const int64_t c1 = c0 + nc;
   /* A range short of all channels leaves the other groups' columns zero. */
   const int partial = nc < g->out_c;
   for (int64_t r0 = 0; r0 < R && st == SB_OK; r0 += chunk) {
     int64_t n = R - r0 < chunk ? R - r0 : chunk;
-    if (partial)
+    /* at [nc, n*P] = A's rows side by side; then for every group at once
+     * over the rows, cols_g [K, n*P] = W_g^T [K, OCg] . at_g [OCg, n*P]. */
+    st = o->swap_outer_axes(x->dev, n, nc, d.P, A + r0 * nc * d.P, 0.0f,
+                            at.ptr);
+    if (st == SB_OK && partial)
       st = o->zero(x->dev, cols.ptr, cols.bytes);
-    /* cols_g [K,P] = W_g^T [K,OCg] . A_g [OCg,P], for every row at once. */
     for (int64_t gi = c0 / d.OCg; gi * d.OCg < c1 && st == SB_OK; gi++) {
       int64_t lo, hi;
       group_part(&d, gi, c0, c1, &lo, &hi);
-      st = o->sgemm_strided_batched(
-          x->dev, 1, 0, d.K, d.P, hi - lo, 1.0f, w + (lo - c0) * d.K, d.K, 0,
-          A + (r0 * nc + lo - c0) * d.P, d.P, nc * d.P, 0.0f,
-          (float *)cols.ptr + gi * d.K * d.P, d.P, d.ck * d.P, n);
+      st = o->sgemm(x->dev, 1, 0, d.K, n * d.P, hi - lo, 1.0f,
+                    w + (lo - c0) * d.K, d.K,
+                    (const float *)at.ptr + (lo - c0) * n * d.P, n * d.P,
+                    0.0f, (float *)cols.ptr + gi * d.K * n * d.P, n * d.P);
     }
     float *rows = dst + r0 * l->in_size;
     if (st == SB_OK && !accumulate)
@@ -228,6 +248,8 @@ int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
   }
   if (st != SB_OK)
     st = sb_exec_device_fail(x, st, "conv backward");
+out:
+  sb_exec_free(x, &at);
   sb_exec_free(x, &cols);
   return st;
 }

@@ -224,16 +224,29 @@ static int block_product(SbExec *x, const struct sb_layer *l,
 
 /* C [S*B, n] (+)= X [S*B, K] . op(W), in blocks of SB_ROW_BLOCK spec rows
  * so that FSDP, which splits spec rows at block boundaries, issues the very
- * same GEMMs. */
+ * same GEMMs; or, with batch_blocks, in blocks of one spec row and
+ * SB_BATCH_BLOCK batch elements, for FSDP's split of the batch axis. */
 static int blocked_product(SbExec *x, const struct sb_layer *l,
                            int transposed, int64_t S, int64_t B,
-                           const float *X, int accumulate, float *C) {
+                           int batch_blocks, const float *X, int accumulate,
+                           float *C) {
   BlockProduct bp;
   int st = block_product_init(x, l, transposed, &bp);
-  for (int64_t s0 = 0; s0 < S && st == SB_OK; s0 += SB_ROW_BLOCK) {
-    int64_t rows = (S - s0 < SB_ROW_BLOCK ? S - s0 : SB_ROW_BLOCK) * B;
-    st = block_product(x, l, &bp, rows, X + s0 * B * bp.K,
-                       accumulate ? 1.0f : 0.0f, C + s0 * B * bp.n);
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (batch_blocks) {
+    for (int64_t s = 0; s < S && st == SB_OK; s++)
+      for (int64_t b0 = 0; b0 < B && st == SB_OK; b0 += SB_BATCH_BLOCK) {
+        int64_t rows = B - b0 < SB_BATCH_BLOCK ? B - b0 : SB_BATCH_BLOCK;
+        int64_t r0 = s * B + b0;
+        st = block_product(x, l, &bp, rows, X + r0 * bp.K, beta,
+                           C + r0 * bp.n);
+      }
+  } else {
+    for (int64_t s0 = 0; s0 < S && st == SB_OK; s0 += SB_ROW_BLOCK) {
+      int64_t rows = (S - s0 < SB_ROW_BLOCK ? S - s0 : SB_ROW_BLOCK) * B;
+      st = block_product(x, l, &bp, rows, X + s0 * B * bp.K, beta,
+                         C + s0 * B * bp.n);
+    }
   }
   block_product_release(x, &bp);
   return st;
@@ -245,8 +258,8 @@ static int linear_backward(SbExec *x, const struct sb_layer *l,
     return linear_backward_unit(x, l, a);
   const int64_t R = a->S * a->B, M = l->out_size;
   /* A_in [R,in] = A [R,out] . W [out,in] */
-  int st = blocked_product(x, l, 0, a->S, a->B, a->A_out, a->accumulate[0],
-                           a->A_in[0]);
+  int st = blocked_product(x, l, 0, a->S, a->B, a->batch_blocks, a->A_out,
+                           a->accumulate[0], a->A_in[0]);
   /* bias [R] += A [R,out] . b [out]: the device does it row by row. */
   if (st == SB_OK && l->bias.ptr &&
       (st = x->ops->channel_bias_backward(x->dev, R, M, 1, l->bias.ptr,
@@ -262,8 +275,8 @@ static int linear_backward_vjp(SbExec *x, const struct sb_layer *l,
   float *dst = a->grad_A_out;
   int st = SB_OK;
   if (a->grad_A_in[0])
-    st = blocked_product(x, l, 1, a->S, a->B, a->grad_A_in[0],
-                         a->accumulate_A_out, dst);
+    st = blocked_product(x, l, 1, a->S, a->B, a->batch_blocks,
+                         a->grad_A_in[0], a->accumulate_A_out, dst);
   else if (!a->accumulate_A_out &&
            (st = x->ops->zero(x->dev, dst, (size_t)(R * M) * sizeof(float))))
     st = sb_exec_device_fail(x, st, "linear backward VJP");

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The context, options, memory statistics and tensor argument checks that
  * every multi-rank backend exposes the same way. */
+#include "config.h"
+
 #include "backends/common/rank_backend.h"
 
 #include <limits.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "backends/common/device_cpu.h"
+#include "backends/common/device_module.h"
 #include "backends/common/single_backend.h"
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
@@ -24,14 +27,50 @@ int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg) {
   return sb_ranks_run(ctx->ranks, fn, arg, ctx->error, sizeof ctx->error);
 }
 
-static const char known_options[] = "ranks, device, comm, fail_rank, fail_at";
+static const char known_options[] =
+    "ranks, device, devices, comm, fail_rank, fail_at";
 
-/* Fills cfg from the options; on failure writes the reason into error. */
+/* What the options ask for, before any device is touched. */
+typedef struct RankOptions {
+  long ranks, fail_rank, fail_at;
+  int cuda;              /* device=cuda */
+  int nccl;              /* comm=nccl */
+  int processes;         /* comm=mpi: one rank per MPI process */
+  const char *devices;   /* the devices= text, or NULL */
+  int n_devices;
+  int devices_list[SB_RANKS_MAX];
+} RankOptions;
+
+/* "0,1,3": 1..SB_RANKS_MAX decimal device numbers; 0 when malformed. */
+static int parse_device_list(const char *s, int *list, int *n) {
+  *n = 0;
+  if (s == NULL || *s == '\0')
+    return 0;
+  for (const char *p = s;;) {
+    char item[16];
+    size_t len = strcspn(p, ",");
+    long v;
+    if (len == 0 || len >= sizeof item || *n == SB_RANKS_MAX)
+      return 0;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    if (!sb_option_parse_long(item, 0, INT_MAX, &v))
+      return 0;
+    list[(*n)++] = (int)v;
+    if (p[len] == '\0')
+      return 1;
+    p += len + 1;
+  }
+}
+
+/* Reads and checks every option (syntax and combinations, no device yet);
+ * on failure writes the reason into error. */
 static int parse_options(const char *be, const sb_option *options,
-                         size_t n_options, SbRanksConfig *cfg, char *error,
+                         size_t n_options, RankOptions *o, char *error,
                          size_t error_size) {
-  long ranks = 0, fail_rank = -1, fail_at = -1;
-  int processes = 0;
+  /* ranks stays 0 unless given: with comm=mpi the job's size is only known
+   * once MPI is up, and sb_ranks_new checks both; otherwise it becomes 2. */
+  *o = (RankOptions){.ranks = 0, .fail_rank = -1, .fail_at = -1};
   for (size_t i = 0; i < n_options; i++) {
     const char *key = options[i].key, *value = options[i].value;
     const char *v = value ? value : "(null)";
@@ -40,7 +79,7 @@ static int parse_options(const char *be, const sb_option *options,
       return SB_ERR_INVALID_ARGUMENT;
     }
     if (strcmp(key, "ranks") == 0) {
-      if (!sb_option_parse_long(value, 1, SB_RANKS_MAX, &ranks)) {
+      if (!sb_option_parse_long(value, 1, SB_RANKS_MAX, &o->ranks)) {
         snprintf(error, error_size,
                  "%s: option ranks='%s' is not a rank count (expected an "
                  "integer 1..%d)",
@@ -48,33 +87,48 @@ static int parse_options(const char *be, const sb_option *options,
         return SB_ERR_INVALID_ARGUMENT;
       }
     } else if (strcmp(key, "device") == 0) {
-      if (value == NULL || strcmp(value, "cpu") != 0) {
+      if (value != NULL && strcmp(value, "cpu") == 0) {
+        o->cuda = 0;
+      } else if (value != NULL && strcmp(value, "cuda") == 0) {
+        o->cuda = 1;
+      } else {
         snprintf(error, error_size,
-                 "%s: option device='%s' is not supported (this build runs "
-                 "ranks on: cpu)",
+                 "%s: option device='%s' is not a device kind (expected "
+                 "cpu or cuda)",
                  be, v);
         return SB_ERR_UNSUPPORTED;
       }
-    } else if (strcmp(key, "comm") == 0) {
-      if (value != NULL && strcmp(value, "mpi") == 0) {
-        processes = 1;
-      } else if (value == NULL || strcmp(value, "loopback") != 0) {
+    } else if (strcmp(key, "devices") == 0) {
+      if (!parse_device_list(value, o->devices_list, &o->n_devices)) {
         snprintf(error, error_size,
-                 "%s: option comm='%s' is not supported (available: "
-                 "loopback, mpi)",
+                 "%s: option devices='%s' is not a list of GPU numbers "
+                 "(expected up to %d integers >= 0, e.g. devices=0,1)",
+                 be, v, SB_RANKS_MAX);
+        return SB_ERR_INVALID_ARGUMENT;
+      }
+      o->devices = value;
+    } else if (strcmp(key, "comm") == 0) {
+      if (value != NULL && strcmp(value, "loopback") == 0) {
+        o->nccl = 0, o->processes = 0;
+      } else if (value != NULL && strcmp(value, "nccl") == 0) {
+        o->nccl = 1, o->processes = 0;
+      } else if (value != NULL && strcmp(value, "mpi") == 0) {
+        o->nccl = 0, o->processes = 1;
+      } else {
+        snprintf(error, error_size,
+                 "%s: option comm='%s' is not a communicator (expected "
+                 "loopback, nccl or mpi)",
                  be, v);
         return SB_ERR_UNSUPPORTED;
-      } else {
-        processes = 0;
       }
     } else if (strcmp(key, "fail_rank") == 0) {
-      if (!sb_option_parse_long(value, 0, SB_RANKS_MAX - 1, &fail_rank)) {
+      if (!sb_option_parse_long(value, 0, SB_RANKS_MAX - 1, &o->fail_rank)) {
         snprintf(error, error_size,
                  "%s: option fail_rank='%s' is not a rank index", be, v);
         return SB_ERR_INVALID_ARGUMENT;
       }
     } else if (strcmp(key, "fail_at") == 0) {
-      if (!sb_option_parse_long(value, 0, LONG_MAX, &fail_at)) {
+      if (!sb_option_parse_long(value, 0, LONG_MAX, &o->fail_at)) {
         snprintf(error, error_size,
                  "%s: option fail_at='%s' is not a call number (integer "
                  ">= 0)",
@@ -88,25 +142,111 @@ static int parse_options(const char *be, const sb_option *options,
       return SB_ERR_INVALID_ARGUMENT;
     }
   }
-  if ((fail_rank >= 0) != (fail_at >= 0)) {
+  if ((o->fail_rank >= 0) != (o->fail_at >= 0)) {
     snprintf(error, error_size,
              "%s: fault injection needs both fail_rank and fail_at", be);
     return SB_ERR_INVALID_ARGUMENT;
   }
-  /* With processes the job's size is only known once MPI is up; ranks then
-   * stays 0 unless given, and sb_ranks_new checks both. */
-  if (!processes && ranks == 0)
-    ranks = 2;
-  if (ranks > 0 && fail_rank >= ranks) {
+  if (!o->processes && o->ranks == 0)
+    o->ranks = 2;
+  if (o->ranks > 0 && o->fail_rank >= o->ranks) {
     snprintf(error, error_size, "%s: fail_rank=%ld names no rank (ranks=%ld)",
-             be, fail_rank, ranks);
+             be, o->fail_rank, o->ranks);
     return SB_ERR_INVALID_ARGUMENT;
   }
-  cfg->size = (int)ranks;
-  cfg->processes = processes;
-  cfg->fail_rank = (int)fail_rank;
-  cfg->fail_at = fail_at;
+  if (o->devices != NULL && !o->cuda) {
+    snprintf(error, error_size,
+             "%s: option devices='%s' needs device=cuda (cpu ranks all run "
+             "on the host)",
+             be, o->devices);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  if (o->nccl && !o->cuda) {
+    snprintf(error, error_size,
+             "%s: option comm='nccl' needs device=cuda (NCCL moves GPU "
+             "memory; cpu ranks use comm=loopback)",
+             be);
+    return SB_ERR_UNSUPPORTED;
+  }
   return SB_OK;
+}
+
+#ifdef HAVE_CUDA
+/* The pool's NCCL communicator, all ranks in this process. */
+static int nccl_comm_new(void *module, int size, SbDevice *const *devs,
+                         SbComm **out, char *error, size_t error_size) {
+  const SbDeviceModule *m = module;
+  return m->comm_new(NULL, size, 0, size, devs, out, error, error_size);
+}
+#endif
+
+/* device=cuda: the CUDA module, each rank's GPU (devices[r mod n], else
+ * r mod the GPU count) and, with comm=nccl, its communicator. Touches CUDA
+ * only here, so a cpu context never initialises it. */
+static int configure_cuda(const char *be, const RankOptions *o,
+                          SbRanksConfig *cfg, int *ordinals, char *error,
+                          size_t error_size) {
+  char why[512];
+#ifndef HAVE_CUDA
+  (void)o, (void)cfg, (void)ordinals, (void)why;
+  snprintf(error, error_size,
+           "%s: option device='cuda' is not available: this build has no "
+           "CUDA support (configure found no nvcc; see ./configure "
+           "--with-cuda)",
+           be);
+  return SB_ERR_UNSUPPORTED;
+#else
+  const SbDeviceModule *m = NULL;
+  int st = sb_device_module_load("cuda", &m, why, sizeof why);
+  if (st != SB_OK) {
+    snprintf(error, error_size,
+             "%s: option device='cuda' is not available: %s", be, why);
+    return st;
+  }
+  int count = 0;
+  if ((st = m->device_count(&count, why, sizeof why)) != SB_OK) {
+    snprintf(error, error_size,
+             "%s: option device='cuda' is not available: %s", be, why);
+    return st;
+  }
+  for (int i = 0; i < o->n_devices; i++)
+    if (o->devices_list[i] >= count) {
+      snprintf(error, error_size,
+               "%s: option devices='%s' names cuda device %d, but %d "
+               "device(s) are visible (0..%d)",
+               be, o->devices, o->devices_list[i], count, count - 1);
+      return SB_ERR_INVALID_ARGUMENT;
+    }
+  /* comm=mpi without ranks=: the job's size is not known yet, so every
+   * possible rank gets its GPU. */
+  long n_ordinals = o->ranks > 0 ? o->ranks : SB_RANKS_MAX;
+  for (long r = 0; r < n_ordinals; r++)
+    ordinals[r] = o->n_devices ? o->devices_list[r % o->n_devices]
+                               : (int)(r % count);
+  cfg->ops = m->ops;
+  cfg->ordinals = ordinals;
+  if (!o->nccl)
+    return SB_OK;
+  if (m->comm_new == NULL) {
+    snprintf(error, error_size, "%s: option comm='nccl' is not available: %s",
+             be, m->comm_missing ? m->comm_missing : "no NCCL in this build");
+    return SB_ERR_UNSUPPORTED;
+  }
+  /* NCCL refuses two ranks of one communicator on one GPU. */
+  for (long r = 0; r < o->ranks; r++)
+    for (long q = 0; q < r; q++)
+      if (ordinals[q] == ordinals[r]) {
+        snprintf(error, error_size,
+                 "%s: option comm='nccl' needs one GPU per rank, but ranks "
+                 "%ld and %ld would share cuda device %d (%d visible; "
+                 "comm=loopback lets ranks share a GPU)",
+                 be, q, r, ordinals[r], count);
+        return SB_ERR_INVALID_ARGUMENT;
+      }
+  cfg->comm_new = nccl_comm_new;
+  cfg->comm_arg = (void *)m;
+  return SB_OK;
+#endif
 }
 
 int sb_rank_context_create(const char *be, const sb_option *options,
@@ -122,9 +262,17 @@ int sb_rank_context_create(const char *be, const sb_option *options,
                                       error_size);
   if (check != SB_OK)
     return check;
-  SbRanksConfig cfg = {2, &sb_device_cpu_ops, -1, -1, 0};
-  int st = parse_options(be, options, n_options, &cfg, error, error_size);
+  RankOptions o;
+  int st = parse_options(be, options, n_options, &o, error, error_size);
   if (st != SB_OK)
+    return st;
+  SbRanksConfig cfg = {(int)o.ranks, &sb_device_cpu_ops, (int)o.fail_rank,
+                       o.fail_at};
+  cfg.processes = o.processes;
+  int ordinals[SB_RANKS_MAX];
+  if (o.cuda &&
+      (st = configure_cuda(be, &o, &cfg, ordinals, error, error_size)) !=
+          SB_OK)
     return st;
   sb_context *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) {
@@ -132,7 +280,7 @@ int sb_rank_context_create(const char *be, const sb_option *options,
              be);
     return SB_ERR_OUT_OF_MEMORY;
   }
-  char msg[512];
+  char msg[768];
   st = sb_ranks_new(&cfg, &ctx->ranks, msg, sizeof msg);
   if (st != SB_OK) {
     snprintf(error, error_size, "%s: %s", be, msg);

@@ -83,16 +83,18 @@ void sb_ranks_destroy(SbRanks *p) {
   p->quit = 1;
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
+  for (int i = 0; i < p->size; i++)
+    if (p->workers[i].started)
+      pthread_join(p->workers[i].thread, NULL);
+  /* The communicator before the devices: NCCL's queues on their streams. */
+  if (p->comm)
+    p->comm->ops->destroy(p->comm);
   for (int i = 0; i < p->size; i++) {
     Worker *w = &p->workers[i];
-    if (w->started)
-      pthread_join(w->thread, NULL);
     if (w->rank.dev)
       p->ops->close(w->rank.dev);
     sb_mem_tracker_destroy(&w->rank.mem);
   }
-  if (p->comm)
-    p->comm->ops->destroy(p->comm);
   pthread_cond_destroy(&p->done);
   pthread_cond_destroy(&p->work);
   pthread_mutex_destroy(&p->lock);
@@ -144,7 +146,8 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
   }
   SbRank *r = &ws[p->local].rank;
   char msg[256];
-  st = p->ops->open(0, &r->dev, msg, sizeof msg);
+  st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
+                    sizeof msg);
   r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
   if (st != SB_OK)
     sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
@@ -194,20 +197,30 @@ int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
   for (int i = 0; i < p->size; i++)
     sb_mem_tracker_init(&ws[i].rank.mem);
   p->local = -1;
-  int st = sb_comm_loopback_new(p->size, &p->comm, error, error_size);
+  /* Devices first: a device's communicator (NCCL) is made over them. */
+  int st = SB_OK;
+  SbDevice *devs[SB_RANKS_MAX];
   for (int i = 0; i < p->size && st == SB_OK; i++) {
     Worker *w = &ws[i];
     SbRank *r = &w->rank;
     w->pool = p;
     r->index = i;
-    char msg[256];
-    st = p->ops->open(0, &r->dev, msg, sizeof msg);
-    if (st != SB_OK) {
-      snprintf(error, error_size, "rank %d: cannot open the %s device: %s", i,
-               p->ops->name, msg);
-      break;
-    }
+    int ordinal = cfg->ordinals ? cfg->ordinals[i] : 0;
+    char msg[512];
+    st = p->ops->open(ordinal, &r->dev, msg, sizeof msg);
+    if (st != SB_OK)
+      snprintf(error, error_size, "rank %d: cannot open %s device %d: %s", i,
+               p->ops->name, ordinal, msg);
     r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
+    devs[i] = r->dev;
+  }
+  if (st == SB_OK)
+    st = cfg->comm_new
+             ? cfg->comm_new(cfg->comm_arg, p->size, devs, &p->comm, error,
+                             error_size)
+             : sb_comm_loopback_new(p->size, &p->comm, error, error_size);
+  for (int i = 0; i < p->size && st == SB_OK; i++) {
+    Worker *w = &ws[i];
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
       snprintf(error, error_size, "rank %d: cannot start its thread", i);
       st = SB_ERR_INTERNAL;

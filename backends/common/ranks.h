@@ -32,15 +32,26 @@ typedef struct SbRanks SbRanks;
  * with a message in rank->x.error. */
 typedef int (*SbRankFn)(SbRank *rank, SbComm *comm, void *arg);
 
+/* Makes the communicator of the pool once every rank's device is open
+ * (devs[size]); on failure a negative status and the reason in error. */
+typedef int (*SbCommNewFn)(void *arg, int size, SbDevice *const *devs,
+                           SbComm **out, char *error, size_t error_size);
+
 typedef struct SbRanksConfig {
   int size;              /* number of ranks, 1..SB_RANKS_MAX */
-  const SbDeviceOps *ops; /* every rank opens device ordinal 0 of ops */
+  const SbDeviceOps *ops; /* the device of every rank */
   /* Fault injection for tests: when fail_rank >= 0, run() call number
    * fail_at (counted from 0 since creation) fails on that rank before its
    * work starts, as an allocation failure would, while the other ranks go
    * on into their collectives. */
   int fail_rank;
   long fail_at;
+  /* Rank r opens device ordinals[r] of ops; NULL means ordinal 0 for
+   * every rank (several ranks may share a device). */
+  const int *ordinals;
+  /* The communicator; NULL means the loopback communicator. */
+  SbCommNewFn comm_new;
+  void *comm_arg;
   /* Non-zero: the ranks are the processes of an MPI job (comm=mpi), one
    * per process; this process runs only its own, in the calling thread.
    * size must then be 0 (take the job's) or equal the number of

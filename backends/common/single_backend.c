@@ -530,6 +530,7 @@ int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
   st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N);
   if (st != SB_OK)
     return st;
+  a.batch_blocks = sb_blocks_by_batch(a.S, a.B);
   if (N != layer->out_size)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: A_out has %lld neurons per row, the layer outputs %lld",
@@ -616,6 +617,7 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   int64_t N;
   if ((st = coef_dims(ctx, fn, "A_out", args->A_out, &a.S, &a.B, &N)))
     return st;
+  a.batch_blocks = sb_blocks_by_batch(a.S, a.B);
   if (N != layer->out_size)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: A_out has %lld neurons per row, the layer outputs %lld",

@@ -88,16 +88,9 @@ static int cuda_open(int ordinal, SbDevice **out, char *error,
                      size_t error_size) {
   *out = NULL;
   int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    snprintf(error, error_size, "no CUDA device: %s", cudaGetErrorString(e));
-    return SB_ERR_DEVICE;
-  }
-  if (count == 0) {
-    snprintf(error, error_size, "no CUDA device: the driver reports none");
-    return SB_ERR_DEVICE;
-  }
+  int st = sb_device_cuda_count(&count, error, error_size);
+  if (st != SB_OK)
+    return st;
   if (ordinal < 0 || ordinal >= count) {
     snprintf(error, error_size,
              "cuda device %d does not exist: %d device(s) visible (device=0.."
@@ -112,7 +105,7 @@ static int cuda_open(int ordinal, SbDevice **out, char *error,
     return SB_ERR_OUT_OF_MEMORY;
   }
   dev->ordinal = ordinal;
-  int st = enter(dev);
+  st = enter(dev);
   if (st == SB_OK)
     st = cuda_status(
         dev, cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking),
@@ -226,10 +219,51 @@ static int cuda_copy(SbDevice *dev, void *dst, const void *src,
   if (bytes == 0)
     return SB_OK;
   ENTER(dev);
+  /* cudaMemcpyDefault: with unified addressing the runtime finds the GPU
+   * of each pointer, so a loopback rank can copy from a rank on another
+   * GPU (a peer copy) with the same call. */
   return cuda_status(dev,
-                     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault,
                                      dev->stream),
                      "device copy (cudaMemcpyAsync)");
+}
+
+static int cuda_readable_from(SbDevice *dev, SbDevice *peer) {
+  if (peer == NULL || peer->ordinal == dev->ordinal)
+    return 1;
+  int can = 0;
+  if (enter(dev) != SB_OK ||
+      cudaDeviceCanAccessPeer(&can, dev->ordinal, peer->ordinal) !=
+          cudaSuccess ||
+      !can) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  cudaError_t e = cudaDeviceEnablePeerAccess(peer->ordinal, 0);
+  (void)cudaGetLastError();
+  return e == cudaSuccess || e == cudaErrorPeerAccessAlreadyEnabled;
+}
+
+int sb_device_cuda_ordinal(const SbDevice *dev) { return dev->ordinal; }
+
+cudaStream_t sb_device_cuda_stream(const SbDevice *dev) {
+  return dev->stream;
+}
+
+int sb_device_cuda_count(int *count, char *error, size_t error_size) {
+  *count = 0;
+  cudaError_t e = cudaGetDeviceCount(count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *count = 0;
+    snprintf(error, error_size, "no CUDA device: %s", cudaGetErrorString(e));
+    return SB_ERR_DEVICE;
+  }
+  if (*count == 0) {
+    snprintf(error, error_size, "no CUDA device: the driver reports none");
+    return SB_ERR_DEVICE;
+  }
+  return SB_OK;
 }
 
 static int cuda_zero(SbDevice *dev, void *dst, size_t bytes) {
@@ -424,6 +458,13 @@ static int cuda_col2im(SbDevice *dev, const SbConvGeom *geom, int64_t n,
   LAUNCH(dev, "col2im kernel", sb_cuda_col2im(dev->stream, geom, n, cols, x));
 }
 
+static int cuda_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
+                                int64_t c, const float *src, float beta,
+                                float *dst) {
+  LAUNCH(dev, "swap_outer_axes kernel",
+         sb_cuda_swap_outer_axes(dev->stream, a, b, c, src, beta, dst));
+}
+
 static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
                                   int64_t B, int64_t N, const float *A,
                                   const float *lower, const float *upper,
@@ -513,6 +554,7 @@ const SbDeviceOps sb_device_cuda_ops = {
     .set_unit_rows = cuda_set_unit_rows,
     .im2col = cuda_im2col,
     .col2im = cuda_col2im,
+    .swap_outer_axes = cuda_swap_outer_axes,
     .relu_backward_vjp = cuda_relu_backward_vjp,
     .concretize_vjp = cuda_concretize_vjp,
     .relu_init_alpha = cuda_relu_init_alpha,
@@ -520,4 +562,5 @@ const SbDeviceOps sb_device_cuda_ops = {
     .beta_apply = cuda_beta_apply,
     .beta_vjp = cuda_beta_vjp,
     .channel_bias_vjp = cuda_channel_bias_vjp,
+    .readable_from = cuda_readable_from,
 };

@@ -214,16 +214,15 @@ __global__ void set_unit_ones_kernel(int64_t s0, int64_t count, int64_t B,
   }
 }
 
-__global__ void im2col_kernel(SbConvGeom g, int64_t total, const float *x,
-                              float *cols) {
+/* One thread per element of cols [ck, n, P]. */
+__global__ void im2col_kernel(SbConvGeom g, int64_t n, int64_t total,
+                              const float *x, float *cols) {
   const int64_t P = g.out_h * g.out_w;
   const int64_t khw = g.kernel_h * g.kernel_w;
-  const int64_t ck = g.in_c * khw;
   const int64_t img = g.in_c * g.in_h * g.in_w;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
-    const int64_t im = i / (ck * P);
-    const int64_t rem = i % (ck * P);
-    const int64_t row = rem / P, p = rem % P;
+    const int64_t row = i / (n * P);
+    const int64_t im = (i / P) % n, p = i % P;
     const int64_t c = row / khw, ki = (row % khw) / g.kernel_w,
                   kj = row % g.kernel_w;
     const int64_t oh = p / g.out_w, ow = p % g.out_w;
@@ -235,21 +234,31 @@ __global__ void im2col_kernel(SbConvGeom g, int64_t total, const float *x,
   }
 }
 
+/* One thread per element of dst [b, a, c]. */
+__global__ void swap_outer_axes_kernel(int64_t a, int64_t b, int64_t c,
+                                       const float *src, float beta,
+                                       float *dst) {
+  const int64_t total = a * b * c;
+  for (int64_t t = grid_start(); t < total; t += grid_step()) {
+    const int64_t k = t % c, i = (t / c) % a, j = t / (c * a);
+    const float v = src[(i * b + j) * c + k];
+    dst[t] = beta == 0.0f ? v : v + beta * dst[t];
+  }
+}
+
 /* Gather form of col2im: each image element sums the column entries that
  * im2col copied from it, so overlapping windows need no atomics and the
  * result does not depend on scheduling. */
-__global__ void col2im_kernel(SbConvGeom g, int64_t total, const float *cols,
-                              float *x) {
+__global__ void col2im_kernel(SbConvGeom g, int64_t n, int64_t total,
+                              const float *cols, float *x) {
   const int64_t P = g.out_h * g.out_w;
-  const int64_t khw = g.kernel_h * g.kernel_w;
-  const int64_t ck = g.in_c * khw;
   const int64_t hw = g.in_h * g.in_w;
   const int64_t img = g.in_c * hw;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
     const int64_t im = i / img;
     const int64_t c = (i % img) / hw;
     const int64_t ih = (i % hw) / g.in_w, iw = i % g.in_w;
-    const float *ci = cols + im * ck * P;
+    const float *ci = cols + im * P;
     float sum = 0.0f;
     for (int64_t ki = 0; ki < g.kernel_h; ki++) {
       const int64_t th = ih + g.pad_top - ki * g.dilation_h;
@@ -265,7 +274,7 @@ __global__ void col2im_kernel(SbConvGeom g, int64_t total, const float *cols,
         const int64_t ow = tw / g.stride_w;
         if (ow >= g.out_w)
           continue;
-        sum += ci[((c * g.kernel_h + ki) * g.kernel_w + kj) * P +
+        sum += ci[((c * g.kernel_h + ki) * g.kernel_w + kj) * n * P +
                   oh * g.out_w + ow];
       }
     }
@@ -526,7 +535,8 @@ cudaError_t sb_cuda_im2col(cudaStream_t s, const SbConvGeom *geom, int64_t n,
                         geom->out_h * geom->out_w;
   if (total <= 0)
     return cudaSuccess;
-  im2col_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, total, x, cols);
+  im2col_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, n, total, x,
+                                                      cols);
   return cudaGetLastError();
 }
 
@@ -535,7 +545,19 @@ cudaError_t sb_cuda_col2im(cudaStream_t s, const SbConvGeom *geom, int64_t n,
   const int64_t total = n * geom->in_c * geom->in_h * geom->in_w;
   if (total <= 0 || geom->out_h <= 0 || geom->out_w <= 0)
     return cudaSuccess;
-  col2im_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, total, cols, x);
+  col2im_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, n, total, cols,
+                                                      x);
+  return cudaGetLastError();
+}
+
+cudaError_t sb_cuda_swap_outer_axes(cudaStream_t s, int64_t a, int64_t b,
+                                    int64_t c, const float *src, float beta,
+                                    float *dst) {
+  const int64_t total = a * b * c;
+  if (total <= 0)
+    return cudaSuccess;
+  swap_outer_axes_kernel<<<blocks_for(total), kThreads, 0, s>>>(a, b, c, src,
+                                                               beta, dst);
   return cudaGetLastError();
 }
 

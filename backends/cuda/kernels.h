@@ -62,6 +62,9 @@ cudaError_t sb_cuda_im2col(cudaStream_t s, const SbConvGeom *geom, int64_t n,
                            const float *x, float *cols);
 cudaError_t sb_cuda_col2im(cudaStream_t s, const SbConvGeom *geom, int64_t n,
                            const float *cols, float *x);
+cudaError_t sb_cuda_swap_outer_axes(cudaStream_t s, int64_t a, int64_t b,
+                                    int64_t c, const float *src, float beta,
+                                    float *dst);
 /* C[r, c] = beta * C[r, c] for a [rows, cols] matrix with row stride ld
  * (the k == 0 case of a GEMM, which BLAS libraries treat unevenly). */
 cudaError_t sb_cuda_scale_matrix(cudaStream_t s, int64_t rows, int64_t cols,

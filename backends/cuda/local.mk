@@ -6,7 +6,8 @@
 EXTRA_DIST += backends/cuda/kernels.cu backends/cuda/kernels.h \
 	backends/cuda/nvcc-wrapper.sh backends/cuda/device_cuda.h \
 	backends/cuda/device_cuda.c backends/cuda/backend_cuda.c \
-	tests/check-backend-cuda.c
+	backends/cuda/device_module_cuda.c backends/common/comm_nccl.c \
+	tests/check-backend-cuda.c tests/cuda-ranks.c
 
 if HAVE_CUDA
 backend_LTLIBRARIES += backends/shardbound-backend-cuda.la
@@ -26,6 +27,30 @@ backends_shardbound_backend_cuda_la_LIBADD = backends/cuda/kernels.lo \
 	-lstdc++ -lm -lpthread
 EXTRA_backends_shardbound_backend_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
 
+# The CUDA device (and, with NCCL, the NCCL communicator) for the device=cuda
+# ranks of the multi-rank backends: a module they open beside themselves
+# only when asked, so that they link no CUDA library and load without one.
+# Its name is not a backend's, so the registry never loads it.
+backend_LTLIBRARIES += backends/shardbound-device-cuda.la
+backends_shardbound_device_cuda_la_SOURCES = \
+	backends/cuda/device_cuda.h \
+	backends/cuda/device_cuda.c \
+	backends/cuda/kernels.h \
+	backends/common/device_module.h \
+	backends/cuda/device_module_cuda.c
+if HAVE_NCCL
+backends_shardbound_device_cuda_la_SOURCES += backends/common/comm_nccl.c
+endif
+backends_shardbound_device_cuda_la_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) \
+	$(NCCL_CFLAGS)
+backends_shardbound_device_cuda_la_LDFLAGS = -module -avoid-version \
+	-no-undefined -shared -export-symbols-regex '^sb_device_module_get_v1$$'
+# libsbdevice.la for the tracked buffers of the collectives' staging.
+backends_shardbound_device_cuda_la_LIBADD = backends/cuda/kernels.lo \
+	backends/common/libsbdevice.la $(NCCL_LIBS) $(CUDA_LIBS) \
+	$(OPENBLAS_LIBS) -lstdc++ -lm -lpthread
+EXTRA_backends_shardbound_device_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
+
 # nvcc through libtool, so that the object is PIC and lands in the .so like
 # any other; the wrapper turns the gcc flags libtool adds into nvcc ones.
 backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
@@ -40,9 +65,19 @@ backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
 	  -c -o $@ $(srcdir)/backends/cuda/kernels.cu
 CLEANFILES += backends/cuda/kernels.lo
 
-# CPU and CUDA backends compared on random inputs; skips (77) without a GPU.
+# CPU and CUDA backends compared on random inputs, and fsdp/tp at
+# device=cuda against both; skips (77) without a GPU.
 check_PROGRAMS += tests/check-backend-cuda
-tests_check_backend_cuda_SOURCES = tests/check-backend-cuda.c
+tests_check_backend_cuda_SOURCES = tests/check-backend-cuda.c \
+	tests/cuda-ranks.c tests/backend-testlib.c tests/backend-testlib.h
 tests_check_backend_cuda_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_backend_cuda_LDADD = $(CHECK_LIBS) -ldl -lm
+# The rank pool, to drive the communicators of the CUDA device module
+# directly.
+tests_check_backend_cuda_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread
+EXTRA_tests_check_backend_cuda_DEPENDENCIES = \
+	backends/shardbound-backend-cpu.la backends/shardbound-backend-cuda.la \
+	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la \
+	backends/shardbound-device-cuda.la
 endif

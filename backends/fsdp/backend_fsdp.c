@@ -27,7 +27,8 @@ static const sb_backend_v1 fsdp_backend = {
     .description = "Fully sharded data parallel: weights sharded across "
                    "ranks (threads over loopback, or MPI processes with "
                    "comm=mpi), gathered per "
-                   "layer; spec rows split",
+                   "layer; coefficients and slopes split by spec rows or by "
+                   "domains",
     .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
                     SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
     .context_create = fsdp_context_create,

@@ -10,20 +10,86 @@
 #include "backends/common/rank_backend.h"
 #include "backends/common/ranks.h"
 
-/* Coefficient and alpha tensors ([S,...]) are split by their first
- * dimension in whole blocks of SB_ROW_BLOCK rows, so that every GEMM runs
- * on the same row blocks as on one device: rank r holds rows
- * sb_split_spec_rows(shape[0], P, r), possibly none. Every other
- * tensor (bounds [B,N], inputs) is replicated: each rank holds all of it,
- * identical everywhere. */
+/* How a tensor's elements are laid out across ranks. */
+typedef enum {
+  FSDP_REPLICATED = 0, /* every rank holds all of it, identical everywhere */
+  FSDP_SPLIT_ROWS,     /* rank r holds spec rows sb_split_spec_rows(S) */
+  FSDP_SPLIT_BATCH,    /* rank r holds batch elements sb_split_batch(B) of
+                        * every spec row */
+} FsdpSplit;
+
+/* Coefficient and alpha tensors ([S,B,...]) are split across ranks along
+ * the axis their GEMMs are blocked on (layer.h): by spec rows in whole
+ * blocks of SB_ROW_BLOCK when S is large (the root's intermediate bounds,
+ * many specifications), by batch elements in whole blocks of
+ * SB_BATCH_BLOCK when S fits in one block and the batch is larger than one
+ * (branch-and-bound: S is a few atoms, B the domains). Either way every
+ * GEMM runs on the same blocks as on one device, so results are bitwise
+ * identical. Every other tensor (bounds [B,N], inputs) is replicated. */
 struct sb_tensor {
   int32_t ndim;
   int64_t shape[4];
   int64_t numel;
-  int split;
-  int64_t row_elems; /* elements per row of dimension 0 */
+  int split;         /* FsdpSplit */
+  int64_t batch;     /* B: shape[1], 1 for a tensor of one dimension */
+  int64_t inner;     /* elements per (spec row, batch element) */
+  int64_t row_elems; /* elements per row of dimension 0: batch * inner */
   SbBuffer *buf;     /* one per rank */
 };
+
+/* The part of an [S,B,...] operation one rank computes: spec rows
+ * [s0, s0+ns) of batch elements [b0, b0+nb). batch_blocks is the blocking
+ * of the whole operation (sb_blocks_by_batch(S, B)). */
+typedef struct FsdpPart {
+  int64_t S, B;
+  int64_t s0, ns, b0, nb;
+  int32_t batch_blocks;
+} FsdpPart;
+
+/* The axis that [S,B,...] coefficient tensors are split along, and rank
+ * r's part of an operation over them. */
+FsdpSplit fsdp_split_of(int64_t S, int64_t B);
+void fsdp_part(const sb_context *ctx, int64_t S, int64_t B, int r,
+               FsdpPart *p);
+
+/* The [S,B,...] arguments of one rank's part of an operation, as
+ * contiguous [ns, nb, inner] device arrays: a split tensor's own buffer,
+ * or for a replicated one its rows, or a packed copy when the part is a
+ * slice of the batch. Replicated outputs are given all rows on every rank
+ * by fsdp_views_share. */
+#define FSDP_MAX_VIEWS 12
+typedef struct FsdpView {
+  const sb_tensor *t;
+  float *ptr;
+  SbBuffer packed; /* a replicated tensor's slice of the batch */
+  int is_packed;
+  int out;
+} FsdpView;
+
+typedef struct FsdpViews {
+  FsdpPart part;
+  int n;
+  FsdpView v[FSDP_MAX_VIEWS];
+} FsdpViews;
+
+void fsdp_views_init(FsdpViews *vs, const FsdpPart *part);
+/* The local array of t (NULL for NULL t): out marks a tensor the operation
+ * writes (its current contents are kept for accumulation). The same tensor
+ * gets the same array. Returns NULL on failure with *st set. */
+float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
+                      const sb_tensor *t, int out, int *st);
+/* Collective: every replicated output gets all ranks' parts; then the
+ * packed copies are freed. Every rank calls it with the same outputs. */
+int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                     FsdpViews *vs);
+/* Frees the packed copies without sharing (after a failure). */
+void fsdp_views_release(SbRank *rank, FsdpViews *vs);
+
+/* Rank r's batch elements b0.. of a replicated [B,...] tensor (bounds). */
+static inline float *fsdp_batch_view(const sb_tensor *t, int r,
+                                     const FsdpPart *p) {
+  return (float *)t->buf[r].ptr + p->b0 * (t->numel / p->B);
+}
 
 /* A layer: the operator's own struct sb_layer per rank, whose weight holds
  * only that rank's rows (sharded) or everything (small parameters). The
@@ -48,12 +114,9 @@ static inline void fsdp_rows(const sb_context *ctx, int64_t rows, int r,
   sb_split_range(rows, ctx->size, r, start, count);
 }
 
-/* Rank r's view of rows [start, start+count) of t: its own buffer when t is
- * split, the matching rows of its replica otherwise. */
-float *fsdp_row_view(const sb_tensor *t, int r, int64_t start);
-
-/* After each rank wrote its rows of a replicated tensor, give every rank
- * all rows (a no-op for split tensors). Collective: every rank calls it. */
+/* After each rank wrote its spec rows of a replicated tensor, give every
+ * rank all rows (a no-op for split tensors). Collective: every rank calls
+ * it. */
 int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
                     sb_tensor *t);
 

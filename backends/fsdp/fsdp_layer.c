@@ -342,55 +342,49 @@ typedef struct {
   int64_t S, B;
 } BackwardJob;
 
-/* Give every rank all rows of the replicated outputs, each tensor once. */
-static int share_outputs(const sb_context *ctx, SbRank *rank, SbComm *comm,
-                         sb_tensor *const *outs, int n) {
-  int st = SB_OK;
-  for (int i = 0; i < n && st == SB_OK; i++) {
-    int seen = 0;
-    for (int k = 0; k < i; k++)
-      seen |= outs[k] == outs[i];
-    if (!seen && outs[i])
-      st = fsdp_share_rows(ctx, rank, comm, outs[i]);
-  }
-  return st;
-}
+/* The local arrays of a part: every argument through views, so a failure
+ * on the way leaves st set and the views to release. */
+#define VIEW(t, out) fsdp_views_get(j->ctx, &vs, rank, (t), (out), &st)
 
 static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   BackwardJob *j = arg;
   const sb_backward_args_v1 *in = j->args;
   const FsdpLayer *fl = j->fl;
-  int r = rank->index, n = fl->fam->n_inputs;
-  int64_t s0, ns;
-  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
+  int r = rank->index, n = fl->fam->n_inputs, st = SB_OK;
+  FsdpPart p;
+  fsdp_part(j->ctx, j->S, j->B, r, &p);
+  FsdpViews vs;
+  fsdp_views_init(&vs, &p);
   SbOpBackward a;
   memset(&a, 0, sizeof a);
   a.side = in->side;
-  a.S = ns;
-  a.B = j->B;
-  a.A_out = fsdp_row_view(in->A_out, r, s0);
-  for (int i = 0; i < n; i++) {
-    a.A_in[i] = fsdp_row_view(in->A_in[i], r, s0);
+  a.S = p.ns;
+  a.B = p.nb;
+  a.batch_blocks = p.batch_blocks;
+  a.A_out = VIEW(in->A_out, 0);
+  for (int i = 0; i < n && st == SB_OK; i++) {
+    a.A_in[i] = VIEW(in->A_in[i], 1);
     a.accumulate[i] = in->accumulate[i];
   }
-  a.bias = fsdp_row_view(in->bias, r, s0);
-  if (fl->local[0].kind == SB_LAYER_RELU) {
-    a.pre_lower = in->pre_lower->buf[r].ptr;
-    a.pre_upper = in->pre_upper->buf[r].ptr;
-    a.alpha = in->alpha ? fsdp_row_view(in->alpha, r, s0) : NULL;
+  if (st == SB_OK)
+    a.bias = VIEW(in->bias, 1);
+  if (st == SB_OK && fl->local[0].kind == SB_LAYER_RELU) {
+    a.pre_lower = fsdp_batch_view(in->pre_lower, r, &p);
+    a.pre_upper = fsdp_batch_view(in->pre_upper, r, &p);
+    a.alpha = VIEW(in->alpha, 0);
   }
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && ns > 0)
+  if (st == SB_OK)
+    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && p.ns > 0 && p.nb > 0)
     st = fl->fam->backward(&rank->x, &g, &a);
   sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK)
+  if (st != SB_OK) {
+    fsdp_views_release(rank, &vs);
     return st;
-  sb_tensor *outs[SB_MAX_LAYER_INPUTS + 1] = {in->bias};
-  for (int i = 0; i < n; i++)
-    outs[i + 1] = in->A_in[i];
-  return share_outputs(j->ctx, rank, comm, outs, n + 1);
+  }
+  return fsdp_views_share(j->ctx, rank, comm, &vs);
 }
 
 int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
@@ -456,17 +450,23 @@ typedef struct {
 
 static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   ConcretizeJob *j = arg;
-  int r = rank->index;
-  int64_t s0, ns;
-  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
-  int st = SB_OK;
-  if (ns > 0)
-    st = sb_concretize(&rank->x, j->side, ns, j->B, j->N,
-                       fsdp_row_view(j->A, r, s0),
-                       j->bias ? fsdp_row_view(j->bias, r, s0) : NULL,
-                       j->x_lower->buf[r].ptr, j->x_upper->buf[r].ptr,
-                       fsdp_row_view(j->out, r, s0));
-  return st == SB_OK ? fsdp_share_rows(j->ctx, rank, comm, j->out) : st;
+  int r = rank->index, st = SB_OK;
+  FsdpPart p;
+  fsdp_part(j->ctx, j->S, j->B, r, &p);
+  FsdpViews vs;
+  fsdp_views_init(&vs, &p);
+  const float *A = VIEW(j->A, 0);
+  const float *bias = st == SB_OK ? VIEW(j->bias, 0) : NULL;
+  float *out = st == SB_OK ? VIEW(j->out, 1) : NULL;
+  if (st == SB_OK && p.ns > 0 && p.nb > 0)
+    st = sb_concretize(&rank->x, j->side, p.ns, p.nb, j->N, A, bias,
+                       fsdp_batch_view(j->x_lower, r, &p),
+                       fsdp_batch_view(j->x_upper, r, &p), out);
+  if (st != SB_OK) {
+    fsdp_views_release(rank, &vs);
+    return st;
+  }
+  return fsdp_views_share(j->ctx, rank, comm, &vs);
 }
 
 int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
@@ -544,40 +544,46 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   VjpJob *j = arg;
   const sb_vjp_args_v1 *in = j->args;
   const FsdpLayer *fl = j->fl;
-  int r = rank->index;
-  int64_t s0, ns;
-  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
+  int r = rank->index, st = SB_OK;
+  FsdpPart p;
+  fsdp_part(j->ctx, j->S, j->B, r, &p);
+  FsdpViews vs;
+  fsdp_views_init(&vs, &p);
   SbOpVjp a;
   memset(&a, 0, sizeof a);
   a.side = in->side;
-  a.S = ns;
-  a.B = j->B;
-  a.A_out = fsdp_row_view(in->A_out, r, s0);
-  for (int i = 0; i < fl->fam->n_inputs; i++)
-    a.grad_A_in[i] =
-        in->grad_A_in[i] ? fsdp_row_view(in->grad_A_in[i], r, s0) : NULL;
-  a.grad_bias = in->grad_bias ? fsdp_row_view(in->grad_bias, r, s0) : NULL;
-  a.grad_A_out = fsdp_row_view(in->grad_A_out, r, s0);
+  a.S = p.ns;
+  a.B = p.nb;
+  a.batch_blocks = p.batch_blocks;
+  a.A_out = VIEW(in->A_out, 0);
+  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++)
+    a.grad_A_in[i] = VIEW(in->grad_A_in[i], 0);
+  if (st == SB_OK)
+    a.grad_bias = VIEW(in->grad_bias, 0);
+  if (st == SB_OK)
+    a.grad_A_out = VIEW(in->grad_A_out, 1);
   a.accumulate_A_out = in->accumulate_A_out;
-  if (fl->local[0].kind == SB_LAYER_RELU) {
-    a.pre_lower = in->pre_lower->buf[r].ptr;
-    a.pre_upper = in->pre_upper->buf[r].ptr;
-    a.alpha = in->alpha ? fsdp_row_view(in->alpha, r, s0) : NULL;
-    a.grad_alpha = in->grad_alpha ? fsdp_row_view(in->grad_alpha, r, s0)
-                                  : NULL;
+  if (st == SB_OK && fl->local[0].kind == SB_LAYER_RELU) {
+    a.pre_lower = fsdp_batch_view(in->pre_lower, r, &p);
+    a.pre_upper = fsdp_batch_view(in->pre_upper, r, &p);
+    a.alpha = VIEW(in->alpha, 0);
+    if (st == SB_OK)
+      a.grad_alpha = VIEW(in->grad_alpha, 1);
     a.accumulate_alpha = in->accumulate_alpha;
   }
   /* Linear and conv VJPs need the whole weight, exactly as backward. */
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && ns > 0)
+  if (st == SB_OK)
+    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && p.ns > 0 && p.nb > 0)
     st = fl->fam->backward_vjp(&rank->x, &g, &a);
   sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK)
+  if (st != SB_OK) {
+    fsdp_views_release(rank, &vs);
     return st;
-  sb_tensor *outs[2] = {in->grad_A_out, a.grad_alpha ? in->grad_alpha : NULL};
-  return share_outputs(j->ctx, rank, comm, outs, 2);
+  }
+  return fsdp_views_share(j->ctx, rank, comm, &vs);
 }
 
 int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
@@ -646,7 +652,7 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
 
 /* One job type for the operations that belong to no layer: each rank
  * runs the op-level function on its own spec rows. */
-typedef enum { OP_CONCRETIZE_VJP, OP_INIT_ALPHA, OP_ADAM, OP_BETA_APPLY,
+typedef enum { OP_CONCRETIZE_VJP, OP_INIT_ALPHA, OP_BETA_APPLY,
                OP_BETA_VJP } RowOp;
 
 typedef struct {
@@ -661,50 +667,69 @@ typedef struct {
 
 static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   RowJob *j = arg;
-  int r = rank->index;
-  int64_t s0, ns;
-  sb_split_spec_rows(j->S, j->ctx->size, r, &s0, &ns);
+  int r = rank->index, st = SB_OK;
+  FsdpPart p;
+  fsdp_part(j->ctx, j->S, j->B, r, &p);
+  FsdpViews vs;
+  fsdp_views_init(&vs, &p);
   SbExec *x = &rank->x;
-  int st = SB_OK;
-  if (ns > 0) {
-    switch (j->op) {
-    case OP_CONCRETIZE_VJP: /* in0 A, in1/in2 bounds, out grad_A; grad_out
+  const int run = p.ns > 0 && p.nb > 0;
+  switch (j->op) {
+  case OP_CONCRETIZE_VJP: { /* in0 A, in1/in2 bounds, out grad_A; grad_out
                              * rides in out1 (const) */
-      st = sb_concretize_vjp(x, j->side, ns, j->B, j->N,
-                             fsdp_row_view(j->in0, r, s0),
-                             j->in1->buf[r].ptr, j->in2->buf[r].ptr,
-                             j->out1 ? fsdp_row_view(j->out1, r, s0) : NULL,
-                             fsdp_row_view(j->out, r, s0));
-      break;
-    case OP_INIT_ALPHA:
-      st = sb_relu_init_alpha(x, ns, j->B, j->N, j->in1->buf[r].ptr,
-                              j->in2->buf[r].ptr,
-                              fsdp_row_view(j->out, r, s0));
-      break;
-    case OP_ADAM: /* out param, out1 m, out2 v, in0 grad; S counts rows
-                   * of N elements */
-      st = sb_adam_step(x, ns * j->N, fsdp_row_view(j->out, r, s0),
-                        fsdp_row_view(j->in0, r, s0),
-                        fsdp_row_view(j->out1, r, s0),
-                        fsdp_row_view(j->out2, r, s0), j->adam);
-      break;
-    case OP_BETA_APPLY: /* out A, in0 beta, in1 sign */
-      st = sb_beta_apply(x, j->side, ns, j->B, j->N,
-                         fsdp_row_view(j->out, r, s0),
-                         fsdp_row_view(j->in0, r, s0), j->in1->buf[r].ptr);
-      break;
-    case OP_BETA_VJP: /* in0 grad_A, in1 sign, out grad_beta */
-      st = sb_beta_vjp(x, j->side, ns, j->B, j->N,
-                       fsdp_row_view(j->in0, r, s0), j->in1->buf[r].ptr,
-                       fsdp_row_view(j->out, r, s0), j->accumulate);
-      break;
-    }
+    const float *A = VIEW(j->in0, 0);
+    const float *g = st == SB_OK ? VIEW(j->out1, 0) : NULL;
+    float *gA = st == SB_OK ? VIEW(j->out, 1) : NULL;
+    if (st == SB_OK && run)
+      st = sb_concretize_vjp(x, j->side, p.ns, p.nb, j->N, A,
+                             fsdp_batch_view(j->in1, r, &p),
+                             fsdp_batch_view(j->in2, r, &p), g, gA);
+    break;
   }
-  if (st != SB_OK)
+  case OP_INIT_ALPHA: {
+    float *alpha = VIEW(j->out, 1);
+    if (st == SB_OK && run)
+      st = sb_relu_init_alpha(x, p.ns, p.nb, j->N,
+                              fsdp_batch_view(j->in1, r, &p),
+                              fsdp_batch_view(j->in2, r, &p), alpha);
+    break;
+  }
+  case OP_BETA_APPLY: { /* out A, in0 beta, in1 sign */
+    float *A = VIEW(j->out, 1);
+    const float *beta = st == SB_OK ? VIEW(j->in0, 0) : NULL;
+    if (st == SB_OK && run)
+      st = sb_beta_apply(x, j->side, p.ns, p.nb, j->N, A, beta,
+                         fsdp_batch_view(j->in1, r, &p));
+    break;
+  }
+  case OP_BETA_VJP: { /* in0 grad_A, in1 sign, out grad_beta */
+    const float *gA = VIEW(j->in0, 0);
+    float *gb = st == SB_OK ? VIEW(j->out, 1) : NULL;
+    if (st == SB_OK && run)
+      st = sb_beta_vjp(x, j->side, p.ns, p.nb, j->N, gA,
+                       fsdp_batch_view(j->in1, r, &p), gb, j->accumulate);
+    break;
+  }
+  }
+  if (st != SB_OK) {
+    fsdp_views_release(rank, &vs);
     return st;
-  sb_tensor *outs[3] = {j->out, j->op == OP_ADAM ? j->out1 : NULL,
-                        j->op == OP_ADAM ? j->out2 : NULL};
-  return share_outputs(j->ctx, rank, comm, outs, 3);
+  }
+  return fsdp_views_share(j->ctx, rank, comm, &vs);
+}
+
+/* Adam is element-wise: each rank updates the elements it stores, all of
+ * them for replicated tensors (identically everywhere). */
+static int adam_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  RowJob *j = arg;
+  int r = rank->index;
+  int64_t n = j->out->buf[r].bytes / sizeof(float);
+  if (!j->out->split)
+    n = j->out->numel;
+  if (n == 0)
+    return SB_OK;
+  return sb_adam_step(&rank->x, n, j->out->buf[r].ptr, j->in0->buf[r].ptr,
+                      j->out1->buf[r].ptr, j->out2->buf[r].ptr, j->adam);
 }
 
 int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
@@ -767,23 +792,23 @@ int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
     return st;
   if ((st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v)))
     return st;
-  /* Rows must line up on every rank: all four split alike. */
+  /* Elements must line up on every rank: all four split alike. */
   if (grad->split != param->split || m->split != param->split ||
       v->split != param->split ||
       (param->split && (grad->shape[0] != param->shape[0] ||
                         m->shape[0] != param->shape[0] ||
-                        v->shape[0] != param->shape[0])))
+                        v->shape[0] != param->shape[0] ||
+                        grad->batch != param->batch ||
+                        m->batch != param->batch ||
+                        v->batch != param->batch)))
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: param, grad, m and v must share one memory "
-                     "category kind and first dimension (their rows are "
-                     "split alike across ranks)",
+                     "category kind and their first two dimensions (their "
+                     "elements are split alike across ranks)",
                      fn);
-  RowJob j = {.ctx = ctx, .op = OP_ADAM, .adam = args};
-  j.S = param->shape[0];
-  j.B = 1;
-  j.N = param->row_elems;
+  RowJob j = {.ctx = ctx, .adam = args};
   j.in0 = grad, j.out = param, j.out1 = m, j.out2 = v;
-  return fsdp_run(ctx, row_op_on_rank, &j);
+  return fsdp_run(ctx, adam_on_rank, &j);
 }
 
 int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,

@@ -1,15 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* FSDP tensors: coefficient rows split across ranks, everything else
- * replicated, and the host's row-major view scattered and gathered. */
+/* FSDP tensors: coefficients split across ranks by spec rows or by batch
+ * elements, everything else replicated, and the host's row-major view
+ * scattered and gathered. */
 #include "backends/fsdp/fsdp.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-float *fsdp_row_view(const sb_tensor *t, int r, int64_t start) {
-  float *p = t->buf[r].ptr;
-  return t->split ? p : p + start * t->row_elems;
+FsdpSplit fsdp_split_of(int64_t S, int64_t B) {
+  return sb_blocks_by_batch(S, B) ? FSDP_SPLIT_BATCH : FSDP_SPLIT_ROWS;
+}
+
+void fsdp_part(const sb_context *ctx, int64_t S, int64_t B, int r,
+               FsdpPart *p) {
+  p->S = S;
+  p->B = B;
+  p->batch_blocks = sb_blocks_by_batch(S, B);
+  p->s0 = 0, p->ns = S, p->b0 = 0, p->nb = B;
+  if (fsdp_split_of(S, B) == FSDP_SPLIT_BATCH)
+    sb_split_batch(B, ctx->size, r, &p->b0, &p->nb);
+  else
+    sb_split_spec_rows(S, ctx->size, r, &p->s0, &p->ns);
 }
 
 int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
@@ -27,18 +39,29 @@ int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
                                all + start * t->row_elems, counts, all);
 }
 
-/* First and one-past-last flat elements rank r stores, in logical order. */
-static void stored_range(const sb_context *ctx, const sb_tensor *t, int r,
-                         int64_t *lo, int64_t *hi) {
-  if (!t->split) {
-    *lo = 0;
-    *hi = t->numel;
-    return;
-  }
+/* Rank r's elements of t in the host's row-major order: n_seg segments of
+ * len elements, segment k starting at first + k * stride, stored one after
+ * the other. */
+typedef struct {
+  int64_t first, len, stride, n_seg;
+} Segments;
+
+static Segments stored_segments(const sb_context *ctx, const sb_tensor *t,
+                                int r) {
+  Segments g = {0, t->numel, 0, 1};
   int64_t start, count;
-  sb_split_spec_rows(t->shape[0], ctx->size, r, &start, &count);
-  *lo = start * t->row_elems;
-  *hi = (start + count) * t->row_elems;
+  if (t->split == FSDP_SPLIT_ROWS) {
+    sb_split_spec_rows(t->shape[0], ctx->size, r, &start, &count);
+    g.first = start * t->row_elems;
+    g.len = count * t->row_elems;
+  } else if (t->split == FSDP_SPLIT_BATCH) {
+    sb_split_batch(t->batch, ctx->size, r, &start, &count);
+    g.first = start * t->inner;
+    g.len = count * t->inner;
+    g.stride = t->row_elems;
+    g.n_seg = t->shape[0];
+  }
+  return g;
 }
 
 typedef struct {
@@ -49,9 +72,8 @@ typedef struct {
 
 static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
-  int64_t lo, hi;
-  stored_range(j->ctx, j->t, rank->index, &lo, &hi);
-  return sb_rank_alloc_zeroed(&rank->x, j->category, hi - lo,
+  Segments g = stored_segments(j->ctx, j->t, rank->index);
+  return sb_rank_alloc_zeroed(&rank->x, j->category, g.len * g.n_seg,
                               &j->t->buf[rank->index]);
 }
 
@@ -80,11 +102,14 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
   t->numel = numel;
   t->buf = bufs;
-  /* Coefficients and alpha are the tensors that grow with the number of
-   * specifications: those are the ones whose rows are worth splitting. */
-  t->split = ctx->size > 1 && (category == SB_MEM_COEFFICIENTS ||
-                               category == SB_MEM_ALPHA);
+  t->batch = ndim >= 2 ? shape[1] : 1;
   t->row_elems = shape[0] > 0 ? numel / shape[0] : 0;
+  t->inner = t->batch > 0 ? t->row_elems / t->batch : 0;
+  /* Coefficients and alpha are the tensors that grow with the number of
+   * specifications and of domains: those are the ones worth splitting. */
+  if (ctx->size > 1 &&
+      (category == SB_MEM_COEFFICIENTS || category == SB_MEM_ALPHA))
+    t->split = (int)fsdp_split_of(shape[0], t->batch);
   CreateJob job = {ctx, t, category};
   st = fsdp_run(ctx, create_on_rank, &job);
   if (st != SB_OK) {
@@ -115,19 +140,79 @@ typedef struct {
   void *dst;       /* read */
 } CopyJob;
 
+/* Ranks as processes, tensor split by domains: each rank's elements of
+ * [offset, offset + count) are strided in the host's order, so they travel
+ * packed (rank by rank, segment by segment) and every process unpacks the
+ * other ranks' into dst. */
+static int64_t segments_overlap(const CopyJob *j, int q, int64_t k, int64_t *a,
+                                int64_t *b) {
+  Segments g = stored_segments(j->ctx, j->t, q);
+  if (k >= g.n_seg)
+    return -1;
+  int64_t lo = g.first + k * g.stride, hi = lo + g.len;
+  const int64_t end = j->offset + j->count;
+  *a = j->offset > lo ? j->offset : lo;
+  *b = end < hi ? end : hi;
+  return *a < *b ? *b - *a : 0;
+}
+
+static int gather_segments(const CopyJob *j, SbRank *rank, SbComm *comm,
+                           size_t elem) {
+  SbExec *x = &rank->x;
+  int64_t bytes[SB_RANKS_MAX], at[SB_RANKS_MAX], total = 0, a, b, n;
+  for (int q = 0; q < j->ctx->size; q++) {
+    int64_t sum = 0;
+    for (int64_t k = 0; (n = segments_overlap(j, q, k, &a, &b)) >= 0; k++)
+      sum += n;
+    at[q] = total;
+    bytes[q] = sum * (int64_t)elem;
+    total += bytes[q];
+  }
+  char *pack = malloc(total > 0 ? (size_t)total : 1);
+  if (pack == NULL)
+    return sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
+                        "tensor_read: out of host memory gathering %lld bytes",
+                        (long long)total);
+  char *dst = j->dst, *p = pack + at[rank->index];
+  for (int64_t k = 0; (n = segments_overlap(j, rank->index, k, &a, &b)) >= 0;
+       k++)
+    if (n > 0) {
+      memcpy(p, dst + (a - j->offset) * (int64_t)elem, (size_t)n * elem);
+      p += n * (int64_t)elem;
+    }
+  int st = comm->ops->all_gather_host(comm, rank->index, x, pack, bytes);
+  for (int q = 0; q < j->ctx->size && st == SB_OK; q++) {
+    if (q == rank->index)
+      continue;
+    p = pack + at[q];
+    for (int64_t k = 0; (n = segments_overlap(j, q, k, &a, &b)) >= 0; k++)
+      if (n > 0) {
+        memcpy(dst + (a - j->offset) * (int64_t)elem, p, (size_t)n * elem);
+        p += n * (int64_t)elem;
+      }
+  }
+  free(pack);
+  return st;
+}
+
 static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
   SbExec *x = &rank->x;
-  int64_t lo, hi;
-  stored_range(j->ctx, j->t, rank->index, &lo, &hi);
   /* A replicated tensor is read from rank 0 only; written on every rank. */
-  int64_t a = j->offset > lo ? j->offset : lo;
-  int64_t b = j->offset + j->count < hi ? j->offset + j->count : hi;
+  const int64_t end = j->offset + j->count;
   int st = SB_OK;
-  if (a < b && !(j->dst && !j->t->split && rank->index != 0)) {
-    float *dev = (float *)j->t->buf[rank->index].ptr + (a - lo);
-    st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
-                           b - a);
+  if (!(j->dst && !j->t->split && rank->index != 0)) {
+    Segments g = stored_segments(j->ctx, j->t, rank->index);
+    for (int64_t k = 0; k < g.n_seg && st == SB_OK; k++) {
+      int64_t lo = g.first + k * g.stride, hi = lo + g.len;
+      int64_t a = j->offset > lo ? j->offset : lo;
+      int64_t b = end < hi ? end : hi;
+      if (a >= b)
+        continue;
+      float *dev = (float *)j->t->buf[rank->index].ptr + k * g.len + (a - lo);
+      st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
+                             b - a);
+    }
     if (st != SB_OK)
       return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
                                                : "tensor_write");
@@ -140,11 +225,17 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (!j->t->split)
     return comm->ops->broadcast_host(comm, rank->index, x, j->dst,
                                      (size_t)j->count * elem, 0);
+  if (j->t->split == FSDP_SPLIT_BATCH) {
+    /* Threads share dst, where every rank wrote its own segments. */
+    if (sb_ranks_local_rank(j->ctx->ranks) < 0)
+      return SB_OK;
+    return gather_segments(j, rank, comm, elem);
+  }
   int64_t bytes[SB_RANKS_MAX];
   for (int q = 0; q < j->ctx->size; q++) {
-    stored_range(j->ctx, j->t, q, &lo, &hi);
-    int64_t qa = j->offset > lo ? j->offset : lo;
-    int64_t qb = j->offset + j->count < hi ? j->offset + j->count : hi;
+    Segments gq = stored_segments(j->ctx, j->t, q);
+    int64_t qa = j->offset > gq.first ? j->offset : gq.first;
+    int64_t qb = end < gq.first + gq.len ? end : gq.first + gq.len;
     bytes[q] = qa < qb ? (qb - qa) * (int64_t)elem : 0;
   }
   return comm->ops->all_gather_host(comm, rank->index, x, j->dst, bytes);
@@ -187,13 +278,14 @@ typedef struct {
 
 static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   UnitJob *j = arg;
-  int64_t s0 = 0, ns = j->S;
+  FsdpPart p = {j->S, j->B, 0, j->S, 0, j->B, 0};
   if (j->A->split)
-    sb_split_spec_rows(j->S, j->ctx->size, rank->index, &s0, &ns);
-  if (ns == 0)
+    fsdp_part(j->ctx, j->S, j->B, rank->index, &p);
+  if (p.ns == 0 || p.nb == 0)
     return SB_OK;
-  int st = rank->x.ops->set_unit_rows(rank->x.dev, ns, j->B, j->N,
-                                      j->index + s0, j->A->buf[rank->index].ptr);
+  int st = rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N,
+                                      j->index + p.s0,
+                                      j->A->buf[rank->index].ptr);
   return st == SB_OK ? st
                      : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
 }

@@ -5,12 +5,13 @@ backend_LTLIBRARIES += backends/shardbound-backend-fsdp.la
 backends_shardbound_backend_fsdp_la_SOURCES = \
 	backends/fsdp/fsdp.h \
 	backends/fsdp/fsdp_tensor.c \
+	backends/fsdp/fsdp_views.c \
 	backends/fsdp/fsdp_layer.c \
 	backends/fsdp/fsdp_gather.c \
 	backends/fsdp/backend_fsdp.c
 backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -ldl -lm -lpthread
 
 # Backend loading, random layer graphs and CPU comparisons shared by
 # check-fsdp and check-tp.
@@ -30,3 +31,11 @@ EXTRA_DIST += tools/bench.sh docs/plot-memory.gp
 bench-fsdp: hosts/cli/shardbound backends/shardbound-backend-cpu.la \
 	backends/shardbound-backend-fsdp.la
 	$(SHELL) $(top_srcdir)/tools/bench.sh $(abs_top_builddir)
+
+# device=, devices= and comm= of both multi-rank backends, on any machine.
+check_PROGRAMS += tests/check-rank-devices
+tests_check_rank_devices_SOURCES = tests/check-rank-devices.c $(BACKEND_TESTLIB)
+tests_check_rank_devices_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_rank_devices_LDADD = $(CHECK_LIBS) -ldl -lm
+EXTRA_tests_check_rank_devices_DEPENDENCIES = \
+	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "host-private.h"
+#include "hosts/engine/problem.h"
 
 static ShardboundProperty *
 property_new (SbProperty *prop, GError *e, GError **error)
@@ -114,15 +115,11 @@ gboolean
 shardbound_property_check_network (const ShardboundProperty *p,
                                    const ShardboundNetwork *network, GError **error)
 {
-  const SbGraph *g = network->graph;
-  if (p->prop->n_inputs != g->input_size || p->prop->n_outputs != g->output_size)
-    {
-      g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_BAD_INPUT,
-                   "the property declares %d inputs and %d outputs but the network has %"
-                   G_GINT64_FORMAT " inputs and %" G_GINT64_FORMAT " outputs",
-                   p->prop->n_inputs, p->prop->n_outputs, (gint64) g->input_size,
-                   (gint64) g->output_size);
-      return FALSE;
-    }
-  return TRUE;
+  GError *local = NULL;
+  if (sb_problem_check (network->graph, p->prop, "the network", "the property", &local))
+    return TRUE;
+  g_set_error_literal (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_BAD_INPUT,
+                       local->message);
+  g_error_free (local);
+  return FALSE;
 }

@@ -128,16 +128,22 @@ shardbound_session_memory_stats (ShardboundSession *session, int rank,
       sb_host_propagate_error (error, e);
       return FALSE;
     }
-  stats->baseline_bytes = st.baseline_bytes;
-  stats->current_bytes = st.total_current_bytes;
-  stats->peak_bytes = st.total_peak_bytes;
-  stats->device_used_bytes = st.device_used_bytes;
+  sb_host_memory_stats_from_backend (&st, stats);
+  return TRUE;
+}
+
+void
+sb_host_memory_stats_from_backend (const sb_memory_stats_v1 *st, ShardboundMemoryStats *stats)
+{
+  stats->baseline_bytes = st->baseline_bytes;
+  stats->current_bytes = st->total_current_bytes;
+  stats->peak_bytes = st->total_peak_bytes;
+  stats->device_used_bytes = st->device_used_bytes;
   for (int c = 0; c < SHARDBOUND_MEMORY_CATEGORIES; c++)
     {
-      stats->current_by_category[c] = st.current_bytes[c];
-      stats->peak_by_category[c] = st.peak_bytes[c];
+      stats->current_by_category[c] = st->current_bytes[c];
+      stats->peak_by_category[c] = st->peak_bytes[c];
     }
   if (stats->struct_size >= sizeof *stats)
-    stats->peak_rss_bytes = st.peak_rss_bytes;
-  return TRUE;
+    stats->peak_rss_bytes = st->peak_rss_bytes;
 }

@@ -31,6 +31,7 @@ static const Setting settings_table[] = {
   { "optimize_intermediate", KIND_BOOL, AT (bounds.alpha.optimize_intermediate), 0 },
   { "intersect_ibp", KIND_BOOL, AT (bounds.intersect_ibp), 0 },
   { "timeout", KIND_DOUBLE, AT (verify.timeout), 0 },
+  { "bab_time", KIND_DOUBLE, AT (verify.bab_time), 0 },
   { "batch", KIND_INT, AT (verify.batch), 1 },
   { "max_domains", KIND_INT, AT (verify.max_domains), 1 },
   { "max_memory_mib", KIND_DOUBLE, AT (verify.max_memory_mib), 0 },
@@ -73,6 +74,42 @@ shardbound_settings_keys (void)
   return keys;
 }
 
+static const Setting *
+find_setting (const char *key, GError **error)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (settings_table); i++)
+    if (key != NULL && strcmp (key, settings_table[i].key) == 0)
+      return &settings_table[i];
+  g_autofree char *known = g_strjoinv (", ", (char **) shardbound_settings_keys ());
+  g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
+               "unknown setting '%s' (known: %s)", key ? key : "(null)", known);
+  return NULL;
+}
+
+char *
+shardbound_settings_get (const ShardboundSettings *settings, const char *key, GError **error)
+{
+  const Setting *s = find_setting (key, error);
+  if (s == NULL)
+    return NULL;
+  const char *field = (const char *) settings + s->offset;
+  switch (s->kind)
+    {
+    case KIND_INT:
+      return g_strdup_printf ("%d", *(const int *) field);
+    case KIND_DOUBLE:
+      {
+        char text[G_ASCII_DTOSTR_BUF_SIZE];
+        return g_strdup (g_ascii_dtostr (text, sizeof text, *(const double *) field));
+      }
+    case KIND_BOOL:
+      return g_strdup (*(const gboolean *) field ? "true" : "false");
+    case KIND_BRANCHING:
+      return g_strdup (*(const SbBranching *) field == SB_BRANCH_FSB ? "fsb" : "babsr");
+    }
+  g_assert_not_reached ();
+}
+
 static gboolean
 invalid (GError **error, const char *key, const char *value, const char *expected)
 {
@@ -85,17 +122,9 @@ gboolean
 shardbound_settings_set (ShardboundSettings *settings, const char *key, const char *value,
                          GError **error)
 {
-  const Setting *s = NULL;
-  for (gsize i = 0; i < G_N_ELEMENTS (settings_table); i++)
-    if (key != NULL && strcmp (key, settings_table[i].key) == 0)
-      s = &settings_table[i];
+  const Setting *s = find_setting (key, error);
   if (s == NULL)
-    {
-      g_autofree char *known = g_strjoinv (", ", (char **) shardbound_settings_keys ());
-      g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
-                   "unknown setting '%s' (known: %s)", key ? key : "(null)", known);
-      return FALSE;
-    }
+    return FALSE;
   if (value == NULL)
     value = "";
   char *field = (char *) settings + s->offset;

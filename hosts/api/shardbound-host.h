@@ -166,12 +166,20 @@ ShardboundSettings *shardbound_settings_copy (const ShardboundSettings *settings
 void shardbound_settings_free (ShardboundSettings *settings);
 /* Sets one setting from text. Bounds: iterations, final_iterations, lr,
  * decay, patience, optimize_intermediate, intersect_ibp. Verification:
- * timeout, batch, max_domains, max_memory_mib, branching (babsr|fsb),
- * bab_iterations, refine_intermediate, attack, attack_restarts,
- * attack_steps. Booleans are true/false/1/0. An unknown key or a value
+ * timeout, bab_time, batch, max_domains, max_memory_mib (per rank: the
+ * backend memory a rank may hold in branch-and-bound, and the host memory
+ * of the queued domains), branching (babsr|fsb), bab_iterations,
+ * refine_intermediate, attack, attack_restarts, attack_steps. bab_time is
+ * seconds of branch-and-bound per region, the root not counted, then
+ * TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are true/false/1/0. An unknown key or a value
  * out of range fails with INVALID_ARGUMENT naming both. */
 gboolean shardbound_settings_set (ShardboundSettings *settings, const char *key,
                                   const char *value, GError **error);
+/* The current value of a setting as text that shardbound_settings_set
+ * accepts (free with g_free); NULL with INVALID_ARGUMENT for an unknown
+ * key. */
+char *shardbound_settings_get (const ShardboundSettings *settings, const char *key,
+                               GError **error);
 /* The keys shardbound_settings_set accepts, NULL-terminated. */
 const char *const *shardbound_settings_keys (void);
 /* Called about once per branch-and-bound step of shardbound_verify (from
@@ -308,6 +316,32 @@ int shardbound_verdict_region (const ShardboundVerdict *verdict);
 const char *shardbound_verdict_reason (const ShardboundVerdict *verdict);
 int64_t shardbound_verdict_domains (const ShardboundVerdict *verdict);
 double shardbound_verdict_seconds (const ShardboundVerdict *verdict);
+/* Of those seconds, the ones spent in branch-and-bound. */
+double shardbound_verdict_bab_seconds (const ShardboundVerdict *verdict);
+
+/* The backend memory of verification, per rank and per phase: ROOT is the
+ * attack and the root's bounds, BAB branch-and-bound (peaks the maximum
+ * over the regions), ALL the whole run (BAB's baseline and current bytes,
+ * peaks the larger of the two phases'). Measured from the session's last
+ * shardbound_session_memory_reset, so reset it before shardbound_verify
+ * to measure from the loaded model on. */
+typedef enum {
+  SHARDBOUND_VERIFY_PHASE_ALL,
+  SHARDBOUND_VERIFY_PHASE_ROOT,
+  SHARDBOUND_VERIFY_PHASE_BAB
+} ShardboundVerifyPhase;
+
+/* The ranks the memory statistics cover (the session's). */
+int shardbound_verdict_rank_count (const ShardboundVerdict *verdict);
+/* Whether the phase was measured: BAB is not when no region branched. */
+gboolean shardbound_verdict_has_memory (const ShardboundVerdict *verdict,
+                                        ShardboundVerifyPhase phase);
+/* One rank's statistics of a phase into *stats (struct_size set by the
+ * caller). INVALID_ARGUMENT for a rank out of range, a phase that was not
+ * measured or a struct_size too small. */
+gboolean shardbound_verdict_memory (const ShardboundVerdict *verdict, int rank,
+                                    ShardboundVerifyPhase phase,
+                                    ShardboundMemoryStats *stats, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ShardboundBackendList, shardbound_backend_list_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ShardboundSession, shardbound_session_close)

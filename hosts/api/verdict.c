@@ -6,6 +6,7 @@
 
 struct _ShardboundVerdict {
   SbVerifyOutcome outcome;
+  int ranks; /* of outcome.root_memory and .bab_memory */
 };
 
 const char *
@@ -48,6 +49,7 @@ shardbound_verify (ShardboundNetwork *network, const ShardboundProperty *propert
       sb_host_propagate_error (error, e);
       return NULL;
     }
+  v->ranks = sb_network_rank_count (network->net);
   return v;
 }
 
@@ -106,4 +108,73 @@ double
 shardbound_verdict_seconds (const ShardboundVerdict *v)
 {
   return v->outcome.seconds;
+}
+
+double
+shardbound_verdict_bab_seconds (const ShardboundVerdict *v)
+{
+  return v->outcome.bab_seconds;
+}
+
+int
+shardbound_verdict_rank_count (const ShardboundVerdict *v)
+{
+  return v->ranks;
+}
+
+static const sb_memory_stats_v1 *
+phase_stats (const ShardboundVerdict *v, ShardboundVerifyPhase phase)
+{
+  switch (phase)
+    {
+    case SHARDBOUND_VERIFY_PHASE_ALL: return v->outcome.root_memory;
+    case SHARDBOUND_VERIFY_PHASE_ROOT: return v->outcome.root_memory;
+    case SHARDBOUND_VERIFY_PHASE_BAB: return v->outcome.bab_memory;
+    }
+  return NULL;
+}
+
+gboolean
+shardbound_verdict_has_memory (const ShardboundVerdict *v, ShardboundVerifyPhase phase)
+{
+  return phase_stats (v, phase) != NULL;
+}
+
+gboolean
+shardbound_verdict_memory (const ShardboundVerdict *v, int rank, ShardboundVerifyPhase phase,
+                           ShardboundMemoryStats *stats, GError **error)
+{
+  if (stats == NULL || stats->struct_size < sizeof *stats)
+    {
+      g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
+                   "verdict memory: struct_size must be at least %zu",
+                   sizeof (ShardboundMemoryStats));
+      return FALSE;
+    }
+  if (rank < 0 || rank >= v->ranks)
+    {
+      g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
+                   "verdict memory: rank %d is not one of the session's %d", rank, v->ranks);
+      return FALSE;
+    }
+  if (!shardbound_verdict_has_memory (v, phase))
+    {
+      g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
+                   "verdict memory: phase %d was not measured%s", (int) phase,
+                   phase == SHARDBOUND_VERIFY_PHASE_BAB ? " (no region branched)" : "");
+      return FALSE;
+    }
+  sb_memory_stats_v1 st = phase_stats (v, phase)[rank];
+  /* The whole run: branch-and-bound's baseline and current bytes, the
+   * larger of the two phases' peaks. */
+  if (phase == SHARDBOUND_VERIFY_PHASE_ALL && v->outcome.bab_memory != NULL)
+    {
+      const sb_memory_stats_v1 *root = &v->outcome.root_memory[rank];
+      st = v->outcome.bab_memory[rank];
+      st.total_peak_bytes = MAX (st.total_peak_bytes, root->total_peak_bytes);
+      for (int c = 0; c < SB_MEM_CATEGORY_COUNT; c++)
+        st.peak_bytes[c] = MAX (st.peak_bytes[c], root->peak_bytes[c]);
+    }
+  sb_host_memory_stats_from_backend (&st, stats);
+  return TRUE;
 }

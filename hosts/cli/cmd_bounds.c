@@ -3,42 +3,12 @@
  * atoms, as text or as the JSON object of DESIGN.md section 6. */
 #include "config.h"
 
-#include <math.h>
 #include <stdio.h>
 
 #include "commands.h"
 #include "cli_common.h"
 #include "cli_processes.h"
-
-static void
-json_doubles (GString *out, const char *key, const double *v, int n)
-{
-  g_string_append_printf (out, "  \"%s\": [", key);
-  for (int i = 0; i < n; i++)
-    {
-      if (!isfinite (v[i]))
-        g_string_append_printf (out, "%s%s", i ? ", " : "", "null");
-      else
-        g_string_append_printf (out, "%s%.9g", i ? ", " : "", v[i]);
-    }
-  g_string_append (out, "],\n");
-}
-
-static void
-json_string (GString *out, const char *text)
-{
-  g_string_append_c (out, '"');
-  for (const char *p = text; *p; p++)
-    {
-      if (*p == '"' || *p == '\\')
-        g_string_append_printf (out, "\\%c", *p);
-      else if ((unsigned char) *p < 0x20)
-        g_string_append_printf (out, "\\u%04x", *p);
-      else
-        g_string_append_c (out, *p);
-    }
-  g_string_append_c (out, '"');
-}
+#include "cli_json.h"
 
 static gboolean
 json_memory (GString *out, ShardboundSession *session, GError **error)
@@ -50,21 +20,10 @@ json_memory (GString *out, ShardboundSession *session, GError **error)
       ShardboundMemoryStats st = { .struct_size = sizeof st };
       if (!shardbound_session_memory_stats (session, r, &st, error))
         return FALSE;
-      g_string_append_printf (out,
-                              "%s\n    {\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT
-                              ", \"peak_bytes\": %" G_GUINT64_FORMAT
-                              ", \"current_bytes\": %" G_GUINT64_FORMAT
-                              ", \"device_used_bytes\": %" G_GINT64_FORMAT
-                              ", \"peak_rss_bytes\": %" G_GINT64_FORMAT ", \"by_category\": {",
-                              r ? "," : "", r, (guint64) st.baseline_bytes,
-                              (guint64) st.peak_bytes, (guint64) st.current_bytes,
-                              (gint64) st.device_used_bytes, (gint64) st.peak_rss_bytes);
-      for (int c = 0; c < SHARDBOUND_MEMORY_CATEGORIES; c++)
-        g_string_append_printf (out, "%s\"%s\": {\"current\": %" G_GUINT64_FORMAT
-                                ", \"peak\": %" G_GUINT64_FORMAT "}",
-                                c ? ", " : "", shardbound_memory_category_name (c),
-                                (guint64) st.current_by_category[c], (guint64) st.peak_by_category[c]);
-      g_string_append (out, "}}");
+      g_string_append_printf (out, "%s\n    {\"rank\": %d, \"peak_rss_bytes\": %" G_GINT64_FORMAT ", ",
+                              r ? "," : "", r, (gint64) st.peak_rss_bytes);
+      sb_json_memory_stats (out, &st);
+      g_string_append (out, "}");
     }
   g_string_append (out, "\n  ]}\n");
   return TRUE;
@@ -128,19 +87,19 @@ run_bounds (ShardboundSession *session, ShardboundNetwork *net, const Shardbound
       return 0;
     }
   g_autoptr (GString) out = g_string_new ("{\n  \"method\": ");
-  json_string (out, shardbound_method_name (method));
+  sb_json_string (out, shardbound_method_name (method));
   g_string_append (out, ",\n  \"backend\": ");
-  json_string (out, backend);
+  sb_json_string (out, backend);
   g_string_append_printf (out, ",\n  \"ranks\": %d,\n  \"model\": ", shardbound_session_rank_count (session));
-  json_string (out, argv[1]);
+  sb_json_string (out, argv[1]);
   g_string_append (out, ",\n  \"property\": ");
-  json_string (out, argv[2]);
+  sb_json_string (out, argv[2]);
   g_string_append_printf (out, ",\n  \"regions\": %d,\n", n_regions);
   int n_out = shardbound_bounds_output_count (b), n_specs = shardbound_bounds_spec_count (b);
-  json_doubles (out, "output_lower", shardbound_bounds_output_lower (b), n_out);
-  json_doubles (out, "output_upper", shardbound_bounds_output_upper (b), n_out);
-  json_doubles (out, "spec_lower", shardbound_bounds_spec_lower (b), n_specs);
-  json_doubles (out, "spec_upper", shardbound_bounds_spec_upper (b), n_specs);
+  sb_json_doubles (out, "output_lower", shardbound_bounds_output_lower (b), n_out);
+  sb_json_doubles (out, "output_upper", shardbound_bounds_output_upper (b), n_out);
+  sb_json_doubles (out, "spec_lower", shardbound_bounds_spec_lower (b), n_specs);
+  sb_json_doubles (out, "spec_upper", shardbound_bounds_spec_upper (b), n_specs);
   g_string_append_printf (out, "  \"spec_rhs\": [");
   const double *d = shardbound_property_atom_rhs (prop);
   for (int k = 0; k < shardbound_property_atom_count (prop); k++)

@@ -143,7 +143,10 @@ sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set, const SbAlphaParams *p, int 
       /* Early stop once the bounds no longer improve. */
       stale = total > best_total + 1e-7 * MAX (1.0, fabs (best_total)) ? 0 : stale + 1;
       best_total = MAX (best_total, total);
-      if (step == p->iterations || stale >= p->patience)
+      /* Checked every step: on deep networks one start node's steps are
+       * the longest stretch of a verify run. */
+      if (step == p->iterations || stale >= p->patience
+          || (p->deadline > 0 && g_get_monotonic_time () > p->deadline))
         {
           sb_pass_record_clear (net, &rec);
           break;

@@ -59,6 +59,8 @@ typedef struct {
   GPtrArray *heap;
   int64_t evaluated;
   gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
+  int over_rank;        /* >= 0: the rank whose memory passed --max-memory */
+  double over_rank_mib; /* and its peak */
   gboolean found;
   float *cex;
 } SbBab;

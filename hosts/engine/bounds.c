@@ -148,6 +148,14 @@ unit_rows (SbNetwork *net, const int64_t *index, int64_t S, int64_t B, int64_t N
   return A;
 }
 
+/* With more than one batch element (branch-and-bound's domains), plain
+ * CROWN bounds at most this many unstable neurons per pass: the pass's
+ * coefficients [rows, B, N] stay bounded however many neurons are unstable
+ * in some domain, and a multi-rank backend, whose spec-row blocks are
+ * larger (128 rows), splits such a pass by batch elements, evenly across
+ * its ranks, rather than by a few uneven row blocks. */
+#define SB_TIGHTEN_BATCHED_ROWS 64
+
 gboolean
 sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, const SbAlphaParams *alpha,
                  gboolean intersect_ibp, const SbPassConfig *extra, int *n_unstable,
@@ -172,9 +180,6 @@ sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, const SbAlphaParams *a
   if (n_idx == 0)
     return TRUE;
 
-  sb_tensor *A = unit_rows (net, index, n_idx, B, size, error);
-  if (A == NULL)
-    return FALSE;
   g_autofree double *cl = g_new (double, n_idx * B);
   g_autofree double *cu = g_new (double, n_idx * B);
   SbPassConfig cfg = { 0 };
@@ -182,16 +187,28 @@ sb_node_tighten (SbNetwork *net, SbNodeBounds *nb, int i, const SbAlphaParams *a
     cfg = *extra;
   cfg.sides = SB_SIDES_BOTH;
   cfg.record = FALSE;
-  gboolean ok = sb_crown_pass (net, i, A, n_idx, B, nb->lo, nb->hi, &cfg, NULL, cl, cu, error);
-  if (ok && alpha != NULL)
+  /* Plain CROWN over many batch elements runs on a few unstable neurons
+   * at a time (their rows are independent, cl/cu are [k,B]). */
+  int64_t chunk = alpha != NULL || B == 1 ? n_idx : MIN (n_idx, SB_TIGHTEN_BATCHED_ROWS);
+  gboolean ok = TRUE;
+  for (int64_t k0 = 0; k0 < n_idx && ok; k0 += chunk)
     {
-      SbAlphaSet set;
-      ok = sb_alpha_set_init (net, &set, i, n_idx, B, SB_SIDES_BOTH, nb->lo, nb->hi, error)
-           && sb_alpha_optimize (net, &set, alpha, i, A, n_idx, B, nb->lo, nb->hi, SB_SIDES_BOTH, &cfg,
-                                 cl, cu, error);
-      sb_alpha_set_clear (net, &set);
+      int64_t m = MIN (chunk, n_idx - k0);
+      sb_tensor *A = unit_rows (net, index + k0, m, B, size, error);
+      if (A == NULL)
+        return FALSE;
+      ok = sb_crown_pass (net, i, A, m, B, nb->lo, nb->hi, &cfg, NULL, cl + k0 * B, cu + k0 * B,
+                          error);
+      if (ok && alpha != NULL)
+        {
+          SbAlphaSet set;
+          ok = sb_alpha_set_init (net, &set, i, m, B, SB_SIDES_BOTH, nb->lo, nb->hi, error)
+               && sb_alpha_optimize (net, &set, alpha, i, A, m, B, nb->lo, nb->hi, SB_SIDES_BOTH,
+                                     &cfg, cl + k0 * B, cu + k0 * B, error);
+          sb_alpha_set_clear (net, &set);
+        }
+      sb_net_tensor_free (net, A);
     }
-  sb_net_tensor_free (net, A);
   if (!ok)
     return FALSE;
   for (int64_t k = 0; k < n_idx; k++)

@@ -31,6 +31,9 @@ typedef struct {
   double decay;         /* learning rate factor per step (0.98) */
   int patience;         /* stop after this many steps without improvement */
   gboolean optimize_intermediate; /* also tighten every ReLU input's bounds */
+  gint64 deadline;      /* g_get_monotonic_time () after which Adam stops
+                           with the best bounds so far (any slopes give
+                           sound bounds); 0 for none */
 } SbAlphaParams;
 
 void sb_alpha_params_init (SbAlphaParams *params);

@@ -174,6 +174,7 @@ sb_alpha_params_init (SbAlphaParams *p)
   p->decay = 0.98;
   p->patience = 5;
   p->optimize_intermediate = TRUE;
+  p->deadline = 0;
 }
 
 void

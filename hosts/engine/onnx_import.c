@@ -6,14 +6,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "limits.h"
 #include "onnx_import.h"
 #include "hosts/engine/onnx.pb-c.h"
 
 G_DEFINE_QUARK (sb-onnx-error-quark, sb_onnx_error)
 
-/* Any tensor larger than this is refused before anything is allocated, so
- * a hostile file cannot make us reserve absurd amounts of memory. */
-#define MAX_ELEMENTS (G_GINT64_CONSTANT (1) << 31)
 #define MAX_DIMS 8
 
 enum {
@@ -96,35 +94,31 @@ data_type_name (int32_t t)
   return "unknown";
 }
 
-/* Product of dims, refusing negative dims and totals over MAX_ELEMENTS;
- * `what` names the tensor for the message. */
+/* Product of dims, refusing negative dims and tensors over the memory
+ * limit (limits.h) before anything is allocated for them; `what` names the
+ * tensor for the message. */
 static gboolean
 checked_numel (int ndim, const int64_t *dims, const char *what,
                int64_t *numel, GError **error)
 {
-  int64_t n = 1;
-
   for (int i = 0; i < ndim; i++)
+    if (dims[i] < 0)
+      {
+        g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
+                     "%s has a negative dimension (%" G_GINT64_FORMAT ")",
+                     what, dims[i]);
+        return FALSE;
+      }
+  if (!sb_limit_elements (ndim, dims, numel))
     {
-      if (dims[i] < 0)
-        {
-          g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
-                       "%s has a negative dimension (%" G_GINT64_FORMAT ")",
-                       what, dims[i]);
-          return FALSE;
-        }
-      if (dims[i] > 0 && n > MAX_ELEMENTS / dims[i])
-        {
-          char *s = shape_to_string (ndim, dims);
+      g_autofree char *s = shape_to_string (ndim, dims);
 
-          g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
-                       "%s of shape %s has more than 2^31 elements", what, s);
-          g_free (s);
-          return FALSE;
-        }
-      n *= dims[i];
+      g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
+                   "%s of shape %s needs more than the limit of %" G_GINT64_FORMAT
+                   " bytes (8 bytes an element; " SB_MAX_BYTES_ENV " sets the limit)",
+                   what, s, sb_max_bytes ());
+      return FALSE;
     }
-  *numel = n;
   return TRUE;
 }
 
@@ -422,13 +416,7 @@ set_output (Importer *imp, Value *v, GError **error)
 {
   const Onnx__NodeProto *nd = imp->node;
 
-  if (nd->n_output < 1 || nd->output[0][0] == '\0')
-    {
-      value_free (v);
-      g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
-                   "%s (%s) has no output", imp->label, nd->op_type);
-      return FALSE;
-    }
+  /* Output 0 exists: sort_nodes refused nodes without it. */
   g_hash_table_replace (imp->values, g_strdup (nd->output[0]), v);
   return TRUE;
 }
@@ -1084,7 +1072,7 @@ import_reshape (Importer *imp, GError **error)
         infer = i;
       else if (target[i] < 1)
         goto bad;
-      else if (known > MAX_ELEMENTS / target[i])
+      else if (known > x->numel / target[i])
         goto bad;
       else
         known *= target[i];
@@ -1311,13 +1299,19 @@ add_network_input (Importer *imp, const Onnx__GraphProto *g, GError **error)
 /* A topological order of the nodes (ONNX requires one, but exporters and
  * hand-edited files do not always deliver it). Fails on undefined inputs,
  * duplicate producers and cycles. */
+/* A node on the depth-first stack of sort_nodes and its next input. */
+typedef struct {
+  size_t node;
+  size_t next_input;
+} Visit;
+
 static size_t *
 sort_nodes (Importer *imp, const Onnx__GraphProto *g, GError **error)
 {
   g_autoptr (GHashTable) producer = g_hash_table_new (g_str_hash, g_str_equal);
   size_t *order = g_new (size_t, g->n_node + 1), n_done = 0;
-  gboolean *done = g_new0 (gboolean, g->n_node + 1);
-  gboolean progress = TRUE;
+  guint8 *done = g_new0 (guint8, g->n_node + 1);
+  GArray *stack = NULL;
 
   for (size_t i = 0; i < g->n_node; i++)
     {
@@ -1329,6 +1323,16 @@ sort_nodes (Importer *imp, const Onnx__GraphProto *g, GError **error)
 
           g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_MALFORMED,
                        "%s has no op_type", l);
+          goto fail;
+        }
+      /* Every operator we import defines output 0 (set_output relies on
+       * it): refuse the node here, before anything is built for it. */
+      if (nd->n_output < 1 || nd->output[0][0] == '\0')
+        {
+          g_autofree char *l = node_label (nd, i);
+
+          g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
+                       "%s (%s) has no output", l, nd->op_type);
           goto fail;
         }
       for (size_t j = 0; j < nd->n_output; j++)
@@ -1366,47 +1370,55 @@ sort_nodes (Importer *imp, const Onnx__GraphProto *g, GError **error)
             goto fail;
           }
       }
-  /* Repeated sweeps keep the file order wherever it is already valid. */
-  while (n_done < g->n_node && progress)
+  /* Depth first from each node in file order, a node emitted once its
+   * producers are: linear time, an explicit stack however deep the graph,
+   * and the file order wherever it is already valid. done[i]: 0 unseen,
+   * 1 on the stack, 2 emitted. */
+  stack = g_array_new (FALSE, FALSE, sizeof (Visit));
+  for (size_t root = 0; root < g->n_node; root++)
     {
-      progress = FALSE;
-      for (size_t i = 0; i < g->n_node; i++)
+      Visit start = { root, 0 };
+
+      if (done[root] != 0)
+        continue;
+      done[root] = 1;
+      g_array_append_val (stack, start);
+      while (stack->len > 0)
         {
-          gboolean ready = !done[i];
+          Visit *top = &g_array_index (stack, Visit, stack->len - 1);
+          const Onnx__NodeProto *nd = g->node[top->node];
+          gsize p;
 
-          for (size_t j = 0; ready && j < g->node[i]->n_input; j++)
+          if (top->next_input == nd->n_input)
             {
-              gsize p = GPOINTER_TO_SIZE (g_hash_table_lookup (producer, g->node[i]->input[j]));
+              done[top->node] = 2;
+              order[n_done++] = top->node;
+              g_array_set_size (stack, stack->len - 1);
+              continue;
+            }
+          p = GPOINTER_TO_SIZE (g_hash_table_lookup (producer, nd->input[top->next_input++]));
+          if (p == 0 || done[p - 1] == 2)
+            continue;
+          if (done[p - 1] == 1)
+            {
+              g_autofree char *l = node_label (g->node[p - 1], p - 1);
 
-              if (p != 0 && !done[p - 1])
-                ready = FALSE;
+              g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
+                           "the graph has a cycle: %s (%s) depends on its own "
+                           "output", l, g->node[p - 1]->op_type);
+              goto fail;
             }
-          if (ready)
-            {
-              done[i] = TRUE;
-              order[n_done++] = i;
-              progress = TRUE;
-            }
+          done[p - 1] = 1;
+          g_array_append_val (stack, ((Visit) { p - 1, 0 }));
         }
     }
-  if (n_done < g->n_node)
-    {
-      for (size_t i = 0; i < g->n_node; i++)
-        if (!done[i])
-          {
-            g_autofree char *l = node_label (g->node[i], i);
-
-            g_set_error (error, SB_ONNX_ERROR, SB_ONNX_ERROR_INVALID,
-                         "the graph has a cycle: %s (%s) depends on its own "
-                         "output", l, g->node[i]->op_type);
-            break;
-          }
-      goto fail;
-    }
+  g_array_free (stack, TRUE);
   g_free (done);
   return order;
 
 fail:
+  if (stack != NULL)
+    g_array_free (stack, TRUE);
   g_free (done);
   g_free (order);
   return NULL;

@@ -13,6 +13,7 @@
 #include "bab_heap.h"
 #include "lockstep.h"
 #include "verify.h"
+#include "verify_memory.h"
 
 const char *
 sb_result_to_string (SbResult r)
@@ -44,6 +45,8 @@ sb_verify_outcome_clear (SbVerifyOutcome *o)
   g_clear_pointer (&o->x, g_free);
   g_clear_pointer (&o->y, g_free);
   g_clear_pointer (&o->reason, g_free);
+  g_clear_pointer (&o->root_memory, g_free);
+  g_clear_pointer (&o->bab_memory, g_free);
 }
 
 /* ---- evaluating a batch of domains ---------------------------------------- */
@@ -90,6 +93,9 @@ refresh_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
   if (tighten)
     for (int r = 0; r < bab->n_ri; r++)
       {
+        /* Past the deadline the parents' bounds (already loaded) do. */
+        if (bab->deadline > 0 && g_get_monotonic_time () > bab->deadline)
+          break;
         int i = bab->ri_node[r];
         if (i > first_split_node && sb_node_needs_crown (net, i)
             && !sb_node_tighten (net, nb, i, NULL, TRUE, NULL, NULL, error))
@@ -117,6 +123,7 @@ optimize_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
   SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .split_sign = sign };
   SbAlphaParams alpha = bab->params->alpha;
   alpha.iterations = bab->params->bab_iterations;
+  alpha.deadline = bab->deadline;
   return sb_alpha_set_init (net, set, out_node, bab->S, B, SB_SIDES_LOWER, nb->lo, nb->hi, error)
          && sb_bab_domains_exchange_alphas (bab, set, doms, B, FALSE, error)
          && sb_alpha_set_add_betas (net, set, bab->S, B, sign, error)
@@ -369,11 +376,17 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
   drop_proven_disjuncts (bab, root);
   sb_bab_heap_push (bab->heap, root);
   gint64 t0 = g_get_monotonic_time ();
+  gint64 budget_end = p->bab_time > 0 ? t0 + (gint64) (p->bab_time * 1e6) : 0;
   SbResult result = SB_RESULT_UNSAT;
   while (bab->heap->len > 0)
     {
-      gboolean stuck = FALSE;
-      if (sb_net_deadline_passed (bab->net, bab->deadline))
+      gboolean stuck = FALSE, over = FALSE;
+      /* The earlier of the run's deadline and the branch-and-bound budget,
+       * judged in lockstep (process 0's clock) when ranks are processes. */
+      gint64 deadline = bab->deadline;
+      if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
+        deadline = budget_end;
+      if (sb_net_deadline_passed (bab->net, deadline))
         {
           result = SB_RESULT_TIMEOUT;
           break;
@@ -384,9 +397,18 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
           result = SB_RESULT_UNKNOWN;
           break;
         }
-      if (!bab_step (bab, &stuck, error))
+      if (!bab_step (bab, &stuck, error)
+          || (p->max_memory_mib > 0
+              && !sb_verify_memory_over (bab->net, p->max_memory_mib, &bab->over_rank,
+                                         &bab->over_rank_mib, &over, error)))
         {
           result = SB_RESULT_ERROR;
+          break;
+        }
+      if (over)
+        {
+          bab->limit_hit = TRUE;
+          result = SB_RESULT_UNKNOWN;
           break;
         }
       if (bab->found || stuck)
@@ -432,10 +454,13 @@ attack_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
 /* Root bounds of the region into nb (IBP, alpha-CROWN intermediate bounds
  * intersected with IBP): UNKNOWN when done, TIMEOUT or ERROR. */
 static SbResult
-root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha, gint64 deadline,
-             SbNodeBounds *nb, GError **error)
+root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha_params,
+             gint64 deadline, SbNodeBounds *nb, GError **error)
 {
   int n = sb_graph_n_nodes (net->graph);
+  SbAlphaParams alpha_until = *alpha_params;
+  const SbAlphaParams *alpha = &alpha_until;
+  alpha_until.deadline = deadline;
   if (!sb_node_bounds_init (net, nb, 1, reg->x_lower, reg->x_upper, error))
     return SB_RESULT_ERROR;
   for (int i = 1; i < n; i++)
@@ -515,6 +540,20 @@ bab_clear (SbBab *bab)
 
 /* One region: the attack, the root bounds, then branch-and-bound on the
  * atoms of the disjuncts the root did not prove. */
+/* Why branch-and-bound stopped with UNKNOWN. */
+static char *
+unknown_reason (const SbBab *bab)
+{
+  if (bab->over_rank >= 0)
+    return g_strdup_printf ("region %d: branch-and-bound stopped (memory limit reached: rank %d "
+                            "held %.1f MiB of backend memory, over --max-memory %g MiB per rank)",
+                            bab->region, bab->over_rank, bab->over_rank_mib,
+                            bab->params->max_memory_mib);
+  return g_strdup_printf ("region %d: branch-and-bound stopped (%s)", bab->region,
+                          bab->limit_hit ? "domain count or memory limit reached"
+                                         : "a domain with no unstable ReLU left was not proven");
+}
+
 static SbResult
 verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerifyParams *p,
                gint64 deadline, SbVerifyOutcome *o, GError **error)
@@ -522,9 +561,11 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
   SbBab bab = { net, prop, p, region, deadline };
   SbNodeBounds nb = { 0 };
   SbResult result;
+  gboolean root_ended = FALSE;
 
+  bab.over_rank = -1;
   if (p->attack && (result = attack_region (net, prop, region, p, deadline, o, error)) != SB_RESULT_UNKNOWN)
-    return result;
+    goto out;
   if ((result = root_bounds (net, &prop->regions[region], &p->alpha, deadline, &nb, error)) != SB_RESULT_UNKNOWN)
     goto out;
   bab_init_layout (&bab);
@@ -534,19 +575,30 @@ verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerif
       result = SB_RESULT_UNSAT; /* the unsafe region is empty */
       goto out;
     }
+  /* Branch-and-bound's memory is measured (and limited) on its own. */
+  root_ended = TRUE;
+  if (!sb_verify_memory_end_phase (net, &o->root_memory, error))
+    {
+      result = SB_RESULT_ERROR;
+      goto out;
+    }
   bab.heap = sb_bab_heap_new ();
+  gint64 t0 = g_get_monotonic_time ();
   result = bab_region (&bab, &nb, error);
+  o->bab_seconds += (g_get_monotonic_time () - t0) / 1e6;
   o->domains += bab.evaluated;
+  if (result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->bab_memory, error))
+    result = SB_RESULT_ERROR;
   if (result == SB_RESULT_SAT && bab.cex != NULL)
     {
       o->x = g_steal_pointer (&bab.cex);
       o->region = region;
     }
   if (result == SB_RESULT_UNKNOWN && o->reason == NULL)
-    o->reason = g_strdup_printf ("region %d: branch-and-bound stopped (%s)", region,
-                                 bab.limit_hit ? "domain count or memory limit reached"
-                                               : "a domain with no unstable ReLU left was not proven");
+    o->reason = unknown_reason (&bab);
 out:
+  if (!root_ended && result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->root_memory, error))
+    result = SB_RESULT_ERROR;
   bab_clear (&bab);
   sb_node_bounds_clear (net, &nb);
   return result;

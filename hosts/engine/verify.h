@@ -26,8 +26,13 @@ typedef struct {
   double timeout;         /* seconds, <= 0 for none */
   int batch;              /* domains split per BaB step */
   int max_domains;        /* queue limit; beyond it: unknown */
-  double max_memory_mib;  /* host memory the queued domains may hold;
-                             beyond it: unknown (<= 0: no limit) */
+  double max_memory_mib;  /* per rank: the backend memory a rank may hold
+                             in branch-and-bound, and the host memory of
+                             the queued domains; beyond it: unknown (<= 0:
+                             no limit) */
+  double bab_time;        /* seconds of branch-and-bound per region, then
+                             timeout (<= 0: none): a fixed budget for
+                             benchmarks, the root not counted */
   SbBranching branching;
   int fsb_candidates;     /* FSB: candidates evaluated per domain */
   int bab_iterations;     /* alpha/beta steps per BaB batch */
@@ -52,7 +57,13 @@ typedef struct {
   double *y;             /* SAT: the output (output_size), g_free */
   int64_t domains;       /* BaB domains evaluated */
   double seconds;
+  double bab_seconds;    /* of which in branch-and-bound */
   char *reason;          /* UNKNOWN / ERROR: why */
+  /* Per rank (sb_network_rank_count), g_free: the backend's memory in the
+   * root phase (attack, root bounds) and in branch-and-bound, peaks the
+   * maximum over regions; bab_memory NULL when no region branched. */
+  sb_memory_stats_v1 *root_memory;
+  sb_memory_stats_v1 *bab_memory;
 } SbVerifyOutcome;
 
 void sb_verify_outcome_clear (SbVerifyOutcome *outcome);

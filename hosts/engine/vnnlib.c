@@ -2,6 +2,7 @@
 /* VNNLIB parser: the SMT-LIB subset of VNN-COMP, turned into input boxes and
  * an unsafe output region in disjunctive normal form of atoms c.y <= d. */
 #include "hosts/engine/vnnlib.h"
+#include "hosts/engine/limits.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,6 @@
  * can grow faster than the text (DNF products, dense matrices) is capped. */
 #define SB_VNNLIB_MAX_TERMS 100000
 #define SB_VNNLIB_MAX_LITERALS (1 << 24)
-#define SB_VNNLIB_MAX_DOUBLES (1 << 26)
 #define SB_VNNLIB_MAX_DEPTH 256
 #define SB_VNNLIB_MAX_INDEX_DIGITS 9
 
@@ -657,6 +657,10 @@ dnf_term_len (const Dnf *d, int t)
 static const int *
 dnf_term (const Dnf *d, int t)
 {
+  /* An empty GArray has no storage: indexing its NULL data, even by zero,
+   * is undefined behaviour. */
+  if (d->lits->len == 0)
+    return NULL;
   return &g_array_index (d->lits, int, g_array_index (d->start, int, t));
 }
 
@@ -1198,10 +1202,11 @@ assembly_common_box (Assembly *a, const GArray *common)
   Parser *p = a->p;
   if (!check_declarations (p, 1, &a->n_out) || !check_declarations (p, 0, &a->n_in))
     return FALSE;
-  if ((double) p->atoms->len * a->n_out > SB_VNNLIB_MAX_DOUBLES) {
+  if (!sb_limit_fits ((double) p->atoms->len * a->n_out)) {
     fail_at (p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-             "%u output atoms over %d outputs exceed the size limit",
-             p->atoms->len, a->n_out);
+             "%u output atoms over %d outputs need more than the limit of %"
+             G_GINT64_FORMAT " bytes (" SB_MAX_BYTES_ENV " sets it)",
+             p->atoms->len, a->n_out, sb_max_bytes ());
     return FALSE;
   }
   a->lo = g_new (double, a->n_in);
@@ -1315,12 +1320,13 @@ assembly_region_of_key (Assembly *a, int *region)
     g_bytes_unref (bytes);
     return TRUE;
   }
-  if ((double) (a->regions->len + 1) * a->n_in * 2 > SB_VNNLIB_MAX_DOUBLES) {
+  if (!sb_limit_fits ((double) (a->regions->len + 1) * a->n_in * 2)) {
     g_bytes_unref (bytes);
     fail_at (a->p, -1, SB_VNNLIB_ERROR_UNSUPPORTED,
-             "more than %u distinct input boxes of %d inputs exceed the "
-             "size limit",
-             a->regions->len, a->n_in);
+             "more than %u distinct input boxes of %d inputs need more than "
+             "the limit of %" G_GINT64_FORMAT " bytes (" SB_MAX_BYTES_ENV
+             " sets it)",
+             a->regions->len, a->n_in, sb_max_bytes ());
     return FALSE;
   }
   *region = a->regions->len;

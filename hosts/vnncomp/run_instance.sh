@@ -18,8 +18,15 @@ for var in onnx vnnlib; do
   if [[ "$f" == *.gz ]]; then gunzip -c "$f" > "$tmp/$(basename "${f%.gz}")"; f=$tmp/$(basename "${f%.gz}"); fi
   printf -v "$var" '%s' "$f"
 done
-export SHARDBOUND_BACKEND_PATH="${SHARDBOUND_BACKEND_PATH:-$top/backends/.libs}"
-"$top/hosts/cli/shardbound" verify "$onnx" "$vnnlib" --timeout "$timeout" \
+if [ -f "$top/configure.ac" ]; then
+  # A checkout: its own build and backends.
+  cli=$top/hosts/cli/shardbound
+  export SHARDBOUND_BACKEND_PATH="${SHARDBOUND_BACKEND_PATH:-$top/backends/.libs}"
+else
+  # Installed: the installed command, which finds the installed backends.
+  cli=shardbound
+fi
+"$cli" verify "$onnx" "$vnnlib" --timeout "$timeout" \
   --results-file "$results" --quiet
 status=$?
 # Whatever happened, the harness needs a results file.

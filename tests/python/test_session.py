@@ -98,6 +98,7 @@ class TestSession(unittest.TestCase):
         self.assertIsNone(r.counterexample)
         self.assertGreaterEqual(r.domains, 0)
         self.assertGreater(r.seconds, 0)
+        self.assertTrue(0 <= r.bab_seconds <= r.seconds)
         self.assertEqual(len(r.memory), 1)
 
     def test_verify_finds_a_checked_counterexample(self):

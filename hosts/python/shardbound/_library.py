@@ -158,6 +158,7 @@ _SIGNATURES = {
     "shardbound_verdict_reason": (_S, [_P]),
     "shardbound_verdict_domains": (_I64, [_P]),
     "shardbound_verdict_seconds": (_D, [_P]),
+    "shardbound_verdict_bab_seconds": (_D, [_P]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

@@ -128,6 +128,7 @@ class VerifyResult:
     memory: list
     reason: Optional[str] = None
     region: int = -1
+    bab_seconds: float = 0.0  # of seconds, those in branch-and-bound
 
     @property
     def proven(self):
@@ -268,7 +269,8 @@ class Network:
                 domains=lib.shardbound_verdict_domains(verdict),
                 memory=self.session.memory(),
                 reason=text(lib.shardbound_verdict_reason(verdict)),
-                region=lib.shardbound_verdict_region(verdict))
+                region=lib.shardbound_verdict_region(verdict),
+                bab_seconds=lib.shardbound_verdict_bab_seconds(verdict))
         finally:
             lib.shardbound_verdict_free(verdict)
 

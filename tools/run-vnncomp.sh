@@ -1,0 +1,90 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Runs `shardbound verify` on the instances of a VNN-COMP benchmark folder
+# and compares every answer with the published outcomes: a markdown table
+# per network and per instance, with a "contradictions" column (our unsat
+# where the published answer is sat, or the reverse) that must stay 0.
+#
+#   tools/run-vnncomp.sh BENCHMARK [BUILD_DIR] [CAP] [OUT.md]
+#
+# BENCHMARK is a folder holding instances.csv, onnx/ and vnnlib/ (the
+# VNN-COMP layout), or the name of one under /work/shared/data. Published
+# outcomes come from its reference_results.csv, else from
+# tools/vnncomp-references/NAME.csv (columns onnx, vnnlib, result, ...).
+# CAP (seconds) caps each instance's own timeout; 0 keeps the benchmark's.
+# Environment: INSTANCES, an extended regex that selects lines of
+# instances.csv (default: all); SHARDBOUND_VERIFY_OPTIONS, extra verify
+# options. Exits 1 when an answer contradicts a published one.
+set -eu
+usage="usage: tools/run-vnncomp.sh BENCHMARK [BUILD_DIR] [CAP] [OUT.md]"
+data=${1:?$usage}
+[ -d "$data" ] || data=/work/shared/data/$data
+[ -f "$data/instances.csv" ] || { echo "run-vnncomp: no instances.csv in $data" >&2; exit 2; }
+name=$(basename "$data")
+build=${2:-.}
+cap=${3:-0}
+out=${4:-docs/vnncomp-$name-results.md}
+srcdir=$(cd "$(dirname "$0")/.." && pwd)
+cli="$build/hosts/cli/shardbound"
+export SHARDBOUND_BACKEND_PATH="${SHARDBOUND_BACKEND_PATH:-$build/backends/.libs}"
+ref_file="$data/reference_results.csv"
+[ -f "$ref_file" ] || ref_file="$srcdir/tools/vnncomp-references/$name.csv"
+[ -f "$ref_file" ] || ref_file=
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+rows="$tmp/rows"
+: > "$rows"
+grep -E "${INSTANCES:-.}" "$data/instances.csv" | while IFS=, read -r onnx vnnlib timeout; do
+  timeout=$(printf '%.0f' "$timeout")
+  if [ "$cap" -gt 0 ] && [ "$timeout" -gt "$cap" ]; then timeout=$cap; fi
+  start=$(date +%s%N)
+  # shellcheck disable=SC2086
+  result=$("$cli" verify "$data/$onnx" "$data/$vnnlib" --timeout "$timeout" --quiet \
+           ${SHARDBOUND_VERIFY_OPTIONS:-} 2>/dev/null | head -n 1) || true
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  ref=-
+  if [ -n "$ref_file" ]; then
+    ref=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$ref_file" | cut -d, -f3)
+    ref=${ref:--}
+  fi
+  verdict=ok
+  if { [ "$result" = unsat ] && [ "$ref" = sat ]; } || { [ "$result" = sat ] && [ "$ref" = unsat ]; }; then
+    verdict=CONTRADICTS
+  fi
+  printf '%s,%s,%s,%s,%d.%03d,%s,%s\n' "$(basename "$onnx" .onnx)" "$(basename "$vnnlib" .vnnlib)" \
+    "$timeout" "$result" $((ms / 1000)) $((ms % 1000)) "$ref" "$verdict" | tee -a "$rows"
+done
+
+{
+  echo "# $name (VNN-COMP): shardbound verify on the CPU backend"
+  echo
+  echo "Machine: $(nproc) cores, $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+  echo "Command: \`tools/run-vnncomp.sh $data $build $cap\`${INSTANCES:+ with INSTANCES='$INSTANCES'}"
+  echo "(per-instance timeout from instances.csv, capped at ${cap}s when non-zero;"
+  echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset})."
+  if [ -n "$ref_file" ]; then
+    echo "Published outcomes: \`${ref_file#"$srcdir"/}\` (alpha-beta-CROWN)."
+  else
+    echo "No published per-instance outcomes are stored for $name: the contradictions"
+    echo "column cannot compare answers; every sat answer was re-checked by verify's"
+    echo "forward pass."
+  fi
+  echo
+  echo "| network | decided | unsat | sat | timeout | unknown | median s (decided) | published decided | contradictions |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for net in $(cut -d, -f1 "$rows" | sort -u); do
+    med=$(awk -F, -v net="$net" '$1 == net && ($4 == "unsat" || $4 == "sat") { print $5 }' "$rows" | sort -n |
+          awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    awk -F, -v net="$net" -v med="$med" '
+      $1 == net { n++; if ($4 == "unsat") u++; else if ($4 == "sat") s++; else if ($4 == "timeout") t++; else k++;
+                  if ($6 == "sat" || $6 == "unsat") p++; if ($7 != "ok") c++ }
+      END { printf "| %s | %d/%d | %d | %d | %d | %d | %s | %d | %d |\n", net, u + s, n, u, s, t, k, med, p, c }' "$rows"
+  done
+  echo
+  echo "| network | property | timeout | shardbound | seconds | published | check |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F, '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$rows"
+} > "$out"
+echo "wrote $out"
+if grep -q CONTRADICTS "$rows"; then exit 1; fi
