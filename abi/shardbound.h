@@ -32,7 +32,7 @@ extern "C" {
  */
 
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 1
+#define SB_ABI_MINOR 2
 
 /* Name of the v1 entry point every backend exports (and nothing else). */
 #define SB_ENTRY_SYMBOL_V1 "sb_backend_get_v1"
@@ -224,6 +224,11 @@ typedef struct sb_memory_stats_v1 {
   uint64_t total_peak_bytes;    /* high-water mark of the sum */
   uint64_t baseline_bytes;      /* total when memory_mark_baseline ran */
   int64_t device_used_bytes;    /* driver's view (cudaMemGetInfo) or -1 */
+  /* @since 1.2: peak resident set size of the operating-system process that
+   * runs this rank over its life so far (getrusage ru_maxrss, in bytes),
+   * or -1 when unknown; memory_reset_peak does not restart it. Ranks that
+   * are threads of one process report the same figure. */
+  int64_t peak_rss_bytes;
 } sb_memory_stats_v1;
 
 /* The backend descriptor. Ownership: static storage of the backend; valid
@@ -330,6 +335,29 @@ typedef struct sb_backend_v1 {
   int (*beta_vjp)(sb_context *ctx, const sb_tensor *grad_A,
                   const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
                   int32_t accumulate);
+
+  /* ---- @since 1.2: ranks that are processes (docs/embedding.md) ------- */
+  /* Where the calling process stands among the processes that run the
+   * context's ranks (e.g. comm=mpi under mpirun): *index is 0 for the
+   * process that prints and writes files, *count is 1 when every rank runs
+   * in this process. With more than one process the host MUST make the
+   * same calls on the same context in the same order in every process
+   * (each call is collective), and:
+   * - tensor_read and memory_stats give every process the same bytes;
+   * - layer_create MAY be given weight = bias = NULL on processes other
+   *   than 0: the backend takes each rank's part from process 0's call,
+   *   which MUST carry the data. */
+  int (*process_info)(const sb_context *ctx, int32_t *index, int32_t *count);
+  /* buf [bytes] of every process := buf of process 0: how the host makes a
+   * decision once (a deadline, a choice read from a clock or a file) and
+   * has every process take it. Collective; returns at once with one
+   * process. Ownership: buf is lent for the call. */
+  int (*broadcast_host)(sb_context *ctx, void *buf, size_t bytes);
+  /* The lowest rank whose process is known to have vanished, or -1 (always
+   * -1 with one process). MUST be async-signal safe and non-blocking: a host
+   * calls it from its handler of the launcher's SIGTERM to say which rank
+   * was lost. */
+  int32_t (*lost_rank)(const sb_context *ctx);
 } sb_backend_v1;
 
 /* Size of the ABI 1.0 descriptor: the smallest a v1 backend may declare. */

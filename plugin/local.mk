@@ -41,7 +41,8 @@ plugin/shardbound.pc: plugin/shardbound.pc.in Makefile
 EXTRA_DIST += plugin/shardbound.pc.in
 CLEANFILES += plugin/shardbound.pc
 
-dist_doc_DATA += docs/abi.md docs/configuration.md docs/writing-a-backend.md
+dist_doc_DATA += docs/abi.md docs/configuration.md docs/writing-a-backend.md \
+	docs/embedding.md
 
 # ---- tests -----------------------------------------------------------------
 check_PROGRAMS += tests/check-abi tests/check-loader tests/check-config

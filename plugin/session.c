@@ -129,3 +129,43 @@ sb_session_check (SbSession *session, int status, const char *what,
                  sb_status_to_string (status));
   return FALSE;
 }
+
+static void
+process_info (SbSession *session, int32_t *index, int32_t *count)
+{
+  *index = 0;
+  *count = 1;
+  if (SB_HAS_MEMBER (session->be, sb_backend_v1, process_info)
+      && session->be->process_info (session->ctx, index, count) != SB_OK)
+    {
+      *index = 0;
+      *count = 1;
+    }
+}
+
+int
+sb_session_process_index (SbSession *session)
+{
+  int32_t index, count;
+  process_info (session, &index, &count);
+  return index;
+}
+
+int
+sb_session_process_count (SbSession *session)
+{
+  int32_t index, count;
+  process_info (session, &index, &count);
+  return count;
+}
+
+gboolean
+sb_session_broadcast (SbSession *session, void *buf, gsize bytes,
+                      GError **error)
+{
+  if (sb_session_process_count (session) <= 1)
+    return TRUE;
+  return sb_session_check (session,
+                           session->be->broadcast_host (session->ctx, buf, bytes),
+                           "broadcast_host", error);
+}

@@ -102,6 +102,16 @@ void sb_session_close (SbSession *session);
 gboolean sb_session_check (SbSession *session, int status, const char *what,
                            GError **error);
 
+/* Ranks that are processes (ABI 1.2, docs/embedding.md): this process's
+ * index (0 prints and writes) and the number of processes that run the
+ * session's ranks; 0 and 1 for a backend older than 1.2. */
+int sb_session_process_index (SbSession *session);
+int sb_session_process_count (SbSession *session);
+/* buf [bytes] of every process := process 0's; TRUE at once with one
+ * process. Collective: every process calls it at the same point. */
+gboolean sb_session_broadcast (SbSession *session, void *buf, gsize bytes,
+                               GError **error);
+
 /* ---- configuration and registry introspection, for `shardbound backends` */
 /* The configuration file that was loaded, or NULL when none was. */
 const char *sb_config_get_file (const SbConfig *config);

@@ -26,6 +26,8 @@ static const struct {
   REQUIRED (layer_backward_vjp), REQUIRED (concretize_vjp),
   REQUIRED (relu_init_alpha), REQUIRED (adam_step), REQUIRED (beta_apply),
   REQUIRED (beta_vjp),
+  /* @since 1.2 */
+  REQUIRED (process_info), REQUIRED (broadcast_host), REQUIRED (lost_rank),
 };
 #undef REQUIRED
 

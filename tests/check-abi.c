@@ -78,7 +78,7 @@ END_TEST
 
 START_TEST (test_abi_memory_stats_layout_is_pinned)
 {
-  ck_assert_uint_eq (sizeof (sb_memory_stats_v1), 152);
+  ck_assert_uint_eq (sizeof (sb_memory_stats_v1), 160);
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, struct_size), 0);
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, rank), 4);
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, current_bytes), 8);
@@ -87,12 +87,14 @@ START_TEST (test_abi_memory_stats_layout_is_pinned)
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, total_peak_bytes), 128);
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, baseline_bytes), 136);
   ck_assert_uint_eq (offsetof (sb_memory_stats_v1, device_used_bytes), 144);
+  /* @since 1.2 */
+  ck_assert_uint_eq (offsetof (sb_memory_stats_v1, peak_rss_bytes), 152);
 }
 END_TEST
 
 START_TEST (test_abi_backend_layout_is_pinned)
 {
-  ck_assert_uint_eq (sizeof (sb_backend_v1), 240);
+  ck_assert_uint_eq (sizeof (sb_backend_v1), 264);
   ck_assert_uint_eq (SB_BACKEND_V1_0_SIZE, 192);
   ck_assert_uint_eq (offsetof (sb_backend_v1, struct_size), 0);
   ck_assert_uint_eq (offsetof (sb_backend_v1, abi_major), 4);
@@ -126,6 +128,10 @@ START_TEST (test_abi_backend_layout_is_pinned)
   ck_assert_uint_eq (offsetof (sb_backend_v1, adam_step), 216);
   ck_assert_uint_eq (offsetof (sb_backend_v1, beta_apply), 224);
   ck_assert_uint_eq (offsetof (sb_backend_v1, beta_vjp), 232);
+  /* @since 1.2: ranks that are processes. */
+  ck_assert_uint_eq (offsetof (sb_backend_v1, process_info), 240);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, broadcast_host), 248);
+  ck_assert_uint_eq (offsetof (sb_backend_v1, lost_rank), 256);
 }
 END_TEST
 
@@ -209,7 +215,7 @@ END_TEST
 START_TEST (test_abi_version_and_entry_symbol_are_v1)
 {
   ck_assert_int_eq (SB_ABI_MAJOR, 1);
-  ck_assert_int_eq (SB_ABI_MINOR, 1);
+  ck_assert_int_eq (SB_ABI_MINOR, 2);
   ck_assert_str_eq (SB_ENTRY_SYMBOL_V1, "sb_backend_get_v1");
 }
 END_TEST

@@ -196,6 +196,30 @@ START_TEST (test_memory_stats_per_rank)
 }
 END_TEST
 
+/* Thread ranks run in one process: process 0 of 1, no rank ever lost; the
+ * lifetime peak RSS is the process's own, and a caller built against API
+ * 1.0 (a struct without peak_rss_bytes) is still served, that member left
+ * alone. */
+START_TEST (test_thread_ranks_are_one_process_with_its_peak_rss)
+{
+  g_autoptr (ShardboundSession) s = open_session ("tp", 2);
+  ck_assert_int_eq (shardbound_session_process_index (s), 0);
+  ck_assert_int_eq (shardbound_session_process_count (s), 1);
+  ck_assert_int_eq (shardbound_session_lost_rank (s), -1);
+  g_autoptr (GError) error = NULL;
+  ShardboundMemoryStats st = { .struct_size = sizeof st };
+  ck_assert (shardbound_session_memory_stats (s, 1, &st, &error));
+  ck_assert_int_gt (st.peak_rss_bytes, 0);
+  ShardboundMemoryStats old = { .struct_size = offsetof (ShardboundMemoryStats, peak_rss_bytes),
+                                .peak_rss_bytes = 12345 };
+  ck_assert (shardbound_session_memory_stats (s, 1, &old, &error));
+  ck_assert_int_eq (old.peak_rss_bytes, 12345);
+  ShardboundMemoryStats short_one = { .struct_size = offsetof (ShardboundMemoryStats, peak_by_category) };
+  ck_assert (!shardbound_session_memory_stats (s, 1, &short_one, &error));
+  ck_assert (g_error_matches (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT));
+}
+END_TEST
+
 /* The one struct of the API is read by bindings at fixed offsets. */
 START_TEST (test_memory_stats_layout_is_pinned)
 {
@@ -203,7 +227,8 @@ START_TEST (test_memory_stats_layout_is_pinned)
   ck_assert_uint_eq (offsetof (ShardboundMemoryStats, device_used_bytes), 32);
   ck_assert_uint_eq (offsetof (ShardboundMemoryStats, current_by_category), 40);
   ck_assert_uint_eq (offsetof (ShardboundMemoryStats, peak_by_category), 96);
-  ck_assert_uint_eq (sizeof (ShardboundMemoryStats), 152);
+  ck_assert_uint_eq (offsetof (ShardboundMemoryStats, peak_rss_bytes), 152);
+  ck_assert_uint_eq (sizeof (ShardboundMemoryStats), 160);
 }
 END_TEST
 
@@ -329,6 +354,7 @@ host_api_suite (void)
   tcase_add_test (tc, test_verify_answers_unsat_and_sat_with_a_counterexample_in_the_box);
   tcase_add_test (tc, test_memory_stats_per_rank);
   tcase_add_test (tc, test_memory_stats_layout_is_pinned);
+  tcase_add_test (tc, test_thread_ranks_are_one_process_with_its_peak_rss);
   tcase_add_test (tc, test_every_setting_key_accepts_a_valid_value_and_refuses_a_bad_one);
   tcase_add_test (tc, test_errors_carry_their_codes);
   tcase_add_test (tc, test_backend_list_shows_refusals);

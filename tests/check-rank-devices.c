@@ -150,7 +150,7 @@ START_TEST(test_unknown_device_and_comm_values_are_named) {
     sb_option comm[1] = {{"comm", "gloo"}};
     expect_refusal(&b, comm, 1, SB_ERR_UNSUPPORTED,
                    "option comm='gloo' is not a communicator (expected "
-                   "loopback or nccl)");
+                   "loopback, nccl or mpi)");
     sb_option empty[1] = {{"comm", ""}};
     expect_refusal(&b, empty, 1, SB_ERR_UNSUPPORTED, "comm=''");
   }

@@ -35,3 +35,20 @@ tests_check_regress_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_regress_LDADD = hosts/engine/libsbengine.la plugin/libshardbound.la \
 	$(GLIB_LIBS) $(CHECK_LIBS) -lm
 EXTRA_DIST += tests/data/regress
+# Ranks as MPI processes: tests/check-mpi.sh runs the communicator's own
+# test program and the command under mpirun (-np 2 and 4).
+TESTS += tests/check-mpi.sh
+EXTRA_DIST += tests/check-mpi.sh
+if HAVE_MPI
+# Not a test itself (check-mpi.sh runs it under mpirun), so not among
+# check_PROGRAMS, which are the tests; check_DATA builds it before the
+# tests run.
+EXTRA_PROGRAMS = tests/check-comm-mpi
+check_DATA = tests/check-comm-mpi$(EXEEXT)
+CLEANFILES += tests/check-comm-mpi$(EXEEXT)
+tests_check_comm_mpi_SOURCES = tests/check-comm-mpi.c
+tests_check_comm_mpi_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS) $(CHECK_CFLAGS)
+tests_check_comm_mpi_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(MPI_LIBS) $(OPENBLAS_LIBS) \
+	$(CHECK_LIBS) -lm -lpthread
+endif

@@ -7,7 +7,8 @@
 # Writes $SRCDIR/docs/benchmarks.md and $SRCDIR/docs/memory-vs-ranks.png
 # (the plot needs gnuplot; without it only the table is written).
 # Environment: SB_BENCH_REPEAT (timed passes, default 1), SB_BENCH_OUT
-# (directory for the generated models, default a temporary one).
+# (directory for the generated models, default a temporary one),
+# SB_BENCH_PROCESSES=0 (no process ranks under mpirun).
 set -eu
 
 builddir=$(cd "${1:-.}" && pwd)
@@ -44,6 +45,36 @@ if [ -e "$backends/shardbound-backend-cuda.so" ] && command -v nvidia-smi >/dev/
   configs="$configs cuda:1"
 fi
 
+# Each run's peak resident set size over its whole life (loading included),
+# per process, from time(1) when it is installed.
+timer=
+[ -x /usr/bin/time ] && timer=/usr/bin/time
+# One line per run: the bench JSON of process 0 with "process_rss_bytes",
+# the lifetime peak RSS of every process of the run (-1 without time(1)).
+run_one () { # LABEL OUTFILE-PREFIX NP(0 = no mpirun) ARGS...
+  label=$1 prefix=$2 np=$3; shift 3
+  echo "bench.sh: $label" >&2
+  rm -f "$prefix".rss.*
+  if [ "$np" = 0 ]; then
+    if [ -n "$timer" ]; then
+      "$timer" -f %M -o "$prefix.rss.0" "$sb" bench "$@" >"$prefix.json"
+    else "$sb" bench "$@" >"$prefix.json"; fi
+  else
+    # time(1) per process; Open MPI tells each process its rank.
+    $mpirun -np "$np" --oversubscribe sh -c \
+      'if [ -n "$1" ]; then t=$1; p=$2; shift 2; exec "$t" -f %M -o "$p.rss.$OMPI_COMM_WORLD_RANK" "$@"; else shift 2; exec "$@"; fi' \
+      sh "$timer" "$prefix" "$sb" bench "$@" >"$prefix.json"
+  fi || { echo "bench.sh: $label failed" >&2; exit 1; }
+  python3 - "$prefix" "$np" >>"$results" <<'PY'
+import glob, json, sys
+r = json.loads(open(sys.argv[1] + ".json").read())
+r["mpirun"] = int(sys.argv[2]) > 0
+rss = [int(open(f).read().split()[-1]) * 1024 for f in sorted(glob.glob(sys.argv[1] + ".rss.*"))]
+r["process_rss_bytes"] = rss or [-1]
+print(json.dumps(r))
+PY
+}
+
 results="$out/results.jsonl"
 : >"$results"
 for model in wide resnet; do
@@ -53,27 +84,51 @@ for model in wide resnet; do
     set -- "$out/$model.onnx" "$out/$model.vnnlib" --backend "$be" \
       --repeat "$repeat" --warmup 0 --json
     [ "$be" = cpu ] || [ "$be" = cuda ] || set -- "$@" --ranks "$p"
-    echo "bench.sh: $model on $be P=$p" >&2
-    if ! "$sb" bench "$@" >>"$results"; then
-      echo "bench.sh: $model on $be P=$p failed" >&2
-      exit 1
-    fi
+    run_one "$model on $be P=$p (threads)" "$out/run" 0 "$@"
   done
 done
+
+# Process ranks: the same backends with one rank per MPI process
+# (comm=mpi), P = 1, 2, 4 under mpirun --oversubscribe.
+# SB_BENCH_PROCESSES=0 leaves them out (a build without MPI refuses them).
+mpirun=
+if [ "${SB_BENCH_PROCESSES:-1}" != 0 ] && command -v mpirun >/dev/null; then
+  mpirun=mpirun
+  [ "$(id -u)" = 0 ] && mpirun="mpirun --allow-run-as-root"
+fi
+if [ -n "$mpirun" ]; then
+  for model in wide resnet; do
+    for be in fsdp tp; do
+      for p in 1 2 4; do
+        run_one "$model on $be P=$p (processes)" "$out/run" "$p" \
+          "$out/$model.onnx" "$out/$model.vnnlib" --backend "$be" \
+          --repeat "$repeat" --warmup 0 --json -o comm=mpi
+      done
+    done
+  done
+else
+  echo "bench.sh: mpirun not found; no process ranks" >&2
+fi
 
 python3 - "$results" "$srcdir/docs/benchmarks.md" "$out/plot.dat" "$repeat" <<'PY'
 import json, platform, sys
 res = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 md, dat, repeat = sys.argv[2], sys.argv[3], sys.argv[4]
 mib = lambda b: b / 1048576.0
-rows, single = [], {}
+rows, single, procs, single_rss = [], {}, [], {}
 for r in res:
     model = r["model"].rsplit("/", 1)[-1]
     base = max(k["baseline_bytes"] for k in r["per_rank"])
     peak = max(k["peak_bytes"] for k in r["per_rank"])
+    rss = r.get("process_rss_bytes", [-1])
+    if r.get("mpirun"):
+        # Process 0 loads the model; the others never hold all of it.
+        procs.append((model, r["backend"], r["ranks"], r["median_seconds"], rss))
+        continue
     if r["backend"] == "cpu":
         single[model] = (base, peak)
-    rows.append((model, r["backend"], r["ranks"], r["median_seconds"], base, peak))
+        single_rss[model] = rss[0]
+    rows.append((model, r["backend"], r["ranks"], r["median_seconds"], base, peak, max(rss)))
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t") \
     if "model name" in open("/proc/cpuinfo").read() else platform.machine()
 # The branch-and-bound section is tools/bench-bab.sh's: kept as it is.
@@ -96,14 +151,34 @@ with open(md, "w") as f:
             "--eps 0.002` (wide) and `shardbound mkmodel --resnet --seed 1 --eps 0.002` "
             "(resnet).\n\n")
     f.write("| model | backend | P | time (s) | baseline/rank (MiB) | peak/rank (MiB) "
-            "| baseline vs single | peak vs single |\n")
-    f.write("|---|---|---:|---:|---:|---:|---:|---:|\n")
-    for m, be, p, t, b, pk in rows:
+            "| baseline vs single | peak vs single | process peak RSS (MiB) |\n")
+    f.write("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    for m, be, p, t, b, pk, rss in rows:
         sb, sp = single.get(m, (0, 0))
         rb = "%.1f%%" % (100.0 * b / sb) if sb else "n/a"
         rp = "%.1f%%" % (100.0 * pk / sp) if sp else "n/a"
-        f.write("| %s | %s | %d | %.2f | %.2f | %.2f | %s | %s |\n"
-                % (m, be, p, t, mib(b), mib(pk), rb, rp))
+        f.write("| %s | %s | %d | %.2f | %.2f | %.2f | %s | %s | %s |\n"
+                % (m, be, p, t, mib(b), mib(pk), rb, rp, "%.1f" % mib(rss) if rss > 0 else "n/a"))
+    if procs:
+        f.write("\n## Process ranks (`-o comm=mpi`, one rank per process)\n\n"
+                "`mpirun -np P --oversubscribe shardbound bench ... -o comm=mpi`: "
+                "every process's peak resident set size over its whole life "
+                "(time(1)), against the single-process cpu run's "
+                "(%s). Process 0 parses the model and hands "
+                "each rank its part, so its peak includes loading (the ONNX "
+                "parse holds the file, the decoded message and the graph at "
+                "once); the other processes never hold the whole model.\n\n"
+                % ", ".join("%s %.1f MiB" % (m, mib(v)) for m, v in sorted(single_rss.items()) if v > 0))
+        f.write("| model | backend | P | time (s) | peak RSS per process (MiB) "
+                "| largest other than 0 vs cpu | process 0 vs cpu |\n")
+        f.write("|---|---|---:|---:|---|---:|---:|\n")
+        for m, be, p, t, rss in procs:
+            ref = single_rss.get(m, -1)
+            others = max(rss[1:]) if len(rss) > 1 else -1
+            pct = lambda v: "%.1f%%" % (100.0 * v / ref) if ref > 0 and v > 0 else "n/a"
+            f.write("| %s | %s | %d | %.2f | %s | %s | %s |\n"
+                    % (m, be, p, t, ", ".join("%.1f" % mib(v) for v in rss),
+                       pct(others), pct(rss[0])))
     f.write("""
 ## What dominates the per-rank peak (wide MLP, CROWN, P=4)
 
@@ -135,10 +210,18 @@ with open(dat, "w") as f:
     for be_want in ("fsdp", "tp"):
         for m in ("wide.onnx", "resnet.onnx"):
             f.write("# %s: P baseline_MiB peak_MiB (%s)\n" % (m, be_want))
-            for mm, be, p, t, b, pk in rows:
+            for mm, be, p, t, b, pk, rss in rows:
                 if mm == m and (be == be_want and p > 1 or be == "cpu"):
                     f.write("%d %.3f %.3f\n" % (p, mib(b), mib(pk)))
             f.write("\n\n")
+    # Blocks 4-5: wide/fsdp and wide/tp as processes: P, the largest
+    # lifetime peak RSS of a process other than 0 (process 0 at P = 1).
+    for be_want in ("fsdp", "tp"):
+        f.write("# wide.onnx: P peak_rss_MiB (%s, processes)\n" % be_want)
+        for mm, be, p, t, rss in procs:
+            if mm == "wide.onnx" and be == be_want and max(rss) > 0:
+                f.write("%d %.3f\n" % (p, mib(max(rss[1:]) if len(rss) > 1 else rss[0])))
+        f.write("\n\n")
 PY
 
 if command -v gnuplot >/dev/null; then

@@ -11,6 +11,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   libglib2.0-dev libjson-glib-dev check \
   libprotobuf-c-dev protobuf-c-compiler libopenblas-dev \
+  openmpi-bin libopenmpi-dev \
   python3 python3-numpy python3-torch gnuplot-nox help2man \
   clang-14 libclang-rt-14-dev llvm-14 >/dev/null
 # clang-14 with its runtime (libFuzzer, ASan, UBSan) builds the fuzz

@@ -51,6 +51,16 @@ typedef struct SbCommOps {
   int (*broadcast)(SbComm *c, int rank, SbExec *x, float *buf, int64_t count,
                    int root);
   int (*barrier)(SbComm *c, int rank, SbExec *x);
+  /* Host-memory collectives, for what the host reads (so that every
+   * process sees the same bytes) and for its decisions. buf [bytes] of
+   * every rank := buf of `root`. */
+  int (*broadcast_host)(SbComm *c, int rank, SbExec *x, void *buf,
+                        size_t bytes, int root);
+  /* In place: buf [sum(byte_counts)] of every rank receives rank q's block
+   * (byte_counts[q] bytes at the sum of byte_counts[0..q-1]) from rank q.
+   * Ranks that share one buffer (threads) have nothing to copy. */
+  int (*all_gather_host)(SbComm *c, int rank, SbExec *x, void *buf,
+                         const int64_t *byte_counts);
   /* Called by (or on behalf of) a rank that failed outside a collective:
    * every rank blocked in a collective, and every later call, fails with
    * SB_ERR_COMMUNICATION naming `rank`, until reset(). Never blocks. */
@@ -61,11 +71,27 @@ typedef struct SbCommOps {
    * called while no rank is inside a collective. */
   void (*reset)(SbComm *c);
   void (*destroy)(SbComm *c);
+  /* ---- only communicators between processes (local_rank >= 0) ---- */
+  /* Called by the local rank once its work of one sb_ranks_run is done,
+   * with its status: returns SB_OK on every process when every rank
+   * succeeded, else on every process the status of the lowest failing
+   * rank, whose message lands in x->error and whose index failed_rank()
+   * returns. A rank whose work already saw a collective fail does not
+   * vote again. */
+  int (*settle)(SbComm *c, int rank, SbExec *x, int status);
+  /* The lowest rank whose process is known to have vanished (checked
+   * without blocking, by process id on this host), or -1. Async-signal
+   * safe: a host calls it from a signal handler when the launcher
+   * terminates the job. */
+  int (*lost_rank)(const SbComm *c);
 } SbCommOps;
 
 struct SbComm {
   const SbCommOps *ops;
   int size; /* number of ranks */
+  /* The one rank that this process runs when the ranks are processes, or
+   * -1 when every rank is a thread of this process. */
+  int local_rank;
 };
 
 /* The in-process communicator: ranks are threads of this process sharing
@@ -74,6 +100,16 @@ struct SbComm {
  * *out is released by its destroy. */
 int sb_comm_loopback_new(int size, SbComm **out, char *error,
                          size_t error_size);
+
+/* The MPI communicator: one rank per process of MPI_COMM_WORLD, started by
+ * mpirun. Initialises MPI (MPI_THREAD_SERIALIZED) unless the program did,
+ * and finalises it in destroy if it initialised it. Every rank's float
+ * buffers must be host memory (the CPU device). Sums are taken in rank
+ * order on the rank that owns each element and then copied, so results are
+ * bitwise those of the loopback communicator and identical on every
+ * process. Fails with SB_ERR_UNSUPPORTED (reason in error) when the build
+ * has no MPI. */
+int sb_comm_mpi_new(SbComm **out, char *error, size_t error_size);
 
 /* Element counts of an even split of `total` items over `parts`: the first
  * total % parts parts get one more. */

@@ -25,6 +25,7 @@ typedef struct Loopback {
   const float **send;
   float **recv;
   const int64_t **counts;
+  void **host; /* host buffers of the host-memory collectives */
   SbDevice **devs;
 } Loopback;
 
@@ -265,6 +266,49 @@ static int lb_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
   return st != SB_OK ? st : st2;
 }
 
+static int lb_broadcast_host(SbComm *c, int rank, SbExec *x, void *buf,
+                             size_t bytes, int root) {
+  static const char what[] = "broadcast_host";
+  Loopback *s = lb(c);
+  int st = SB_OK;
+  if (root < 0 || root >= c->size)
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: root %d is not a rank (0..%d)", what, root,
+                      c->size - 1);
+  else if (bytes > 0 && buf == NULL)
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: NULL buffer on rank %d", what, rank);
+  s->host[rank] = buf;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  if (rank != root && bytes > 0 && buf != s->host[root])
+    memcpy(buf, s->host[root], bytes);
+  return lb_sync(s, rank, x, what, 1);
+}
+
+static int lb_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
+                              const int64_t *byte_counts) {
+  static const char what[] = "all_gather_host";
+  Loopback *s = lb(c);
+  int64_t total;
+  int st = check_counts(s, x, what, byte_counts, &total);
+  if (st == SB_OK && total > 0 && buf == NULL)
+    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                      "%s: NULL buffer on rank %d", what, rank);
+  s->host[rank] = buf;
+  s->counts[rank] = byte_counts;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  st = same_counts(s, rank, x, what);
+  int64_t at = 0;
+  for (int q = 0; q < c->size && st == SB_OK; at += byte_counts[q], q++)
+    if (q != rank && byte_counts[q] > 0 && s->host[q] != buf)
+      memcpy((char *)buf + at, (const char *)s->host[q] + at,
+             (size_t)byte_counts[q]);
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
 static int lb_barrier(SbComm *c, int rank, SbExec *x) {
   int st = drain(x, SB_OK);
   return keep(st, lb_sync(lb(c), rank, x, "barrier", st == SB_OK));
@@ -308,6 +352,7 @@ static void lb_destroy(SbComm *c) {
   free(s->send);
   free(s->recv);
   free(s->counts);
+  free(s->host);
   free(s->devs);
   free(s);
 }
@@ -319,6 +364,8 @@ static const SbCommOps loopback_ops = {
     .all_reduce = lb_all_reduce,
     .broadcast = lb_broadcast,
     .barrier = lb_barrier,
+    .broadcast_host = lb_broadcast_host,
+    .all_gather_host = lb_all_gather_host,
     .abort = lb_abort,
     .failed_rank = lb_failed_rank,
     .reset = lb_reset,
@@ -339,29 +386,31 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
     s->send = calloc((size_t)size, sizeof *s->send);
     s->recv = calloc((size_t)size, sizeof *s->recv);
     s->counts = calloc((size_t)size, sizeof *s->counts);
+    s->host = calloc((size_t)size, sizeof *s->host);
     s->devs = calloc((size_t)size, sizeof *s->devs);
   }
-  if (s == NULL || !s->send || !s->recv || !s->counts || !s->devs) {
+  if (s == NULL || !s->send || !s->recv || !s->counts || !s->host || !s->devs) {
     if (s)
-      free(s->send), free(s->recv), free(s->counts), free(s->devs);
+      free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs);
     free(s);
     snprintf(error, error_size,
              "loopback communicator: out of host memory for %d ranks", size);
     return SB_ERR_OUT_OF_MEMORY;
   }
   if (pthread_mutex_init(&s->lock, NULL) != 0) {
-    free(s->send), free(s->recv), free(s->counts), free(s->devs), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: mutex init failed");
     return SB_ERR_INTERNAL;
   }
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
-    free(s->send), free(s->recv), free(s->counts), free(s->devs), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: cond init failed");
     return SB_ERR_INTERNAL;
   }
   s->base.ops = &loopback_ops;
   s->base.size = size;
+  s->base.local_rank = -1;
   s->origin = -1;
   *out = &s->base;
   return SB_OK;

@@ -33,6 +33,7 @@ noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_loopback.c \
+	backends/common/comm_mpi.c \
 	backends/common/comm_nccl.h \
 	backends/common/device_module.h \
 	backends/common/device_module.c \
@@ -40,6 +41,8 @@ backends_common_libsbranks_la_SOURCES = \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
 	backends/common/rank_backend.c
+backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
+backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
 
 # The communicators on their own.
 check_PROGRAMS += tests/check-comm

@@ -35,6 +35,7 @@ typedef struct RankOptions {
   long ranks, fail_rank, fail_at;
   int cuda;              /* device=cuda */
   int nccl;              /* comm=nccl */
+  int processes;         /* comm=mpi: one rank per MPI process */
   const char *devices;   /* the devices= text, or NULL */
   int n_devices;
   int devices_list[SB_RANKS_MAX];
@@ -67,7 +68,9 @@ static int parse_device_list(const char *s, int *list, int *n) {
 static int parse_options(const char *be, const sb_option *options,
                          size_t n_options, RankOptions *o, char *error,
                          size_t error_size) {
-  *o = (RankOptions){.ranks = 2, .fail_rank = -1, .fail_at = -1};
+  /* ranks stays 0 unless given: with comm=mpi the job's size is only known
+   * once MPI is up, and sb_ranks_new checks both; otherwise it becomes 2. */
+  *o = (RankOptions){.ranks = 0, .fail_rank = -1, .fail_at = -1};
   for (size_t i = 0; i < n_options; i++) {
     const char *key = options[i].key, *value = options[i].value;
     const char *v = value ? value : "(null)";
@@ -106,13 +109,15 @@ static int parse_options(const char *be, const sb_option *options,
       o->devices = value;
     } else if (strcmp(key, "comm") == 0) {
       if (value != NULL && strcmp(value, "loopback") == 0) {
-        o->nccl = 0;
+        o->nccl = 0, o->processes = 0;
       } else if (value != NULL && strcmp(value, "nccl") == 0) {
-        o->nccl = 1;
+        o->nccl = 1, o->processes = 0;
+      } else if (value != NULL && strcmp(value, "mpi") == 0) {
+        o->nccl = 0, o->processes = 1;
       } else {
         snprintf(error, error_size,
                  "%s: option comm='%s' is not a communicator (expected "
-                 "loopback or nccl)",
+                 "loopback, nccl or mpi)",
                  be, v);
         return SB_ERR_UNSUPPORTED;
       }
@@ -142,7 +147,9 @@ static int parse_options(const char *be, const sb_option *options,
              "%s: fault injection needs both fail_rank and fail_at", be);
     return SB_ERR_INVALID_ARGUMENT;
   }
-  if (o->fail_rank >= o->ranks) {
+  if (!o->processes && o->ranks == 0)
+    o->ranks = 2;
+  if (o->ranks > 0 && o->fail_rank >= o->ranks) {
     snprintf(error, error_size, "%s: fail_rank=%ld names no rank (ranks=%ld)",
              be, o->fail_rank, o->ranks);
     return SB_ERR_INVALID_ARGUMENT;
@@ -210,7 +217,10 @@ static int configure_cuda(const char *be, const RankOptions *o,
                be, o->devices, o->devices_list[i], count, count - 1);
       return SB_ERR_INVALID_ARGUMENT;
     }
-  for (long r = 0; r < o->ranks; r++)
+  /* comm=mpi without ranks=: the job's size is not known yet, so every
+   * possible rank gets its GPU. */
+  long n_ordinals = o->ranks > 0 ? o->ranks : SB_RANKS_MAX;
+  for (long r = 0; r < n_ordinals; r++)
     ordinals[r] = o->n_devices ? o->devices_list[r % o->n_devices]
                                : (int)(r % count);
   cfg->ops = m->ops;
@@ -258,6 +268,7 @@ int sb_rank_context_create(const char *be, const sb_option *options,
     return st;
   SbRanksConfig cfg = {(int)o.ranks, &sb_device_cpu_ops, (int)o.fail_rank,
                        o.fail_at};
+  cfg.processes = o.processes;
   int ordinals[SB_RANKS_MAX];
   if (o.cuda &&
       (st = configure_cuda(be, &o, &cfg, ordinals, error, error_size)) !=
@@ -276,7 +287,14 @@ int sb_rank_context_create(const char *be, const sb_option *options,
     free(ctx);
     return st;
   }
-  ctx->size = cfg.size;
+  ctx->size = sb_ranks_size(ctx->ranks);
+  if (cfg.fail_rank >= ctx->size) {
+    snprintf(error, error_size, "%s: fail_rank=%d names no rank (ranks=%d)",
+             be, cfg.fail_rank, ctx->size);
+    sb_ranks_destroy(ctx->ranks);
+    free(ctx);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
   *out = ctx;
   return SB_OK;
 }
@@ -298,7 +316,8 @@ int sb_rank_memory_mark_baseline(sb_context *ctx) {
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   for (int r = 0; r < ctx->size; r++)
-    sb_mem_tracker_mark_baseline(&sb_ranks_rank(ctx->ranks, r)->mem);
+    if (sb_ranks_is_local(ctx->ranks, r))
+      sb_mem_tracker_mark_baseline(&sb_ranks_rank(ctx->ranks, r)->mem);
   return SB_OK;
 }
 
@@ -306,8 +325,24 @@ int sb_rank_memory_reset_peak(sb_context *ctx) {
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   for (int r = 0; r < ctx->size; r++)
-    sb_mem_tracker_reset_peak(&sb_ranks_rank(ctx->ranks, r)->mem);
+    if (sb_ranks_is_local(ctx->ranks, r))
+      sb_mem_tracker_reset_peak(&sb_ranks_rank(ctx->ranks, r)->mem);
   return SB_OK;
+}
+
+typedef struct {
+  int rank;
+  sb_memory_stats_v1 stats;
+} StatsJob;
+
+static int stats_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  StatsJob *j = arg;
+  if (rank->index == j->rank) {
+    sb_mem_tracker_snapshot(&rank->mem, (uint32_t)j->rank, &j->stats);
+    j->stats.device_used_bytes = rank->x.ops->used_bytes(rank->dev);
+  }
+  return comm->ops->broadcast_host(comm, rank->index, &rank->x, &j->stats,
+                                   sizeof j->stats, j->rank);
 }
 
 int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out) {
@@ -322,11 +357,61 @@ int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out) {
                         "memory_stats: rank %d does not exist (this context "
                         "has %d ranks)",
                         rank, ctx->size);
-  SbRank *r = sb_ranks_rank(ctx->ranks, rank);
-  sb_mem_tracker_snapshot(&r->mem, (uint32_t)rank, out);
-  if (SB_HAS_MEMBER(out, sb_memory_stats_v1, device_used_bytes))
-    out->device_used_bytes = r->x.ops->used_bytes(r->dev);
+  /* The figures of the process that runs the rank, sent to every process
+   * (with threads, that is this one and the broadcast copies nothing). */
+  StatsJob job = {rank, {0}};
+  job.stats.struct_size = sizeof job.stats;
+  int st = sb_rank_run(ctx, stats_on_rank, &job);
+  if (st != SB_OK)
+    return st;
+  size_t n = out->struct_size < sizeof job.stats ? out->struct_size
+                                                 : sizeof job.stats;
+  size_t skip = sizeof job.stats.struct_size;
+  if (n > skip)
+    memcpy((char *)out + skip, (const char *)&job.stats + skip, n - skip);
   return SB_OK;
+}
+
+int sb_rank_process_info(const sb_context *ctx, int32_t *index,
+                         int32_t *count) {
+  if (ctx == NULL || index == NULL || count == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  int local = sb_ranks_local_rank(ctx->ranks);
+  *index = local < 0 ? 0 : local;
+  *count = local < 0 ? 1 : ctx->size;
+  return SB_OK;
+}
+
+typedef struct {
+  void *buf;
+  size_t bytes;
+} HostBroadcastJob;
+
+static int broadcast_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  HostBroadcastJob *j = arg;
+  return comm->ops->broadcast_host(comm, rank->index, &rank->x, j->buf,
+                                   j->bytes, 0);
+}
+
+int sb_rank_broadcast_host(sb_context *ctx, void *buf, size_t bytes) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (buf == NULL && bytes > 0)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "broadcast_host: NULL buffer");
+  /* Threads share the caller's buffer: nothing to send. */
+  if (sb_ranks_local_rank(ctx->ranks) < 0)
+    return SB_OK;
+  HostBroadcastJob job = {buf, bytes};
+  return sb_rank_run(ctx, broadcast_on_rank, &job);
+}
+
+int32_t sb_rank_lost_rank(const sb_context *ctx) {
+  if (ctx == NULL || sb_ranks_local_rank(ctx->ranks) < 0)
+    return -1;
+  SbComm *comm = sb_ranks_comm(ctx->ranks);
+  return comm->ops->lost_rank ? comm->ops->lost_rank(comm) : -1;
 }
 
 int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
@@ -422,4 +507,120 @@ int sb_rank_free_buffer(SbRank *rank, SbComm *comm, void *bufs) {
   (void)comm;
   sb_exec_free(&rank->x, &((SbBuffer *)bufs)[rank->index]);
   return SB_OK;
+}
+
+/* Floats of a layer's weight and bias as the description declares them;
+ * 0 for what is malformed, which the backend's own checks then refuse. */
+static void desc_param_sizes(const sb_layer_desc_v1 *d, int64_t *nw,
+                             int64_t *nb) {
+  *nw = *nb = 0;
+  if (d->kind == SB_LAYER_LINEAR && d->in_size > 0 && d->out_size > 0 &&
+      d->out_size <= INT64_MAX / d->in_size) {
+    *nw = d->out_size * d->in_size;
+    *nb = d->out_size;
+  } else if (d->kind == SB_LAYER_CONV2D && d->groups > 0 && d->in_c > 0 &&
+             d->out_c > 0 && d->kernel_h > 0 && d->kernel_w > 0) {
+    *nw = d->out_c * (d->in_c / d->groups) * d->kernel_h * d->kernel_w;
+    *nb = d->out_c;
+  } else if (d->kind == SB_LAYER_AFFINE && d->channels > 0) {
+    *nw = *nb = d->channels;
+  }
+}
+
+typedef struct {
+  const sb_layer_desc_v1 *desc;
+  sb_layer_desc_v1 *local;
+  float *copy;
+} ShareJob;
+
+static int share_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  ShareJob *j = arg;
+  SbExec *x = &rank->x;
+  const sb_layer_desc_v1 *d = j->desc;
+  int64_t nw, nb;
+  desc_param_sizes(d, &nw, &nb);
+  /* What process 0 holds: counts, or -1 for an absent array. */
+  int64_t head[2] = {d->weight ? nw : -1, d->bias ? nb : -1};
+  int st = comm->ops->broadcast_host(comm, rank->index, x, head, sizeof head,
+                                     0);
+  if (st != SB_OK)
+    return st;
+  if (rank->index == 0)
+    return SB_OK;
+  if ((head[0] >= 0 && head[0] != nw) || (head[1] >= 0 && head[1] != nb))
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: this process describes the layer "
+                        "with other sizes than process 0 (%lld/%lld weight "
+                        "floats): every process must create the same layers",
+                        (long long)nw, (long long)head[0]);
+  int64_t n = (head[0] > 0 ? head[0] : 0) + (head[1] > 0 ? head[1] : 0);
+  if (n > 0 && (j->copy = malloc((size_t)n * sizeof(float))) == NULL)
+    return sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
+                        "layer_create: out of host memory receiving %lld "
+                        "parameters from process 0",
+                        (long long)n);
+  j->local->weight = head[0] >= 0 ? j->copy : NULL;
+  j->local->bias = head[1] >= 0 ? j->copy + (head[0] > 0 ? head[0] : 0)
+                                : NULL;
+  return SB_OK;
+}
+
+typedef struct {
+  const sb_layer_desc_v1 *desc;
+  const sb_layer_desc_v1 *local;
+} SendJob;
+
+static int send_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  SendJob *j = arg;
+  const sb_layer_desc_v1 *src = rank->index == 0 ? j->desc : j->local;
+  int64_t nw, nb;
+  desc_param_sizes(src, &nw, &nb);
+  int st = SB_OK;
+  if (src->weight != NULL)
+    st = comm->ops->broadcast_host(comm, rank->index, &rank->x,
+                                   (void *)src->weight,
+                                   (size_t)nw * sizeof(float), 0);
+  if (st == SB_OK && src->bias != NULL)
+    st = comm->ops->broadcast_host(comm, rank->index, &rank->x,
+                                   (void *)src->bias,
+                                   (size_t)nb * sizeof(float), 0);
+  return st;
+}
+
+int sb_rank_layer_desc_share(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                             sb_layer_desc_v1 *local, float **copy) {
+  *local = *desc;
+  *copy = NULL;
+  if (sb_ranks_local_rank(ctx->ranks) < 0)
+    return SB_OK;
+  ShareJob share = {desc, local, NULL};
+  int st = sb_rank_run(ctx, share_on_rank, &share);
+  *copy = share.copy;
+  if (st != SB_OK)
+    return st;
+  SendJob send = {desc, local};
+  return sb_rank_run(ctx, send_on_rank, &send);
+}
+
+int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                         sb_layer **out, SbRankLayerCreateFn create) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (out == NULL || desc == NULL)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: NULL description or output pointer");
+  *out = NULL;
+  if (desc->struct_size < sizeof(sb_layer_desc_v1))
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "layer_create: description struct_size %u is smaller "
+                        "than sb_layer_desc_v1 (%zu bytes)",
+                        (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
+  sb_layer_desc_v1 local;
+  float *copy = NULL;
+  int st = sb_rank_layer_desc_share(ctx, desc, &local, &copy);
+  if (st == SB_OK)
+    st = create(ctx, &local, out);
+  free(copy);
+  return st;
 }

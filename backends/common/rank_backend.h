@@ -43,6 +43,26 @@ int sb_rank_context_size(const sb_context *ctx);
 int sb_rank_memory_mark_baseline(sb_context *ctx);
 int sb_rank_memory_reset_peak(sb_context *ctx);
 int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
+int sb_rank_process_info(const sb_context *ctx, int32_t *index,
+                         int32_t *count);
+int sb_rank_broadcast_host(sb_context *ctx, void *buf, size_t bytes);
+int32_t sb_rank_lost_rank(const sb_context *ctx);
+
+/* layer_create's description on this process: with ranks that are
+ * processes, process 0's weight and bias are sent to every process (whose
+ * own MAY be NULL) into *copy, which the caller frees (free) once the layer
+ * holds its part; with threads, *local = *desc and *copy = NULL.
+ * Collective. */
+int sb_rank_layer_desc_share(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                             sb_layer_desc_v1 *local, float **copy);
+
+/* layer_create of a multi-rank backend: the checks of desc itself, then
+ * create (the backend's own) on the description shared from process 0. */
+typedef int (*SbRankLayerCreateFn)(sb_context *ctx,
+                                   const sb_layer_desc_v1 *desc,
+                                   sb_layer **out);
+int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                         sb_layer **out, SbRankLayerCreateFn create);
 
 /* tensor_create's checks of category, ndim and shape; *numel gets the
  * element count. */

@@ -33,6 +33,7 @@ struct SbRanks {
   long runs; /* run() calls so far, for fault injection */
   int fail_rank;
   long fail_at;
+  int local; /* the rank of this process when ranks are processes, or -1 */
 };
 
 static void run_one(Worker *w, SbRankFn fn, void *arg, long run_index) {
@@ -102,9 +103,73 @@ void sb_ranks_destroy(SbRanks *p) {
   free(p);
 }
 
+/* One rank per MPI process: the pool holds every rank's slot (so that
+ * per-rank arrays keep their indices) but opens, and runs, only its own. */
+static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
+                               char *error, size_t error_size) {
+  SbComm *comm = NULL;
+  int st = sb_comm_mpi_new(&comm, error, error_size);
+  if (st != SB_OK)
+    return st;
+  if (cfg->size != 0 && cfg->size != comm->size) {
+    snprintf(error, error_size,
+             "ranks=%d but the MPI job has %d processes (comm=mpi runs one "
+             "rank per process: leave ranks out or match mpirun -np)",
+             cfg->size, comm->size);
+    comm->ops->destroy(comm);
+    return SB_ERR_INVALID_ARGUMENT;
+  }
+  SbRanks *p = calloc(1, sizeof *p);
+  Worker *ws = calloc((size_t)comm->size, sizeof *ws);
+  if (p == NULL || ws == NULL) {
+    free(p);
+    free(ws);
+    comm->ops->destroy(comm);
+    snprintf(error, error_size, "out of host memory creating the ranks");
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  p->size = comm->size;
+  p->ops = cfg->ops;
+  p->workers = ws;
+  p->comm = comm;
+  p->local = comm->local_rank;
+  p->fail_rank = cfg->fail_rank;
+  p->fail_at = cfg->fail_at;
+  pthread_mutex_init(&p->run_lock, NULL);
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  for (int i = 0; i < p->size; i++) {
+    sb_mem_tracker_init(&ws[i].rank.mem);
+    ws[i].pool = p;
+    ws[i].rank.index = i;
+  }
+  SbRank *r = &ws[p->local].rank;
+  char msg[256];
+  st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
+                    sizeof msg);
+  r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
+  if (st != SB_OK)
+    sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
+                 msg);
+  /* Whether every process could open its device is itself agreed on. */
+  st = comm->ops->settle(comm, p->local, &r->x, st);
+  if (st != SB_OK) {
+    snprintf(error, error_size, "rank %d: %s", comm->ops->failed_rank(comm),
+             r->error);
+    sb_ranks_destroy(p);
+    return st;
+  }
+  comm->ops->reset(comm);
+  *out = p;
+  return SB_OK;
+}
+
 int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
                  size_t error_size) {
   *out = NULL;
+  if (cfg->processes)
+    return ranks_new_processes(cfg, out, error, error_size);
   if (cfg->size < 1 || cfg->size > SB_RANKS_MAX) {
     snprintf(error, error_size, "ranks=%d is out of range (1..%d)", cfg->size,
              SB_RANKS_MAX);
@@ -131,6 +196,7 @@ int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
   /* Trackers first: destroy() releases every worker's, opened or not. */
   for (int i = 0; i < p->size; i++)
     sb_mem_tracker_init(&ws[i].rank.mem);
+  p->local = -1;
   /* Devices first: a device's communicator (NCCL) is made over them. */
   int st = SB_OK;
   SbDevice *devs[SB_RANKS_MAX];
@@ -178,8 +244,29 @@ SbRank *sb_ranks_rank(SbRanks *p, int index) {
 
 SbComm *sb_ranks_comm(SbRanks *p) { return p->comm; }
 
+int sb_ranks_is_local(const SbRanks *p, int index) {
+  return index >= 0 && index < p->size && (p->local < 0 || index == p->local);
+}
+
+int sb_ranks_local_rank(const SbRanks *p) { return p->local; }
+
+/* The local rank's work, then the verdict every process agrees on. */
+static int run_processes(SbRanks *p, SbRankFn fn, void *arg, char *error,
+                         size_t error_size) {
+  Worker *w = &p->workers[p->local];
+  run_one(w, fn, arg, p->runs++);
+  int st = p->comm->ops->settle(p->comm, p->local, &w->rank.x, w->status);
+  if (st != SB_OK)
+    snprintf(error, error_size, "rank %d: %s",
+             p->comm->ops->failed_rank(p->comm), w->rank.error);
+  p->comm->ops->reset(p->comm);
+  return st;
+}
+
 int sb_ranks_run(SbRanks *p, SbRankFn fn, void *arg, char *error,
                  size_t error_size) {
+  if (p->local >= 0)
+    return run_processes(p, fn, arg, error, error_size);
   pthread_mutex_lock(&p->run_lock);
   pthread_mutex_lock(&p->lock);
   p->fn = fn;

@@ -52,6 +52,11 @@ typedef struct SbRanksConfig {
   /* The communicator; NULL means the loopback communicator. */
   SbCommNewFn comm_new;
   void *comm_arg;
+  /* Non-zero: the ranks are the processes of an MPI job (comm=mpi), one
+   * per process; this process runs only its own, in the calling thread.
+   * size must then be 0 (take the job's) or equal the number of
+   * processes. */
+  int processes;
 } SbRanksConfig;
 
 /* Start the pool. On failure returns a negative status with a message in
@@ -62,13 +67,20 @@ int sb_ranks_new(const SbRanksConfig *config, SbRanks **out, char *error,
 void sb_ranks_destroy(SbRanks *ranks);
 
 int sb_ranks_size(const SbRanks *ranks);
+/* Rank `index`: its device, tracker and error buffer exist only when this
+ * process runs it (sb_ranks_is_local); NULL for an index out of range. */
 SbRank *sb_ranks_rank(SbRanks *ranks, int index);
+int sb_ranks_is_local(const SbRanks *ranks, int index);
+/* The rank this process runs when the ranks are processes, else -1. */
+int sb_ranks_local_rank(const SbRanks *ranks);
 SbComm *sb_ranks_comm(SbRanks *ranks);
 
 /* Run fn on every rank concurrently and wait for all. If any rank fails,
  * the communicator is aborted (no rank stays blocked in a collective) and
  * the call returns the status of the rank that failed first, with
- * "rank R: cause" in error. Calls are serialised. */
+ * "rank R: cause" in error. Calls are serialised. When the ranks are
+ * processes, fn runs on the local rank and every process returns the same
+ * status and message (the communicator's settle). */
 int sb_ranks_run(SbRanks *ranks, SbRankFn fn, void *arg, char *error,
                  size_t error_size);
 

@@ -822,3 +822,19 @@ int sb_single_memory_stats(sb_context *ctx, int rank,
     out->device_used_bytes = ctx->ops->used_bytes(ctx->dev);
   return SB_OK;
 }
+
+int sb_one_process_info(const sb_context *ctx, int32_t *index,
+                        int32_t *count) {
+  if (ctx == NULL || index == NULL || count == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  *index = 0;
+  *count = 1;
+  return SB_OK;
+}
+
+int sb_one_process_broadcast_host(sb_context *ctx, void *buf, size_t bytes) {
+  return ctx == NULL || (buf == NULL && bytes > 0) ? SB_ERR_INVALID_ARGUMENT
+                                                   : SB_OK;
+}
+
+int32_t sb_one_process_lost_rank(const sb_context *ctx) { return -1; }

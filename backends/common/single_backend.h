@@ -73,6 +73,10 @@ int sb_single_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
 int sb_single_memory_mark_baseline(sb_context *ctx);
 int sb_single_memory_reset_peak(sb_context *ctx);
 int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
+/* ABI 1.2 members of a backend whose ranks all live in one process. */
+int sb_one_process_info(const sb_context *ctx, int32_t *index, int32_t *count);
+int sb_one_process_broadcast_host(sb_context *ctx, void *buf, size_t bytes);
+int32_t sb_one_process_lost_rank(const sb_context *ctx);
 
 /* Designated initialisers for every function of sb_backend_v1 except
  * context_create, which the backend wraps to pass its SbDeviceOps. */
@@ -98,7 +102,9 @@ int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
   .concretize_vjp = sb_single_concretize_vjp,                                  \
   .relu_init_alpha = sb_single_relu_init_alpha,                                \
   .adam_step = sb_single_adam_step, .beta_apply = sb_single_beta_apply,        \
-  .beta_vjp = sb_single_beta_vjp
+  .beta_vjp = sb_single_beta_vjp, .process_info = sb_one_process_info,       \
+  .broadcast_host = sb_one_process_broadcast_host,                             \
+  .lost_rank = sb_one_process_lost_rank
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
     "weights",   "gathered-weights", "coefficients", "bounds",
@@ -62,6 +63,12 @@ void sb_mem_tracker_reset_peak(SbMemTracker *t) {
   pthread_mutex_unlock(&t->lock);
 }
 
+int64_t sb_process_peak_rss(void) {
+  struct rusage u;
+  /* Linux reports ru_maxrss in KiB. */
+  return getrusage(RUSAGE_SELF, &u) == 0 ? (int64_t)u.ru_maxrss * 1024 : -1;
+}
+
 void sb_mem_tracker_snapshot(SbMemTracker *t, uint32_t rank,
                              sb_memory_stats_v1 *out) {
   sb_memory_stats_v1 s;
@@ -76,6 +83,8 @@ void sb_mem_tracker_snapshot(SbMemTracker *t, uint32_t rank,
   s.total_peak_bytes = t->total_peak;
   s.baseline_bytes = t->baseline;
   pthread_mutex_unlock(&t->lock);
+  s.device_used_bytes = -1;
+  s.peak_rss_bytes = sb_process_peak_rss();
   /* Copy only what the caller's struct declares (minor-version rule);
    * struct_size itself is the caller's. */
   size_t n = out->struct_size < sizeof s ? out->struct_size : sizeof s;

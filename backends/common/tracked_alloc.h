@@ -46,6 +46,14 @@ void sb_mem_tracker_mark_baseline(SbMemTracker *t);
 void sb_mem_tracker_reset_peak(SbMemTracker *t);
 /* Consistent snapshot; out->struct_size is honoured (members beyond it are
  * left alone). device_used_bytes is not touched. */
+/* Peak resident set size of this process over its life so far, in bytes
+ * (getrusage), or -1. Never restarted: restarting the kernel's mark
+ * (/proc/self/clear_refs) would also hide the peak from time(1) and from
+ * the launcher. */
+int64_t sb_process_peak_rss(void);
+
+/* Fills what out's struct_size declares: the tracker's figures, this
+ * process's peak RSS, and device_used_bytes = -1 for the caller to set. */
 void sb_mem_tracker_snapshot(SbMemTracker *t, uint32_t rank,
                              sb_memory_stats_v1 *out);
 

@@ -25,7 +25,8 @@ static const sb_backend_v1 fsdp_backend = {
     .name = "fsdp",
     .version = PACKAGE_VERSION,
     .description = "Fully sharded data parallel: weights sharded across "
-                   "ranks (threads, loopback communicator), gathered per "
+                   "ranks (threads over loopback, or MPI processes with "
+                   "comm=mpi), gathered per "
                    "layer; coefficients and slopes split by spec rows or by "
                    "domains",
     .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
@@ -54,6 +55,9 @@ static const sb_backend_v1 fsdp_backend = {
     .adam_step = fsdp_adam_step,
     .beta_apply = fsdp_beta_apply,
     .beta_vjp = fsdp_beta_vjp,
+    .process_info = sb_rank_process_info,
+    .broadcast_host = sb_rank_broadcast_host,
+    .lost_rank = sb_rank_lost_rank,
 };
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out) {

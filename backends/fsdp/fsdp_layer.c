@@ -95,7 +95,8 @@ static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
   return SB_OK;
 }
 
-int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+/* On the description every process holds (sb_rank_layer_create). */
+static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
                       sb_layer **out) {
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
@@ -161,6 +162,11 @@ int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
   }
   *out = (sb_layer *)(void *)fl;
   return SB_OK;
+}
+
+int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                    sb_layer **out) {
+  return sb_rank_layer_create(ctx, desc, out, create_layer);
 }
 
 void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {

@@ -140,28 +140,105 @@ typedef struct {
   void *dst;       /* read */
 } CopyJob;
 
+/* Ranks as processes, tensor split by domains: each rank's elements of
+ * [offset, offset + count) are strided in the host's order, so they travel
+ * packed (rank by rank, segment by segment) and every process unpacks the
+ * other ranks' into dst. */
+static int64_t segments_overlap(const CopyJob *j, int q, int64_t k, int64_t *a,
+                                int64_t *b) {
+  Segments g = stored_segments(j->ctx, j->t, q);
+  if (k >= g.n_seg)
+    return -1;
+  int64_t lo = g.first + k * g.stride, hi = lo + g.len;
+  const int64_t end = j->offset + j->count;
+  *a = j->offset > lo ? j->offset : lo;
+  *b = end < hi ? end : hi;
+  return *a < *b ? *b - *a : 0;
+}
+
+static int gather_segments(const CopyJob *j, SbRank *rank, SbComm *comm,
+                           size_t elem) {
+  SbExec *x = &rank->x;
+  int64_t bytes[SB_RANKS_MAX], at[SB_RANKS_MAX], total = 0, a, b, n;
+  for (int q = 0; q < j->ctx->size; q++) {
+    int64_t sum = 0;
+    for (int64_t k = 0; (n = segments_overlap(j, q, k, &a, &b)) >= 0; k++)
+      sum += n;
+    at[q] = total;
+    bytes[q] = sum * (int64_t)elem;
+    total += bytes[q];
+  }
+  char *pack = malloc(total > 0 ? (size_t)total : 1);
+  if (pack == NULL)
+    return sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
+                        "tensor_read: out of host memory gathering %lld bytes",
+                        (long long)total);
+  char *dst = j->dst, *p = pack + at[rank->index];
+  for (int64_t k = 0; (n = segments_overlap(j, rank->index, k, &a, &b)) >= 0;
+       k++)
+    if (n > 0) {
+      memcpy(p, dst + (a - j->offset) * (int64_t)elem, (size_t)n * elem);
+      p += n * (int64_t)elem;
+    }
+  int st = comm->ops->all_gather_host(comm, rank->index, x, pack, bytes);
+  for (int q = 0; q < j->ctx->size && st == SB_OK; q++) {
+    if (q == rank->index)
+      continue;
+    p = pack + at[q];
+    for (int64_t k = 0; (n = segments_overlap(j, q, k, &a, &b)) >= 0; k++)
+      if (n > 0) {
+        memcpy(dst + (a - j->offset) * (int64_t)elem, p, (size_t)n * elem);
+        p += n * (int64_t)elem;
+      }
+  }
+  free(pack);
+  return st;
+}
+
 static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
   SbExec *x = &rank->x;
   /* A replicated tensor is read from rank 0 only; written on every rank. */
-  if (j->dst && !j->t->split && rank->index != 0)
-    return SB_OK;
-  Segments g = stored_segments(j->ctx, j->t, rank->index);
   const int64_t end = j->offset + j->count;
   int st = SB_OK;
-  for (int64_t k = 0; k < g.n_seg && st == SB_OK; k++) {
-    int64_t lo = g.first + k * g.stride, hi = lo + g.len;
-    int64_t a = j->offset > lo ? j->offset : lo;
-    int64_t b = end < hi ? end : hi;
-    if (a >= b)
-      continue;
-    float *dev = (float *)j->t->buf[rank->index].ptr + k * g.len + (a - lo);
-    st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
-                           b - a);
+  if (!(j->dst && !j->t->split && rank->index != 0)) {
+    Segments g = stored_segments(j->ctx, j->t, rank->index);
+    for (int64_t k = 0; k < g.n_seg && st == SB_OK; k++) {
+      int64_t lo = g.first + k * g.stride, hi = lo + g.len;
+      int64_t a = j->offset > lo ? j->offset : lo;
+      int64_t b = end < hi ? end : hi;
+      if (a >= b)
+        continue;
+      float *dev = (float *)j->t->buf[rank->index].ptr + k * g.len + (a - lo);
+      st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
+                             b - a);
+    }
+    if (st != SB_OK)
+      return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
+                                               : "tensor_write");
   }
-  return st == SB_OK ? st
-                     : sb_exec_device_fail(x, st, j->dst ? "tensor_read"
-                                                         : "tensor_write");
+  if (j->dst == NULL)
+    return SB_OK;
+  /* Every process must hold what the host reads: rank 0's copy of a
+   * replicated tensor, every rank's own rows of a split one. */
+  size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
+  if (!j->t->split)
+    return comm->ops->broadcast_host(comm, rank->index, x, j->dst,
+                                     (size_t)j->count * elem, 0);
+  if (j->t->split == FSDP_SPLIT_BATCH) {
+    /* Threads share dst, where every rank wrote its own segments. */
+    if (sb_ranks_local_rank(j->ctx->ranks) < 0)
+      return SB_OK;
+    return gather_segments(j, rank, comm, elem);
+  }
+  int64_t bytes[SB_RANKS_MAX];
+  for (int q = 0; q < j->ctx->size; q++) {
+    Segments gq = stored_segments(j->ctx, j->t, q);
+    int64_t qa = j->offset > gq.first ? j->offset : gq.first;
+    int64_t qb = end < gq.first + gq.len ? end : gq.first + gq.len;
+    bytes[q] = qa < qb ? (qb - qa) * (int64_t)elem : 0;
+  }
+  return comm->ops->all_gather_host(comm, rank->index, x, j->dst, bytes);
 }
 
 int fsdp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,

@@ -24,7 +24,8 @@ static const sb_backend_v1 tp_backend = {
     .name = "tp",
     .version = PACKAGE_VERSION,
     .description = "Tensor parallel: weights and CROWN coefficients sharded "
-                   "by neuron across ranks (threads, loopback communicator); "
+                   "by neuron across ranks (threads over loopback, or MPI "
+                   "processes with comm=mpi); "
                    "exact CROWN bounds",
     .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
                     SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
@@ -52,6 +53,9 @@ static const sb_backend_v1 tp_backend = {
     .adam_step = tp_adam_step,
     .beta_apply = tp_beta_apply,
     .beta_vjp = tp_beta_vjp,
+    .process_info = sb_rank_process_info,
+    .broadcast_host = sb_rank_broadcast_host,
+    .lost_rank = sb_rank_lost_rank,
 };
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out) {

@@ -101,7 +101,8 @@ static void layer_destroy(sb_context *ctx, TpLayer *tl) {
   free(tl);
 }
 
-int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+/* On the description every process holds (sb_rank_layer_create). */
+static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
                     sb_layer **out) {
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
@@ -154,6 +155,11 @@ int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
   tl->conv = tl->shard[0].local.conv;
   *out = (sb_layer *)(void *)tl;
   return SB_OK;
+}
+
+int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
+                    sb_layer **out) {
+  return sb_rank_layer_create(ctx, desc, out, create_layer);
 }
 
 void tp_layer_free(sb_context *ctx, sb_layer *layer) {

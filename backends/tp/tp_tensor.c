@@ -173,6 +173,107 @@ typedef struct {
   void *dst;       /* read */
 } CopyJob;
 
+/* Calls visit for each piece [a, b) of [lo, hi) that rank q stores of a
+ * sliced tensor, in logical order, with the piece's offset in q's buffer;
+ * stops at the first failure. */
+typedef int (*PieceFn)(void *arg, int64_t a, int64_t b, int64_t local);
+
+static int visit_pieces(const sb_context *ctx, const sb_tensor *t, int q,
+                        int64_t lo, int64_t hi, PieceFn visit, void *arg) {
+  int64_t start, count, N = t->cols;
+  tp_cols(ctx, N, q, &start, &count);
+  int st = SB_OK;
+  for (int64_t row = lo / N; count > 0 && row * N < hi && st == SB_OK;
+       row++) {
+    int64_t a = row * N + start, b = a + count;
+    a = a > lo ? a : lo;
+    b = b < hi ? b : hi;
+    if (a < b)
+      st = visit(arg, a, b, row * count + (a - row * N - start));
+  }
+  return st;
+}
+
+typedef struct {
+  CopyJob *j;
+  SbExec *x;
+  float *base;
+  void *packed;    /* NULL: straight into j->dst */
+  int64_t at;      /* next element of packed */
+} LocalCopy;
+
+static int copy_piece(void *arg, int64_t a, int64_t b, int64_t local) {
+  LocalCopy *c = arg;
+  CopyJob *j = c->j;
+  int st;
+  if (c->packed) {
+    st = sb_rank_copy_host(c->x, j->dtype, c->base + local, c->packed, NULL,
+                           c->at, b - a);
+    c->at += b - a;
+  } else {
+    st = sb_rank_copy_host(c->x, j->dtype, c->base + local, j->dst, j->src,
+                           a - j->offset, b - a);
+  }
+  return st;
+}
+
+typedef struct {
+  CopyJob *j;
+  const char *from;
+  size_t elem;
+} Unpack;
+
+static int unpack_piece(void *arg, int64_t a, int64_t b, int64_t local) {
+  Unpack *u = arg;
+  memcpy((char *)u->j->dst + (size_t)(a - u->j->offset) * u->elem, u->from,
+         (size_t)(b - a) * u->elem);
+  u->from += (size_t)(b - a) * u->elem;
+  return SB_OK;
+}
+
+static int count_piece(void *arg, int64_t a, int64_t b, int64_t local) {
+  *(int64_t *)arg += b - a;
+  return SB_OK;
+}
+
+/* A read of a sliced tensor across processes: each rank packs its pieces,
+ * the packs are all-gathered, and every process unpacks all of them. */
+static int read_sliced_across(CopyJob *j, SbRank *rank, SbComm *comm) {
+  SbExec *x = &rank->x;
+  const int64_t lo = j->offset, hi = j->offset + j->count;
+  size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
+  int64_t bytes[SB_RANKS_MAX], at = 0;
+  for (int q = 0; q < j->ctx->size; q++) {
+    int64_t n = 0;
+    visit_pieces(j->ctx, j->t, q, lo, hi, count_piece, &n);
+    bytes[q] = n * (int64_t)elem;
+    if (q < rank->index)
+      at += n;
+  }
+  char *stage = malloc((size_t)j->count * elem);
+  int st = stage ? SB_OK
+                 : sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
+                                "tensor_read: out of host memory staging "
+                                "%lld elements",
+                                (long long)j->count);
+  if (st == SB_OK) {
+    LocalCopy c = {j, x, j->t->buf[rank->index].ptr, stage, at};
+    st = visit_pieces(j->ctx, j->t, rank->index, lo, hi, copy_piece, &c);
+    if (st != SB_OK)
+      st = sb_exec_device_fail(x, st, "tensor_read");
+  }
+  if (st != SB_OK) {
+    free(stage);
+    return st;
+  }
+  st = comm->ops->all_gather_host(comm, rank->index, x, stage, bytes);
+  Unpack u = {j, stage, elem};
+  for (int q = 0; q < j->ctx->size && st == SB_OK; q++)
+    visit_pieces(j->ctx, j->t, q, lo, hi, unpack_piece, &u);
+  free(stage);
+  return st;
+}
+
 static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
   SbExec *x = &rank->x;
@@ -181,24 +282,25 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   const int64_t lo = j->offset, hi = j->offset + j->count;
   int st = SB_OK;
   if (!t->sliced) {
-    /* A replicated tensor is read from rank 0 only; written everywhere. */
+    /* A replicated tensor is read from rank 0 only, and every process
+     * receives rank 0's copy; it is written everywhere. */
     if (!(j->dst && rank->index != 0))
       st = sb_rank_copy_host(x, j->dtype, base + lo, j->dst, j->src, 0,
                              hi - lo);
-  } else {
-    int64_t start, count, N = t->cols;
-    tp_cols(j->ctx, N, rank->index, &start, &count);
-    for (int64_t row = lo / N; count > 0 && row * N < hi && st == SB_OK;
-         row++) {
-      int64_t a = row * N + start, b = a + count;
-      a = a > lo ? a : lo;
-      b = b < hi ? b : hi;
-      if (a < b)
-        st = sb_rank_copy_host(x, j->dtype,
-                              base + row * count + (a - row * N - start),
-                              j->dst, j->src, a - lo, b - a);
-    }
+    if (st != SB_OK)
+      return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
+                                               : "tensor_write");
+    if (j->dst == NULL)
+      return SB_OK;
+    size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
+    return comm->ops->broadcast_host(comm, rank->index, x, j->dst,
+                                     (size_t)j->count * elem, 0);
   }
+  /* Threads write their columns straight into the one host buffer. */
+  if (j->dst && comm->local_rank >= 0)
+    return read_sliced_across(j, rank, comm);
+  LocalCopy c = {j, x, base, NULL, 0};
+  st = visit_pieces(j->ctx, t, rank->index, lo, hi, copy_piece, &c);
   return st == SB_OK ? st
                      : sb_exec_device_fail(x, st, j->dst ? "tensor_read"
                                                          : "tensor_write");

@@ -2,7 +2,10 @@
 /* Networks: an ONNX model imported and loaded onto a session's backend. */
 #include "config.h"
 
+#include <math.h>
+
 #include "host-private.h"
+#include "hosts/engine/graph_share.h"
 #include "hosts/engine/onnx_import.h"
 
 static ShardboundNetwork *
@@ -20,6 +23,12 @@ network_new (ShardboundSession *session, SbGraph *graph, GError *e, GError **err
       sb_host_propagate_error (error, e);
       return NULL;
     }
+  /* With ranks that are processes the backend now holds every rank's
+   * part: no process keeps the whole model besides. Only a graph read
+   * from a file: the engine reads it again for the float64 check of a
+   * counterexample (lockstep.h). */
+  if (graph->source != NULL && sb_session_process_count (session->setup->session) > 1)
+    sb_graph_drop_weights (graph);
   ShardboundNetwork *network = g_new0 (ShardboundNetwork, 1);
   network->session = session;
   network->graph = graph;
@@ -32,7 +41,8 @@ shardbound_network_load (ShardboundSession *session, const char *onnx_path, GErr
 {
   g_return_val_if_fail (session != NULL && onnx_path != NULL, NULL);
   GError *e = NULL;
-  SbGraph *graph = sb_onnx_load (onnx_path, &e);
+  /* Process 0 reads the file; the others receive its structure. */
+  SbGraph *graph = sb_graph_load_shared (session->setup->session, onnx_path, &e);
   return network_new (session, graph, e, error);
 }
 
@@ -86,7 +96,17 @@ shardbound_network_input_shape (const ShardboundNetwork *network, int64_t dims[3
 void
 shardbound_network_evaluate (const ShardboundNetwork *network, const float *x, double *y)
 {
-  sb_graph_eval (network->graph, x, y);
+  if (!network->graph->weights_dropped)
+    {
+      sb_graph_eval (network->graph, x, y);
+      return;
+    }
+  g_autoptr (SbGraph) full = sb_onnx_load (network->graph->source, NULL);
+  if (full != NULL && full->output_size == network->graph->output_size)
+    sb_graph_eval (full, x, y);
+  else
+    for (int64_t i = 0; i < network->graph->output_size; i++)
+      y[i] = NAN;
 }
 
 double

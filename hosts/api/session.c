@@ -50,6 +50,29 @@ shardbound_session_rank_count (const ShardboundSession *session)
   return s->be->rank_count (s->ctx);
 }
 
+int
+shardbound_session_process_index (const ShardboundSession *session)
+{
+  return sb_session_process_index (session->setup->session);
+}
+
+int
+shardbound_session_process_count (const ShardboundSession *session)
+{
+  return sb_session_process_count (session->setup->session);
+}
+
+/* Only loads and the ABI's async-signal-safe lost_rank: callable from a
+ * signal handler. */
+int
+shardbound_session_lost_rank (const ShardboundSession *session)
+{
+  const SbSession *s = session->setup->session;
+  if (!SB_HAS_MEMBER (s->be, sb_backend_v1, lost_rank) || s->be->lost_rank == NULL)
+    return -1;
+  return s->be->lost_rank (s->ctx);
+}
+
 static const char *const category_names[SHARDBOUND_MEMORY_CATEGORIES] = {
   "weights", "gathered_weights", "coefficients", "bounds", "alpha", "workspace", "communication"
 };
@@ -83,11 +106,12 @@ shardbound_session_memory_stats (ShardboundSession *session, int rank,
 {
   SbSession *s = session->setup->session;
   int ranks = s->be->rank_count (s->ctx);
-  if (stats == NULL || stats->struct_size < sizeof *stats)
+  /* Callers built against 1.0 pass the struct without peak_rss_bytes. */
+  const size_t size_1_0 = offsetof (ShardboundMemoryStats, peak_rss_bytes);
+  if (stats == NULL || stats->struct_size < size_1_0)
     {
       g_set_error (error, SHARDBOUND_HOST_ERROR, SHARDBOUND_HOST_ERROR_INVALID_ARGUMENT,
-                   "memory statistics: struct_size must be at least %zu",
-                   sizeof (ShardboundMemoryStats));
+                   "memory statistics: struct_size must be at least %zu", size_1_0);
       return FALSE;
     }
   if (rank < 0 || rank >= ranks)
@@ -96,7 +120,8 @@ shardbound_session_memory_stats (ShardboundSession *session, int rank,
                    "memory statistics: rank %d is not one of the session's %d", rank, ranks);
       return FALSE;
     }
-  sb_memory_stats_v1 st = { .struct_size = sizeof st };
+  /* peak_rss_bytes stays -1 on a backend older than ABI 1.2. */
+  sb_memory_stats_v1 st = { .struct_size = sizeof st, .peak_rss_bytes = -1 };
   GError *e = NULL;
   if (!sb_session_check (s, s->be->memory_stats (s->ctx, rank, &st), "memory statistics", &e))
     {
@@ -119,4 +144,6 @@ sb_host_memory_stats_from_backend (const sb_memory_stats_v1 *st, ShardboundMemor
       stats->current_by_category[c] = st->current_bytes[c];
       stats->peak_by_category[c] = st->peak_bytes[c];
     }
+  if (stats->struct_size >= sizeof *stats)
+    stats->peak_rss_bytes = st->peak_rss_bytes;
 }

@@ -102,6 +102,18 @@ void shardbound_session_close (ShardboundSession *session);
 const char *shardbound_session_backend (const ShardboundSession *session);
 int shardbound_session_rank_count (const ShardboundSession *session);
 
+/* Ranks that are processes (backend option comm=mpi, run under mpirun;
+ * docs/embedding.md). Every process of the job opens the session and then
+ * makes the same calls in the same order: opening the session joins the
+ * job. This process's index (0 alone should print and write files) and the
+ * number of processes; 0 and 1 when the ranks are threads. @since 1.1 */
+int shardbound_session_process_index (const ShardboundSession *session);
+int shardbound_session_process_count (const ShardboundSession *session);
+/* The rank whose process ended, once the job lost one; -1 when none is
+ * known. Async-signal-safe: for a handler of the SIGTERM that mpirun sends
+ * the remaining processes when one dies. @since 1.1 */
+int shardbound_session_lost_rank (const ShardboundSession *session);
+
 /* ---- memory statistics per rank ---------------------------------------- */
 typedef enum {
   SHARDBOUND_MEMORY_WEIGHTS,
@@ -128,6 +140,10 @@ typedef struct {
   int64_t device_used_bytes; /* the driver's view, -1 when it has none */
   uint64_t current_by_category[SHARDBOUND_MEMORY_CATEGORIES];
   uint64_t peak_by_category[SHARDBOUND_MEMORY_CATEGORIES];
+  /* @since 1.1: the lifetime peak resident set of the process that holds
+   * the rank (with comm=mpi, that rank's own process); -1 when the backend
+   * does not report it. Left alone when struct_size ends before it. */
+  int64_t peak_rss_bytes;
 } ShardboundMemoryStats;
 
 /* Makes the current total every rank's baseline and restarts the peaks. */
@@ -177,7 +193,13 @@ void shardbound_settings_set_progress (ShardboundSettings *settings,
 typedef struct _ShardboundNetwork ShardboundNetwork;
 
 /* Loads an ONNX model onto the session's backend. Errors: IO, BAD_INPUT,
- * UNSUPPORTED (naming operator and node), BACKEND. */
+ * UNSUPPORTED (naming operator and node), BACKEND. With ranks that are
+ * processes, shardbound_network_load is collective: process 0 alone reads
+ * the file and sends the others its structure, and the host copy of the
+ * weights is dropped once the backend holds them (no process keeps the
+ * whole model). shardbound_network_load_bytes parses the bytes each
+ * process passes (the same model on every process) and keeps the host
+ * copy. */
 ShardboundNetwork *shardbound_network_load (ShardboundSession *session,
                                             const char *onnx_path, GError **error);
 ShardboundNetwork *shardbound_network_load_bytes (ShardboundSession *session,
@@ -190,7 +212,9 @@ int64_t shardbound_network_output_size (const ShardboundNetwork *network);
  * 3 entries of dims and returns how many. */
 int shardbound_network_input_shape (const ShardboundNetwork *network, int64_t dims[3]);
 /* A plain float64 forward pass on the host: y[output_size] from
- * x[input_size]. For checking samples against bounds. */
+ * x[input_size]. For checking samples against bounds. Where the host copy
+ * of the weights was dropped (see shardbound_network_load) the model file
+ * is read again for it; y is all NaN when that fails. */
 void shardbound_network_evaluate (const ShardboundNetwork *network, const float *x,
                                   double *y);
 /* FLOPs of the matrix products the backend was asked for so far. */

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "cli_common.h"
+#include "cli_processes.h"
 
 void
 sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o)
@@ -35,8 +36,18 @@ sb_cli_backend_options_clear (SbCliBackendOptions *o)
 ShardboundSession *
 sb_cli_open_session (const SbCliBackendOptions *o, GError **error)
 {
-  return shardbound_session_open (o->backend, o->ranks, (const char *const *) o->options,
-                                  o->backend_path, o->config_file, error);
+  ShardboundSession *session
+    = shardbound_session_open (o->backend, o->ranks, (const char *const *) o->options,
+                               o->backend_path, o->config_file, error);
+  if (session != NULL)
+    sb_cli_join_processes (session);
+  return session;
+}
+
+gboolean
+sb_cli_is_process_zero (const ShardboundSession *session)
+{
+  return session == NULL || shardbound_session_process_index (session) == 0;
 }
 
 gboolean

@@ -21,8 +21,14 @@ typedef struct {
  * *o. */
 void sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o);
 void sb_cli_backend_options_clear (SbCliBackendOptions *o);
-/* The session those options describe. */
+/* The session those options describe. With ranks that are processes
+ * (comm=mpi under mpirun) the command joins the job as one of them
+ * (cli_processes.h): declare a g_auto (SbCliJoined) after the session so
+ * that it leaves before the session closes. */
 ShardboundSession *sb_cli_open_session (const SbCliBackendOptions *o, GError **error);
+/* TRUE on the process that writes files: process 0, or any process before
+ * a session exists. */
+gboolean sb_cli_is_process_zero (const ShardboundSession *session);
 
 /* Loads PROPERTY.vnnlib, then MODEL.onnx onto the session, and checks that
  * their input and output counts agree. Errors name the file. */

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 
 static int
 compare_doubles (const void *a, const void *b)
@@ -51,6 +52,7 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
       return 2;
     }
   g_autoptr (ShardboundSession) session = NULL;
+  g_auto (SbCliJoined) joined = 0;
   g_autoptr (ShardboundNetwork) net = NULL;
   g_autoptr (ShardboundProperty) prop = NULL;
   if ((session = sb_cli_open_session (bo, &error)) == NULL
@@ -98,10 +100,11 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
 
   if (json)
     printf ("{\"model\": \"%s\", \"method\": \"%s\", \"backend\": \"%s\", \"ranks\": %d, "
-            "\"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
+            "\"processes\": %d, \"repeat\": %d, \"median_seconds\": %.6f, \"min_seconds\": %.6f, "
             "\"max_rss_bytes\": %ld, \"product_gflop\": %.3f, \"gemm_gflops\": %.1f, "
             "\"floor_seconds\": %.6f, \"per_rank\": [",
-            argv[1], method_text, backend, n_ranks, repeat, median,
+            argv[1], method_text, backend, n_ranks, shardbound_session_process_count (session),
+            repeat, median,
             times[0], ru.ru_maxrss * 1024L, flops / 1e9, rate / 1e9, floor_s);
   else
     printf ("%s: %s on %s (%d rank%s): median %.4f s, min %.4f s over %d runs; process peak RSS %.1f MiB\n",
@@ -120,8 +123,10 @@ bench_main (int argc, char **argv, SbCliBackendOptions *bo)
           return sb_cli_error_status (error);
         }
       if (json)
-        printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT "}",
-                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.peak_bytes);
+        printf ("%s{\"rank\": %d, \"baseline_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT
+                ", \"peak_rss_bytes\": %" G_GINT64_FORMAT "}",
+                k ? ", " : "", k, (guint64) st.baseline_bytes, (guint64) st.peak_bytes,
+                (gint64) st.peak_rss_bytes);
       else
         printf ("  rank %d: baseline %.2f MiB, peak %.2f MiB\n", k, st.baseline_bytes / 1048576.0,
                 st.peak_bytes / 1048576.0);

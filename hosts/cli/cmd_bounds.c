@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 #include "cli_json.h"
 
 static gboolean
@@ -19,7 +20,8 @@ json_memory (GString *out, ShardboundSession *session, GError **error)
       ShardboundMemoryStats st = { .struct_size = sizeof st };
       if (!shardbound_session_memory_stats (session, r, &st, error))
         return FALSE;
-      g_string_append_printf (out, "%s\n    {\"rank\": %d, ", r ? "," : "", r);
+      g_string_append_printf (out, "%s\n    {\"rank\": %d, \"peak_rss_bytes\": %" G_GINT64_FORMAT ", ",
+                              r ? "," : "", r, (gint64) st.peak_rss_bytes);
       sb_json_memory_stats (out, &st);
       g_string_append (out, "}");
     }
@@ -153,6 +155,7 @@ sb_cmd_bounds (int argc, char **argv)
   sb_cli_add_backend_options (oc, &bo);
   gboolean parsed = g_option_context_parse (oc, &argc, &argv, &error);
   g_autoptr (ShardboundSession) session = NULL;
+  g_auto (SbCliJoined) joined = 0;
   g_autoptr (ShardboundNetwork) net = NULL;
   g_autoptr (ShardboundProperty) prop = NULL;
   ShardboundMethod method = SHARDBOUND_METHOD_CROWN;

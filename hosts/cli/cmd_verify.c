@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "cli_common.h"
+#include "cli_processes.h"
 #include "cli_json.h"
 
 static void
@@ -184,6 +185,7 @@ sb_cmd_verify (int argc, char **argv)
 
   int status = 0;
   g_autoptr (ShardboundSession) session = NULL;
+  g_auto (SbCliJoined) joined = 0;
   g_autoptr (ShardboundNetwork) net = NULL;
   g_autoptr (ShardboundProperty) prop = NULL;
   g_autoptr (ShardboundVerdict) verdict = NULL;
@@ -220,7 +222,8 @@ sb_cmd_verify (int argc, char **argv)
         g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n",
                     shardbound_verdict_seconds (verdict), (gint64) shardbound_verdict_domains (verdict));
     }
-  if (results_file != NULL)
+  /* Process 0 alone writes files. */
+  if (results_file != NULL && sb_cli_is_process_zero (session))
     {
       g_autoptr (GError) write_error = NULL;
       if (!write_results (results_file, word, verdict, net, &write_error))

@@ -4,6 +4,7 @@ bin_PROGRAMS += hosts/cli/shardbound
 hosts_cli_shardbound_SOURCES = \
 	hosts/cli/main.c hosts/cli/commands.h \
 	hosts/cli/cli_common.c hosts/cli/cli_common.h \
+	hosts/cli/cli_processes.c hosts/cli/cli_processes.h \
 	hosts/cli/cli_json.c hosts/cli/cli_json.h \
 	hosts/cli/cmd_backends.c \
 	hosts/cli/cmd_bounds.c \

@@ -10,6 +10,7 @@
 
 #include "attack.h"
 #include "bounds_private.h"
+#include "lockstep.h"
 
 void
 sb_attack_params_init (SbAttackParams *p)
@@ -134,12 +135,12 @@ worst_atom (const SbProperty *prop, const SbRegion *reg, int j, const double *va
  * otherwise, or after a failed check, a signed-gradient step pushes the
  * worst atom down. */
 static gboolean
-pgd_step_point (const SbGraph *g, const SbProperty *prop, int region, const double *value,
+pgd_step_point (SbNetwork *net, const SbProperty *prop, int region, const double *value,
                 const double *grad, int64_t B, int64_t b, double step_size, double *x,
                 float *x_out)
 {
   const SbRegion *reg = &prop->regions[region];
-  int64_t n_in = g->input_size;
+  int64_t n_in = net->graph->input_size;
   /* Restart b attacks disjunct b mod n: the atom furthest from holding is
    * the one to push down. */
   double worst_gap;
@@ -151,7 +152,7 @@ pgd_step_point (const SbGraph *g, const SbProperty *prop, int region, const doub
     {
       for (int64_t k = 0; k < n_in; k++)
         x_out[k] = sb_float_in_range (xb[k], reg->x_lower[k], reg->x_upper[k]);
-      if (sb_counterexample_check (g, prop, region, x_out, NULL))
+      if (sb_net_counterexample_check (net, prop, region, x_out, NULL))
         return TRUE;
     }
   const double *gr = grad + (worst * B + b) * n_in;
@@ -199,13 +200,13 @@ sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
       random_starts (rng, reg, round, B, n_in, x);
       for (int step = 0; step < p->steps && !found; step++)
         {
-          if (deadline > 0 && g_get_monotonic_time () > deadline)
+          if (sb_net_deadline_passed (net, deadline))
             goto done;
           if (!atom_values_and_gradients (net, &nb, A, S, x, value, grad, error))
             goto out;
           double step_size = 0.25 * pow (0.9, step);
           for (int64_t b = 0; b < B && !found; b++)
-            found = pgd_step_point (g, prop, region, value, grad, B, b, step_size, x, candidate);
+            found = pgd_step_point (net, prop, region, value, grad, B, b, step_size, x, candidate);
         }
     }
 done:

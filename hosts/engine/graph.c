@@ -33,6 +33,7 @@ sb_graph_free (SbGraph *graph)
   if (graph == NULL)
     return;
   g_array_unref (graph->nodes);
+  g_free (graph->source);
   g_free (graph);
 }
 

@@ -41,6 +41,11 @@ typedef struct {
   int output;         /* index of the node producing the network output */
   int64_t input_size;
   int64_t output_size;
+  /* The ONNX file it came from (NULL when built in memory), and whether
+   * the host copy of the parameters was dropped (sb_graph_drop_weights):
+   * sb_graph_eval then needs the file again. */
+  char *source;
+  gboolean weights_dropped;
 } SbGraph;
 
 SbGraph *sb_graph_new (void);

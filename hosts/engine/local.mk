@@ -4,6 +4,8 @@ noinst_LTLIBRARIES += hosts/engine/libsbengine.la
 hosts_engine_libsbengine_la_SOURCES = \
 	hosts/engine/engine_error.c hosts/engine/engine_error.h \
 	hosts/engine/graph.c hosts/engine/graph.h \
+	hosts/engine/graph_share.c hosts/engine/graph_share.h \
+	hosts/engine/lockstep.c hosts/engine/lockstep.h \
 	hosts/engine/onnx_import.h \
 	hosts/engine/vnnlib.h \
 	hosts/engine/bounds.c hosts/engine/bounds.h hosts/engine/bounds_private.h \

@@ -157,6 +157,8 @@ sb_network_memory_stats (SbNetwork *net, int rank, sb_memory_stats_v1 *stats, GE
 {
   memset (stats, 0, sizeof *stats);
   stats->struct_size = sizeof *stats;
+  /* What a backend older than ABI 1.2 leaves as it is. */
+  stats->peak_rss_bytes = -1;
   return sb_net_check (net, SB_NET_BE (net)->memory_stats (SB_NET_CTX (net), rank, stats),
                        "memory_stats", -1, error);
 }

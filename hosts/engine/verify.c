@@ -11,6 +11,7 @@
 #include "alpha.h"
 #include "bab_branching.h"
 #include "bab_heap.h"
+#include "lockstep.h"
 #include "verify.h"
 #include "verify_memory.h"
 
@@ -66,7 +67,7 @@ try_corner (SbBab *bab, const double *A_input, int b, int B, const SbBabDomain *
       for (int64_t k = 0; k < g->input_size; k++)
         x[k] = sb_float_in_range (a[k] > 0 ? reg->x_lower[k] : reg->x_upper[k], reg->x_lower[k],
                                   reg->x_upper[k]);
-      if (sb_counterexample_check (g, bab->prop, bab->region, x, NULL))
+      if (sb_net_counterexample_check (bab->net, bab->prop, bab->region, x, NULL))
         {
           bab->found = TRUE;
           bab->cex = g_steal_pointer (&x);
@@ -380,8 +381,12 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
   while (bab->heap->len > 0)
     {
       gboolean stuck = FALSE, over = FALSE;
-      gint64 now = g_get_monotonic_time ();
-      if ((bab->deadline > 0 && now > bab->deadline) || (budget_end > 0 && now > budget_end))
+      /* The earlier of the run's deadline and the branch-and-bound budget,
+       * judged in lockstep (process 0's clock) when ranks are processes. */
+      gint64 deadline = bab->deadline;
+      if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
+        deadline = budget_end;
+      if (sb_net_deadline_passed (bab->net, deadline))
         {
           result = SB_RESULT_TIMEOUT;
           break;
@@ -462,7 +467,7 @@ root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha_par
     {
       /* The root's alpha-CROWN is the longest step before branching: the
        * deadline is checked between its start nodes too. */
-      if (deadline > 0 && g_get_monotonic_time () > deadline)
+      if (sb_net_deadline_passed (net, deadline))
         return SB_RESULT_TIMEOUT;
       if (!sb_node_ibp (net, nb, i, error)
           || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, nb, i, alpha, TRUE, NULL, NULL, error)))
@@ -628,13 +633,13 @@ sb_verify (SbNetwork *net, const SbProperty *prop, const SbVerifyParams *p,
     {
       o->y = g_new (double, net->graph->output_size);
       /* The forward pass that makes "sat" trustworthy. */
-      if (!sb_counterexample_check (net->graph, prop, o->region, o->x, o->y))
+      if (!sb_net_counterexample_check (net, prop, o->region, o->x, o->y))
         {
           o->result = SB_RESULT_UNKNOWN;
           o->reason = g_strdup ("internal: a counterexample failed its final check");
         }
     }
-  if (deadline > 0 && o->result == SB_RESULT_UNSAT && g_get_monotonic_time () > deadline + 1000000)
+  if (o->result == SB_RESULT_UNSAT && sb_net_deadline_passed (net, deadline > 0 ? deadline + 1000000 : 0))
     o->result = SB_RESULT_TIMEOUT;
   o->seconds = (g_get_monotonic_time () - t0) / 1e6;
   return o->result != SB_RESULT_ERROR;

@@ -77,7 +77,8 @@ class MemoryStats(ctypes.Structure):
                 ("peak_bytes", ctypes.c_uint64),
                 ("device_used_bytes", ctypes.c_int64),
                 ("current_by_category", ctypes.c_uint64 * 7),
-                ("peak_by_category", ctypes.c_uint64 * 7)]
+                ("peak_by_category", ctypes.c_uint64 * 7),
+                ("peak_rss_bytes", ctypes.c_int64)]
 
 
 _P = ctypes.c_void_p
@@ -108,6 +109,8 @@ _SIGNATURES = {
     "shardbound_session_close": (None, [_P]),
     "shardbound_session_backend": (_S, [_P]),
     "shardbound_session_rank_count": (_I, [_P]),
+    "shardbound_session_process_index": (_I, [_P]),
+    "shardbound_session_process_count": (_I, [_P]),
     "shardbound_memory_category_name": (_S, [_I]),
     "shardbound_session_memory_reset": (_B, [_P, _E]),
     "shardbound_session_memory_stats": (_B, [_P, _I, ctypes.POINTER(MemoryStats), _E]),

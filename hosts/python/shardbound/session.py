@@ -295,6 +295,9 @@ class Session:
                             encode(config_file))
         self.backend = text(lib.shardbound_session_backend(self._handle))
         self.ranks = lib.shardbound_session_rank_count(self._handle)
+        # With comm=mpi under mpirun: this process's index and the count.
+        self.process_index = lib.shardbound_session_process_index(self._handle)
+        self.process_count = lib.shardbound_session_process_count(self._handle)
 
     def close(self):
         """Closes the backend context; networks loaded from it go first."""
@@ -355,6 +358,7 @@ class Session:
                 "rank": r, "baseline_bytes": st.baseline_bytes,
                 "current_bytes": st.current_bytes, "peak_bytes": st.peak_bytes,
                 "device_used_bytes": st.device_used_bytes,
+                "peak_rss_bytes": st.peak_rss_bytes,
                 "by_category": {names[c]: {"current": st.current_by_category[c],
                                            "peak": st.peak_by_category[c]}
                                 for c in range(7)}})

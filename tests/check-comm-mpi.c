@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests of the MPI communicator, run by tests/check-mpi.sh under mpirun
+ * (every process runs this same program, one rank each): collectives with
+ * uneven counts, sums in rank order with the same bits on every process,
+ * host-memory collectives, and a failure on one rank that ends the work of
+ * every process with the same status and message. */
+#include <check.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/common/comm.h"
+#include "backends/common/device_cpu.h"
+#include "backends/common/ranks.h"
+
+static SbRanks *pool_new(int fail_rank, long fail_at) {
+  SbRanksConfig cfg = {.size = 0,
+                       .ops = &sb_device_cpu_ops,
+                       .fail_rank = fail_rank,
+                       .fail_at = fail_at,
+                       .processes = 1};
+  SbRanks *p = NULL;
+  char err[256];
+  int st = sb_ranks_new(&cfg, &p, err, sizeof err);
+  ck_assert_msg(st == SB_OK, "sb_ranks_new: %s", err);
+  return p;
+}
+
+static float value(int rank, int64_t i) {
+  return (float)(rank * 1000 + i) + 0.25f;
+}
+
+/* Values whose float sum depends on the order of the additions. */
+static float order_sensitive(int rank, int64_t i) {
+  static const float v[4] = {1e8f, 1.0f, -1e8f, 3.0f};
+  return v[rank % 4] * (float)(i + 1);
+}
+
+static float sum_in_rank_order(int P, int64_t i) {
+  float s = order_sensitive(0, i);
+  for (int q = 1; q < P; q++)
+    s = s + order_sensitive(q, i);
+  return s;
+}
+
+typedef struct {
+  int64_t counts[SB_RANKS_MAX];
+  int64_t total;
+  float out[64];
+} Job;
+
+static void uneven_counts(int P, Job *j) {
+  j->total = 0;
+  for (int q = 0; q < P; q++) {
+    j->counts[q] = (q * 7 + 3) % 5; /* 3, 0, 2, 4: includes an empty block */
+    j->total += j->counts[q];
+  }
+}
+
+static int gather_fn(SbRank *r, SbComm *c, void *arg) {
+  Job *j = arg;
+  float send[8];
+  for (int64_t i = 0; i < j->counts[r->index]; i++)
+    send[i] = value(r->index, i);
+  return c->ops->all_gather(c, r->index, &r->x, send, j->counts, j->out);
+}
+
+START_TEST(test_mpi_all_gather_uneven_counts_gives_every_block) {
+  SbRanks *p = pool_new(-1, -1);
+  int P = sb_ranks_size(p);
+  ck_assert_int_ge(P, 2);
+  ck_assert(sb_ranks_local_rank(p) >= 0);
+  Job j = {0};
+  uneven_counts(P, &j);
+  char err[256];
+  ck_assert_int_eq(sb_ranks_run(p, gather_fn, &j, err, sizeof err), SB_OK);
+  int64_t at = 0;
+  for (int s = 0; s < P; s++)
+    for (int64_t i = 0; i < j.counts[s]; i++, at++)
+      ck_assert_float_eq(j.out[at], value(s, i));
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+static int reduce_scatter_fn(SbRank *r, SbComm *c, void *arg) {
+  Job *j = arg;
+  float send[64];
+  for (int64_t i = 0; i < j->total; i++)
+    send[i] = order_sensitive(r->index, i);
+  return c->ops->reduce_scatter(c, r->index, &r->x, send, j->counts, j->out);
+}
+
+START_TEST(test_mpi_reduce_scatter_sums_in_rank_order) {
+  SbRanks *p = pool_new(-1, -1);
+  int P = sb_ranks_size(p), me = sb_ranks_local_rank(p);
+  Job j = {0};
+  uneven_counts(P, &j);
+  char err[256];
+  ck_assert_int_eq(sb_ranks_run(p, reduce_scatter_fn, &j, err, sizeof err),
+                   SB_OK);
+  int64_t at = 0;
+  for (int q = 0; q < me; q++)
+    at += j.counts[q];
+  for (int64_t i = 0; i < j.counts[me]; i++) {
+    float want = sum_in_rank_order(P, at + i);
+    ck_assert_msg(memcmp(&j.out[i], &want, sizeof want) == 0,
+                  "rank %d element %lld: %g != %g", me, (long long)i,
+                  j.out[i], want);
+  }
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+static int all_reduce_fn(SbRank *r, SbComm *c, void *arg) {
+  Job *j = arg;
+  for (int64_t i = 0; i < j->total; i++)
+    j->out[i] = order_sensitive(r->index, i);
+  return c->ops->all_reduce(c, r->index, &r->x, j->out, j->out, j->total);
+}
+
+START_TEST(test_mpi_all_reduce_gives_every_process_the_same_bits) {
+  SbRanks *p = pool_new(-1, -1);
+  int P = sb_ranks_size(p);
+  Job j = {0};
+  j.total = 11;
+  char err[256];
+  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err),
+                   SB_OK);
+  for (int64_t i = 0; i < j.total; i++) {
+    float want = sum_in_rank_order(P, i);
+    ck_assert(memcmp(&j.out[i], &want, sizeof want) == 0);
+  }
+  /* And the same bits as rank 0's. */
+  float root[64];
+  memcpy(root, j.out, sizeof root);
+  MPI_Bcast(root, (int)j.total, MPI_FLOAT, 0, MPI_COMM_WORLD);
+  ck_assert(memcmp(root, j.out, (size_t)j.total * sizeof(float)) == 0);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+typedef struct {
+  double decision[3];
+  char blocks[64];
+  int64_t bytes[SB_RANKS_MAX];
+} HostJob;
+
+static int host_fn(SbRank *r, SbComm *c, void *arg) {
+  HostJob *j = arg;
+  int st = c->ops->broadcast_host(c, r->index, &r->x, j->decision,
+                                  sizeof j->decision, 0);
+  int64_t at = 0;
+  for (int q = 0; q < r->index; q++)
+    at += j->bytes[q];
+  memset(j->blocks + at, 'a' + r->index, (size_t)j->bytes[r->index]);
+  return st == SB_OK ? c->ops->all_gather_host(c, r->index, &r->x, j->blocks,
+                                               j->bytes)
+                     : st;
+}
+
+START_TEST(test_mpi_host_collectives_share_process_0_and_every_block) {
+  SbRanks *p = pool_new(-1, -1);
+  int P = sb_ranks_size(p), me = sb_ranks_local_rank(p);
+  HostJob j;
+  memset(&j, 0, sizeof j);
+  for (int i = 0; i < 3; i++)
+    j.decision[i] = me == 0 ? 1.5 * (i + 1) : -1.0;
+  for (int q = 0; q < P; q++)
+    j.bytes[q] = q + 1;
+  char err[256];
+  ck_assert_int_eq(sb_ranks_run(p, host_fn, &j, err, sizeof err), SB_OK);
+  for (int i = 0; i < 3; i++)
+    ck_assert(j.decision[i] == 1.5 * (i + 1));
+  int64_t at = 0;
+  for (int q = 0; q < P; q++)
+    for (int k = 0; k <= q; k++, at++)
+      ck_assert_int_eq(j.blocks[at], 'a' + q);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+/* Every rank goes into a collective; the injected fault stops rank 1 before
+ * its work, as an allocation failure would. */
+static int collective_fn(SbRank *r, SbComm *c, void *arg) {
+  float buf[4] = {1, 2, 3, 4};
+  return c->ops->all_reduce(c, r->index, &r->x, buf, buf, 4);
+}
+
+START_TEST(test_mpi_failure_on_one_rank_fails_every_process_alike) {
+  SbRanks *p = pool_new(1, 1);
+  char err[512];
+  ck_assert_int_eq(sb_ranks_run(p, collective_fn, NULL, err, sizeof err),
+                   SB_OK);
+  int st = sb_ranks_run(p, collective_fn, NULL, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_OUT_OF_MEMORY);
+  ck_assert_msg(strncmp(err, "rank 1: injected fault", 22) == 0, "%s", err);
+  /* Same message everywhere: compare with process 0's. */
+  char root[512];
+  memcpy(root, err, sizeof root);
+  MPI_Bcast(root, (int)sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+  ck_assert_str_eq(root, err);
+  /* The communicator is usable again afterwards. */
+  ck_assert_int_eq(sb_ranks_run(p, collective_fn, NULL, err, sizeof err),
+                   SB_OK);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+typedef struct {
+  int bad_rank;
+} BadJob;
+
+/* A bad argument inside a collective on one rank only. */
+static int bad_count_fn(SbRank *r, SbComm *c, void *arg) {
+  BadJob *j = arg;
+  float buf[4] = {0};
+  int64_t n = r->index == j->bad_rank ? -1 : 4;
+  return c->ops->all_reduce(c, r->index, &r->x, buf, buf, n);
+}
+
+START_TEST(test_mpi_bad_argument_on_last_rank_names_it_everywhere) {
+  SbRanks *p = pool_new(-1, -1);
+  BadJob j = {sb_ranks_size(p) - 1};
+  char err[512];
+  int st = sb_ranks_run(p, bad_count_fn, &j, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_INVALID_ARGUMENT);
+  char want[32];
+  snprintf(want, sizeof want, "rank %d: ", j.bad_rank);
+  ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+  ck_assert_msg(strstr(err, "negative count") != NULL, "%s", err);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("comm-mpi");
+  TCase *tc = tcase_create("mpi");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_mpi_all_gather_uneven_counts_gives_every_block);
+  tcase_add_test(tc, test_mpi_reduce_scatter_sums_in_rank_order);
+  tcase_add_test(tc, test_mpi_all_reduce_gives_every_process_the_same_bits);
+  tcase_add_test(tc, test_mpi_host_collectives_share_process_0_and_every_block);
+  tcase_add_test(tc, test_mpi_failure_on_one_rank_fails_every_process_alike);
+  tcase_add_test(tc, test_mpi_bad_argument_on_last_rank_names_it_everywhere);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  /* The program initialises MPI itself, as an embedding host may: the
+   * communicator then leaves MPI_Finalize to it. */
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  SRunner *sr = srunner_create(suite());
+  /* MPI does not survive fork(): every test runs in this process. */
+  srunner_set_fork_status(sr, CK_NOFORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  /* Every process exits with the same status. */
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any ? EXIT_FAILURE : EXIT_SUCCESS;
+}
