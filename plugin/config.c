@@ -176,23 +176,42 @@ split_path_list (const char *path_list, const char *base_dir)
   return (char **) g_ptr_array_free (dirs, FALSE);
 }
 
-/* GKeyFile names the offending text but not its line number; parsing ever
- * longer prefixes finds it (configuration files are a few lines long). */
+/* Whether GKeyFile accepts the first n_lines of lines. */
+static gboolean
+prefix_parses (char **lines, guint n_lines)
+{
+  g_autoptr (GString) prefix = g_string_new (NULL);
+  for (guint i = 0; i < n_lines; i++)
+    {
+      g_string_append (prefix, lines[i]);
+      g_string_append_c (prefix, '\n');
+    }
+  g_autoptr (GKeyFile) probe = g_key_file_new ();
+  return g_key_file_load_from_data (probe, prefix->str, prefix->len,
+                                    G_KEY_FILE_NONE, NULL);
+}
+
+/* GKeyFile names the offending text but not its line number. It parses
+ * line by line and stops at the first bad one, so a prefix parses exactly
+ * when it ends before that line: a binary search over prefix lengths finds
+ * it in O(n log n), where trying every prefix would be quadratic in the
+ * file's length (a fuzzer's megabyte-long file took minutes). */
 static guint
 find_malformed_line (const char *data)
 {
   g_auto (GStrv) lines = g_strsplit (data, "\n", -1);
-  g_autoptr (GString) prefix = g_string_new (NULL);
-  for (guint i = 0; lines[i] != NULL; i++)
+  guint good = 0, bad = g_strv_length (lines); /* prefix lengths */
+  if (prefix_parses (lines, bad))
+    return 0;
+  while (bad - good > 1)
     {
-      g_string_append (prefix, lines[i]);
-      g_string_append_c (prefix, '\n');
-      g_autoptr (GKeyFile) probe = g_key_file_new ();
-      if (!g_key_file_load_from_data (probe, prefix->str, prefix->len,
-                                      G_KEY_FILE_NONE, NULL))
-        return i + 1;
+      guint mid = good + (bad - good) / 2;
+      if (prefix_parses (lines, mid))
+        good = mid;
+      else
+        bad = mid;
     }
-  return 0;
+  return bad;
 }
 
 /* The string value of group/key, or NULL with an error naming the file,

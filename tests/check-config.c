@@ -248,6 +248,33 @@ START_TEST (test_config_malformed_file_names_file_and_line)
 }
 END_TEST
 
+/* The line is found by bisection over prefixes, so a long file with its
+ * bad line anywhere (first, middle, last) is named at the right line. */
+START_TEST (test_config_malformed_line_found_in_long_file)
+{
+  const guint n_lines = 20000;
+  const guint bad_lines[] = { 2, 12345, 20000 };
+  for (size_t t = 0; t < G_N_ELEMENTS (bad_lines); t++)
+    {
+      g_autoptr (GString) text = g_string_new ("[cpu]\n");
+      for (guint line = 2; line <= n_lines; line++)
+        {
+          if (line == bad_lines[t])
+            g_string_append (text, "no equals sign here\n");
+          else
+            g_string_append_printf (text, "key%u = %u\n", line, line);
+        }
+      g_autofree char *path = write_default_file (text->str);
+      g_autoptr (SbConfig) config = sb_config_new ();
+      GError *error = NULL;
+      ck_assert (!sb_config_load_file (config, path, &error));
+      g_autofree char *where = g_strdup_printf ("%s:%u:", path, bad_lines[t]);
+      assert_contains (error->message, where);
+      g_clear_error (&error);
+    }
+}
+END_TEST
+
 START_TEST (test_config_unknown_host_key_is_named)
 {
   g_autofree char *path = write_default_file ("[host]\nbackned = cpu\n");
@@ -323,6 +350,7 @@ main (void)
   tcase_add_test (tc, test_config_command_line_options_apply_to_default_backend);
   tcase_add_test (tc, test_config_options_of_two_backends_stay_valid_together);
   tcase_add_test (tc, test_config_malformed_file_names_file_and_line);
+  tcase_add_test (tc, test_config_malformed_line_found_in_long_file);
   tcase_add_test (tc, test_config_unknown_host_key_is_named);
   tcase_add_test (tc, test_config_unknown_group_is_named);
   tcase_add_test (tc, test_config_missing_explicit_file_is_an_error);
