@@ -271,6 +271,35 @@ START_TEST (test_verify_stops_at_domain_and_memory_limits)
 }
 END_TEST
 
+/* A budget of branch-and-bound domains ends the run with "timeout" once
+ * that many domains were evaluated: no fewer, and no more than the one
+ * batch (at most 2 x batch children) that crossed it, plus the root. */
+START_TEST (test_verify_stops_after_bab_domains)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
+  ck_assert (g != NULL && p != NULL);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  ck_assert (net != NULL);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.attack = FALSE;
+  params.batch = 4;
+  params.timeout = 120;
+  params.bab_domains = 20;
+  SbVerifyOutcome o;
+  ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
+  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
+  ck_assert_int_ge (o.domains, params.bab_domains);
+  ck_assert_int_le (o.domains, 1 + params.bab_domains + 2 * params.batch);
+  sb_verify_outcome_clear (&o);
+}
+END_TEST
+
 /* ---- domain-parallel branch-and-bound on fsdp --------------------------- */
 
 /* The backend call at which test_verify_rank_failing_during_bab_is_a_clean_error
@@ -488,6 +517,7 @@ verify_suite (void)
   tcase_add_test (tc, test_verify_honours_timeout);
   tcase_add_loop_test (tc, test_verify_timeout_interrupts_long_optimisation, 0, 2);
   tcase_add_loop_test (tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
+  tcase_add_test (tc, test_verify_stops_after_bab_domains);
   suite_add_tcase (s, tc);
   tc = tcase_create ("fsdp domains");
   tcase_set_timeout (tc, 600);
