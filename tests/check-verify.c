@@ -196,12 +196,15 @@ START_TEST (test_verify_honours_timeout)
   ck_assert (sb_verify (net, p, &params, &o, &error));
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
-  /* Honoured to within a second of this build's speed: a sanitizer build
-   * (SHARDBOUND_TEST_SLOWDOWN, set by configure --enable-sanitizers) runs
-   * the passes between two deadline checks many times slower. */
+  /* Honoured within a margin that a loaded machine cannot break, yet far
+   * below the minutes the instance takes without the deadline (how close
+   * to the cap it ends is a benchmark figure, not asserted here). A
+   * sanitizer build (SHARDBOUND_TEST_SLOWDOWN, set by configure
+   * --enable-sanitizers) runs the passes between two deadline checks many
+   * times slower. */
   const char *slowdown_text = g_getenv ("SHARDBOUND_TEST_SLOWDOWN");
   double slowdown = slowdown_text != NULL ? g_ascii_strtod (slowdown_text, NULL) : 1.0;
-  ck_assert_msg (seconds < params.timeout + MAX (slowdown, 1.0), "took %.2f s", seconds);
+  ck_assert_msg (seconds < params.timeout + 5.0 * MAX (slowdown, 1.0), "took %.2f s", seconds);
   sb_verify_outcome_clear (&o);
 }
 END_TEST
