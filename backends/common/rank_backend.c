@@ -249,9 +249,9 @@ static int configure_cuda(const char *be, const RankOptions *o,
 #endif
 }
 
-int sb_rank_context_create(const char *be, const sb_option *options,
-                           size_t n_options, sb_context **out, char *error,
-                           size_t error_size) {
+int sb_rank_context_create(const char *be, const char *split_rule,
+                           const sb_option *options, size_t n_options,
+                           sb_context **out, char *error, size_t error_size) {
   char scratch[8];
   if (error == NULL || error_size == 0) {
     error = scratch;
@@ -288,6 +288,7 @@ int sb_rank_context_create(const char *be, const sb_option *options,
     return st;
   }
   ctx->size = sb_ranks_size(ctx->ranks);
+  ctx->split_rule = split_rule;
   if (cfg.fail_rank >= ctx->size) {
     snprintf(error, error_size, "%s: fail_rank=%d names no rank (ranks=%d)",
              be, cfg.fail_rank, ctx->size);
@@ -460,6 +461,35 @@ int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL host buffer",
                         fn);
   return SB_OK;
+}
+
+static int tensor_copy(sb_context *ctx, const char *fn, SbRankCopyJob *job,
+                       SbRankFn copy) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  const sb_tensor *t = job->t;
+  int st = sb_rank_tensor_check_range(
+      ctx, fn, t != NULL, t ? sb_rank_tensor_head(t)->numel : 0, job->offset,
+      job->count, job->dtype, job->dst ? job->dst : job->src);
+  if (st != SB_OK || job->count == 0)
+    return st;
+  job->ctx = ctx;
+  return sb_rank_run(ctx, copy, job);
+}
+
+int sb_rank_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
+                         int64_t count, int32_t dtype, const void *src,
+                         SbRankFn copy) {
+  SbRankCopyJob job = {ctx, t, offset, count, dtype, src, NULL};
+  return tensor_copy(ctx, "tensor_write", &job, copy);
+}
+
+int sb_rank_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
+                        int64_t count, int32_t dtype, void *dst,
+                        SbRankFn copy) {
+  SbRankCopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
+  return tensor_copy(ctx, "tensor_read", &job, copy);
 }
 
 /* Big enough to amortise the device calls, small enough for a rank thread's

@@ -17,8 +17,27 @@
 struct sb_context {
   SbRanks *ranks;
   int size;
+  /* Which tensors the backend splits across ranks, for the message that
+   * refuses one where every rank needs the whole tensor. */
+  const char *split_rule;
   char error[1024];
 };
+
+/* What every multi-rank tensor holds whatever its layout across ranks. Each
+ * backend's struct sb_tensor starts with it, so that the shared entry points
+ * and argument checks reach it through sb_rank_tensor_head. */
+typedef struct SbRankTensorHead {
+  int32_t ndim;
+  int64_t shape[4];
+  int64_t numel;
+  int split; /* 0: replicated, every rank holds all of it, identical
+              * everywhere; else split across ranks the backend's way */
+} SbRankTensorHead;
+
+static inline const SbRankTensorHead *sb_rank_tensor_head(const sb_tensor *t) {
+  /* A struct's first member lies at its address (C11 6.7.2.1). */
+  return (const SbRankTensorHead *)(const void *)t;
+}
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -29,12 +48,13 @@ int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...)
 /* Run fn on every rank; a failure lands in ctx->error as "rank R: ...". */
 int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg);
 
-/* context_create of a backend named `backend` (the prefix of every message):
- * options ranks, device, comm, fail_rank, fail_at, ranks on the CPU device
- * joined by the loopback communicator. */
-int sb_rank_context_create(const char *backend, const sb_option *options,
-                           size_t n_options, sb_context **out, char *error,
-                           size_t error_size);
+/* context_create of a backend named `backend` (the prefix of every message)
+ * that splits tensors as split_rule says: options ranks, device, comm,
+ * fail_rank, fail_at, ranks on the CPU device joined by the loopback
+ * communicator. */
+int sb_rank_context_create(const char *backend, const char *split_rule,
+                           const sb_option *options, size_t n_options,
+                           sb_context **out, char *error, size_t error_size);
 
 /* sb_backend_v1 members that depend only on the context. */
 void sb_rank_context_destroy(sb_context *ctx);
@@ -47,6 +67,20 @@ int sb_rank_process_info(const sb_context *ctx, int32_t *index,
                          int32_t *count);
 int sb_rank_broadcast_host(sb_context *ctx, void *buf, size_t bytes);
 int32_t sb_rank_lost_rank(const sb_context *ctx);
+
+/* The sb_backend_v1 members that every multi-rank backend's descriptor
+ * takes from here, for its initializer: the ones that depend only on the
+ * context and the rank pool. */
+#define SB_RANK_BACKEND_MEMBERS                                               \
+  .context_destroy = sb_rank_context_destroy,                                 \
+  .last_error = sb_rank_context_last_error,                                   \
+  .rank_count = sb_rank_context_size,                                         \
+  .memory_mark_baseline = sb_rank_memory_mark_baseline,                       \
+  .memory_reset_peak = sb_rank_memory_reset_peak,                             \
+  .memory_stats = sb_rank_memory_stats,                                       \
+  .process_info = sb_rank_process_info,                                       \
+  .broadcast_host = sb_rank_broadcast_host,                                   \
+  .lost_rank = sb_rank_lost_rank
 
 /* layer_create's description on this process: with ranks that are
  * processes, process 0's weight and bias are sent to every process (whose
@@ -75,6 +109,26 @@ int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
 int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
                                int64_t numel, int64_t offset, int64_t count,
                                int32_t dtype, const void *host);
+
+/* A tensor_read (dst) or tensor_write (src) of elements
+ * [offset, offset+count) of t, as the backend's own copy receives it. */
+typedef struct SbRankCopyJob {
+  sb_context *ctx;
+  const sb_tensor *t;
+  int64_t offset, count;
+  int32_t dtype;
+  const void *src; /* write */
+  void *dst;       /* read */
+} SbRankCopyJob;
+
+/* tensor_write and tensor_read: sb_rank_tensor_check_range, then copy (an
+ * SbRankFn given the SbRankCopyJob) on every rank, unless count is 0. */
+int sb_rank_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
+                         int64_t count, int32_t dtype, const void *src,
+                         SbRankFn copy);
+int sb_rank_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
+                        int64_t count, int32_t dtype, void *dst,
+                        SbRankFn copy);
 
 /* Copy n contiguous floats at dev to host element h of dst (read, dst not
  * NULL) or from host element h of src (write); dtype is the host's element

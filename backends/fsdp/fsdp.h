@@ -27,10 +27,7 @@ typedef enum {
  * GEMM runs on the same blocks as on one device, so results are bitwise
  * identical. Every other tensor (bounds [B,N], inputs) is replicated. */
 struct sb_tensor {
-  int32_t ndim;
-  int64_t shape[4];
-  int64_t numel;
-  int split;         /* FsdpSplit */
+  SbRankTensorHead head; /* head.split is an FsdpSplit */
   int64_t batch;     /* B: shape[1], 1 for a tensor of one dimension */
   int64_t inner;     /* elements per (spec row, batch element) */
   int64_t row_elems; /* elements per row of dimension 0: batch * inner */
@@ -88,7 +85,7 @@ void fsdp_views_release(SbRank *rank, FsdpViews *vs);
 /* Rank r's batch elements b0.. of a replicated [B,...] tensor (bounds). */
 static inline float *fsdp_batch_view(const sb_tensor *t, int r,
                                      const FsdpPart *p) {
-  return (float *)t->buf[r].ptr + p->b0 * (t->numel / p->B);
+  return (float *)t->buf[r].ptr + p->b0 * (t->head.numel / p->B);
 }
 
 /* A layer: the operator's own struct sb_layer per rank, whose weight holds

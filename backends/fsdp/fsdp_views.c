@@ -16,7 +16,7 @@ void fsdp_views_init(FsdpViews *vs, const FsdpPart *part) {
  * split alone, so that every rank agrees on the collectives. */
 static int needs_packing(const sb_context *ctx, const sb_tensor *t,
                          const FsdpPart *p) {
-  return ctx->size > 1 && t->split == FSDP_REPLICATED &&
+  return ctx->size > 1 && t->head.split == FSDP_REPLICATED &&
          fsdp_split_of(p->S, p->B) == FSDP_SPLIT_BATCH;
 }
 
@@ -50,12 +50,12 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
     }
   /* A tensor of the operation's S and B is split exactly as the part, so
    * a split tensor's own buffer is the part. */
-  if (t->shape[0] != p->S || t->batch != p->B) {
+  if (t->head.shape[0] != p->S || t->batch != p->B) {
     *st = sb_exec_fail(&rank->x, SB_ERR_INVALID_ARGUMENT,
                        "fsdp: an [S,B,...] argument has shape [%lld,%lld,...]"
                        " where the operation has S=%lld spec rows and B=%lld "
                        "batch elements",
-                       (long long)t->shape[0], (long long)t->batch,
+                       (long long)t->head.shape[0], (long long)t->batch,
                        (long long)p->S, (long long)p->B);
     return NULL;
   }
@@ -67,7 +67,7 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
   FsdpView *v = &vs->v[vs->n++];
   v->t = t;
   v->out = out;
-  if (t->split != FSDP_REPLICATED) {
+  if (t->head.split != FSDP_REPLICATED) {
     v->ptr = t->buf[r].ptr;
   } else if (!needs_packing(ctx, t, p)) {
     v->ptr = (float *)t->buf[r].ptr + p->s0 * t->row_elems;
@@ -118,7 +118,7 @@ int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
   int st = SB_OK;
   for (int i = 0; i < vs->n && st == SB_OK; i++) {
     FsdpView *v = &vs->v[i];
-    if (!v->out || v->t->split != FSDP_REPLICATED || ctx->size == 1)
+    if (!v->out || v->t->head.split != FSDP_REPLICATED || ctx->size == 1)
       continue;
     if (v->is_packed) {
       /* The rank's own part first, then everyone else's. */

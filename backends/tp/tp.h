@@ -20,11 +20,8 @@
  * cost B*N floats per node, negligible next to A and W, and replicating them
  * spares a gather before every operator that reads a whole input. */
 struct sb_tensor {
-  int32_t ndim;
-  int64_t shape[4];
-  int64_t numel;
-  int sliced;
-  int64_t rows, cols; /* sliced only */
+  SbRankTensorHead head; /* head.split: 1 when split by neuron */
+  int64_t rows, cols;    /* split tensors only */
   SbBuffer *buf;      /* one per rank */
 };
 
@@ -102,15 +99,9 @@ int tp_conv_backward_partial(SbExec *x, const TpLayer *tl, const TpShard *sh,
 
 int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R);
 
-/* Argument checks shared by the entry points: each fails with a message
+/* The argument check of TP's own layout (the others are rank_checks.h):
+ * t must be split by neuron with shape [S,B,N]; fails with a message
  * naming fn and what. */
-int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
-                    const sb_tensor *t, int64_t numel,
-                    const char *shape_text);
-/* t must be replicated ([B,N] or [S,B]), not split by neuron. */
-int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
-                         const sb_tensor *t);
-/* t must be split by neuron with shape [S,B,N]. */
 int tp_expect_coefficients(sb_context *ctx, const char *fn, const char *what,
                            const sb_tensor *t, int64_t S, int64_t B,
                            int64_t N);

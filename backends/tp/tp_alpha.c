@@ -6,6 +6,8 @@
  * and concretize, which need no communication at all. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -16,21 +18,13 @@ static const TpLayer *tp_layer(const sb_layer *l) {
 /* A must be split by neuron; its S, B and N are returned. */
 static int coef_dims(sb_context *ctx, const char *fn, const char *what,
                      const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: %s must be a tensor of shape [S,B,N]", fn, what);
-  *S = A->shape[0];
-  *B = A->shape[1];
+  *S = A->head.shape[0];
+  *B = A->head.shape[1];
   *N = A->cols;
   return SB_OK;
-}
-
-/* A [B,N] or [S,B] argument, replicated on every rank. */
-static int expect_vector(sb_context *ctx, const char *fn, const char *what,
-                         const sb_tensor *t, int64_t numel,
-                         const char *shape_text) {
-  int st = tp_expect_numel(ctx, fn, what, t, numel, shape_text);
-  return st == SB_OK ? tp_expect_replicated(ctx, fn, what, t) : st;
 }
 
 static float *local(const sb_tensor *t, int r) {
@@ -160,15 +154,13 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                           const sb_vjp_args_v1 *args) {
   static const char fn[] = "layer_backward_vjp";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
   const TpLayer *tl = tp_layer(layer);
   VjpJob job = {ctx, tl, args, 0, 0};
   int64_t N;
-  int st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
+  st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A_out", args->A_out, &job.S, &job.B, &N);
   if (st == SB_OK)
@@ -186,13 +178,13 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                                 job.B, tl->in_size);
   }
   if (st == SB_OK && args->grad_bias)
-    st = expect_vector(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
+    st = sb_rank_expect_whole(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
                        "[S,B]");
   if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * tl->out_size;
-    if ((st = expect_vector(ctx, fn, "pre_lower", args->pre_lower, BN,
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
                             "[B,N]")) ||
-        (st = expect_vector(ctx, fn, "pre_upper", args->pre_upper, BN,
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
                             "[B,N]")))
       return st;
     if (args->alpha)
@@ -278,30 +270,25 @@ static int columns_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   return st;
 }
 
-#define BEGIN(ctx)                                                             \
-  do {                                                                         \
-    if ((ctx) == NULL)                                                         \
-      return SB_ERR_INVALID_ARGUMENT;                                          \
-    (ctx)->error[0] = '\0';                                                    \
-  } while (0)
-
 int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
                       const sb_tensor *x_lower, const sb_tensor *x_upper,
                       int32_t side, const sb_tensor *grad_out,
                       sb_tensor *grad_A) {
-  BEGIN(ctx);
   static const char fn[] = "concretize_vjp";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_CONCRETIZE_VJP, side};
   j.A = A, j.lo = x_lower, j.up = x_upper, j.g = grad_out, j.out = grad_A;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK && grad_out)
-    st = expect_vector(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
+    st = sb_rank_expect_whole(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_A", grad_A, j.S, j.B, j.N);
   if (st == SB_OK)
@@ -312,15 +299,17 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
 
 int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
                        const sb_tensor *pre_upper, sb_tensor *alpha) {
-  BEGIN(ctx);
   static const char fn[] = "relu_init_alpha";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_INIT_ALPHA};
   j.lo = pre_lower, j.up = pre_upper, j.out = alpha;
-  int st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N);
+  st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
                                       pre_upper, alpha);
@@ -329,17 +318,19 @@ int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
 
 int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                   const sb_tensor *sign, int32_t side) {
-  BEGIN(ctx);
   static const char fn[] = "beta_apply";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_BETA_APPLY, side};
   j.out = A, j.beta = beta, j.sign = sign;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "beta", beta, j.S, j.B, j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta, sign);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
@@ -348,15 +339,17 @@ int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
 int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
                 const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
                 int32_t accumulate) {
-  BEGIN(ctx);
   static const char fn[] = "beta_vjp";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_BETA_VJP, side};
   j.A = grad_A, j.sign = sign, j.out = grad_beta, j.accumulate = accumulate;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B,
                                 j.N);
@@ -371,21 +364,23 @@ static int same_layout(sb_context *ctx, const char *fn, const char *what,
   if (t == NULL)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);
-  if (t->ndim != param->ndim ||
-      memcmp(t->shape, param->shape, (size_t)t->ndim * sizeof *t->shape))
+  if (t->head.ndim != param->head.ndim ||
+      memcmp(t->head.shape, param->head.shape, (size_t)t->head.ndim * sizeof *t->head.shape))
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: %s must have param's shape (%d dimensions, %lld "
                         "elements; it has %d, %lld)",
-                        fn, what, (int)param->ndim, (long long)param->numel,
-                        (int)t->ndim, (long long)t->numel);
+                        fn, what, (int)param->head.ndim, (long long)param->head.numel,
+                        (int)t->head.ndim, (long long)t->head.numel);
   return SB_OK;
 }
 
 int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
                  sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args) {
-  BEGIN(ctx);
   static const char fn[] = "adam_step";
-  int st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
+  st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "grad", grad, param);
   if (st == SB_OK)

@@ -3,6 +3,8 @@
  * of the box, and the partial sums are all-reduced. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <string.h>
 
 typedef struct {
@@ -53,44 +55,29 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   return st;
 }
 
-static int expect_vector(sb_context *ctx, const char *what,
-                         const sb_tensor *t, int64_t numel,
-                         const char *shape_text) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "concretize: %s is NULL",
-                        what);
-  if (t->sliced || t->numel != numel)
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "concretize: %s must be a %s tensor of %lld elements (it "
-        "has %d dimensions, %lld elements)",
-        what, shape_text, (long long)numel, (int)t->ndim, (long long)t->numel);
-  return SB_OK;
-}
-
 int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
                   const sb_tensor *x_lower, const sb_tensor *x_upper,
                   int32_t side, sb_tensor *out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_check_side(SB_CTX_ERROR(ctx), "concretize", side);
+  static const char fn[] = "concretize";
+  int st = sb_rank_begin(ctx);
+  if (st == SB_OK)
+    st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st != SB_OK)
     return st;
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "concretize: A must be a tensor of shape [S,B,N]");
   ConcretizeJob job = {ctx,  A,           bias,        x_lower, x_upper,
-                       out,  side,        A->shape[0], A->shape[1], A->cols};
+                       out,  side,        A->head.shape[0], A->head.shape[1], A->cols};
   const int64_t R = job.S * job.B;
   if (bias)
-    st = expect_vector(ctx, "bias", bias, R, "[S,B]");
+    st = sb_rank_expect_whole(ctx, fn, "bias", bias, R, "[S,B]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "x_lower", x_lower, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, job.B * job.N, "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "x_upper", x_upper, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, job.B * job.N, "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "out", out, R, "[S,B]");
+    st = sb_rank_expect_whole(ctx, fn, "out", out, R, "[S,B]");
   if (st == SB_OK)
     st = sb_check_concretize_aliasing(SB_CTX_ERROR(ctx), "concretize", A, bias,
                                       x_lower, x_upper, out);

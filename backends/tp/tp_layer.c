@@ -6,6 +6,8 @@
  * on the local slice alone. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,79 +238,16 @@ static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
                                       j->out_lo->buf[r].ptr);
 }
 
-int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
-                        const sb_tensor *t, int64_t numel,
-                        const char *shape_text) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                        what);
-  if (t->numel != numel)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %lld elements, expected %lld (%s)", fn,
-                        what, (long long)t->numel, (long long)numel,
-                        shape_text);
-  return SB_OK;
-}
-
-int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
-                             const sb_tensor *t) {
-  if (t->sliced)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %d dimensions, and tensors of 3 or more "
-                        "([S,B,N]) are split by neuron across ranks; bounds, "
-                        "inputs and biases must be [B,N] or [S,B] tensors",
-                        fn, what, (int)t->ndim);
-  return SB_OK;
-}
-
-static int check_vectors(sb_context *ctx, const char *fn, const char *what,
-                         const TpLayer *tl, const sb_tensor *const *in,
-                         int64_t n) {
-  if (in == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
-                        what);
-  for (int i = 0; i < tl->fam->n_inputs; i++) {
-    char name[64];
-    snprintf(name, sizeof name, "%s[%d]", what, i);
-    int st = tp_expect_numel(ctx, fn, name, in[i], n, "[B,N_in]");
-    if (st == SB_OK)
-      st = tp_expect_replicated(ctx, fn, name, in[i]);
-    if (st != SB_OK)
-      return st;
-  }
-  return SB_OK;
-}
-
-static int batch_of(sb_context *ctx, const char *fn, const char *what,
-                    const sb_tensor *t, int64_t n, int64_t *B) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                        what);
-  if (t->numel % n != 0)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %lld elements, not a multiple of the layer "
-                        "size %lld",
-                        fn, what, (long long)t->numel, (long long)n);
-  *B = t->numel / n;
-  return tp_expect_replicated(ctx, fn, what, t);
-}
-
 int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
                      const sb_tensor *const *inputs, sb_tensor *out) {
   static const char fn[] = "layer_forward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
   const TpLayer *tl = tp_layer(layer);
   int64_t B;
-  int st = batch_of(ctx, fn, "out", out, tl->out_size, &B);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "inputs", tl, inputs, B * tl->in_size);
-  if (st == SB_OK)
-    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
-                                   inputs, out);
+  st = sb_rank_check_forward_args(ctx, fn, tl->fam->n_inputs, tl->in_size,
+                                  tl->out_size, inputs, out, &B);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, inputs, NULL, out, NULL};
@@ -320,26 +259,14 @@ int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                  const sb_tensor *const *in_upper, sb_tensor *out_lower,
                  sb_tensor *out_upper) {
   static const char fn[] = "layer_ibp";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
   const TpLayer *tl = tp_layer(layer);
   int64_t B;
-  int st = batch_of(ctx, fn, "out_lower", out_lower, tl->out_size, &B);
-  if (st == SB_OK)
-    st = tp_expect_numel(ctx, fn, "out_upper", out_upper, B * tl->out_size,
-                      "[B,N_out]");
-  if (st == SB_OK)
-    st = tp_expect_replicated(ctx, fn, "out_upper", out_upper);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_lower", tl, in_lower, B * tl->in_size);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_upper", tl, in_upper, B * tl->in_size);
-  if (st == SB_OK)
-    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
-                               in_lower, in_upper, out_lower, out_upper);
+  st = sb_rank_check_ibp_args(ctx, fn, tl->fam->n_inputs, tl->in_size,
+                              tl->out_size, in_lower, in_upper, out_lower,
+                              out_upper, &B);
   if (st != SB_OK)
     return st;
   ForwardJob job = {ctx, tl, B, in_lower, in_upper, out_lower, out_upper};
@@ -537,33 +464,30 @@ int tp_expect_coefficients(sb_context *ctx, const char *fn,
   if (t == NULL)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);
-  if (!t->sliced || t->shape[0] != S || t->shape[1] != B || t->cols != N)
+  if (!t->head.split || t->head.shape[0] != S || t->head.shape[1] != B || t->cols != N)
     return sb_rank_fail(
         ctx, SB_ERR_INVALID_ARGUMENT,
         "%s: %s must be a tensor of shape [S,B,N] = "
         "[%lld,%lld,%lld] (it has %d dimensions, %lld elements)",
-        fn, what, (long long)S, (long long)B, (long long)N, (int)t->ndim,
-        (long long)t->numel);
+        fn, what, (long long)S, (long long)B, (long long)N, (int)t->head.ndim,
+        (long long)t->head.numel);
   return SB_OK;
 }
 
 int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
                       const sb_backward_args_v1 *args) {
   static const char fn[] = "layer_backward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st == SB_OK)
+    st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
   if (st != SB_OK)
     return st;
   const TpLayer *tl = tp_layer(layer);
   const sb_tensor *A = args->A_out;
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: A_out must be a tensor of shape [S,B,N]", fn);
-  BackwardJob job = {ctx, tl, args, A->shape[0], A->shape[1]};
+  BackwardJob job = {ctx, tl, args, A->head.shape[0], A->head.shape[1]};
   const int64_t R = job.S * job.B;
   st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
                               tl->out_size);
@@ -574,17 +498,13 @@ int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
                              tl->in_size);
   }
   if (st == SB_OK)
-    st = tp_expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
-  if (st == SB_OK)
-    st = tp_expect_replicated(ctx, fn, "bias", args->bias);
+    st = sb_rank_expect_whole(ctx, fn, "bias", args->bias, R, "[S,B]");
   if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * tl->out_size;
-    if ((st = tp_expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
-                           "[B,N]")) ||
-        (st = tp_expect_replicated(ctx, fn, "pre_lower", args->pre_lower)) ||
-        (st = tp_expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
-                           "[B,N]")) ||
-        (st = tp_expect_replicated(ctx, fn, "pre_upper", args->pre_upper)))
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha)
       st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,

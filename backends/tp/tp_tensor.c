@@ -4,6 +4,8 @@
  * column-slice helpers the operators share. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +97,8 @@ typedef struct {
 /* Floats rank r stores of t. */
 static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t,
                              int r) {
-  if (!t->sliced)
-    return t->numel;
+  if (!t->head.split)
+    return t->head.numel;
   int64_t start, count;
   tp_cols(ctx, t->cols, r, &start, &count);
   return t->rows * count;
@@ -130,12 +132,12 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
     return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
                         "tensor_create: out of host memory");
   }
-  t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-  t->numel = numel;
+  t->head.ndim = ndim;
+  memcpy(t->head.shape, shape, (size_t)ndim * sizeof *shape);
+  t->head.numel = numel;
   t->buf = bufs;
-  t->sliced = ndim >= 3;
-  if (t->sliced) {
+  t->head.split = ndim >= 3;
+  if (t->head.split) {
     t->rows = shape[0] * shape[1];
     t->cols = 1;
     for (int i = 2; i < ndim; i++)
@@ -164,14 +166,7 @@ void tp_tensor_free(sb_context *ctx, sb_tensor *t) {
 
 /* ---- host copies ---- */
 
-typedef struct {
-  sb_context *ctx;
-  const sb_tensor *t;
-  int64_t offset, count;
-  int32_t dtype;
-  const void *src; /* write */
-  void *dst;       /* read */
-} CopyJob;
+typedef SbRankCopyJob CopyJob;
 
 /* Calls visit for each piece [a, b) of [lo, hi) that rank q stores of a
  * sliced tensor, in logical order, with the piece's offset in q's buffer;
@@ -281,7 +276,7 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   float *base = t->buf[rank->index].ptr;
   const int64_t lo = j->offset, hi = j->offset + j->count;
   int st = SB_OK;
-  if (!t->sliced) {
+  if (!t->head.split) {
     /* A replicated tensor is read from rank 0 only, and every process
      * receives rank 0's copy; it is written everywhere. */
     if (!(j->dst && rank->index != 0))
@@ -307,31 +302,13 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 }
 
 int tp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
-                    int64_t count, int32_t dtype, const void *src) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_write", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      src);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, src, NULL};
-  return sb_rank_run(ctx, copy_on_rank, &job);
+                      int64_t count, int32_t dtype, const void *src) {
+  return sb_rank_tensor_write(ctx, t, offset, count, dtype, src, copy_on_rank);
 }
 
 int tp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
-                   int64_t count, int32_t dtype, void *dst) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_read", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      dst);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
-  return sb_rank_run(ctx, copy_on_rank, &job);
+                     int64_t count, int32_t dtype, void *dst) {
+  return sb_rank_tensor_read(ctx, t, offset, count, dtype, dst, copy_on_rank);
 }
 
 /* ---- unit rows ---- */
@@ -383,20 +360,11 @@ int tp_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "tensor_set_unit_rows: A must be a tensor of shape "
                         "[S,B,N]");
-  UnitJob job = {ctx, A, index, A->shape[0], A->shape[1]};
-  if (index == NULL && job.S > 0)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "tensor_set_unit_rows: NULL index");
-  for (int64_t s = 0; s < job.S; s++)
-    if (index[s] < 0 || index[s] >= A->cols)
-      return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                          "tensor_set_unit_rows: index[%lld] = %lld is outside "
-                          "[0, %lld)",
-                          (long long)s, (long long)index[s],
-                          (long long)A->cols);
-  return sb_rank_run(ctx, unit_on_rank, &job);
+  UnitJob job = {ctx, A, index, A->head.shape[0], A->head.shape[1]};
+  int st = sb_rank_check_unit_index(ctx, index, job.S, A->cols);
+  return st == SB_OK ? sb_rank_run(ctx, unit_on_rank, &job) : st;
 }
