@@ -415,8 +415,17 @@ int32_t sb_rank_lost_rank(const sb_context *ctx) {
   return comm->ops->lost_rank ? comm->ops->lost_rank(comm) : -1;
 }
 
-int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
-                               const int64_t *shape, int64_t *numel) {
+/* The checks of tensor_create's arguments; *numel gets the element count. */
+static int tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
+                              const int64_t *shape, sb_tensor **out,
+                              int64_t *numel) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (out == NULL)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "tensor_create: NULL output pointer");
+  *out = NULL;
   if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "tensor_create: invalid memory category %d (valid "
@@ -440,6 +449,82 @@ int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
   }
   *numel = n;
   return SB_OK;
+}
+
+int sb_rank_tensor_new(sb_context *ctx, int32_t category, int32_t ndim,
+                       const int64_t *shape, sb_tensor **out, size_t size,
+                       sb_tensor **t) {
+  int64_t numel = 0;
+  int st = tensor_check_shape(ctx, category, ndim, shape, out, &numel);
+  void *obj, *bufs;
+  if (st == SB_OK)
+    st = sb_rank_calloc_parts(ctx, "tensor_create", size, sizeof(SbBuffer),
+                              &obj, &bufs);
+  if (st != SB_OK)
+    return st;
+  /* The head is the struct's first member (SbRankTensorHead). */
+  SbRankTensorHead *h = obj;
+  h->ndim = ndim;
+  memcpy(h->shape, shape, (size_t)ndim * sizeof *shape);
+  h->numel = numel;
+  h->buf = bufs;
+  *t = obj;
+  return SB_OK;
+}
+
+void sb_rank_tensor_free(sb_context *ctx, sb_tensor *t) {
+  if (ctx == NULL || t == NULL)
+    return;
+  SbBuffer *bufs = sb_rank_tensor_head(t)->buf;
+  sb_rank_run(ctx, sb_rank_free_buffer, bufs);
+  free(bufs);
+  free(t);
+}
+
+int sb_rank_calloc_parts(sb_context *ctx, const char *fn, size_t size,
+                         size_t part, void **obj, void **parts) {
+  *obj = calloc(1, size);
+  *parts = calloc((size_t)ctx->size, part);
+  if (*obj == NULL || *parts == NULL) {
+    free(*obj);
+    free(*parts);
+    *obj = *parts = NULL;
+    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY, "%s: out of host memory",
+                        fn);
+  }
+  return SB_OK;
+}
+
+/* Freeing runs on the ranks, which may overwrite ctx->error: the message of
+ * the failure that led to it is put back afterwards. */
+#define KEEPING_ERROR(ctx, cleanup)                                            \
+  do {                                                                         \
+    char keep_[sizeof(ctx)->error];                                            \
+    memcpy(keep_, (ctx)->error, sizeof keep_);                                 \
+    cleanup;                                                                   \
+    memcpy((ctx)->error, keep_, sizeof keep_);                                 \
+  } while (0)
+
+int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
+                          sb_tensor *t, sb_tensor **out) {
+  int st = sb_rank_run(ctx, alloc, job);
+  if (st == SB_OK)
+    *out = t;
+  else
+    KEEPING_ERROR(ctx, sb_rank_tensor_free(ctx, t));
+  return st;
+}
+
+int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job,
+                         sb_layer *l,
+                         void (*layer_free)(sb_context *, sb_layer *),
+                         sb_layer **out) {
+  int st = sb_rank_run(ctx, make, job);
+  if (st == SB_OK)
+    *out = l;
+  else
+    KEEPING_ERROR(ctx, layer_free(ctx, l));
+  return st;
 }
 
 int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
@@ -649,8 +734,23 @@ int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
   sb_layer_desc_v1 local;
   float *copy = NULL;
   int st = sb_rank_layer_desc_share(ctx, desc, &local, &copy);
+  const SbOpFamily *fam = sb_op_family(local.kind);
+  if (st == SB_OK && fam == NULL)
+    st = sb_rank_fail(ctx, SB_ERR_UNSUPPORTED,
+                      "layer_create: unknown layer kind %d", (int)local.kind);
+  if (st == SB_OK && (local.in_size <= 0 || local.out_size <= 0))
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "layer_create: %s layer sizes must be positive (in_size "
+                      "%lld, out_size %lld)",
+                      fam->name, (long long)local.in_size,
+                      (long long)local.out_size);
+  if (st == SB_OK &&
+      (local.kind == SB_LAYER_LINEAR || local.kind == SB_LAYER_CONV2D) &&
+      local.weight == NULL)
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "layer_create: %s layer needs a weight", fam->name);
   if (st == SB_OK)
-    st = create(ctx, &local, out);
+    st = create(ctx, &local, fam, out);
   free(copy);
   return st;
 }

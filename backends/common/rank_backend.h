@@ -30,8 +30,9 @@ typedef struct SbRankTensorHead {
   int32_t ndim;
   int64_t shape[4];
   int64_t numel;
-  int split; /* 0: replicated, every rank holds all of it, identical
-              * everywhere; else split across ranks the backend's way */
+  int split;    /* 0: replicated, every rank holds all of it, identical
+                 * everywhere; else split across ranks the backend's way */
+  SbBuffer *buf; /* what each rank holds: one per rank */
 } SbRankTensorHead;
 
 static inline const SbRankTensorHead *sb_rank_tensor_head(const sb_tensor *t) {
@@ -75,6 +76,7 @@ int32_t sb_rank_lost_rank(const sb_context *ctx);
   .context_destroy = sb_rank_context_destroy,                                 \
   .last_error = sb_rank_context_last_error,                                   \
   .rank_count = sb_rank_context_size,                                         \
+  .tensor_free = sb_rank_tensor_free,                                         \
   .memory_mark_baseline = sb_rank_memory_mark_baseline,                       \
   .memory_reset_peak = sb_rank_memory_reset_peak,                             \
   .memory_stats = sb_rank_memory_stats,                                       \
@@ -90,18 +92,44 @@ int32_t sb_rank_lost_rank(const sb_context *ctx);
 int sb_rank_layer_desc_share(sb_context *ctx, const sb_layer_desc_v1 *desc,
                              sb_layer_desc_v1 *local, float **copy);
 
-/* layer_create of a multi-rank backend: the checks of desc itself, then
- * create (the backend's own) on the description shared from process 0. */
+/* layer_create of a multi-rank backend: the checks of desc itself (a
+ * known kind, positive sizes, a weight for linear and conv), then create
+ * (the backend's own) on the description shared from process 0, with the
+ * kind's operator family. */
 typedef int (*SbRankLayerCreateFn)(sb_context *ctx,
                                    const sb_layer_desc_v1 *desc,
-                                   sb_layer **out);
+                                   const SbOpFamily *fam, sb_layer **out);
 int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                          sb_layer **out, SbRankLayerCreateFn create);
 
-/* tensor_create's checks of category, ndim and shape; *numel gets the
- * element count. */
-int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
-                               const int64_t *shape, int64_t *numel);
+/* tensor_create of a multi-rank backend, whose struct sb_tensor is `size`
+ * bytes. sb_rank_tensor_new checks the arguments (a context, whose last
+ * error is cleared, an output pointer, which gets NULL, category, ndim and
+ * shape), then makes *t, zeroed, with its head filled in as a replicated
+ * tensor and an empty buffer per rank. The backend sets its layout, and
+ * sb_rank_tensor_finish runs alloc (the backend's, given job) on every rank:
+ * then *out gets t, or t is freed without losing alloc's message. */
+int sb_rank_tensor_new(sb_context *ctx, int32_t category, int32_t ndim,
+                       const int64_t *shape, sb_tensor **out, size_t size,
+                       sb_tensor **t);
+int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
+                          sb_tensor *t, sb_tensor **out);
+/* tensor_free: every rank's buffer, then t. */
+void sb_rank_tensor_free(sb_context *ctx, sb_tensor *t);
+
+/* A zeroed struct of `size` bytes in *obj and a zeroed array of one
+ * `part`-byte entry per rank in *parts, both for free(); on failure
+ * neither, and "fn: out of host memory". */
+int sb_rank_calloc_parts(sb_context *ctx, const char *fn, size_t size,
+                         size_t part, void **obj, void **parts);
+
+/* The end of layer_create: make (the backend's, given job) on every rank;
+ * then *out gets l, or l is freed with the backend's layer_free without
+ * losing make's message. */
+int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job,
+                         sb_layer *l,
+                         void (*layer_free)(sb_context *, sb_layer *),
+                         sb_layer **out);
 
 /* tensor_read/tensor_write's checks (fn names the entry point): a tensor
  * (has_tensor) of numel elements, a known dtype, [offset, offset+count)

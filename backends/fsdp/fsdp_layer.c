@@ -75,10 +75,6 @@ static void layer_destroy(sb_context *ctx, FsdpLayer *fl) {
 
 /* The checks on out_c that conv_template relies on. */
 static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
-  if (d->weight == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: %s layer needs a weight",
-                     d->kind == SB_LAYER_LINEAR ? "linear" : "conv");
   if (d->kind != SB_LAYER_CONV2D)
     return SB_OK;
   if (d->groups <= 0 || d->out_c <= 0 || d->out_c % d->groups)
@@ -96,44 +92,20 @@ static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
   return SB_OK;
 }
 
-/* On the description every process holds (sb_rank_layer_create). */
+/* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                      sb_layer **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL || desc == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: NULL description or output pointer");
-  *out = NULL;
-  if (desc->struct_size < sizeof(sb_layer_desc_v1))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: description struct_size %u is smaller "
-                     "than sb_layer_desc_v1 (%zu bytes)",
-                     (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
-  const SbOpFamily *fam = sb_op_family(desc->kind);
-  if (fam == NULL)
-    return fsdp_fail(ctx, SB_ERR_UNSUPPORTED,
-                     "layer_create: unknown layer kind %d", (int)desc->kind);
-  if (desc->in_size <= 0 || desc->out_size <= 0)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: %s layer sizes must be positive (in_size "
-                     "%lld, out_size %lld)",
-                     fam->name, (long long)desc->in_size,
-                     (long long)desc->out_size);
+                        const SbOpFamily *fam, sb_layer **out) {
   int sharded =
       desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
   int st = sharded ? check_sharded_desc(ctx, desc) : SB_OK;
   if (st != SB_OK)
     return st;
-  FsdpLayer *fl = calloc(1, sizeof *fl);
-  if (fl != NULL)
-    fl->local = calloc((size_t)ctx->size, sizeof *fl->local);
-  if (fl == NULL || fl->local == NULL) {
-    free(fl);
-    return fsdp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                     "layer_create: out of host memory");
-  }
+  void *obj, *local;
+  if ((st = sb_rank_calloc_parts(ctx, "layer_create", sizeof(FsdpLayer),
+                                 sizeof(struct sb_layer), &obj, &local)))
+    return st;
+  FsdpLayer *fl = obj;
+  fl->local = local;
   fl->fam = fam;
   fl->sharded = sharded;
   if (desc->kind == SB_LAYER_LINEAR) {
@@ -153,16 +125,8 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
     l->n_inputs = fam->n_inputs;
   }
   CreateJob job = {ctx, desc, fl};
-  st = fsdp_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    layer_destroy(ctx, fl);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = (sb_layer *)(void *)fl;
-  return SB_OK;
+  return sb_rank_layer_finish(ctx, create_on_rank, &job,
+                              (sb_layer *)(void *)fl, fsdp_layer_free, out);
 }
 
 int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
@@ -195,18 +159,18 @@ static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   int r = rank->index;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
   for (int i = 0; i < j->fl->fam->n_inputs; i++) {
-    lo[i] = j->in_lo[i]->buf[r].ptr;
-    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
+    lo[i] = j->in_lo[i]->head.buf[r].ptr;
+    up[i] = j->in_up ? j->in_up[i]->head.buf[r].ptr : NULL;
   }
   struct sb_layer g;
   SbBuffer gathered = {0};
   int st = fsdp_gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
   if (st == SB_OK)
     st = j->out_up ? j->fl->fam->ibp(&rank->x, &g, j->B, lo, up,
-                                     j->out_lo->buf[r].ptr,
-                                     j->out_up->buf[r].ptr)
+                                     j->out_lo->head.buf[r].ptr,
+                                     j->out_up->head.buf[r].ptr)
                    : j->fl->fam->forward(&rank->x, &g, j->B, lo,
-                                         j->out_lo->buf[r].ptr);
+                                         j->out_lo->head.buf[r].ptr);
   sb_exec_free(&rank->x, &gathered);
   return st;
 }
@@ -309,11 +273,7 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (st == SB_OK && p.ns > 0 && p.nb > 0)
     st = fl->fam->backward(&rank->x, &g, &a);
   sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
@@ -386,11 +346,7 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     st = sb_concretize(&rank->x, j->side, p.ns, p.nb, j->N, A, bias,
                        fsdp_batch_view(j->x_lower, r, &p),
                        fsdp_batch_view(j->x_upper, r, &p), out);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
@@ -487,11 +443,7 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (st == SB_OK && p.ns > 0 && p.nb > 0)
     st = fl->fam->backward_vjp(&rank->x, &g, &a);
   sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
@@ -616,11 +568,7 @@ static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     break;
   }
   }
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 /* Adam is element-wise: each rank updates the elements it stores, all of
@@ -628,13 +576,13 @@ static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 static int adam_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   RowJob *j = arg;
   int r = rank->index;
-  int64_t n = j->out->buf[r].bytes / sizeof(float);
+  int64_t n = j->out->head.buf[r].bytes / sizeof(float);
   if (!j->out->head.split)
     n = j->out->head.numel;
   if (n == 0)
     return SB_OK;
-  return sb_adam_step(&rank->x, n, j->out->buf[r].ptr, j->in0->buf[r].ptr,
-                      j->out1->buf[r].ptr, j->out2->buf[r].ptr, j->adam);
+  return sb_adam_step(&rank->x, n, j->out->head.buf[r].ptr, j->in0->head.buf[r].ptr,
+                      j->out1->head.buf[r].ptr, j->out2->head.buf[r].ptr, j->adam);
 }
 
 int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,

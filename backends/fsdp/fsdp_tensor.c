@@ -36,7 +36,7 @@ int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
     counts[q] *= t->row_elems;
   }
   sb_split_spec_rows(t->head.shape[0], ctx->size, rank->index, &start, &mine);
-  float *all = t->buf[rank->index].ptr;
+  float *all = t->head.buf[rank->index].ptr;
   return comm->ops->all_gather(comm, rank->index, &rank->x,
                                all + start * t->row_elems, counts, all);
 }
@@ -76,36 +76,17 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
   Segments g = stored_segments(j->ctx, j->t, rank->index);
   return sb_rank_alloc_zeroed(&rank->x, j->category, g.len * g.n_seg,
-                              &j->t->buf[rank->index]);
+                              &j->t->head.buf[rank->index]);
 }
 
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                        const int64_t *shape, sb_tensor **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: NULL output pointer");
-  *out = NULL;
-  int64_t numel;
-  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  sb_tensor *t;
+  int st = sb_rank_tensor_new(ctx, category, ndim, shape, out, sizeof *t, &t);
   if (st != SB_OK)
     return st;
-  sb_tensor *t = calloc(1, sizeof *t);
-  SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
-  if (t == NULL || bufs == NULL) {
-    free(t);
-    free(bufs);
-    return fsdp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                     "tensor_create: out of host memory");
-  }
-  t->head.ndim = ndim;
-  memcpy(t->head.shape, shape, (size_t)ndim * sizeof *shape);
-  t->head.numel = numel;
-  t->buf = bufs;
   t->batch = ndim >= 2 ? shape[1] : 1;
-  t->row_elems = shape[0] > 0 ? numel / shape[0] : 0;
+  t->row_elems = shape[0] > 0 ? t->head.numel / shape[0] : 0;
   t->inner = t->batch > 0 ? t->row_elems / t->batch : 0;
   /* Coefficients and alpha are the tensors that grow with the number of
    * specifications and of domains: those are the ones worth splitting. */
@@ -113,24 +94,7 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
       (category == SB_MEM_COEFFICIENTS || category == SB_MEM_ALPHA))
     t->head.split = (int)fsdp_split_of(shape[0], t->batch);
   CreateJob job = {ctx, t, category};
-  st = fsdp_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    fsdp_tensor_free(ctx, t);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = t;
-  return SB_OK;
-}
-
-void fsdp_tensor_free(sb_context *ctx, sb_tensor *t) {
-  if (ctx == NULL || t == NULL)
-    return;
-  fsdp_run(ctx, sb_rank_free_buffer, t->buf);
-  free(t->buf);
-  free(t);
+  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
 }
 
 typedef SbRankCopyJob CopyJob;
@@ -204,7 +168,7 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       int64_t b = end < hi ? end : hi;
       if (a >= b)
         continue;
-      float *dev = (float *)j->t->buf[rank->index].ptr + k * g.len + (a - lo);
+      float *dev = (float *)j->t->head.buf[rank->index].ptr + k * g.len + (a - lo);
       st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
                              b - a);
     }
@@ -262,7 +226,7 @@ static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     return SB_OK;
   int st = rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N,
                                       j->index + p.s0,
-                                      j->A->buf[rank->index].ptr);
+                                      j->A->head.buf[rank->index].ptr);
   return st == SB_OK ? st
                      : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
 }

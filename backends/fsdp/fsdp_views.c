@@ -25,7 +25,7 @@ static int needs_packing(const sb_context *ctx, const sb_tensor *t,
 static int copy_part(SbExec *x, const sb_tensor *t, int r, const FsdpPart *p,
                      float *packed, int pack) {
   const int64_t inner = t->inner, len = p->nb * inner;
-  float *full = t->buf[r].ptr;
+  float *full = t->head.buf[r].ptr;
   int st = SB_OK;
   for (int64_t s = 0; s < p->ns && st == SB_OK && len > 0; s++) {
     float *rows = full + ((p->s0 + s) * p->B + p->b0) * inner;
@@ -68,9 +68,9 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
   v->t = t;
   v->out = out;
   if (t->head.split != FSDP_REPLICATED) {
-    v->ptr = t->buf[r].ptr;
+    v->ptr = t->head.buf[r].ptr;
   } else if (!needs_packing(ctx, t, p)) {
-    v->ptr = (float *)t->buf[r].ptr + p->s0 * t->row_elems;
+    v->ptr = (float *)t->head.buf[r].ptr + p->s0 * t->row_elems;
   } else {
     *st = sb_exec_alloc(&rank->x, SB_MEM_WORKSPACE,
                         p->ns * p->nb * t->inner, &v->packed);
@@ -113,9 +113,15 @@ static int share_batch_slices(const sb_context *ctx, SbRank *rank,
   return st;
 }
 
-int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
-                     FsdpViews *vs) {
-  int st = SB_OK;
+static void views_release(SbRank *rank, FsdpViews *vs) {
+  for (int i = 0; i < vs->n; i++)
+    sb_exec_free(&rank->x, &vs->v[i].packed);
+}
+
+int fsdp_views_finish(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                      FsdpViews *vs, int st) {
+  /* A rank that failed returns at once: sb_ranks_run then aborts the
+   * communicator, so no peer stays blocked in the sharing. */
   for (int i = 0; i < vs->n && st == SB_OK; i++) {
     FsdpView *v = &vs->v[i];
     if (!v->out || v->t->head.split != FSDP_REPLICATED || ctx->size == 1)
@@ -129,11 +135,6 @@ int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
       st = fsdp_share_rows(ctx, rank, comm, (sb_tensor *)v->t);
     }
   }
-  fsdp_views_release(rank, vs);
+  views_release(rank, vs);
   return st;
-}
-
-void fsdp_views_release(SbRank *rank, FsdpViews *vs) {
-  for (int i = 0; i < vs->n; i++)
-    sb_exec_free(&rank->x, &vs->v[i].packed);
 }

@@ -35,7 +35,6 @@ static const sb_backend_v1 tp_backend = {
     .context_create = tp_context_create,
     SB_RANK_BACKEND_MEMBERS,
     .tensor_create = tp_tensor_create,
-    .tensor_free = tp_tensor_free,
     .tensor_write = tp_tensor_write,
     .tensor_read = tp_tensor_read,
     .tensor_set_unit_rows = tp_tensor_set_unit_rows,

@@ -22,7 +22,6 @@
 struct sb_tensor {
   SbRankTensorHead head; /* head.split: 1 when split by neuron */
   int64_t rows, cols;    /* split tensors only */
-  SbBuffer *buf;      /* one per rank */
 };
 
 /* The part of a layer one rank owns: the operator's struct sb_layer for
@@ -115,7 +114,6 @@ int tp_conv_backward_vjp(SbExec *x, const TpLayer *tl, const TpShard *sh,
 /* Tensor and layer entry points (sb_backend_v1 members). */
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                      const int64_t *shape, sb_tensor **out);
-void tp_tensor_free(sb_context *ctx, sb_tensor *tensor);
 int tp_tensor_write(sb_context *ctx, sb_tensor *tensor, int64_t offset,
                     int64_t count, int32_t dtype, const void *src);
 int tp_tensor_read(sb_context *ctx, const sb_tensor *tensor, int64_t offset,

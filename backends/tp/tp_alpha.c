@@ -28,7 +28,7 @@ static int coef_dims(sb_context *ctx, const char *fn, const char *what,
 }
 
 static float *local(const sb_tensor *t, int r) {
-  return t ? t->buf[r].ptr : NULL;
+  return t ? t->head.buf[r].ptr : NULL;
 }
 
 /* ---- layer_backward_vjp ---- */
@@ -51,7 +51,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
   const TpShard *sh = &tl->shard[r];
   const int64_t R = j->S * j->B, Nin = tl->in_size, k = sh->count;
   const float *G = local(in->grad_A_in[0], r), *g = local(in->grad_bias, r);
-  float *dst = in->grad_A_out->buf[r].ptr;
+  float *dst = in->grad_A_out->head.buf[r].ptr;
   const int64_t chunk = G ? tp_row_chunk(j->ctx, tl, R) : R;
   int64_t in_start, in_count, counts[SB_RANKS_MAX], starts[SB_RANKS_MAX];
   tp_cols(j->ctx, Nin, r, &in_start, &in_count);
@@ -127,10 +127,10 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
   int st = SB_OK;
   if (tl->kind == SB_LAYER_RELU) {
     st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
-                       in->pre_lower->buf[r].ptr, &lo);
+                       in->pre_lower->head.buf[r].ptr, &lo);
     if (st == SB_OK)
       st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
-                         in->pre_upper->buf[r].ptr, &up);
+                         in->pre_upper->head.buf[r].ptr, &up);
     a.pre_lower = lo.ptr;
     a.pre_upper = up.ptr;
     a.alpha = local(in->alpha, r);
@@ -231,7 +231,7 @@ static int columns_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (j->op == OP_ADAM) {
     /* param, grad, m and v share one layout, so the stored floats line
      * up element by element. */
-    int64_t n = (int64_t)(j->param->buf[r].bytes / sizeof(float));
+    int64_t n = (int64_t)(j->param->head.buf[r].bytes / sizeof(float));
     return n == 0 ? SB_OK
                   : sb_adam_step(x, n, local(j->param, r), local(j->g, r),
                                  local(j->m, r), local(j->v, r), j->adam);

@@ -29,22 +29,22 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       (st = x->ops->zero(x->dev, partial.ptr, partial.bytes)))
     st = sb_exec_device_fail(x, st, "concretize");
   if (st == SB_OK)
-    st = tp_slice_view(x, j->B, j->N, start, count, j->x_lower->buf[r].ptr,
+    st = tp_slice_view(x, j->B, j->N, start, count, j->x_lower->head.buf[r].ptr,
                        &lo);
   if (st == SB_OK)
-    st = tp_slice_view(x, j->B, j->N, start, count, j->x_upper->buf[r].ptr,
+    st = tp_slice_view(x, j->B, j->N, start, count, j->x_upper->head.buf[r].ptr,
                        &up);
   /* The constant term is added once, after the sum, not once per rank. */
   if (st == SB_OK && count > 0 && R > 0)
-    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->buf[r].ptr, NULL,
+    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->head.buf[r].ptr, NULL,
                        lo.ptr, up.ptr, partial.ptr);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   if (st == SB_OK)
     st = comm->ops->all_reduce(comm, r, x, partial.ptr, partial.ptr, R);
   if (st == SB_OK && R > 0) {
-    float *out = j->out->buf[r].ptr;
-    st = j->bias ? x->ops->add(x->dev, R, j->bias->buf[r].ptr, partial.ptr,
+    float *out = j->out->head.buf[r].ptr;
+    st = j->bias ? x->ops->add(x->dev, R, j->bias->head.buf[r].ptr, partial.ptr,
                                out)
                  : x->ops->copy(x->dev, out, partial.ptr,
                                 (size_t)R * sizeof(float));

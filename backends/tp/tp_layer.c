@@ -103,60 +103,27 @@ static void layer_destroy(sb_context *ctx, TpLayer *tl) {
   free(tl);
 }
 
-/* On the description every process holds (sb_rank_layer_create). */
+/* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                    sb_layer **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL || desc == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: NULL description or output pointer");
-  *out = NULL;
-  if (desc->struct_size < sizeof(sb_layer_desc_v1))
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: description struct_size %u is smaller "
-                        "than sb_layer_desc_v1 (%zu bytes)",
-                        (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
-  const SbOpFamily *fam = sb_op_family(desc->kind);
-  if (fam == NULL)
-    return sb_rank_fail(ctx, SB_ERR_UNSUPPORTED,
-                        "layer_create: unknown layer kind %d", (int)desc->kind);
-  if (desc->in_size <= 0 || desc->out_size <= 0)
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "layer_create: %s layer sizes must be positive (in_size "
-        "%lld, out_size %lld)",
-        fam->name, (long long)desc->in_size, (long long)desc->out_size);
-  if ((desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D) &&
-      desc->weight == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: %s layer needs a weight", fam->name);
-  TpLayer *tl = calloc(1, sizeof *tl);
-  if (tl != NULL)
-    tl->shard = calloc((size_t)ctx->size, sizeof *tl->shard);
-  if (tl == NULL || tl->shard == NULL) {
-    free(tl);
-    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                        "layer_create: out of host memory");
-  }
+                        const SbOpFamily *fam, sb_layer **out) {
+  void *obj, *shards;
+  int st = sb_rank_calloc_parts(ctx, "layer_create", sizeof(TpLayer),
+                                sizeof(TpShard), &obj, &shards);
+  if (st != SB_OK)
+    return st;
+  TpLayer *tl = obj;
+  tl->shard = shards;
   tl->fam = fam;
   tl->kind = desc->kind;
   tl->in_size = desc->in_size;
   tl->out_size = desc->out_size;
   tl->has_bias = desc->bias != NULL;
   CreateJob job = {ctx, desc, tl};
-  int st = sb_rank_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    layer_destroy(ctx, tl);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  tl->conv = tl->shard[0].local.conv;
-  *out = (sb_layer *)(void *)tl;
-  return SB_OK;
+  st = sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)tl,
+                            tp_layer_free, out);
+  if (st == SB_OK)
+    tl->conv = tl->shard[0].local.conv;
+  return st;
 }
 
 int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
@@ -188,8 +155,8 @@ static int sharded_forward(ForwardJob *j, SbRank *rank, SbComm *comm,
   const TpLayer *tl = j->tl;
   const TpShard *sh = &tl->shard[rank->index];
   const int64_t B = j->B, N = tl->out_size;
-  float *olo = j->out_lo->buf[rank->index].ptr;
-  float *oup = j->out_up ? j->out_up->buf[rank->index].ptr : NULL;
+  float *olo = j->out_lo->head.buf[rank->index].ptr;
+  float *oup = j->out_up ? j->out_up->head.buf[rank->index].ptr : NULL;
   TpSlice sl = {0}, su = {0};
   int st = tp_slice_begin(x, B, N, sh->start, sh->count, olo, &sl);
   if (st == SB_OK && oup)
@@ -223,8 +190,8 @@ static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   int r = rank->index;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
   for (int i = 0; i < tl->fam->n_inputs; i++) {
-    lo[i] = j->in_lo[i]->buf[r].ptr;
-    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
+    lo[i] = j->in_lo[i]->head.buf[r].ptr;
+    up[i] = j->in_up ? j->in_up[i]->head.buf[r].ptr : NULL;
   }
   if (tl->kind == SB_LAYER_LINEAR || tl->kind == SB_LAYER_CONV2D)
     return sharded_forward(j, rank, comm, lo[0], up[0]);
@@ -232,10 +199,10 @@ static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
    * it, which costs B*N flops and no communication. */
   const struct sb_layer *full = &tl->shard[r].full;
   return j->out_up ? tl->fam->ibp(&rank->x, full, j->B, lo, up,
-                                  j->out_lo->buf[r].ptr,
-                                  j->out_up->buf[r].ptr)
+                                  j->out_lo->head.buf[r].ptr,
+                                  j->out_up->head.buf[r].ptr)
                    : tl->fam->forward(&rank->x, full, j->B, lo,
-                                      j->out_lo->buf[r].ptr);
+                                      j->out_lo->head.buf[r].ptr);
 }
 
 int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
@@ -293,7 +260,7 @@ static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
   const TpLayer *tl = j->tl;
   const TpShard *sh = &tl->shard[rank->index];
   const int64_t Nin = tl->in_size, k = sh->count;
-  const float *A = (const float *)j->args->A_out->buf[rank->index].ptr +
+  const float *A = (const float *)j->args->A_out->head.buf[rank->index].ptr +
                    r0 * k;
   int st = SB_OK;
   if (k == 0) {
@@ -357,7 +324,7 @@ static int sharded_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   tp_cols(j->ctx, Nin, r, &in_start, &in_count);
   const int64_t chunk = tp_row_chunk(j->ctx, tl, R);
   const int acc = j->args->accumulate[0];
-  float *A_in = j->args->A_in[0]->buf[r].ptr;
+  float *A_in = j->args->A_in[0]->head.buf[r].ptr;
   SbBuffer send = {0}, rowmajor = {0}, sum = {0}, bias_partial = {0};
   int st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, chunk * Nin, &send);
   if (st == SB_OK && tl->kind == SB_LAYER_CONV2D)
@@ -394,7 +361,7 @@ static int sharded_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   sb_exec_free(x, &sum);
   if (st == SB_OK && tl->has_bias)
     st = tp_bias_commit(rank, comm, R, bias_partial.ptr,
-                        j->args->bias->buf[r].ptr);
+                        j->args->bias->head.buf[r].ptr);
   sb_exec_free(x, &bias_partial);
   return st;
 }
@@ -413,9 +380,9 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   a.side = in->side;
   a.S = j->S;
   a.B = j->B;
-  a.A_out = in->A_out->buf[r].ptr;
+  a.A_out = in->A_out->head.buf[r].ptr;
   for (int i = 0; i < tl->fam->n_inputs; i++) {
-    a.A_in[i] = in->A_in[i]->buf[r].ptr;
+    a.A_in[i] = in->A_in[i]->head.buf[r].ptr;
     a.accumulate[i] = in->accumulate[i];
   }
   TpSlice lo = {0}, up = {0};
@@ -430,13 +397,13 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   }
   if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
     st = tp_slice_view(x, j->B, N, sh->start, sh->count,
-                       in->pre_lower->buf[r].ptr, &lo);
+                       in->pre_lower->head.buf[r].ptr, &lo);
     if (st == SB_OK)
       st = tp_slice_view(x, j->B, N, sh->start, sh->count,
-                         in->pre_upper->buf[r].ptr, &up);
+                         in->pre_upper->head.buf[r].ptr, &up);
     a.pre_lower = lo.ptr;
     a.pre_upper = up.ptr;
-    a.alpha = in->alpha ? in->alpha->buf[r].ptr : NULL;
+    a.alpha = in->alpha ? in->alpha->head.buf[r].ptr : NULL;
   }
   if (st == SB_OK && sh->count > 0 && R > 0)
     st = tl->fam->backward(x, &sh->local, &a);
@@ -444,7 +411,7 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   tp_slice_end(x, &up);
   if (with_bias) {
     if (st == SB_OK)
-      st = tp_bias_commit(rank, comm, R, partial.ptr, in->bias->buf[r].ptr);
+      st = tp_bias_commit(rank, comm, R, partial.ptr, in->bias->head.buf[r].ptr);
     sb_exec_free(x, &partial);
   }
   return st;

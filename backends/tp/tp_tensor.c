@@ -108,34 +108,15 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
   return sb_rank_alloc_zeroed(&rank->x, j->category,
                               stored_floats(j->ctx, j->t, rank->index),
-                              &j->t->buf[rank->index]);
+                              &j->t->head.buf[rank->index]);
 }
 
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                      const int64_t *shape, sb_tensor **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "tensor_create: NULL output pointer");
-  *out = NULL;
-  int64_t numel;
-  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  sb_tensor *t;
+  int st = sb_rank_tensor_new(ctx, category, ndim, shape, out, sizeof *t, &t);
   if (st != SB_OK)
     return st;
-  sb_tensor *t = calloc(1, sizeof *t);
-  SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
-  if (t == NULL || bufs == NULL) {
-    free(t);
-    free(bufs);
-    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                        "tensor_create: out of host memory");
-  }
-  t->head.ndim = ndim;
-  memcpy(t->head.shape, shape, (size_t)ndim * sizeof *shape);
-  t->head.numel = numel;
-  t->buf = bufs;
   t->head.split = ndim >= 3;
   if (t->head.split) {
     t->rows = shape[0] * shape[1];
@@ -144,24 +125,7 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
       t->cols *= shape[i];
   }
   CreateJob job = {ctx, t, category};
-  st = sb_rank_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    tp_tensor_free(ctx, t);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = t;
-  return SB_OK;
-}
-
-void tp_tensor_free(sb_context *ctx, sb_tensor *t) {
-  if (ctx == NULL || t == NULL)
-    return;
-  sb_rank_run(ctx, sb_rank_free_buffer, t->buf);
-  free(t->buf);
-  free(t);
+  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
 }
 
 /* ---- host copies ---- */
@@ -252,7 +216,7 @@ static int read_sliced_across(CopyJob *j, SbRank *rank, SbComm *comm) {
                                 "%lld elements",
                                 (long long)j->count);
   if (st == SB_OK) {
-    LocalCopy c = {j, x, j->t->buf[rank->index].ptr, stage, at};
+    LocalCopy c = {j, x, j->t->head.buf[rank->index].ptr, stage, at};
     st = visit_pieces(j->ctx, j->t, rank->index, lo, hi, copy_piece, &c);
     if (st != SB_OK)
       st = sb_exec_device_fail(x, st, "tensor_read");
@@ -273,7 +237,7 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
   SbExec *x = &rank->x;
   const sb_tensor *t = j->t;
-  float *base = t->buf[rank->index].ptr;
+  float *base = t->head.buf[rank->index].ptr;
   const int64_t lo = j->offset, hi = j->offset + j->count;
   int st = SB_OK;
   if (!t->head.split) {
@@ -326,7 +290,7 @@ typedef struct {
 static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   UnitJob *j = arg;
   SbExec *x = &rank->x;
-  SbBuffer *buf = &j->A->buf[rank->index];
+  SbBuffer *buf = &j->A->head.buf[rank->index];
   int64_t start, count;
   tp_cols(j->ctx, j->A->cols, rank->index, &start, &count);
   int st = buf->bytes ? x->ops->zero(x->dev, buf->ptr, buf->bytes) : SB_OK;
