@@ -13,6 +13,7 @@
 
 #include "backends/common/device_cpu.h"
 #include "backends/common/device_module.h"
+#include "backends/common/rank_checks.h"
 #include "backends/common/single_backend.h"
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
@@ -515,8 +516,7 @@ int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
   return st;
 }
 
-int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job,
-                         sb_layer *l,
+int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job, sb_layer *l,
                          void (*layer_free)(sb_context *, sb_layer *),
                          sb_layer **out) {
   int st = sb_rank_run(ctx, make, job);
@@ -753,4 +753,43 @@ int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
     st = create(ctx, &local, fam, out);
   free(copy);
   return st;
+}
+
+int sb_rank_layer_forward(sb_context *ctx, const sb_layer *layer,
+                          const sb_tensor *const *inputs, sb_tensor *out,
+                          SbRankFn on_rank) {
+  static const char fn[] = "layer_forward";
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
+  const SbRankLayerHead *h = sb_rank_layer_head(layer);
+  SbRankBoundsJob job = {ctx, layer, 0, inputs, NULL, out, NULL};
+  st = sb_rank_check_forward_args(ctx, fn, h->fam->n_inputs, h->in_size,
+                                  h->out_size, inputs, out, &job.B);
+  return st == SB_OK ? sb_rank_run(ctx, on_rank, &job) : st;
+}
+
+int sb_rank_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                      const sb_tensor *const *in_lower,
+                      const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                      sb_tensor *out_upper, SbRankFn on_rank) {
+  static const char fn[] = "layer_ibp";
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
+  const SbRankLayerHead *h = sb_rank_layer_head(layer);
+  SbRankBoundsJob job = {ctx,      layer,     0,        in_lower,
+                         in_upper, out_lower, out_upper};
+  st =
+      sb_rank_check_ibp_args(ctx, fn, h->fam->n_inputs, h->in_size, h->out_size,
+                             in_lower, in_upper, out_lower, out_upper, &job.B);
+  return st == SB_OK ? sb_rank_run(ctx, on_rank, &job) : st;
+}
+
+void sb_rank_bounds_inputs(const SbRankBoundsJob *j, int r, const float **lo,
+                           const float **up) {
+  for (int i = 0; i < sb_rank_layer_head(j->layer)->fam->n_inputs; i++) {
+    lo[i] = sb_rank_tensor_head(j->in_lo[i])->buf[r].ptr;
+    up[i] = j->in_up ? sb_rank_tensor_head(j->in_up[i])->buf[r].ptr : NULL;
+  }
 }

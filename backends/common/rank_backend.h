@@ -30,14 +30,26 @@ typedef struct SbRankTensorHead {
   int32_t ndim;
   int64_t shape[4];
   int64_t numel;
-  int split;    /* 0: replicated, every rank holds all of it, identical
-                 * everywhere; else split across ranks the backend's way */
+  int split;     /* 0: replicated, every rank holds all of it, identical
+                  * everywhere; else split across ranks the backend's way */
   SbBuffer *buf; /* what each rank holds: one per rank */
 } SbRankTensorHead;
 
 static inline const SbRankTensorHead *sb_rank_tensor_head(const sb_tensor *t) {
   /* A struct's first member lies at its address (C11 6.7.2.1). */
   return (const SbRankTensorHead *)(const void *)t;
+}
+
+/* What every multi-rank layer holds whatever its sharding: each backend's
+ * layer struct, the sb_layer handle the host holds, starts with it. */
+typedef struct SbRankLayerHead {
+  const SbOpFamily *fam;
+  int32_t kind;
+  int64_t in_size, out_size;
+} SbRankLayerHead;
+
+static inline const SbRankLayerHead *sb_rank_layer_head(const sb_layer *l) {
+  return (const SbRankLayerHead *)(const void *)l;
 }
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...)
@@ -72,17 +84,19 @@ int32_t sb_rank_lost_rank(const sb_context *ctx);
 /* The sb_backend_v1 members that every multi-rank backend's descriptor
  * takes from here, for its initializer: the ones that depend only on the
  * context and the rank pool. */
-#define SB_RANK_BACKEND_MEMBERS                                               \
-  .context_destroy = sb_rank_context_destroy,                                 \
-  .last_error = sb_rank_context_last_error,                                   \
-  .rank_count = sb_rank_context_size,                                         \
-  .tensor_free = sb_rank_tensor_free,                                         \
-  .memory_mark_baseline = sb_rank_memory_mark_baseline,                       \
-  .memory_reset_peak = sb_rank_memory_reset_peak,                             \
-  .memory_stats = sb_rank_memory_stats,                                       \
-  .process_info = sb_rank_process_info,                                       \
-  .broadcast_host = sb_rank_broadcast_host,                                   \
+/* clang-format off */
+#define SB_RANK_BACKEND_MEMBERS                                                \
+  .context_destroy = sb_rank_context_destroy,                                  \
+  .last_error = sb_rank_context_last_error,                                    \
+  .rank_count = sb_rank_context_size,                                          \
+  .tensor_free = sb_rank_tensor_free,                                          \
+  .memory_mark_baseline = sb_rank_memory_mark_baseline,                        \
+  .memory_reset_peak = sb_rank_memory_reset_peak,                              \
+  .memory_stats = sb_rank_memory_stats,                                        \
+  .process_info = sb_rank_process_info,                                        \
+  .broadcast_host = sb_rank_broadcast_host,                                    \
   .lost_rank = sb_rank_lost_rank
+/* clang-format on */
 
 /* layer_create's description on this process: with ranks that are
  * processes, process 0's weight and bias are sent to every process (whose
@@ -101,6 +115,30 @@ typedef int (*SbRankLayerCreateFn)(sb_context *ctx,
                                    const SbOpFamily *fam, sb_layer **out);
 int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                          sb_layer **out, SbRankLayerCreateFn create);
+
+/* layer_forward's and layer_ibp's job, as the backend's SbRankFn receives
+ * it. */
+typedef struct SbRankBoundsJob {
+  sb_context *ctx;
+  const sb_layer *layer;
+  int64_t B;
+  const sb_tensor *const *in_lo, *const *in_up; /* in_up NULL: forward */
+  sb_tensor *out_lo, *out_up;                   /* out_up NULL: forward */
+} SbRankBoundsJob;
+
+/* layer_forward and layer_ibp of a multi-rank backend: the argument checks
+ * against the layer's head (rank_checks.h), then on_rank on every rank. */
+int sb_rank_layer_forward(sb_context *ctx, const sb_layer *layer,
+                          const sb_tensor *const *inputs, sb_tensor *out,
+                          SbRankFn on_rank);
+int sb_rank_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                      const sb_tensor *const *in_lower,
+                      const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                      sb_tensor *out_upper, SbRankFn on_rank);
+/* Rank r's arrays of the job's inputs, lo[i] and up[i] (NULL for forward),
+ * for every input of the layer. */
+void sb_rank_bounds_inputs(const SbRankBoundsJob *j, int r, const float **lo,
+                           const float **up);
 
 /* tensor_create of a multi-rank backend, whose struct sb_tensor is `size`
  * bytes. sb_rank_tensor_new checks the arguments (a context, whose last
@@ -126,8 +164,7 @@ int sb_rank_calloc_parts(sb_context *ctx, const char *fn, size_t size,
 /* The end of layer_create: make (the backend's, given job) on every rank;
  * then *out gets l, or l is freed with the backend's layer_free without
  * losing make's message. */
-int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job,
-                         sb_layer *l,
+int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job, sb_layer *l,
                          void (*layer_free)(sb_context *, sb_layer *),
                          sb_layer **out);
 
@@ -155,8 +192,7 @@ int sb_rank_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
                          int64_t count, int32_t dtype, const void *src,
                          SbRankFn copy);
 int sb_rank_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
-                        int64_t count, int32_t dtype, void *dst,
-                        SbRankFn copy);
+                        int64_t count, int32_t dtype, void *dst, SbRankFn copy);
 
 /* Copy n contiguous floats at dev to host element h of dst (read, dst not
  * NULL) or from host element h of src (write); dtype is the host's element

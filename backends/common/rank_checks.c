@@ -40,8 +40,8 @@ int sb_rank_expect_numel(sb_context *ctx, const char *fn, const char *what,
   return SB_OK;
 }
 
-int sb_rank_expect_replicated(sb_context *ctx, const char *fn,
-                              const char *what, const sb_tensor *t) {
+int sb_rank_expect_replicated(sb_context *ctx, const char *fn, const char *what,
+                              const sb_tensor *t) {
   const SbRankTensorHead *h = sb_rank_tensor_head(t);
   if (h->split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
@@ -99,8 +99,8 @@ int sb_rank_check_forward_args(sb_context *ctx, const char *fn, int n_inputs,
   if (st == SB_OK)
     st = expect_inputs(ctx, fn, "inputs", n_inputs, inputs, *B * in_size);
   if (st == SB_OK)
-    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, n_inputs, inputs,
-                                   out);
+    st =
+        sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, n_inputs, inputs, out);
   return st;
 }
 
@@ -112,22 +112,20 @@ int sb_rank_check_ibp_args(sb_context *ctx, const char *fn, int n_inputs,
                            const sb_tensor *out_upper, int64_t *B) {
   int st = batch_of(ctx, fn, "out_lower", out_lower, out_size, B);
   if (st == SB_OK)
-    st = sb_rank_expect_whole(ctx, fn, "out_upper", out_upper,
-                              *B * out_size, "[B,N_out]");
+    st = sb_rank_expect_whole(ctx, fn, "out_upper", out_upper, *B * out_size,
+                              "[B,N_out]");
   if (st == SB_OK)
-    st = expect_inputs(ctx, fn, "in_lower", n_inputs, in_lower,
-                       *B * in_size);
+    st = expect_inputs(ctx, fn, "in_lower", n_inputs, in_lower, *B * in_size);
   if (st == SB_OK)
-    st = expect_inputs(ctx, fn, "in_upper", n_inputs, in_upper,
-                       *B * in_size);
+    st = expect_inputs(ctx, fn, "in_upper", n_inputs, in_upper, *B * in_size);
   if (st == SB_OK)
     st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, n_inputs, in_lower,
                                in_upper, out_lower, out_upper);
   return st;
 }
 
-int sb_rank_check_unit_index(sb_context *ctx, const int64_t *index,
-                             int64_t S, int64_t N) {
+int sb_rank_check_unit_index(sb_context *ctx, const int64_t *index, int64_t S,
+                             int64_t N) {
   if (index == NULL && S > 0)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "tensor_set_unit_rows: NULL index");

@@ -22,8 +22,8 @@ int sb_rank_expect_numel(sb_context *ctx, const char *fn, const char *what,
                          const sb_tensor *t, int64_t numel,
                          const char *shape_text);
 /* t (not NULL) is held whole by every rank. */
-int sb_rank_expect_replicated(sb_context *ctx, const char *fn,
-                              const char *what, const sb_tensor *t);
+int sb_rank_expect_replicated(sb_context *ctx, const char *fn, const char *what,
+                              const sb_tensor *t);
 /* Both: a bounds, input or bias argument that every rank reads whole. */
 int sb_rank_expect_whole(sb_context *ctx, const char *fn, const char *what,
                          const sb_tensor *t, int64_t numel,
@@ -45,7 +45,7 @@ int sb_rank_check_ibp_args(sb_context *ctx, const char *fn, int n_inputs,
                            const sb_tensor *out_upper, int64_t *B);
 
 /* tensor_set_unit_rows's index: S entries, each in [0, N). */
-int sb_rank_check_unit_index(sb_context *ctx, const int64_t *index,
-                             int64_t S, int64_t N);
+int sb_rank_check_unit_index(sb_context *ctx, const int64_t *index, int64_t S,
+                             int64_t N);
 
 #endif /* SB_BACKENDS_RANK_CHECKS_H */

@@ -91,7 +91,7 @@ static inline float *fsdp_batch_view(const sb_tensor *t, int r,
  * only that rank's rows (sharded) or everything (small parameters). The
  * handle given to the host is this struct, cast to sb_layer. */
 typedef struct FsdpLayer {
-  const SbOpFamily *fam;
+  SbRankLayerHead head;
   int sharded;       /* weight rows split across ranks */
   int64_t rows;      /* weight rows: out_size (linear), out_c (conv) */
   int64_t row_elems; /* floats per weight row */

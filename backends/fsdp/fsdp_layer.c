@@ -46,7 +46,7 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   SbExec *x = &rank->x;
   struct sb_layer *l = &fl->local[rank->index];
   if (!fl->sharded)
-    return fl->fam->create(x, d, l);
+    return fl->head.fam->create(x, d, l);
   int st = d->kind == SB_LAYER_CONV2D ? conv_template(x, d, l) : SB_OK;
   int64_t start, count;
   fsdp_rows(j->ctx, fl->rows, rank->index, &start, &count);
@@ -106,7 +106,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
     return st;
   FsdpLayer *fl = obj;
   fl->local = local;
-  fl->fam = fam;
+  fl->head = (SbRankLayerHead){fam, desc->kind, desc->in_size, desc->out_size};
   fl->sharded = sharded;
   if (desc->kind == SB_LAYER_LINEAR) {
     fl->rows = desc->out_size;
@@ -125,8 +125,8 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
     l->n_inputs = fam->n_inputs;
   }
   CreateJob job = {ctx, desc, fl};
-  return sb_rank_layer_finish(ctx, create_on_rank, &job,
-                              (sb_layer *)(void *)fl, fsdp_layer_free, out);
+  return sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)fl,
+                              fsdp_layer_free, out);
 }
 
 int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
@@ -146,70 +146,36 @@ void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {
  * them with the same gathered weights, so they are identical everywhere
  * and equal to the single-device result. ---- */
 
-typedef struct {
-  sb_context *ctx;
-  const FsdpLayer *fl;
-  int64_t B;
-  const sb_tensor *const *in_lo, *const *in_up;
-  sb_tensor *out_lo, *out_up; /* out_up NULL: plain forward */
-} ForwardJob;
-
 static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  ForwardJob *j = arg;
+  SbRankBoundsJob *j = arg;
+  const FsdpLayer *fl = fsdp_layer(j->layer);
   int r = rank->index;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
-  for (int i = 0; i < j->fl->fam->n_inputs; i++) {
-    lo[i] = j->in_lo[i]->head.buf[r].ptr;
-    up[i] = j->in_up ? j->in_up[i]->head.buf[r].ptr : NULL;
-  }
+  sb_rank_bounds_inputs(j, r, lo, up);
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = fsdp_gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
+  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
   if (st == SB_OK)
-    st = j->out_up ? j->fl->fam->ibp(&rank->x, &g, j->B, lo, up,
-                                     j->out_lo->head.buf[r].ptr,
-                                     j->out_up->head.buf[r].ptr)
-                   : j->fl->fam->forward(&rank->x, &g, j->B, lo,
-                                         j->out_lo->head.buf[r].ptr);
+    st = j->out_up ? fl->head.fam->ibp(&rank->x, &g, j->B, lo, up,
+                                       j->out_lo->head.buf[r].ptr,
+                                       j->out_up->head.buf[r].ptr)
+                   : fl->head.fam->forward(&rank->x, &g, j->B, lo,
+                                           j->out_lo->head.buf[r].ptr);
   sb_exec_free(&rank->x, &gathered);
   return st;
 }
 
 int fsdp_layer_forward(sb_context *ctx, const sb_layer *layer,
                        const sb_tensor *const *inputs, sb_tensor *out) {
-  static const char fn[] = "layer_forward";
-  int st = sb_rank_begin_layer(ctx, fn, layer);
-  if (st != SB_OK)
-    return st;
-  const FsdpLayer *fl = fsdp_layer(layer);
-  const struct sb_layer *l = &fl->local[0];
-  int64_t B;
-  st = sb_rank_check_forward_args(ctx, fn, fl->fam->n_inputs, l->in_size,
-                                  l->out_size, inputs, out, &B);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, fl, B, inputs, NULL, out, NULL};
-  return fsdp_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_forward(ctx, layer, inputs, out, forward_on_rank);
 }
 
 int fsdp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                    const sb_tensor *const *in_lower,
                    const sb_tensor *const *in_upper, sb_tensor *out_lower,
                    sb_tensor *out_upper) {
-  static const char fn[] = "layer_ibp";
-  int st = sb_rank_begin_layer(ctx, fn, layer);
-  if (st != SB_OK)
-    return st;
-  const FsdpLayer *fl = fsdp_layer(layer);
-  const struct sb_layer *l = &fl->local[0];
-  int64_t B;
-  st = sb_rank_check_ibp_args(ctx, fn, fl->fam->n_inputs, l->in_size,
-                              l->out_size, in_lower, in_upper, out_lower,
-                              out_upper, &B);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, fl, B, in_lower, in_upper, out_lower, out_upper};
-  return fsdp_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_ibp(ctx, layer, in_lower, in_upper, out_lower, out_upper,
+                           forward_on_rank);
 }
 
 /* ---- backward and concretize: on local spec rows only ---- */
@@ -228,6 +194,22 @@ static int expect_rows(sb_context *ctx, const char *fn, const char *what,
   return st;
 }
 
+/* The layer's backward step (bw) or its VJP (vjp) on this rank's part p,
+ * with the whole weight gathered around the call: linear and conv need
+ * every weight row, whatever rows of A the rank holds. Collective. */
+static int run_on_whole_weight(const sb_context *ctx, const FsdpLayer *fl,
+                               SbRank *rank, SbComm *comm, const FsdpPart *p,
+                               const SbOpBackward *bw, const SbOpVjp *vjp) {
+  struct sb_layer g;
+  SbBuffer gathered = {0};
+  int st = fsdp_gather_layer(ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && p->ns > 0 && p->nb > 0)
+    st = bw ? fl->head.fam->backward(&rank->x, &g, bw)
+            : fl->head.fam->backward_vjp(&rank->x, &g, vjp);
+  sb_exec_free(&rank->x, &gathered);
+  return st;
+}
+
 typedef struct {
   sb_context *ctx;
   const FsdpLayer *fl;
@@ -243,7 +225,7 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   BackwardJob *j = arg;
   const sb_backward_args_v1 *in = j->args;
   const FsdpLayer *fl = j->fl;
-  int r = rank->index, n = fl->fam->n_inputs, st = SB_OK;
+  int r = rank->index, n = fl->head.fam->n_inputs, st = SB_OK;
   FsdpPart p;
   fsdp_part(j->ctx, j->S, j->B, r, &p);
   FsdpViews vs;
@@ -266,13 +248,8 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     a.pre_upper = fsdp_batch_view(in->pre_upper, r, &p);
     a.alpha = VIEW(in->alpha, 0);
   }
-  struct sb_layer g;
-  SbBuffer gathered = {0};
   if (st == SB_OK)
-    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && p.ns > 0 && p.nb > 0)
-    st = fl->fam->backward(&rank->x, &g, &a);
-  sb_exec_free(&rank->x, &gathered);
+    st = run_on_whole_weight(j->ctx, fl, rank, comm, &p, &a, NULL);
   return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
@@ -297,7 +274,7 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
                      "%s: A_out has %lld elements, expected S*B*N_out with "
                      "N_out = %lld",
                      fn, (long long)A->head.numel, (long long)l->out_size);
-  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++) {
+  for (int i = 0; i < fl->head.fam->n_inputs && st == SB_OK; i++) {
     char name[16];
     snprintf(name, sizeof name, "A_in[%d]", i);
     st = expect_rows(ctx, fn, name, args->A_in[i], job.S, R * l->in_size,
@@ -317,8 +294,8 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
                        R * l->out_size, "[S,B,N]");
   }
   if (st == SB_OK)
-    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
-                                    l->kind, args);
+    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn,
+                                    fl->head.fam->n_inputs, l->kind, args);
   if (st != SB_OK)
     return st;
   return fsdp_run(ctx, backward_on_rank, &job);
@@ -361,7 +338,7 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A must be a tensor of shape [S,B,N]", fn);
-  ConcretizeJob job = {ctx, A, bias, x_lower, x_upper, out, side,
+  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
                        A->head.shape[0], A->head.shape[1], 0};
   job.N = job.S * job.B != 0 ? A->head.numel / (job.S * job.B) : 0;
   const int64_t R = job.S * job.B;
@@ -420,7 +397,7 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   a.B = p.nb;
   a.batch_blocks = p.batch_blocks;
   a.A_out = VIEW(in->A_out, 0);
-  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++)
+  for (int i = 0; i < fl->head.fam->n_inputs && st == SB_OK; i++)
     a.grad_A_in[i] = VIEW(in->grad_A_in[i], 0);
   if (st == SB_OK)
     a.grad_bias = VIEW(in->grad_bias, 0);
@@ -435,14 +412,8 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       a.grad_alpha = VIEW(in->grad_alpha, 1);
     a.accumulate_alpha = in->accumulate_alpha;
   }
-  /* Linear and conv VJPs need the whole weight, exactly as backward. */
-  struct sb_layer g;
-  SbBuffer gathered = {0};
   if (st == SB_OK)
-    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && p.ns > 0 && p.nb > 0)
-    st = fl->fam->backward_vjp(&rank->x, &g, &a);
-  sb_exec_free(&rank->x, &gathered);
+    st = run_on_whole_weight(j->ctx, fl, rank, comm, &p, NULL, &a);
   return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
@@ -469,7 +440,7 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
   if ((st = expect_rows(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
                         R * l->out_size, "[S,B,N_out]")))
     return st;
-  for (int i = 0; i < fl->fam->n_inputs; i++) {
+  for (int i = 0; i < fl->head.fam->n_inputs; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
     if (args->grad_A_in[i] == NULL)
@@ -484,8 +455,10 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return st;
   if (l->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * l->out_size;
-    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN, "[B,N]")) ||
-        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN, "[B,N]")))
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha &&
         (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
@@ -499,9 +472,9 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: grad_alpha is only meaningful for a relu layer, "
                      "this is a %s layer",
-                     fn, fl->fam->name);
+                     fn, fl->head.fam->name);
   }
-  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, fl->head.fam->n_inputs,
                                   args)))
     return st;
   return fsdp_run(ctx, vjp_on_rank, &job);
@@ -581,8 +554,9 @@ static int adam_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     n = j->out->head.numel;
   if (n == 0)
     return SB_OK;
-  return sb_adam_step(&rank->x, n, j->out->head.buf[r].ptr, j->in0->head.buf[r].ptr,
-                      j->out1->head.buf[r].ptr, j->out2->head.buf[r].ptr, j->adam);
+  return sb_adam_step(&rank->x, n, j->out->head.buf[r].ptr,
+                      j->in0->head.buf[r].ptr, j->out1->head.buf[r].ptr,
+                      j->out2->head.buf[r].ptr, j->adam);
 }
 
 int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
@@ -601,8 +575,10 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   if (grad_out && (st = expect_rows(ctx, fn, "grad_out", grad_out, j.S, R,
                                     "[S,B]")))
     return st;
-  if ((st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]")) ||
-      (st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]")) ||
+  if ((st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N,
+                                 "[B,N]")) ||
+      (st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, j.B * j.N,
+                                 "[B,N]")) ||
       (st = expect_rows(ctx, fn, "grad_A", grad_A, j.S, R * j.N, "[S,B,N]")))
     return st;
   if ((st = sb_check_concretize_vjp_aliasing(SB_CTX_ERROR(ctx), fn, A, x_lower,
@@ -621,8 +597,10 @@ int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     return st;
   RowJob j = {.ctx = ctx, .op = OP_INIT_ALPHA};
   if ((st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N)) ||
-      (st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]")) ||
-      (st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]")) ||
+      (st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N,
+                                 "[B,N]")) ||
+      (st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N,
+                                 "[B,N]")) ||
       (st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
                                          pre_upper, alpha)))
     return st;
@@ -646,14 +624,15 @@ int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
   if ((st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v)))
     return st;
   /* Elements must line up on every rank: all four split alike. */
-  if (grad->head.split != param->head.split || m->head.split != param->head.split ||
+  if (grad->head.split != param->head.split ||
+      m->head.split != param->head.split ||
       v->head.split != param->head.split ||
-      (param->head.split && (grad->head.shape[0] != param->head.shape[0] ||
-                        m->head.shape[0] != param->head.shape[0] ||
-                        v->head.shape[0] != param->head.shape[0] ||
-                        grad->batch != param->batch ||
-                        m->batch != param->batch ||
-                        v->batch != param->batch)))
+      (param->head.split &&
+       (grad->head.shape[0] != param->head.shape[0] ||
+        m->head.shape[0] != param->head.shape[0] ||
+        v->head.shape[0] != param->head.shape[0] ||
+        grad->batch != param->batch || m->batch != param->batch ||
+        v->batch != param->batch)))
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: param, grad, m and v must share one memory "
                      "category kind and their first two dimensions (their "
@@ -696,8 +675,8 @@ int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
   if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N)) ||
       (st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]")) ||
-      (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S,
-                        j.S * j.B * j.N, "[S,B,N]")))
+      (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S, j.S * j.B * j.N,
+                        "[S,B,N]")))
     return st;
   if ((st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
                                        grad_beta)))

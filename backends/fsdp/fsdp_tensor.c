@@ -168,7 +168,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       int64_t b = end < hi ? end : hi;
       if (a >= b)
         continue;
-      float *dev = (float *)j->t->head.buf[rank->index].ptr + k * g.len + (a - lo);
+      float *dev =
+          (float *)j->t->head.buf[rank->index].ptr + k * g.len + (a - lo);
       st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
                              b - a);
     }
@@ -224,9 +225,9 @@ static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     fsdp_part(j->ctx, j->S, j->B, rank->index, &p);
   if (p.ns == 0 || p.nb == 0)
     return SB_OK;
-  int st = rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N,
-                                      j->index + p.s0,
-                                      j->A->head.buf[rank->index].ptr);
+  int st =
+      rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N, j->index + p.s0,
+                                 j->A->head.buf[rank->index].ptr);
   return st == SB_OK ? st
                      : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
 }

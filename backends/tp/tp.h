@@ -41,9 +41,7 @@ typedef struct TpShard {
 } TpShard;
 
 typedef struct TpLayer {
-  const SbOpFamily *fam;
-  int32_t kind;
-  int64_t in_size, out_size;
+  SbRankLayerHead head;
   int has_bias; /* LINEAR/CONV2D: a bias, hence a constant term to reduce */
   SbConvGeom conv;
   TpShard *shard; /* one per rank */

@@ -49,7 +49,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
   const sb_vjp_args_v1 *in = j->args;
   const int r = rank->index;
   const TpShard *sh = &tl->shard[r];
-  const int64_t R = j->S * j->B, Nin = tl->in_size, k = sh->count;
+  const int64_t R = j->S * j->B, Nin = tl->head.in_size, k = sh->count;
   const float *G = local(in->grad_A_in[0], r), *g = local(in->grad_bias, r);
   float *dst = in->grad_A_out->head.buf[r].ptr;
   const int64_t chunk = G ? tp_row_chunk(j->ctx, tl, R) : R;
@@ -85,7 +85,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
     }
     if (st != SB_OK || k == 0)
       continue;
-    if (tl->kind == SB_LAYER_LINEAR) {
+    if (tl->head.kind == SB_LAYER_LINEAR) {
       SbOpVjp a;
       memset(&a, 0, sizeof a);
       a.side = in->side;
@@ -95,7 +95,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
       a.grad_bias = g ? g + r0 : NULL;
       a.grad_A_out = dst + r0 * k;
       a.accumulate_A_out = in->accumulate_A_out;
-      st = tl->fam->backward_vjp(x, &sh->local, &a);
+      st = tl->head.fam->backward_vjp(x, &sh->local, &a);
     } else {
       st = tp_conv_backward_vjp(x, tl, sh, m, full, g ? g + r0 : NULL,
                                 in->accumulate_A_out, dst + r0 * k);
@@ -118,18 +118,18 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
   a.S = j->S;
   a.B = j->B;
   a.A_out = local(in->A_out, r);
-  for (int i = 0; i < tl->fam->n_inputs; i++)
+  for (int i = 0; i < tl->head.fam->n_inputs; i++)
     a.grad_A_in[i] = local(in->grad_A_in[i], r);
   a.grad_bias = local(in->grad_bias, r);
   a.grad_A_out = local(in->grad_A_out, r);
   a.accumulate_A_out = in->accumulate_A_out;
   TpSlice lo = {0}, up = {0};
   int st = SB_OK;
-  if (tl->kind == SB_LAYER_RELU) {
-    st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
+  if (tl->head.kind == SB_LAYER_RELU) {
+    st = tp_slice_view(x, j->B, tl->head.out_size, sh->start, sh->count,
                        in->pre_lower->head.buf[r].ptr, &lo);
     if (st == SB_OK)
-      st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
+      st = tp_slice_view(x, j->B, tl->head.out_size, sh->start, sh->count,
                          in->pre_upper->head.buf[r].ptr, &up);
     a.pre_lower = lo.ptr;
     a.pre_upper = up.ptr;
@@ -138,7 +138,7 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
     a.accumulate_alpha = in->accumulate_alpha;
   }
   if (st == SB_OK && sh->count > 0 && j->S * j->B > 0)
-    st = tl->fam->backward_vjp(x, &sh->local, &a);
+    st = tl->head.fam->backward_vjp(x, &sh->local, &a);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   return st;
@@ -146,7 +146,8 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
 
 static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   VjpJob *j = arg;
-  if (j->tl->kind == SB_LAYER_LINEAR || j->tl->kind == SB_LAYER_CONV2D)
+  if (j->tl->head.kind == SB_LAYER_LINEAR ||
+      j->tl->head.kind == SB_LAYER_CONV2D)
     return sharded_vjp(j, rank, comm);
   return local_vjp(j, rank);
 }
@@ -165,43 +166,43 @@ int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     st = coef_dims(ctx, fn, "A_out", args->A_out, &job.S, &job.B, &N);
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "A_out", args->A_out, job.S, job.B,
-                                tl->out_size);
+                                tl->head.out_size);
   if (st == SB_OK)
-    st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out,
-                                job.S, job.B, tl->out_size);
-  for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
+    st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
+                                job.B, tl->head.out_size);
+  for (int i = 0; i < tl->head.fam->n_inputs && st == SB_OK; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
     if (args->grad_A_in[i] == NULL)
       continue;
-    st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S,
-                                job.B, tl->in_size);
+    st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S, job.B,
+                                tl->head.in_size);
   }
   if (st == SB_OK && args->grad_bias)
-    st = sb_rank_expect_whole(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
-                       "[S,B]");
-  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
-    const int64_t BN = job.B * tl->out_size;
+    st = sb_rank_expect_whole(ctx, fn, "grad_bias", args->grad_bias,
+                              job.S * job.B, "[S,B]");
+  if (st == SB_OK && tl->head.kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * tl->head.out_size;
     if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
-                            "[B,N]")) ||
+                                   "[B,N]")) ||
         (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
-                            "[B,N]")))
+                                   "[B,N]")))
       return st;
     if (args->alpha)
-      st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S,
-                                  job.B, tl->out_size);
+      st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,
+                                  tl->head.out_size);
     if (st == SB_OK && args->grad_alpha)
       st = tp_expect_coefficients(ctx, fn, "grad_alpha", args->grad_alpha,
-                                  job.S, job.B, tl->out_size);
+                                  job.S, job.B, tl->head.out_size);
   } else if (st == SB_OK && args->grad_alpha) {
     st =
         sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: grad_alpha is only meaningful for a relu layer, this "
                      "is a %s layer",
-                     fn, tl->fam->name);
+                     fn, tl->head.fam->name);
   }
   if (st == SB_OK)
-    st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+    st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, tl->head.fam->n_inputs,
                                args);
   if (st != SB_OK)
     return st;
@@ -284,7 +285,8 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK && grad_out)
-    st = sb_rank_expect_whole(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
+    st =
+        sb_rank_expect_whole(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
   if (st == SB_OK)
     st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
@@ -307,9 +309,11 @@ int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
   j.lo = pre_lower, j.up = pre_upper, j.out = alpha;
   st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N);
   if (st == SB_OK)
-    st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N,
+                              "[B,N]");
   if (st == SB_OK)
     st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
                                       pre_upper, alpha);
@@ -336,9 +340,8 @@ int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
-int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
-                const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
-                int32_t accumulate) {
+int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A, const sb_tensor *sign,
+                int32_t side, sb_tensor *grad_beta, int32_t accumulate) {
   static const char fn[] = "beta_vjp";
   int st = sb_rank_begin(ctx);
   if (st != SB_OK)
@@ -365,12 +368,14 @@ static int same_layout(sb_context *ctx, const char *fn, const char *what,
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);
   if (t->head.ndim != param->head.ndim ||
-      memcmp(t->head.shape, param->head.shape, (size_t)t->head.ndim * sizeof *t->head.shape))
+      memcmp(t->head.shape, param->head.shape,
+             (size_t)t->head.ndim * sizeof *t->head.shape))
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: %s must have param's shape (%d dimensions, %lld "
                         "elements; it has %d, %lld)",
-                        fn, what, (int)param->head.ndim, (long long)param->head.numel,
-                        (int)t->head.ndim, (long long)t->head.numel);
+                        fn, what, (int)param->head.ndim,
+                        (long long)param->head.numel, (int)t->head.ndim,
+                        (long long)t->head.numel);
   return SB_OK;
 }
 

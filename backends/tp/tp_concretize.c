@@ -36,18 +36,18 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
                        &up);
   /* The constant term is added once, after the sum, not once per rank. */
   if (st == SB_OK && count > 0 && R > 0)
-    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->head.buf[r].ptr, NULL,
-                       lo.ptr, up.ptr, partial.ptr);
+    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->head.buf[r].ptr,
+                       NULL, lo.ptr, up.ptr, partial.ptr);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   if (st == SB_OK)
     st = comm->ops->all_reduce(comm, r, x, partial.ptr, partial.ptr, R);
   if (st == SB_OK && R > 0) {
     float *out = j->out->head.buf[r].ptr;
-    st = j->bias ? x->ops->add(x->dev, R, j->bias->head.buf[r].ptr, partial.ptr,
-                               out)
-                 : x->ops->copy(x->dev, out, partial.ptr,
-                                (size_t)R * sizeof(float));
+    st =
+        j->bias
+            ? x->ops->add(x->dev, R, j->bias->head.buf[r].ptr, partial.ptr, out)
+            : x->ops->copy(x->dev, out, partial.ptr, (size_t)R * sizeof(float));
     if (st != SB_OK)
       st = sb_exec_device_fail(x, st, "concretize");
   }
@@ -67,15 +67,17 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "concretize: A must be a tensor of shape [S,B,N]");
-  ConcretizeJob job = {ctx,  A,           bias,        x_lower, x_upper,
-                       out,  side,        A->head.shape[0], A->head.shape[1], A->cols};
+  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
+                       A->head.shape[0], A->head.shape[1], A->cols};
   const int64_t R = job.S * job.B;
   if (bias)
     st = sb_rank_expect_whole(ctx, fn, "bias", bias, R, "[S,B]");
   if (st == SB_OK)
-    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
     st = sb_rank_expect_whole(ctx, fn, "out", out, R, "[S,B]");
   if (st == SB_OK)

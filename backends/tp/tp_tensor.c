@@ -266,12 +266,12 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 }
 
 int tp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
-                      int64_t count, int32_t dtype, const void *src) {
+                    int64_t count, int32_t dtype, const void *src) {
   return sb_rank_tensor_write(ctx, t, offset, count, dtype, src, copy_on_rank);
 }
 
 int tp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
-                     int64_t count, int32_t dtype, void *dst) {
+                   int64_t count, int32_t dtype, void *dst) {
   return sb_rank_tensor_read(ctx, t, offset, count, dtype, dst, copy_on_rank);
 }
 
