@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The context, options, memory statistics and tensor argument checks that
- * every multi-rank backend exposes the same way. */
+/* The context, options, memory statistics, and the tensor and layer entry
+ * points' plumbing that every multi-rank backend exposes the same way. */
 #include "config.h"
 
 #include "backends/common/rank_backend.h"

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* ABI plumbing shared by the multi-rank backends (FSDP, TP): the context over
- * a rank pool, its options, per-rank memory statistics and the argument
- * checks and host copies of tensors, whatever their layout across ranks. */
+ * a rank pool, its options, per-rank memory statistics, and what tensors and
+ * layers have in common whatever their layout across ranks (their heads):
+ * creating and freeing them, host copies, and the forward/IBP entry points
+ * around each backend's own per-rank computation. */
 #ifndef SB_BACKENDS_RANK_BACKEND_H
 #define SB_BACKENDS_RANK_BACKEND_H
 
