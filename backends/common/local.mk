@@ -40,7 +40,9 @@ backends_common_libsbranks_la_SOURCES = \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
-	backends/common/rank_backend.c
+	backends/common/rank_backend.c \
+	backends/common/rank_checks.h \
+	backends/common/rank_checks.c
 backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
 backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
 
