@@ -145,15 +145,24 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
     ws[i].rank.index = i;
   }
   SbRank *r = &ws[p->local].rank;
+  r->x = (SbExec){p->ops, NULL, &r->mem, r->error, sizeof r->error};
   char msg[256];
-  st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
-                    sizeof msg);
-  r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
-  if (st != SB_OK)
-    sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
-                 msg);
+  if (cfg->refusal != NULL) {
+    st = sb_exec_fail(&r->x, cfg->refusal_status, "%s", cfg->refusal);
+  } else {
+    st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev,
+                      msg, sizeof msg);
+    r->x.dev = r->dev;
+    if (st != SB_OK)
+      sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
+                   msg);
+  }
   /* Whether every process could open its device is itself agreed on. */
   st = comm->ops->settle(comm, p->local, &r->x, st);
+  /* The device's own communicator, over MPI (agreed on inside). */
+  SbComm *over = NULL;
+  if (st == SB_OK && cfg->process_comm_new != NULL)
+    st = cfg->process_comm_new(cfg->comm_arg, comm, r, &over);
   if (st != SB_OK) {
     snprintf(error, error_size, "rank %d: %s", comm->ops->failed_rank(comm),
              r->error);
@@ -161,6 +170,8 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
     return st;
   }
   comm->ops->reset(comm);
+  if (over != NULL)
+    p->comm = over;
   *out = p;
   return SB_OK;
 }
