@@ -196,12 +196,15 @@ START_TEST (test_verify_honours_timeout)
   ck_assert (sb_verify (net, p, &params, &o, &error));
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
-  /* Honoured to within a second of this build's speed: a sanitizer build
-   * (SHARDBOUND_TEST_SLOWDOWN, set by configure --enable-sanitizers) runs
-   * the passes between two deadline checks many times slower. */
+  /* Honoured within a margin that a loaded machine cannot break, yet far
+   * below the minutes the instance takes without the deadline (how close
+   * to the cap it ends is a benchmark figure, not asserted here). A
+   * sanitizer build (SHARDBOUND_TEST_SLOWDOWN, set by configure
+   * --enable-sanitizers) runs the passes between two deadline checks many
+   * times slower. */
   const char *slowdown_text = g_getenv ("SHARDBOUND_TEST_SLOWDOWN");
   double slowdown = slowdown_text != NULL ? g_ascii_strtod (slowdown_text, NULL) : 1.0;
-  ck_assert_msg (seconds < params.timeout + MAX (slowdown, 1.0), "took %.2f s", seconds);
+  ck_assert_msg (seconds < params.timeout + 5.0 * MAX (slowdown, 1.0), "took %.2f s", seconds);
   sb_verify_outcome_clear (&o);
 }
 END_TEST
@@ -267,6 +270,35 @@ START_TEST (test_verify_stops_at_domain_and_memory_limits)
   ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
   ck_assert_str_eq (sb_result_to_string (o.result), "unknown");
   ck_assert_msg (o.reason != NULL && strstr (o.reason, "limit") != NULL, "%s", o.reason ? o.reason : "(none)");
+  sb_verify_outcome_clear (&o);
+}
+END_TEST
+
+/* A budget of branch-and-bound domains ends the run with "timeout" once
+ * that many domains were evaluated: no fewer, and no more than the one
+ * batch (at most 2 x batch children) that crossed it, plus the root. */
+START_TEST (test_verify_stops_after_bab_domains)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
+  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
+  ck_assert (g != NULL && p != NULL);
+  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  ck_assert (net != NULL);
+  SbVerifyParams params;
+  sb_verify_params_init (&params);
+  params.attack = FALSE;
+  params.batch = 4;
+  params.timeout = 120;
+  params.bab_domains = 20;
+  SbVerifyOutcome o;
+  ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
+  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
+  ck_assert_int_ge (o.domains, params.bab_domains);
+  ck_assert_int_le (o.domains, 1 + params.bab_domains + 2 * params.batch);
   sb_verify_outcome_clear (&o);
 }
 END_TEST
@@ -488,6 +520,7 @@ verify_suite (void)
   tcase_add_test (tc, test_verify_honours_timeout);
   tcase_add_loop_test (tc, test_verify_timeout_interrupts_long_optimisation, 0, 2);
   tcase_add_loop_test (tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
+  tcase_add_test (tc, test_verify_stops_after_bab_domains);
   suite_add_tcase (s, tc);
   tc = tcase_create ("fsdp domains");
   tcase_set_timeout (tc, 600);

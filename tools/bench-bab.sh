@@ -2,29 +2,35 @@
 # SPDX-License-Identifier: MIT
 # Branch-and-bound benchmark: domains per second and per-rank memory
 # (alpha bytes, peak) of `verify` against the number of fsdp ranks, on a
-# wide MLP whose property keeps branch-and-bound busy for a fixed time.
+# VNN-COMP network and property that keep branch-and-bound busy for a fixed
+# time: thread ranks P = 1, 2, 4 and, where comm=mpi is built and mpirun is
+# found, MPI processes P = 2, 4.
 #
 # Usage: tools/bench-bab.sh [BUILDDIR]   (default: the current directory)
 # Rewrites the branch-and-bound section of $SRCDIR/docs/benchmarks.md
 # (between its bab markers; appended when absent) and writes
 # $SRCDIR/docs/bab-vs-ranks.png (needs gnuplot).
-# Environment: SB_BAB_SECONDS (branch-and-bound time per run, default 20),
-# SB_BAB_EPS (the property's radius, default 0.002), SB_BENCH_OUT
-# (directory for the model and raw results, default a temporary one).
+# Every run stops after the same number of domains (not the same time), so
+# with fsdp's bitwise-identical bounds every run walks the same tree: the
+# rates compare equal work and the memory figures equal batches.
+# Environment: SB_BAB_DOMAINS (domains per run, default 3000), SB_BENCH_OUT
+# (directory for the raw results, default a temporary one).
 set -eu
 
 builddir=$(cd "${1:-.}" && pwd)
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 sb="$builddir/hosts/cli/shardbound"
-bab_seconds=${SB_BAB_SECONDS:-20}
-eps=${SB_BAB_EPS:-0.002}
+bab_domains=${SB_BAB_DOMAINS:-3000}
 [ -x "$sb" ] || { echo "bench-bab.sh: $sb not built (make hosts/cli/shardbound)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "bench-bab.sh: python3 is needed to format the table" >&2; exit 2; }
 
-# One BLAS thread per rank (ranks are threads).
+# One BLAS thread per rank (ranks are threads, or processes bound to cores).
 OPENBLAS_NUM_THREADS=1
 SHARDBOUND_BACKEND_PATH="$builddir/backends/.libs"
-export OPENBLAS_NUM_THREADS SHARDBOUND_BACKEND_PATH
+# mpirun refuses root unless told.
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OPENBLAS_NUM_THREADS SHARDBOUND_BACKEND_PATH \
+  OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
 
 out=${SB_BENCH_OUT:-}
 if [ -n "$out" ]; then
@@ -33,30 +39,51 @@ else
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
 fi
-model="--mlp 784,1024,1024,1024,1024,10 --seed 1 --eps $eps"
-# shellcheck disable=SC2086
-"$sb" mkmodel $model -o "$out/bab.onnx" --property "$out/bab.vnnlib" >/dev/null
-
+# Not the wide MLP whose weights dominate: here a domain costs little, so
+# within the run's time the queue grows past the first batches (1, 2, 4 ...
+# domains, too few to split across ranks) and full batches are measured.
+model="tests/data/onnx/mnist-net_256x4.onnx"
+property="tests/data/vnnlib/prop_0_0.05.vnnlib"
+mpirun=
+if grep -q '^#define HAVE_MPI 1' "$builddir/config.h" 2>/dev/null; then
+  mpirun=$(command -v mpirun || true)
+fi
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 results="$out/bab.jsonl"
 : >"$results"
+# One verify run: BATCH P KIND LAUNCHER... (the command before shardbound's
+# arguments) -- EXTRA... (options after them); its JSON line into results.
+run () {
+  batch=$1 p=$2 kind=$3; shift 3
+  launcher=
+  while [ "$1" != -- ]; do launcher="$launcher $1"; shift; done
+  shift
+  echo "bench-bab.sh: batch $batch on fsdp P=$p ($kind)" >&2
+  # shellcheck disable=SC2086
+  line=$($launcher "$sb" verify "$srcdir/$model" "$srcdir/$property" \
+    --backend fsdp --json --quiet --no-attack --batch "$batch" \
+    --bab-domains "$bab_domains" "$@" | tr -d '\n')
+  [ -n "$line" ] || { echo "bench-bab.sh: batch $batch on fsdp P=$p ($kind) failed" >&2; exit 1; }
+  printf '{"batch": %s, "ranks": "%s", "run": %s}\n' "$batch" "$kind" "$line" >>"$results"
+}
 for batch in 64 256; do
   # fsdp with one rank is the single device: one rank holds everything
   # and computes bitwise what the cpu backend computes.
   for p in 1 2 4; do
-    echo "bench-bab.sh: batch $batch on fsdp P=$p" >&2
-    line=$("$sb" verify "$out/bab.onnx" "$out/bab.vnnlib" --backend fsdp --ranks "$p" \
-      --json --quiet --no-attack --batch "$batch" --bab-time "$bab_seconds" | tr -d '\n')
-    [ -n "$line" ] || { echo "bench-bab.sh: batch $batch on fsdp P=$p failed" >&2; exit 1; }
-    printf '{"batch": %s, "run": %s}\n' "$batch" "$line" >>"$results"
+    run "$batch" "$p" threads -- --ranks "$p"
   done
+  if [ -n "$mpirun" ]; then
+    for p in 2 4; do
+      run "$batch" "$p" processes "$mpirun" -np "$p" --oversubscribe -- -o comm=mpi
+    done
+  fi
 done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 python3 - "$results" "$srcdir/docs/benchmarks.md" "$out/bab.dat" \
-  "$model" "$bab_seconds" "$load_before" "$load_after" <<'PY'
+  "$model" "$property" "$bab_domains" "$load_before" "$load_after" <<'PY'
 import json, os, sys
-src, md, dat, model, secs, l0, l1 = sys.argv[1:8]
+src, md, dat, model, prop, domains, l0, l1 = sys.argv[1:9]
 runs = [json.loads(l) for l in open(src) if l.strip()]
 mib = lambda b: b / 1048576.0
 rows = []
@@ -67,26 +94,29 @@ for r in runs:
     alpha = max(k["bab"]["by_category"]["alpha"]["peak"] for k in ranks)
     peak = max(k["bab"]["peak_bytes"] for k in ranks)
     rate = bab["domains"] / bab["seconds"] if bab["seconds"] > 0 else 0.0
-    rows.append(dict(batch=r["batch"], backend=v["backend"], P=len(ranks),
+    rows.append(dict(batch=r["batch"], kind=r["ranks"], P=len(ranks),
                      answer=v["answer"], domains=bab["domains"],
                      seconds=bab["seconds"], rate=rate, alpha=alpha, peak=peak,
                      rss=v["memory"]["process_peak_rss_bytes"]))
 single = {(x["batch"]): x for x in rows if x["P"] == 1}
 p1 = single
 text = ["<!-- bab:begin -->", "## Branch-and-bound: domains per second and per-rank memory", "",
-        "Generated by `tools/bench-bab.sh` (part of `make bench`). Model and "
-        "property: `shardbound mkmodel %s`; `shardbound verify --no-attack "
-        "--batch N --bab-time %s --json` (branch-and-bound stops after %s s "
-        "of it; the root's attack-free alpha-CROWN is not counted). "
-        "`OPENBLAS_NUM_THREADS=1`, ranks are threads of one process on this "
-        "2-core machine; load average %s before and %s after the runs (other "
-        "work shared the cores). Memory is the branch-and-bound phase's "
+        "Generated by `tools/bench-bab.sh` (part of `make bench`). Network "
+        "`%s`, property `%s` (VNN-COMP mnist_fc); `shardbound verify --backend "
+        "fsdp --no-attack --batch N --bab-domains %s --json` (every run "
+        "stops after the same domains, the same tree since fsdp's bounds are "
+        "bitwise identical at every P; rates are over branch-and-bound's "
+        "time, the root's attack-free alpha-CROWN not counted), with `--ranks P` (threads of one process) or under "
+        "`mpirun -np P` with `-o comm=mpi` (processes). "
+        "`OPENBLAS_NUM_THREADS=1` on this 2-core machine; load average %s "
+        "before and %s after the runs. Memory is the branch-and-bound phase's "
         "tracked peak of the largest rank (its peak is reset when branch-and-bound "
         "starts): `alpha` is the slopes, betas, their Adam state and gradients; "
-        "`peak` everything the rank allocated. Ratios and rates are against "
-        "fsdp with one rank, the single device (bitwise the cpu backend's "
-        "computation)." % (model, secs, secs, l0, l1), "",
-        "| batch | backend | P | answer | domains | BaB s | domains/s | vs P=1 "
+        "`peak` everything the rank allocated; process RSS is rank 0's "
+        "process. Ratios and rates are against fsdp with one rank, the single "
+        "device (bitwise the cpu backend's computation)."
+        % (model, prop, domains, l0, l1), "",
+        "| batch | ranks | P | answer | domains | BaB s | domains/s | vs P=1 "
         "| alpha/rank (MiB) | alpha vs single | peak/rank (MiB) | peak vs single "
         "| process RSS (MiB) |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -95,7 +125,7 @@ for x in rows:
     pct = lambda a, b: "%.1f%%" % (100.0 * a / b) if b else "n/a"
     speed = "%.2fx" % (x["rate"] / q["rate"]) if q and q["rate"] > 0 else "n/a"
     text.append("| %d | %s | %d | %s | %d | %.1f | %.2f | %s | %.2f | %s | %.2f | %s | %.0f |" % (
-        x["batch"], x["backend"], x["P"], x["answer"], x["domains"], x["seconds"],
+        x["batch"], x["kind"], x["P"], x["answer"], x["domains"], x["seconds"],
         x["rate"], speed, mib(x["alpha"]), pct(x["alpha"], s["alpha"] if s else 0),
         mib(x["peak"]), pct(x["peak"], s["peak"] if s else 0), mib(x["rss"])))
 text += ["", "![domains per second and per-rank peak against ranks](bab-vs-ranks.png)",
@@ -111,9 +141,9 @@ else:
 open(md, "w").write(new)
 with open(dat, "w") as f:
     for b in (64, 256):
-        f.write("# batch %d: P domains_per_s alpha_MiB peak_MiB (P=1: fsdp)\n" % b)
+        f.write("# batch %d, thread ranks: P domains_per_s alpha_MiB peak_MiB\n" % b)
         for x in rows:
-            if x["batch"] == b and x["backend"] == "fsdp":
+            if x["batch"] == b and (x["kind"] == "threads" or x["P"] == 1):
                 f.write("%d %.4f %.3f %.3f\n" % (x["P"], x["rate"], mib(x["alpha"]), mib(x["peak"])))
         f.write("\n\n")
 PY

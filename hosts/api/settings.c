@@ -32,6 +32,7 @@ static const Setting settings_table[] = {
   { "intersect_ibp", KIND_BOOL, AT (bounds.intersect_ibp), 0 },
   { "timeout", KIND_DOUBLE, AT (verify.timeout), 0 },
   { "bab_time", KIND_DOUBLE, AT (verify.bab_time), 0 },
+  { "bab_domains", KIND_INT, AT (verify.bab_domains), 0 },
   { "batch", KIND_INT, AT (verify.batch), 1 },
   { "max_domains", KIND_INT, AT (verify.max_domains), 1 },
   { "max_memory_mib", KIND_DOUBLE, AT (verify.max_memory_mib), 0 },

@@ -131,6 +131,7 @@ sb_cmd_verify (int argc, char **argv)
   static const SbCliSetting table[] = {
     { "timeout", "timeout", NULL },
     { "bab-time", "bab_time", NULL },
+    { "bab-domains", "bab_domains", NULL },
     { "batch", "batch", NULL },
     { "max-domains", "max_domains", NULL },
     { "max-memory", "max_memory_mib", NULL },
@@ -146,6 +147,7 @@ sb_cmd_verify (int argc, char **argv)
   GOptionEntry setting_entries[] = {
     { "timeout", 't', 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up after S seconds (default: none)", "S" },
     { "bab-time", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Stop branch-and-bound (timeout) after S seconds of it per region, the root not counted: a fixed budget for benchmarks", "S" },
+    { "bab-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Stop branch-and-bound (timeout) after N domains of it per region: a fixed amount of work for benchmarks", "N" },
     { "batch", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Domains split per branch-and-bound step (default 32)", "N" },
     { "max-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up (unknown) beyond N open domains (default 200000)", "N" },
     { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Per rank: give up (unknown) when a rank's backend memory in branch-and-bound, or the queued domains' host memory, would pass MiB (default 4096)", "MIB" },

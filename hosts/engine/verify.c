@@ -377,6 +377,7 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
   sb_bab_heap_push (bab->heap, root);
   gint64 t0 = g_get_monotonic_time ();
   gint64 budget_end = p->bab_time > 0 ? t0 + (gint64) (p->bab_time * 1e6) : 0;
+  int64_t evaluated_before = bab->evaluated;
   SbResult result = SB_RESULT_UNSAT;
   while (bab->heap->len > 0)
     {
@@ -386,7 +387,10 @@ bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
       gint64 deadline = bab->deadline;
       if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
         deadline = budget_end;
-      if (sb_net_deadline_passed (bab->net, deadline))
+      /* The domain budget is the same count on every process: no lockstep
+       * needed. */
+      if (sb_net_deadline_passed (bab->net, deadline)
+          || (p->bab_domains > 0 && bab->evaluated - evaluated_before >= p->bab_domains))
         {
           result = SB_RESULT_TIMEOUT;
           break;

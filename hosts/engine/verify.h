@@ -33,6 +33,10 @@ typedef struct {
   double bab_time;        /* seconds of branch-and-bound per region, then
                              timeout (<= 0: none): a fixed budget for
                              benchmarks, the root not counted */
+  int bab_domains;        /* domains evaluated in branch-and-bound per
+                             region, then timeout (<= 0: none): a fixed
+                             amount of work for benchmarks, the same on
+                             any machine and at any number of ranks */
   SbBranching branching;
   int fsb_candidates;     /* FSB: candidates evaluated per domain */
   int bab_iterations;     /* alpha/beta steps per BaB batch */
