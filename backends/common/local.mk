@@ -32,8 +32,11 @@ backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)
 noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
+	backends/common/comm_checks.c \
 	backends/common/comm_loopback.c \
 	backends/common/comm_mpi.c \
+	backends/common/comm_nccl_mpi.h \
+	backends/common/comm_nccl_mpi.c \
 	backends/common/comm_nccl.h \
 	backends/common/device_module.h \
 	backends/common/device_module.c \

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/common/comm_nccl_mpi.h"
 #include "backends/common/device_cpu.h"
 #include "backends/common/device_module.h"
 #include "backends/common/rank_checks.h"
@@ -182,7 +183,8 @@ static int nccl_comm_new(void *module, int size, SbDevice *const *devs,
 #endif
 
 /* device=cuda: the CUDA module, each rank's GPU (devices[r mod n], else
- * r mod the GPU count) and, with comm=nccl, its communicator. Touches CUDA
+ * r mod the GPU count) and, with comm=nccl, its communicator (with
+ * comm=mpi, NCCL between the processes). Touches CUDA
  * only here, so a cpu context never initialises it. */
 static int configure_cuda(const char *be, const RankOptions *o,
                           SbRanksConfig *cfg, int *ordinals, char *error,
@@ -226,6 +228,20 @@ static int configure_cuda(const char *be, const RankOptions *o,
                                : (int)(r % count);
   cfg->ops = m->ops;
   cfg->ordinals = ordinals;
+  /* comm=mpi: MPI cannot read GPU memory, so the data goes over NCCL,
+   * bootstrapped by MPI. */
+  if (o->processes) {
+    if (m->comm_new == NULL) {
+      snprintf(error, error_size,
+               "%s: options comm='mpi' and device='cuda' need NCCL between "
+               "the processes' GPUs, which is not available: %s",
+               be, m->comm_missing ? m->comm_missing : "no NCCL in this build");
+      return SB_ERR_UNSUPPORTED;
+    }
+    cfg->process_comm_new = sb_comm_nccl_mpi_new;
+    cfg->comm_arg = (void *)m;
+    return SB_OK;
+  }
   if (!o->nccl)
     return SB_OK;
   if (m->comm_new == NULL) {
@@ -273,8 +289,18 @@ int sb_rank_context_create(const char *be, const char *split_rule,
   int ordinals[SB_RANKS_MAX];
   if (o.cuda &&
       (st = configure_cuda(be, &o, &cfg, ordinals, error, error_size)) !=
-          SB_OK)
-    return st;
+          SB_OK) {
+    if (!o.processes)
+      return st;
+    /* Under mpirun another process may see a GPU and wait for this one:
+     * the refusal is agreed on once MPI is up (reported as "be: rank R:
+     * reason", so without this message's own "be: "). */
+    size_t skip = strlen(be);
+    cfg.refusal = strncmp(error, be, skip) == 0 && error[skip] == ':'
+                      ? error + skip + 2
+                      : error;
+    cfg.refusal_status = st;
+  }
   sb_context *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) {
     snprintf(error, error_size, "%s: out of host memory creating a context",
