@@ -62,12 +62,12 @@ typedef enum sb_log_level {
 } sb_log_level;
 
 /* Capability flags (sb_backend_v1.capabilities). */
-#define SB_CAP_LINEAR   (UINT64_C(1) << 0)
-#define SB_CAP_CONV2D   (UINT64_C(1) << 1)
-#define SB_CAP_AFFINE   (UINT64_C(1) << 2)
-#define SB_CAP_ADD      (UINT64_C(1) << 3)
-#define SB_CAP_RELU     (UINT64_C(1) << 4)
-#define SB_CAP_GPU      (UINT64_C(1) << 5) /* runs on an accelerator */
+#define SB_CAP_LINEAR     (UINT64_C(1) << 0)
+#define SB_CAP_CONV2D     (UINT64_C(1) << 1)
+#define SB_CAP_AFFINE     (UINT64_C(1) << 2)
+#define SB_CAP_ADD        (UINT64_C(1) << 3)
+#define SB_CAP_RELU       (UINT64_C(1) << 4)
+#define SB_CAP_GPU        (UINT64_C(1) << 5) /* runs on an accelerator */
 #define SB_CAP_MULTI_RANK (UINT64_C(1) << 6) /* honours the `ranks` option */
 
 /* Memory categories for the tracked allocator (sb_memory_stats_v1). */
@@ -128,9 +128,9 @@ typedef struct sb_option {
  * the call: the backend copies (or shards) what it keeps. */
 typedef struct sb_layer_desc_v1 {
   uint32_t struct_size;
-  int32_t kind;      /* sb_layer_kind */
-  int64_t in_size;   /* flat size of each input, per batch element */
-  int64_t out_size;  /* flat size of the output, per batch element */
+  int32_t kind;     /* sb_layer_kind */
+  int64_t in_size;  /* flat size of each input, per batch element */
+  int64_t out_size; /* flat size of the output, per batch element */
 
   /* LINEAR: weight [out_size, in_size] row-major; bias [out_size] or NULL.
    * CONV2D: weight [out_c, in_c/groups, kernel_h, kernel_w]; bias [out_c] or
@@ -158,8 +158,8 @@ typedef struct sb_layer_desc_v1 {
  * (rows of A), B = batch, N_in/N_out = flat layer sizes. */
 typedef struct sb_backward_args_v1 {
   uint32_t struct_size;
-  int32_t side;             /* sb_side */
-  const sb_tensor *A_out;   /* [S,B,N_out] coefficients w.r.t. the output */
+  int32_t side;           /* sb_side */
+  const sb_tensor *A_out; /* [S,B,N_out] coefficients w.r.t. the output */
   /* RELU only: pre-activation bounds [B,N] (MUST be given) and optional
    * lower-relaxation slopes alpha [S,B,N] in [0,1]; NULL alpha means the
    * default slope (1 where u > -l, else 0). Other layers: NULL. */
@@ -184,11 +184,11 @@ typedef struct sb_backward_args_v1 {
  * this produces the gradients with respect to A_out and alpha. */
 typedef struct sb_vjp_args_v1 {
   uint32_t struct_size;
-  int32_t side;             /* as in the forward call */
-  const sb_tensor *A_out;   /* [S,B,N_out] as in the forward call */
+  int32_t side;               /* as in the forward call */
+  const sb_tensor *A_out;     /* [S,B,N_out] as in the forward call */
   const sb_tensor *pre_lower; /* RELU: as in the forward call, else NULL */
   const sb_tensor *pre_upper;
-  const sb_tensor *alpha;   /* RELU: as in the forward call (MAY be NULL) */
+  const sb_tensor *alpha; /* RELU: as in the forward call (MAY be NULL) */
   /* [S,B,N_in] gradient w.r.t. A_in[i]; NULL means zero. */
   const sb_tensor *grad_A_in[SB_MAX_LAYER_INPUTS];
   /* [S,B] gradient w.r.t. the bias; NULL means all ones. */
@@ -207,10 +207,10 @@ typedef struct sb_vjp_args_v1 {
 /* One projected Adam step (@since 1.1), in place on a parameter tensor. */
 typedef struct sb_adam_args_v1 {
   uint32_t struct_size;
-  int32_t step;        /* 1 for the first step (bias correction) */
+  int32_t step; /* 1 for the first step (bias correction) */
   float learning_rate;
   float beta1, beta2, epsilon;
-  int32_t maximize;    /* non-zero: ascend the gradient */
+  int32_t maximize;           /* non-zero: ascend the gradient */
   float clamp_min, clamp_max; /* projection after the step */
 } sb_adam_args_v1;
 
@@ -221,9 +221,9 @@ typedef struct sb_memory_stats_v1 {
   uint64_t current_bytes[SB_MEM_CATEGORY_COUNT]; /* resident now */
   uint64_t peak_bytes[SB_MEM_CATEGORY_COUNT];    /* high-water mark */
   uint64_t total_current_bytes;
-  uint64_t total_peak_bytes;    /* high-water mark of the sum */
-  uint64_t baseline_bytes;      /* total when memory_mark_baseline ran */
-  int64_t device_used_bytes;    /* driver's view (cudaMemGetInfo) or -1 */
+  uint64_t total_peak_bytes; /* high-water mark of the sum */
+  uint64_t baseline_bytes;   /* total when memory_mark_baseline ran */
+  int64_t device_used_bytes; /* driver's view (cudaMemGetInfo) or -1 */
   /* @since 1.2: peak resident set size of the operating-system process that
    * runs this rank over its life so far (getrusage ru_maxrss, in bytes),
    * or -1 when unknown; memory_reset_peak does not restart it. Ranks that
@@ -361,7 +361,7 @@ typedef struct sb_backend_v1 {
 } sb_backend_v1;
 
 /* Size of the ABI 1.0 descriptor: the smallest a v1 backend may declare. */
-#define SB_BACKEND_V1_0_SIZE \
+#define SB_BACKEND_V1_0_SIZE                                                   \
   (offsetof(sb_backend_v1, memory_stats) + sizeof(void (*)(void)))
 
 /* The entry point (exported as SB_ENTRY_SYMBOL_V1). Returns SB_OK and sets
@@ -373,15 +373,24 @@ typedef int (*sb_backend_get_v1_fn)(const sb_host_v1 *host,
 /* Human-readable name of a status code; static storage. */
 static inline const char *sb_status_to_string(int status) {
   switch (status) {
-  case SB_OK: return "ok";
-  case SB_ERR_INVALID_ARGUMENT: return "invalid argument";
-  case SB_ERR_OUT_OF_MEMORY: return "out of memory";
-  case SB_ERR_UNSUPPORTED: return "unsupported";
-  case SB_ERR_DEVICE: return "device error";
-  case SB_ERR_COMMUNICATION: return "communication error";
-  case SB_ERR_INTERNAL: return "internal error";
-  case SB_ERR_RANK_FAILED: return "a rank failed";
-  default: return "unknown status";
+  case SB_OK:
+    return "ok";
+  case SB_ERR_INVALID_ARGUMENT:
+    return "invalid argument";
+  case SB_ERR_OUT_OF_MEMORY:
+    return "out of memory";
+  case SB_ERR_UNSUPPORTED:
+    return "unsupported";
+  case SB_ERR_DEVICE:
+    return "device error";
+  case SB_ERR_COMMUNICATION:
+    return "communication error";
+  case SB_ERR_INTERNAL:
+    return "internal error";
+  case SB_ERR_RANK_FAILED:
+    return "a rank failed";
+  default:
+    return "unknown status";
   }
 }
 

@@ -18,8 +18,8 @@ G_BEGIN_DECLS
  * succeeded; FALSE with an error from whichever step refused the input.
  * Aborts on what no input may cause: a failure without an error, an
  * error without a message, a lower bound above its upper bound. */
-gboolean sb_fuzz_load_path (SbSession *session, const guint8 *data, gsize size,
-                            GError **error);
+gboolean sb_fuzz_load_path(SbSession *session, const guint8 *data, gsize size,
+                           GError **error);
 
 G_END_DECLS
 

@@ -77,8 +77,8 @@ static void read_into(const sb_tensor *t, int64_t n, double *out) {
 static void assert_close(const double *got, const double *want, int n,
                          double tol, const char *what) {
   for (int i = 0; i < n; i++)
-    ck_assert_msg(fabs(got[i] - want[i]) <= tol,
-                  "%s[%d]: got %.7g, want %.7g", what, i, got[i], want[i]);
+    ck_assert_msg(fabs(got[i] - want[i]) <= tol, "%s[%d]: got %.7g, want %.7g",
+                  what, i, got[i], want[i]);
 }
 
 static sb_layer_desc_v1 desc_of(int32_t kind, int64_t in, int64_t out) {
@@ -237,8 +237,8 @@ END_TEST
 START_TEST(test_relu_backward_uses_given_alpha) {
   Net221 n = net221();
   /* alpha 1/2 on both: A_z = [.5,.5], bias .5, A_x = [1, 0] -> .5 - 1. */
-  ck_assert_double_eq_tol(
-      net221_crown(&n, SB_SIDE_LOWER, (double[]){0.5, 0.5}), -0.5, 1e-6);
+  ck_assert_double_eq_tol(net221_crown(&n, SB_SIDE_LOWER, (double[]){0.5, 0.5}),
+                          -0.5, 1e-6);
   net221_free(&n);
 }
 END_TEST
@@ -255,9 +255,8 @@ START_TEST(test_relu_backward_relaxation_per_neuron_and_side) {
   OK(be->tensor_write(ctx, A, 0, 10, SB_DTYPE_F64,
                       (double[]){1, 1, 1, 1, 1, -1, -1, -1, -1, -1}));
   const double t = 0.75 + 1 + 2.0 / 3; /* intercepts -l*u/(u-l) */
-  const double want_A[2][10] = {
-      {1, 0, 1, 0, 0, -0.75, -0.5, -1, 0, -1.0 / 3},
-      {0.75, 0.5, 1, 0, 1.0 / 3, -1, 0, -1, 0, 0}};
+  const double want_A[2][10] = {{1, 0, 1, 0, 0, -0.75, -0.5, -1, 0, -1.0 / 3},
+                                {0.75, 0.5, 1, 0, 1.0 / 3, -1, 0, -1, 0, 0}};
   const double want_b[2][2] = {{0, -t}, {t, 0}};
   for (int side = 0; side < 2; side++) {
     double got[10], zero[2] = {0, 0};
@@ -361,10 +360,10 @@ START_TEST(test_conv_stride_padding_matches_hand_computation) {
   backward(c, SB_SIDE_LOWER, A, NULL, NULL, NULL, Ax, 0, bias);
   double rows[36];
   read_into(Ax, 36, rows);
-  const double want[36] = {2, 0, 0, 0, 1, 0, 0, 0, 0, /* (0,0) */
-                           0, 0, 2, 0, -1, 0, 0, 0, 0, /* (0,1) */
-                           0, 0, 0, 0, -1, 0, 2, 0, 0, /* (1,0) */
-                           0, 0, 0, 0, 1, 0, 0, 0, 2}; /* (1,1) */
+  const double want[36] = {2, 0, 0, 0, 1,  0, 0, 0, 0,  /* (0,0) */
+                           0, 0, 2, 0, -1, 0, 0, 0, 0,  /* (0,1) */
+                           0, 0, 0, 0, -1, 0, 2, 0, 0,  /* (1,0) */
+                           0, 0, 0, 0, 1,  0, 0, 0, 2}; /* (1,1) */
   assert_close(rows, want, 36, 1e-6, "conv rows");
   read_into(bias, 4, got);
   assert_close(got, (double[]){0.5, 0.5, 0.5, 0.5}, 4, 1e-6, "bias");
@@ -487,8 +486,8 @@ static float *rand_floats(GRand *g, int64_t n, double scale) {
   return v;
 }
 
-static void ref_conv(const sb_layer_desc_v1 *d, const float *w,
-                     const float *b, const double *x, double *y) {
+static void ref_conv(const sb_layer_desc_v1 *d, const float *w, const float *b,
+                     const double *x, double *y) {
   int64_t cg = d->in_c / d->groups, og = d->out_c / d->groups;
   for (int64_t o = 0; o < d->out_c; o++)
     for (int64_t oh = 0; oh < d->out_h; oh++)
@@ -502,8 +501,8 @@ static void ref_conv(const sb_layer_desc_v1 *d, const float *w,
               int64_t iw = ow * d->stride_w - d->pad_left + j * d->dilation_w;
               if (ih < 0 || ih >= d->in_h || iw < 0 || iw >= d->in_w)
                 continue;
-              s += (double)w[((o * cg + c) * d->kernel_h + i) * d->kernel_w +
-                             j] *
+              s += (double)
+                       w[((o * cg + c) * d->kernel_h + i) * d->kernel_w + j] *
                    x[((g * cg + c) * d->in_h + ih) * d->in_w + iw];
             }
         y[(o * d->out_h + oh) * d->out_w + ow] = s;
@@ -604,15 +603,15 @@ START_TEST(test_conv_backward_is_transpose_of_forward) {
     sb_layer_desc_v1 d = geoms[gi];
     RefLayer l = ref_layer(g, d);
     int64_t nin = d.in_size, nout = d.out_size;
-    double *x = g_new(double, B * nin), *y = g_new(double, B * nout);
-    double *A = g_new(double, S * B * nout), *Ai = g_new(double, S * B * nin);
+    double *x = g_new(double, B *nin), *y = g_new(double, B *nout);
+    double *A = g_new(double, S *B *nout), *Ai = g_new(double, S *B *nin);
     for (int64_t i = 0; i < B * nin; i++)
       x[i] = frand(g, -1, 1);
     for (int64_t i = 0; i < S * B * nout; i++)
       A[i] = frand(g, -1, 1);
     /* The backend's forward agrees with the float64 reference. */
-    sb_tensor *tx = bounds_from(B, nin, x), *ty = tensor(SB_MEM_BOUNDS, 2, B,
-                                                         nout, 0);
+    sb_tensor *tx = bounds_from(B, nin, x),
+              *ty = tensor(SB_MEM_BOUNDS, 2, B, nout, 0);
     const sb_tensor *in[1] = {tx};
     OK(be->layer_forward(ctx, l.layer, in, ty));
     read_into(ty, B * nout, y);
@@ -631,7 +630,7 @@ START_TEST(test_conv_backward_is_transpose_of_forward) {
     OK(be->tensor_write(ctx, tA, 0, S * B * nout, SB_DTYPE_F64, A));
     backward(l.layer, SB_SIDE_LOWER, tA, NULL, NULL, NULL, tAi, 0, bias);
     read_into(tAi, S * B * nin, Ai);
-    double *bv = g_new(double, S * B);
+    double *bv = g_new(double, S *B);
     read_into(bias, S * B, bv);
     /* <A, conv(x)> = <A_in, x> + bias, per row (conv includes its bias). */
     for (int64_t s = 0; s < S; s++)
@@ -689,8 +688,7 @@ static void net_crown(RefNet *net, int64_t B, sb_tensor **lo, sb_tensor **up,
   sb_tensor *out = tensor(SB_MEM_BOUNDS, 2, S, B, 0);
   OK(be->tensor_set_unit_rows(ctx, A, idx));
   for (int i = net->n - 1; i >= 0; i--) {
-    sb_tensor *Ai =
-        tensor(SB_MEM_COEFFICIENTS, 3, S, B, net->l[i].d.in_size);
+    sb_tensor *Ai = tensor(SB_MEM_COEFFICIENTS, 3, S, B, net->l[i].d.in_size);
     /* Garbage in A_in proves the overwrite (accumulate = 0). */
     double junk = 1e6;
     OK(be->tensor_write(ctx, Ai, 0, 1, SB_DTYPE_F64, &junk));
@@ -719,10 +717,9 @@ static void net_eval(RefNet *net, const double *x, double *y) {
   memcpy(y, buf[cur], net->l[net->n - 1].d.out_size * sizeof(double));
 }
 
-static void check_soundness(RefNet *net, GRand *g, int64_t B,
-                            int max_corners) {
+static void check_soundness(RefNet *net, GRand *g, int64_t B, int max_corners) {
   int64_t nin = net->l[0].d.in_size, S = net->l[net->n - 1].d.out_size;
-  double *xl = g_new(double, B * nin), *xu = g_new(double, B * nin);
+  double *xl = g_new(double, B *nin), *xu = g_new(double, B *nin);
   for (int64_t i = 0; i < B * nin; i++) {
     double c = frand(g, -1, 1), r = frand(g, 0.05, 0.4);
     xl[i] = c - r, xu[i] = c + r;
@@ -731,8 +728,8 @@ static void check_soundness(RefNet *net, GRand *g, int64_t B,
   lo[0] = bounds_from(B, nin, xl);
   up[0] = bounds_from(B, nin, xu);
   net_ibp(net, B, lo, up);
-  double *il = g_new(double, B * S), *iu = g_new(double, B * S);
-  double *cl = g_new(double, S * B), *cu = g_new(double, S * B);
+  double *il = g_new(double, B *S), *iu = g_new(double, B *S);
+  double *cl = g_new(double, S *B), *cu = g_new(double, S *B);
   read_into(lo[net->n], B * S, il);
   read_into(up[net->n], B * S, iu);
   net_crown(net, B, lo, up, SB_SIDE_LOWER, cl);
@@ -748,7 +745,7 @@ static void check_soundness(RefNet *net, GRand *g, int64_t B,
         if (t < corners)
           /* all corners when there are few, else random ones */
           x[i] = (corners == ((int64_t)1 << nin) ? (t >> i) & 1
-                                                  : g_rand_boolean(g))
+                                                 : g_rand_boolean(g))
                      ? u
                      : l;
         else
@@ -757,15 +754,14 @@ static void check_soundness(RefNet *net, GRand *g, int64_t B,
       net_eval(net, x, y);
       for (int64_t s = 0; s < S; s++) {
         double tol = 1e-4 * (1 + fabs(y[s]));
-        ck_assert_msg(y[s] >= il[b * S + s] - tol && y[s] <= iu[b * S + s] + tol,
-                      "IBP [%g, %g] misses y[%lld] = %g (batch %lld)",
-                      il[b * S + s], iu[b * S + s], (long long)s, y[s],
-                      (long long)b);
-        ck_assert_msg(y[s] >= cl[s * B + b] - tol &&
-                          y[s] <= cu[s * B + b] + tol,
-                      "CROWN [%g, %g] misses y[%lld] = %g (batch %lld)",
-                      cl[s * B + b], cu[s * B + b], (long long)s, y[s],
-                      (long long)b);
+        ck_assert_msg(
+            y[s] >= il[b * S + s] - tol && y[s] <= iu[b * S + s] + tol,
+            "IBP [%g, %g] misses y[%lld] = %g (batch %lld)", il[b * S + s],
+            iu[b * S + s], (long long)s, y[s], (long long)b);
+        ck_assert_msg(
+            y[s] >= cl[s * B + b] - tol && y[s] <= cu[s * B + b] + tol,
+            "CROWN [%g, %g] misses y[%lld] = %g (batch %lld)", cl[s * B + b],
+            cu[s * B + b], (long long)s, y[s], (long long)b);
       }
     }
   for (int i = 0; i <= net->n; i++)
@@ -779,11 +775,11 @@ START_TEST(test_random_mlp_bounds_contain_samples) {
   RefNet net = {0};
   const int64_t sizes[] = {4, 12, 9, 3};
   for (int i = 0; i < 3; i++) {
-    net.l[net.n++] = ref_layer(g, desc_of(SB_LAYER_LINEAR, sizes[i],
-                                          sizes[i + 1]));
+    net.l[net.n++] =
+        ref_layer(g, desc_of(SB_LAYER_LINEAR, sizes[i], sizes[i + 1]));
     if (i < 2)
-      net.l[net.n++] = ref_layer(g, desc_of(SB_LAYER_RELU, sizes[i + 1],
-                                            sizes[i + 1]));
+      net.l[net.n++] =
+          ref_layer(g, desc_of(SB_LAYER_RELU, sizes[i + 1], sizes[i + 1]));
   }
   check_soundness(&net, g, 2, 1 << 4);
   for (int i = 0; i < net.n; i++)
@@ -851,8 +847,7 @@ START_TEST(test_unit_rows_set_one_per_spec_and_batch) {
   OK(be->tensor_set_unit_rows(ctx, A, idx));
   double got[12];
   read_into(A, 12, got);
-  assert_close(got, (double[]){0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0}, 12, 0,
-               "A");
+  assert_close(got, (double[]){0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0}, 12, 0, "A");
   const int64_t bad[2] = {0, 3};
   ck_assert_int_eq(be->tensor_set_unit_rows(ctx, A, bad),
                    SB_ERR_INVALID_ARGUMENT);
@@ -1202,7 +1197,7 @@ static double ref_loss(const RefStep *c, const double *A, const double *alpha,
                        double *const *G, const double *g) {
   const int64_t R = c->S * c->B, NI = c->l->d.in_size;
   int n_in = c->l->d.kind == SB_LAYER_ADD ? 2 : 1;
-  double *ai[2] = {g_new0(double, R * NI), g_new0(double, R * NI)};
+  double *ai[2] = {g_new0(double, R *NI), g_new0(double, R *NI)};
   double *bias = g_new0(double, R);
   ref_step(c, A, alpha, ai, bias);
   double L = 0;
@@ -1241,18 +1236,18 @@ static void assert_grad(const double *got, const double *want, int64_t n,
  * overwrite; NULL grad_bias, i.e. ones, accumulated onto ones) and
  * compares with finite differences of ref_loss. alpha_mode: 0 no alpha
  * tensor (the default slopes), 1 a random alpha. */
-static void check_layer_vjp(GRand *rng, const RefLayer *l, int side,
-                            int64_t S, int64_t B, int alpha_mode) {
+static void check_layer_vjp(GRand *rng, const RefLayer *l, int side, int64_t S,
+                            int64_t B, int alpha_mode) {
   const sb_layer_desc_v1 *d = &l->d;
   const int64_t R = S * B, NO = d->out_size, NI = d->in_size;
   const int relu = d->kind == SB_LAYER_RELU;
   const int n_in = d->kind == SB_LAYER_ADD ? 2 : 1;
   RefStep c = {l, side, S, B, NULL, NULL};
-  double *pl = NULL, *pu = NULL, *alpha = g_new0(double, R * NO);
+  double *pl = NULL, *pu = NULL, *alpha = g_new0(double, R *NO);
   sb_tensor *tpl = NULL, *tpu = NULL, *talpha = NULL, *tga = NULL;
   if (relu) {
     /* Cycle through active, inactive, unstable with u > -l and u < -l. */
-    pl = g_new(double, B * NO), pu = g_new(double, B * NO);
+    pl = g_new(double, B *NO), pu = g_new(double, B *NO);
     for (int64_t k = 0; k < B * NO; k++) {
       double lo[] = {0.2, -1.0, -0.5, -1.2}, hi[] = {1.0, -0.1, 1.3, 0.4};
       pl[k] = lo[k % 4] + frand(rng, -0.05, 0.05);
@@ -1282,7 +1277,7 @@ static void check_layer_vjp(GRand *rng, const RefLayer *l, int side,
   sb_tensor *tg = tensor(SB_MEM_COEFFICIENTS, 2, S, B, 0);
   OK(be->tensor_write(ctx, tg, 0, R, SB_DTYPE_F64, gb));
   sb_tensor *tgA = coef_from(SB_MEM_COEFFICIENTS, S, B, NO, NULL);
-  double *got = g_new(double, R * NO), *want = g_new(double, R * NO);
+  double *got = g_new(double, R *NO), *want = g_new(double, R *NO);
   for (int pass = 0; pass < 2; pass++) {
     const double *g = pass == 0 ? gb : ones;
     sb_vjp_args_v1 a;
@@ -1348,8 +1343,8 @@ static void assert_linear_backward_dense(const sb_tensor *A, const float *w,
                                          const sb_tensor *Ai, int64_t R,
                                          int64_t OUT, int64_t IN,
                                          const char *what) {
-  float *a = g_new(float, R * OUT), *got = g_new(float, R * IN);
-  double *want = g_new(double, R * IN), *scale = g_new(double, R * IN);
+  float *a = g_new(float, R *OUT), *got = g_new(float, R *IN);
+  double *want = g_new(double, R *IN), *scale = g_new(double, R *IN);
   OK(be->tensor_read(ctx, A, 0, R * OUT, SB_DTYPE_F32, a));
   OK(be->tensor_read(ctx, Ai, 0, R * IN, SB_DTYPE_F32, got));
   ref_linear_backward(a, w, R, OUT, IN, want, scale);
@@ -1386,7 +1381,7 @@ START_TEST(test_linear_backward_after_inactive_relu_equals_dense) {
       pu[k * OUT + n] = n < 40 ? (n % 3 ? -0.1 : 0.0) : 1.0;
     }
   sb_tensor *lo = bounds_from(B, OUT, pl), *up = bounds_from(B, OUT, pu);
-  double *a0 = g_new(double, R * OUT);
+  double *a0 = g_new(double, R *OUT);
   for (int64_t i = 0; i < R * OUT; i++)
     a0[i] = frand(g, -1.0, 1.0);
   sb_tensor *A = coef_from(SB_MEM_COEFFICIENTS, S, B, OUT, a0);
@@ -1434,7 +1429,7 @@ END_TEST
  * when accumulating. */
 START_TEST(test_linear_backward_of_all_zero_columns_overwrites_or_keeps) {
   enum { S = 3, B = 1, IN = 5, OUT = 4 };
-  const float w[OUT * IN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+  const float w[OUT * IN] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
                              11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
   sb_layer *lin = linear(IN, OUT, w, NULL), *re = relu(OUT);
   sb_tensor *lo = bounds_from(B, OUT, (double[]){-2, -1, -3, -1});
@@ -1469,8 +1464,8 @@ START_TEST(test_linear_backward_of_all_zero_columns_overwrites_or_keeps) {
 END_TEST
 
 static sb_tensor *linear_vjp(const sb_layer *l, const sb_tensor *A,
-                              const sb_tensor *G, const sb_tensor *g,
-                              sb_tensor *gA) {
+                             const sb_tensor *G, const sb_tensor *g,
+                             sb_tensor *gA) {
   sb_vjp_args_v1 v;
   memset(&v, 0, sizeof v);
   v.struct_size = sizeof v;
@@ -1493,7 +1488,7 @@ START_TEST(test_linear_vjp_with_zero_columns_equals_dense) {
   GRand *g = g_rand_new_with_seed(31);
   float *w = rand_floats(g, OUT * IN, 1.0), *b = rand_floats(g, OUT, 1.0);
   sb_layer *lin = linear(IN, OUT, w, b);
-  double *G0 = g_new(double, R * IN), *g0 = g_new(double, R);
+  double *G0 = g_new(double, R *IN), *g0 = g_new(double, R);
   for (int64_t r = 0; r < R; r++) {
     g0[r] = frand(g, -1.0, 1.0);
     for (int64_t j = 0; j < IN; j++) {
@@ -1509,7 +1504,7 @@ START_TEST(test_linear_vjp_with_zero_columns_equals_dense) {
   uint64_t ws0 = workspace_peak();
   linear_vjp(lin, A, G, gt, gA);
   ck_assert_uint_gt(workspace_peak(), ws0);
-  float *got = g_new(float, R * OUT);
+  float *got = g_new(float, R *OUT);
   OK(be->tensor_read(ctx, gA, 0, R * OUT, SB_DTYPE_F32, got));
   for (int64_t r = 0; r < R; r++)
     for (int64_t o = 0; o < OUT; o++) {
@@ -1576,8 +1571,7 @@ END_TEST
 START_TEST(test_relu_vjp_matches_finite_differences_per_side_and_alpha) {
   GRand *g = g_rand_new_with_seed(14 + _i);
   RefLayer l = ref_layer(g, desc_of(SB_LAYER_RELU, 8, 8));
-  check_layer_vjp(g, &l, _i < 2 ? SB_SIDE_LOWER : SB_SIDE_UPPER, 3, 2,
-                  _i % 2);
+  check_layer_vjp(g, &l, _i < 2 ? SB_SIDE_LOWER : SB_SIDE_UPPER, 3, 2, _i % 2);
   ref_layer_free(&l);
   g_rand_free(g);
 }
@@ -1587,7 +1581,7 @@ START_TEST(test_concretize_vjp_matches_finite_differences) {
   GRand *rng = g_rand_new_with_seed(21);
   const int64_t S = 3, B = 2, N = 5, R = S * B;
   double *A = rand_away_from_zero(rng, R * N);
-  double *xl = rand_doubles(rng, B * N, -1, 0), *xu = g_new(double, B * N);
+  double *xl = rand_doubles(rng, B * N, -1, 0), *xu = g_new(double, B *N);
   for (int64_t k = 0; k < B * N; k++)
     xu[k] = xl[k] + frand(rng, 0.1, 1);
   double *gout = rand_doubles(rng, R, -1, 1);
@@ -1757,31 +1751,26 @@ START_TEST(test_vjp_rejects_bad_arguments_with_messages) {
   a.A_out = A, a.grad_A_in[0] = G, a.grad_A_out = out;
   OK(be->layer_backward_vjp(ctx, l, &a));
   a.grad_A_out = wrong;
-  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
-                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a), SB_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "grad_A_out"));
   a.grad_A_out = out, a.grad_alpha = out;
-  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
-                   SB_ERR_INVALID_ARGUMENT);
-  ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "only meaningful for a relu"));
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a), SB_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(
+      strstr(be->last_error(ctx), "only meaningful for a relu"));
   a.grad_alpha = NULL, a.side = 7;
-  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
-                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a), SB_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "side 7"));
   a.side = 0, a.struct_size = 8;
-  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a),
-                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, l, &a), SB_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "struct_size"));
   sb_layer *r = relu(2);
   a.struct_size = sizeof a;
   a.grad_A_in[0] = out, a.grad_A_out = wrong;
-  ck_assert_int_eq(be->layer_backward_vjp(ctx, r, &a),
-                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->layer_backward_vjp(ctx, r, &a), SB_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(be->concretize_vjp(ctx, A, NULL, NULL, 0, NULL, out),
                    SB_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "x_lower"));
-  ck_assert_int_eq(be->beta_vjp(ctx, A, G, 0, out, 0),
-                   SB_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(be->beta_vjp(ctx, A, G, 0, out, 0), SB_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "sign"));
   be->layer_free(ctx, l), be->layer_free(ctx, r);
   be->tensor_free(ctx, A), be->tensor_free(ctx, G);
@@ -1817,9 +1806,11 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_unit_rows_set_one_per_spec_and_batch);
   tcase_add_test(abi, test_linear_backward_from_unit_rows_equals_gemm_bitwise);
   tcase_add_test(abi, test_linear_backward_after_inactive_relu_equals_dense);
-  tcase_add_test(abi, test_linear_backward_of_all_zero_columns_overwrites_or_keeps);
+  tcase_add_test(abi,
+                 test_linear_backward_of_all_zero_columns_overwrites_or_keeps);
   tcase_add_test(abi, test_tensor_write_read_f64_at_offset);
-  tcase_add_test(abi, test_tensor_create_out_of_memory_names_bytes_and_category);
+  tcase_add_test(abi,
+                 test_tensor_create_out_of_memory_names_bytes_and_category);
   tcase_add_test(abi, test_context_rejects_unknown_option_by_name);
   tcase_add_test(abi, test_memory_stats_track_weights_peak_and_baseline);
   tcase_add_test(abi, test_bad_layers_and_shapes_are_rejected_with_messages);
@@ -1829,11 +1820,11 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_checked_fixture(vjp, setup, teardown);
   tcase_add_test(vjp, test_linear_vjp_matches_finite_differences);
   tcase_add_test(vjp, test_linear_vjp_with_zero_columns_equals_dense);
-  tcase_add_test(vjp, test_conv_vjp_matches_finite_differences_for_every_geometry);
+  tcase_add_test(vjp,
+                 test_conv_vjp_matches_finite_differences_for_every_geometry);
   tcase_add_test(vjp, test_affine_and_add_vjp_match_finite_differences);
-  tcase_add_loop_test(vjp,
-                      test_relu_vjp_matches_finite_differences_per_side_and_alpha,
-                      0, 4);
+  tcase_add_loop_test(
+      vjp, test_relu_vjp_matches_finite_differences_per_side_and_alpha, 0, 4);
   tcase_add_test(vjp, test_concretize_vjp_matches_finite_differences);
   tcase_add_test(vjp, test_beta_apply_and_vjp_match_definition_and_differences);
   tcase_add_test(vjp, test_adam_step_matches_hand_computation_with_projection);

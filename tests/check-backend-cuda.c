@@ -33,8 +33,8 @@ static const char *backend_dir(void) {
 }
 
 /* dlopen + entry symbol; on failure a message in why and NULL. */
-static const sb_backend_v1 *load_backend(const char *name, void **so,
-                                         char *why, size_t why_size) {
+static const sb_backend_v1 *load_backend(const char *name, void **so, char *why,
+                                         size_t why_size) {
   char path[4096];
   snprintf(path, sizeof path, "%s/shardbound-backend-%s.so", backend_dir(),
            name);
@@ -47,7 +47,8 @@ static const sb_backend_v1 *load_backend(const char *name, void **so,
       (sb_backend_get_v1_fn)dlsym(*so, SB_ENTRY_SYMBOL_V1);
   const sb_backend_v1 *be = NULL;
   if (get == NULL || get(NULL, &be) != SB_OK || be == NULL) {
-    snprintf(why, why_size, "%.900s has no usable %s", path, SB_ENTRY_SYMBOL_V1);
+    snprintf(why, why_size, "%.900s has no usable %s", path,
+             SB_ENTRY_SYMBOL_V1);
     return NULL;
   }
   return be;
@@ -114,8 +115,8 @@ static Pair pair_new(int32_t category, int32_t ndim, const int64_t *shape,
   for (int d = 0; d < ndim; d++)
     p.numel *= shape[d];
   for (int i = 0; i < 2; i++) {
-    OK(i, side[i].be->tensor_create(side[i].ctx, category, ndim, shape,
-                                    &p.t[i]));
+    OK(i,
+       side[i].be->tensor_create(side[i].ctx, category, ndim, shape, &p.t[i]));
     if (data)
       OK(i, side[i].be->tensor_write(side[i].ctx, p.t[i], 0, p.numel,
                                      SB_DTYPE_F32, data));
@@ -202,13 +203,13 @@ static sb_layer_desc_v1 desc_of(int32_t kind, int64_t in_size,
 static void check_forward_ibp(const LayerPair *lp, int64_t B, double rtol) {
   const int64_t in_shape[2] = {B, lp->in_size};
   const int64_t out_shape[2] = {B, lp->out_size};
-  Pair x[SB_MAX_LAYER_INPUTS], lo[SB_MAX_LAYER_INPUTS],
-      up[SB_MAX_LAYER_INPUTS];
+  Pair x[SB_MAX_LAYER_INPUTS], lo[SB_MAX_LAYER_INPUTS], up[SB_MAX_LAYER_INPUTS];
   for (int k = 0; k < lp->n_inputs; k++) {
     int64_t n = B * lp->in_size;
     float *c = random_floats(n, -1.0f, 1.0f);
     float *r = random_floats(n, 0.0f, 0.5f);
-    float *l = malloc((size_t)n * sizeof *l), *u = malloc((size_t)n * sizeof *u);
+    float *l = malloc((size_t)n * sizeof *l),
+          *u = malloc((size_t)n * sizeof *u);
     for (int64_t j = 0; j < n; j++) {
       l[j] = c[j] - r[j];
       u[j] = c[j] + r[j];
@@ -233,8 +234,8 @@ static void check_forward_ibp(const LayerPair *lp, int64_t B, double rtol) {
       ui[k] = up[k].t[i];
     }
     OK(i, side[i].be->layer_forward(side[i].ctx, lp->l[i], xi, y.t[i]));
-    OK(i, side[i].be->layer_ibp(side[i].ctx, lp->l[i], li, ui, yl.t[i],
-                                yu.t[i]));
+    OK(i,
+       side[i].be->layer_ibp(side[i].ctx, lp->l[i], li, ui, yl.t[i], yu.t[i]));
   }
   pair_expect_close(&y, rtol, "forward");
   pair_expect_close(&yl, rtol, "ibp lower");
@@ -263,8 +264,7 @@ static void check_backward(const LayerPair *lp, int64_t S, int64_t B,
       Pair bias = pair_random(SB_MEM_COEFFICIENTS, 2, bias_shape, -1.0f, 1.0f);
       Pair A_in[SB_MAX_LAYER_INPUTS];
       for (int k = 0; k < lp->n_inputs; k++)
-        A_in[k] =
-            pair_random(SB_MEM_COEFFICIENTS, 3, a_in_shape, -1.0f, 1.0f);
+        A_in[k] = pair_random(SB_MEM_COEFFICIENTS, 3, a_in_shape, -1.0f, 1.0f);
       for (int i = 0; i < 2; i++) {
         sb_backward_args_v1 args;
         memset(&args, 0, sizeof args);
@@ -595,26 +595,24 @@ START_TEST(test_cuda_alpha_beta_operations_match_cpu) {
                                        sd, sd ? NULL : g.t[i], out.t[i]));
     pair_expect_close(&out, 1e-6, "concretize_vjp");
     for (int i = 0; i < 2; i++)
-      OK(i, side[i].be->beta_vjp(side[i].ctx, A.t[i], sign.t[i], sd,
-                                 out.t[i], sd));
+      OK(i, side[i].be->beta_vjp(side[i].ctx, A.t[i], sign.t[i], sd, out.t[i],
+                                 sd));
     pair_expect_close(&out, 1e-6, "beta_vjp");
     for (int i = 0; i < 2; i++)
-      OK(i, side[i].be->beta_apply(side[i].ctx, A.t[i], out.t[i], sign.t[i],
-                                   sd));
+      OK(i,
+         side[i].be->beta_apply(side[i].ctx, A.t[i], out.t[i], sign.t[i], sd));
     pair_expect_close(&A, 1e-6, "beta_apply");
   }
   for (int i = 0; i < 2; i++)
-    OK(i, side[i].be->relu_init_alpha(side[i].ctx, lo.t[i], up.t[i],
-                                      al.t[i]));
+    OK(i, side[i].be->relu_init_alpha(side[i].ctx, lo.t[i], up.t[i], al.t[i]));
   pair_expect_close(&al, 0, "relu_init_alpha");
   Pair m = pair_new(SB_MEM_ALPHA, 3, cshape, NULL);
   Pair v = pair_new(SB_MEM_ALPHA, 3, cshape, NULL);
-  sb_adam_args_v1 ad = {sizeof ad, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 1, 0.0f,
-                        1.0f};
+  sb_adam_args_v1 ad = {sizeof ad, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 1, 0.0f, 1.0f};
   for (ad.step = 1; ad.step <= 3; ad.step++)
     for (int i = 0; i < 2; i++)
-      OK(i, side[i].be->adam_step(side[i].ctx, al.t[i], A.t[i], m.t[i],
-                                  v.t[i], &ad));
+      OK(i, side[i].be->adam_step(side[i].ctx, al.t[i], A.t[i], m.t[i], v.t[i],
+                                  &ad));
   pair_expect_close(&al, 1e-5, "adam_step param");
   pair_expect_close(&m, 1e-5, "adam_step m");
   pair_expect_close(&v, 1e-5, "adam_step v");
@@ -658,7 +656,9 @@ static void check_concretize(int64_t S, int64_t B, int64_t N, double rtol) {
   pair_free(&up);
 }
 
-START_TEST(test_cuda_concretize_matches_cpu) { check_concretize(5, 3, 20, 1e-5); }
+START_TEST(test_cuda_concretize_matches_cpu) {
+  check_concretize(5, 3, 20, 1e-5);
+}
 END_TEST
 
 START_TEST(test_cuda_concretize_long_rows_match_cpu) {
@@ -711,8 +711,8 @@ START_TEST(test_cuda_reports_out_of_memory_for_huge_layer) {
   /* The weights are never read: the allocation fails first. A host buffer
    * this large cannot exist, so the pointer is only a placeholder. */
   static const float w[1] = {1.0f};
-  sb_layer_desc_v1 d = desc_of(SB_LAYER_LINEAR, INT64_C(1) << 20,
-                               INT64_C(1) << 20);
+  sb_layer_desc_v1 d =
+      desc_of(SB_LAYER_LINEAR, INT64_C(1) << 20, INT64_C(1) << 20);
   d.weight = w;
   sb_layer *l = NULL;
   int st = g->be->layer_create(g->ctx, &d, &l);

@@ -111,8 +111,8 @@ START_TEST(test_mpi_reduce_scatter_sums_in_rank_order) {
   for (int64_t i = 0; i < j.counts[me]; i++) {
     float want = sum_in_rank_order(P, at + i);
     ck_assert_msg(memcmp(&j.out[i], &want, sizeof want) == 0,
-                  "rank %d element %lld: %g != %g", me, (long long)i,
-                  j.out[i], want);
+                  "rank %d element %lld: %g != %g", me, (long long)i, j.out[i],
+                  want);
   }
   sb_ranks_destroy(p);
 }
@@ -131,8 +131,7 @@ START_TEST(test_mpi_all_reduce_gives_every_process_the_same_bits) {
   Job j = {0};
   j.total = 11;
   char err[256];
-  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err),
-                   SB_OK);
+  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err), SB_OK);
   for (int64_t i = 0; i < j.total; i++) {
     float want = sum_in_rank_order(P, i);
     ck_assert(memcmp(&j.out[i], &want, sizeof want) == 0);
@@ -160,9 +159,9 @@ static int host_fn(SbRank *r, SbComm *c, void *arg) {
   for (int q = 0; q < r->index; q++)
     at += j->bytes[q];
   memset(j->blocks + at, 'a' + r->index, (size_t)j->bytes[r->index]);
-  return st == SB_OK ? c->ops->all_gather_host(c, r->index, &r->x, j->blocks,
-                                               j->bytes)
-                     : st;
+  return st == SB_OK
+             ? c->ops->all_gather_host(c, r->index, &r->x, j->blocks, j->bytes)
+             : st;
 }
 
 START_TEST(test_mpi_host_collectives_share_process_0_and_every_block) {
@@ -242,8 +241,8 @@ END_TEST
 /* ---- comm_nccl_mpi over a stand-in device module ---------------------- */
 
 static struct {
-  int joins;         /* comm_new calls on this process */
-  int fail_join;     /* the rank whose comm_new fails, or -1 */
+  int joins;     /* comm_new calls on this process */
+  int fail_join; /* the rank whose comm_new fails, or -1 */
   int first_rank, n_local, size;
   unsigned char id[SB_COMM_ID_BYTES]; /* the id this process joined with */
 } stand_in;
@@ -259,9 +258,8 @@ static int stand_in_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
   return SB_OK;
 }
 
-static int stand_in_comm_new(const unsigned char *id, int size,
-                             int first_rank, int n_local,
-                             SbDevice *const *devs, SbComm **out,
+static int stand_in_comm_new(const unsigned char *id, int size, int first_rank,
+                             int n_local, SbDevice *const *devs, SbComm **out,
                              char *error, size_t error_size) {
   (void)devs;
   stand_in.joins++;
@@ -275,8 +273,7 @@ static int stand_in_comm_new(const unsigned char *id, int size,
   if (st == SB_OK && first_rank == stand_in.fail_join) {
     (*out)->ops->destroy(*out);
     *out = NULL;
-    snprintf(error, error_size, "stand-in join refused on rank %d",
-             first_rank);
+    snprintf(error, error_size, "stand-in join refused on rank %d", first_rank);
     return SB_ERR_COMMUNICATION;
   }
   return st;
@@ -339,8 +336,7 @@ START_TEST(test_nccl_mpi_every_process_joins_with_rank_0s_id) {
   /* Data collectives go through it, host ones through MPI. */
   Job j = {0};
   j.total = 11;
-  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err),
-                   SB_OK);
+  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err), SB_OK);
   for (int64_t i = 0; i < j.total; i++) {
     float want = sum_in_rank_order(P, i);
     ck_assert(memcmp(&j.out[i], &want, sizeof want) == 0);

@@ -175,8 +175,7 @@ START_TEST(test_broadcast_copies_the_root_buffer) {
     BcastJob j;
     j.root = P - 1;
     char err[256];
-    ck_assert_int_eq(sb_ranks_run(p, broadcast_fn, &j, err, sizeof err),
-                     SB_OK);
+    ck_assert_int_eq(sb_ranks_run(p, broadcast_fn, &j, err, sizeof err), SB_OK);
     for (int q = 0; q < P; q++)
       for (int i = 0; i < 5; i++)
         ck_assert_float_eq(j.buf[q][i], value(P - 1, i));
@@ -365,8 +364,7 @@ static int enqueue(SbDevice *dev, int kind, float *dst, const float *a,
   return SB_OK;
 }
 
-static int lazy_copy(SbDevice *dev, void *dst, const void *src,
-                     size_t bytes) {
+static int lazy_copy(SbDevice *dev, void *dst, const void *src, size_t bytes) {
   return enqueue(dev, 0, dst, src, NULL, bytes / sizeof(float));
 }
 
@@ -417,8 +415,8 @@ static int lazy_fn(SbRank *r, SbComm *c, void *arg) {
   SbExec *x = &r->x;
   int st = x->ops->copy(x->dev, j->send[q], host, j->total * sizeof(float));
   if (st == SB_OK)
-    st = c->ops->reduce_scatter(c, q, x, j->send[q], j->counts,
-                                j->scattered[q]);
+    st =
+        c->ops->reduce_scatter(c, q, x, j->send[q], j->counts, j->scattered[q]);
   if (st == SB_OK)
     st = x->ops->copy(x->dev, j->reduced[q], host, j->total * sizeof(float));
   if (st == SB_OK)
@@ -440,8 +438,7 @@ START_TEST(test_loopback_waits_for_queued_devices_and_stages_peer_blocks) {
     SbRanksConfig cfg = {P, &lazy_ops, -1, -1};
     SbRanks *p = NULL;
     char err[256];
-    ck_assert_msg(sb_ranks_new(&cfg, &p, err, sizeof err) == SB_OK, "%s",
-                  err);
+    ck_assert_msg(sb_ranks_new(&cfg, &p, err, sizeof err) == SB_OK, "%s", err);
     LazyJob j;
     uneven_counts(P, j.counts, &j.total);
     for (int q = 0; q < P; q++) {
@@ -458,8 +455,8 @@ START_TEST(test_loopback_waits_for_queued_devices_and_stages_peer_blocks) {
       for (int64_t i = 0; i < j.counts[q]; i++) {
         float want = sum_in_rank_order(P, at + i);
         ck_assert_msg(memcmp(&j.scattered[q][i], &want, sizeof want) == 0,
-                      "P=%d reduce_scatter rank %d element %lld: %g != %g",
-                      P, q, (long long)i, j.scattered[q][i], want);
+                      "P=%d reduce_scatter rank %d element %lld: %g != %g", P,
+                      q, (long long)i, j.scattered[q][i], want);
         ck_assert_float_eq(j.gathered[0][at + i], order_sensitive(q, i));
       }
       at += j.counts[q];
@@ -499,11 +496,13 @@ int main(void) {
   tcase_add_test(tc, test_reduce_scatter_sums_in_rank_order);
   tcase_add_test(tc, test_all_reduce_in_place_is_identical_on_every_rank);
   tcase_add_test(tc, test_broadcast_copies_the_root_buffer);
-  tcase_add_test(tc, test_collective_fails_on_every_rank_when_one_rank_is_wrong);
+  tcase_add_test(tc,
+                 test_collective_fails_on_every_rank_when_one_rank_is_wrong);
   tcase_add_test(tc, test_run_names_the_failing_rank_and_nobody_hangs);
   tcase_add_test(tc, test_injected_fault_fails_the_chosen_call_only);
   tcase_add_test(tc, test_pool_refuses_a_bad_rank_count);
-  tcase_add_test(tc, test_loopback_waits_for_queued_devices_and_stages_peer_blocks);
+  tcase_add_test(tc,
+                 test_loopback_waits_for_queued_devices_and_stages_peer_blocks);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

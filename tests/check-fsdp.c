@@ -37,11 +37,11 @@ static void compare_net(const Net *net, unsigned seed) {
     for (int k = 1; k < net->n; k++) {
       char what[32];
       snprintf(what, sizeof what, "IBP lower of node %d", k);
-      same_bits(&cpu.c, cpu.lo[k], &fs.c, fs.lo[k], BATCH * net->size[k],
-                what, P);
+      same_bits(&cpu.c, cpu.lo[k], &fs.c, fs.lo[k], BATCH * net->size[k], what,
+                P);
       snprintf(what, sizeof what, "IBP upper of node %d", k);
-      same_bits(&cpu.c, cpu.hi[k], &fs.c, fs.hi[k], BATCH * net->size[k],
-                what, P);
+      same_bits(&cpu.c, cpu.hi[k], &fs.c, fs.hi[k], BATCH * net->size[k], what,
+                P);
     }
     backward_compare(&cpu, &fs, net, BATCH, SB_SIDE_LOWER, 0, same_bits, P);
     backward_compare(&cpu, &fs, net, BATCH, SB_SIDE_UPPER, 0, same_bits, P);
@@ -73,12 +73,12 @@ START_TEST(test_conv_net_bounds_equal_cpu_bit_for_bit) {
   Net net;
   rng_state = 12;
   net_init(&net, 3 * 7 * 7);
-  int a = net_conv(&net, 0, 3, 7, 7, 6, 3, 2, 1, 1);   /* 6x4x4 */
+  int a = net_conv(&net, 0, 3, 7, 7, 6, 3, 2, 1, 1); /* 6x4x4 */
   a = net_affine(&net, a, 6);
   a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_conv(&net, a, 6, 4, 4, 9, 3, 1, 1, 3);       /* groups 3: 9x4x4 */
+  a = net_conv(&net, a, 6, 4, 4, 9, 3, 1, 1, 3); /* groups 3: 9x4x4 */
   a = net_simple(&net, SB_LAYER_RELU, a);
-  a = net_conv(&net, a, 9, 4, 4, 5, 2, 1, 0, 1);       /* 5x3x3 */
+  a = net_conv(&net, a, 9, 4, 4, 5, 2, 1, 0, 1); /* 5x3x3 */
   a = net_simple(&net, SB_LAYER_RELU, a);
   net_linear(&net, a, 7);
   compare_net(&net, 202);
@@ -113,8 +113,11 @@ START_TEST(test_large_linear_backward_equals_cpu_bit_for_bit) {
   rng_state = 77;
   float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
   float *A0 = rand_vec(S * B * OUT, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = IN,
+                        .out_size = OUT,
+                        .weight = w,
                         .bias = bias};
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   for (int P = 1; P <= 4; P++) {
@@ -129,8 +132,10 @@ START_TEST(test_large_linear_backward_equals_cpu_bit_for_bit) {
       Ai[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, NULL);
       bt[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
       sb_backward_args_v1 a = {.struct_size = sizeof a,
-                               .side = SB_SIDE_LOWER, .A_out = A[i],
-                               .A_in = {Ai[i]}, .bias = bt[i]};
+                               .side = SB_SIDE_LOWER,
+                               .A_out = A[i],
+                               .A_in = {Ai[i]},
+                               .bias = bt[i]};
       ok(c, c->d->layer_backward(c->ctx, l[i], &a), "layer_backward");
     }
     same_bits(&cpu, Ai[0], &fs, Ai[1], S * B * IN, "A_in", P);
@@ -156,8 +161,11 @@ START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
   const int64_t OUT = 1000, IN = 999;
   rng_state = 5;
   float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = IN,
+                        .out_size = OUT,
+                        .weight = w,
                         .bias = bias};
   for (int P = 1; P <= 4; P++) {
     Ctx c = open_ranks(&fsdp_b, P);
@@ -182,8 +190,11 @@ START_TEST(test_baseline_is_a_shard_and_gathered_weights_are_transient) {
     sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, OUT, NULL);
     sb_tensor *Ai = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, IN, NULL);
     sb_tensor *b = tensor(&c, SB_MEM_COEFFICIENTS, 3, 1, 0, NULL);
-    sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
-                             .A_out = A, .A_in = {Ai}, .bias = b};
+    sb_backward_args_v1 a = {.struct_size = sizeof a,
+                             .side = SB_SIDE_LOWER,
+                             .A_out = A,
+                             .A_in = {Ai},
+                             .bias = b};
     ok(&c, c.d->layer_backward(c.ctx, l, &a), "layer_backward");
     for (int r = 0; r < P; r++) {
       sb_memory_stats_v1 s = {.struct_size = sizeof s};
@@ -217,8 +228,11 @@ START_TEST(test_failing_rank_fails_the_call_and_is_named) {
   Ctx c = open_ctx(&fsdp_b, o, 3);
   rng_state = 9;
   float *w = rand_vec(8 * 5, 1.0f), *x = rand_vec(5, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = 5, .out_size = 8, .weight = w};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = 5,
+                        .out_size = 8,
+                        .weight = w};
   sb_layer *l = NULL;
   ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
   sb_tensor *il = tensor(&c, SB_MEM_BOUNDS, 1, 5, 0, NULL);
@@ -259,8 +273,8 @@ START_TEST(test_context_rejects_unknown_and_bad_options) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sb_context *ctx = NULL;
     char err[512] = "";
-    int st = fsdp_b.d->context_create(NULL, &cases[i].o, 1, &ctx, err,
-                                      sizeof err);
+    int st =
+        fsdp_b.d->context_create(NULL, &cases[i].o, 1, &ctx, err, sizeof err);
     ck_assert_int_ne(st, SB_OK);
     ck_assert_ptr_null(ctx);
     ck_assert_msg(strstr(err, cases[i].needle) != NULL, "error: %s", err);
@@ -298,10 +312,16 @@ START_TEST(test_gathered_weights_peak_is_one_layer_and_none_at_one_rank) {
   float *xl = rand_vec(B * N0, 1.0f), *xu = malloc(B * N0 * sizeof(float));
   for (int64_t i = 0; i < B * N0; i++)
     xu[i] = xl[i] + 0.5f;
-  sb_layer_desc_v1 d1 = {.struct_size = sizeof d1, .kind = SB_LAYER_LINEAR,
-                         .in_size = N0, .out_size = N1, .weight = w1};
-  sb_layer_desc_v1 d2 = {.struct_size = sizeof d2, .kind = SB_LAYER_LINEAR,
-                         .in_size = N1, .out_size = N2, .weight = w2};
+  sb_layer_desc_v1 d1 = {.struct_size = sizeof d1,
+                         .kind = SB_LAYER_LINEAR,
+                         .in_size = N0,
+                         .out_size = N1,
+                         .weight = w1};
+  sb_layer_desc_v1 d2 = {.struct_size = sizeof d2,
+                         .kind = SB_LAYER_LINEAR,
+                         .in_size = N1,
+                         .out_size = N2,
+                         .weight = w2};
   const uint64_t largest = (uint64_t)N1 * N0 * sizeof(float);
   for (int P = 1; P <= 3; P++) {
     Ctx c = open_ranks(&fsdp_b, P);
@@ -326,8 +346,10 @@ START_TEST(test_gathered_weights_peak_is_one_layer_and_none_at_one_rank) {
     int64_t index[5] = {0, 3, 7, 11, N2 - 1};
     ok(&c, c.d->tensor_set_unit_rows(c.ctx, A2, index), "set_unit_rows");
     sb_backward_args_v1 a2 = {.struct_size = sizeof a2,
-                              .side = SB_SIDE_LOWER, .A_out = A2,
-                              .A_in = {A1}, .bias = bias};
+                              .side = SB_SIDE_LOWER,
+                              .A_out = A2,
+                              .A_in = {A1},
+                              .bias = bias};
     sb_backward_args_v1 a1 = a2;
     a1.A_out = A1;
     a1.A_in[0] = A0;
@@ -419,7 +441,8 @@ static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t S,
       a.grad_bias = tg;
       a.grad_A_out = tgA;
       if (relu)
-        a.pre_lower = tlo, a.pre_upper = thi, a.alpha = tal, a.grad_alpha = tgal;
+        a.pre_lower = tlo, a.pre_upper = thi, a.alpha = tal,
+        a.grad_alpha = tgal;
       ok(c, c->d->layer_backward_vjp(c->ctx, l, &a), "layer_backward_vjp");
       collect(c, tgA, R * NO, out, &pos);
       if (relu)
@@ -435,8 +458,7 @@ static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t S,
         ok(c, c->d->concretize_vjp(c->ctx, tA, tlo, thi, side, tg, tgA),
            "concretize_vjp");
         collect(c, tgA, R * NO, out, &pos);
-        ok(c, c->d->relu_init_alpha(c->ctx, tlo, thi, tgal),
-           "relu_init_alpha");
+        ok(c, c->d->relu_init_alpha(c->ctx, tlo, thi, tgal), "relu_init_alpha");
         collect(c, tgal, R * NO, out, &pos);
         ok(c, c->d->beta_apply(c->ctx, tA, tal, tlo, side), "beta_apply");
         collect(c, tA, R * NO, out, &pos);
@@ -444,8 +466,8 @@ static float *run_vjp_ops(Ctx *c, const Net *net, unsigned seed, int64_t S,
         collect(c, tgal, R * NO, out, &pos);
         sb_tensor *m = tensor(c, SB_MEM_ALPHA, S, B, NO, NULL);
         sb_tensor *v = tensor(c, SB_MEM_ALPHA, S, B, NO, NULL);
-        sb_adam_args_v1 ad = {sizeof ad, 1, 0.05f, 0.9f, 0.999f, 1e-8f,
-                              side, 0.0f, 1.0f};
+        sb_adam_args_v1 ad = {sizeof ad, 1,    0.05f, 0.9f, 0.999f,
+                              1e-8f,     side, 0.0f,  1.0f};
         for (ad.step = 1; ad.step <= 3; ad.step++)
           ok(c, c->d->adam_step(c->ctx, tal, tA, m, v, &ad), "adam_step");
         collect(c, tal, R * NO, out, &pos);
@@ -510,8 +532,11 @@ static float *run_blocked_linear(Ctx *c, int64_t S, int64_t B, int64_t *n) {
   int64_t *index = malloc((size_t)S * sizeof *index);
   for (int64_t s = 0; s < S; s++)
     index[s] = (s * 7) % OUT;
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = IN,
+                        .out_size = OUT,
+                        .weight = w,
                         .bias = bias};
   sb_layer *l = NULL;
   ok(c, c->d->layer_create(c->ctx, &d, &l), "layer_create");
@@ -523,15 +548,17 @@ static float *run_blocked_linear(Ctx *c, int64_t S, int64_t B, int64_t *n) {
   sb_tensor *tg = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, g);
   sb_tensor *gA = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
   ok(c, c->d->tensor_set_unit_rows(c->ctx, U, index), "tensor_set_unit_rows");
-  float *out = malloc((size_t)(4 * R * IN + 4 * R + 2 * R * OUT) *
-                      sizeof(float));
+  float *out =
+      malloc((size_t)(4 * R * IN + 4 * R + 2 * R * OUT) * sizeof(float));
   int64_t pos = 0;
   sb_tensor *from[2] = {U, A};
   for (int k = 0; k < 2; k++)
     for (int acc = 0; acc < 2; acc++) {
       sb_backward_args_v1 a = {.struct_size = sizeof a,
-                               .side = SB_SIDE_LOWER, .A_out = from[k],
-                               .A_in = {Ai}, .accumulate = {acc},
+                               .side = SB_SIDE_LOWER,
+                               .A_out = from[k],
+                               .A_in = {Ai},
+                               .accumulate = {acc},
                                .bias = bt};
       ok(c, c->d->layer_backward(c->ctx, l, &a), "layer_backward");
       collect(c, Ai, R * IN, out, &pos);
@@ -563,8 +590,12 @@ static float *run_blocked_linear(Ctx *c, int64_t S, int64_t B, int64_t *n) {
  * block is the same call as on one device: bitwise equality at row counts
  * around one and two blocks, and with ranks left without rows. */
 START_TEST(test_linear_blocks_equal_cpu_bit_for_bit_around_block_size) {
-  const int64_t sizes[] = {1, 5, SB_ROW_BLOCK - 1, SB_ROW_BLOCK,
-                           SB_ROW_BLOCK + 1, 2 * SB_ROW_BLOCK + 3};
+  const int64_t sizes[] = {1,
+                           5,
+                           SB_ROW_BLOCK - 1,
+                           SB_ROW_BLOCK,
+                           SB_ROW_BLOCK + 1,
+                           2 * SB_ROW_BLOCK + 3};
   Backend cpu_b = load("cpu"), fsdp_b = load("fsdp");
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -631,8 +662,8 @@ END_TEST
  * blocks have extra dead columns, so blocks differ. */
 /* Spec rows and batch of the zero-column comparison: blocks of spec rows,
  * then blocks of the batch (S < SB_ROW_BLOCK). */
-static const int64_t zero_col_shapes[][2] = {
-    {2 * SB_ROW_BLOCK + 3, 2}, {3, 3 * SB_BATCH_BLOCK + 5}};
+static const int64_t zero_col_shapes[][2] = {{2 * SB_ROW_BLOCK + 3, 2},
+                                             {3, 3 * SB_BATCH_BLOCK + 5}};
 
 /* A row of the second spec block or of a later batch block: those get
  * extra dead columns, so that blocks select different columns. */
@@ -650,8 +681,8 @@ START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
   float *pl = malloc((size_t)(B * OUT) * sizeof(float));
   float *pu = malloc((size_t)(B * OUT) * sizeof(float));
   for (int64_t i = 0; i < B * OUT; i++) {
-    int dead = (i % OUT) % 5 < 3 ||
-               (i / OUT >= SB_BATCH_BLOCK && (i % OUT) % 7 == 0);
+    int dead =
+        (i % OUT) % 5 < 3 || (i / OUT >= SB_BATCH_BLOCK && (i % OUT) % 7 == 0);
     pl[i] = dead ? -1.0f - 0.5f * frand() : -0.3f + 0.2f * frand();
     pu[i] = dead ? -0.05f * (frand() + 1.0f) : 0.5f + 0.2f * frand();
   }
@@ -663,11 +694,16 @@ START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
     for (int64_t j = 0; j < IN; j++)
       if (j % 5 < 3 || (later_block(r, B) && j % 7 == 0))
         G0[r * IN + j] = 0.0f;
-  sb_layer_desc_v1 dl = {.struct_size = sizeof dl, .kind = SB_LAYER_LINEAR,
-                         .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 dl = {.struct_size = sizeof dl,
+                         .kind = SB_LAYER_LINEAR,
+                         .in_size = IN,
+                         .out_size = OUT,
+                         .weight = w,
                          .bias = bias};
-  sb_layer_desc_v1 dr = {.struct_size = sizeof dr, .kind = SB_LAYER_RELU,
-                         .in_size = OUT, .out_size = OUT};
+  sb_layer_desc_v1 dr = {.struct_size = sizeof dr,
+                         .kind = SB_LAYER_RELU,
+                         .in_size = OUT,
+                         .out_size = OUT};
   Ctx cpu = open_ctx(&cpu_b, NULL, 0);
   for (int P = 1; P <= 4; P++) {
     Ctx fs = open_ranks(&fsdp_b, P);
@@ -685,21 +721,29 @@ START_TEST(test_linear_with_zero_columns_equals_cpu_bit_for_bit) {
       lo[i] = tensor(c, SB_MEM_BOUNDS, B, OUT, 0, pl);
       up[i] = tensor(c, SB_MEM_BOUNDS, B, OUT, 0, pu);
       for (int side = SB_SIDE_LOWER; side <= SB_SIDE_UPPER; side++) {
-        sb_backward_args_v1 ar = {.struct_size = sizeof ar, .side = side,
-                                  .A_out = A[i], .pre_lower = lo[i],
-                                  .pre_upper = up[i], .A_in = {Am[i]},
+        sb_backward_args_v1 ar = {.struct_size = sizeof ar,
+                                  .side = side,
+                                  .A_out = A[i],
+                                  .pre_lower = lo[i],
+                                  .pre_upper = up[i],
+                                  .A_in = {Am[i]},
                                   .bias = bt[i]};
         ok(c, c->d->layer_backward(c->ctx, re[i], &ar), "relu backward");
-        sb_backward_args_v1 al = {.struct_size = sizeof al, .side = side,
-                                  .A_out = Am[i], .A_in = {Ai[i]},
-                                  .accumulate = {side}, .bias = bt[i]};
+        sb_backward_args_v1 al = {.struct_size = sizeof al,
+                                  .side = side,
+                                  .A_out = Am[i],
+                                  .A_in = {Ai[i]},
+                                  .accumulate = {side},
+                                  .bias = bt[i]};
         ok(c, c->d->layer_backward(c->ctx, l[i], &al), "linear backward");
       }
       /* G with zero columns, as a ReLU VJP below the layer leaves it. */
       Gt[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, G0);
       gA[i] = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, NULL);
-      sb_vjp_args_v1 v = {.struct_size = sizeof v, .side = SB_SIDE_LOWER,
-                          .A_out = Am[i], .grad_A_in = {Gt[i]},
+      sb_vjp_args_v1 v = {.struct_size = sizeof v,
+                          .side = SB_SIDE_LOWER,
+                          .A_out = Am[i],
+                          .grad_A_in = {Gt[i]},
                           .grad_A_out = gA[i]};
       ok(c, c->d->layer_backward_vjp(c->ctx, l[i], &v), "linear VJP");
     }
@@ -831,12 +875,15 @@ int main(void) {
   tcase_add_test(tc, test_conv_net_bounds_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_residual_net_bounds_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_large_linear_backward_equals_cpu_bit_for_bit);
-  tcase_add_test(tc, test_baseline_is_a_shard_and_gathered_weights_are_transient);
+  tcase_add_test(tc,
+                 test_baseline_is_a_shard_and_gathered_weights_are_transient);
   tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);
   tcase_add_test(tc, test_context_rejects_unknown_and_bad_options);
   tcase_add_test(tc, test_tensor_write_read_round_trips_split_rows);
-  tcase_add_test(tc, test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
-  tcase_add_test(tc, test_linear_blocks_equal_cpu_bit_for_bit_around_block_size);
+  tcase_add_test(tc,
+                 test_gathered_weights_peak_is_one_layer_and_none_at_one_rank);
+  tcase_add_test(tc,
+                 test_linear_blocks_equal_cpu_bit_for_bit_around_block_size);
   tcase_add_loop_test(tc, test_linear_with_zero_columns_equals_cpu_bit_for_bit,
                       0, sizeof zero_col_shapes / sizeof zero_col_shapes[0]);
   suite_add_tcase(s, tc);

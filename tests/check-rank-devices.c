@@ -44,8 +44,8 @@ static void expect_refusal(const Backend *b, const sb_option *opts, size_t n,
   ck_assert_msg(st == status, "%s: status %s, expected %s (%s)", b->d->name,
                 sb_status_to_string(st), sb_status_to_string(status), err);
   ck_assert_ptr_null(ctx);
-  ck_assert_msg(strstr(err, needle) != NULL, "%s: '%s' not in: %s",
-                b->d->name, needle, err);
+  ck_assert_msg(strstr(err, needle) != NULL, "%s: '%s' not in: %s", b->d->name,
+                needle, err);
 }
 
 START_TEST(test_cpu_ranks_never_load_the_cuda_runtime) {
@@ -89,8 +89,8 @@ START_TEST(test_device_cuda_is_refused_with_the_reason_or_works) {
     ck_assert_msg(st == SB_ERR_UNSUPPORTED || st == SB_ERR_DEVICE,
                   "status %s: %s", sb_status_to_string(st), err);
     char want[64];
-    snprintf(want, sizeof want, "%s: option device='cuda' is not available: ",
-             b.d->name);
+    snprintf(want, sizeof want,
+             "%s: option device='cuda' is not available: ", b.d->name);
     ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
     ck_assert_msg(strlen(err) > strlen(want) + 8, "no reason given: %s", err);
   }
@@ -98,9 +98,8 @@ START_TEST(test_device_cuda_is_refused_with_the_reason_or_works) {
 END_TEST
 
 START_TEST(test_malformed_devices_lists_are_named) {
-  static const char *const bad[] = {"",      "x",     "0,",   ",1",
-                                    "1,,2",  "-1",    "0,1,x", "1 ",
-                                    "99999999999", "0;1"};
+  static const char *const bad[] = {"",   "x",     "0,", ",1",          "1,,2",
+                                    "-1", "0,1,x", "1 ", "99999999999", "0;1"};
   char many[400] = "0";
   for (int i = 1; i <= 64; i++)
     strcat(many, ",0");

@@ -44,11 +44,11 @@ static void compare_net(const Net *net, unsigned seed) {
       for (int k = 1; k < net->n; k++) {
         char what[32];
         snprintf(what, sizeof what, "IBP lower of node %d", k);
-        same_values(&cpu.c, cpu.lo[k], &tp.c, tp.lo[k],
-                    batch * net->size[k], what, P);
+        same_values(&cpu.c, cpu.lo[k], &tp.c, tp.lo[k], batch * net->size[k],
+                    what, P);
         snprintf(what, sizeof what, "IBP upper of node %d", k);
-        same_values(&cpu.c, cpu.hi[k], &tp.c, tp.hi[k],
-                    batch * net->size[k], what, P);
+        same_values(&cpu.c, cpu.hi[k], &tp.c, tp.hi[k], batch * net->size[k],
+                    what, P);
       }
       /* Plain evaluation of every layer at the lower corner. */
       for (int k = 1; k < net->n; k++) {
@@ -63,8 +63,8 @@ static void compare_net(const Net *net, unsigned seed) {
           ok(c, c->d->layer_forward(c->ctx, rs[i]->layer[k], in, o[i]),
              "layer_forward");
         }
-        same_values(&cpu.c, o[0], &tp.c, o[1], batch * net->size[k],
-                    "forward", P);
+        same_values(&cpu.c, o[0], &tp.c, o[1], batch * net->size[k], "forward",
+                    P);
         for (int i = 0; i < 2; i++)
           rs[i]->c.d->tensor_free(rs[i]->c.ctx, o[i]);
       }
@@ -98,15 +98,15 @@ static void build_mlp(Net *net) {
 static void build_conv(Net *net) {
   rng_state = 12;
   net_init(net, 3 * 7 * 7);
-  int a = net_conv(net, 0, 3, 7, 7, 6, 3, 2, 1, 1);   /* 6x4x4 */
+  int a = net_conv(net, 0, 3, 7, 7, 6, 3, 2, 1, 1); /* 6x4x4 */
   a = net_affine(net, a, 6);
   a = net_simple(net, SB_LAYER_RELU, a);
-  a = net_conv(net, a, 6, 4, 4, 9, 3, 1, 1, 3);       /* groups 3: 9x4x4 */
+  a = net_conv(net, a, 6, 4, 4, 9, 3, 1, 1, 3); /* groups 3: 9x4x4 */
   a = net_simple(net, SB_LAYER_RELU, a);
-  a = net_conv(net, a, 9, 4, 4, 5, 2, 1, 0, 1);       /* 5x3x3 */
+  a = net_conv(net, a, 9, 4, 4, 5, 2, 1, 0, 1); /* 5x3x3 */
   a = net_affine(net, a, 5);
   a = net_simple(net, SB_LAYER_RELU, a);
-  a = net_conv(net, a, 5, 3, 3, 5, 3, 1, 1, 5);       /* depthwise 5x3x3 */
+  a = net_conv(net, a, 5, 3, 3, 5, 3, 1, 1, 5); /* depthwise 5x3x3 */
   a = net_simple(net, SB_LAYER_RELU, a);
   net_linear(net, a, 7);
 }
@@ -175,8 +175,11 @@ START_TEST(test_linear_weights_and_coefficients_are_sharded_by_neuron) {
   const int64_t OUT = 1000, IN = 999, S = 5;
   rng_state = 5;
   float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = IN,
+                        .out_size = OUT,
+                        .weight = w,
                         .bias = bias};
   for (int P = 1; P <= 4; P++) {
     Ctx c = open_ranks(&tp_b, P);
@@ -213,14 +216,29 @@ START_TEST(test_conv_weights_are_sharded_by_output_channel) {
   const int64_t OC = 40, IC = 3, K = 3, H = 5;
   rng_state = 6;
   float *w = rand_vec(OC * IC * K * K, 0.1f), *bias = rand_vec(OC, 0.1f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_CONV2D,
-                        .in_size = IC * H * H, .out_size = OC * H * H,
-                        .weight = w, .bias = bias, .in_c = IC, .in_h = H,
-                        .in_w = H, .out_c = OC, .out_h = H, .out_w = H,
-                        .kernel_h = K, .kernel_w = K, .stride_h = 1,
-                        .stride_w = 1, .pad_top = 1, .pad_left = 1,
-                        .pad_bottom = 1, .pad_right = 1, .dilation_h = 1,
-                        .dilation_w = 1, .groups = 1};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_CONV2D,
+                        .in_size = IC * H * H,
+                        .out_size = OC * H * H,
+                        .weight = w,
+                        .bias = bias,
+                        .in_c = IC,
+                        .in_h = H,
+                        .in_w = H,
+                        .out_c = OC,
+                        .out_h = H,
+                        .out_w = H,
+                        .kernel_h = K,
+                        .kernel_w = K,
+                        .stride_h = 1,
+                        .stride_w = 1,
+                        .pad_top = 1,
+                        .pad_left = 1,
+                        .pad_bottom = 1,
+                        .pad_right = 1,
+                        .dilation_h = 1,
+                        .dilation_w = 1,
+                        .groups = 1};
   const uint64_t per_channel = (uint64_t)(IC * K * K + 1) * sizeof(float);
   for (int P = 1; P <= 4; P++) {
     Ctx c = open_ranks(&tp_b, P);
@@ -248,8 +266,11 @@ START_TEST(test_backward_peak_per_rank_is_about_a_pth_of_cpu) {
   rng_state = 8;
   float *w = rand_vec(N * N, 0.05f), *bias = rand_vec(N, 0.1f);
   float *A0 = rand_vec(S * N, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = N, .out_size = N, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = N,
+                        .out_size = N,
+                        .weight = w,
                         .bias = bias};
   uint64_t cpu_peak = 0;
   /* P=1 pays the transient (an eighth of A_in) over the cpu backend; the
@@ -263,8 +284,11 @@ START_TEST(test_backward_peak_per_rank_is_about_a_pth_of_cpu) {
     sb_tensor *Ai = tensor(&c, SB_MEM_COEFFICIENTS, S, 1, N, NULL);
     sb_tensor *b = tensor(&c, SB_MEM_COEFFICIENTS, S, 1, 0, NULL);
     ok(&c, c.d->memory_reset_peak(c.ctx), "reset_peak");
-    sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
-                             .A_out = A, .A_in = {Ai}, .bias = b};
+    sb_backward_args_v1 a = {.struct_size = sizeof a,
+                             .side = SB_SIDE_LOWER,
+                             .A_out = A,
+                             .A_in = {Ai},
+                             .bias = b};
     ok(&c, c.d->layer_backward(c.ctx, l, &a), "layer_backward");
     for (int r = 0; r < c.d->rank_count(c.ctx); r++) {
       sb_memory_stats_v1 s = {.struct_size = sizeof s};
@@ -297,8 +321,11 @@ START_TEST(test_failing_rank_fails_the_call_and_is_named) {
   Ctx c = open_ctx(&tp_b, o, 3);
   rng_state = 9;
   float *w = rand_vec(8 * 5, 1.0f), *x = rand_vec(5, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = 5, .out_size = 8, .weight = w};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = 5,
+                        .out_size = 8,
+                        .weight = w};
   sb_layer *l = NULL;
   ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
   sb_tensor *il = tensor(&c, SB_MEM_BOUNDS, 1, 5, 0, NULL);
@@ -321,8 +348,8 @@ START_TEST(test_failing_rank_fails_the_call_and_is_named) {
     float want = 0.0f;
     for (int k = 0; k < 5; k++)
       want += w[i * 5 + k] * x[k];
-    ck_assert_msg(close_enough(got[i], want), "out[%d] %g, want %g", i,
-                  got[i], want);
+    ck_assert_msg(close_enough(got[i], want), "out[%d] %g, want %g", i, got[i],
+                  want);
   }
   c.d->tensor_free(c.ctx, il);
   c.d->tensor_free(c.ctx, iu);
@@ -349,8 +376,8 @@ START_TEST(test_context_rejects_unknown_and_bad_options) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sb_context *ctx = NULL;
     char err[512] = "";
-    int st = tp_b.d->context_create(NULL, &cases[i].o, 1, &ctx, err,
-                                    sizeof err);
+    int st =
+        tp_b.d->context_create(NULL, &cases[i].o, 1, &ctx, err, sizeof err);
     ck_assert_int_ne(st, SB_OK);
     ck_assert_ptr_null(ctx);
     ck_assert_msg(strstr(err, cases[i].needle) != NULL, "error: %s", err);
@@ -385,8 +412,11 @@ START_TEST(test_bad_arguments_are_refused_with_a_reason) {
   Backend tp_b = load("tp");
   Ctx c = open_ranks(&tp_b, 2);
   float w[12] = {0};
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = 3, .out_size = 4, .weight = w};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = 3,
+                        .out_size = 4,
+                        .weight = w};
   sb_layer *l = NULL;
   ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
   sb_tensor *A = tensor(&c, SB_MEM_COEFFICIENTS, 2, 1, 4, NULL);
@@ -394,8 +424,11 @@ START_TEST(test_bad_arguments_are_refused_with_a_reason) {
   sb_tensor *Abad = tensor(&c, SB_MEM_COEFFICIENTS, 2, 1, 5, NULL);
   sb_tensor *b = tensor(&c, SB_MEM_COEFFICIENTS, 2, 1, 0, NULL);
   sb_tensor *lo = tensor(&c, SB_MEM_BOUNDS, 1, 4, 0, NULL);
-  sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
-                           .A_out = A, .A_in = {Abad}, .bias = b};
+  sb_backward_args_v1 a = {.struct_size = sizeof a,
+                           .side = SB_SIDE_LOWER,
+                           .A_out = A,
+                           .A_in = {Abad},
+                           .bias = b};
   ck_assert_int_eq(c.d->layer_backward(c.ctx, l, &a), SB_ERR_INVALID_ARGUMENT);
   ck_assert_msg(strstr(c.d->last_error(c.ctx), "A_in[0]"), "%s",
                 c.d->last_error(c.ctx));
@@ -494,8 +527,7 @@ static void vjp_compare(const Net *net) {
         same_values(&cpu.c, out[0], &tp.c, out[1], R * d->out_size, what, P);
         if (relu) {
           snprintf(what, sizeof what, "grad_alpha of layer %d", k);
-          same_values(&cpu.c, gal[0], &tp.c, gal[1], R * d->out_size, what,
-                      P);
+          same_values(&cpu.c, gal[0], &tp.c, gal[1], R * d->out_size, what, P);
         }
         for (int i = 0; i < 2; i++) {
           Ctx *c = &runs[i]->c;
@@ -568,25 +600,28 @@ START_TEST(test_per_neuron_alpha_beta_operations_equal_cpu) {
       x[6] = coef(c, N, b0);
       x[7] = coef(c, N, b0);
       for (int side = 0; side < 2; side++) {
-        ok(c, c->d->concretize_vjp(c->ctx, x[2], x[0], x[1], side,
-                                   side ? NULL : x[3], x[4]),
+        ok(c,
+           c->d->concretize_vjp(c->ctx, x[2], x[0], x[1], side,
+                                side ? NULL : x[3], x[4]),
            "concretize_vjp");
-        ok(c, c->d->beta_vjp(c->ctx, x[2], x[5], side, x[7], side),
-           "beta_vjp");
+        ok(c, c->d->beta_vjp(c->ctx, x[2], x[5], side, x[7], side), "beta_vjp");
       }
       ok(c, c->d->beta_apply(c->ctx, x[2], x[6], x[5], SB_SIDE_LOWER),
          "beta_apply");
-      ok(c, c->d->relu_init_alpha(c->ctx, x[0], x[1], x[6]),
-         "relu_init_alpha");
+      ok(c, c->d->relu_init_alpha(c->ctx, x[0], x[1], x[6]), "relu_init_alpha");
     }
     same_values(&cpu, t[0][4], &tp, t[1][4], n, "concretize_vjp", P);
     same_values(&cpu, t[0][7], &tp, t[1][7], n, "beta_vjp", P);
     same_values(&cpu, t[0][2], &tp, t[1][2], n, "beta_apply", P);
     same_values(&cpu, t[0][6], &tp, t[1][6], n, "relu_init_alpha", P);
     /* Two Adam steps on A with the concretize gradient; m, v start at 0. */
-    sb_adam_args_v1 adam = {.struct_size = sizeof adam, .learning_rate = 0.1f,
-                            .beta1 = 0.9f, .beta2 = 0.999f, .epsilon = 1e-8f,
-                            .clamp_min = -0.5f, .clamp_max = 0.5f};
+    sb_adam_args_v1 adam = {.struct_size = sizeof adam,
+                            .learning_rate = 0.1f,
+                            .beta1 = 0.9f,
+                            .beta2 = 0.999f,
+                            .epsilon = 1e-8f,
+                            .clamp_min = -0.5f,
+                            .clamp_max = 0.5f};
     for (int i = 0; i < 2; i++) {
       Ctx *c = cs[i];
       sb_tensor *m = coef(c, N, NULL), *v = coef(c, N, NULL);
@@ -618,8 +653,10 @@ END_TEST
 
 static void try_refusals(Ctx *c, char msgs[N_REFUSALS][256]) {
   enum { S = 2, B = 1, N = 4 };
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_RELU,
-                        .in_size = N, .out_size = N};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_RELU,
+                        .in_size = N,
+                        .out_size = N};
   sb_layer *relu = NULL;
   ok(c, c->d->layer_create(c->ctx, &d, &relu), "layer_create");
   sb_tensor *x = tensor(c, SB_MEM_BOUNDS, B, N, 0, NULL);
@@ -642,16 +679,20 @@ static void try_refusals(Ctx *c, char msgs[N_REFUSALS][256]) {
                   "%s: bad call %d (%s) returned %d", c->d->name, k, #call,    \
                   st_);                                                        \
     snprintf(msgs[k], 256, "%s", c->d->last_error(c->ctx));                    \
-    ck_assert_msg(msgs[k][0] != '\0', "%s: bad call %d gave no reason",       \
+    ck_assert_msg(msgs[k][0] != '\0', "%s: bad call %d gave no reason",        \
                   c->d->name, k);                                              \
     k++;                                                                       \
   } while (0)
   REFUSE(c->d->layer_forward(c->ctx, relu, in_x, x));
   REFUSE(c->d->layer_ibp(c->ctx, relu, in_x, in_y, z, z));
   REFUSE(c->d->layer_ibp(c->ctx, relu, in_x, in_y, z, x));
-  sb_backward_args_v1 ba = {.struct_size = sizeof ba, .side = 7,
-                            .A_out = A, .pre_lower = x, .pre_upper = y,
-                            .A_in = {A2}, .bias = bias};
+  sb_backward_args_v1 ba = {.struct_size = sizeof ba,
+                            .side = 7,
+                            .A_out = A,
+                            .pre_lower = x,
+                            .pre_upper = y,
+                            .A_in = {A2},
+                            .bias = bias};
   REFUSE(c->d->layer_backward(c->ctx, relu, &ba));
   ba.side = SB_SIDE_LOWER;
   ba.struct_size = 8;
@@ -659,9 +700,13 @@ static void try_refusals(Ctx *c, char msgs[N_REFUSALS][256]) {
   ba.struct_size = sizeof ba;
   ba.A_in[0] = A;
   REFUSE(c->d->layer_backward(c->ctx, relu, &ba));
-  sb_vjp_args_v1 va = {.struct_size = sizeof va, .side = SB_SIDE_UPPER,
-                       .A_out = A, .pre_lower = x, .pre_upper = y,
-                       .grad_A_in = {A2}, .grad_A_out = A};
+  sb_vjp_args_v1 va = {.struct_size = sizeof va,
+                       .side = SB_SIDE_UPPER,
+                       .A_out = A,
+                       .pre_lower = x,
+                       .pre_upper = y,
+                       .grad_A_in = {A2},
+                       .grad_A_out = A};
   REFUSE(c->d->layer_backward_vjp(c->ctx, relu, &va));
   va.grad_A_out = A3;
   va.grad_alpha = A2;
@@ -669,10 +714,14 @@ static void try_refusals(Ctx *c, char msgs[N_REFUSALS][256]) {
   REFUSE(c->d->concretize(c->ctx, A, bias, x, y, -1, out));
   REFUSE(c->d->concretize(c->ctx, A, bias, x, y, SB_SIDE_LOWER, bias));
   REFUSE(c->d->concretize_vjp(c->ctx, A, x, y, SB_SIDE_LOWER, NULL, A));
-  sb_adam_args_v1 adam = {.struct_size = sizeof adam, .step = 1,
-                          .learning_rate = -0.1f, .beta1 = 0.9f,
-                          .beta2 = 0.999f, .epsilon = 1e-8f,
-                          .clamp_min = 0.0f, .clamp_max = 1.0f};
+  sb_adam_args_v1 adam = {.struct_size = sizeof adam,
+                          .step = 1,
+                          .learning_rate = -0.1f,
+                          .beta1 = 0.9f,
+                          .beta2 = 0.999f,
+                          .epsilon = 1e-8f,
+                          .clamp_min = 0.0f,
+                          .clamp_max = 1.0f};
   REFUSE(c->d->adam_step(c->ctx, A, A2, A3, A4, &adam));
   adam.learning_rate = 0.1f;
   adam.beta1 = 1.0f;
@@ -721,7 +770,8 @@ int main(void) {
   tcase_add_test(tc, test_conv_net_bounds_equal_cpu_within_rounding);
   tcase_add_test(tc, test_residual_net_bounds_equal_cpu_within_rounding);
   tcase_add_test(tc, test_layers_narrower_than_the_rank_count_equal_cpu);
-  tcase_add_test(tc, test_linear_weights_and_coefficients_are_sharded_by_neuron);
+  tcase_add_test(tc,
+                 test_linear_weights_and_coefficients_are_sharded_by_neuron);
   tcase_add_test(tc, test_conv_weights_are_sharded_by_output_channel);
   tcase_add_test(tc, test_backward_peak_per_rank_is_about_a_pth_of_cpu);
   tcase_add_test(tc, test_failing_rank_fails_the_call_and_is_named);

@@ -16,196 +16,208 @@
 
 /* Weights in [-1,1] and biases in [-0.5,0.5]: outputs vary enough over
  * small boxes for many properties to be clearly true or clearly false. */
-static int
-tiny_linear (SbGraph *g, GRand *rng, int in, int64_t out)
-{
-  int64_t n_in = sb_graph_node (g, in)->size;
-  return sb_test_add_node (g, SB_NODE_LINEAR, in, 0, out, sb_test_random_array (rng, out * n_in, 1.0),
-                           sb_test_random_array (rng, out, 0.5));
+static int tiny_linear(SbGraph *g, GRand *rng, int in, int64_t out) {
+  int64_t n_in = sb_graph_node(g, in)->size;
+  return sb_test_add_node(g, SB_NODE_LINEAR, in, 0, out,
+                          sb_test_random_array(rng, out * n_in, 1.0),
+                          sb_test_random_array(rng, out, 0.5));
 }
 
 /* 2 -> width -> width -> 3 with ReLUs. */
-static SbGraph *
-tiny_net (GRand *rng, int64_t width)
-{
-  SbGraph *g = sb_graph_new ();
-  int x = sb_test_add_node (g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
-  int h = sb_test_add_node (g, SB_NODE_RELU, tiny_linear (g, rng, x, width), 0, width, NULL, NULL);
-  h = sb_test_add_node (g, SB_NODE_RELU, tiny_linear (g, rng, h, width), 0, width, NULL, NULL);
-  g->output = tiny_linear (g, rng, h, 3);
+static SbGraph *tiny_net(GRand *rng, int64_t width) {
+  SbGraph *g = sb_graph_new();
+  int x = sb_test_add_node(g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
+  int h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, x, width), 0,
+                           width, NULL, NULL);
+  h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, h, width), 0, width,
+                       NULL, NULL);
+  g->output = tiny_linear(g, rng, h, 3);
   g->input_size = 2;
   g->output_size = 3;
   return g;
 }
 
 /* Robustness of label `label` around (cx, cy) with radius eps. */
-static SbProperty *
-tiny_property (double cx, double cy, double eps, int label)
-{
-  g_autoptr (GString) text = g_string_new ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n");
+static SbProperty *tiny_property(double cx, double cy, double eps, int label) {
+  g_autoptr(GString) text =
+      g_string_new("(declare-const X_0 Real)\n(declare-const X_1 Real)\n");
   for (int j = 0; j < 3; j++)
-    g_string_append_printf (text, "(declare-const Y_%d Real)\n", j);
-  g_string_append_printf (text, "(assert (>= X_0 %.17g))\n(assert (<= X_0 %.17g))\n", cx - eps, cx + eps);
-  g_string_append_printf (text, "(assert (>= X_1 %.17g))\n(assert (<= X_1 %.17g))\n", cy - eps, cy + eps);
-  g_string_append (text, "(assert (or");
+    g_string_append_printf(text, "(declare-const Y_%d Real)\n", j);
+  g_string_append_printf(text,
+                         "(assert (>= X_0 %.17g))\n(assert (<= X_0 %.17g))\n",
+                         cx - eps, cx + eps);
+  g_string_append_printf(text,
+                         "(assert (>= X_1 %.17g))\n(assert (<= X_1 %.17g))\n",
+                         cy - eps, cy + eps);
+  g_string_append(text, "(assert (or");
   for (int j = 0; j < 3; j++)
     if (j != label)
-      g_string_append_printf (text, " (and (>= Y_%d Y_%d))", j, label);
-  g_string_append (text, "))\n");
-  g_autoptr (GError) error = NULL;
-  SbProperty *p = sb_vnnlib_parse (text->str, text->len, &error);
-  ck_assert_msg (p != NULL, "%s", error ? error->message : "");
+      g_string_append_printf(text, " (and (>= Y_%d Y_%d))", j, label);
+  g_string_append(text, "))\n");
+  g_autoptr(GError) error = NULL;
+  SbProperty *p = sb_vnnlib_parse(text->str, text->len, &error);
+  ck_assert_msg(p != NULL, "%s", error ? error->message : "");
   return p;
 }
 
 /* min over a dense grid of (y_label - max_{j != label} y_j). */
-static double
-grid_margin (const SbGraph *g, const SbProperty *p, int label, int steps)
-{
+static double grid_margin(const SbGraph *g, const SbProperty *p, int label,
+                          int steps) {
   const SbRegion *r = &p->regions[0];
   double best = INFINITY, y[3];
   for (int a = 0; a <= steps; a++)
-    for (int b = 0; b <= steps; b++)
-      {
-        float x[2] = { (float) (r->x_lower[0] + (r->x_upper[0] - r->x_lower[0]) * a / steps),
-                       (float) (r->x_lower[1] + (r->x_upper[1] - r->x_lower[1]) * b / steps) };
-        sb_graph_eval (g, x, y);
-        for (int j = 0; j < 3; j++)
-          if (j != label)
-            best = MIN (best, y[label] - y[j]);
-      }
+    for (int b = 0; b <= steps; b++) {
+      float x[2] = {
+          (float)(r->x_lower[0] + (r->x_upper[0] - r->x_lower[0]) * a / steps),
+          (float)(r->x_lower[1] + (r->x_upper[1] - r->x_lower[1]) * b / steps)};
+      sb_graph_eval(g, x, y);
+      for (int j = 0; j < 3; j++)
+        if (j != label)
+          best = MIN(best, y[label] - y[j]);
+    }
   return best;
 }
 
-START_TEST (test_verify_never_contradicts_dense_grid_on_tiny_networks)
-{
-  GRand *rng = g_rand_new_with_seed (4242 + _i);
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
+START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
+  GRand *rng = g_rand_new_with_seed(4242 + _i);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
   int decided = 0, checked = 0;
-  for (int trial = 0; trial < 6; trial++)
-    {
-      g_autoptr (SbGraph) g = tiny_net (rng, 8);
-      double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
-      double eps = g_rand_double_range (rng, 0.05, 0.4), yc[3];
-      float c[2] = { (float) cx, (float) cy };
-      sb_graph_eval (g, c, yc);
-      int label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-      g_autoptr (SbProperty) p = tiny_property (cx, cy, eps, label);
-      double truth = grid_margin (g, p, label, 400);
-      /* The grid is 2*eps/400 fine; skip properties too close to call. */
-      if (fabs (truth) < 0.05)
-        continue;
-      g_autoptr (GError) error = NULL;
-      g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
-      ck_assert (net != NULL);
-      SbVerifyParams params;
-      sb_verify_params_init (&params);
-      params.timeout = 20;
-      SbVerifyOutcome o;
-      ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
-      checked++;
-      if (truth > 0)
-        ck_assert_msg (o.result != SB_RESULT_SAT, "trial %d: sat but the grid minimum margin is %g", trial, truth);
-      else
-        ck_assert_msg (o.result != SB_RESULT_UNSAT, "trial %d: unsat but the grid finds margin %g", trial, truth);
-      if (o.result == SB_RESULT_SAT)
-        ck_assert (sb_counterexample_check (g, p, o.region, o.x, NULL));
-      decided += o.result == SB_RESULT_SAT || o.result == SB_RESULT_UNSAT;
-      sb_verify_outcome_clear (&o);
-    }
+  for (int trial = 0; trial < 6; trial++) {
+    g_autoptr(SbGraph) g = tiny_net(rng, 8);
+    double cx = g_rand_double_range(rng, -1, 1),
+           cy = g_rand_double_range(rng, -1, 1);
+    double eps = g_rand_double_range(rng, 0.05, 0.4), yc[3];
+    float c[2] = {(float)cx, (float)cy};
+    sb_graph_eval(g, c, yc);
+    int label =
+        yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
+    g_autoptr(SbProperty) p = tiny_property(cx, cy, eps, label);
+    double truth = grid_margin(g, p, label, 400);
+    /* The grid is 2*eps/400 fine; skip properties too close to call. */
+    if (fabs(truth) < 0.05)
+      continue;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+    ck_assert(net != NULL);
+    SbVerifyParams params;
+    sb_verify_params_init(&params);
+    params.timeout = 20;
+    SbVerifyOutcome o;
+    ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+                  error ? error->message : "");
+    checked++;
+    if (truth > 0)
+      ck_assert_msg(o.result != SB_RESULT_SAT,
+                    "trial %d: sat but the grid minimum margin is %g", trial,
+                    truth);
+    else
+      ck_assert_msg(o.result != SB_RESULT_UNSAT,
+                    "trial %d: unsat but the grid finds margin %g", trial,
+                    truth);
+    if (o.result == SB_RESULT_SAT)
+      ck_assert(sb_counterexample_check(g, p, o.region, o.x, NULL));
+    decided += o.result == SB_RESULT_SAT || o.result == SB_RESULT_UNSAT;
+    sb_verify_outcome_clear(&o);
+  }
   /* Tiny networks are always decided well within the timeout. */
-  ck_assert_int_gt (checked, 0);
-  ck_assert_int_eq (decided, checked);
-  g_printerr ("tiny networks, seed %d: %d of 6 properties clear enough to check, all decided\n", 4242 + _i, checked);
-  g_rand_free (rng);
+  ck_assert_int_gt(checked, 0);
+  ck_assert_int_eq(decided, checked);
+  g_printerr("tiny networks, seed %d: %d of 6 properties clear enough to "
+             "check, all decided\n",
+             4242 + _i, checked);
+  g_rand_free(rng);
 }
 END_TEST
 
-/* ---- published VNN-COMP outcomes ------------------------------------------ */
+/* ---- published VNN-COMP outcomes ------------------------------------------
+ */
 
-static SbResult
-verify_instance (const char *onnx, const char *vnnlib, SbVerifyOutcome *o, SbGraph **graph_out,
-                 SbProperty **prop_out)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *op = sb_test_data_path ("onnx", onnx);
-  g_autofree char *vp = sb_test_data_path ("vnnlib", vnnlib);
-  SbGraph *g = sb_onnx_load (op, &error);
-  ck_assert_msg (g != NULL, "%s", error ? error->message : "");
-  SbProperty *p = sb_vnnlib_load (vp, &error);
-  ck_assert_msg (p != NULL, "%s", error ? error->message : "");
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
-  ck_assert (net != NULL);
+static SbResult verify_instance(const char *onnx, const char *vnnlib,
+                                SbVerifyOutcome *o, SbGraph **graph_out,
+                                SbProperty **prop_out) {
+  g_autoptr(GError) error = NULL;
+  g_autofree char *op = sb_test_data_path("onnx", onnx);
+  g_autofree char *vp = sb_test_data_path("vnnlib", vnnlib);
+  SbGraph *g = sb_onnx_load(op, &error);
+  ck_assert_msg(g != NULL, "%s", error ? error->message : "");
+  SbProperty *p = sb_vnnlib_load(vp, &error);
+  ck_assert_msg(p != NULL, "%s", error ? error->message : "");
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+  ck_assert(net != NULL);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.timeout = 60;
-  ck_assert_msg (sb_verify (net, p, &params, o, &error), "%s", error ? error->message : "");
+  ck_assert_msg(sb_verify(net, p, &params, o, &error), "%s",
+                error ? error->message : "");
   *graph_out = g;
   *prop_out = p;
   return o->result;
 }
 
-START_TEST (test_verify_finds_published_counterexample)
-{
+START_TEST(test_verify_finds_published_counterexample) {
   SbVerifyOutcome o;
   SbGraph *g;
   SbProperty *p;
   /* reference_results.csv: mnist-net_256x2, prop_1_0.03 is sat. */
-  ck_assert_str_eq (sb_result_to_string (verify_instance ("mnist-net_256x2.onnx", "prop_1_0.03.vnnlib", &o, &g, &p)),
-                    "sat");
-  ck_assert (sb_counterexample_check (g, p, o.region, o.x, NULL));
-  sb_verify_outcome_clear (&o);
-  sb_graph_free (g);
-  sb_property_free (p);
+  ck_assert_str_eq(
+      sb_result_to_string(verify_instance("mnist-net_256x2.onnx",
+                                          "prop_1_0.03.vnnlib", &o, &g, &p)),
+      "sat");
+  ck_assert(sb_counterexample_check(g, p, o.region, o.x, NULL));
+  sb_verify_outcome_clear(&o);
+  sb_graph_free(g);
+  sb_property_free(p);
 }
 END_TEST
 
-START_TEST (test_verify_proves_published_unsat_instance)
-{
+START_TEST(test_verify_proves_published_unsat_instance) {
   SbVerifyOutcome o;
   SbGraph *g;
   SbProperty *p;
-  /* reference_results.csv: mnist-net_256x2, prop_0_0.03 and prop_3_0.05 are unsat. */
-  const char *props[2] = { "prop_0_0.03.vnnlib", "prop_3_0.05.vnnlib" };
-  ck_assert_str_eq (sb_result_to_string (verify_instance ("mnist-net_256x2.onnx", props[_i], &o, &g, &p)),
-                    "unsat");
-  sb_verify_outcome_clear (&o);
-  sb_graph_free (g);
-  sb_property_free (p);
+  /* reference_results.csv: mnist-net_256x2, prop_0_0.03 and prop_3_0.05 are
+   * unsat. */
+  const char *props[2] = {"prop_0_0.03.vnnlib", "prop_3_0.05.vnnlib"};
+  ck_assert_str_eq(sb_result_to_string(verify_instance("mnist-net_256x2.onnx",
+                                                       props[_i], &o, &g, &p)),
+                   "unsat");
+  sb_verify_outcome_clear(&o);
+  sb_graph_free(g);
+  sb_property_free(p);
 }
 END_TEST
 
-START_TEST (test_verify_honours_timeout)
-{
+START_TEST(test_verify_honours_timeout) {
   /* A 256x4 instance that takes this CPU minutes (45 s for
    * alpha-beta-CROWN on a GPU): the answer must be "timeout", on time. */
   SbVerifyOutcome o;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
+  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.timeout = 1.0;
   params.attack = FALSE;
-  gint64 t0 = g_get_monotonic_time ();
-  ck_assert (sb_verify (net, p, &params, &o, &error));
-  double seconds = (g_get_monotonic_time () - t0) / 1e6;
-  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
+  gint64 t0 = g_get_monotonic_time();
+  ck_assert(sb_verify(net, p, &params, &o, &error));
+  double seconds = (g_get_monotonic_time() - t0) / 1e6;
+  ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
   /* Honoured within a margin that a loaded machine cannot break, yet far
    * below the minutes the instance takes without the deadline (how close
    * to the cap it ends is a benchmark figure, not asserted here). A
    * sanitizer build (SHARDBOUND_TEST_SLOWDOWN, set by configure
    * --enable-sanitizers) runs the passes between two deadline checks many
    * times slower. */
-  const char *slowdown_text = g_getenv ("SHARDBOUND_TEST_SLOWDOWN");
-  double slowdown = slowdown_text != NULL ? g_ascii_strtod (slowdown_text, NULL) : 1.0;
-  ck_assert_msg (seconds < params.timeout + 5.0 * MAX (slowdown, 1.0), "took %.2f s", seconds);
-  sb_verify_outcome_clear (&o);
+  const char *slowdown_text = g_getenv("SHARDBOUND_TEST_SLOWDOWN");
+  double slowdown =
+      slowdown_text != NULL ? g_ascii_strtod(slowdown_text, NULL) : 1.0;
+  ck_assert_msg(seconds < params.timeout + 5.0 * MAX(slowdown, 1.0),
+                "took %.2f s", seconds);
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
@@ -215,18 +227,17 @@ END_TEST
  * million Adam steps, minutes per start node), the run still ends soon
  * after the cap. The bound is generous for a loaded CI machine, yet far
  * below what an unchecked stretch takes. */
-START_TEST (test_verify_timeout_interrupts_long_optimisation)
-{
+START_TEST(test_verify_timeout_interrupts_long_optimisation) {
   SbVerifyOutcome o;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
+  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.timeout = 1.0;
   params.attack = FALSE;
   params.alpha.patience = G_MAXINT;
@@ -234,31 +245,30 @@ START_TEST (test_verify_timeout_interrupts_long_optimisation)
     params.alpha.iterations = params.alpha.final_iterations = 1000000;
   else
     params.bab_iterations = 1000000;
-  gint64 t0 = g_get_monotonic_time ();
-  ck_assert (sb_verify (net, p, &params, &o, &error));
-  double seconds = (g_get_monotonic_time () - t0) / 1e6;
-  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
-  ck_assert_msg (seconds < params.timeout + 8.0, "took %.2f s", seconds);
-  sb_verify_outcome_clear (&o);
+  gint64 t0 = g_get_monotonic_time();
+  ck_assert(sb_verify(net, p, &params, &o, &error));
+  double seconds = (g_get_monotonic_time() - t0) / 1e6;
+  ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
+  ck_assert_msg(seconds < params.timeout + 8.0, "took %.2f s", seconds);
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
 /* The queue limits end branch-and-bound with "unknown" and say why. */
-START_TEST (test_verify_stops_at_domain_and_memory_limits)
-{
-  g_autoptr (GError) error = NULL;
+START_TEST(test_verify_stops_at_domain_and_memory_limits) {
+  g_autoptr(GError) error = NULL;
   /* An instance that needs hundreds of domains (unsat, 45 s for
    * alpha-beta-CROWN on a GPU). */
-  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  ck_assert (g != NULL && p != NULL);
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
-  ck_assert (net != NULL);
+  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
+  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
+  ck_assert(g != NULL && p != NULL);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+  ck_assert(net != NULL);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.attack = FALSE;
   params.batch = 4;
   params.timeout = 60;
@@ -267,278 +277,279 @@ START_TEST (test_verify_stops_at_domain_and_memory_limits)
   else
     params.max_memory_mib = 0.01; /* a few domains' bounds */
   SbVerifyOutcome o;
-  ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
-  ck_assert_str_eq (sb_result_to_string (o.result), "unknown");
-  ck_assert_msg (o.reason != NULL && strstr (o.reason, "limit") != NULL, "%s", o.reason ? o.reason : "(none)");
-  sb_verify_outcome_clear (&o);
+  ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+                error ? error->message : "");
+  ck_assert_str_eq(sb_result_to_string(o.result), "unknown");
+  ck_assert_msg(o.reason != NULL && strstr(o.reason, "limit") != NULL, "%s",
+                o.reason ? o.reason : "(none)");
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
 /* A budget of branch-and-bound domains ends the run with "timeout" once
  * that many domains were evaluated: no fewer, and no more than the one
  * batch (at most 2 x batch children) that crossed it, plus the root. */
-START_TEST (test_verify_stops_after_bab_domains)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *op = sb_test_data_path ("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path ("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  ck_assert (g != NULL && p != NULL);
-  g_autoptr (SbSessionSetup) setup = sb_test_open ("cpu", 0);
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, &error);
-  ck_assert (net != NULL);
+START_TEST(test_verify_stops_after_bab_domains) {
+  g_autoptr(GError) error = NULL;
+  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
+  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
+  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
+  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
+  ck_assert(g != NULL && p != NULL);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+  ck_assert(net != NULL);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.attack = FALSE;
   params.batch = 4;
   params.timeout = 120;
   params.bab_domains = 20;
   SbVerifyOutcome o;
-  ck_assert_msg (sb_verify (net, p, &params, &o, &error), "%s", error ? error->message : "");
-  ck_assert_str_eq (sb_result_to_string (o.result), "timeout");
-  ck_assert_int_ge (o.domains, params.bab_domains);
-  ck_assert_int_le (o.domains, 1 + params.bab_domains + 2 * params.batch);
-  sb_verify_outcome_clear (&o);
+  ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+                error ? error->message : "");
+  ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
+  ck_assert_int_ge(o.domains, params.bab_domains);
+  ck_assert_int_le(o.domains, 1 + params.bab_domains + 2 * params.batch);
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
 /* ---- domain-parallel branch-and-bound on fsdp --------------------------- */
 
-/* The backend call at which test_verify_rank_failing_during_bab_is_a_clean_error
- * injects its fault: past the root's attack-free bounds of its network. */
+/* The backend call at which
+ * test_verify_rank_failing_during_bab_is_a_clean_error injects its fault: past
+ * the root's attack-free bounds of its network. */
 #define BAB_FAULT_CALL 2000
 
 /* One verify run of g and p on backend (ranks; options NULL-terminated
  * key=value or NULL). */
-static gboolean
-verify_on (const char *backend, int ranks, const char *const *options, const SbGraph *g,
-           const SbProperty *p, const SbVerifyParams *params, SbVerifyOutcome *o, GError **error)
-{
-  SbSessionRequest req = { .backend = backend, .ranks = ranks, .options = options };
-  g_autoptr (SbSessionSetup) setup = sb_session_setup (&req, error);
-  ck_assert_msg (setup != NULL, "%s: %s", backend, *error ? (*error)->message : "");
-  g_autoptr (SbNetwork) net = sb_network_new (setup->session, g, error);
-  ck_assert (net != NULL);
-  return sb_verify (net, p, params, o, error);
+static gboolean verify_on(const char *backend, int ranks,
+                          const char *const *options, const SbGraph *g,
+                          const SbProperty *p, const SbVerifyParams *params,
+                          SbVerifyOutcome *o, GError **error) {
+  SbSessionRequest req = {
+      .backend = backend, .ranks = ranks, .options = options};
+  g_autoptr(SbSessionSetup) setup = sb_session_setup(&req, error);
+  ck_assert_msg(setup != NULL, "%s: %s", backend,
+                *error ? (*error)->message : "");
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, error);
+  ck_assert(net != NULL);
+  return sb_verify(net, p, params, o, error);
 }
 
 /* fsdp at P = 1..4 takes the very same branch-and-bound path as cpu: the
  * bounds are bitwise equal, so the answer, the number of domains and the
  * counterexample are too. */
-static void
-assert_fsdp_follows_cpu (const SbGraph *g, const SbProperty *p, const SbVerifyParams *params,
-                         const char *what, SbVerifyOutcome *want)
-{
-  g_autoptr (GError) error = NULL;
-  ck_assert_msg (verify_on ("cpu", 0, NULL, g, p, params, want, &error), "%s: %s", what,
-                 error ? error->message : "");
-  for (int P = 1; P <= 4; P++)
-    {
-      SbVerifyOutcome o;
-      ck_assert_msg (verify_on ("fsdp", P, NULL, g, p, params, &o, &error), "%s P=%d: %s", what, P,
-                     error ? error->message : "");
-      ck_assert_msg (o.result == want->result, "%s P=%d: %s, cpu %s", what, P,
-                     sb_result_to_string (o.result), sb_result_to_string (want->result));
-      ck_assert_msg (o.domains == want->domains, "%s P=%d: %" G_GINT64_FORMAT " domains, cpu %" G_GINT64_FORMAT,
-                     what, P, (gint64) o.domains, (gint64) want->domains);
-      if (want->result == SB_RESULT_SAT)
-        ck_assert_msg (o.region == want->region
-                           && memcmp (o.x, want->x, sizeof (float) * g->input_size) == 0,
-                       "%s P=%d: another counterexample than cpu's", what, P);
-      sb_verify_outcome_clear (&o);
-    }
+static void assert_fsdp_follows_cpu(const SbGraph *g, const SbProperty *p,
+                                    const SbVerifyParams *params,
+                                    const char *what, SbVerifyOutcome *want) {
+  g_autoptr(GError) error = NULL;
+  ck_assert_msg(verify_on("cpu", 0, NULL, g, p, params, want, &error), "%s: %s",
+                what, error ? error->message : "");
+  for (int P = 1; P <= 4; P++) {
+    SbVerifyOutcome o;
+    ck_assert_msg(verify_on("fsdp", P, NULL, g, p, params, &o, &error),
+                  "%s P=%d: %s", what, P, error ? error->message : "");
+    ck_assert_msg(o.result == want->result, "%s P=%d: %s, cpu %s", what, P,
+                  sb_result_to_string(o.result),
+                  sb_result_to_string(want->result));
+    ck_assert_msg(o.domains == want->domains,
+                  "%s P=%d: %" G_GINT64_FORMAT
+                  " domains, cpu %" G_GINT64_FORMAT,
+                  what, P, (gint64)o.domains, (gint64)want->domains);
+    if (want->result == SB_RESULT_SAT)
+      ck_assert_msg(o.region == want->region &&
+                        memcmp(o.x, want->x, sizeof(float) * g->input_size) ==
+                            0,
+                    "%s P=%d: another counterexample than cpu's", what, P);
+    sb_verify_outcome_clear(&o);
+  }
 }
 
 /* A 2 -> 24 -> 24 -> 3 network and the robustness property of a random
  * box around a random centre; *label is the class at the centre. */
-static void
-random_wide_case (GRand *rng, SbGraph **g, SbProperty **p, int *label)
-{
-  *g = tiny_net (rng, 24);
-  double cx = g_rand_double_range (rng, -1, 1), cy = g_rand_double_range (rng, -1, 1);
-  double eps = g_rand_double_range (rng, 0.3, 0.8), yc[3];
-  float c[2] = { (float) cx, (float) cy };
-  sb_graph_eval (*g, c, yc);
+static void random_wide_case(GRand *rng, SbGraph **g, SbProperty **p,
+                             int *label) {
+  *g = tiny_net(rng, 24);
+  double cx = g_rand_double_range(rng, -1, 1),
+         cy = g_rand_double_range(rng, -1, 1);
+  double eps = g_rand_double_range(rng, 0.3, 0.8), yc[3];
+  float c[2] = {(float)cx, (float)cy};
+  sb_graph_eval(*g, c, yc);
   *label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-  *p = tiny_property (cx, cy, eps, *label);
+  *p = tiny_property(cx, cy, eps, *label);
 }
 
 /* Seed 778's second property needs about 200 domains (see below). */
-static void
-bab_heavy_case (SbGraph **g, SbProperty **p)
-{
-  GRand *rng = g_rand_new_with_seed (778);
+static void bab_heavy_case(SbGraph **g, SbProperty **p) {
+  GRand *rng = g_rand_new_with_seed(778);
   int label;
-  for (int trial = 0; trial < 2; trial++)
-    {
-      if (trial > 0)
-        {
-          sb_graph_free (*g);
-          sb_property_free (*p);
-        }
-      random_wide_case (rng, g, p, &label);
+  for (int trial = 0; trial < 2; trial++) {
+    if (trial > 0) {
+      sb_graph_free(*g);
+      sb_property_free(*p);
     }
-  g_rand_free (rng);
+    random_wide_case(rng, g, p, &label);
+  }
+  g_rand_free(rng);
 }
 
 /* Random networks wide enough that branch-and-bound evaluates batches of
  * more than one batch block (so fsdp splits the domains across ranks),
  * without the attack so that every property goes through the splits; the
  * answers must also agree with the dense grid. */
-START_TEST (test_verify_on_fsdp_follows_cpu_on_random_networks)
-{
+START_TEST(test_verify_on_fsdp_follows_cpu_on_random_networks) {
   int64_t most = 0;
   int checked = 0;
-  for (int seed = 777; seed <= 778; seed++)
-    {
-      GRand *rng = g_rand_new_with_seed (seed);
-      for (int trial = 0; trial < 4; trial++)
-        {
-          g_autoptr (SbGraph) g = NULL;
-          g_autoptr (SbProperty) p = NULL;
-          int label;
-          random_wide_case (rng, &g, &p, &label);
-          double truth = grid_margin (g, p, label, 400);
-          SbVerifyParams params;
-          sb_verify_params_init (&params);
-          params.attack = FALSE;
-          params.batch = 2 * 32; /* two batch blocks of parents, four of children */
-          SbVerifyOutcome want;
-          char what[64];
-          g_snprintf (what, sizeof what, "seed %d property %d", seed, trial);
-          assert_fsdp_follows_cpu (g, p, &params, what, &want);
-          if (fabs (truth) >= 0.05)
-            {
-              checked++;
-              if (truth > 0)
-                ck_assert_msg (want.result != SB_RESULT_SAT, "%s: sat, grid margin %g", what, truth);
-              else
-                ck_assert_msg (want.result != SB_RESULT_UNSAT, "%s: unsat, grid margin %g", what, truth);
-            }
-          most = MAX (most, want.domains);
-          g_printerr ("%s: %s after %" G_GINT64_FORMAT " domains on cpu and fsdp P=1..4 (grid margin %g)\n",
-                      what, sb_result_to_string (want.result), (gint64) want.domains, truth);
-          sb_verify_outcome_clear (&want);
-        }
-      g_rand_free (rng);
+  for (int seed = 777; seed <= 778; seed++) {
+    GRand *rng = g_rand_new_with_seed(seed);
+    for (int trial = 0; trial < 4; trial++) {
+      g_autoptr(SbGraph) g = NULL;
+      g_autoptr(SbProperty) p = NULL;
+      int label;
+      random_wide_case(rng, &g, &p, &label);
+      double truth = grid_margin(g, p, label, 400);
+      SbVerifyParams params;
+      sb_verify_params_init(&params);
+      params.attack = FALSE;
+      params.batch = 2 * 32; /* two batch blocks of parents, four of children */
+      SbVerifyOutcome want;
+      char what[64];
+      g_snprintf(what, sizeof what, "seed %d property %d", seed, trial);
+      assert_fsdp_follows_cpu(g, p, &params, what, &want);
+      if (fabs(truth) >= 0.05) {
+        checked++;
+        if (truth > 0)
+          ck_assert_msg(want.result != SB_RESULT_SAT, "%s: sat, grid margin %g",
+                        what, truth);
+        else
+          ck_assert_msg(want.result != SB_RESULT_UNSAT,
+                        "%s: unsat, grid margin %g", what, truth);
+      }
+      most = MAX(most, want.domains);
+      g_printerr("%s: %s after %" G_GINT64_FORMAT
+                 " domains on cpu and fsdp P=1..4 (grid margin %g)\n",
+                 what, sb_result_to_string(want.result), (gint64)want.domains,
+                 truth);
+      sb_verify_outcome_clear(&want);
     }
+    g_rand_free(rng);
+  }
   /* At least one property needed batches wider than a batch block. */
-  ck_assert_int_gt (most, 2 * 32);
-  ck_assert_int_gt (checked, 0);
+  ck_assert_int_gt(most, 2 * 32);
+  ck_assert_int_gt(checked, 0);
 }
 END_TEST
 
 /* Golden instances: two decided at the root (the attack and alpha-CROWN
  * run on the ranks too) and one that needs branch-and-bound. */
 static const char *const follow_instances[][2] = {
-  { "mnist-net_256x2.onnx", "prop_0_0.03.vnnlib" },
-  { "mnist-net_256x2.onnx", "prop_1_0.03.vnnlib" },
-  { "mnist-net_256x4.onnx", "prop_3_0.05.vnnlib" },
+    {"mnist-net_256x2.onnx", "prop_0_0.03.vnnlib"},
+    {"mnist-net_256x2.onnx", "prop_1_0.03.vnnlib"},
+    {"mnist-net_256x4.onnx", "prop_3_0.05.vnnlib"},
 };
 
-START_TEST (test_verify_on_fsdp_follows_cpu_on_instances)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *op = sb_test_data_path ("onnx", follow_instances[_i][0]);
-  g_autofree char *vp = sb_test_data_path ("vnnlib", follow_instances[_i][1]);
-  g_autoptr (SbGraph) g = sb_onnx_load (op, &error);
-  g_autoptr (SbProperty) p = sb_vnnlib_load (vp, &error);
-  ck_assert (g != NULL && p != NULL);
+START_TEST(test_verify_on_fsdp_follows_cpu_on_instances) {
+  g_autoptr(GError) error = NULL;
+  g_autofree char *op = sb_test_data_path("onnx", follow_instances[_i][0]);
+  g_autofree char *vp = sb_test_data_path("vnnlib", follow_instances[_i][1]);
+  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
+  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
+  ck_assert(g != NULL && p != NULL);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   SbVerifyOutcome want;
-  assert_fsdp_follows_cpu (g, p, &params, follow_instances[_i][1], &want);
-  g_printerr ("%s %s: %s after %" G_GINT64_FORMAT " domains on cpu and fsdp P=1..4\n", follow_instances[_i][0],
-              follow_instances[_i][1], sb_result_to_string (want.result), (gint64) want.domains);
-  sb_verify_outcome_clear (&want);
+  assert_fsdp_follows_cpu(g, p, &params, follow_instances[_i][1], &want);
+  g_printerr("%s %s: %s after %" G_GINT64_FORMAT
+             " domains on cpu and fsdp P=1..4\n",
+             follow_instances[_i][0], follow_instances[_i][1],
+             sb_result_to_string(want.result), (gint64)want.domains);
+  sb_verify_outcome_clear(&want);
 }
 END_TEST
 
 /* A rank that fails in the middle of branch-and-bound (fault injection at
  * a backend call after the root) ends verify with an error naming the
  * rank, after some domains were evaluated, and never with an answer. */
-START_TEST (test_verify_rank_failing_during_bab_is_a_clean_error)
-{
-  g_autoptr (SbGraph) g = NULL;
-  g_autoptr (SbProperty) p = NULL;
-  bab_heavy_case (&g, &p);
+START_TEST(test_verify_rank_failing_during_bab_is_a_clean_error) {
+  g_autoptr(SbGraph) g = NULL;
+  g_autoptr(SbProperty) p = NULL;
+  bab_heavy_case(&g, &p);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.attack = FALSE;
   params.batch = 2 * 32;
-  const char *const options[] = { "fail_rank=1", "fail_at=" G_STRINGIFY (BAB_FAULT_CALL), NULL };
+  const char *const options[] = {"fail_rank=1",
+                                 "fail_at=" G_STRINGIFY(BAB_FAULT_CALL), NULL};
   SbVerifyOutcome o;
-  g_autoptr (GError) error = NULL;
-  ck_assert (!verify_on ("fsdp", 3, options, g, p, &params, &o, &error));
-  ck_assert_int_eq (o.result, SB_RESULT_ERROR);
-  ck_assert_msg (error != NULL && strstr (error->message, "rank 1") != NULL, "%s",
-                 error ? error->message : "(no error)");
-  ck_assert_msg (o.domains > 0, "the fault hit before branch-and-bound");
-  sb_verify_outcome_clear (&o);
+  g_autoptr(GError) error = NULL;
+  ck_assert(!verify_on("fsdp", 3, options, g, p, &params, &o, &error));
+  ck_assert_int_eq(o.result, SB_RESULT_ERROR);
+  ck_assert_msg(error != NULL && strstr(error->message, "rank 1") != NULL, "%s",
+                error ? error->message : "(no error)");
+  ck_assert_msg(o.domains > 0, "the fault hit before branch-and-bound");
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
 /* --max-memory limits each rank's backend memory in branch-and-bound: a
  * limit above the queue's few domains but below what a rank allocates for
  * a batch stops with unknown and names the rank. */
-START_TEST (test_verify_max_memory_applies_per_rank)
-{
-  g_autoptr (SbGraph) g = NULL;
-  g_autoptr (SbProperty) p = NULL;
-  bab_heavy_case (&g, &p);
+START_TEST(test_verify_max_memory_applies_per_rank) {
+  g_autoptr(SbGraph) g = NULL;
+  g_autoptr(SbProperty) p = NULL;
+  bab_heavy_case(&g, &p);
   SbVerifyParams params;
-  sb_verify_params_init (&params);
+  sb_verify_params_init(&params);
   params.attack = FALSE;
   params.batch = 2 * 32;
   params.max_memory_mib = 0.002; /* 2 KiB: the queue's first domains fit */
   SbVerifyOutcome o;
-  g_autoptr (GError) error = NULL;
-  ck_assert_msg (verify_on ("fsdp", 2, NULL, g, p, &params, &o, &error), "%s",
-                 error ? error->message : "");
-  ck_assert_str_eq (sb_result_to_string (o.result), "unknown");
-  ck_assert_msg (o.reason != NULL && strstr (o.reason, "per rank") != NULL
-                     && strstr (o.reason, "rank 0") != NULL,
-                 "%s", o.reason ? o.reason : "(none)");
-  ck_assert (o.bab_memory != NULL && o.bab_memory[0].total_peak_bytes > 2048);
-  sb_verify_outcome_clear (&o);
+  g_autoptr(GError) error = NULL;
+  ck_assert_msg(verify_on("fsdp", 2, NULL, g, p, &params, &o, &error), "%s",
+                error ? error->message : "");
+  ck_assert_str_eq(sb_result_to_string(o.result), "unknown");
+  ck_assert_msg(o.reason != NULL && strstr(o.reason, "per rank") != NULL &&
+                    strstr(o.reason, "rank 0") != NULL,
+                "%s", o.reason ? o.reason : "(none)");
+  ck_assert(o.bab_memory != NULL && o.bab_memory[0].total_peak_bytes > 2048);
+  sb_verify_outcome_clear(&o);
 }
 END_TEST
 
-static Suite *
-verify_suite (void)
-{
-  Suite *s = suite_create ("verify");
-  TCase *tc = tcase_create ("ground truth");
-  tcase_set_timeout (tc, 600);
-  tcase_add_loop_test (tc, test_verify_never_contradicts_dense_grid_on_tiny_networks, 0, 4);
-  suite_add_tcase (s, tc);
-  tc = tcase_create ("vnncomp");
-  tcase_set_timeout (tc, 600);
-  tcase_add_test (tc, test_verify_finds_published_counterexample);
-  tcase_add_loop_test (tc, test_verify_proves_published_unsat_instance, 0, 2);
-  tcase_add_test (tc, test_verify_honours_timeout);
-  tcase_add_loop_test (tc, test_verify_timeout_interrupts_long_optimisation, 0, 2);
-  tcase_add_loop_test (tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
-  tcase_add_test (tc, test_verify_stops_after_bab_domains);
-  suite_add_tcase (s, tc);
-  tc = tcase_create ("fsdp domains");
-  tcase_set_timeout (tc, 600);
-  tcase_add_test (tc, test_verify_on_fsdp_follows_cpu_on_random_networks);
-  tcase_add_loop_test (tc, test_verify_on_fsdp_follows_cpu_on_instances, 0,
-                       G_N_ELEMENTS (follow_instances));
-  tcase_add_test (tc, test_verify_rank_failing_during_bab_is_a_clean_error);
-  tcase_add_test (tc, test_verify_max_memory_applies_per_rank);
-  suite_add_tcase (s, tc);
+static Suite *verify_suite(void) {
+  Suite *s = suite_create("verify");
+  TCase *tc = tcase_create("ground truth");
+  tcase_set_timeout(tc, 600);
+  tcase_add_loop_test(
+      tc, test_verify_never_contradicts_dense_grid_on_tiny_networks, 0, 4);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("vnncomp");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_verify_finds_published_counterexample);
+  tcase_add_loop_test(tc, test_verify_proves_published_unsat_instance, 0, 2);
+  tcase_add_test(tc, test_verify_honours_timeout);
+  tcase_add_loop_test(tc, test_verify_timeout_interrupts_long_optimisation, 0,
+                      2);
+  tcase_add_loop_test(tc, test_verify_stops_at_domain_and_memory_limits, 0, 2);
+  tcase_add_test(tc, test_verify_stops_after_bab_domains);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("fsdp domains");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_on_random_networks);
+  tcase_add_loop_test(tc, test_verify_on_fsdp_follows_cpu_on_instances, 0,
+                      G_N_ELEMENTS(follow_instances));
+  tcase_add_test(tc, test_verify_rank_failing_during_bab_is_a_clean_error);
+  tcase_add_test(tc, test_verify_max_memory_applies_per_rank);
+  suite_add_tcase(s, tc);
   return s;
 }
 
-int
-main (void)
-{
-  SRunner *sr = srunner_create (verify_suite ());
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
+int main(void) {
+  SRunner *sr = srunner_create(verify_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
   return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -32,8 +32,8 @@ static int try_gpu_ranks(const Backend *b, int P, const char *comm,
                          size_t err_size) {
   char v[8];
   snprintf(v, sizeof v, "%d", P);
-  sb_option o[4] = {{"ranks", v}, {"device", "cuda"}, {"comm", comm},
-                    {"devices", devices}};
+  sb_option o[4] = {
+      {"ranks", v}, {"device", "cuda"}, {"comm", comm}, {"devices", devices}};
   err[0] = '\0';
   *ctx = NULL;
   return b->d->context_create(NULL, o, devices ? 4 : 3, ctx, err, err_size);
@@ -43,8 +43,8 @@ static Ctx gpu_ranks(const Backend *b, int P, const char *comm) {
   Ctx c = {b->d, NULL};
   char err[1024];
   int st = try_gpu_ranks(b, P, comm, NULL, &c.ctx, err, sizeof err);
-  ck_assert_msg(st == SB_OK, "%s ranks=%d device=cuda comm=%s: %s",
-                b->d->name, P, comm, err);
+  ck_assert_msg(st == SB_OK, "%s ranks=%d device=cuda comm=%s: %s", b->d->name,
+                P, comm, err);
   ck_assert_int_eq(b->d->rank_count(c.ctx), P);
   return c;
 }
@@ -178,16 +178,22 @@ static float *blocked_backward(Ctx *c, int64_t S, int64_t *n) {
   rng_state = 77;
   float *w = rand_vec(OUT * IN, 0.1f), *bias = rand_vec(OUT, 0.1f);
   float *A0 = rand_vec(S * B * OUT, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = IN, .out_size = OUT, .weight = w,
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = IN,
+                        .out_size = OUT,
+                        .weight = w,
                         .bias = bias};
   sb_layer *l = NULL;
   ok(c, c->d->layer_create(c->ctx, &d, &l), "layer_create");
   sb_tensor *A = tensor(c, SB_MEM_COEFFICIENTS, S, B, OUT, A0);
   sb_tensor *Ai = tensor(c, SB_MEM_COEFFICIENTS, S, B, IN, NULL);
   sb_tensor *bt = tensor(c, SB_MEM_COEFFICIENTS, S, B, 0, NULL);
-  sb_backward_args_v1 a = {.struct_size = sizeof a, .side = SB_SIDE_LOWER,
-                           .A_out = A, .A_in = {Ai}, .bias = bt};
+  sb_backward_args_v1 a = {.struct_size = sizeof a,
+                           .side = SB_SIDE_LOWER,
+                           .A_out = A,
+                           .A_in = {Ai},
+                           .bias = bt};
   ok(c, c->d->layer_backward(c->ctx, l, &a), "layer_backward");
   *n = S * B * IN + S * B;
   float *out = malloc((size_t)*n * sizeof(float));
@@ -216,8 +222,8 @@ START_TEST(test_fsdp_cuda_split_spec_rows_equal_cuda_bit_for_bit) {
     ck_assert_int_eq(n, n_want);
     for (int64_t k = 0; k < n; k++)
       ck_assert_msg(memcmp(&got[k], &want[k], sizeof(float)) == 0,
-                    "P=%d result %lld: cuda %.9g, fsdp %.9g", P,
-                    (long long)k, want[k], got[k]);
+                    "P=%d result %lld: cuda %.9g, fsdp %.9g", P, (long long)k,
+                    want[k], got[k]);
     free(got);
     fs.d->context_destroy(fs.ctx);
   }
@@ -266,11 +272,10 @@ START_TEST(test_nccl_ranks_equal_loopback_ranks_bit_for_bit) {
     for (int P = 2; P <= 4; P++) {
       Run nccl = {{rb.d, NULL}};
       char err[1024];
-      int st = try_gpu_ranks(&rb, P, "nccl", NULL, &nccl.c.ctx, err,
-                             sizeof err);
+      int st =
+          try_gpu_ranks(&rb, P, "nccl", NULL, &nccl.c.ctx, err, sizeof err);
       if (st != SB_OK) {
-        ck_assert_msg(strstr(err, "needs one GPU per rank") != NULL, "%s",
-                      err);
+        ck_assert_msg(strstr(err, "needs one GPU per rank") != NULL, "%s", err);
         break;
       }
       Net net;
@@ -332,11 +337,10 @@ START_TEST(test_devices_option_places_ranks_and_names_missing_gpus) {
                 "%s", err);
   ck_assert_int_eq(tp_b.d->rank_count(ctx), 3);
   tp_b.d->context_destroy(ctx);
-  int st = try_gpu_ranks(&tp_b, 2, "loopback", "0,4096", &ctx, err,
-                         sizeof err);
+  int st = try_gpu_ranks(&tp_b, 2, "loopback", "0,4096", &ctx, err, sizeof err);
   ck_assert_int_eq(st, SB_ERR_INVALID_ARGUMENT);
-  ck_assert_msg(strstr(err, "option devices='0,4096' names cuda device 4096")
-                    != NULL,
+  ck_assert_msg(strstr(err, "option devices='0,4096' names cuda device 4096") !=
+                    NULL,
                 "%s", err);
 }
 END_TEST
@@ -346,13 +350,19 @@ END_TEST
 START_TEST(test_fsdp_cuda_failing_rank_is_named_and_memory_is_the_gpus) {
   Backend fsdp_b = load("fsdp");
   /* Calls: layer_create 0, four tensor_create 1-4, two writes 5-6, IBP 7. */
-  sb_option o[5] = {{"ranks", "3"}, {"device", "cuda"}, {"fail_rank", "2"},
-                    {"fail_at", "7"}, {"comm", "loopback"}};
+  sb_option o[5] = {{"ranks", "3"},
+                    {"device", "cuda"},
+                    {"fail_rank", "2"},
+                    {"fail_at", "7"},
+                    {"comm", "loopback"}};
   Ctx c = open_ctx(&fsdp_b, o, 5);
   rng_state = 9;
   float *w = rand_vec(8 * 5, 1.0f), *x = rand_vec(5, 1.0f);
-  sb_layer_desc_v1 d = {.struct_size = sizeof d, .kind = SB_LAYER_LINEAR,
-                        .in_size = 5, .out_size = 8, .weight = w};
+  sb_layer_desc_v1 d = {.struct_size = sizeof d,
+                        .kind = SB_LAYER_LINEAR,
+                        .in_size = 5,
+                        .out_size = 8,
+                        .weight = w};
   sb_layer *l = NULL;
   ok(&c, c.d->layer_create(c.ctx, &d, &l), "layer_create");
   for (int r = 0; r < 3; r++) {
@@ -424,7 +434,8 @@ typedef struct {
   int64_t counts[SB_RANKS_MAX], even[SB_RANKS_MAX];
   int64_t total;
   float scattered[SB_RANKS_MAX][TOTAL_MAX], reduced[SB_RANKS_MAX][TOTAL_MAX];
-  float gathered[SB_RANKS_MAX][TOTAL_MAX], gathered_even[SB_RANKS_MAX][TOTAL_MAX];
+  float gathered[SB_RANKS_MAX][TOTAL_MAX],
+      gathered_even[SB_RANKS_MAX][TOTAL_MAX];
   float bcast[SB_RANKS_MAX][TOTAL_MAX];
 } CollJob;
 
@@ -461,8 +472,7 @@ static int collectives_fn(SbRank *r, SbComm *c, void *arg) {
     st = x->ops->upload(x->dev, (float *)out.ptr + at, host,
                         (size_t)j->counts[q] * sizeof(float));
   if (st == SB_OK)
-    st = c->ops->all_gather(c, q, x, (float *)out.ptr + at, j->counts,
-                            out.ptr);
+    st = c->ops->all_gather(c, q, x, (float *)out.ptr + at, j->counts, out.ptr);
   if (st == SB_OK)
     st = x->ops->download(x->dev, j->gathered[q], out.ptr, bytes);
   if (st == SB_OK) /* not in place */
@@ -490,8 +500,8 @@ static void check_collectives(const SbDeviceModule *m, int P, int nccl) {
   int ordinals[SB_RANKS_MAX];
   for (int q = 0; q < P; q++)
     ordinals[q] = nccl ? q : 0;
-  SbRanksConfig cfg = {P, m->ops, -1, -1, ordinals,
-                       nccl ? module_comm : NULL, (void *)m};
+  SbRanksConfig cfg = {
+      P, m->ops, -1, -1, ordinals, nccl ? module_comm : NULL, (void *)m};
   SbRanks *pool = NULL;
   char err[1024];
   ck_assert_msg(sb_ranks_new(&cfg, &pool, err, sizeof err) == SB_OK,
@@ -502,8 +512,7 @@ static void check_collectives(const SbDeviceModule *m, int P, int nccl) {
     j->even[q] = 3;
     j->total += j->counts[q];
   }
-  ck_assert_msg(sb_ranks_run(pool, collectives_fn, j, err, sizeof err) ==
-                    SB_OK,
+  ck_assert_msg(sb_ranks_run(pool, collectives_fn, j, err, sizeof err) == SB_OK,
                 "P=%d %s: %s", P, nccl ? "nccl" : "loopback", err);
   int64_t at = 0;
   for (int q = 0; q < P; q++) {
@@ -576,7 +585,8 @@ Suite *cuda_ranks_suite(void) {
   tcase_add_test(tc, test_nccl_is_refused_by_a_build_without_it);
 #endif
   tcase_add_test(tc, test_devices_option_places_ranks_and_names_missing_gpus);
-  tcase_add_test(tc, test_fsdp_cuda_failing_rank_is_named_and_memory_is_the_gpus);
+  tcase_add_test(tc,
+                 test_fsdp_cuda_failing_rank_is_named_and_memory_is_the_gpus);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -40,8 +40,8 @@ static int check_struct(char *error, size_t error_size, const char *fn,
     return refuse(error, error_size, "%s: NULL args", fn);
   if (struct_size < need)
     return refuse(error, error_size,
-                  "%s: args struct_size %u is smaller than %s (%zu bytes)",
-                  fn, (unsigned)struct_size, type, need);
+                  "%s: args struct_size %u is smaller than %s (%zu bytes)", fn,
+                  (unsigned)struct_size, type, need);
   return SB_OK;
 }
 
@@ -51,8 +51,7 @@ int sb_check_forward_aliasing(char *error, size_t error_size, const char *fn,
   for (int i = 0; i < n_inputs; i++)
     if (same(inputs[i], out))
       return refuse(error, error_size,
-                    "%s: out must not be the same tensor as inputs[%d]", fn,
-                    i);
+                    "%s: out must not be the same tensor as inputs[%d]", fn, i);
   return SB_OK;
 }
 
@@ -76,9 +75,9 @@ int sb_check_ibp_aliasing(char *error, size_t error_size, const char *fn,
 
 int sb_check_backward_args(char *error, size_t error_size, const char *fn,
                            const sb_backward_args_v1 *args) {
-  int st = check_struct(error, error_size, fn, args,
-                        args ? args->struct_size : 0, "sb_backward_args_v1",
-                        sizeof(sb_backward_args_v1));
+  int st =
+      check_struct(error, error_size, fn, args, args ? args->struct_size : 0,
+                   "sb_backward_args_v1", sizeof(sb_backward_args_v1));
   return st != SB_OK ? st : sb_check_side(error, error_size, fn, args->side);
 }
 
@@ -89,8 +88,7 @@ int sb_check_backward_aliasing(char *error, size_t error_size, const char *fn,
     const sb_tensor *t = a->A_in[i];
     if (same(t, a->A_out) && kind != SB_LAYER_ADD)
       return refuse(error, error_size,
-                    "%s: A_in[%d] must not be the same tensor as A_out", fn,
-                    i);
+                    "%s: A_in[%d] must not be the same tensor as A_out", fn, i);
     if (same(t, a->bias) || same(t, a->pre_lower) || same(t, a->pre_upper) ||
         same(t, a->alpha))
       return refuse(error, error_size,
@@ -109,9 +107,9 @@ int sb_check_backward_aliasing(char *error, size_t error_size, const char *fn,
 
 int sb_check_vjp_args(char *error, size_t error_size, const char *fn,
                       const sb_vjp_args_v1 *args) {
-  int st = check_struct(error, error_size, fn, args,
-                        args ? args->struct_size : 0, "sb_vjp_args_v1",
-                        sizeof(sb_vjp_args_v1));
+  int st =
+      check_struct(error, error_size, fn, args, args ? args->struct_size : 0,
+                   "sb_vjp_args_v1", sizeof(sb_vjp_args_v1));
   return st != SB_OK ? st : sb_check_side(error, error_size, fn, args->side);
 }
 
@@ -140,9 +138,8 @@ int sb_check_vjp_aliasing(char *error, size_t error_size, const char *fn,
   return SB_OK;
 }
 
-int sb_check_concretize_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *A,
-                                 const sb_tensor *bias,
+int sb_check_concretize_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *A, const sb_tensor *bias,
                                  const sb_tensor *x_lower,
                                  const sb_tensor *x_upper,
                                  const sb_tensor *out) {
@@ -164,8 +161,7 @@ int sb_check_concretize_vjp_aliasing(char *error, size_t error_size,
   if (same(grad_A, A))
     return refuse(error, error_size,
                   "%s: grad_A must not be the same tensor as A", fn);
-  if (same(grad_A, x_lower) || same(grad_A, x_upper) ||
-      same(grad_A, grad_out))
+  if (same(grad_A, x_lower) || same(grad_A, x_upper) || same(grad_A, grad_out))
     return refuse(error, error_size,
                   "%s: grad_A must not be the same tensor as x_lower, "
                   "x_upper or grad_out",
@@ -173,8 +169,8 @@ int sb_check_concretize_vjp_aliasing(char *error, size_t error_size,
   return SB_OK;
 }
 
-int sb_check_init_alpha_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *pre_lower,
+int sb_check_init_alpha_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *pre_lower,
                                  const sb_tensor *pre_upper,
                                  const sb_tensor *alpha) {
   if (same(alpha, pre_lower) || same(alpha, pre_upper))
@@ -223,9 +219,8 @@ int sb_check_adam_aliasing(char *error, size_t error_size, const char *fn,
   return SB_OK;
 }
 
-int sb_check_beta_apply_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *A,
-                                 const sb_tensor *beta,
+int sb_check_beta_apply_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *A, const sb_tensor *beta,
                                  const sb_tensor *sign) {
   if (same(beta, A) || same(sign, A))
     return refuse(error, error_size,
@@ -233,9 +228,8 @@ int sb_check_beta_apply_aliasing(char *error, size_t error_size,
   return SB_OK;
 }
 
-int sb_check_beta_vjp_aliasing(char *error, size_t error_size,
-                               const char *fn, const sb_tensor *grad_A,
-                               const sb_tensor *sign,
+int sb_check_beta_vjp_aliasing(char *error, size_t error_size, const char *fn,
+                               const sb_tensor *grad_A, const sb_tensor *sign,
                                const sb_tensor *grad_beta) {
   if (same(grad_beta, grad_A) || same(grad_beta, sign))
     return refuse(error, error_size,

@@ -19,11 +19,10 @@
 
 /* The error buffer arguments of a context whose message is a char array
  * member named error (every backend's context). */
-#define SB_CTX_ERROR(ctx) (ctx)->error, sizeof (ctx)->error
+#define SB_CTX_ERROR(ctx) (ctx)->error, sizeof(ctx)->error
 
 /* side is SB_SIDE_LOWER or SB_SIDE_UPPER. */
-int sb_check_side(char *error, size_t error_size, const char *fn,
-                  int32_t side);
+int sb_check_side(char *error, size_t error_size, const char *fn, int32_t side);
 
 /* layer_forward: out is none of the n_inputs inputs. */
 int sb_check_forward_aliasing(char *error, size_t error_size, const char *fn,
@@ -58,9 +57,8 @@ int sb_check_vjp_aliasing(char *error, size_t error_size, const char *fn,
                           int n_inputs, const sb_vjp_args_v1 *args);
 
 /* concretize: out is none of A, bias, x_lower, x_upper. */
-int sb_check_concretize_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *A,
-                                 const sb_tensor *bias,
+int sb_check_concretize_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *A, const sb_tensor *bias,
                                  const sb_tensor *x_lower,
                                  const sb_tensor *x_upper,
                                  const sb_tensor *out);
@@ -72,8 +70,8 @@ int sb_check_concretize_vjp_aliasing(char *error, size_t error_size,
                                      const sb_tensor *grad_out,
                                      const sb_tensor *grad_A);
 /* relu_init_alpha: alpha is neither pre_lower nor pre_upper. */
-int sb_check_init_alpha_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *pre_lower,
+int sb_check_init_alpha_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *pre_lower,
                                  const sb_tensor *pre_upper,
                                  const sb_tensor *alpha);
 
@@ -88,14 +86,12 @@ int sb_check_adam_aliasing(char *error, size_t error_size, const char *fn,
                            const sb_tensor *m, const sb_tensor *v);
 
 /* beta_apply: A is neither beta nor sign. */
-int sb_check_beta_apply_aliasing(char *error, size_t error_size,
-                                 const char *fn, const sb_tensor *A,
-                                 const sb_tensor *beta,
+int sb_check_beta_apply_aliasing(char *error, size_t error_size, const char *fn,
+                                 const sb_tensor *A, const sb_tensor *beta,
                                  const sb_tensor *sign);
 /* beta_vjp: grad_beta is neither grad_A nor sign. */
-int sb_check_beta_vjp_aliasing(char *error, size_t error_size,
-                               const char *fn, const sb_tensor *grad_A,
-                               const sb_tensor *sign,
+int sb_check_beta_vjp_aliasing(char *error, size_t error_size, const char *fn,
+                               const sb_tensor *grad_A, const sb_tensor *sign,
                                const sb_tensor *grad_beta);
 
 #endif /* SB_BACKENDS_ABI_CHECKS_H */

@@ -54,8 +54,8 @@ typedef struct SbCommOps {
   /* Host-memory collectives, for what the host reads (so that every
    * process sees the same bytes) and for its decisions. buf [bytes] of
    * every rank := buf of `root`. */
-  int (*broadcast_host)(SbComm *c, int rank, SbExec *x, void *buf,
-                        size_t bytes, int root);
+  int (*broadcast_host)(SbComm *c, int rank, SbExec *x, void *buf, size_t bytes,
+                        int root);
   /* In place: buf [sum(byte_counts)] of every rank receives rank q's block
    * (byte_counts[q] bytes at the sum of byte_counts[0..q-1]) from rank q.
    * Ranks that share one buffer (threads) have nothing to copy. */
@@ -124,8 +124,7 @@ int sb_comm_check_blocks(int size, int rank, SbExec *x, const char *what,
                          const int64_t *counts, const void *whole,
                          const void *block, int64_t *total);
 int sb_comm_check_all_reduce(int rank, SbExec *x, const char *what,
-                             const void *send, const void *recv,
-                             int64_t count);
+                             const void *send, const void *recv, int64_t count);
 /* root names a rank; buf holds count >= 0 elements (or bytes). */
 int sb_comm_check_broadcast(int size, int rank, SbExec *x, const char *what,
                             const void *buf, int64_t count, int root);

@@ -23,8 +23,8 @@ int sb_comm_check_blocks(int size, int rank, SbExec *x, const char *what,
                          const int64_t *counts, const void *whole,
                          const void *block, int64_t *total) {
   int st = sb_comm_check_counts(size, x, what, counts, total);
-  if (st == SB_OK && ((*total > 0 && whole == NULL) ||
-                      (counts[rank] > 0 && block == NULL)))
+  if (st == SB_OK &&
+      ((*total > 0 && whole == NULL) || (counts[rank] > 0 && block == NULL)))
     st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
                       what, rank);
   return st;

@@ -34,8 +34,7 @@ static Loopback *lb(SbComm *c) { return (Loopback *)c; }
 /* Every rank arrives with ok = 1 or 0; all leave with SB_OK only if every
  * rank was ok and nobody aborted. The mutex also orders the pointer
  * publication before any read of it. */
-static int lb_sync(Loopback *s, int rank, SbExec *x, const char *what,
-                   int ok) {
+static int lb_sync(Loopback *s, int rank, SbExec *x, const char *what, int ok) {
   pthread_mutex_lock(&s->lock);
   if (!ok && s->origin < 0)
     s->origin = rank;
@@ -66,8 +65,7 @@ static int lb_sync(Loopback *s, int rank, SbExec *x, const char *what,
   /* The rank that caused the failure keeps its own, more precise message. */
   if (ok)
     sb_exec_fail(x, SB_ERR_COMMUNICATION,
-                 "%s abandoned on rank %d: rank %d failed", what, rank,
-                 origin);
+                 "%s abandoned on rank %d: rank %d failed", what, rank, origin);
   return SB_ERR_COMMUNICATION;
 }
 
@@ -141,8 +139,8 @@ static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_gather";
   Loopback *s = lb(c);
   int64_t total;
-  int st = sb_comm_check_blocks(c->size, rank, x, what, counts, recv, send,
-                                &total);
+  int st =
+      sb_comm_check_blocks(c->size, rank, x, what, counts, recv, send, &total);
   s->send[rank] = send;
   s->counts[rank] = counts;
   s->devs[rank] = x->dev;
@@ -160,14 +158,13 @@ static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   return st != SB_OK ? st : st2;
 }
 
-static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x,
-                             const float *send, const int64_t *counts,
-                             float *recv) {
+static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x, const float *send,
+                             const int64_t *counts, float *recv) {
   static const char what[] = "reduce_scatter";
   Loopback *s = lb(c);
   int64_t total;
-  int st = sb_comm_check_blocks(c->size, rank, x, what, counts, send, recv,
-                                &total);
+  int st =
+      sb_comm_check_blocks(c->size, rank, x, what, counts, send, recv, &total);
   s->send[rank] = send;
   s->counts[rank] = counts;
   s->devs[rank] = x->dev;
@@ -234,8 +231,8 @@ static int lb_broadcast_host(SbComm *c, int rank, SbExec *x, void *buf,
                              size_t bytes, int root) {
   static const char what[] = "broadcast_host";
   Loopback *s = lb(c);
-  int st = sb_comm_check_broadcast(c->size, rank, x, what, buf,
-                                   (int64_t)bytes, root);
+  int st = sb_comm_check_broadcast(c->size, rank, x, what, buf, (int64_t)bytes,
+                                   root);
   s->host[rank] = buf;
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
     return st;
@@ -347,20 +344,23 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
   }
   if (s == NULL || !s->send || !s->recv || !s->counts || !s->host || !s->devs) {
     if (s)
-      free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs);
+      free(s->send), free(s->recv), free(s->counts), free(s->host),
+          free(s->devs);
     free(s);
     snprintf(error, error_size,
              "loopback communicator: out of host memory for %d ranks", size);
     return SB_ERR_OUT_OF_MEMORY;
   }
   if (pthread_mutex_init(&s->lock, NULL) != 0) {
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs),
+        free(s);
     snprintf(error, error_size, "loopback communicator: mutex init failed");
     return SB_ERR_INTERNAL;
   }
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs), free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs),
+        free(s);
     snprintf(error, error_size, "loopback communicator: cond init failed");
     return SB_ERR_INTERNAL;
   }

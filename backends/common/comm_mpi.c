@@ -145,30 +145,29 @@ static int mpi_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_gather";
   Mpi *s = mp(c);
   int64_t total = 0;
-  int st = s->failed ? SB_OK
-                     : check_counts(s, x, what, rank, counts, recv, send,
-                                    &total);
+  int st = s->failed
+               ? SB_OK
+               : check_counts(s, x, what, rank, counts, recv, send, &total);
   if ((st = vote(s, x, what, st)) != SB_OK)
     return st;
   int n[SB_RANKS_MAX], at[SB_RANKS_MAX];
   int_layout(c->size, counts, n, at);
   const void *src = send == recv + at[rank] ? MPI_IN_PLACE : (const void *)send;
-  int rc = MPI_Allgatherv(src, n[rank], MPI_FLOAT, recv, n, at, MPI_FLOAT,
-                          s->comm);
+  int rc =
+      MPI_Allgatherv(src, n[rank], MPI_FLOAT, recv, n, at, MPI_FLOAT, s->comm);
   return rc == MPI_SUCCESS ? SB_OK : mpi_fail(s, x, what, rc);
 }
 
 /* recv [counts[rank]] = sum over q in order of rank q's block `rank`. */
-static int mpi_reduce_scatter(SbComm *c, int rank, SbExec *x,
-                              const float *send, const int64_t *counts,
-                              float *recv) {
+static int mpi_reduce_scatter(SbComm *c, int rank, SbExec *x, const float *send,
+                              const int64_t *counts, float *recv) {
   static const char what[] = "reduce_scatter";
   Mpi *s = mp(c);
   int64_t total = 0, mine = 0;
   SbBuffer blocks = {0};
-  int st = s->failed ? SB_OK
-                     : check_counts(s, x, what, rank, counts, send, recv,
-                                    &total);
+  int st = s->failed
+               ? SB_OK
+               : check_counts(s, x, what, rank, counts, send, recv, &total);
   if (st == SB_OK && !s->failed) {
     mine = counts[rank];
     if (!fits_int(mine * c->size))
@@ -265,8 +264,8 @@ static int mpi_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
 
 static int mpi_broadcast_host(SbComm *c, int rank, SbExec *x, void *buf,
                               size_t bytes, int root) {
-  return mpi_broadcast_bytes(mp(c), x, "broadcast_host", buf, (int64_t)bytes,
-                             1, root);
+  return mpi_broadcast_bytes(mp(c), x, "broadcast_host", buf, (int64_t)bytes, 1,
+                             root);
 }
 
 static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
@@ -274,15 +273,15 @@ static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   static const char what[] = "all_gather_host";
   Mpi *s = mp(c);
   int64_t total = 0;
-  int st = s->failed ? SB_OK
-                     : check_counts(s, x, what, rank, byte_counts, buf, buf,
-                                    &total);
+  int st = s->failed
+               ? SB_OK
+               : check_counts(s, x, what, rank, byte_counts, buf, buf, &total);
   if ((st = vote(s, x, what, st)) != SB_OK)
     return st;
   int n[SB_RANKS_MAX], at[SB_RANKS_MAX];
   int_layout(c->size, byte_counts, n, at);
-  int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, n, at, MPI_BYTE,
-                          s->comm);
+  int rc =
+      MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, n, at, MPI_BYTE, s->comm);
   return rc == MPI_SUCCESS ? SB_OK : mpi_fail(s, x, what, rc);
 }
 
@@ -386,9 +385,8 @@ static int learn_peers(Mpi *s, char *error, size_t error_size) {
                        MPI_MAX_PROCESSOR_NAME, MPI_CHAR, s->comm);
   for (int q = 0; q < size && rc == MPI_SUCCESS; q++) {
     s->pids[q] = (pid_t)pids[q];
-    s->same_host[q] =
-        strncmp(names + (size_t)q * MPI_MAX_PROCESSOR_NAME, name,
-                MPI_MAX_PROCESSOR_NAME) == 0;
+    s->same_host[q] = strncmp(names + (size_t)q * MPI_MAX_PROCESSOR_NAME, name,
+                              MPI_MAX_PROCESSOR_NAME) == 0;
   }
   free(names);
   free(pids);
@@ -418,8 +416,7 @@ int sb_comm_mpi_new(SbComm **out, char *error, size_t error_size) {
     int provided = 0;
     int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
     if (rc != MPI_SUCCESS) {
-      snprintf(error, error_size, "comm=mpi: MPI_Init_thread failed (%d)",
-               rc);
+      snprintf(error, error_size, "comm=mpi: MPI_Init_thread failed (%d)", rc);
       return SB_ERR_COMMUNICATION;
     }
     initialized_here = 1;

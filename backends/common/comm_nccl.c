@@ -17,14 +17,14 @@
 
 typedef struct Nccl {
   SbComm base;
-  int first, n_local;     /* this process holds ranks first..first+n_local-1 */
-  int *ordinals;          /* per local rank */
-  cudaStream_t *streams;  /* per local rank, owned by the ranks' devices */
-  ncclComm_t *comms;      /* per local rank; NULL once aborted */
+  int first, n_local;    /* this process holds ranks first..first+n_local-1 */
+  int *ordinals;         /* per local rank */
+  cudaStream_t *streams; /* per local rank, owned by the ranks' devices */
+  ncclComm_t *comms;     /* per local rank; NULL once aborted */
   pthread_mutex_t lock;
-  int aborted;            /* some rank failed: every wait gives up */
-  int origin;             /* first rank that failed, or -1 */
-  char lost[256];         /* why reset() could not re-create the communicator */
+  int aborted;    /* some rank failed: every wait gives up */
+  int origin;     /* first rank that failed, or -1 */
+  char lost[256]; /* why reset() could not re-create the communicator */
 } Nccl;
 
 static Nccl *nc(SbComm *c) { return (Nccl *)c; }
@@ -63,8 +63,8 @@ static void abort_local(Nccl *s, int i) {
  * it go too). */
 static int rank_fails(Nccl *s, int rank, SbExec *x, const char *what,
                       const char *lib, const char *name, const char *detail) {
-  sb_exec_fail(x, SB_ERR_COMMUNICATION, "%s failed on rank %d: %s %s%s%s",
-               what, rank, lib, name, detail && *detail ? ": " : "",
+  sb_exec_fail(x, SB_ERR_COMMUNICATION, "%s failed on rank %d: %s %s%s%s", what,
+               rank, lib, name, detail && *detail ? ": " : "",
                detail ? detail : "");
   mark_failed(s, rank);
   abort_local(s, rank - s->first);
@@ -251,8 +251,8 @@ static ncclResult_t queue_exchange(Nccl *s, int rank, SbExec *x,
   for (int q = 0; q < s->base.size && r == ncclSuccess; at += counts[q], q++) {
     if (q == rank) {
       if (mine > 0)
-        *device_st = x->ops->copy(x->dev, stage + (int64_t)q * mine,
-                                  send + at, (size_t)mine * sizeof(float));
+        *device_st = x->ops->copy(x->dev, stage + (int64_t)q * mine, send + at,
+                                  (size_t)mine * sizeof(float));
       continue;
     }
     if (counts[q] > 0)

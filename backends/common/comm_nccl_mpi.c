@@ -14,7 +14,7 @@ typedef struct NcclMpi {
   SbComm *host; /* MPI: host collectives, votes, process loss */
   SbComm *data; /* NCCL for this process's rank; NULL once lost */
   const SbDeviceModule *module;
-  SbRank *rank; /* this process's rank: its device */
+  SbRank *rank;   /* this process's rank: its device */
   char lost[600]; /* why data is NULL */
 } NcclMpi;
 
@@ -33,8 +33,7 @@ static int join(NcclMpi *s, SbExec *x) {
   unsigned char id[SB_COMM_ID_BYTES] = {0};
   char why[512];
   int st = SB_OK;
-  if (me == 0 &&
-      (st = s->module->comm_unique_id(id, why, sizeof why)) != SB_OK)
+  if (me == 0 && (st = s->module->comm_unique_id(id, why, sizeof why)) != SB_OK)
     sb_exec_fail(x, st, "cannot make an NCCL id: %s", why);
   if ((st = agree(s, x, st)) != SB_OK)
     return st;
@@ -42,8 +41,8 @@ static int join(NcclMpi *s, SbExec *x) {
   if (st != SB_OK)
     return st;
   SbComm *data = NULL;
-  st = s->module->comm_new(id, s->base.size, me, 1, &s->rank->dev, &data,
-                           why, sizeof why);
+  st = s->module->comm_new(id, s->base.size, me, 1, &s->rank->dev, &data, why,
+                           sizeof why);
   if (st != SB_OK)
     sb_exec_fail(x, st, "%s", why);
   if ((st = agree(s, x, st)) != SB_OK) {
@@ -63,8 +62,8 @@ static int join(NcclMpi *s, SbExec *x) {
  * NCCL communicator exists, agreed by every process. */
 static int enter(NcclMpi *s, int rank, SbExec *x, const char *what, int st) {
   if (st == SB_OK && s->data == NULL)
-    st = sb_exec_fail(x, SB_ERR_COMMUNICATION, "%s on rank %d: %s", what,
-                      rank, s->lost);
+    st = sb_exec_fail(x, SB_ERR_COMMUNICATION, "%s on rank %d: %s", what, rank,
+                      s->lost);
   return agree(s, x, st);
 }
 
@@ -73,23 +72,22 @@ static int nm_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_gather";
   NcclMpi *s = nm(c);
   int64_t total;
-  int st = enter(s, rank, x, what,
-                 sb_comm_check_blocks(c->size, rank, x, what, counts, recv,
-                                      send, &total));
-  return st != SB_OK ? st
-                     : s->data->ops->all_gather(s->data, rank, x, send,
-                                                counts, recv);
+  int st = enter(
+      s, rank, x, what,
+      sb_comm_check_blocks(c->size, rank, x, what, counts, recv, send, &total));
+  return st != SB_OK
+             ? st
+             : s->data->ops->all_gather(s->data, rank, x, send, counts, recv);
 }
 
-static int nm_reduce_scatter(SbComm *c, int rank, SbExec *x,
-                             const float *send, const int64_t *counts,
-                             float *recv) {
+static int nm_reduce_scatter(SbComm *c, int rank, SbExec *x, const float *send,
+                             const int64_t *counts, float *recv) {
   static const char what[] = "reduce_scatter";
   NcclMpi *s = nm(c);
   int64_t total;
-  int st = enter(s, rank, x, what,
-                 sb_comm_check_blocks(c->size, rank, x, what, counts, send,
-                                      recv, &total));
+  int st = enter(
+      s, rank, x, what,
+      sb_comm_check_blocks(c->size, rank, x, what, counts, send, recv, &total));
   return st != SB_OK ? st
                      : s->data->ops->reduce_scatter(s->data, rank, x, send,
                                                     counts, recv);
@@ -101,21 +99,21 @@ static int nm_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   NcclMpi *s = nm(c);
   int st = enter(s, rank, x, what,
                  sb_comm_check_all_reduce(rank, x, what, send, recv, count));
-  return st != SB_OK ? st
-                     : s->data->ops->all_reduce(s->data, rank, x, send, recv,
-                                                count);
+  return st != SB_OK
+             ? st
+             : s->data->ops->all_reduce(s->data, rank, x, send, recv, count);
 }
 
 static int nm_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
                         int64_t count, int root) {
   static const char what[] = "broadcast";
   NcclMpi *s = nm(c);
-  int st = enter(s, rank, x, what,
-                 sb_comm_check_broadcast(c->size, rank, x, what, buf, count,
-                                         root));
-  return st != SB_OK ? st
-                     : s->data->ops->broadcast(s->data, rank, x, buf, count,
-                                               root);
+  int st =
+      enter(s, rank, x, what,
+            sb_comm_check_broadcast(c->size, rank, x, what, buf, count, root));
+  return st != SB_OK
+             ? st
+             : s->data->ops->broadcast(s->data, rank, x, buf, count, root);
 }
 
 /* The vote alone holds the processes together; NCCL's barrier also waits

@@ -30,8 +30,7 @@ extern "C" {
  * NCCL communicator is made anew with a new id (an aborted one cannot be
  * rejoined); if that fails, every later collective fails with the reason.
  */
-int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank,
-                         SbComm **out);
+int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank, SbComm **out);
 
 #ifdef __cplusplus
 }

@@ -19,8 +19,8 @@ int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
   return st;
 }
 
-int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B,
-                      int64_t N, const float *A, const float *x_lower,
+int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
+                      const float *A, const float *x_lower,
                       const float *x_upper, const float *grad_out,
                       float *grad_A) {
   const SbDeviceOps *o = x->ops;
@@ -30,8 +30,8 @@ int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B,
     return st;
   float *c = cr.ptr, *r = c + B * N;
   if ((st = o->box_to_centre_radius(x->dev, B * N, x_lower, x_upper, c, r)) ||
-      (st = o->concretize_vjp(x->dev, side, S, B, N, A, c, r, grad_out,
-                              grad_A)))
+      (st =
+           o->concretize_vjp(x->dev, side, S, B, N, A, c, r, grad_out, grad_A)))
     st = sb_exec_device_fail(x, st, "concretize_vjp");
   sb_exec_free(x, &cr);
   return st;

@@ -108,8 +108,7 @@ typedef struct SbDeviceOps {
              float *out);
   /* centre c = (l+u)/2, radius r = (u-l)/2, n elements. */
   int (*box_to_centre_radius)(SbDevice *dev, int64_t n, const float *lower,
-                              const float *upper, float *centre,
-                              float *radius);
+                              const float *upper, float *centre, float *radius);
   /* lower = mid - rad, upper = mid + rad; lower MAY equal mid and upper MAY
    * equal rad (in place). */
   int (*centre_radius_to_box)(SbDevice *dev, int64_t n, const float *mid,
@@ -123,9 +122,8 @@ typedef struct SbDeviceOps {
    * NULL means 0; abs_scale non-zero uses |scale[c]| (the radius in IBP).
    * y MAY equal x. */
   int (*affine_forward)(SbDevice *dev, int64_t rows, int64_t channels,
-                        int64_t spatial, const float *scale,
-                        const float *shift, int abs_scale, const float *x,
-                        float *y);
+                        int64_t spatial, const float *scale, const float *shift,
+                        int abs_scale, const float *x, float *y);
   /* Coefficients through the affine map: A_in[r,c,s] = scale[c] * A[r,c,s]
    * (scale NULL means 1), overwriting A_in, or adding to it when accumulate
    * is non-zero. A_in MAY equal A only when accumulate is zero. */
@@ -155,10 +153,10 @@ typedef struct SbDeviceOps {
    *   SB_SIDE_UPPER: a_in = al*min(a,0) + s*max(a,0); bias += max(a,0)*t.
    * A_in is overwritten, or added to when accumulate is non-zero; bias is
    * always added to. A_in MUST NOT alias A. */
-  int (*relu_backward)(SbDevice *dev, int side, int64_t S, int64_t B,
-                       int64_t N, const float *A, const float *lower,
-                       const float *upper, const float *alpha, int accumulate,
-                       float *A_in, float *bias);
+  int (*relu_backward)(SbDevice *dev, int side, int64_t S, int64_t B, int64_t N,
+                       const float *A, const float *lower, const float *upper,
+                       const float *alpha, int accumulate, float *A_in,
+                       float *bias);
 
   /* ---- bounds from coefficients ---- */
   /* out[s,b] = bias[s,b] + sum_n A[s,b,n]*centre[b,n] -/+ sum_n
@@ -221,8 +219,7 @@ typedef struct SbDeviceOps {
   /* alpha[s,b,n] = 1 when upper[b,n] > -lower[b,n], else 0 (the default
    * lower slope of relu_backward), for every s. */
   int (*relu_init_alpha)(SbDevice *dev, int64_t S, int64_t B, int64_t N,
-                         const float *lower, const float *upper,
-                         float *alpha);
+                         const float *lower, const float *upper, float *alpha);
   /* One Adam step on n elements, in place on param, m, v (PyTorch
    * semantics; maximize negates the gradient first):
    *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
@@ -254,15 +251,13 @@ typedef struct SbDeviceOps {
    * least one element other than +-0 (NaN counts as non-zero), ascending,
    * into the HOST array index (cols entries); *count (HOST) gets how many.
    * Waits for the data. */
-  int (*nonzero_cols)(SbDevice *dev, int64_t rows, int64_t cols,
-                      const float *A, int64_t lda, int64_t *index,
-                      int64_t *count);
+  int (*nonzero_cols)(SbDevice *dev, int64_t rows, int64_t cols, const float *A,
+                      int64_t lda, int64_t *index, int64_t *count);
   /* dst[r,j] = src[r*lds + index[j]] for dst [rows, k] (contiguous); index
    * is a HOST array of k entries, each a column of src (checked by the
    * caller). dst MUST NOT overlap src. */
-  int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src,
-                     int64_t lds, int64_t k, const int64_t *index,
-                     float *dst);
+  int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src, int64_t lds,
+                     int64_t k, const int64_t *index, float *dst);
 
   /* ---- optional: ranks of one process reading each other's buffers ---- */
   /* Non-zero when kernels queued on dev may read buffers that peer

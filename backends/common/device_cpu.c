@@ -54,8 +54,7 @@ static int cpu_alloc(SbDevice *dev, size_t bytes, void **out) {
 
 static void cpu_free(SbDevice *dev, void *ptr) { free(ptr); }
 
-static int cpu_memcpy(SbDevice *dev, void *dst, const void *src,
-                      size_t bytes) {
+static int cpu_memcpy(SbDevice *dev, void *dst, const void *src, size_t bytes) {
   if (bytes)
     memcpy(dst, src, bytes);
   return SB_OK;
@@ -107,9 +106,9 @@ static int cpu_sgemm_strided_batched(SbDevice *dev, int trans_a, int trans_b,
                                      int64_t m, int64_t n, int64_t k,
                                      float alpha, const float *a, int64_t lda,
                                      int64_t stride_a, const float *b,
-                                     int64_t ldb, int64_t stride_b,
-                                     float beta, float *c, int64_t ldc,
-                                     int64_t stride_c, int64_t batch) {
+                                     int64_t ldb, int64_t stride_b, float beta,
+                                     float *c, int64_t ldc, int64_t stride_c,
+                                     int64_t batch) {
   for (int64_t i = 0; i < batch; i++) {
     int st = cpu_sgemm(dev, trans_a, trans_b, m, n, k, alpha, a + i * stride_a,
                        lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
@@ -143,9 +142,9 @@ static int cpu_box_to_centre_radius(SbDevice *dev, int64_t n,
   return SB_OK;
 }
 
-static int cpu_centre_radius_to_box(SbDevice *dev, int64_t n,
-                                    const float *mid, const float *rad,
-                                    float *lower, float *upper) {
+static int cpu_centre_radius_to_box(SbDevice *dev, int64_t n, const float *mid,
+                                    const float *rad, float *lower,
+                                    float *upper) {
   for (int64_t i = 0; i < n; i++) {
     float m = mid[i], r = rad[i];
     lower[i] = m - r;
@@ -166,8 +165,8 @@ static int cpu_add_bias_rows(SbDevice *dev, int64_t rows, int64_t cols,
 
 static int cpu_affine_forward(SbDevice *dev, int64_t rows, int64_t channels,
                               int64_t spatial, const float *scale,
-                              const float *shift, int abs_scale,
-                              const float *x, float *y) {
+                              const float *shift, int abs_scale, const float *x,
+                              float *y) {
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < channels; c++) {
       float a = scale ? scale[c] : 1.0f;
@@ -300,7 +299,8 @@ static int cpu_im2col(SbDevice *dev, const SbConvGeom *g, int64_t n,
           float *row = ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * n * P;
           /* The output columns [ow0, ow1] whose input column
            * iw = ow*sw + off lies inside the image (as in col2im). */
-          const int64_t sw = g->stride_w, off = kj * g->dilation_w - g->pad_left;
+          const int64_t sw = g->stride_w,
+                        off = kj * g->dilation_w - g->pad_left;
           int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
           int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
           if (ow1 > g->out_w - 1)
@@ -348,7 +348,8 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
           /* The output columns whose input column iw = ow*sw - pl + kj*dw
            * lies inside the image, found once per kernel column so that the
            * inner loop has no test (and is a plain vector add at stride 1). */
-          const int64_t sw = g->stride_w, off = kj * g->dilation_w - g->pad_left;
+          const int64_t sw = g->stride_w,
+                        off = kj * g->dilation_w - g->pad_left;
           int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
           int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
           if (ow1 > g->out_w - 1)
@@ -371,9 +372,8 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
   return SB_OK;
 }
 
-static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
-                               int64_t c, const float *src, float beta,
-                               float *dst) {
+static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
+                               const float *src, float beta, float *dst) {
   for (int64_t j = 0; j < b; j++)
     for (int64_t i = 0; i < a; i++) {
       const float *s = src + (i * b + j) * c;
@@ -387,13 +387,12 @@ static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
   return SB_OK;
 }
 
-static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
-                                 int64_t B, int64_t N, const float *A,
-                                 const float *lower, const float *upper,
-                                 const float *alpha, const float *G,
-                                 const float *g, int accumulate_A,
-                                 float *grad_A, int accumulate_alpha,
-                                 float *grad_alpha) {
+static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                                 int64_t N, const float *A, const float *lower,
+                                 const float *upper, const float *alpha,
+                                 const float *G, const float *g,
+                                 int accumulate_A, float *grad_A,
+                                 int accumulate_alpha, float *grad_alpha) {
   const int lower_side = side == SB_SIDE_LOWER;
   for (int64_t s = 0; s < S; s++)
     for (int64_t b = 0; b < B; b++) {
@@ -438,9 +437,9 @@ static int cpu_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
   return SB_OK;
 }
 
-static int cpu_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B,
-                               int64_t N, const float *lower,
-                               const float *upper, float *alpha) {
+static int cpu_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B, int64_t N,
+                               const float *lower, const float *upper,
+                               float *alpha) {
   const int64_t BN = B * N;
   for (int64_t i = 0; i < BN; i++)
     alpha[i] = sb_relu_default_alpha(lower[i], upper[i]);
@@ -459,8 +458,8 @@ static int cpu_adam_step(SbDevice *dev, int64_t n, float *param,
     float gi = a->maximize ? -grad[i] : grad[i];
     m[i] = b1 * m[i] + (1.0f - b1) * gi;
     v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-    float p = param[i] - a->learning_rate * (m[i] / c1) /
-                             (sqrtf(v[i] / c2) + a->epsilon);
+    float p = param[i] -
+              a->learning_rate * (m[i] / c1) / (sqrtf(v[i] / c2) + a->epsilon);
     param[i] = fminf(fmaxf(p, a->clamp_min), a->clamp_max);
   }
   return SB_OK;

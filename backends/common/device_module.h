@@ -37,8 +37,8 @@ typedef struct SbDeviceModule {
   int (*comm_unique_id)(unsigned char id[SB_COMM_ID_BYTES], char *error,
                         size_t error_size);
   int (*comm_new)(const unsigned char *id, int size, int first_rank,
-                  int n_local, SbDevice *const *devs, SbComm **out,
-                  char *error, size_t error_size);
+                  int n_local, SbDevice *const *devs, SbComm **out, char *error,
+                  size_t error_size);
 } SbDeviceModule;
 
 typedef int (*SbDeviceModuleGetFn)(const SbDeviceModule **out);

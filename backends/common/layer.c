@@ -8,12 +8,18 @@
 
 const SbOpFamily *sb_op_family(int32_t kind) {
   switch (kind) {
-  case SB_LAYER_LINEAR: return &sb_op_linear;
-  case SB_LAYER_CONV2D: return &sb_op_conv;
-  case SB_LAYER_AFFINE: return &sb_op_affine;
-  case SB_LAYER_ADD: return &sb_op_add;
-  case SB_LAYER_RELU: return &sb_op_relu;
-  default: return NULL;
+  case SB_LAYER_LINEAR:
+    return &sb_op_linear;
+  case SB_LAYER_CONV2D:
+    return &sb_op_conv;
+  case SB_LAYER_AFFINE:
+    return &sb_op_affine;
+  case SB_LAYER_ADD:
+    return &sb_op_add;
+  case SB_LAYER_RELU:
+    return &sb_op_relu;
+  default:
+    return NULL;
   }
 }
 
@@ -37,8 +43,8 @@ int sb_exec_device_fail(SbExec *x, int status, const char *what) {
 
 int sb_exec_alloc(SbExec *x, int32_t category, int64_t floats, SbBuffer *out) {
   if (floats < 0)
-    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "negative buffer size %lld", (long long)floats);
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "negative buffer size %lld",
+                        (long long)floats);
   return sb_buffer_alloc(x->mem, x->ops, x->dev, category,
                          (size_t)floats * sizeof(float), out, x->error,
                          x->error_size);

@@ -172,8 +172,8 @@ int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
 /* ABI 1.1 operations that belong to no layer (each row-local in S, so a
  * multi-rank backend runs them on its own rows). Shapes as in
  * abi/shardbound.h; grad_out NULL means ones. */
-int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B,
-                      int64_t N, const float *A, const float *x_lower,
+int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
+                      const float *A, const float *x_lower,
                       const float *x_upper, const float *grad_out,
                       float *grad_A);
 int sb_relu_init_alpha(SbExec *x, int64_t S, int64_t B, int64_t N,
@@ -204,8 +204,8 @@ int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
                   int64_t B, const float *w, const float *in, float beta,
                   float *out);
 /* out += the layer's bias, per channel (nothing without one). */
-int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc,
-                     int64_t B, float *out);
+int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc, int64_t B,
+                     float *out);
 /* Interval bounds of conv(in) + bias over the box [lo, up]. */
 int sb_conv_ibp(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
                 int64_t B, const float *lo, const float *up, float *out_lo,

@@ -39,8 +39,8 @@ static int add_backward(SbExec *x, const struct sb_layer *l,
     if (acc)
       st = x->ops->add(x->dev, n, a->A_in[i], a->A_out, a->A_in[i]);
     else if (a->A_in[i] != a->A_out)
-      st = x->ops->copy(x->dev, a->A_in[i], a->A_out,
-                        (size_t)n * sizeof(float));
+      st =
+          x->ops->copy(x->dev, a->A_in[i], a->A_out, (size_t)n * sizeof(float));
   }
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "add backward");
 }
@@ -55,8 +55,8 @@ static int add_backward_vjp(SbExec *x, const struct sb_layer *l,
     if (a->grad_A_in[i] == NULL)
       continue;
     if (have)
-      st = x->ops->add(x->dev, n, a->grad_A_out, a->grad_A_in[i],
-                       a->grad_A_out);
+      st =
+          x->ops->add(x->dev, n, a->grad_A_out, a->grad_A_in[i], a->grad_A_out);
     else
       st = x->ops->copy(x->dev, a->grad_A_out, a->grad_A_in[i],
                         (size_t)n * sizeof(float));

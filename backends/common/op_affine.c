@@ -60,12 +60,11 @@ static int affine_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
     return st;
   float *c = cr.ptr, *r = c + n;
   if ((st = o->box_to_centre_radius(x->dev, n, lo[0], up[0], c, r)) ||
-      (st = o->affine_forward(x->dev, B, l->channels, l->spatial,
-                              l->weight.ptr, l->bias.ptr, 0, c, out_lo)) ||
-      (st = o->affine_forward(x->dev, B, l->channels, l->spatial,
-                              l->weight.ptr, NULL, 1, r, out_up)) ||
-      (st = o->centre_radius_to_box(x->dev, n, out_lo, out_up, out_lo,
-                                    out_up)))
+      (st = o->affine_forward(x->dev, B, l->channels, l->spatial, l->weight.ptr,
+                              l->bias.ptr, 0, c, out_lo)) ||
+      (st = o->affine_forward(x->dev, B, l->channels, l->spatial, l->weight.ptr,
+                              NULL, 1, r, out_up)) ||
+      (st = o->centre_radius_to_box(x->dev, n, out_lo, out_up, out_lo, out_up)))
     st = sb_exec_device_fail(x, st, "affine IBP");
   sb_exec_free(x, &cr);
   return st;

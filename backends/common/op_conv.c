@@ -48,8 +48,8 @@ static int conv_check(SbExec *x, const sb_layer_desc_v1 *d) {
     return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
                         "conv layer: output %lldx%lld does not match the "
                         "geometry, which gives %lldx%lld",
-                        (long long)d->out_h, (long long)d->out_w,
-                        (long long)oh, (long long)ow);
+                        (long long)d->out_h, (long long)d->out_w, (long long)oh,
+                        (long long)ow);
   if (d->in_size != d->in_c * d->in_h * d->in_w ||
       d->out_size != d->out_c * d->out_h * d->out_w)
     return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
@@ -69,19 +69,17 @@ static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
   int st = conv_check(x, d);
   if (st != SB_OK)
     return st;
-  l->conv = (SbConvGeom){d->in_c,       d->in_h,       d->in_w,
-                         d->out_c,      d->out_h,      d->out_w,
-                         d->kernel_h,   d->kernel_w,   d->stride_h,
-                         d->stride_w,   d->pad_top,    d->pad_left,
-                         d->pad_bottom, d->pad_right,  d->dilation_h,
-                         d->dilation_w, d->groups};
+  l->conv = (SbConvGeom){
+      d->in_c,       d->in_h,     d->in_w,       d->out_c,     d->out_h,
+      d->out_w,      d->kernel_h, d->kernel_w,   d->stride_h,  d->stride_w,
+      d->pad_top,    d->pad_left, d->pad_bottom, d->pad_right, d->dilation_h,
+      d->dilation_w, d->groups};
   int64_t wn = d->out_c * (d->in_c / d->groups) * d->kernel_h * d->kernel_w;
   st = sb_exec_upload_weights(x, d->weight, wn, &l->weight);
   if (st == SB_OK && d->bias != NULL)
     st = sb_exec_upload_weights(x, d->bias, d->out_c, &l->bias);
   return st;
 }
-
 
 SbConvDims sb_conv_dims(const SbConvGeom *g) {
   SbConvDims d;
@@ -108,8 +106,8 @@ static int64_t conv_chunk(int64_t per, int64_t rows) {
 
 /* Channels [*lo, *hi) of group gi that lie in [c0, c1); callers visit the
  * groups gi = c0 / OCg, ... while gi * OCg < c1, which the range touches. */
-static void group_part(const SbConvDims *d, int64_t gi, int64_t c0,
-                       int64_t c1, int64_t *lo, int64_t *hi) {
+static void group_part(const SbConvDims *d, int64_t gi, int64_t c0, int64_t c1,
+                       int64_t *lo, int64_t *hi) {
   *lo = gi * d->OCg > c0 ? gi * d->OCg : c0;
   *hi = (gi + 1) * d->OCg < c1 ? (gi + 1) * d->OCg : c1;
 }
@@ -137,8 +135,8 @@ int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
       group_part(&d, gi, c0, c1, &lo, &hi);
       st = o->sgemm(x->dev, 0, 0, hi - lo, n * d.P, d.K, 1.0f,
                     w + (lo - c0) * d.K, d.K,
-                    (const float *)cols.ptr + gi * d.K * n * d.P, n * d.P,
-                    0.0f, (float *)prod.ptr + (lo - c0) * n * d.P, n * d.P);
+                    (const float *)cols.ptr + gi * d.K * n * d.P, n * d.P, 0.0f,
+                    (float *)prod.ptr + (lo - c0) * n * d.P, n * d.P);
     }
     if (st == SB_OK)
       st = o->swap_outer_axes(x->dev, nc, n, d.P, prod.ptr, beta,
@@ -152,8 +150,8 @@ out:
   return st;
 }
 
-int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc,
-                     int64_t B, float *out) {
+int sb_conv_add_bias(SbExec *x, const struct sb_layer *l, int64_t nc, int64_t B,
+                     float *out) {
   if (!l->bias.ptr)
     return SB_OK;
   int st = x->ops->affine_forward(x->dev, B, nc, l->conv.out_h * l->conv.out_w,
@@ -203,8 +201,7 @@ out:
 static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
                     const float *const *lo, const float *const *up,
                     float *out_lo, float *out_up) {
-  return sb_conv_ibp(x, l, 0, l->conv.out_c, B, lo[0], up[0], out_lo,
-                     out_up);
+  return sb_conv_ibp(x, l, 0, l->conv.out_c, B, lo[0], up[0], out_lo, out_up);
 }
 
 int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
@@ -228,8 +225,8 @@ int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
     int64_t n = R - r0 < chunk ? R - r0 : chunk;
     /* at [nc, n*P] = A's rows side by side; then for every group at once
      * over the rows, cols_g [K, n*P] = W_g^T [K, OCg] . at_g [OCg, n*P]. */
-    st = o->swap_outer_axes(x->dev, n, nc, d.P, A + r0 * nc * d.P, 0.0f,
-                            at.ptr);
+    st =
+        o->swap_outer_axes(x->dev, n, nc, d.P, A + r0 * nc * d.P, 0.0f, at.ptr);
     if (st == SB_OK && partial)
       st = o->zero(x->dev, cols.ptr, cols.bytes);
     for (int64_t gi = c0 / d.OCg; gi * d.OCg < c1 && st == SB_OK; gi++) {
@@ -237,8 +234,8 @@ int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
       group_part(&d, gi, c0, c1, &lo, &hi);
       st = o->sgemm(x->dev, 1, 0, d.K, n * d.P, hi - lo, 1.0f,
                     w + (lo - c0) * d.K, d.K,
-                    (const float *)at.ptr + (lo - c0) * n * d.P, n * d.P,
-                    0.0f, (float *)cols.ptr + gi * d.K * n * d.P, n * d.P);
+                    (const float *)at.ptr + (lo - c0) * n * d.P, n * d.P, 0.0f,
+                    (float *)cols.ptr + gi * d.K * n * d.P, n * d.P);
     }
     float *rows = dst + r0 * l->in_size;
     if (st == SB_OK && !accumulate)
@@ -258,8 +255,8 @@ static int conv_backward(SbExec *x, const struct sb_layer *l,
                          const SbOpBackward *a) {
   const SbConvGeom *g = &l->conv;
   const int64_t R = a->S * a->B;
-  int st = sb_conv_transpose(x, l, 0, g->out_c, R, a->A_out,
-                             a->accumulate[0], a->A_in[0]);
+  int st = sb_conv_transpose(x, l, 0, g->out_c, R, a->A_out, a->accumulate[0],
+                             a->A_in[0]);
   if (st == SB_OK && l->bias.ptr &&
       (st = x->ops->channel_bias_backward(x->dev, R, g->out_c,
                                           g->out_h * g->out_w, l->bias.ptr,

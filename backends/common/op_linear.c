@@ -90,9 +90,9 @@ static int linear_backward_unit(SbExec *x, const struct sb_layer *l,
     const float *w = (const float *)l->weight.ptr + a->unit_index[s] * N;
     for (int64_t b = 0; b < a->B && st == SB_OK; b++) {
       float *dst = a->A_in[0] + (s * a->B + b) * N;
-      st = a->accumulate[0] ? o->add(x->dev, N, dst, w, dst)
-                            : o->copy(x->dev, dst, w,
-                                      (size_t)N * sizeof(float));
+      st = a->accumulate[0]
+               ? o->add(x->dev, N, dst, w, dst)
+               : o->copy(x->dev, dst, w, (size_t)N * sizeof(float));
       if (st == SB_OK && l->bias.ptr)
         st = o->add(x->dev, 1, a->bias + s * a->B + b,
                     (const float *)l->bias.ptr + a->unit_index[s],
@@ -163,8 +163,8 @@ static int reserve(SbExec *x, SbBuffer *buf, int64_t floats) {
 /* W's part for the k live columns in bp->live, reused while the blocks
  * select the same columns (they usually do: a neuron's stability is per
  * batch element, not per spec row). */
-static int select_weight(SbExec *x, const struct sb_layer *l,
-                         BlockProduct *bp, int64_t k) {
+static int select_weight(SbExec *x, const struct sb_layer *l, BlockProduct *bp,
+                         int64_t k) {
   if (bp->w_count == k &&
       memcmp(bp->w_live, bp->live, (size_t)k * sizeof *bp->live) == 0)
     return SB_OK;
@@ -192,9 +192,8 @@ static int select_weight(SbExec *x, const struct sb_layer *l,
 /* One block. The choice of columns depends only on this block's data, so
  * every backend that runs the same block (FSDP splits spec rows at block
  * boundaries) issues the very same product, bitwise. */
-static int block_product(SbExec *x, const struct sb_layer *l,
-                         BlockProduct *bp, int64_t rows, const float *X,
-                         float beta, float *C) {
+static int block_product(SbExec *x, const struct sb_layer *l, BlockProduct *bp,
+                         int64_t rows, const float *X, float beta, float *C) {
   const SbDeviceOps *o = x->ops;
   const int64_t K = bp->K, n = bp->n, N = l->in_size;
   const int t = bp->transposed;
@@ -204,8 +203,8 @@ static int block_product(SbExec *x, const struct sb_layer *l,
       (st = o->nonzero_cols(x->dev, rows, K, X, K, bp->live, &k)) != SB_OK)
     return sb_exec_device_fail(x, st, "linear (finding live columns)");
   if (k > (int64_t)(SB_LINEAR_LIVE_MAX * (double)K)) {
-    st = o->sgemm(x->dev, 0, t, rows, n, K, 1.0f, X, K, l->weight.ptr, N,
-                  beta, C, n);
+    st = o->sgemm(x->dev, 0, t, rows, n, K, 1.0f, X, K, l->weight.ptr, N, beta,
+                  C, n);
   } else if (k == 0) {
     if (beta == 0.0f)
       st = o->zero(x->dev, C, (size_t)(rows * n) * sizeof(float));
@@ -214,8 +213,8 @@ static int block_product(SbExec *x, const struct sb_layer *l,
         (st = reserve(x, &bp->x_sel, rows * k)) != SB_OK)
       return st;
     /* W's selection is [k,in] (ld in) or [out,k] (ld k). */
-    if ((st = o->gather_cols(x->dev, rows, X, K, k, bp->live,
-                             bp->x_sel.ptr)) == SB_OK)
+    if ((st = o->gather_cols(x->dev, rows, X, K, k, bp->live, bp->x_sel.ptr)) ==
+        SB_OK)
       st = o->sgemm(x->dev, 0, t, rows, n, k, 1.0f, bp->x_sel.ptr, k,
                     bp->w_sel.ptr, t ? k : N, beta, C, n);
   }
@@ -226,10 +225,9 @@ static int block_product(SbExec *x, const struct sb_layer *l,
  * so that FSDP, which splits spec rows at block boundaries, issues the very
  * same GEMMs; or, with batch_blocks, in blocks of one spec row and
  * SB_BATCH_BLOCK batch elements, for FSDP's split of the batch axis. */
-static int blocked_product(SbExec *x, const struct sb_layer *l,
-                           int transposed, int64_t S, int64_t B,
-                           int batch_blocks, const float *X, int accumulate,
-                           float *C) {
+static int blocked_product(SbExec *x, const struct sb_layer *l, int transposed,
+                           int64_t S, int64_t B, int batch_blocks,
+                           const float *X, int accumulate, float *C) {
   BlockProduct bp;
   int st = block_product_init(x, l, transposed, &bp);
   const float beta = accumulate ? 1.0f : 0.0f;
@@ -238,8 +236,7 @@ static int blocked_product(SbExec *x, const struct sb_layer *l,
       for (int64_t b0 = 0; b0 < B && st == SB_OK; b0 += SB_BATCH_BLOCK) {
         int64_t rows = B - b0 < SB_BATCH_BLOCK ? B - b0 : SB_BATCH_BLOCK;
         int64_t r0 = s * B + b0;
-        st = block_product(x, l, &bp, rows, X + r0 * bp.K, beta,
-                           C + r0 * bp.n);
+        st = block_product(x, l, &bp, rows, X + r0 * bp.K, beta, C + r0 * bp.n);
       }
   } else {
     for (int64_t s0 = 0; s0 < S && st == SB_OK; s0 += SB_ROW_BLOCK) {
@@ -275,15 +272,15 @@ static int linear_backward_vjp(SbExec *x, const struct sb_layer *l,
   float *dst = a->grad_A_out;
   int st = SB_OK;
   if (a->grad_A_in[0])
-    st = blocked_product(x, l, 1, a->S, a->B, a->batch_blocks,
-                         a->grad_A_in[0], a->accumulate_A_out, dst);
+    st = blocked_product(x, l, 1, a->S, a->B, a->batch_blocks, a->grad_A_in[0],
+                         a->accumulate_A_out, dst);
   else if (!a->accumulate_A_out &&
            (st = x->ops->zero(x->dev, dst, (size_t)(R * M) * sizeof(float))))
     st = sb_exec_device_fail(x, st, "linear backward VJP");
   /* The rank-1 term, row by row on the device. */
   if (st == SB_OK && l->bias.ptr &&
-      (st = x->ops->channel_bias_vjp(x->dev, R, M, 1, l->bias.ptr,
-                                     a->grad_bias, dst)) != SB_OK)
+      (st = x->ops->channel_bias_vjp(x->dev, R, M, 1, l->bias.ptr, a->grad_bias,
+                                     dst)) != SB_OK)
     st = sb_exec_device_fail(x, st, "linear backward VJP");
   return st;
 }

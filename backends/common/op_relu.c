@@ -21,8 +21,8 @@ static int relu_forward(SbExec *x, const struct sb_layer *l, int64_t B,
 static int relu_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
                     const float *const *lo, const float *const *up,
                     float *out_lo, float *out_up) {
-  int st = x->ops->relu_ibp(x->dev, B * l->out_size, lo[0], up[0], out_lo,
-                            out_up);
+  int st =
+      x->ops->relu_ibp(x->dev, B * l->out_size, lo[0], up[0], out_lo, out_up);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "relu IBP");
 }
 
@@ -33,9 +33,8 @@ static int relu_backward(SbExec *x, const struct sb_layer *l,
                         "relu backward needs pre-activation bounds "
                         "(pre_lower and pre_upper)");
   int st = x->ops->relu_backward(x->dev, a->side, a->S, a->B, l->out_size,
-                                 a->A_out, a->pre_lower, a->pre_upper,
-                                 a->alpha, a->accumulate[0], a->A_in[0],
-                                 a->bias);
+                                 a->A_out, a->pre_lower, a->pre_upper, a->alpha,
+                                 a->accumulate[0], a->A_in[0], a->bias);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "relu backward");
 }
 
@@ -67,8 +66,8 @@ const SbOpFamily sb_op_relu = {
 int sb_relu_init_alpha(SbExec *x, int64_t S, int64_t B, int64_t N,
                        const float *pre_lower, const float *pre_upper,
                        float *alpha) {
-  int st = x->ops->relu_init_alpha(x->dev, S, B, N, pre_lower, pre_upper,
-                                   alpha);
+  int st =
+      x->ops->relu_init_alpha(x->dev, S, B, N, pre_lower, pre_upper, alpha);
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "relu_init_alpha");
 }
 

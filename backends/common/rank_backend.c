@@ -35,10 +35,10 @@ static const char known_options[] =
 /* What the options ask for, before any device is touched. */
 typedef struct RankOptions {
   long ranks, fail_rank, fail_at;
-  int cuda;              /* device=cuda */
-  int nccl;              /* comm=nccl */
-  int processes;         /* comm=mpi: one rank per MPI process */
-  const char *devices;   /* the devices= text, or NULL */
+  int cuda;            /* device=cuda */
+  int nccl;            /* comm=nccl */
+  int processes;       /* comm=mpi: one rank per MPI process */
+  const char *devices; /* the devices= text, or NULL */
   int n_devices;
   int devices_list[SB_RANKS_MAX];
 } RankOptions;
@@ -202,14 +202,14 @@ static int configure_cuda(const char *be, const RankOptions *o,
   const SbDeviceModule *m = NULL;
   int st = sb_device_module_load("cuda", &m, why, sizeof why);
   if (st != SB_OK) {
-    snprintf(error, error_size,
-             "%s: option device='cuda' is not available: %s", be, why);
+    snprintf(error, error_size, "%s: option device='cuda' is not available: %s",
+             be, why);
     return st;
   }
   int count = 0;
   if ((st = m->device_count(&count, why, sizeof why)) != SB_OK) {
-    snprintf(error, error_size,
-             "%s: option device='cuda' is not available: %s", be, why);
+    snprintf(error, error_size, "%s: option device='cuda' is not available: %s",
+             be, why);
     return st;
   }
   for (int i = 0; i < o->n_devices; i++)
@@ -224,8 +224,8 @@ static int configure_cuda(const char *be, const RankOptions *o,
    * possible rank gets its GPU. */
   long n_ordinals = o->ranks > 0 ? o->ranks : SB_RANKS_MAX;
   for (long r = 0; r < n_ordinals; r++)
-    ordinals[r] = o->n_devices ? o->devices_list[r % o->n_devices]
-                               : (int)(r % count);
+    ordinals[r] =
+        o->n_devices ? o->devices_list[r % o->n_devices] : (int)(r % count);
   cfg->ops = m->ops;
   cfg->ordinals = ordinals;
   /* comm=mpi: MPI cannot read GPU memory, so the data goes over NCCL,
@@ -275,8 +275,8 @@ int sb_rank_context_create(const char *be, const char *split_rule,
     error_size = sizeof scratch;
   }
   error[0] = '\0';
-  int check = sb_context_create_check(be, options, n_options, out, error,
-                                      error_size);
+  int check =
+      sb_context_create_check(be, options, n_options, out, error, error_size);
   if (check != SB_OK)
     return check;
   RankOptions o;
@@ -287,9 +287,8 @@ int sb_rank_context_create(const char *be, const char *split_rule,
                        o.fail_at};
   cfg.processes = o.processes;
   int ordinals[SB_RANKS_MAX];
-  if (o.cuda &&
-      (st = configure_cuda(be, &o, &cfg, ordinals, error, error_size)) !=
-          SB_OK) {
+  if (o.cuda && (st = configure_cuda(be, &o, &cfg, ordinals, error,
+                                     error_size)) != SB_OK) {
     if (!o.processes)
       return st;
     /* Under mpirun another process may see a GPU and wait for this one:
@@ -317,8 +316,8 @@ int sb_rank_context_create(const char *be, const char *split_rule,
   ctx->size = sb_ranks_size(ctx->ranks);
   ctx->split_rule = split_rule;
   if (cfg.fail_rank >= ctx->size) {
-    snprintf(error, error_size, "%s: fail_rank=%d names no rank (ranks=%d)",
-             be, cfg.fail_rank, ctx->size);
+    snprintf(error, error_size, "%s: fail_rank=%d names no rank (ranks=%d)", be,
+             cfg.fail_rank, ctx->size);
     sb_ranks_destroy(ctx->ranks);
     free(ctx);
     return SB_ERR_INVALID_ARGUMENT;
@@ -392,8 +391,8 @@ int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out) {
   int st = sb_rank_run(ctx, stats_on_rank, &job);
   if (st != SB_OK)
     return st;
-  size_t n = out->struct_size < sizeof job.stats ? out->struct_size
-                                                 : sizeof job.stats;
+  size_t n =
+      out->struct_size < sizeof job.stats ? out->struct_size : sizeof job.stats;
   size_t skip = sizeof job.stats.struct_size;
   if (n > skip)
     memcpy((char *)out + skip, (const char *)&job.stats + skip, n - skip);
@@ -682,8 +681,8 @@ static int share_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   desc_param_sizes(d, &nw, &nb);
   /* What process 0 holds: counts, or -1 for an absent array. */
   int64_t head[2] = {d->weight ? nw : -1, d->bias ? nb : -1};
-  int st = comm->ops->broadcast_host(comm, rank->index, x, head, sizeof head,
-                                     0);
+  int st =
+      comm->ops->broadcast_host(comm, rank->index, x, head, sizeof head, 0);
   if (st != SB_OK)
     return st;
   if (rank->index == 0)
@@ -701,8 +700,7 @@ static int share_on_rank(SbRank *rank, SbComm *comm, void *arg) {
                         "parameters from process 0",
                         (long long)n);
   j->local->weight = head[0] >= 0 ? j->copy : NULL;
-  j->local->bias = head[1] >= 0 ? j->copy + (head[0] > 0 ? head[0] : 0)
-                                : NULL;
+  j->local->bias = head[1] >= 0 ? j->copy + (head[0] > 0 ? head[0] : 0) : NULL;
   return SB_OK;
 }
 

@@ -78,8 +78,7 @@ int sb_rank_context_size(const sb_context *ctx);
 int sb_rank_memory_mark_baseline(sb_context *ctx);
 int sb_rank_memory_reset_peak(sb_context *ctx);
 int sb_rank_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out);
-int sb_rank_process_info(const sb_context *ctx, int32_t *index,
-                         int32_t *count);
+int sb_rank_process_info(const sb_context *ctx, int32_t *index, int32_t *count);
 int sb_rank_broadcast_host(sb_context *ctx, void *buf, size_t bytes);
 int32_t sb_rank_lost_rank(const sb_context *ctx);
 

@@ -164,8 +164,8 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
   if (cfg->refusal != NULL) {
     st = sb_exec_fail(&r->x, cfg->refusal_status, "%s", cfg->refusal);
   } else {
-    st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev,
-                      msg, sizeof msg);
+    st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
+                      sizeof msg);
     r->x.dev = r->dev;
     if (st != SB_OK)
       sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,

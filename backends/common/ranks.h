@@ -46,7 +46,7 @@ typedef int (*SbProcessCommNewFn)(void *arg, SbComm *host, SbRank *rank,
                                   SbComm **out);
 
 typedef struct SbRanksConfig {
-  int size;              /* number of ranks, 1..SB_RANKS_MAX */
+  int size;               /* number of ranks, 1..SB_RANKS_MAX */
   const SbDeviceOps *ops; /* the device of every rank */
   /* Fault injection for tests: when fail_rank >= 0, run() call number
    * fail_at (counted from 0 since creation) fails on that rank before its

@@ -98,8 +98,7 @@ int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
   for (size_t i = 0; i < n_options; i++) {
     const char *key = options[i].key, *value = options[i].value;
     if (key == NULL) {
-      snprintf(error, error_size, "%s: option %zu has no key", backend_name,
-               i);
+      snprintf(error, error_size, "%s: option %zu has no key", backend_name, i);
       return SB_ERR_INVALID_ARGUMENT;
     }
     if (strcmp(key, "device") == 0) {
@@ -170,8 +169,7 @@ int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                 (int)category, SB_MEM_CATEGORY_COUNT - 1);
   if (ndim < 1 || ndim > 4 || shape == NULL)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                "tensor_create: ndim %d must be 1..4 with a shape",
-                (int)ndim);
+                "tensor_create: ndim %d must be 1..4 with a shape", (int)ndim);
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0)
@@ -185,8 +183,7 @@ int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   }
   sb_tensor *t = calloc(1, sizeof *t);
   if (t == NULL)
-    return fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                "tensor_create: out of host memory");
+    return fail(ctx, SB_ERR_OUT_OF_MEMORY, "tensor_create: out of host memory");
   t->ndim = ndim;
   memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
   t->numel = numel;
@@ -231,8 +228,7 @@ static int check_range(sb_context *ctx, const char *fn, const sb_tensor *t,
   if (dtype != SB_DTYPE_F32 && dtype != SB_DTYPE_F64)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: unknown dtype %d (0 = f32, 1 = f64)", fn, (int)dtype);
-  if (offset < 0 || count < 0 || offset > t->numel ||
-      count > t->numel - offset)
+  if (offset < 0 || count < 0 || offset > t->numel || count > t->numel - offset)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "%s: elements [%lld, %lld) lie outside the tensor of %lld "
                 "elements",
@@ -352,8 +348,8 @@ int sb_single_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
   st = ctx->ops->set_unit_rows(ctx->dev, S, B, N, index, A->buf.ptr);
   /* Remembering the rows is an optimisation only: without host memory for
    * it, linear backward just multiplies as usual. */
-  if (st == SB_OK && S > 0 && (A->unit_index = malloc((size_t)S *
-                                                      sizeof *index)))
+  if (st == SB_OK && S > 0 &&
+      (A->unit_index = malloc((size_t)S * sizeof *index)))
     memcpy(A->unit_index, index, (size_t)S * sizeof *index);
   if (st != SB_OK) {
     SbExec x = exec_of(ctx);
@@ -378,14 +374,13 @@ int sb_single_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                 (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
   const SbOpFamily *fam = sb_op_family(desc->kind);
   if (fam == NULL)
-    return fail(ctx, SB_ERR_UNSUPPORTED,
-                "layer_create: unknown layer kind %d", (int)desc->kind);
+    return fail(ctx, SB_ERR_UNSUPPORTED, "layer_create: unknown layer kind %d",
+                (int)desc->kind);
   if (desc->in_size <= 0 || desc->out_size <= 0)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
                 "layer_create: %s layer sizes must be positive (in_size "
                 "%lld, out_size %lld)",
-                fam->name, (long long)desc->in_size,
-                (long long)desc->out_size);
+                fam->name, (long long)desc->in_size, (long long)desc->out_size);
   sb_layer *l = calloc(1, sizeof *l);
   if (l == NULL)
     return fail(ctx, SB_ERR_OUT_OF_MEMORY, "layer_create: out of host memory");
@@ -464,15 +459,15 @@ int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
 
 int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
                         const sb_tensor *const *in_lower,
-                        const sb_tensor *const *in_upper,
-                        sb_tensor *out_lower, sb_tensor *out_upper) {
+                        const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                        sb_tensor *out_upper) {
   BEGIN(ctx);
   if (layer == NULL)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT, "layer_ibp: NULL layer");
   int64_t B;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
-  int st = batch_of(ctx, "layer_ibp", "out_lower", out_lower, layer->out_size,
-                    &B);
+  int st =
+      batch_of(ctx, "layer_ibp", "out_lower", out_lower, layer->out_size, &B);
   if (st == SB_OK)
     st = expect_numel(ctx, "layer_ibp", "out_upper", out_upper,
                       B * layer->out_size, "[B,N_out]");
@@ -481,9 +476,8 @@ int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
   if (st == SB_OK)
     st = check_inputs(ctx, "layer_ibp", "in_upper", layer, in_upper, B, up);
   if (st == SB_OK)
-    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), "layer_ibp",
-                               layer->n_inputs, in_lower, in_upper,
-                               out_lower, out_upper);
+    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), "layer_ibp", layer->n_inputs,
+                               in_lower, in_upper, out_lower, out_upper);
   if (st != SB_OK)
     return st;
   written(out_lower);
@@ -505,8 +499,8 @@ static int check_relu_args(sb_context *ctx, const char *fn,
   int st;
   if ((st = expect_numel(ctx, fn, "pre_lower", pre_lower, BN, "[B,N]")) ||
       (st = expect_numel(ctx, fn, "pre_upper", pre_upper, BN, "[B,N]")) ||
-      (alpha && (st = expect_numel(ctx, fn, "alpha", alpha,
-                                   R * layer->out_size, "[S,B,N]"))))
+      (alpha && (st = expect_numel(ctx, fn, "alpha", alpha, R * layer->out_size,
+                                   "[S,B,N]"))))
     return st;
   *lower_out = pre_lower->buf.ptr;
   *upper_out = pre_upper->buf.ptr;
@@ -640,8 +634,7 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     a.grad_A_in[i] = args->grad_A_in[i]->buf.ptr;
   }
   if (args->grad_bias) {
-    if ((st = expect_numel(ctx, fn, "grad_bias", args->grad_bias, R,
-                           "[S,B]")))
+    if ((st = expect_numel(ctx, fn, "grad_bias", args->grad_bias, R, "[S,B]")))
       return st;
     a.grad_bias = args->grad_bias->buf.ptr;
   }
@@ -663,8 +656,8 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                 "a %s layer",
                 fn, sb_op_family(layer->kind)->name);
   }
-  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, layer->n_inputs,
-                                  args)))
+  if ((st =
+           sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, layer->n_inputs, args)))
     return st;
   written(args->grad_A_out);
   written(args->grad_alpha);
@@ -673,9 +666,9 @@ int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
 }
 
 int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
-                             const sb_tensor *x_lower,
-                             const sb_tensor *x_upper, int32_t side,
-                             const sb_tensor *grad_out, sb_tensor *grad_A) {
+                             const sb_tensor *x_lower, const sb_tensor *x_upper,
+                             int32_t side, const sb_tensor *grad_out,
+                             sb_tensor *grad_A) {
   BEGIN(ctx);
   static const char fn[] = "concretize_vjp";
   int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
@@ -697,10 +690,9 @@ int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
     return st;
   written(grad_A);
   SbExec x = exec_of(ctx);
-  return sb_concretize_vjp(&x, side, S, B, N, A->buf.ptr, x_lower->buf.ptr,
-                           x_upper->buf.ptr,
-                           grad_out ? grad_out->buf.ptr : NULL,
-                           grad_A->buf.ptr);
+  return sb_concretize_vjp(
+      &x, side, S, B, N, A->buf.ptr, x_lower->buf.ptr, x_upper->buf.ptr,
+      grad_out ? grad_out->buf.ptr : NULL, grad_A->buf.ptr);
 }
 
 int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
@@ -720,8 +712,8 @@ int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
     return st;
   written(alpha);
   SbExec x = exec_of(ctx);
-  return sb_relu_init_alpha(&x, S, B, N, pre_lower->buf.ptr,
-                            pre_upper->buf.ptr, alpha->buf.ptr);
+  return sb_relu_init_alpha(&x, S, B, N, pre_lower->buf.ptr, pre_upper->buf.ptr,
+                            alpha->buf.ptr);
 }
 
 int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
@@ -807,8 +799,7 @@ int sb_single_memory_reset_peak(sb_context *ctx) {
   return SB_OK;
 }
 
-int sb_single_memory_stats(sb_context *ctx, int rank,
-                           sb_memory_stats_v1 *out) {
+int sb_single_memory_stats(sb_context *ctx, int rank, sb_memory_stats_v1 *out) {
   BEGIN(ctx);
   if (out == NULL)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT, "memory_stats: NULL output");
@@ -823,8 +814,7 @@ int sb_single_memory_stats(sb_context *ctx, int rank,
   return SB_OK;
 }
 
-int sb_one_process_info(const sb_context *ctx, int32_t *index,
-                        int32_t *count) {
+int sb_one_process_info(const sb_context *ctx, int32_t *index, int32_t *count) {
   if (ctx == NULL || index == NULL || count == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   *index = 0;

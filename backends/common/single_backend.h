@@ -46,8 +46,8 @@ int sb_single_layer_forward(sb_context *ctx, const sb_layer *layer,
                             const sb_tensor *const *inputs, sb_tensor *out);
 int sb_single_layer_ibp(sb_context *ctx, const sb_layer *layer,
                         const sb_tensor *const *in_lower,
-                        const sb_tensor *const *in_upper,
-                        sb_tensor *out_lower, sb_tensor *out_upper);
+                        const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                        sb_tensor *out_upper);
 int sb_single_layer_backward(sb_context *ctx, const sb_layer *layer,
                              const sb_backward_args_v1 *args);
 int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
@@ -57,9 +57,9 @@ int sb_single_concretize(sb_context *ctx, const sb_tensor *A,
 int sb_single_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                                  const sb_vjp_args_v1 *args);
 int sb_single_concretize_vjp(sb_context *ctx, const sb_tensor *A,
-                             const sb_tensor *x_lower,
-                             const sb_tensor *x_upper, int32_t side,
-                             const sb_tensor *grad_out, sb_tensor *grad_A);
+                             const sb_tensor *x_lower, const sb_tensor *x_upper,
+                             int32_t side, const sb_tensor *grad_out,
+                             sb_tensor *grad_A);
 int sb_single_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
                               const sb_tensor *pre_upper, sb_tensor *alpha);
 int sb_single_adam_step(sb_context *ctx, sb_tensor *param,
@@ -81,18 +81,15 @@ int32_t sb_one_process_lost_rank(const sb_context *ctx);
 /* Designated initialisers for every function of sb_backend_v1 except
  * context_create, which the backend wraps to pass its SbDeviceOps. */
 #define SB_SINGLE_BACKEND_FUNCTIONS(create_fn)                                 \
-  .context_create = (create_fn),                                               \
-  .context_destroy = sb_single_context_destroy,                                \
+  .context_create = (create_fn), .context_destroy = sb_single_context_destroy, \
   .last_error = sb_single_last_error, .rank_count = sb_single_rank_count,      \
   .tensor_create = sb_single_tensor_create,                                    \
   .tensor_free = sb_single_tensor_free,                                        \
   .tensor_write = sb_single_tensor_write,                                      \
   .tensor_read = sb_single_tensor_read,                                        \
   .tensor_set_unit_rows = sb_single_tensor_set_unit_rows,                      \
-  .layer_create = sb_single_layer_create,                                      \
-  .layer_free = sb_single_layer_free,                                          \
-  .layer_forward = sb_single_layer_forward,                                    \
-  .layer_ibp = sb_single_layer_ibp,                                            \
+  .layer_create = sb_single_layer_create, .layer_free = sb_single_layer_free,  \
+  .layer_forward = sb_single_layer_forward, .layer_ibp = sb_single_layer_ibp,  \
   .layer_backward = sb_single_layer_backward,                                  \
   .concretize = sb_single_concretize,                                          \
   .memory_mark_baseline = sb_single_memory_mark_baseline,                      \
@@ -102,7 +99,7 @@ int32_t sb_one_process_lost_rank(const sb_context *ctx);
   .concretize_vjp = sb_single_concretize_vjp,                                  \
   .relu_init_alpha = sb_single_relu_init_alpha,                                \
   .adam_step = sb_single_adam_step, .beta_apply = sb_single_beta_apply,        \
-  .beta_vjp = sb_single_beta_vjp, .process_info = sb_one_process_info,       \
+  .beta_vjp = sb_single_beta_vjp, .process_info = sb_one_process_info,         \
   .broadcast_host = sb_one_process_broadcast_host,                             \
   .lost_rank = sb_one_process_lost_rank
 

@@ -8,8 +8,8 @@
 #include <sys/resource.h>
 
 static const char *const category_names[SB_MEM_CATEGORY_COUNT] = {
-    "weights",   "gathered-weights", "coefficients", "bounds",
-    "alpha",     "workspace",        "communication"};
+    "weights", "gathered-weights", "coefficients", "bounds",
+    "alpha",   "workspace",        "communication"};
 
 const char *sb_mem_category_name(int32_t category) {
   if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
@@ -43,8 +43,8 @@ void sb_mem_tracker_record_free(SbMemTracker *t, int32_t category,
   pthread_mutex_lock(&t->lock);
   /* Saturate rather than wrap: a double free is a bug elsewhere, but the
    * statistics must stay meaningful for the report that reveals it. */
-  t->current[category] -= bytes <= t->current[category] ? bytes
-                                                         : t->current[category];
+  t->current[category] -=
+      bytes <= t->current[category] ? bytes : t->current[category];
   t->total_current -= bytes <= t->total_current ? bytes : t->total_current;
   pthread_mutex_unlock(&t->lock);
 }

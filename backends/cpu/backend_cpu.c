@@ -22,8 +22,8 @@ static const sb_backend_v1 cpu_backend = {
     .name = "cpu",
     .version = PACKAGE_VERSION,
     .description = "CPU reference backend (OpenBLAS)",
-    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
-                    SB_CAP_ADD | SB_CAP_RELU,
+    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE | SB_CAP_ADD |
+                    SB_CAP_RELU,
     SB_SINGLE_BACKEND_FUNCTIONS(cpu_context_create),
 };
 

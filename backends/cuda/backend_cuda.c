@@ -9,9 +9,8 @@
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out);
 
-static int cuda_context_create(const sb_host_v1 *host,
-                               const sb_option *options, size_t n_options,
-                               sb_context **out, char *error,
+static int cuda_context_create(const sb_host_v1 *host, const sb_option *options,
+                               size_t n_options, sb_context **out, char *error,
                                size_t error_size) {
   return sb_single_context_create(&sb_device_cuda_ops, "cuda", host, options,
                                   n_options, out, error, error_size);
@@ -24,8 +23,8 @@ static const sb_backend_v1 cuda_backend = {
     .name = "cuda",
     .version = PACKAGE_VERSION,
     .description = "single NVIDIA GPU (cuBLAS and CUDA kernels)",
-    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
-                    SB_CAP_ADD | SB_CAP_RELU | SB_CAP_GPU,
+    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE | SB_CAP_ADD |
+                    SB_CAP_RELU | SB_CAP_GPU,
     SB_SINGLE_BACKEND_FUNCTIONS(cuda_context_create),
 };
 

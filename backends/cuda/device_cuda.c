@@ -40,11 +40,10 @@ static int cuda_status(SbDevice *dev, cudaError_t e, const char *what) {
   /* Clear the error so that the next launch check does not report it
    * again; sticky errors (a crashed kernel) come back on their own. */
   (void)cudaGetLastError();
-  return dev_fail(dev,
-                  e == cudaErrorMemoryAllocation ? SB_ERR_OUT_OF_MEMORY
-                                                 : SB_ERR_DEVICE,
-                  "%s: %s (%s)", what, cudaGetErrorString(e),
-                  cudaGetErrorName(e));
+  return dev_fail(
+      dev,
+      e == cudaErrorMemoryAllocation ? SB_ERR_OUT_OF_MEMORY : SB_ERR_DEVICE,
+      "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 static int blas_status(SbDevice *dev, cublasStatus_t s, const char *what) {
@@ -122,9 +121,9 @@ static int cuda_open(int ordinal, SbDevice **out, char *error,
                      "cublasSetMathMode");
   /* Identical inputs must give identical bounds (FSDP compares bitwise). */
   if (st == SB_OK)
-    st = blas_status(dev,
-                     cublasSetAtomicsMode(dev->blas, CUBLAS_ATOMICS_NOT_ALLOWED),
-                     "cublasSetAtomicsMode");
+    st = blas_status(
+        dev, cublasSetAtomicsMode(dev->blas, CUBLAS_ATOMICS_NOT_ALLOWED),
+        "cublasSetAtomicsMode");
   if (st != SB_OK) {
     snprintf(error, error_size, "cuda device %d: %s", ordinal, dev->error);
     cuda_close(dev);
@@ -158,13 +157,12 @@ static int cuda_alloc(SbDevice *dev, size_t bytes, void **out) {
     (void)cudaGetLastError();
     (void)cudaMemGetInfo(&free_b, &total_b);
     (void)cudaGetLastError();
-    return dev_fail(dev,
-                    e == cudaErrorMemoryAllocation ? SB_ERR_OUT_OF_MEMORY
-                                                   : SB_ERR_DEVICE,
-                    "cudaMalloc of %zu bytes on cuda device %d failed: %s "
-                    "(%zu of %zu bytes free)",
-                    bytes, dev->ordinal, cudaGetErrorString(e), free_b,
-                    total_b);
+    return dev_fail(
+        dev,
+        e == cudaErrorMemoryAllocation ? SB_ERR_OUT_OF_MEMORY : SB_ERR_DEVICE,
+        "cudaMalloc of %zu bytes on cuda device %d failed: %s "
+        "(%zu of %zu bytes free)",
+        bytes, dev->ordinal, cudaGetErrorString(e), free_b, total_b);
   }
   *out = p;
   return SB_OK;
@@ -189,10 +187,10 @@ static int cuda_upload(SbDevice *dev, void *dst, const void *src,
   ENTER(dev);
   /* The host buffer is only lent for the call, and it may be pinned (then
    * the copy would still read it after we return): wait for the copy. */
-  int st = cuda_status(dev,
-                       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
-                                       dev->stream),
-                       "upload (cudaMemcpyAsync)");
+  int st = cuda_status(
+      dev,
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, dev->stream),
+      "upload (cudaMemcpyAsync)");
   if (st == SB_OK)
     st = cuda_status(dev, cudaStreamSynchronize(dev->stream),
                      "upload (cudaStreamSynchronize)");
@@ -204,28 +202,26 @@ static int cuda_download(SbDevice *dev, void *dst, const void *src,
   if (bytes == 0)
     return SB_OK;
   ENTER(dev);
-  int st = cuda_status(dev,
-                       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
-                                       dev->stream),
-                       "download (cudaMemcpyAsync)");
+  int st = cuda_status(
+      dev,
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, dev->stream),
+      "download (cudaMemcpyAsync)");
   if (st == SB_OK)
     st = cuda_status(dev, cudaStreamSynchronize(dev->stream),
                      "download (cudaStreamSynchronize)");
   return st;
 }
 
-static int cuda_copy(SbDevice *dev, void *dst, const void *src,
-                     size_t bytes) {
+static int cuda_copy(SbDevice *dev, void *dst, const void *src, size_t bytes) {
   if (bytes == 0)
     return SB_OK;
   ENTER(dev);
   /* cudaMemcpyDefault: with unified addressing the runtime finds the GPU
    * of each pointer, so a loopback rank can copy from a rank on another
    * GPU (a peer copy) with the same call. */
-  return cuda_status(dev,
-                     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault,
-                                     dev->stream),
-                     "device copy (cudaMemcpyAsync)");
+  return cuda_status(
+      dev, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, dev->stream),
+      "device copy (cudaMemcpyAsync)");
 }
 
 static int cuda_readable_from(SbDevice *dev, SbDevice *peer) {
@@ -246,9 +242,7 @@ static int cuda_readable_from(SbDevice *dev, SbDevice *peer) {
 
 int sb_device_cuda_ordinal(const SbDevice *dev) { return dev->ordinal; }
 
-cudaStream_t sb_device_cuda_stream(const SbDevice *dev) {
-  return dev->stream;
-}
+cudaStream_t sb_device_cuda_stream(const SbDevice *dev) { return dev->stream; }
 
 int sb_device_cuda_count(int *count, char *error, size_t error_size) {
   *count = 0;
@@ -291,8 +285,8 @@ static int cuda_sgemm(SbDevice *dev, int trans_a, int trans_b, int64_t m,
                       float *c, int64_t ldc) {
   if (m < 0 || n < 0 || k < 0)
     return dev_fail(dev, SB_ERR_INVALID_ARGUMENT,
-                    "sgemm: negative size m=%lld n=%lld k=%lld",
-                    (long long)m, (long long)n, (long long)k);
+                    "sgemm: negative size m=%lld n=%lld k=%lld", (long long)m,
+                    (long long)n, (long long)k);
   if (m == 0 || n == 0)
     return SB_OK;
   ENTER(dev);
@@ -300,33 +294,32 @@ static int cuda_sgemm(SbDevice *dev, int trans_a, int trans_b, int64_t m,
     return cuda_status(dev,
                        sb_cuda_scale_matrix(dev->stream, m, n, beta, c, ldc),
                        "sgemm with k = 0");
-  return blas_status(
-      dev,
-      cublasSgemm_64(dev->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                     trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
-                     ldb, a, lda, &beta, c, ldc),
-      "cublasSgemm");
+  return blas_status(dev,
+                     cublasSgemm_64(dev->blas,
+                                    trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m,
+                                    k, &alpha, b, ldb, a, lda, &beta, c, ldc),
+                     "cublasSgemm");
 }
 
 static int cuda_sgemm_strided_batched(SbDevice *dev, int trans_a, int trans_b,
                                       int64_t m, int64_t n, int64_t k,
                                       float alpha, const float *a, int64_t lda,
                                       int64_t stride_a, const float *b,
-                                      int64_t ldb, int64_t stride_b,
-                                      float beta, float *c, int64_t ldc,
-                                      int64_t stride_c, int64_t batch) {
+                                      int64_t ldb, int64_t stride_b, float beta,
+                                      float *c, int64_t ldc, int64_t stride_c,
+                                      int64_t batch) {
   if (m < 0 || n < 0 || k < 0 || batch < 0)
     return dev_fail(dev, SB_ERR_INVALID_ARGUMENT,
                     "sgemm_strided_batched: negative size m=%lld n=%lld "
                     "k=%lld batch=%lld",
-                    (long long)m, (long long)n, (long long)k,
-                    (long long)batch);
+                    (long long)m, (long long)n, (long long)k, (long long)batch);
   if (m == 0 || n == 0 || batch == 0)
     return SB_OK;
   if (k == 0) {
     for (int64_t i = 0; i < batch; i++) {
-      int st = cuda_sgemm(dev, trans_a, trans_b, m, n, 0, alpha, a, lda, b,
-                          ldb, beta, c + i * stride_c, ldc);
+      int st = cuda_sgemm(dev, trans_a, trans_b, m, n, 0, alpha, a, lda, b, ldb,
+                          beta, c + i * stride_c, ldc);
       if (st != SB_OK)
         return st;
     }
@@ -369,9 +362,9 @@ static int cuda_box_to_centre_radius(SbDevice *dev, int64_t n,
                                       radius));
 }
 
-static int cuda_centre_radius_to_box(SbDevice *dev, int64_t n,
-                                     const float *mid, const float *rad,
-                                     float *lower, float *upper) {
+static int cuda_centre_radius_to_box(SbDevice *dev, int64_t n, const float *mid,
+                                     const float *rad, float *lower,
+                                     float *upper) {
   LAUNCH(dev, "centre_radius_to_box kernel",
          sb_cuda_centre_radius_to_box(dev->stream, n, mid, rad, lower, upper));
 }
@@ -435,8 +428,8 @@ static int cuda_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
                            const float *centre, const float *radius,
                            float *out) {
   LAUNCH(dev, "concretize kernel",
-         sb_cuda_concretize(dev->stream, side, S, B, N, A, bias, centre,
-                            radius, out));
+         sb_cuda_concretize(dev->stream, side, S, B, N, A, bias, centre, radius,
+                            out));
 }
 
 static int cuda_set_unit_rows(SbDevice *dev, int64_t S, int64_t B, int64_t N,
@@ -458,20 +451,18 @@ static int cuda_col2im(SbDevice *dev, const SbConvGeom *geom, int64_t n,
   LAUNCH(dev, "col2im kernel", sb_cuda_col2im(dev->stream, geom, n, cols, x));
 }
 
-static int cuda_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b,
-                                int64_t c, const float *src, float beta,
-                                float *dst) {
+static int cuda_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
+                                const float *src, float beta, float *dst) {
   LAUNCH(dev, "swap_outer_axes kernel",
          sb_cuda_swap_outer_axes(dev->stream, a, b, c, src, beta, dst));
 }
 
-static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S,
-                                  int64_t B, int64_t N, const float *A,
-                                  const float *lower, const float *upper,
-                                  const float *alpha, const float *G,
-                                  const float *g, int accumulate_A,
-                                  float *grad_A, int accumulate_alpha,
-                                  float *grad_alpha) {
+static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
+                                  int64_t N, const float *A, const float *lower,
+                                  const float *upper, const float *alpha,
+                                  const float *G, const float *g,
+                                  int accumulate_A, float *grad_A,
+                                  int accumulate_alpha, float *grad_alpha) {
   LAUNCH(dev, "relu_backward_vjp kernel",
          sb_cuda_relu_backward_vjp(dev->stream, side, S, B, N, A, lower, upper,
                                    alpha, G, g, accumulate_A, grad_A,
@@ -487,9 +478,9 @@ static int cuda_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                                 g, grad_A));
 }
 
-static int cuda_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B,
-                                int64_t N, const float *lower,
-                                const float *upper, float *alpha) {
+static int cuda_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B, int64_t N,
+                                const float *lower, const float *upper,
+                                float *alpha) {
   LAUNCH(dev, "relu_init_alpha kernel",
          sb_cuda_relu_init_alpha(dev->stream, S, B, N, lower, upper, alpha));
 }
@@ -512,8 +503,8 @@ static int cuda_beta_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                          int64_t N, const float *grad_A, const float *sign,
                          int accumulate, float *grad_beta) {
   LAUNCH(dev, "beta_vjp kernel",
-         sb_cuda_beta_vjp(dev->stream, side, S, B, N, grad_A, sign,
-                          accumulate, grad_beta));
+         sb_cuda_beta_vjp(dev->stream, side, S, B, N, grad_A, sign, accumulate,
+                          grad_beta));
 }
 
 static int cuda_channel_bias_vjp(SbDevice *dev, int64_t rows, int64_t channels,

@@ -28,8 +28,8 @@ static int cuda_comm_new(const unsigned char *id, int size, int first_rank,
     ordinals[i] = sb_device_cuda_ordinal(devs[i]);
     streams[i] = (void *)sb_device_cuda_stream(devs[i]);
   }
-  return sb_comm_nccl_new(id, size, first_rank, n_local, ordinals, streams,
-                          out, error, error_size);
+  return sb_comm_nccl_new(id, size, first_rank, n_local, ordinals, streams, out,
+                          error, error_size);
 }
 #endif
 

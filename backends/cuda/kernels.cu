@@ -89,8 +89,8 @@ __global__ void centre_radius_to_box_kernel(int64_t n, const float *mid,
   }
 }
 
-__global__ void add_bias_rows_kernel(int64_t n, int64_t cols,
-                                     const float *bias, float *y) {
+__global__ void add_bias_rows_kernel(int64_t n, int64_t cols, const float *bias,
+                                     float *y) {
   for (int64_t i = grid_start(); i < n; i += grid_step())
     y[i] += bias[i % cols];
 }
@@ -122,8 +122,8 @@ __global__ void affine_backward_kernel(int64_t n, int64_t channels,
 
 __global__ void channel_bias_backward_kernel(int64_t rows, int64_t channels,
                                              int64_t spatial,
-                                             const float *shift,
-                                             const float *A, float *bias) {
+                                             const float *shift, const float *A,
+                                             float *bias) {
   extern __shared__ float buf[];
   const int64_t len = channels * spatial;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -296,8 +296,7 @@ __global__ void scale_matrix_kernel(int64_t rows, int64_t cols, float beta,
 
 __global__ void relu_backward_vjp_kernel(int lower_side, int64_t n, int64_t B,
                                          int64_t N, const float *A,
-                                         const float *lower,
-                                         const float *upper,
+                                         const float *lower, const float *upper,
                                          const float *alpha, const float *G,
                                          const float *g, int accumulate_A,
                                          float *grad_A, int accumulate_alpha,
@@ -317,9 +316,8 @@ __global__ void relu_backward_vjp_kernel(int lower_side, int64_t n, int64_t B,
 
 __global__ void concretize_vjp_kernel(float sign, int64_t n, int64_t B,
                                       int64_t N, const float *A,
-                                      const float *centre,
-                                      const float *radius, const float *g,
-                                      float *grad_A) {
+                                      const float *centre, const float *radius,
+                                      const float *g, float *grad_A) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     const int64_t row = i / N, k = (row % B) * N + i % N;
     const float a = A[i];
@@ -398,9 +396,8 @@ cudaError_t sb_cuda_add(cudaStream_t s, int64_t n, const float *a,
 }
 
 cudaError_t sb_cuda_box_to_centre_radius(cudaStream_t s, int64_t n,
-                                         const float *lower,
-                                         const float *upper, float *centre,
-                                         float *radius) {
+                                         const float *lower, const float *upper,
+                                         float *centre, float *radius) {
   if (n <= 0)
     return cudaSuccess;
   box_to_centre_radius_kernel<<<blocks_for(n), kThreads, 0, s>>>(
@@ -413,8 +410,8 @@ cudaError_t sb_cuda_centre_radius_to_box(cudaStream_t s, int64_t n,
                                          float *lower, float *upper) {
   if (n <= 0)
     return cudaSuccess;
-  centre_radius_to_box_kernel<<<blocks_for(n), kThreads, 0, s>>>(
-      n, mid, rad, lower, upper);
+  centre_radius_to_box_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, mid, rad,
+                                                                 lower, upper);
   return cudaGetLastError();
 }
 
@@ -476,8 +473,8 @@ cudaError_t sb_cuda_relu_ibp(cudaStream_t s, int64_t n, const float *lower,
                              float *out_upper) {
   if (n <= 0)
     return cudaSuccess;
-  relu_ibp_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, lower, upper,
-                                                     out_lower, out_upper);
+  relu_ibp_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, lower, upper, out_lower,
+                                                     out_upper);
   return cudaGetLastError();
 }
 
@@ -506,8 +503,8 @@ cudaError_t sb_cuda_concretize(cudaStream_t s, int side, int64_t S, int64_t B,
   /* N == 0 still writes out = bias (an empty sum), like the CPU device. */
   unsigned t = reduce_threads(N);
   concretize_kernel<<<row_blocks(rows), t, t * sizeof(float), s>>>(
-      side == SB_SIDE_LOWER ? -1.0f : 1.0f, rows, B, N, A, bias, centre,
-      radius, out);
+      side == SB_SIDE_LOWER ? -1.0f : 1.0f, rows, B, N, A, bias, centre, radius,
+      out);
   return cudaGetLastError();
 }
 
@@ -536,7 +533,7 @@ cudaError_t sb_cuda_im2col(cudaStream_t s, const SbConvGeom *geom, int64_t n,
   if (total <= 0)
     return cudaSuccess;
   im2col_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, n, total, x,
-                                                      cols);
+                                                       cols);
   return cudaGetLastError();
 }
 
@@ -546,7 +543,7 @@ cudaError_t sb_cuda_col2im(cudaStream_t s, const SbConvGeom *geom, int64_t n,
   if (total <= 0 || geom->out_h <= 0 || geom->out_w <= 0)
     return cudaSuccess;
   col2im_kernel<<<blocks_for(total), kThreads, 0, s>>>(*geom, n, total, cols,
-                                                      x);
+                                                       x);
   return cudaGetLastError();
 }
 
@@ -557,7 +554,7 @@ cudaError_t sb_cuda_swap_outer_axes(cudaStream_t s, int64_t a, int64_t b,
   if (total <= 0)
     return cudaSuccess;
   swap_outer_axes_kernel<<<blocks_for(total), kThreads, 0, s>>>(a, b, c, src,
-                                                               beta, dst);
+                                                                beta, dst);
   return cudaGetLastError();
 }
 
@@ -565,8 +562,8 @@ cudaError_t sb_cuda_scale_matrix(cudaStream_t s, int64_t rows, int64_t cols,
                                  float beta, float *c, int64_t ld) {
   if (rows <= 0 || cols <= 0 || beta == 1.0f)
     return cudaSuccess;
-  scale_matrix_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(
-      rows, cols, beta, c, ld);
+  scale_matrix_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(rows, cols,
+                                                                   beta, c, ld);
   return cudaGetLastError();
 }
 
@@ -642,8 +639,8 @@ cudaError_t sb_cuda_beta_vjp(cudaStream_t s, int side, int64_t S, int64_t B,
   if (n <= 0)
     return cudaSuccess;
   beta_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
-      side == SB_SIDE_LOWER ? 1.0f : -1.0f, n, B * N, grad_A, sign,
-      accumulate, grad_beta);
+      side == SB_SIDE_LOWER ? 1.0f : -1.0f, n, B * N, grad_A, sign, accumulate,
+      grad_beta);
   return cudaGetLastError();
 }
 

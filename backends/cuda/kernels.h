@@ -21,9 +21,8 @@ cudaError_t sb_cuda_abs(cudaStream_t s, int64_t n, const float *x, float *y);
 cudaError_t sb_cuda_add(cudaStream_t s, int64_t n, const float *a,
                         const float *b, float *out);
 cudaError_t sb_cuda_box_to_centre_radius(cudaStream_t s, int64_t n,
-                                         const float *lower,
-                                         const float *upper, float *centre,
-                                         float *radius);
+                                         const float *lower, const float *upper,
+                                         float *centre, float *radius);
 cudaError_t sb_cuda_centre_radius_to_box(cudaStream_t s, int64_t n,
                                          const float *mid, const float *rad,
                                          float *lower, float *upper);

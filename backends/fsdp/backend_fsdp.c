@@ -9,9 +9,8 @@
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out);
 
-static int fsdp_context_create(const sb_host_v1 *host,
-                               const sb_option *options, size_t n_options,
-                               sb_context **out, char *error,
+static int fsdp_context_create(const sb_host_v1 *host, const sb_option *options,
+                               size_t n_options, sb_context **out, char *error,
                                size_t error_size) {
   (void)host;
   return sb_rank_context_create(
@@ -33,8 +32,8 @@ static const sb_backend_v1 fsdp_backend = {
                    "comm=mpi), gathered per "
                    "layer; coefficients and slopes split by spec rows or by "
                    "domains",
-    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
-                    SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
+    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE | SB_CAP_ADD |
+                    SB_CAP_RELU | SB_CAP_MULTI_RANK,
     .context_create = fsdp_context_create,
     SB_RANK_BACKEND_MEMBERS,
     .tensor_create = fsdp_tensor_create,

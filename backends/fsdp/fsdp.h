@@ -28,9 +28,9 @@ typedef enum {
  * identical. Every other tensor (bounds [B,N], inputs) is replicated. */
 struct sb_tensor {
   SbRankTensorHead head; /* head.split is an FsdpSplit */
-  int64_t batch;     /* B: shape[1], 1 for a tensor of one dimension */
-  int64_t inner;     /* elements per (spec row, batch element) */
-  int64_t row_elems; /* elements per row of dimension 0: batch * inner */
+  int64_t batch;         /* B: shape[1], 1 for a tensor of one dimension */
+  int64_t inner;         /* elements per (spec row, batch element) */
+  int64_t row_elems;     /* elements per row of dimension 0: batch * inner */
 };
 
 /* The part of an [S,B,...] operation one rank computes: spec rows
@@ -45,8 +45,7 @@ typedef struct FsdpPart {
 /* The axis that [S,B,...] coefficient tensors are split along, and rank
  * r's part of an operation over them. */
 FsdpSplit fsdp_split_of(int64_t S, int64_t B);
-void fsdp_part(const sb_context *ctx, int64_t S, int64_t B, int r,
-               FsdpPart *p);
+void fsdp_part(const sb_context *ctx, int64_t S, int64_t B, int r, FsdpPart *p);
 
 /* The [S,B,...] arguments of one rank's part of an operation, as
  * contiguous [ns, nb, inner] device arrays: a split tensor's own buffer,
@@ -92,16 +91,16 @@ static inline float *fsdp_batch_view(const sb_tensor *t, int r,
  * handle given to the host is this struct, cast to sb_layer. */
 typedef struct FsdpLayer {
   SbRankLayerHead head;
-  int sharded;       /* weight rows split across ranks */
-  int64_t rows;      /* weight rows: out_size (linear), out_c (conv) */
-  int64_t row_elems; /* floats per weight row */
+  int sharded;            /* weight rows split across ranks */
+  int64_t rows;           /* weight rows: out_size (linear), out_c (conv) */
+  int64_t row_elems;      /* floats per weight row */
   struct sb_layer *local; /* one per rank */
 } FsdpLayer;
 
 /* The multi-rank context's own (rank_backend.h), under the names the FSDP
  * sources use. */
 #define fsdp_fail sb_rank_fail
-#define fsdp_run sb_rank_run
+#define fsdp_run  sb_rank_run
 
 /* Rows [start, start+count) of dimension 0 that rank r computes for a
  * tensor with `rows` rows. */
@@ -121,9 +120,8 @@ int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
  * all-gathered into *gathered (SB_MEM_GATHERED_WEIGHTS, left empty when
  * not needed), which the caller frees with sb_exec_free as soon as the
  * operator returns. Collective. */
-int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl,
-                      SbRank *rank, SbComm *comm, struct sb_layer *g,
-                      SbBuffer *gathered);
+int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl, SbRank *rank,
+                      SbComm *comm, struct sb_layer *g, SbBuffer *gathered);
 
 /* Tensor and layer entry points (sb_backend_v1 members). */
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,

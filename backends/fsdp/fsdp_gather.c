@@ -13,9 +13,8 @@
  * the single-device operator to issue the same blocked calls; until then
  * the bound on the transient is one layer, and none at all with one rank.
  */
-int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl,
-                      SbRank *rank, SbComm *comm, struct sb_layer *g,
-                      SbBuffer *gathered) {
+int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl, SbRank *rank,
+                      SbComm *comm, struct sb_layer *g, SbBuffer *gathered) {
   *g = fl->local[rank->index];
   *gathered = (SbBuffer){0};
   /* With one rank the shard is the layer: copying it would only double
@@ -31,8 +30,8 @@ int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl,
                          fl->rows * fl->row_elems, gathered);
   if (st != SB_OK)
     return st;
-  st = comm->ops->all_gather(comm, rank->index, &rank->x, g->weight.ptr,
-                             counts, gathered->ptr);
+  st = comm->ops->all_gather(comm, rank->index, &rank->x, g->weight.ptr, counts,
+                             gathered->ptr);
   if (st != SB_OK) {
     sb_exec_free(&rank->x, gathered);
     return st;

@@ -95,8 +95,7 @@ static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
 /* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
                         const SbOpFamily *fam, sb_layer **out) {
-  int sharded =
-      desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
+  int sharded = desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
   int st = sharded ? check_sharded_desc(ctx, desc) : SB_OK;
   if (st != SB_OK)
     return st;
@@ -114,8 +113,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
   } else if (desc->kind == SB_LAYER_CONV2D && desc->in_c > 0 &&
              desc->groups > 0) {
     fl->rows = desc->out_c;
-    fl->row_elems =
-        desc->in_c / desc->groups * desc->kernel_h * desc->kernel_w;
+    fl->row_elems = desc->in_c / desc->groups * desc->kernel_h * desc->kernel_w;
   }
   for (int r = 0; r < ctx->size; r++) {
     struct sb_layer *l = &fl->local[r];
@@ -130,7 +128,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
 }
 
 int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                    sb_layer **out) {
+                      sb_layer **out) {
   return sb_rank_layer_create(ctx, desc, out, create_layer);
 }
 
@@ -290,8 +288,8 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
                                    "[B,N]")))
       return st;
     if (args->alpha)
-      st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
-                       R * l->out_size, "[S,B,N]");
+      st = expect_rows(ctx, fn, "alpha", args->alpha, job.S, R * l->out_size,
+                       "[S,B,N]");
   }
   if (st == SB_OK)
     st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn,
@@ -338,8 +336,16 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A must be a tensor of shape [S,B,N]", fn);
-  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
-                       A->head.shape[0], A->head.shape[1], 0};
+  ConcretizeJob job = {ctx,
+                       A,
+                       bias,
+                       x_lower,
+                       x_upper,
+                       out,
+                       side,
+                       A->head.shape[0],
+                       A->head.shape[1],
+                       0};
   job.N = job.S * job.B != 0 ? A->head.numel / (job.S * job.B) : 0;
   const int64_t R = job.S * job.B;
   if (bias)
@@ -449,9 +455,8 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                           R * l->in_size, "[S,B,N_in]")))
       return st;
   }
-  if (args->grad_bias &&
-      (st = expect_rows(ctx, fn, "grad_bias", args->grad_bias, job.S, R,
-                        "[S,B]")))
+  if (args->grad_bias && (st = expect_rows(ctx, fn, "grad_bias",
+                                           args->grad_bias, job.S, R, "[S,B]")))
     return st;
   if (l->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * l->out_size;
@@ -460,9 +465,8 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
         (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
                                    "[B,N]")))
       return st;
-    if (args->alpha &&
-        (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
-                          R * l->out_size, "[S,B,N]")))
+    if (args->alpha && (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
+                                         R * l->out_size, "[S,B,N]")))
       return st;
     if (args->grad_alpha &&
         (st = expect_rows(ctx, fn, "grad_alpha", args->grad_alpha, job.S,
@@ -482,8 +486,12 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
 
 /* One job type for the operations that belong to no layer: each rank
  * runs the op-level function on its own spec rows. */
-typedef enum { OP_CONCRETIZE_VJP, OP_INIT_ALPHA, OP_BETA_APPLY,
-               OP_BETA_VJP } RowOp;
+typedef enum {
+  OP_CONCRETIZE_VJP,
+  OP_INIT_ALPHA,
+  OP_BETA_APPLY,
+  OP_BETA_VJP
+} RowOp;
 
 typedef struct {
   sb_context *ctx;
@@ -572,8 +580,8 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
       (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)))
     return st;
   const int64_t R = j.S * j.B;
-  if (grad_out && (st = expect_rows(ctx, fn, "grad_out", grad_out, j.S, R,
-                                    "[S,B]")))
+  if (grad_out &&
+      (st = expect_rows(ctx, fn, "grad_out", grad_out, j.S, R, "[S,B]")))
     return st;
   if ((st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N,
                                  "[B,N]")) ||
@@ -656,8 +664,7 @@ int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                         "[S,B,N]")) ||
       (st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]")))
     return st;
-  if ((st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta,
-                                         sign)))
+  if ((st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta, sign)))
     return st;
   j.in0 = beta, j.in1 = sign, j.out = A;
   return fsdp_run(ctx, row_op_on_rank, &j);
@@ -670,8 +677,8 @@ int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
   int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
-  RowJob j = {.ctx = ctx, .op = OP_BETA_VJP, .side = side,
-              .accumulate = accumulate};
+  RowJob j = {
+      .ctx = ctx, .op = OP_BETA_VJP, .side = side, .accumulate = accumulate};
   if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N)) ||
       (st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]")) ||

@@ -174,8 +174,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
                              b - a);
     }
     if (st != SB_OK)
-      return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
-                                               : "tensor_write");
+      return sb_exec_device_fail(x, st,
+                                 j->dst ? "tensor_read" : "tensor_write");
   }
   if (j->dst == NULL)
     return SB_OK;
@@ -228,8 +228,9 @@ static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   int st =
       rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N, j->index + p.s0,
                                  j->A->head.buf[rank->index].ptr);
-  return st == SB_OK ? st
-                     : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
+  return st == SB_OK
+             ? st
+             : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
 }
 
 int fsdp_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,

@@ -72,8 +72,8 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
   } else if (!needs_packing(ctx, t, p)) {
     v->ptr = (float *)t->head.buf[r].ptr + p->s0 * t->row_elems;
   } else {
-    *st = sb_exec_alloc(&rank->x, SB_MEM_WORKSPACE,
-                        p->ns * p->nb * t->inner, &v->packed);
+    *st = sb_exec_alloc(&rank->x, SB_MEM_WORKSPACE, p->ns * p->nb * t->inner,
+                        &v->packed);
     if (*st == SB_OK)
       *st = copy_part(&rank->x, t, r, p, v->packed.ptr, 1);
     if (*st != SB_OK)
@@ -86,9 +86,8 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
 
 /* Every rank's packed part of a replicated output, gathered and laid back
  * into the whole tensor on every rank. */
-static int share_batch_slices(const sb_context *ctx, SbRank *rank,
-                              SbComm *comm, const FsdpView *v,
-                              const FsdpPart *mine) {
+static int share_batch_slices(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                              const FsdpView *v, const FsdpPart *mine) {
   const sb_tensor *t = v->t;
   int64_t counts[SB_RANKS_MAX], total = 0;
   FsdpPart parts[SB_RANKS_MAX];

@@ -30,8 +30,8 @@ static const sb_backend_v1 tp_backend = {
                    "by neuron across ranks (threads over loopback, or MPI "
                    "processes with comm=mpi); "
                    "exact CROWN bounds",
-    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
-                    SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
+    .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE | SB_CAP_ADD |
+                    SB_CAP_RELU | SB_CAP_MULTI_RANK,
     .context_create = tp_context_create,
     SB_RANK_BACKEND_MEMBERS,
     .tensor_create = tp_tensor_create,

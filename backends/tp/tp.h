@@ -62,8 +62,8 @@ typedef struct TpSlice {
   SbBuffer tmp;
 } TpSlice;
 
-int tp_slice_view(SbExec *x, int64_t B, int64_t N, int64_t start,
-                  int64_t count, const float *full, TpSlice *out);
+int tp_slice_view(SbExec *x, int64_t B, int64_t N, int64_t start, int64_t count,
+                  const float *full, TpSlice *out);
 /* Where a rank writes its [B,count] slice of the replicated [B,N] buffer
  * full before tp_slice_gather publishes it to every rank. */
 int tp_slice_begin(SbExec *x, int64_t B, int64_t N, int64_t start,
@@ -84,10 +84,9 @@ int tp_bias_commit(SbRank *rank, SbComm *comm, int64_t n, float *partial,
 /* Conv of one rank: output channels [c0,c0+nc) of every image. */
 int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh);
 int tp_conv_ibp(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
-                const float *lo, const float *up, float *out_lo,
-                float *out_up);
-int tp_conv_forward(SbExec *x, const TpLayer *tl, const TpShard *sh,
-                    int64_t B, const float *in, float *out);
+                const float *lo, const float *up, float *out_lo, float *out_up);
+int tp_conv_forward(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
+                    const float *in, float *out);
 /* The full-width partial of rows [0,n) of the local A [n,count] (as
  * [n,N_in] row-major, overwritten) and the bias partial (added to). */
 int tp_conv_backward_partial(SbExec *x, const TpLayer *tl, const TpShard *sh,
@@ -100,8 +99,7 @@ int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R);
  * t must be split by neuron with shape [S,B,N]; fails with a message
  * naming fn and what. */
 int tp_expect_coefficients(sb_context *ctx, const char *fn, const char *what,
-                           const sb_tensor *t, int64_t S, int64_t B,
-                           int64_t N);
+                           const sb_tensor *t, int64_t S, int64_t B, int64_t N);
 /* Rows [0,n) of the VJP of a conv backward step, for this rank's output
  * neurons: dst [n,count] (+)= slice of conv(G) + g * b[c]. G is [n,N_in]
  * row-major, or NULL for zero; g [n] NULL means ones. */
@@ -146,8 +144,7 @@ int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
                  sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args);
 int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                   const sb_tensor *sign, int32_t side);
-int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
-                const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
-                int32_t accumulate);
+int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A, const sb_tensor *sign,
+                int32_t side, sb_tensor *grad_beta, int32_t accumulate);
 
 #endif /* SB_BACKENDS_TP_H */

@@ -250,8 +250,7 @@ static int columns_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     switch (j->op) {
     case OP_CONCRETIZE_VJP:
       st = sb_concretize_vjp(x, j->side, j->S, j->B, count, local(j->A, r),
-                             lo.ptr, up.ptr, local(j->g, r),
-                             local(j->out, r));
+                             lo.ptr, up.ptr, local(j->g, r), local(j->out, r));
       break;
     case OP_INIT_ALPHA:
       st = sb_relu_init_alpha(x, j->S, j->B, count, lo.ptr, up.ptr,
@@ -354,8 +353,7 @@ int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A, const sb_tensor *sign,
   if (st == SB_OK)
     st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK)
-    st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B,
-                                j.N);
+    st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B, j.N);
   if (st == SB_OK)
     st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
                                     grad_beta);

@@ -67,8 +67,16 @@ int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
   if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "concretize: A must be a tensor of shape [S,B,N]");
-  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
-                       A->head.shape[0], A->head.shape[1], A->cols};
+  ConcretizeJob job = {ctx,
+                       A,
+                       bias,
+                       x_lower,
+                       x_upper,
+                       out,
+                       side,
+                       A->head.shape[0],
+                       A->head.shape[1],
+                       A->cols};
   const int64_t R = job.S * job.B;
   if (bias)
     st = sb_rank_expect_whole(ctx, fn, "bias", bias, R, "[S,B]");

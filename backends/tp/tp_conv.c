@@ -59,8 +59,8 @@ static int take_slice(SbExec *x, const TpShard *sh, int64_t B, int64_t P,
   return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv output slice");
 }
 
-int tp_conv_forward(SbExec *x, const TpLayer *tl, const TpShard *sh,
-                    int64_t B, const float *in, float *out) {
+int tp_conv_forward(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
+                    const float *in, float *out) {
   const struct sb_layer *l = &sh->local;
   const int64_t P = l->conv.out_h * l->conv.out_w;
   SbBuffer tmp = {0};
@@ -148,8 +148,8 @@ int tp_conv_backward_vjp(SbExec *x, const TpLayer *tl, const TpShard *sh,
   else if ((st = o->zero(x->dev, t, tmp.bytes)))
     st = sb_exec_device_fail(x, st, "conv backward VJP");
   if (st == SB_OK && sh->local.bias.ptr &&
-      (st = o->channel_bias_vjp(x->dev, n, sh->nc, P, sh->local.bias.ptr, g,
-                                t)))
+      (st =
+           o->channel_bias_vjp(x->dev, n, sh->nc, P, sh->local.bias.ptr, g, t)))
     st = sb_exec_device_fail(x, st, "conv backward VJP");
   const int64_t skip = sh->start - sh->c0 * P;
   for (int64_t i = 0; i < n && st == SB_OK; i++) {

@@ -77,9 +77,12 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   SbExec *x = &rank->x;
   tp_cols(j->ctx, d->out_size, rank->index, &sh->start, &sh->count);
   switch (d->kind) {
-  case SB_LAYER_LINEAR: return create_linear(x, d, sh);
-  case SB_LAYER_CONV2D: return tp_conv_create(x, d, sh);
-  case SB_LAYER_AFFINE: return create_affine(x, d, sh);
+  case SB_LAYER_LINEAR:
+    return create_linear(x, d, sh);
+  case SB_LAYER_CONV2D:
+    return tp_conv_create(x, d, sh);
+  case SB_LAYER_AFFINE:
+    return create_affine(x, d, sh);
   default:
     shape_local(&sh->full, d->kind, d->in_size, d->out_size,
                 j->tl->head.fam->n_inputs);
@@ -391,9 +394,9 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 }
 
 /* A [S,B,N] argument: split by neuron, with the given S, B and N. */
-int tp_expect_coefficients(sb_context *ctx, const char *fn,
-                               const char *what, const sb_tensor *t,
-                               int64_t S, int64_t B, int64_t N) {
+int tp_expect_coefficients(sb_context *ctx, const char *fn, const char *what,
+                           const sb_tensor *t, int64_t S, int64_t B,
+                           int64_t N) {
   if (t == NULL)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);

@@ -11,8 +11,8 @@
 
 /* ---- column slices of replicated buffers ---- */
 
-int tp_slice_view(SbExec *x, int64_t B, int64_t N, int64_t start,
-                  int64_t count, const float *full, TpSlice *out) {
+int tp_slice_view(SbExec *x, int64_t B, int64_t N, int64_t start, int64_t count,
+                  const float *full, TpSlice *out) {
   memset(out, 0, sizeof *out);
   if (B == 1 || count == 0) {
     out->ptr = (float *)full + start;
@@ -95,8 +95,7 @@ typedef struct {
 } CreateJob;
 
 /* Floats rank r stores of t. */
-static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t,
-                             int r) {
+static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t, int r) {
   if (!t->head.split)
     return t->head.numel;
   int64_t start, count;
@@ -142,8 +141,7 @@ static int visit_pieces(const sb_context *ctx, const sb_tensor *t, int q,
   int64_t start, count, N = t->cols;
   tp_cols(ctx, N, q, &start, &count);
   int st = SB_OK;
-  for (int64_t row = lo / N; count > 0 && row * N < hi && st == SB_OK;
-       row++) {
+  for (int64_t row = lo / N; count > 0 && row * N < hi && st == SB_OK; row++) {
     int64_t a = row * N + start, b = a + count;
     a = a > lo ? a : lo;
     b = b < hi ? b : hi;
@@ -157,8 +155,8 @@ typedef struct {
   CopyJob *j;
   SbExec *x;
   float *base;
-  void *packed;    /* NULL: straight into j->dst */
-  int64_t at;      /* next element of packed */
+  void *packed; /* NULL: straight into j->dst */
+  int64_t at;   /* next element of packed */
 } LocalCopy;
 
 static int copy_piece(void *arg, int64_t a, int64_t b, int64_t local) {
@@ -244,11 +242,11 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     /* A replicated tensor is read from rank 0 only, and every process
      * receives rank 0's copy; it is written everywhere. */
     if (!(j->dst && rank->index != 0))
-      st = sb_rank_copy_host(x, j->dtype, base + lo, j->dst, j->src, 0,
-                             hi - lo);
+      st =
+          sb_rank_copy_host(x, j->dtype, base + lo, j->dst, j->src, 0, hi - lo);
     if (st != SB_OK)
-      return sb_exec_device_fail(x, st, j->dst ? "tensor_read"
-                                               : "tensor_write");
+      return sb_exec_device_fail(x, st,
+                                 j->dst ? "tensor_read" : "tensor_write");
     if (j->dst == NULL)
       return SB_OK;
     size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
@@ -261,8 +259,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   LocalCopy c = {j, x, base, NULL, 0};
   st = visit_pieces(j->ctx, t, rank->index, lo, hi, copy_piece, &c);
   return st == SB_OK ? st
-                     : sb_exec_device_fail(x, st, j->dst ? "tensor_read"
-                                                         : "tensor_write");
+                     : sb_exec_device_fail(
+                           x, st, j->dst ? "tensor_read" : "tensor_write");
 }
 
 int tp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,

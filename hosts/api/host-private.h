@@ -35,12 +35,12 @@ struct _ShardboundProperty {
 };
 
 /* A backend's statistics as the API gives them (struct_size untouched). */
-void sb_host_memory_stats_from_backend (const sb_memory_stats_v1 *st,
-                                        ShardboundMemoryStats *stats);
+void sb_host_memory_stats_from_backend(const sb_memory_stats_v1 *st,
+                                       ShardboundMemoryStats *stats);
 
 /* Moves an engine or plugin error into *error, re-coded in the
  * SHARDBOUND_HOST_ERROR domain with the same message. */
-void sb_host_propagate_error (GError **error, GError *engine_error);
+void sb_host_propagate_error(GError **error, GError *engine_error);
 
 G_END_DECLS
 

@@ -4,15 +4,9 @@
 
 #include "shardbound-host.h"
 
-const char *
-shardbound_host_version (void)
-{
-  return PACKAGE_VERSION;
-}
+const char *shardbound_host_version(void) { return PACKAGE_VERSION; }
 
-void
-shardbound_host_api_version (int *major, int *minor)
-{
+void shardbound_host_api_version(int *major, int *minor) {
   if (major != NULL)
     *major = SHARDBOUND_HOST_API_MAJOR;
   if (minor != NULL)

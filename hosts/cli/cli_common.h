@@ -19,22 +19,24 @@ typedef struct {
 
 /* Adds --backend, --ranks, --option, --backend-path and --config, filling
  * *o. */
-void sb_cli_add_backend_options (GOptionContext *context, SbCliBackendOptions *o);
-void sb_cli_backend_options_clear (SbCliBackendOptions *o);
+void sb_cli_add_backend_options(GOptionContext *context,
+                                SbCliBackendOptions *o);
+void sb_cli_backend_options_clear(SbCliBackendOptions *o);
 /* The session those options describe. With ranks that are processes
  * (comm=mpi under mpirun) the command joins the job as one of them
  * (cli_processes.h): declare a g_auto (SbCliJoined) after the session so
  * that it leaves before the session closes. */
-ShardboundSession *sb_cli_open_session (const SbCliBackendOptions *o, GError **error);
+ShardboundSession *sb_cli_open_session(const SbCliBackendOptions *o,
+                                       GError **error);
 /* TRUE on the process that writes files: process 0, or any process before
  * a session exists. */
-gboolean sb_cli_is_process_zero (const ShardboundSession *session);
+gboolean sb_cli_is_process_zero(const ShardboundSession *session);
 
 /* Loads PROPERTY.vnnlib, then MODEL.onnx onto the session, and checks that
  * their input and output counts agree. Errors name the file. */
-gboolean sb_cli_load_problem (ShardboundSession *session, const char *onnx, const char *vnnlib,
-                              ShardboundNetwork **network, ShardboundProperty **property,
-                              GError **error);
+gboolean sb_cli_load_problem(ShardboundSession *session, const char *onnx,
+                             const char *vnnlib, ShardboundNetwork **network,
+                             ShardboundProperty **property, GError **error);
 
 /* Command-line options that are host API settings: the API checks their
  * values and names the setting in its errors. An option maps to a
@@ -42,7 +44,7 @@ gboolean sb_cli_load_problem (ShardboundSession *session, const char *onnx, cons
 typedef struct {
   const char *option; /* long name without "--" */
   const char *key;
-  const char *fixed;  /* the value a flag sets, or NULL: the argument */
+  const char *fixed; /* the value a flag sets, or NULL: the argument */
 } SbCliSetting;
 
 typedef struct {
@@ -53,14 +55,15 @@ typedef struct {
 /* Makes `entries` (G_OPTION_ARG_CALLBACK with sb_cli_setting_option)
  * the context's main group, applying them to binding->settings. Add it
  * before any other main entries. */
-void sb_cli_add_setting_options (GOptionContext *context, const GOptionEntry *entries,
-                                 SbCliSettings *binding);
-gboolean sb_cli_setting_option (const char *option_name, const char *value, gpointer binding,
-                                GError **error);
+void sb_cli_add_setting_options(GOptionContext *context,
+                                const GOptionEntry *entries,
+                                SbCliSettings *binding);
+gboolean sb_cli_setting_option(const char *option_name, const char *value,
+                               gpointer binding, GError **error);
 
 /* Exit status for an error: 1 when the computation failed (a backend
  * error, out of memory), 2 for the user's choices and inputs (unknown
  * backend, bad option, bad file, an input the backend does not support). */
-int sb_cli_error_status (const GError *error);
+int sb_cli_error_status(const GError *error);
 
 #endif

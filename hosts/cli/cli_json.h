@@ -9,14 +9,14 @@
 #include "hosts/api/shardbound-host.h"
 
 /* A quoted, escaped JSON string. */
-void sb_json_string (GString *out, const char *text);
+void sb_json_string(GString *out, const char *text);
 
 /* `  "key": [v0, v1, ...],` with non-finite values as null. */
-void sb_json_doubles (GString *out, const char *key, const double *v, int n);
+void sb_json_doubles(GString *out, const char *key, const double *v, int n);
 
 /* One rank's statistics as the members (no braces) `"baseline_bytes": ..,
  * "peak_bytes": .., "current_bytes": .., "device_used_bytes": ..,
  * "by_category": {"weights": {"current": .., "peak": ..}, ...}`. */
-void sb_json_memory_stats (GString *out, const ShardboundMemoryStats *st);
+void sb_json_memory_stats(GString *out, const ShardboundMemoryStats *st);
 
 #endif

@@ -14,9 +14,7 @@
 static const ShardboundSession *lost_session;
 static int message_fd = 2;
 
-static size_t
-append (char *buf, size_t at, size_t size, const char *text)
-{
+static size_t append(char *buf, size_t at, size_t size, const char *text) {
   while (*text != '\0' && at + 1 < size)
     buf[at++] = *text++;
   return at;
@@ -24,70 +22,61 @@ append (char *buf, size_t at, size_t size, const char *text)
 
 /* When a process of the job dies, mpirun sends SIGTERM to all the others.
  * Only async-signal-safe calls here: shardbound_session_lost_rank is one. */
-static void
-on_terminate (int signo)
-{
-  (void) signo;
+static void on_terminate(int signo) {
+  (void)signo;
   char msg[160];
   size_t n = 0;
-  int lost = shardbound_session_lost_rank (lost_session);
-  if (lost >= 0)
-    {
-      char digits[12];
-      int k = 0;
-      do
-        digits[k++] = (char) ('0' + lost % 10);
-      while ((lost /= 10) > 0 && k < 11);
-      n = append (msg, n, sizeof msg, "shardbound: rank ");
-      while (k > 0 && n + 1 < sizeof msg)
-        msg[n++] = digits[--k];
-      n = append (msg, n, sizeof msg, " was lost (its process ended); stopping\n");
-    }
-  else
-    n = append (msg, n, sizeof msg,
-                "shardbound: stopped by the launcher (a process of the job was lost); stopping\n");
-  ssize_t w = write (message_fd, msg, n);
-  (void) w;
-  _exit (1);
+  int lost = shardbound_session_lost_rank(lost_session);
+  if (lost >= 0) {
+    char digits[12];
+    int k = 0;
+    do
+      digits[k++] = (char)('0' + lost % 10);
+    while ((lost /= 10) > 0 && k < 11);
+    n = append(msg, n, sizeof msg, "shardbound: rank ");
+    while (k > 0 && n + 1 < sizeof msg)
+      msg[n++] = digits[--k];
+    n = append(msg, n, sizeof msg, " was lost (its process ended); stopping\n");
+  } else
+    n = append(msg, n, sizeof msg,
+               "shardbound: stopped by the launcher (a process of the job was "
+               "lost); stopping\n");
+  ssize_t w = write(message_fd, msg, n);
+  (void)w;
+  _exit(1);
 }
 
-int
-sb_cli_join_processes (const ShardboundSession *session)
-{
-  if (shardbound_session_process_count (session) <= 1)
+int sb_cli_join_processes(const ShardboundSession *session) {
+  if (shardbound_session_process_count(session) <= 1)
     return 0;
-  int index = shardbound_session_process_index (session);
+  int index = shardbound_session_process_index(session);
   lost_session = session;
   /* The handler's message must reach the user even from a silenced
    * process. */
-  int keep = dup (2);
+  int keep = dup(2);
   if (keep >= 0)
     message_fd = keep;
   struct sigaction sa;
-  memset (&sa, 0, sizeof sa);
+  memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_terminate;
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGTERM, &sa, NULL);
-  if (index != 0)
-    {
-      fflush (stdout);
-      fflush (stderr);
-      int null = open ("/dev/null", O_WRONLY);
-      if (null >= 0)
-        {
-          dup2 (null, 1);
-          dup2 (null, 2);
-          close (null);
-        }
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  if (index != 0) {
+    fflush(stdout);
+    fflush(stderr);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+      close(null);
     }
+  }
   return index;
 }
 
-void
-sb_cli_leave_processes (void)
-{
+void sb_cli_leave_processes(void) {
   if (lost_session == NULL)
     return;
-  signal (SIGTERM, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   lost_session = NULL;
 }

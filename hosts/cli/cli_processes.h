@@ -12,21 +12,19 @@
 /* Once the session exists: with several processes, installs the handler
  * of the launcher's SIGTERM and, on processes other than 0, sends stdout
  * and stderr to /dev/null. Returns this process's index (0 with one). */
-int sb_cli_join_processes (const ShardboundSession *session);
+int sb_cli_join_processes(const ShardboundSession *session);
 
 /* Before the session closes: the launcher's SIGTERM after this point is an
  * ordinary end, not a loss. */
-void sb_cli_leave_processes (void);
+void sb_cli_leave_processes(void);
 
 /* For a function with several exits: a variable declared after the
  * session's, g_auto (SbCliJoined), leaves before the session closes. */
 typedef int SbCliJoined;
-static inline void
-sb_cli_joined_clear (SbCliJoined *joined)
-{
-  (void) joined;
-  sb_cli_leave_processes ();
+static inline void sb_cli_joined_clear(SbCliJoined *joined) {
+  (void)joined;
+  sb_cli_leave_processes();
 }
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (SbCliJoined, sb_cli_joined_clear)
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(SbCliJoined, sb_cli_joined_clear)
 
 #endif

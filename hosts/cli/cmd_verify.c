@@ -12,55 +12,53 @@
 #include "cli_processes.h"
 #include "cli_json.h"
 
-static void
-print_progress (void *user, int64_t done, int64_t left, double worst, double seconds)
-{
-  fprintf (stderr, "\r  domains done %" G_GINT64_FORMAT ", left %" G_GINT64_FORMAT
-                   ", worst margin %.5g, %.1f s   ",
-           (gint64) done, (gint64) left, worst, seconds);
-  fflush (stderr);
+static void print_progress(void *user, int64_t done, int64_t left, double worst,
+                           double seconds) {
+  fprintf(stderr,
+          "\r  domains done %" G_GINT64_FORMAT ", left %" G_GINT64_FORMAT
+          ", worst margin %.5g, %.1f s   ",
+          (gint64)done, (gint64)left, worst, seconds);
+  fflush(stderr);
 }
 
 /* The results file: the answer word, and for sat the counterexample. */
-static gboolean
-write_results (const char *path, const char *word, const ShardboundVerdict *v,
-               const ShardboundNetwork *net, GError **error)
-{
-  g_autoptr (GString) out = g_string_new (word);
-  g_string_append_c (out, '\n');
-  const float *x = v ? shardbound_verdict_input (v) : NULL;
-  const double *y = v ? shardbound_verdict_output (v) : NULL;
-  if (x != NULL && y != NULL)
-    {
-      int64_t n_in = shardbound_network_input_size (net), n_out = shardbound_network_output_size (net);
-      g_string_append_c (out, '(');
-      for (int64_t k = 0; k < n_in; k++)
-        g_string_append_printf (out, "%s(X_%" G_GINT64_FORMAT " %.9g)\n", k ? " " : "", k, (double) x[k]);
-      for (int64_t k = 0; k < n_out; k++)
-        g_string_append_printf (out, " (Y_%" G_GINT64_FORMAT " %.9g)%s", k, y[k],
-                                k + 1 == n_out ? ")\n" : "\n");
-    }
-  return g_file_set_contents (path, out->str, out->len, error);
+static gboolean write_results(const char *path, const char *word,
+                              const ShardboundVerdict *v,
+                              const ShardboundNetwork *net, GError **error) {
+  g_autoptr(GString) out = g_string_new(word);
+  g_string_append_c(out, '\n');
+  const float *x = v ? shardbound_verdict_input(v) : NULL;
+  const double *y = v ? shardbound_verdict_output(v) : NULL;
+  if (x != NULL && y != NULL) {
+    int64_t n_in = shardbound_network_input_size(net),
+            n_out = shardbound_network_output_size(net);
+    g_string_append_c(out, '(');
+    for (int64_t k = 0; k < n_in; k++)
+      g_string_append_printf(out, "%s(X_%" G_GINT64_FORMAT " %.9g)\n",
+                             k ? " " : "", k, (double)x[k]);
+    for (int64_t k = 0; k < n_out; k++)
+      g_string_append_printf(out, " (Y_%" G_GINT64_FORMAT " %.9g)%s", k, y[k],
+                             k + 1 == n_out ? ")\n" : "\n");
+  }
+  return g_file_set_contents(path, out->str, out->len, error);
 }
 
 /* One phase's statistics of a rank as `, "name": {...}`, or null when the
  * phase was not measured. */
-static gboolean
-json_phase (GString *out, const char *name, const ShardboundVerdict *v, int rank,
-            ShardboundVerifyPhase phase, GError **error)
-{
-  g_string_append_printf (out, ", \"%s\": ", name);
-  if (!shardbound_verdict_has_memory (v, phase))
-    {
-      g_string_append (out, "null");
-      return TRUE;
-    }
-  ShardboundMemoryStats st = { .struct_size = sizeof st };
-  if (!shardbound_verdict_memory (v, rank, phase, &st, error))
+static gboolean json_phase(GString *out, const char *name,
+                           const ShardboundVerdict *v, int rank,
+                           ShardboundVerifyPhase phase, GError **error) {
+  g_string_append_printf(out, ", \"%s\": ", name);
+  if (!shardbound_verdict_has_memory(v, phase)) {
+    g_string_append(out, "null");
+    return TRUE;
+  }
+  ShardboundMemoryStats st = {.struct_size = sizeof st};
+  if (!shardbound_verdict_memory(v, rank, phase, &st, error))
     return FALSE;
-  g_string_append_c (out, '{');
-  sb_json_memory_stats (out, &st);
-  g_string_append_c (out, '}');
+  g_string_append_c(out, '{');
+  sb_json_memory_stats(out, &st);
+  g_string_append_c(out, '}');
   return TRUE;
 }
 
@@ -68,172 +66,203 @@ json_phase (GString *out, const char *name, const ShardboundVerdict *v, int rank
  * root phase, branch-and-bound, and their peaks together), with the
  * process's peak RSS, which thread ranks share. v is NULL on an error,
  * whose message is the reason. */
-static gboolean
-print_json (const ShardboundVerdict *v, const GError *failure, const char *backend,
-            const char *model, const char *property, const ShardboundSettings *settings,
-            GError **error)
-{
-  g_autofree char *max_memory = shardbound_settings_get (settings, "max_memory_mib", error);
+static gboolean print_json(const ShardboundVerdict *v, const GError *failure,
+                           const char *backend, const char *model,
+                           const char *property,
+                           const ShardboundSettings *settings, GError **error) {
+  g_autofree char *max_memory =
+      shardbound_settings_get(settings, "max_memory_mib", error);
   if (max_memory == NULL)
     return FALSE;
-  g_autoptr (GString) out = g_string_new ("{\n  \"answer\": ");
-  sb_json_string (out, v != NULL ? shardbound_answer_name (shardbound_verdict_answer (v)) : "error");
-  const char *reason = v != NULL ? shardbound_verdict_reason (v)
-                                 : (failure != NULL ? failure->message : "failed");
-  if (reason != NULL)
-    {
-      g_string_append (out, ",\n  \"reason\": ");
-      sb_json_string (out, reason);
-    }
-  g_string_append (out, ",\n  \"backend\": ");
-  sb_json_string (out, backend != NULL ? backend : "");
-  g_string_append (out, ",\n  \"model\": ");
-  sb_json_string (out, model);
-  g_string_append (out, ",\n  \"property\": ");
-  sb_json_string (out, property);
-  int64_t domains = v != NULL ? shardbound_verdict_domains (v) : 0;
-  g_string_append_printf (out, ",\n  \"seconds\": %.6f,\n  \"domains\": %" G_GINT64_FORMAT
-                               ",\n  \"branch_and_bound\": {\"domains\": %" G_GINT64_FORMAT
-                               ", \"seconds\": %.6f},\n",
-                          v != NULL ? shardbound_verdict_seconds (v) : 0.0, (gint64) domains,
-                          (gint64) domains, v != NULL ? shardbound_verdict_bab_seconds (v) : 0.0);
+  g_autoptr(GString) out = g_string_new("{\n  \"answer\": ");
+  sb_json_string(out, v != NULL
+                          ? shardbound_answer_name(shardbound_verdict_answer(v))
+                          : "error");
+  const char *reason = v != NULL
+                           ? shardbound_verdict_reason(v)
+                           : (failure != NULL ? failure->message : "failed");
+  if (reason != NULL) {
+    g_string_append(out, ",\n  \"reason\": ");
+    sb_json_string(out, reason);
+  }
+  g_string_append(out, ",\n  \"backend\": ");
+  sb_json_string(out, backend != NULL ? backend : "");
+  g_string_append(out, ",\n  \"model\": ");
+  sb_json_string(out, model);
+  g_string_append(out, ",\n  \"property\": ");
+  sb_json_string(out, property);
+  int64_t domains = v != NULL ? shardbound_verdict_domains(v) : 0;
+  g_string_append_printf(
+      out,
+      ",\n  \"seconds\": %.6f,\n  \"domains\": %" G_GINT64_FORMAT
+      ",\n  \"branch_and_bound\": {\"domains\": %" G_GINT64_FORMAT
+      ", \"seconds\": %.6f},\n",
+      v != NULL ? shardbound_verdict_seconds(v) : 0.0, (gint64)domains,
+      (gint64)domains, v != NULL ? shardbound_verdict_bab_seconds(v) : 0.0);
   struct rusage ru;
-  getrusage (RUSAGE_SELF, &ru);
-  g_string_append_printf (out, "  \"memory\": {\"process_peak_rss_bytes\": %ld, "
-                               "\"max_memory_mib_per_rank\": %g, \"per_rank\": [",
-                          ru.ru_maxrss * 1024L, g_ascii_strtod (max_memory, NULL));
-  int ranks = v != NULL && shardbound_verdict_has_memory (v, SHARDBOUND_VERIFY_PHASE_ALL)
-                  ? shardbound_verdict_rank_count (v) : 0;
-  for (int r = 0; r < ranks; r++)
-    {
-      ShardboundMemoryStats all = { .struct_size = sizeof all };
-      if (!shardbound_verdict_memory (v, r, SHARDBOUND_VERIFY_PHASE_ALL, &all, error))
-        return FALSE;
-      g_string_append_printf (out, "%s\n    {\"rank\": %d, ", r ? "," : "", r);
-      sb_json_memory_stats (out, &all);
-      if (!json_phase (out, "root", v, r, SHARDBOUND_VERIFY_PHASE_ROOT, error)
-          || !json_phase (out, "bab", v, r, SHARDBOUND_VERIFY_PHASE_BAB, error))
-        return FALSE;
-      g_string_append (out, "}");
-    }
-  g_string_append (out, "\n  ]}\n}\n");
-  fputs (out->str, stdout);
+  getrusage(RUSAGE_SELF, &ru);
+  g_string_append_printf(out,
+                         "  \"memory\": {\"process_peak_rss_bytes\": %ld, "
+                         "\"max_memory_mib_per_rank\": %g, \"per_rank\": [",
+                         ru.ru_maxrss * 1024L,
+                         g_ascii_strtod(max_memory, NULL));
+  int ranks =
+      v != NULL && shardbound_verdict_has_memory(v, SHARDBOUND_VERIFY_PHASE_ALL)
+          ? shardbound_verdict_rank_count(v)
+          : 0;
+  for (int r = 0; r < ranks; r++) {
+    ShardboundMemoryStats all = {.struct_size = sizeof all};
+    if (!shardbound_verdict_memory(v, r, SHARDBOUND_VERIFY_PHASE_ALL, &all,
+                                   error))
+      return FALSE;
+    g_string_append_printf(out, "%s\n    {\"rank\": %d, ", r ? "," : "", r);
+    sb_json_memory_stats(out, &all);
+    if (!json_phase(out, "root", v, r, SHARDBOUND_VERIFY_PHASE_ROOT, error) ||
+        !json_phase(out, "bab", v, r, SHARDBOUND_VERIFY_PHASE_BAB, error))
+      return FALSE;
+    g_string_append(out, "}");
+  }
+  g_string_append(out, "\n  ]}\n}\n");
+  fputs(out->str, stdout);
   return TRUE;
 }
 
-int
-sb_cmd_verify (int argc, char **argv)
-{
+int sb_cmd_verify(int argc, char **argv) {
   g_autofree char *results_file = NULL;
-  SbCliBackendOptions bo = { 0 };
+  SbCliBackendOptions bo = {0};
   gboolean quiet = FALSE, json = FALSE;
-  g_autoptr (ShardboundSettings) settings = shardbound_settings_new ();
+  g_autoptr(ShardboundSettings) settings = shardbound_settings_new();
   static const SbCliSetting table[] = {
-    { "timeout", "timeout", NULL },
-    { "bab-time", "bab_time", NULL },
-    { "bab-domains", "bab_domains", NULL },
-    { "batch", "batch", NULL },
-    { "max-domains", "max_domains", NULL },
-    { "max-memory", "max_memory_mib", NULL },
-    { "branching", "branching", NULL },
-    { "iterations", "bab_iterations", NULL },
-    { "attack-restarts", "attack_restarts", NULL },
-    { "attack-steps", "attack_steps", NULL },
-    { "no-refine", "refine_intermediate", "false" },
-    { "no-attack", "attack", "false" },
-    { NULL }
-  };
-  SbCliSettings binding = { settings, table };
+      {"timeout", "timeout", NULL},
+      {"bab-time", "bab_time", NULL},
+      {"bab-domains", "bab_domains", NULL},
+      {"batch", "batch", NULL},
+      {"max-domains", "max_domains", NULL},
+      {"max-memory", "max_memory_mib", NULL},
+      {"branching", "branching", NULL},
+      {"iterations", "bab_iterations", NULL},
+      {"attack-restarts", "attack_restarts", NULL},
+      {"attack-steps", "attack_steps", NULL},
+      {"no-refine", "refine_intermediate", "false"},
+      {"no-attack", "attack", "false"},
+      {NULL}};
+  SbCliSettings binding = {settings, table};
   GOptionEntry setting_entries[] = {
-    { "timeout", 't', 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up after S seconds (default: none)", "S" },
-    { "bab-time", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Stop branch-and-bound (timeout) after S seconds of it per region, the root not counted: a fixed budget for benchmarks", "S" },
-    { "bab-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Stop branch-and-bound (timeout) after N domains of it per region: a fixed amount of work for benchmarks", "N" },
-    { "batch", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Domains split per branch-and-bound step (default 32)", "N" },
-    { "max-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Give up (unknown) beyond N open domains (default 200000)", "N" },
-    { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Per rank: give up (unknown) when a rank's backend memory in branch-and-bound, or the queued domains' host memory, would pass MiB (default 4096)", "MIB" },
-    { "branching", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Branching heuristic: babsr (default) or fsb", "NAME" },
-    { "iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "alpha/beta steps per branch-and-bound batch (default 10)", "N" },
-    { "attack-restarts", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: points attacked at once (default 32)", "N" },
-    { "attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: steps per restart round (default 40)", "N" },
-    { "no-refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Keep the parent's intermediate bounds in new domains instead of recomputing them by CROWN", NULL },
-    { "no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL },
-    { NULL }
-  };
+      {"timeout", 't', 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Give up after S seconds (default: none)", "S"},
+      {"bab-time", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Stop branch-and-bound (timeout) after S seconds of it per region, the "
+       "root not counted: a fixed budget for benchmarks",
+       "S"},
+      {"bab-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Stop branch-and-bound (timeout) after N domains of it per region: a "
+       "fixed amount of work for benchmarks",
+       "N"},
+      {"batch", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Domains split per branch-and-bound step (default 32)", "N"},
+      {"max-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Give up (unknown) beyond N open domains (default 200000)", "N"},
+      {"max-memory", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Per rank: give up (unknown) when a rank's backend memory in "
+       "branch-and-bound, or the queued domains' host memory, would pass MiB "
+       "(default 4096)",
+       "MIB"},
+      {"branching", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Branching heuristic: babsr (default) or fsb", "NAME"},
+      {"iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "alpha/beta steps per branch-and-bound batch (default 10)", "N"},
+      {"attack-restarts", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "PGD: points attacked at once (default 32)", "N"},
+      {"attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "PGD: steps per restart round (default 40)", "N"},
+      {"no-refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+       sb_cli_setting_option,
+       "Keep the parent's intermediate bounds in new domains instead of "
+       "recomputing them by CROWN",
+       NULL},
+      {"no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+       sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL},
+      {NULL}};
   GOptionEntry entries[] = {
-    { "results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file, "Write a VNN-COMP results file", "FILE" },
-    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object instead of the result word: answer, seconds, domains, per-rank memory", NULL },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) oc = g_option_context_new ("MODEL.onnx PROPERTY.vnnlib");
-  g_autoptr (GError) error = NULL;
-  g_option_context_set_summary (
-      oc, "Decide a property: prints unsat (proven), sat (counterexample found and checked), "
+      {"results-file", 'r', 0, G_OPTION_ARG_FILENAME, &results_file,
+       "Write a VNN-COMP results file", "FILE"},
+      {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress line", NULL},
+      {"json", 0, 0, G_OPTION_ARG_NONE, &json,
+       "Print one JSON object instead of the result word: answer, seconds, "
+       "domains, per-rank memory",
+       NULL},
+      {NULL}};
+  g_autoptr(GOptionContext) oc =
+      g_option_context_new("MODEL.onnx PROPERTY.vnnlib");
+  g_autoptr(GError) error = NULL;
+  g_option_context_set_summary(
+      oc, "Decide a property: prints unsat (proven), sat (counterexample found "
+          "and checked), "
           "unknown, timeout or error as the first line.\n"
-          "Exit status: 0 when a result word was produced, 1 on a backend error, 2 on bad usage or input.");
-  sb_cli_add_setting_options (oc, setting_entries, &binding);
-  g_option_context_add_main_entries (oc, entries, NULL);
-  sb_cli_add_backend_options (oc, &bo);
-  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc != 3)
-    {
-      printf ("error\n");
-      g_printerr ("shardbound verify: %s\n",
-                  error ? error->message : "expected MODEL.onnx PROPERTY.vnnlib (see --help)");
-      sb_cli_backend_options_clear (&bo);
-      return 2;
-    }
-  if (!quiet && isatty (fileno (stderr)))
-    shardbound_settings_set_progress (settings, print_progress, NULL);
+          "Exit status: 0 when a result word was produced, 1 on a backend "
+          "error, 2 on bad usage or input.");
+  sb_cli_add_setting_options(oc, setting_entries, &binding);
+  g_option_context_add_main_entries(oc, entries, NULL);
+  sb_cli_add_backend_options(oc, &bo);
+  if (!g_option_context_parse(oc, &argc, &argv, &error) || argc != 3) {
+    printf("error\n");
+    g_printerr("shardbound verify: %s\n",
+               error ? error->message
+                     : "expected MODEL.onnx PROPERTY.vnnlib (see --help)");
+    sb_cli_backend_options_clear(&bo);
+    return 2;
+  }
+  if (!quiet && isatty(fileno(stderr)))
+    shardbound_settings_set_progress(settings, print_progress, NULL);
 
   int status = 0;
-  g_autoptr (ShardboundSession) session = NULL;
-  g_auto (SbCliJoined) joined = 0;
-  g_autoptr (ShardboundNetwork) net = NULL;
-  g_autoptr (ShardboundProperty) prop = NULL;
-  g_autoptr (ShardboundVerdict) verdict = NULL;
-  if ((session = sb_cli_open_session (&bo, &error)) == NULL
-      || !sb_cli_load_problem (session, argv[1], argv[2], &net, &prop, &error)
+  g_autoptr(ShardboundSession) session = NULL;
+  g_auto(SbCliJoined) joined = 0;
+  g_autoptr(ShardboundNetwork) net = NULL;
+  g_autoptr(ShardboundProperty) prop = NULL;
+  g_autoptr(ShardboundVerdict) verdict = NULL;
+  if ((session = sb_cli_open_session(&bo, &error)) == NULL ||
+      !sb_cli_load_problem(session, argv[1], argv[2], &net, &prop, &error)
       /* Memory is measured from the loaded model on. */
-      || !shardbound_session_memory_reset (session, &error)
-      || (verdict = shardbound_verify (net, prop, settings, &error)) == NULL)
-    status = sb_cli_error_status (error);
-  if (!quiet && isatty (fileno (stderr)))
-    fprintf (stderr, "\r%60s\r", "");
-  const char *word = verdict ? shardbound_answer_name (shardbound_verdict_answer (verdict)) : "error";
-  if (json)
-    {
-      g_autoptr (GError) json_error = NULL;
-      const char *backend = session != NULL ? shardbound_session_backend (session) : bo.backend;
-      if (!print_json (verdict, error, backend, argv[1], argv[2], settings, &json_error))
-        {
-          printf ("{\"answer\": \"error\"}\n");
-          g_printerr ("shardbound verify: %s\n", json_error->message);
-          status = status ? status : sb_cli_error_status (json_error);
-        }
+      || !shardbound_session_memory_reset(session, &error) ||
+      (verdict = shardbound_verify(net, prop, settings, &error)) == NULL)
+    status = sb_cli_error_status(error);
+  if (!quiet && isatty(fileno(stderr)))
+    fprintf(stderr, "\r%60s\r", "");
+  const char *word =
+      verdict ? shardbound_answer_name(shardbound_verdict_answer(verdict))
+              : "error";
+  if (json) {
+    g_autoptr(GError) json_error = NULL;
+    const char *backend =
+        session != NULL ? shardbound_session_backend(session) : bo.backend;
+    if (!print_json(verdict, error, backend, argv[1], argv[2], settings,
+                    &json_error)) {
+      printf("{\"answer\": \"error\"}\n");
+      g_printerr("shardbound verify: %s\n", json_error->message);
+      status = status ? status : sb_cli_error_status(json_error);
     }
-  else
-    printf ("%s\n", word);
-  fflush (stdout); /* the result comes first, before any diagnostics */
+  } else
+    printf("%s\n", word);
+  fflush(stdout); /* the result comes first, before any diagnostics */
   if (verdict == NULL)
-    g_printerr ("shardbound verify: %s\n", error->message);
-  else
-    {
-      if (shardbound_verdict_reason (verdict) != NULL)
-        g_printerr ("shardbound verify: %s\n", shardbound_verdict_reason (verdict));
-      if (!quiet)
-        g_printerr ("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n",
-                    shardbound_verdict_seconds (verdict), (gint64) shardbound_verdict_domains (verdict));
-    }
+    g_printerr("shardbound verify: %s\n", error->message);
+  else {
+    if (shardbound_verdict_reason(verdict) != NULL)
+      g_printerr("shardbound verify: %s\n", shardbound_verdict_reason(verdict));
+    if (!quiet)
+      g_printerr("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n",
+                 shardbound_verdict_seconds(verdict),
+                 (gint64)shardbound_verdict_domains(verdict));
+  }
   /* Process 0 alone writes files. */
-  if (results_file != NULL && sb_cli_is_process_zero (session))
-    {
-      g_autoptr (GError) write_error = NULL;
-      if (!write_results (results_file, word, verdict, net, &write_error))
-        {
-          g_printerr ("shardbound verify: %s\n", write_error->message);
-          status = status ? status : 1;
-        }
+  if (results_file != NULL && sb_cli_is_process_zero(session)) {
+    g_autoptr(GError) write_error = NULL;
+    if (!write_results(results_file, word, verdict, net, &write_error)) {
+      g_printerr("shardbound verify: %s\n", write_error->message);
+      status = status ? status : 1;
     }
-  sb_cli_backend_options_clear (&bo);
+  }
+  sb_cli_backend_options_clear(&bo);
   return status;
 }

@@ -19,13 +19,14 @@ typedef struct {
 
 /* Allocates slopes for every ReLU before `start` that a pass reaches, set to
  * the CROWN defaults for the current bounds lo/hi. */
-gboolean sb_alpha_set_init (SbNetwork *net, SbAlphaSet *set, int start, int64_t S,
-                            int64_t B, int sides, sb_tensor **lo, sb_tensor **hi,
-                            GError **error);
-void sb_alpha_set_clear (SbNetwork *net, SbAlphaSet *set);
+gboolean sb_alpha_set_init(SbNetwork *net, SbAlphaSet *set, int start,
+                           int64_t S, int64_t B, int sides, sb_tensor **lo,
+                           sb_tensor **hi, GError **error);
+void sb_alpha_set_clear(SbNetwork *net, SbAlphaSet *set);
 /* Adds zero betas [S,B,N_j] for every node j with split_sign[j] set. */
-gboolean sb_alpha_set_add_betas (SbNetwork *net, SbAlphaSet *set, int64_t S,
-                                 int64_t B, sb_tensor **split_sign, GError **error);
+gboolean sb_alpha_set_add_betas(SbNetwork *net, SbAlphaSet *set, int64_t S,
+                                int64_t B, sb_tensor **split_sign,
+                                GError **error);
 
 /* Optimises the slopes of `set` (initialised) for the pass from `start`,
  * params->iterations Adam steps at most,
@@ -36,12 +37,12 @@ gboolean sb_alpha_set_add_betas (SbNetwork *net, SbAlphaSet *set, int64_t S,
  * are optimised together with the slopes (lower side). Its alpha and beta
  * arrays are ignored: the set's are used.
  * Every iterate is a sound bound, so the best is too. */
-gboolean sb_alpha_optimize (SbNetwork *net, SbAlphaSet *set,
-                            const SbAlphaParams *params, int start,
-                            const sb_tensor *A_start, int64_t S, int64_t B,
-                            sb_tensor **lo, sb_tensor **hi, int sides,
-                            const SbPassConfig *extra, double *best_lower,
-                            double *best_upper, GError **error);
+gboolean sb_alpha_optimize(SbNetwork *net, SbAlphaSet *set,
+                           const SbAlphaParams *params, int start,
+                           const sb_tensor *A_start, int64_t S, int64_t B,
+                           sb_tensor **lo, sb_tensor **hi, int sides,
+                           const SbPassConfig *extra, double *best_lower,
+                           double *best_upper, GError **error);
 
 G_END_DECLS
 

@@ -10,30 +10,30 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  int restarts;   /* points attacked at once (batch) */
-  int steps;      /* PGD steps per round */
-  int rounds;     /* rounds of random restarts */
+  int restarts; /* points attacked at once (batch) */
+  int steps;    /* PGD steps per round */
+  int rounds;   /* rounds of random restarts */
   guint32 seed;
 } SbAttackParams;
 
-void sb_attack_params_init (SbAttackParams *params);
+void sb_attack_params_init(SbAttackParams *params);
 
 /* The float32 nearest v that stays inside [lower, upper] when rounding
  * would leave it (a counterexample must lie in the box exactly). */
-float sb_float_in_range (double v, double lower, double upper);
+float sb_float_in_range(double v, double lower, double upper);
 
 /* TRUE when x (float32, graph->input_size) lies in region r's box and its
  * output y satisfies every atom of some disjunct (checked in float64). */
-gboolean sb_counterexample_check (const SbGraph *graph, const SbProperty *prop,
-                                  int region, const float *x, double *y_out);
+gboolean sb_counterexample_check(const SbGraph *graph, const SbProperty *prop,
+                                 int region, const float *x, double *y_out);
 
 /* PGD over region r. Returns TRUE and fills x (input_size floats) when a
  * checked counterexample was found; FALSE with *error unset when none was;
  * FALSE with *error set when the backend failed. Stops early at deadline
  * (monotonic microseconds, 0 for none). */
-gboolean sb_attack_pgd (SbNetwork *net, const SbProperty *prop, int region,
-                        const SbAttackParams *params, gint64 deadline, float *x,
-                        GError **error);
+gboolean sb_attack_pgd(SbNetwork *net, const SbProperty *prop, int region,
+                       const SbAttackParams *params, gint64 deadline, float *x,
+                       GError **error);
 
 G_END_DECLS
 

@@ -13,14 +13,14 @@ G_BEGIN_DECLS
  * coefficients relu_A[r] ([S, B, N], NULL where none) of the ReLU outputs
  * in the lower bound of batch element b, and keeps the n_keep best
  * candidates, best first, for sb_bab_filter_branches (n_keep 0: none). */
-void sb_bab_choose_branch (SbBab *bab, SbBabDomain *d, int b, int B, double **relu_A,
-                           int n_keep);
+void sb_bab_choose_branch(SbBab *bab, SbBabDomain *d, int b, int B,
+                          double **relu_A, int n_keep);
 
 /* FSB: for each parent, bounds both children of each of its candidates with
  * one batched CROWN pass (the parents' intermediate bounds, no
  * optimisation) and keeps the candidate whose worse child is best. */
-gboolean sb_bab_filter_branches (SbBab *bab, SbBabDomain **parents, int n_parents,
-                                 GError **error);
+gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
+                                int n_parents, GError **error);
 
 G_END_DECLS
 

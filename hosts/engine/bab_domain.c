@@ -9,160 +9,139 @@
 #include "alpha.h"
 #include "bab_domain.h"
 
-double
-sb_bab_margin (const SbBab *bab, const double *spec_lower)
-{
+double sb_bab_margin(const SbBab *bab, const double *spec_lower) {
   double m = INFINITY;
-  for (int j = 0; j < bab->n_open; j++)
-    {
-      double best = -INFINITY;
-      for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
-        best = MAX (best, spec_lower[a] - bab->rhs[a]);
-      m = MIN (m, best);
-    }
+  for (int j = 0; j < bab->n_open; j++) {
+    double best = -INFINITY;
+    for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
+      best = MAX(best, spec_lower[a] - bab->rhs[a]);
+    m = MIN(m, best);
+  }
   return m;
 }
 
-SbBabDomain *
-sb_bab_domain_new_root (const SbBab *bab)
-{
-  SbBabDomain *root = g_new0 (SbBabDomain, 1);
-  root->bounds = g_new (float, 2 * bab->R);
-  root->spec_lower = g_new (double, bab->S);
+SbBabDomain *sb_bab_domain_new_root(const SbBab *bab) {
+  SbBabDomain *root = g_new0(SbBabDomain, 1);
+  root->bounds = g_new(float, 2 * bab->R);
+  root->spec_lower = g_new(double, bab->S);
   for (int s = 0; s < bab->S; s++)
     root->spec_lower[s] = -INFINITY;
   root->branch_node = -1;
   return root;
 }
 
-SbBabDomain *
-sb_bab_domain_new_child (const SbBab *bab, const SbBabDomain *parent, int node, int64_t neuron,
-                         int sign)
-{
-  SbBabDomain *c = g_new0 (SbBabDomain, 1);
-  c->bounds = g_memdup2 (parent->bounds, sizeof (float) * 2 * bab->R);
-  c->spec_lower = g_memdup2 (parent->spec_lower, sizeof (double) * bab->S);
+SbBabDomain *sb_bab_domain_new_child(const SbBab *bab,
+                                     const SbBabDomain *parent, int node,
+                                     int64_t neuron, int sign) {
+  SbBabDomain *c = g_new0(SbBabDomain, 1);
+  c->bounds = g_memdup2(parent->bounds, sizeof(float) * 2 * bab->R);
+  c->spec_lower = g_memdup2(parent->spec_lower, sizeof(double) * bab->S);
   if (parent->alpha != NULL)
-    c->alpha = g_memdup2 (parent->alpha, sizeof (float) * bab->S * bab->alpha_size);
+    c->alpha =
+        g_memdup2(parent->alpha, sizeof(float) * bab->S * bab->alpha_size);
   c->n_splits = parent->n_splits + 1;
-  c->splits = g_new (SbBabSplit, c->n_splits);
+  c->splits = g_new(SbBabSplit, c->n_splits);
   if (parent->n_splits > 0)
-    memcpy (c->splits, parent->splits, sizeof (SbBabSplit) * parent->n_splits);
-  c->splits[parent->n_splits] = (SbBabSplit) { node, neuron, sign };
+    memcpy(c->splits, parent->splits, sizeof(SbBabSplit) * parent->n_splits);
+  c->splits[parent->n_splits] = (SbBabSplit){node, neuron, sign};
   c->branch_node = -1;
   return c;
 }
 
-void
-sb_bab_domain_free (SbBabDomain *d)
-{
+void sb_bab_domain_free(SbBabDomain *d) {
   if (d == NULL)
     return;
-  g_free (d->bounds);
-  g_free (d->spec_lower);
-  g_free (d->alpha);
-  g_free (d->splits);
-  g_free (d->candidates);
-  g_free (d);
+  g_free(d->bounds);
+  g_free(d->spec_lower);
+  g_free(d->alpha);
+  g_free(d->splits);
+  g_free(d->candidates);
+  g_free(d);
 }
 
-gboolean
-sb_bab_domains_load_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
-                            GError **error)
-{
-  for (int r = 0; r < bab->n_ri; r++)
-    {
-      int i = bab->ri_node[r];
-      int64_t N = sb_net_node_size (bab->net, i);
-      g_autofree double *l = g_new (double, B * N);
-      g_autofree double *u = g_new (double, B * N);
-      for (int b = 0; b < B; b++)
-        {
-          const float *src = doms[b]->bounds + bab->ri_offset[r];
-          for (int64_t k = 0; k < N; k++)
-            {
-              l[b * N + k] = src[k];
-              u[b * N + k] = src[bab->R + k];
-            }
-          for (int s = 0; s < doms[b]->n_splits; s++)
-            {
-              const SbBabSplit *sp = &doms[b]->splits[s];
-              if (sp->node != i)
-                continue;
-              if (sp->sign < 0)
-                l[b * N + sp->neuron] = MAX (l[b * N + sp->neuron], 0.0);
-              else
-                u[b * N + sp->neuron] = MIN (u[b * N + sp->neuron], 0.0);
-            }
+gboolean sb_bab_domains_load_bounds(SbBab *bab, SbNodeBounds *nb,
+                                    SbBabDomain **doms, int B, GError **error) {
+  for (int r = 0; r < bab->n_ri; r++) {
+    int i = bab->ri_node[r];
+    int64_t N = sb_net_node_size(bab->net, i);
+    g_autofree double *l = g_new(double, B *N);
+    g_autofree double *u = g_new(double, B *N);
+    for (int b = 0; b < B; b++) {
+      const float *src = doms[b]->bounds + bab->ri_offset[r];
+      for (int64_t k = 0; k < N; k++) {
+        l[b * N + k] = src[k];
+        u[b * N + k] = src[bab->R + k];
+      }
+      for (int s = 0; s < doms[b]->n_splits; s++) {
+        const SbBabSplit *sp = &doms[b]->splits[s];
+        if (sp->node != i)
+          continue;
+        if (sp->sign < 0)
+          l[b * N + sp->neuron] = MAX(l[b * N + sp->neuron], 0.0);
+        else
+          u[b * N + sp->neuron] = MIN(u[b * N + sp->neuron], 0.0);
+      }
+    }
+    if (!sb_net_tensor_write(bab->net, nb->lo[i], B * N, l, error) ||
+        !sb_net_tensor_write(bab->net, nb->hi[i], B * N, u, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean sb_bab_domains_store_bounds(SbBab *bab, SbNodeBounds *nb,
+                                     SbBabDomain **doms, int B, gboolean *empty,
+                                     GError **error) {
+  for (int r = 0; r < bab->n_ri; r++) {
+    int i = bab->ri_node[r];
+    int64_t N = sb_net_node_size(bab->net, i);
+    g_autofree double *l = g_new(double, B *N);
+    g_autofree double *u = g_new(double, B *N);
+    if (!sb_net_tensor_read(bab->net, nb->lo[i], B * N, l, error) ||
+        !sb_net_tensor_read(bab->net, nb->hi[i], B * N, u, error))
+      return FALSE;
+    for (int b = 0; b < B; b++) {
+      float *dst = doms[b]->bounds + bab->ri_offset[r];
+      for (int64_t k = 0; k < N; k++) {
+        /* A split can make a neuron's bounds cross: no input of the
+         * box satisfies the domain's splits, so it is verified. */
+        if (l[b * N + k] > u[b * N + k])
+          empty[b] = TRUE;
+        /* Round outwards: stored bounds must stay sound. */
+        dst[k] = nextafterf((float)l[b * N + k], -INFINITY);
+        dst[bab->R + k] = nextafterf((float)u[b * N + k], INFINITY);
+      }
+    }
+  }
+  return TRUE;
+}
+
+gboolean sb_bab_domains_split_signs(SbBab *bab, SbBabDomain **doms, int B,
+                                    sb_tensor **sign, GError **error) {
+  for (int r = 0; r < bab->n_ri; r++) {
+    int i = bab->ri_node[r];
+    int64_t N = sb_net_node_size(bab->net, i);
+    g_autofree double *v = NULL;
+    for (int b = 0; b < B; b++)
+      for (int s = 0; s < doms[b]->n_splits; s++)
+        if (doms[b]->splits[s].node == i) {
+          if (v == NULL)
+            v = g_new0(double, B *N);
+          v[b * N + doms[b]->splits[s].neuron] = doms[b]->splits[s].sign;
         }
-      if (!sb_net_tensor_write (bab->net, nb->lo[i], B * N, l, error)
-          || !sb_net_tensor_write (bab->net, nb->hi[i], B * N, u, error))
-        return FALSE;
-    }
+    if (v == NULL)
+      continue;
+    if ((sign[i] = sb_net_tensor_new(bab->net, SB_MEM_BOUNDS, B, N, 0,
+                                     error)) == NULL ||
+        !sb_net_tensor_write(bab->net, sign[i], B * N, v, error))
+      return FALSE;
+  }
   return TRUE;
 }
 
-gboolean
-sb_bab_domains_store_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
-                             gboolean *empty, GError **error)
-{
-  for (int r = 0; r < bab->n_ri; r++)
-    {
-      int i = bab->ri_node[r];
-      int64_t N = sb_net_node_size (bab->net, i);
-      g_autofree double *l = g_new (double, B * N);
-      g_autofree double *u = g_new (double, B * N);
-      if (!sb_net_tensor_read (bab->net, nb->lo[i], B * N, l, error)
-          || !sb_net_tensor_read (bab->net, nb->hi[i], B * N, u, error))
-        return FALSE;
-      for (int b = 0; b < B; b++)
-        {
-          float *dst = doms[b]->bounds + bab->ri_offset[r];
-          for (int64_t k = 0; k < N; k++)
-            {
-              /* A split can make a neuron's bounds cross: no input of the
-               * box satisfies the domain's splits, so it is verified. */
-              if (l[b * N + k] > u[b * N + k])
-                empty[b] = TRUE;
-              /* Round outwards: stored bounds must stay sound. */
-              dst[k] = nextafterf ((float) l[b * N + k], -INFINITY);
-              dst[bab->R + k] = nextafterf ((float) u[b * N + k], INFINITY);
-            }
-        }
-    }
-  return TRUE;
-}
-
-gboolean
-sb_bab_domains_split_signs (SbBab *bab, SbBabDomain **doms, int B, sb_tensor **sign,
-                            GError **error)
-{
-  for (int r = 0; r < bab->n_ri; r++)
-    {
-      int i = bab->ri_node[r];
-      int64_t N = sb_net_node_size (bab->net, i);
-      g_autofree double *v = NULL;
-      for (int b = 0; b < B; b++)
-        for (int s = 0; s < doms[b]->n_splits; s++)
-          if (doms[b]->splits[s].node == i)
-            {
-              if (v == NULL)
-                v = g_new0 (double, B * N);
-              v[b * N + doms[b]->splits[s].neuron] = doms[b]->splits[s].sign;
-            }
-      if (v == NULL)
-        continue;
-      if ((sign[i] = sb_net_tensor_new (bab->net, SB_MEM_BOUNDS, B, N, 0, error)) == NULL
-          || !sb_net_tensor_write (bab->net, sign[i], B * N, v, error))
-        return FALSE;
-    }
-  return TRUE;
-}
-
-gboolean
-sb_bab_domains_exchange_alphas (SbBab *bab, SbAlphaSet *set, SbBabDomain **doms, int B,
-                                gboolean save, GError **error)
-{
+gboolean sb_bab_domains_exchange_alphas(SbBab *bab, SbAlphaSet *set,
+                                        SbBabDomain **doms, int B,
+                                        gboolean save, GError **error) {
   SbNetwork *net = bab->net;
   int64_t offset = 0, S = bab->S;
   gboolean any = save;
@@ -170,35 +149,35 @@ sb_bab_domains_exchange_alphas (SbBab *bab, SbAlphaSet *set, SbBabDomain **doms,
     any = doms[b]->alpha != NULL;
   if (!any)
     return TRUE;
-  for (int j = 0; j < set->n_nodes; j++)
-    {
-      if (set->alpha[SB_SIDE_LOWER] == NULL || set->alpha[SB_SIDE_LOWER][j] == NULL)
+  for (int j = 0; j < set->n_nodes; j++) {
+    if (set->alpha[SB_SIDE_LOWER] == NULL ||
+        set->alpha[SB_SIDE_LOWER][j] == NULL)
+      continue;
+    int64_t N = sb_net_node_size(net, j);
+    g_autofree double *buf = g_new(double, S *B *N);
+    if (!sb_net_tensor_read(net, set->alpha[SB_SIDE_LOWER][j], S * B * N, buf,
+                            error))
+      return FALSE;
+    for (int b = 0; b < B; b++) {
+      SbBabDomain *d = doms[b];
+      if (save && d->alpha == NULL)
+        d->alpha = g_new(float, S * bab->alpha_size);
+      if (d->alpha == NULL)
         continue;
-      int64_t N = sb_net_node_size (net, j);
-      g_autofree double *buf = g_new (double, S * B * N);
-      if (!sb_net_tensor_read (net, set->alpha[SB_SIDE_LOWER][j], S * B * N, buf, error))
-        return FALSE;
-      for (int b = 0; b < B; b++)
-        {
-          SbBabDomain *d = doms[b];
-          if (save && d->alpha == NULL)
-            d->alpha = g_new (float, S * bab->alpha_size);
-          if (d->alpha == NULL)
-            continue;
-          for (int64_t s = 0; s < S; s++)
-            for (int64_t k = 0; k < N; k++)
-              {
-                float *a = &d->alpha[s * bab->alpha_size + offset + k];
-                double *t = &buf[(s * B + b) * N + k];
-                if (save)
-                  *a = (float) *t;
-                else
-                  *t = *a;
-              }
+      for (int64_t s = 0; s < S; s++)
+        for (int64_t k = 0; k < N; k++) {
+          float *a = &d->alpha[s * bab->alpha_size + offset + k];
+          double *t = &buf[(s * B + b) * N + k];
+          if (save)
+            *a = (float)*t;
+          else
+            *t = *a;
         }
-      if (!save && !sb_net_tensor_write (net, set->alpha[SB_SIDE_LOWER][j], S * B * N, buf, error))
-        return FALSE;
-      offset += N;
     }
+    if (!save && !sb_net_tensor_write(net, set->alpha[SB_SIDE_LOWER][j],
+                                      S * B * N, buf, error))
+      return FALSE;
+    offset += N;
+  }
   return TRUE;
 }

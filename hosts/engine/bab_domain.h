@@ -20,19 +20,19 @@ typedef struct {
 } SbBabSplit;
 
 typedef struct {
-  float *bounds;        /* lower then upper bounds of every ReLU input */
-  double *spec_lower;   /* [S]; never below the parent's (a subdomain) */
-  float *alpha;         /* [S, alpha_size] slopes the bound was found
-                           with, inherited as the children's start; NULL:
-                           CROWN's defaults */
-  double margin;        /* > 0: verified */
+  float *bounds;      /* lower then upper bounds of every ReLU input */
+  double *spec_lower; /* [S]; never below the parent's (a subdomain) */
+  float *alpha;       /* [S, alpha_size] slopes the bound was found
+                         with, inherited as the children's start; NULL:
+                         CROWN's defaults */
+  double margin;      /* > 0: verified */
   SbBabSplit *splits;
   int n_splits;
-  int branch_node;      /* -1: nothing left to split */
+  int branch_node; /* -1: nothing left to split */
   int64_t branch_neuron;
-  int64_t *candidates;  /* FSB: (node, neuron) pairs, best first */
+  int64_t *candidates; /* FSB: (node, neuron) pairs, best first */
   int n_candidates;
-  gboolean tried;       /* its bound's minimiser was checked */
+  gboolean tried; /* its bound's minimiser was checked */
 } SbBabDomain;
 
 /* The search over one region of a property. */
@@ -51,8 +51,8 @@ typedef struct {
   int64_t alpha_size;
   /* The atoms BaB still has to prove, grouped by open disjunct. */
   int S;
-  double *rows;   /* [S, n_outputs] */
-  double *rhs;    /* [S] */
+  double *rows; /* [S, n_outputs] */
+  double *rhs;  /* [S] */
   int n_open;
   int *open_start; /* [n_open + 1] */
   /* Queued domains, a heap by margin (bab_heap.h). */
@@ -69,42 +69,43 @@ typedef struct {
  * rounding of the bound computation, not merely zero. */
 #define SB_BAB_PROVEN_MARGIN 1e-6
 
-static inline gboolean
-sb_bab_domain_proven (const SbBabDomain *d)
-{
+static inline gboolean sb_bab_domain_proven(const SbBabDomain *d) {
   return d->margin > SB_BAB_PROVEN_MARGIN;
 }
 
 /* min over open disjuncts of max over their atoms of (lower - d): the
  * domain is verified when it is positive (see sb_bab_domain_proven). */
-double sb_bab_margin (const SbBab *bab, const double *spec_lower);
+double sb_bab_margin(const SbBab *bab, const double *spec_lower);
 
 /* The region's root: no splits, no bounds yet (spec bounds -inf). */
-SbBabDomain *sb_bab_domain_new_root (const SbBab *bab);
+SbBabDomain *sb_bab_domain_new_root(const SbBab *bab);
 /* A copy of parent with one more split. */
-SbBabDomain *sb_bab_domain_new_child (const SbBab *bab, const SbBabDomain *parent,
-                                      int node, int64_t neuron, int sign);
-void sb_bab_domain_free (SbBabDomain *domain);
+SbBabDomain *sb_bab_domain_new_child(const SbBab *bab,
+                                     const SbBabDomain *parent, int node,
+                                     int64_t neuron, int sign);
+void sb_bab_domain_free(SbBabDomain *domain);
 
 /* Writes the B domains' ReLU-input bounds into nb, applying each domain's
  * splits. */
-gboolean sb_bab_domains_load_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms,
-                                     int B, GError **error);
+gboolean sb_bab_domains_load_bounds(SbBab *bab, SbNodeBounds *nb,
+                                    SbBabDomain **doms, int B, GError **error);
 /* Reads the ReLU-input bounds of nb back into the domains, rounded
  * outwards; empty[b] is set where a domain's bounds cross (no input
  * satisfies its splits). */
-gboolean sb_bab_domains_store_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms,
-                                      int B, gboolean *empty, GError **error);
+gboolean sb_bab_domains_store_bounds(SbBab *bab, SbNodeBounds *nb,
+                                     SbBabDomain **doms, int B, gboolean *empty,
+                                     GError **error);
 /* [B, N_i] split signs per ReLU-input node into sign[] (left NULL where no
  * domain splits node i). */
-gboolean sb_bab_domains_split_signs (SbBab *bab, SbBabDomain **doms, int B,
-                                     sb_tensor **sign, GError **error);
+gboolean sb_bab_domains_split_signs(SbBab *bab, SbBabDomain **doms, int B,
+                                    sb_tensor **sign, GError **error);
 
 /* Moves slopes between the domains and the optimiser's lower-side tensors:
  * with `save`, each domain keeps its optimised slopes; without, the tensors
  * (holding CROWN's defaults) take each domain's inherited ones. */
-gboolean sb_bab_domains_exchange_alphas (SbBab *bab, SbAlphaSet *set, SbBabDomain **doms,
-                                         int B, gboolean save, GError **error);
+gboolean sb_bab_domains_exchange_alphas(SbBab *bab, SbAlphaSet *set,
+                                        SbBabDomain **doms, int B,
+                                        gboolean save, GError **error);
 
 G_END_DECLS
 

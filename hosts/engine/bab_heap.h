@@ -9,12 +9,12 @@
 G_BEGIN_DECLS
 
 /* An empty queue; it owns its domains (unref frees those still queued). */
-GPtrArray *sb_bab_heap_new (void);
-void sb_bab_heap_push (GPtrArray *heap, SbBabDomain *domain);
+GPtrArray *sb_bab_heap_new(void);
+void sb_bab_heap_push(GPtrArray *heap, SbBabDomain *domain);
 /* Removes and returns the domain of least margin (the heap is not empty). */
-SbBabDomain *sb_bab_heap_pop (GPtrArray *heap);
+SbBabDomain *sb_bab_heap_pop(GPtrArray *heap);
 /* The domain of least margin, or NULL when empty. */
-SbBabDomain *sb_bab_heap_peek (const GPtrArray *heap);
+SbBabDomain *sb_bab_heap_peek(const GPtrArray *heap);
 
 G_END_DECLS
 

@@ -8,17 +8,21 @@
 
 G_BEGIN_DECLS
 
-enum { SB_SIDES_LOWER = 1 << SB_SIDE_LOWER, SB_SIDES_UPPER = 1 << SB_SIDE_UPPER,
-       SB_SIDES_BOTH = SB_SIDES_LOWER | SB_SIDES_UPPER };
+enum {
+  SB_SIDES_LOWER = 1 << SB_SIDE_LOWER,
+  SB_SIDES_UPPER = 1 << SB_SIDE_UPPER,
+  SB_SIDES_BOTH = SB_SIDES_LOWER | SB_SIDES_UPPER
+};
 
 /* What one pass uses besides the bounds. Arrays are indexed by node and may
  * be NULL; an entry NULL means "none for that node". */
 typedef struct {
-  int sides;                 /* SB_SIDES_* */
-  sb_tensor **alpha[2];      /* per side: [S,B,N] lower slopes of ReLU node j */
-  sb_tensor **beta[2];       /* per side: [S,B,N] multipliers at node j (a ReLU input) */
-  sb_tensor **split_sign;    /* per node: [B,N] split signs (see beta_apply) */
-  gboolean record;           /* keep what the gradient sweep needs */
+  int sides;            /* SB_SIDES_* */
+  sb_tensor **alpha[2]; /* per side: [S,B,N] lower slopes of ReLU node j */
+  sb_tensor *
+      *beta[2]; /* per side: [S,B,N] multipliers at node j (a ReLU input) */
+  sb_tensor **split_sign; /* per node: [B,N] split signs (see beta_apply) */
+  gboolean record;        /* keep what the gradient sweep needs */
 } SbPassConfig;
 
 /* What a recorded pass kept: the coefficients every node passed backwards
@@ -39,25 +43,25 @@ typedef struct {
  * major) for the sides asked for; either may be NULL when its side is not.
  * With cfg->record, *record must be given and is filled; release it with
  * sb_pass_record_clear. */
-gboolean sb_crown_pass (SbNetwork *net, int start, const sb_tensor *A_start,
-                        int64_t S, int64_t B, sb_tensor **lo, sb_tensor **hi,
-                        const SbPassConfig *cfg, SbPassRecord *record,
-                        double *out_lower, double *out_upper, GError **error);
+gboolean sb_crown_pass(SbNetwork *net, int start, const sb_tensor *A_start,
+                       int64_t S, int64_t B, sb_tensor **lo, sb_tensor **hi,
+                       const SbPassConfig *cfg, SbPassRecord *record,
+                       double *out_lower, double *out_upper, GError **error);
 
 /* Gradients of sum(bound of `side`) over the pass's [S,B] results with
  * respect to the alphas and betas of cfg, written into grad_alpha[j] /
  * grad_beta[j] (preallocated like cfg's tensors; entries NULL where cfg has
  * none). */
-gboolean sb_crown_pass_gradient (SbNetwork *net, const SbPassRecord *record,
-                                 int side, sb_tensor **lo, sb_tensor **hi,
-                                 const SbPassConfig *cfg, sb_tensor **grad_alpha,
-                                 sb_tensor **grad_beta, GError **error);
+gboolean sb_crown_pass_gradient(SbNetwork *net, const SbPassRecord *record,
+                                int side, sb_tensor **lo, sb_tensor **hi,
+                                const SbPassConfig *cfg, sb_tensor **grad_alpha,
+                                sb_tensor **grad_beta, GError **error);
 
-void sb_pass_record_clear (SbNetwork *net, SbPassRecord *record);
+void sb_pass_record_clear(SbNetwork *net, SbPassRecord *record);
 
 /* Marks in `mask` (n_nodes entries) the nodes whose coefficients a pass from
  * `start` reaches: start and all its ancestors. */
-void sb_pass_ancestors (const SbNetwork *net, int start, gboolean *mask);
+void sb_pass_ancestors(const SbNetwork *net, int start, gboolean *mask);
 
 G_END_DECLS
 

@@ -4,11 +4,10 @@
 
 #include "engine_error.h"
 
-G_DEFINE_QUARK (sb-engine-error-quark, sb_engine_error)
+G_DEFINE_QUARK(sb - engine - error - quark, sb_engine_error)
 
-gboolean
-sb_engine_error_is_input (const GError *error)
-{
-  return error != NULL && error->domain == SB_ENGINE_ERROR
-         && (error->code == SB_ENGINE_ERROR_INVALID_INPUT || error->code == SB_ENGINE_ERROR_UNSUPPORTED);
+gboolean sb_engine_error_is_input(const GError *error) {
+  return error != NULL && error->domain == SB_ENGINE_ERROR &&
+         (error->code == SB_ENGINE_ERROR_INVALID_INPUT ||
+          error->code == SB_ENGINE_ERROR_UNSUPPORTED);
 }

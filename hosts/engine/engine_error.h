@@ -8,8 +8,8 @@
 
 G_BEGIN_DECLS
 
-#define SB_ENGINE_ERROR (sb_engine_error_quark ())
-GQuark sb_engine_error_quark (void);
+#define SB_ENGINE_ERROR (sb_engine_error_quark())
+GQuark sb_engine_error_quark(void);
 
 typedef enum {
   SB_ENGINE_ERROR_INVALID_INPUT, /* the graph, property or input box is not
@@ -23,7 +23,7 @@ typedef enum {
 
 /* Whether the failure lies in the request (bad input, unsupported) rather
  * than in the computation: what a command-line tool reports as bad input. */
-gboolean sb_engine_error_is_input (const GError *error);
+gboolean sb_engine_error_is_input(const GError *error);
 
 G_END_DECLS
 

@@ -22,10 +22,10 @@ typedef enum {
 
 typedef struct {
   SbNodeKind kind;
-  char *name;                       /* ONNX output name, for messages */
-  int n_inputs;                     /* 0 for the input, 2 for Add, else 1 */
-  int inputs[SB_MAX_LAYER_INPUTS];  /* indices of earlier nodes */
-  int64_t size;                     /* flat output size per batch element */
+  char *name;                      /* ONNX output name, for messages */
+  int n_inputs;                    /* 0 for the input, 2 for Add, else 1 */
+  int inputs[SB_MAX_LAYER_INPUTS]; /* indices of earlier nodes */
+  int64_t size;                    /* flat output size per batch element */
   /* Logical output shape without batch (C,H,W or N): used by Conv import. */
   int ndim;
   int64_t shape[3];
@@ -37,8 +37,8 @@ typedef struct {
 } SbNode;
 
 typedef struct {
-  GArray *nodes;      /* of SbNode; node 0 is the single INPUT */
-  int output;         /* index of the node producing the network output */
+  GArray *nodes; /* of SbNode; node 0 is the single INPUT */
+  int output;    /* index of the node producing the network output */
   int64_t input_size;
   int64_t output_size;
   /* The ONNX file it came from (NULL when built in memory), and whether
@@ -48,27 +48,23 @@ typedef struct {
   gboolean weights_dropped;
 } SbGraph;
 
-SbGraph *sb_graph_new (void);
-void sb_graph_free (SbGraph *graph);
-static inline SbNode *
-sb_graph_node (const SbGraph *graph, int i)
-{
-  return &g_array_index (graph->nodes, SbNode, i);
+SbGraph *sb_graph_new(void);
+void sb_graph_free(SbGraph *graph);
+static inline SbNode *sb_graph_node(const SbGraph *graph, int i) {
+  return &g_array_index(graph->nodes, SbNode, i);
 }
-static inline int
-sb_graph_n_nodes (const SbGraph *graph)
-{
-  return (int) graph->nodes->len;
+static inline int sb_graph_n_nodes(const SbGraph *graph) {
+  return (int)graph->nodes->len;
 }
 /* Appends a node (taking ownership of its name/weight/bias) and returns its
  * index. Fixes desc.weight/desc.bias to point at the node's arrays. */
-int sb_graph_append (SbGraph *graph, const SbNode *node);
+int sb_graph_append(SbGraph *graph, const SbNode *node);
 
 /* Plain float64 evaluation on the host (for sampling-based soundness checks
  * and counterexample checking): out[output_size] from x[input_size]. */
-void sb_graph_eval (const SbGraph *graph, const float *x, double *out);
+void sb_graph_eval(const SbGraph *graph, const float *x, double *out);
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbGraph, sb_graph_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SbGraph, sb_graph_free)
 
 G_END_DECLS
 

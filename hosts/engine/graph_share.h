@@ -15,15 +15,17 @@ G_BEGIN_DECLS
  * (those reach the ranks through layer_create), except the output node's;
  * a failed load fails every process with process 0's message (an
  * SB_ONNX_ERROR). Collective. */
-SbGraph *sb_graph_load_shared (SbSession *session, const char *path, GError **error);
+SbGraph *sb_graph_load_shared(SbSession *session, const char *path,
+                              GError **error);
 
 /* Frees the host copy of every node's parameters except the output
  * node's: called by process 0 once the backend holds the layers, so that
  * no process keeps the whole model next to the backend's shards. */
-void sb_graph_drop_weights (SbGraph *graph);
+void sb_graph_drop_weights(SbGraph *graph);
 
 /* Floats of a node's weight and bias as its description declares them. */
-void sb_node_parameter_sizes (const SbNode *node, int64_t *n_weight, int64_t *n_bias);
+void sb_node_parameter_sizes(const SbNode *node, int64_t *n_weight,
+                             int64_t *n_bias);
 
 G_END_DECLS
 

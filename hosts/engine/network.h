@@ -11,49 +11,48 @@ G_BEGIN_DECLS
 struct _SbNetwork {
   SbSession *session;
   const SbGraph *graph;
-  sb_layer **layers;            /* per node; NULL for the input */
-  gboolean *has_relu_ancestor;  /* a ReLU lies between the input and it */
-  gboolean *feeds_relu;         /* it is the input of some ReLU */
-  double product_flops;         /* multiply-adds x2 of the products issued */
+  sb_layer **layers;           /* per node; NULL for the input */
+  gboolean *has_relu_ancestor; /* a ReLU lies between the input and it */
+  gboolean *feeds_relu;        /* it is the input of some ReLU */
+  double product_flops;        /* multiply-adds x2 of the products issued */
 };
 
 /* The floating-point operations of the matrix products (GEMM-like work)
  * that one operator call on node i with `rows` rows issues: the measure of
  * a pass's floor against the device's GEMM rate. */
-double sb_net_node_flops (const SbNetwork *net, int i, int64_t rows);
+double sb_net_node_flops(const SbNetwork *net, int i, int64_t rows);
 
-#define SB_NET_BE(net) ((net)->session->be)
+#define SB_NET_BE(net)  ((net)->session->be)
 #define SB_NET_CTX(net) ((net)->session->ctx)
 
-static inline int64_t
-sb_net_node_size (const SbNetwork *net, int i)
-{
-  return sb_graph_node (net->graph, i)->size;
+static inline int64_t sb_net_node_size(const SbNetwork *net, int i) {
+  return sb_graph_node(net->graph, i)->size;
 }
 
 /* A zero-filled tensor [d0, d1] (d2 == 0) or [d0, d1, d2]. */
-sb_tensor *sb_net_tensor_new (SbNetwork *net, sb_mem_category category,
-                              int64_t d0, int64_t d1, int64_t d2, GError **error);
-void sb_net_tensor_free (SbNetwork *net, sb_tensor *tensor);
-gboolean sb_net_tensor_write (SbNetwork *net, sb_tensor *tensor, int64_t count,
-                              const double *src, GError **error);
-gboolean sb_net_tensor_read (SbNetwork *net, const sb_tensor *tensor, int64_t count,
-                             double *dst, GError **error);
+sb_tensor *sb_net_tensor_new(SbNetwork *net, sb_mem_category category,
+                             int64_t d0, int64_t d1, int64_t d2,
+                             GError **error);
+void sb_net_tensor_free(SbNetwork *net, sb_tensor *tensor);
+gboolean sb_net_tensor_write(SbNetwork *net, sb_tensor *tensor, int64_t count,
+                             const double *src, GError **error);
+gboolean sb_net_tensor_read(SbNetwork *net, const sb_tensor *tensor,
+                            int64_t count, double *dst, GError **error);
 /* A new tensor with the same values (a host round trip). */
-sb_tensor *sb_net_tensor_clone (SbNetwork *net, const sb_tensor *src,
-                                sb_mem_category category, int64_t d0, int64_t d1,
-                                int64_t d2, GError **error);
+sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
+                               sb_mem_category category, int64_t d0, int64_t d1,
+                               int64_t d2, GError **error);
 /* Coefficients [S, B, n_outputs] whose row (s, b) is rows[s] for every
  * batch element b: a specification handed to a pass from the output. */
-sb_tensor *sb_spec_tensor_new (SbNetwork *net, const double *rows, int64_t S,
-                               int64_t B, GError **error);
+sb_tensor *sb_spec_tensor_new(SbNetwork *net, const double *rows, int64_t S,
+                              int64_t B, GError **error);
 /* FALSE with a GError naming the backend, `what` and node (if >= 0). */
-gboolean sb_net_check (SbNetwork *net, int status, const char *what, int node,
-                       GError **error);
+gboolean sb_net_check(SbNetwork *net, int status, const char *what, int node,
+                      GError **error);
 
 /* TRUE when the backend implements ABI 1.1 (alpha/beta-CROWN operators);
  * otherwise sets an error that says so. */
-gboolean sb_net_require_vjp (SbNetwork *net, GError **error);
+gboolean sb_net_require_vjp(SbNetwork *net, GError **error);
 
 G_END_DECLS
 

@@ -8,8 +8,8 @@
 
 G_BEGIN_DECLS
 
-#define SB_ONNX_ERROR (sb_onnx_error_quark ())
-GQuark sb_onnx_error_quark (void);
+#define SB_ONNX_ERROR (sb_onnx_error_quark())
+GQuark sb_onnx_error_quark(void);
 typedef enum {
   SB_ONNX_ERROR_IO,
   SB_ONNX_ERROR_MALFORMED,   /* not a parseable ModelProto, truncated, ... */
@@ -19,8 +19,8 @@ typedef enum {
                                 sizes over the limits */
 } SbOnnxError;
 
-SbGraph *sb_onnx_load (const char *path, GError **error);
-SbGraph *sb_onnx_parse (const guint8 *data, gsize length, GError **error);
+SbGraph *sb_onnx_load(const char *path, GError **error);
+SbGraph *sb_onnx_parse(const guint8 *data, gsize length, GError **error);
 
 G_END_DECLS
 

@@ -15,17 +15,14 @@
 #include "verify.h"
 #include "verify_memory.h"
 
-const char *
-sb_result_to_string (SbResult r)
-{
-  static const char *const words[] = { "unsat", "sat", "unknown", "timeout", "error" };
+const char *sb_result_to_string(SbResult r) {
+  static const char *const words[] = {"unsat", "sat", "unknown", "timeout",
+                                      "error"};
   return words[r];
 }
 
-void
-sb_verify_params_init (SbVerifyParams *p)
-{
-  memset (p, 0, sizeof *p);
+void sb_verify_params_init(SbVerifyParams *p) {
+  memset(p, 0, sizeof *p);
   p->timeout = 0;
   p->batch = 32;
   p->max_domains = 200000;
@@ -35,44 +32,41 @@ sb_verify_params_init (SbVerifyParams *p)
   p->bab_iterations = 10;
   p->refine_intermediate = TRUE;
   p->attack = TRUE;
-  sb_alpha_params_init (&p->alpha);
-  sb_attack_params_init (&p->attack_params);
+  sb_alpha_params_init(&p->alpha);
+  sb_attack_params_init(&p->attack_params);
 }
 
-void
-sb_verify_outcome_clear (SbVerifyOutcome *o)
-{
-  g_clear_pointer (&o->x, g_free);
-  g_clear_pointer (&o->y, g_free);
-  g_clear_pointer (&o->reason, g_free);
-  g_clear_pointer (&o->root_memory, g_free);
-  g_clear_pointer (&o->bab_memory, g_free);
+void sb_verify_outcome_clear(SbVerifyOutcome *o) {
+  g_clear_pointer(&o->x, g_free);
+  g_clear_pointer(&o->y, g_free);
+  g_clear_pointer(&o->reason, g_free);
+  g_clear_pointer(&o->root_memory, g_free);
+  g_clear_pointer(&o->bab_memory, g_free);
 }
 
-/* ---- evaluating a batch of domains ---------------------------------------- */
+/* ---- evaluating a batch of domains ----------------------------------------
+ */
 
 /* The exact minimiser of an atom when no ReLU is unstable: the bound is
  * then linear in x and attained at a corner of the box. */
-static void
-try_corner (SbBab *bab, const double *A_input, int b, int B, const SbBabDomain *d)
-{
+static void try_corner(SbBab *bab, const double *A_input, int b, int B,
+                       const SbBabDomain *d) {
   const SbGraph *g = bab->net->graph;
   const SbRegion *reg = &bab->prop->regions[bab->region];
-  g_autofree float *x = g_new (float, g->input_size);
-  for (int s = 0; s < bab->S && !bab->found; s++)
-    {
-      if (d->spec_lower[s] - bab->rhs[s] > 0)
-        continue;
-      const double *a = A_input + ((int64_t) s * B + b) * g->input_size;
-      for (int64_t k = 0; k < g->input_size; k++)
-        x[k] = sb_float_in_range (a[k] > 0 ? reg->x_lower[k] : reg->x_upper[k], reg->x_lower[k],
-                                  reg->x_upper[k]);
-      if (sb_net_counterexample_check (bab->net, bab->prop, bab->region, x, NULL))
-        {
-          bab->found = TRUE;
-          bab->cex = g_steal_pointer (&x);
-        }
+  g_autofree float *x = g_new(float, g->input_size);
+  for (int s = 0; s < bab->S && !bab->found; s++) {
+    if (d->spec_lower[s] - bab->rhs[s] > 0)
+      continue;
+    const double *a = A_input + ((int64_t)s * B + b) * g->input_size;
+    for (int64_t k = 0; k < g->input_size; k++)
+      x[k] = sb_float_in_range(a[k] > 0 ? reg->x_lower[k] : reg->x_upper[k],
+                               reg->x_lower[k], reg->x_upper[k]);
+    if (sb_net_counterexample_check(bab->net, bab->prop, bab->region, x,
+                                    NULL)) {
+      bab->found = TRUE;
+      bab->cex = g_steal_pointer(&x);
     }
+  }
 }
 
 /* Intermediate bounds of B domains whose bounds were loaded from their
@@ -80,571 +74,545 @@ try_corner (SbBab *bab, const double *A_input, int b, int B, const SbBabDomain *
  * `first_split_node`; the domains keep the results (rounded outwards,
  * empty[b] set where the splits leave no input), and nb then holds exactly
  * those stored, split-applied bounds. sign[] receives the split signs. */
-static gboolean
-refresh_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
-                       int first_split_node, gboolean tighten, gboolean *empty,
-                       sb_tensor **sign, GError **error)
-{
+static gboolean refresh_domain_bounds(SbBab *bab, SbNodeBounds *nb,
+                                      SbBabDomain **doms, int B,
+                                      int first_split_node, gboolean tighten,
+                                      gboolean *empty, sb_tensor **sign,
+                                      GError **error) {
   SbNetwork *net = bab->net;
   const SbRegion *reg = &bab->prop->regions[bab->region];
-  if (!sb_node_bounds_init (net, nb, B, reg->x_lower, reg->x_upper, error)
-      || !sb_bab_domains_load_bounds (bab, nb, doms, B, error))
+  if (!sb_node_bounds_init(net, nb, B, reg->x_lower, reg->x_upper, error) ||
+      !sb_bab_domains_load_bounds(bab, nb, doms, B, error))
     return FALSE;
   if (tighten)
-    for (int r = 0; r < bab->n_ri; r++)
-      {
-        /* Past the deadline the parents' bounds (already loaded) do. */
-        if (bab->deadline > 0 && g_get_monotonic_time () > bab->deadline)
-          break;
-        int i = bab->ri_node[r];
-        if (i > first_split_node && sb_node_needs_crown (net, i)
-            && !sb_node_tighten (net, nb, i, NULL, TRUE, NULL, NULL, error))
-          return FALSE;
-      }
+    for (int r = 0; r < bab->n_ri; r++) {
+      /* Past the deadline the parents' bounds (already loaded) do. */
+      if (bab->deadline > 0 && g_get_monotonic_time() > bab->deadline)
+        break;
+      int i = bab->ri_node[r];
+      if (i > first_split_node && sb_node_needs_crown(net, i) &&
+          !sb_node_tighten(net, nb, i, NULL, TRUE, NULL, NULL, error))
+        return FALSE;
+    }
   /* The stored (outward-rounded, split-applied) bounds are what the spec
    * pass must use too. */
-  return sb_bab_domains_store_bounds (bab, nb, doms, B, empty, error)
-         && sb_bab_domains_split_signs (bab, doms, B, sign, error)
-         && sb_bab_domains_load_bounds (bab, nb, doms, B, error);
+  return sb_bab_domains_store_bounds(bab, nb, doms, B, empty, error) &&
+         sb_bab_domains_split_signs(bab, doms, B, sign, error) &&
+         sb_bab_domains_load_bounds(bab, nb, doms, B, error);
 }
 
 /* alpha/beta-CROWN lower bounds of the open atoms for every domain into
  * lower [S*B], starting from each domain's inherited slopes; the domains
  * keep the optimised slopes. The final slopes and betas stay in set. */
-static gboolean
-optimize_domain_bounds (SbBab *bab, SbNodeBounds *nb, SbBabDomain **doms, int B,
-                        const sb_tensor *A, sb_tensor **sign, SbAlphaSet *set,
-                        double *lower, GError **error)
-{
+static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
+                                       SbBabDomain **doms, int B,
+                                       const sb_tensor *A, sb_tensor **sign,
+                                       SbAlphaSet *set, double *lower,
+                                       GError **error) {
   SbNetwork *net = bab->net;
   int out_node = net->graph->output;
-  for (int64_t k = 0; k < (int64_t) bab->S * B; k++)
+  for (int64_t k = 0; k < (int64_t)bab->S * B; k++)
     lower[k] = -INFINITY;
-  SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .split_sign = sign };
+  SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};
   SbAlphaParams alpha = bab->params->alpha;
   alpha.iterations = bab->params->bab_iterations;
   alpha.deadline = bab->deadline;
-  return sb_alpha_set_init (net, set, out_node, bab->S, B, SB_SIDES_LOWER, nb->lo, nb->hi, error)
-         && sb_bab_domains_exchange_alphas (bab, set, doms, B, FALSE, error)
-         && sb_alpha_set_add_betas (net, set, bab->S, B, sign, error)
-         && sb_alpha_optimize (net, set, &alpha, out_node, A, bab->S, B, nb->lo, nb->hi, SB_SIDES_LOWER,
-                               &cfg, lower, NULL, error)
-         && sb_bab_domains_exchange_alphas (bab, set, doms, B, TRUE, error);
+  return sb_alpha_set_init(net, set, out_node, bab->S, B, SB_SIDES_LOWER,
+                           nb->lo, nb->hi, error) &&
+         sb_bab_domains_exchange_alphas(bab, set, doms, B, FALSE, error) &&
+         sb_alpha_set_add_betas(net, set, bab->S, B, sign, error) &&
+         sb_alpha_optimize(net, set, &alpha, out_node, A, bab->S, B, nb->lo,
+                           nb->hi, SB_SIDES_LOWER, &cfg, lower, NULL, error) &&
+         sb_bab_domains_exchange_alphas(bab, set, doms, B, TRUE, error);
 }
 
 /* One recorded pass with the final slopes and betas: its lower bounds into
  * last [S*B], the coefficients at the ReLU outputs (relu_A[r], [S, B, N],
  * for branching) and at the input (A_input [S, B, input_size], for corner
  * checks). */
-static gboolean
-record_coefficients (SbBab *bab, SbNodeBounds *nb, int B, const sb_tensor *A, sb_tensor **sign,
-                     const SbAlphaSet *set, double *last, double **relu_A, double *A_input,
-                     GError **error)
-{
+static gboolean record_coefficients(SbBab *bab, SbNodeBounds *nb, int B,
+                                    const sb_tensor *A, sb_tensor **sign,
+                                    const SbAlphaSet *set, double *last,
+                                    double **relu_A, double *A_input,
+                                    GError **error) {
   SbNetwork *net = bab->net;
-  int n = sb_graph_n_nodes (net->graph);
-  SbPassConfig cfg = { .sides = SB_SIDES_LOWER, .split_sign = sign, .record = TRUE };
-  SbPassRecord rec = { 0 };
+  int n = sb_graph_n_nodes(net->graph);
+  SbPassConfig cfg = {
+      .sides = SB_SIDES_LOWER, .split_sign = sign, .record = TRUE};
+  SbPassRecord rec = {0};
   cfg.alpha[0] = set->alpha[0];
   cfg.beta[0] = set->beta;
-  if (!sb_crown_pass (net, net->graph->output, A, bab->S, B, nb->lo, nb->hi, &cfg, &rec, last, NULL,
-                      error))
+  if (!sb_crown_pass(net, net->graph->output, A, bab->S, B, nb->lo, nb->hi,
+                     &cfg, &rec, last, NULL, error))
     return FALSE;
   gboolean ok = TRUE;
-  for (int r = 0; r < bab->n_ri && ok; r++)
-    {
-      int i = bab->ri_node[r];
-      /* The ReLU consuming node i: its saved A_out is w.r.t. its output. */
-      for (int j = i + 1; j < n; j++)
-        {
-          const SbNode *node = sb_graph_node (net->graph, j);
-          if (node->kind == SB_NODE_RELU && node->inputs[0] == i && rec.saved[0][j] != NULL)
-            {
-              int64_t count = (int64_t) bab->S * B * node->size;
-              relu_A[r] = g_new (double, count);
-              ok = sb_net_tensor_read (net, rec.saved[0][j], count, relu_A[r], error);
-              break;
-            }
-        }
+  for (int r = 0; r < bab->n_ri && ok; r++) {
+    int i = bab->ri_node[r];
+    /* The ReLU consuming node i: its saved A_out is w.r.t. its output. */
+    for (int j = i + 1; j < n; j++) {
+      const SbNode *node = sb_graph_node(net->graph, j);
+      if (node->kind == SB_NODE_RELU && node->inputs[0] == i &&
+          rec.saved[0][j] != NULL) {
+        int64_t count = (int64_t)bab->S * B * node->size;
+        relu_A[r] = g_new(double, count);
+        ok = sb_net_tensor_read(net, rec.saved[0][j], count, relu_A[r], error);
+        break;
+      }
     }
-  ok = ok
-       && sb_net_tensor_read (net, rec.saved[0][0], (int64_t) bab->S * B * net->graph->input_size,
-                              A_input, error);
-  sb_pass_record_clear (net, &rec);
+  }
+  ok = ok && sb_net_tensor_read(net, rec.saved[0][0],
+                                (int64_t)bab->S * B * net->graph->input_size,
+                                A_input, error);
+  sb_pass_record_clear(net, &rec);
   return ok;
 }
 
 /* Each domain's spec bounds (never below its parent's) and margin; for the
  * unproven ones, the next branch, or the corner check that decides a domain
  * with no unstable ReLU left. */
-static void
-score_domains (SbBab *bab, SbBabDomain **doms, int B, const gboolean *empty, const double *lower,
-               const double *last, double **relu_A, const double *A_input)
-{
-  int n_keep = bab->params->branching == SB_BRANCH_FSB ? bab->params->fsb_candidates : 0;
-  for (int b = 0; b < B; b++)
-    {
-      SbBabDomain *d = doms[b];
-      for (int s = 0; s < bab->S; s++)
-        d->spec_lower[s] = MAX (d->spec_lower[s],
-                                MAX (lower[(int64_t) s * B + b], last[(int64_t) s * B + b]));
-      d->margin = empty[b] ? INFINITY : sb_bab_margin (bab, d->spec_lower);
-      if (sb_bab_domain_proven (d))
-        continue;
-      sb_bab_choose_branch (bab, d, b, B, relu_A, n_keep);
-      /* With no unstable ReLU left, the minimiser of the (then exact)
-       * linear bound decides the domain. */
-      if (d->branch_node < 0)
-        try_corner (bab, A_input, b, B, d);
-    }
+static void score_domains(SbBab *bab, SbBabDomain **doms, int B,
+                          const gboolean *empty, const double *lower,
+                          const double *last, double **relu_A,
+                          const double *A_input) {
+  int n_keep =
+      bab->params->branching == SB_BRANCH_FSB ? bab->params->fsb_candidates : 0;
+  for (int b = 0; b < B; b++) {
+    SbBabDomain *d = doms[b];
+    for (int s = 0; s < bab->S; s++)
+      d->spec_lower[s] = MAX(d->spec_lower[s], MAX(lower[(int64_t)s * B + b],
+                                                   last[(int64_t)s * B + b]));
+    d->margin = empty[b] ? INFINITY : sb_bab_margin(bab, d->spec_lower);
+    if (sb_bab_domain_proven(d))
+      continue;
+    sb_bab_choose_branch(bab, d, b, B, relu_A, n_keep);
+    /* With no unstable ReLU left, the minimiser of the (then exact)
+     * linear bound decides the domain. */
+    if (d->branch_node < 0)
+      try_corner(bab, A_input, b, B, d);
+  }
 }
 
 /* The minimiser of the linear lower bound is also a cheap counterexample
  * candidate elsewhere: try it on the few worst domains of the batch (a
  * forward pass each, so not on all of them). */
-static void
-try_worst_minimisers (SbBab *bab, SbBabDomain **doms, int B, const double *A_input)
-{
-  for (int tries = 0; tries < 4 && !bab->found; tries++)
-    {
-      int worst = -1;
-      for (int b = 0; b < B; b++)
-        if (!sb_bab_domain_proven (doms[b]) && doms[b]->branch_node >= 0 && !doms[b]->tried
-            && (worst < 0 || doms[b]->margin < doms[worst]->margin))
-          worst = b;
-      if (worst < 0)
-        break;
-      doms[worst]->tried = TRUE;
-      try_corner (bab, A_input, worst, B, doms[worst]);
-    }
+static void try_worst_minimisers(SbBab *bab, SbBabDomain **doms, int B,
+                                 const double *A_input) {
+  for (int tries = 0; tries < 4 && !bab->found; tries++) {
+    int worst = -1;
+    for (int b = 0; b < B; b++)
+      if (!sb_bab_domain_proven(doms[b]) && doms[b]->branch_node >= 0 &&
+          !doms[b]->tried &&
+          (worst < 0 || doms[b]->margin < doms[worst]->margin))
+        worst = b;
+    if (worst < 0)
+      break;
+    doms[worst]->tried = TRUE;
+    try_corner(bab, A_input, worst, B, doms[worst]);
+  }
 }
 
 /* Evaluates B domains whose bounds were loaded from their parents: refresh
  * the intermediate bounds after `first_split_node`, optimise alphas and
  * betas for the atoms, score branches. Verified or empty domains get
  * margin +inf. */
-static gboolean
-evaluate (SbBab *bab, SbBabDomain **doms, int B, int first_split_node, gboolean tighten,
-          GError **error)
-{
+static gboolean evaluate(SbBab *bab, SbBabDomain **doms, int B,
+                         int first_split_node, gboolean tighten,
+                         GError **error) {
   SbNetwork *net = bab->net;
-  int n = sb_graph_n_nodes (net->graph);
-  SbNodeBounds nb = { 0 };
-  g_autofree sb_tensor **sign = g_new0 (sb_tensor *, n);
-  g_autofree gboolean *empty = g_new0 (gboolean, B);
-  g_autofree double *lower = g_new (double, (int64_t) bab->S * B);
-  g_autofree double *last = g_new (double, (int64_t) bab->S * B);
-  g_autofree double **relu_A = g_new0 (double *, bab->n_ri);
-  g_autofree double *A_input = g_new (double, (int64_t) bab->S * B * net->graph->input_size);
-  SbAlphaSet set = { 0 };
+  int n = sb_graph_n_nodes(net->graph);
+  SbNodeBounds nb = {0};
+  g_autofree sb_tensor **sign = g_new0(sb_tensor *, n);
+  g_autofree gboolean *empty = g_new0(gboolean, B);
+  g_autofree double *lower = g_new(double, (int64_t)bab->S *B);
+  g_autofree double *last = g_new(double, (int64_t)bab->S *B);
+  g_autofree double **relu_A = g_new0(double *, bab->n_ri);
+  g_autofree double *A_input =
+      g_new(double, (int64_t)bab->S *B * net->graph->input_size);
+  SbAlphaSet set = {0};
   sb_tensor *A = NULL;
 
-  gboolean ok = refresh_domain_bounds (bab, &nb, doms, B, first_split_node, tighten, empty, sign, error)
-                && (A = sb_spec_tensor_new (net, bab->rows, bab->S, B, error)) != NULL
-                && optimize_domain_bounds (bab, &nb, doms, B, A, sign, &set, lower, error)
-                && record_coefficients (bab, &nb, B, A, sign, &set, last, relu_A, A_input, error);
-  if (ok)
-    {
-      score_domains (bab, doms, B, empty, lower, last, relu_A, A_input);
-      try_worst_minimisers (bab, doms, B, A_input);
-      bab->evaluated += B;
-    }
+  gboolean ok =
+      refresh_domain_bounds(bab, &nb, doms, B, first_split_node, tighten, empty,
+                            sign, error) &&
+      (A = sb_spec_tensor_new(net, bab->rows, bab->S, B, error)) != NULL &&
+      optimize_domain_bounds(bab, &nb, doms, B, A, sign, &set, lower, error) &&
+      record_coefficients(bab, &nb, B, A, sign, &set, last, relu_A, A_input,
+                          error);
+  if (ok) {
+    score_domains(bab, doms, B, empty, lower, last, relu_A, A_input);
+    try_worst_minimisers(bab, doms, B, A_input);
+    bab->evaluated += B;
+  }
   for (int r = 0; r < bab->n_ri; r++)
-    g_free (relu_A[r]);
-  sb_alpha_set_clear (net, &set);
-  sb_net_tensor_free (net, A);
+    g_free(relu_A[r]);
+  sb_alpha_set_clear(net, &set);
+  sb_net_tensor_free(net, A);
   for (int i = 0; i < n; i++)
-    sb_net_tensor_free (net, sign[i]);
-  sb_node_bounds_clear (net, &nb);
+    sb_net_tensor_free(net, sign[i]);
+  sb_node_bounds_clear(net, &nb);
   return ok;
 }
 
-/* ---- one region -------------------------------------------------------------- */
+/* ---- one region
+ * -------------------------------------------------------------- */
 
 /* A disjunct proven on the whole region is proven on every subdomain:
  * branch-and-bound carries only the atoms of the others, which makes every
  * pass cheaper (the root keeps its bounds for those atoms). */
-static void
-drop_proven_disjuncts (SbBab *bab, SbBabDomain *root)
-{
+static void drop_proven_disjuncts(SbBab *bab, SbBabDomain *root) {
   const int64_t n_out = bab->net->graph->output_size;
   int S = 0, n_open = 0;
-  for (int j = 0; j < bab->n_open; j++)
-    {
-      gboolean done = FALSE;
-      for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
-        done = done || root->spec_lower[a] - bab->rhs[a] > SB_BAB_PROVEN_MARGIN;
-      if (done)
-        continue;
-      int start = S;
-      for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++, S++)
-        {
-          memmove (bab->rows + (int64_t) S * n_out, bab->rows + (int64_t) a * n_out, sizeof (double) * n_out);
-          bab->rhs[S] = bab->rhs[a];
-          root->spec_lower[S] = root->spec_lower[a];
-          if (root->alpha != NULL)
-            memmove (root->alpha + (int64_t) S * bab->alpha_size, root->alpha + (int64_t) a * bab->alpha_size,
-                     sizeof (float) * bab->alpha_size);
-        }
-      bab->open_start[n_open++] = start;
+  for (int j = 0; j < bab->n_open; j++) {
+    gboolean done = FALSE;
+    for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
+      done = done || root->spec_lower[a] - bab->rhs[a] > SB_BAB_PROVEN_MARGIN;
+    if (done)
+      continue;
+    int start = S;
+    for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++, S++) {
+      memmove(bab->rows + (int64_t)S * n_out, bab->rows + (int64_t)a * n_out,
+              sizeof(double) * n_out);
+      bab->rhs[S] = bab->rhs[a];
+      root->spec_lower[S] = root->spec_lower[a];
+      if (root->alpha != NULL)
+        memmove(root->alpha + (int64_t)S * bab->alpha_size,
+                root->alpha + (int64_t)a * bab->alpha_size,
+                sizeof(float) * bab->alpha_size);
     }
+    bab->open_start[n_open++] = start;
+  }
   bab->open_start[n_open] = S;
   bab->n_open = n_open;
   bab->S = S;
 }
-
 
 /* One step: pops up to a batch of the worst domains, splits each on its
  * branch and evaluates the children, queueing those neither proven nor
  * holding a counterexample. *stuck is set when a popped domain had nothing
  * left to split. Every domain popped or created is queued or freed, on
  * every path. */
-static gboolean
-bab_step (SbBab *bab, gboolean *stuck, GError **error)
-{
+static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
   const SbVerifyParams *p = bab->params;
-  int n_par = MIN ((int) bab->heap->len, MAX (p->batch, 1));
-  g_autoptr (GPtrArray) parents = g_ptr_array_new_full (n_par, (GDestroyNotify) sb_bab_domain_free);
-  g_autoptr (GPtrArray) kids = g_ptr_array_new_with_free_func ((GDestroyNotify) sb_bab_domain_free);
+  int n_par = MIN((int)bab->heap->len, MAX(p->batch, 1));
+  g_autoptr(GPtrArray) parents =
+      g_ptr_array_new_full(n_par, (GDestroyNotify)sb_bab_domain_free);
+  g_autoptr(GPtrArray) kids =
+      g_ptr_array_new_with_free_func((GDestroyNotify)sb_bab_domain_free);
   int first_split = G_MAXINT;
   for (int k = 0; k < n_par; k++)
-    g_ptr_array_add (parents, sb_bab_heap_pop (bab->heap));
-  if (p->branching == SB_BRANCH_FSB
-      && !sb_bab_filter_branches (bab, (SbBabDomain **) parents->pdata, n_par, error))
+    g_ptr_array_add(parents, sb_bab_heap_pop(bab->heap));
+  if (p->branching == SB_BRANCH_FSB &&
+      !sb_bab_filter_branches(bab, (SbBabDomain **)parents->pdata, n_par,
+                              error))
     return FALSE;
-  for (int k = 0; k < n_par; k++)
-    {
-      const SbBabDomain *d = parents->pdata[k];
-      if (d->branch_node < 0)
-        {
-          *stuck = TRUE; /* nothing unstable, not proven, no counterexample */
-          continue;
-        }
-      for (int sgn = -1; sgn <= 1; sgn += 2)
-        g_ptr_array_add (kids, sb_bab_domain_new_child (bab, d, d->branch_node, d->branch_neuron, sgn));
-      first_split = MIN (first_split, d->branch_node);
+  for (int k = 0; k < n_par; k++) {
+    const SbBabDomain *d = parents->pdata[k];
+    if (d->branch_node < 0) {
+      *stuck = TRUE; /* nothing unstable, not proven, no counterexample */
+      continue;
     }
+    for (int sgn = -1; sgn <= 1; sgn += 2)
+      g_ptr_array_add(kids, sb_bab_domain_new_child(bab, d, d->branch_node,
+                                                    d->branch_neuron, sgn));
+    first_split = MIN(first_split, d->branch_node);
+  }
   /* The parents' memory is not needed while the children are bounded. */
-  g_ptr_array_set_size (parents, 0);
-  if (kids->len > 0
-      && !evaluate (bab, (SbBabDomain **) kids->pdata, (int) kids->len, first_split,
-                    p->refine_intermediate, error))
+  g_ptr_array_set_size(parents, 0);
+  if (kids->len > 0 &&
+      !evaluate(bab, (SbBabDomain **)kids->pdata, (int)kids->len, first_split,
+                p->refine_intermediate, error))
     return FALSE;
-  for (guint k = 0; k < kids->len; k++)
-    {
-      SbBabDomain *c = kids->pdata[k];
-      if (!bab->found && !sb_bab_domain_proven (c))
-        {
-          sb_bab_heap_push (bab->heap, c);
-          kids->pdata[k] = NULL; /* the queue owns it now */
-        }
+  for (guint k = 0; k < kids->len; k++) {
+    SbBabDomain *c = kids->pdata[k];
+    if (!bab->found && !sb_bab_domain_proven(c)) {
+      sb_bab_heap_push(bab->heap, c);
+      kids->pdata[k] = NULL; /* the queue owns it now */
     }
+  }
   return TRUE;
 }
 
 /* Whether the queue has outgrown --max-domains or --max-memory. */
-static gboolean
-queue_over_limit (const SbBab *bab)
-{
+static gboolean queue_over_limit(const SbBab *bab) {
   const SbVerifyParams *p = bab->params;
   /* Bounds and slopes dominate a queued domain's memory. */
-  double domain_mib = (2.0 * bab->R + (double) bab->S * bab->alpha_size) * sizeof (float) / 1048576.0;
-  return (int64_t) bab->heap->len > p->max_domains
-         || (p->max_memory_mib > 0 && bab->heap->len * domain_mib > p->max_memory_mib);
+  double domain_mib = (2.0 * bab->R + (double)bab->S * bab->alpha_size) *
+                      sizeof(float) / 1048576.0;
+  return (int64_t)bab->heap->len > p->max_domains ||
+         (p->max_memory_mib > 0 &&
+          bab->heap->len * domain_mib > p->max_memory_mib);
 }
 
 /* Branch-and-bound over one region from the root bounds root_nb. The queue
  * is empty again on return, whatever the result. */
-static SbResult
-bab_region (SbBab *bab, SbNodeBounds *root_nb, GError **error)
-{
+static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   const SbVerifyParams *p = bab->params;
-  SbBabDomain *root = sb_bab_domain_new_root (bab);
+  SbBabDomain *root = sb_bab_domain_new_root(bab);
   gboolean empty = FALSE;
-  SbBabDomain *one[1] = { root };
-  if (!sb_bab_domains_store_bounds (bab, root_nb, one, 1, &empty, error)
-      || !evaluate (bab, one, 1, G_MAXINT, FALSE, error))
-    {
-      sb_bab_domain_free (root);
-      return SB_RESULT_ERROR;
-    }
-  if (bab->found || sb_bab_domain_proven (root))
-    {
-      sb_bab_domain_free (root);
-      return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
-    }
-  drop_proven_disjuncts (bab, root);
-  sb_bab_heap_push (bab->heap, root);
-  gint64 t0 = g_get_monotonic_time ();
-  gint64 budget_end = p->bab_time > 0 ? t0 + (gint64) (p->bab_time * 1e6) : 0;
+  SbBabDomain *one[1] = {root};
+  if (!sb_bab_domains_store_bounds(bab, root_nb, one, 1, &empty, error) ||
+      !evaluate(bab, one, 1, G_MAXINT, FALSE, error)) {
+    sb_bab_domain_free(root);
+    return SB_RESULT_ERROR;
+  }
+  if (bab->found || sb_bab_domain_proven(root)) {
+    sb_bab_domain_free(root);
+    return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
+  }
+  drop_proven_disjuncts(bab, root);
+  sb_bab_heap_push(bab->heap, root);
+  gint64 t0 = g_get_monotonic_time();
+  gint64 budget_end = p->bab_time > 0 ? t0 + (gint64)(p->bab_time * 1e6) : 0;
   int64_t evaluated_before = bab->evaluated;
   SbResult result = SB_RESULT_UNSAT;
-  while (bab->heap->len > 0)
-    {
-      gboolean stuck = FALSE, over = FALSE;
-      /* The earlier of the run's deadline and the branch-and-bound budget,
-       * judged in lockstep (process 0's clock) when ranks are processes. */
-      gint64 deadline = bab->deadline;
-      if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
-        deadline = budget_end;
-      /* The domain budget is the same count on every process: no lockstep
-       * needed. */
-      if (sb_net_deadline_passed (bab->net, deadline)
-          || (p->bab_domains > 0 && bab->evaluated - evaluated_before >= p->bab_domains))
-        {
-          result = SB_RESULT_TIMEOUT;
-          break;
-        }
-      if (queue_over_limit (bab))
-        {
-          bab->limit_hit = TRUE;
-          result = SB_RESULT_UNKNOWN;
-          break;
-        }
-      if (!bab_step (bab, &stuck, error)
-          || (p->max_memory_mib > 0
-              && !sb_verify_memory_over (bab->net, p->max_memory_mib, &bab->over_rank,
-                                         &bab->over_rank_mib, &over, error)))
-        {
-          result = SB_RESULT_ERROR;
-          break;
-        }
-      if (over)
-        {
-          bab->limit_hit = TRUE;
-          result = SB_RESULT_UNKNOWN;
-          break;
-        }
-      if (bab->found || stuck)
-        {
-          result = bab->found ? SB_RESULT_SAT : SB_RESULT_UNKNOWN;
-          break;
-        }
-      if (p->progress != NULL)
-        {
-          const SbBabDomain *worst = sb_bab_heap_peek (bab->heap);
-          p->progress (p->progress_user, bab->evaluated, bab->heap->len,
-                       worst != NULL ? worst->margin : 0, (g_get_monotonic_time () - t0) / 1e6);
-        }
+  while (bab->heap->len > 0) {
+    gboolean stuck = FALSE, over = FALSE;
+    /* The earlier of the run's deadline and the branch-and-bound budget,
+     * judged in lockstep (process 0's clock) when ranks are processes. */
+    gint64 deadline = bab->deadline;
+    if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
+      deadline = budget_end;
+    /* The domain budget is the same count on every process: no lockstep
+     * needed. */
+    if (sb_net_deadline_passed(bab->net, deadline) ||
+        (p->bab_domains > 0 &&
+         bab->evaluated - evaluated_before >= p->bab_domains)) {
+      result = SB_RESULT_TIMEOUT;
+      break;
     }
-  g_ptr_array_set_size (bab->heap, 0); /* frees what is still queued */
+    if (queue_over_limit(bab)) {
+      bab->limit_hit = TRUE;
+      result = SB_RESULT_UNKNOWN;
+      break;
+    }
+    if (!bab_step(bab, &stuck, error) ||
+        (p->max_memory_mib > 0 &&
+         !sb_verify_memory_over(bab->net, p->max_memory_mib, &bab->over_rank,
+                                &bab->over_rank_mib, &over, error))) {
+      result = SB_RESULT_ERROR;
+      break;
+    }
+    if (over) {
+      bab->limit_hit = TRUE;
+      result = SB_RESULT_UNKNOWN;
+      break;
+    }
+    if (bab->found || stuck) {
+      result = bab->found ? SB_RESULT_SAT : SB_RESULT_UNKNOWN;
+      break;
+    }
+    if (p->progress != NULL) {
+      const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
+      p->progress(p->progress_user, bab->evaluated, bab->heap->len,
+                  worst != NULL ? worst->margin : 0,
+                  (g_get_monotonic_time() - t0) / 1e6);
+    }
+  }
+  g_ptr_array_set_size(bab->heap, 0); /* frees what is still queued */
   return result;
 }
 
-/* ---- one region and the whole property ------------------------------------- */
+/* ---- one region and the whole property -------------------------------------
+ */
 
 /* PGD on the region first: SAT with o->x set when it finds a checked
  * counterexample, ERROR when the backend failed, else UNKNOWN. */
-static SbResult
-attack_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerifyParams *p,
-               gint64 deadline, SbVerifyOutcome *o, GError **error)
-{
-  g_autofree float *x = g_new (float, net->graph->input_size);
-  g_autoptr (GError) attack_error = NULL;
-  if (sb_attack_pgd (net, prop, region, &p->attack_params, deadline, x, &attack_error))
-    {
-      o->x = g_steal_pointer (&x);
-      o->region = region;
-      return SB_RESULT_SAT;
-    }
-  if (attack_error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&attack_error));
-      return SB_RESULT_ERROR;
-    }
+static SbResult attack_region(SbNetwork *net, const SbProperty *prop,
+                              int region, const SbVerifyParams *p,
+                              gint64 deadline, SbVerifyOutcome *o,
+                              GError **error) {
+  g_autofree float *x = g_new(float, net->graph->input_size);
+  g_autoptr(GError) attack_error = NULL;
+  if (sb_attack_pgd(net, prop, region, &p->attack_params, deadline, x,
+                    &attack_error)) {
+    o->x = g_steal_pointer(&x);
+    o->region = region;
+    return SB_RESULT_SAT;
+  }
+  if (attack_error != NULL) {
+    g_propagate_error(error, g_steal_pointer(&attack_error));
+    return SB_RESULT_ERROR;
+  }
   return SB_RESULT_UNKNOWN;
 }
 
 /* Root bounds of the region into nb (IBP, alpha-CROWN intermediate bounds
  * intersected with IBP): UNKNOWN when done, TIMEOUT or ERROR. */
-static SbResult
-root_bounds (SbNetwork *net, const SbRegion *reg, const SbAlphaParams *alpha_params,
-             gint64 deadline, SbNodeBounds *nb, GError **error)
-{
-  int n = sb_graph_n_nodes (net->graph);
+static SbResult root_bounds(SbNetwork *net, const SbRegion *reg,
+                            const SbAlphaParams *alpha_params, gint64 deadline,
+                            SbNodeBounds *nb, GError **error) {
+  int n = sb_graph_n_nodes(net->graph);
   SbAlphaParams alpha_until = *alpha_params;
   const SbAlphaParams *alpha = &alpha_until;
   alpha_until.deadline = deadline;
-  if (!sb_node_bounds_init (net, nb, 1, reg->x_lower, reg->x_upper, error))
+  if (!sb_node_bounds_init(net, nb, 1, reg->x_lower, reg->x_upper, error))
     return SB_RESULT_ERROR;
-  for (int i = 1; i < n; i++)
-    {
-      /* The root's alpha-CROWN is the longest step before branching: the
-       * deadline is checked between its start nodes too. */
-      if (sb_net_deadline_passed (net, deadline))
-        return SB_RESULT_TIMEOUT;
-      if (!sb_node_ibp (net, nb, i, error)
-          || (sb_node_needs_crown (net, i) && !sb_node_tighten (net, nb, i, alpha, TRUE, NULL, NULL, error)))
-        return SB_RESULT_ERROR;
-    }
+  for (int i = 1; i < n; i++) {
+    /* The root's alpha-CROWN is the longest step before branching: the
+     * deadline is checked between its start nodes too. */
+    if (sb_net_deadline_passed(net, deadline))
+      return SB_RESULT_TIMEOUT;
+    if (!sb_node_ibp(net, nb, i, error) ||
+        (sb_node_needs_crown(net, i) &&
+         !sb_node_tighten(net, nb, i, alpha, TRUE, NULL, NULL, error)))
+      return SB_RESULT_ERROR;
+  }
   return SB_RESULT_UNKNOWN;
 }
 
 /* The layout of a domain: its ReLU-input bounds and the slopes of the spec
  * pass (every ReLU the output depends on). */
-static void
-bab_init_layout (SbBab *bab)
-{
+static void bab_init_layout(SbBab *bab) {
   SbNetwork *net = bab->net;
   const SbGraph *g = net->graph;
-  int n = sb_graph_n_nodes (g);
-  bab->ri_node = g_new (int, n);
-  bab->ri_offset = g_new (int64_t, n);
+  int n = sb_graph_n_nodes(g);
+  bab->ri_node = g_new(int, n);
+  bab->ri_offset = g_new(int64_t, n);
   for (int i = 0; i < n; i++)
-    if (net->feeds_relu[i])
-      {
-        bab->ri_node[bab->n_ri] = i;
-        bab->ri_offset[bab->n_ri++] = bab->R;
-        bab->R += sb_net_node_size (net, i);
-      }
-  g_autofree gboolean *reached = g_new (gboolean, n);
-  sb_pass_ancestors (net, g->output, reached);
+    if (net->feeds_relu[i]) {
+      bab->ri_node[bab->n_ri] = i;
+      bab->ri_offset[bab->n_ri++] = bab->R;
+      bab->R += sb_net_node_size(net, i);
+    }
+  g_autofree gboolean *reached = g_new(gboolean, n);
+  sb_pass_ancestors(net, g->output, reached);
   for (int j = 0; j < g->output; j++)
-    if (reached[j] && sb_graph_node (g, j)->kind == SB_NODE_RELU)
-      bab->alpha_size += sb_net_node_size (net, j);
+    if (reached[j] && sb_graph_node(g, j)->kind == SB_NODE_RELU)
+      bab->alpha_size += sb_net_node_size(net, j);
 }
 
 /* All atoms of every disjunct of the region (none are proven yet: the root
  * decides). */
-static void
-bab_init_atoms (SbBab *bab)
-{
+static void bab_init_atoms(SbBab *bab) {
   const SbProperty *prop = bab->prop;
   const SbRegion *reg = &prop->regions[bab->region];
   int64_t n_out = bab->net->graph->output_size;
   int n_atoms = reg->disjunct_start[reg->n_disjuncts];
   bab->S = 0;
-  bab->open_start = g_new (int, reg->n_disjuncts + 1);
-  bab->rows = g_new (double, (int64_t) n_atoms * n_out + 1);
-  bab->rhs = g_new (double, n_atoms + 1);
-  for (int j = 0; j < reg->n_disjuncts; j++)
-    {
-      bab->open_start[bab->n_open++] = bab->S;
-      for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++)
-        {
-          const SbAtom *atom = &prop->atoms[reg->atom_index[a]];
-          memcpy (bab->rows + (int64_t) bab->S * n_out, atom->c, sizeof (double) * n_out);
-          bab->rhs[bab->S++] = atom->d;
-        }
+  bab->open_start = g_new(int, reg->n_disjuncts + 1);
+  bab->rows = g_new(double, (int64_t)n_atoms *n_out + 1);
+  bab->rhs = g_new(double, n_atoms + 1);
+  for (int j = 0; j < reg->n_disjuncts; j++) {
+    bab->open_start[bab->n_open++] = bab->S;
+    for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++) {
+      const SbAtom *atom = &prop->atoms[reg->atom_index[a]];
+      memcpy(bab->rows + (int64_t)bab->S * n_out, atom->c,
+             sizeof(double) * n_out);
+      bab->rhs[bab->S++] = atom->d;
     }
+  }
   bab->open_start[bab->n_open] = bab->S;
 }
 
-static void
-bab_clear (SbBab *bab)
-{
-  g_clear_pointer (&bab->heap, g_ptr_array_unref);
-  g_clear_pointer (&bab->cex, g_free);
-  g_clear_pointer (&bab->ri_node, g_free);
-  g_clear_pointer (&bab->ri_offset, g_free);
-  g_clear_pointer (&bab->open_start, g_free);
-  g_clear_pointer (&bab->rows, g_free);
-  g_clear_pointer (&bab->rhs, g_free);
+static void bab_clear(SbBab *bab) {
+  g_clear_pointer(&bab->heap, g_ptr_array_unref);
+  g_clear_pointer(&bab->cex, g_free);
+  g_clear_pointer(&bab->ri_node, g_free);
+  g_clear_pointer(&bab->ri_offset, g_free);
+  g_clear_pointer(&bab->open_start, g_free);
+  g_clear_pointer(&bab->rows, g_free);
+  g_clear_pointer(&bab->rhs, g_free);
 }
 
 /* One region: the attack, the root bounds, then branch-and-bound on the
  * atoms of the disjuncts the root did not prove. */
 /* Why branch-and-bound stopped with UNKNOWN. */
-static char *
-unknown_reason (const SbBab *bab)
-{
+static char *unknown_reason(const SbBab *bab) {
   if (bab->over_rank >= 0)
-    return g_strdup_printf ("region %d: branch-and-bound stopped (memory limit reached: rank %d "
-                            "held %.1f MiB of backend memory, over --max-memory %g MiB per rank)",
-                            bab->region, bab->over_rank, bab->over_rank_mib,
-                            bab->params->max_memory_mib);
-  return g_strdup_printf ("region %d: branch-and-bound stopped (%s)", bab->region,
-                          bab->limit_hit ? "domain count or memory limit reached"
-                                         : "a domain with no unstable ReLU left was not proven");
+    return g_strdup_printf(
+        "region %d: branch-and-bound stopped (memory limit reached: rank %d "
+        "held %.1f MiB of backend memory, over --max-memory %g MiB per rank)",
+        bab->region, bab->over_rank, bab->over_rank_mib,
+        bab->params->max_memory_mib);
+  return g_strdup_printf(
+      "region %d: branch-and-bound stopped (%s)", bab->region,
+      bab->limit_hit ? "domain count or memory limit reached"
+                     : "a domain with no unstable ReLU left was not proven");
 }
 
-static SbResult
-verify_region (SbNetwork *net, const SbProperty *prop, int region, const SbVerifyParams *p,
-               gint64 deadline, SbVerifyOutcome *o, GError **error)
-{
-  SbBab bab = { net, prop, p, region, deadline };
-  SbNodeBounds nb = { 0 };
+static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
+                              int region, const SbVerifyParams *p,
+                              gint64 deadline, SbVerifyOutcome *o,
+                              GError **error) {
+  SbBab bab = {net, prop, p, region, deadline};
+  SbNodeBounds nb = {0};
   SbResult result;
   gboolean root_ended = FALSE;
 
   bab.over_rank = -1;
-  if (p->attack && (result = attack_region (net, prop, region, p, deadline, o, error)) != SB_RESULT_UNKNOWN)
+  if (p->attack && (result = attack_region(net, prop, region, p, deadline, o,
+                                           error)) != SB_RESULT_UNKNOWN)
     goto out;
-  if ((result = root_bounds (net, &prop->regions[region], &p->alpha, deadline, &nb, error)) != SB_RESULT_UNKNOWN)
+  if ((result = root_bounds(net, &prop->regions[region], &p->alpha, deadline,
+                            &nb, error)) != SB_RESULT_UNKNOWN)
     goto out;
-  bab_init_layout (&bab);
-  bab_init_atoms (&bab);
-  if (bab.n_open == 0)
-    {
-      result = SB_RESULT_UNSAT; /* the unsafe region is empty */
-      goto out;
-    }
+  bab_init_layout(&bab);
+  bab_init_atoms(&bab);
+  if (bab.n_open == 0) {
+    result = SB_RESULT_UNSAT; /* the unsafe region is empty */
+    goto out;
+  }
   /* Branch-and-bound's memory is measured (and limited) on its own. */
   root_ended = TRUE;
-  if (!sb_verify_memory_end_phase (net, &o->root_memory, error))
-    {
-      result = SB_RESULT_ERROR;
-      goto out;
-    }
-  bab.heap = sb_bab_heap_new ();
-  gint64 t0 = g_get_monotonic_time ();
-  result = bab_region (&bab, &nb, error);
-  o->bab_seconds += (g_get_monotonic_time () - t0) / 1e6;
+  if (!sb_verify_memory_end_phase(net, &o->root_memory, error)) {
+    result = SB_RESULT_ERROR;
+    goto out;
+  }
+  bab.heap = sb_bab_heap_new();
+  gint64 t0 = g_get_monotonic_time();
+  result = bab_region(&bab, &nb, error);
+  o->bab_seconds += (g_get_monotonic_time() - t0) / 1e6;
   o->domains += bab.evaluated;
-  if (result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->bab_memory, error))
+  if (result != SB_RESULT_ERROR &&
+      !sb_verify_memory_end_phase(net, &o->bab_memory, error))
     result = SB_RESULT_ERROR;
-  if (result == SB_RESULT_SAT && bab.cex != NULL)
-    {
-      o->x = g_steal_pointer (&bab.cex);
-      o->region = region;
-    }
+  if (result == SB_RESULT_SAT && bab.cex != NULL) {
+    o->x = g_steal_pointer(&bab.cex);
+    o->region = region;
+  }
   if (result == SB_RESULT_UNKNOWN && o->reason == NULL)
-    o->reason = unknown_reason (&bab);
+    o->reason = unknown_reason(&bab);
 out:
-  if (!root_ended && result != SB_RESULT_ERROR && !sb_verify_memory_end_phase (net, &o->root_memory, error))
+  if (!root_ended && result != SB_RESULT_ERROR &&
+      !sb_verify_memory_end_phase(net, &o->root_memory, error))
     result = SB_RESULT_ERROR;
-  bab_clear (&bab);
-  sb_node_bounds_clear (net, &nb);
+  bab_clear(&bab);
+  sb_node_bounds_clear(net, &nb);
   return result;
 }
-gboolean
-sb_verify (SbNetwork *net, const SbProperty *prop, const SbVerifyParams *p,
-           SbVerifyOutcome *o, GError **error)
-{
-  gint64 t0 = g_get_monotonic_time ();
-  gint64 deadline = p->timeout > 0 ? t0 + (gint64) (p->timeout * 1e6) : 0;
-  memset (o, 0, sizeof *o);
+gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
+                   const SbVerifyParams *p, SbVerifyOutcome *o,
+                   GError **error) {
+  gint64 t0 = g_get_monotonic_time();
+  gint64 deadline = p->timeout > 0 ? t0 + (gint64)(p->timeout * 1e6) : 0;
+  memset(o, 0, sizeof *o);
   o->result = SB_RESULT_UNSAT;
-  if (!sb_net_require_vjp (net, error))
-    {
-      o->result = SB_RESULT_ERROR;
-      return FALSE;
+  if (!sb_net_require_vjp(net, error)) {
+    o->result = SB_RESULT_ERROR;
+    return FALSE;
+  }
+  for (int r = 0; r < prop->n_regions; r++) {
+    SbResult res = verify_region(net, prop, r, p, deadline, o, error);
+    if (res == SB_RESULT_SAT || res == SB_RESULT_ERROR) {
+      o->result = res;
+      break;
     }
-  for (int r = 0; r < prop->n_regions; r++)
-    {
-      SbResult res = verify_region (net, prop, r, p, deadline, o, error);
-      if (res == SB_RESULT_SAT || res == SB_RESULT_ERROR)
-        {
-          o->result = res;
-          break;
-        }
-      if (res != SB_RESULT_UNSAT && o->result == SB_RESULT_UNSAT)
-        o->result = res;
-      if (res == SB_RESULT_TIMEOUT)
-        break;
+    if (res != SB_RESULT_UNSAT && o->result == SB_RESULT_UNSAT)
+      o->result = res;
+    if (res == SB_RESULT_TIMEOUT)
+      break;
+  }
+  if (o->result == SB_RESULT_SAT) {
+    o->y = g_new(double, net->graph->output_size);
+    /* The forward pass that makes "sat" trustworthy. */
+    if (!sb_net_counterexample_check(net, prop, o->region, o->x, o->y)) {
+      o->result = SB_RESULT_UNKNOWN;
+      o->reason = g_strdup("internal: a counterexample failed its final check");
     }
-  if (o->result == SB_RESULT_SAT)
-    {
-      o->y = g_new (double, net->graph->output_size);
-      /* The forward pass that makes "sat" trustworthy. */
-      if (!sb_net_counterexample_check (net, prop, o->region, o->x, o->y))
-        {
-          o->result = SB_RESULT_UNKNOWN;
-          o->reason = g_strdup ("internal: a counterexample failed its final check");
-        }
-    }
-  if (o->result == SB_RESULT_UNSAT && sb_net_deadline_passed (net, deadline > 0 ? deadline + 1000000 : 0))
+  }
+  if (o->result == SB_RESULT_UNSAT &&
+      sb_net_deadline_passed(net, deadline > 0 ? deadline + 1000000 : 0))
     o->result = SB_RESULT_TIMEOUT;
-  o->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  o->seconds = (g_get_monotonic_time() - t0) / 1e6;
   return o->result != SB_RESULT_ERROR;
 }

@@ -18,51 +18,52 @@ typedef enum {
   SB_RESULT_ERROR
 } SbResult;
 
-const char *sb_result_to_string (SbResult result);
+const char *sb_result_to_string(SbResult result);
 
 typedef enum { SB_BRANCH_BABSR, SB_BRANCH_FSB } SbBranching;
 
 typedef struct {
-  double timeout;         /* seconds, <= 0 for none */
-  int batch;              /* domains split per BaB step */
-  int max_domains;        /* queue limit; beyond it: unknown */
-  double max_memory_mib;  /* per rank: the backend memory a rank may hold
-                             in branch-and-bound, and the host memory of
-                             the queued domains; beyond it: unknown (<= 0:
-                             no limit) */
-  double bab_time;        /* seconds of branch-and-bound per region, then
-                             timeout (<= 0: none): a fixed budget for
-                             benchmarks, the root not counted */
-  int bab_domains;        /* domains evaluated in branch-and-bound per
-                             region, then timeout (<= 0: none): a fixed
-                             amount of work for benchmarks, the same on
-                             any machine and at any number of ranks */
+  double timeout;        /* seconds, <= 0 for none */
+  int batch;             /* domains split per BaB step */
+  int max_domains;       /* queue limit; beyond it: unknown */
+  double max_memory_mib; /* per rank: the backend memory a rank may hold
+                            in branch-and-bound, and the host memory of
+                            the queued domains; beyond it: unknown (<= 0:
+                            no limit) */
+  double bab_time;       /* seconds of branch-and-bound per region, then
+                            timeout (<= 0: none): a fixed budget for
+                            benchmarks, the root not counted */
+  int bab_domains;       /* domains evaluated in branch-and-bound per
+                            region, then timeout (<= 0: none): a fixed
+                            amount of work for benchmarks, the same on
+                            any machine and at any number of ranks */
   SbBranching branching;
-  int fsb_candidates;     /* FSB: candidates evaluated per domain */
-  int bab_iterations;     /* alpha/beta steps per BaB batch */
-  SbAlphaParams alpha;    /* alpha-CROWN of the root's intermediate bounds;
-                             its step size and patience also drive BaB's
-                             alpha/beta steps */
+  int fsb_candidates;  /* FSB: candidates evaluated per domain */
+  int bab_iterations;  /* alpha/beta steps per BaB batch */
+  SbAlphaParams alpha; /* alpha-CROWN of the root's intermediate bounds;
+                          its step size and patience also drive BaB's
+                          alpha/beta steps */
   gboolean refine_intermediate; /* recompute intermediate bounds of every
                                    new domain by CROWN (tighter, costlier) */
   gboolean attack;
   SbAttackParams attack_params;
   /* Progress callback (MAY be NULL), called about once per BaB step. */
-  void (*progress) (void *user, int64_t done, int64_t left, double worst, double seconds);
+  void (*progress)(void *user, int64_t done, int64_t left, double worst,
+                   double seconds);
   void *progress_user;
 } SbVerifyParams;
 
-void sb_verify_params_init (SbVerifyParams *params);
+void sb_verify_params_init(SbVerifyParams *params);
 
 typedef struct {
   SbResult result;
-  int region;            /* SAT: the region of the counterexample */
-  float *x;              /* SAT: the input (input_size), g_free */
-  double *y;             /* SAT: the output (output_size), g_free */
-  int64_t domains;       /* BaB domains evaluated */
+  int region;      /* SAT: the region of the counterexample */
+  float *x;        /* SAT: the input (input_size), g_free */
+  double *y;       /* SAT: the output (output_size), g_free */
+  int64_t domains; /* BaB domains evaluated */
   double seconds;
-  double bab_seconds;    /* of which in branch-and-bound */
-  char *reason;          /* UNKNOWN / ERROR: why */
+  double bab_seconds; /* of which in branch-and-bound */
+  char *reason;       /* UNKNOWN / ERROR: why */
   /* Per rank (sb_network_rank_count), g_free: the backend's memory in the
    * root phase (attack, root bounds) and in branch-and-bound, peaks the
    * maximum over regions; bab_memory NULL when no region branched. */
@@ -70,14 +71,14 @@ typedef struct {
   sb_memory_stats_v1 *bab_memory;
 } SbVerifyOutcome;
 
-void sb_verify_outcome_clear (SbVerifyOutcome *outcome);
+void sb_verify_outcome_clear(SbVerifyOutcome *outcome);
 
 /* Verifies every region of the property. Intermediate bounds are always
  * the tighter of CROWN and IBP. FALSE only on an error (SB_ENGINE_ERROR),
  * which is also reported as SB_RESULT_ERROR in outcome. */
-gboolean sb_verify (SbNetwork *net, const SbProperty *prop,
-                    const SbVerifyParams *params, SbVerifyOutcome *outcome,
-                    GError **error);
+gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
+                   const SbVerifyParams *params, SbVerifyOutcome *outcome,
+                   GError **error);
 
 G_END_DECLS
 

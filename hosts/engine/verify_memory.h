@@ -12,13 +12,13 @@ G_BEGIN_DECLS
  * merged into *phase ([rank count], allocated on first use, peaks kept as
  * the maximum over the calls: one phase of each region), and the peaks
  * restart for the next phase. */
-gboolean sb_verify_memory_end_phase (SbNetwork *net, sb_memory_stats_v1 **phase,
-                                     GError **error);
+gboolean sb_verify_memory_end_phase(SbNetwork *net, sb_memory_stats_v1 **phase,
+                                    GError **error);
 
 /* Whether some rank's peak since the last phase change exceeds limit_mib
  * (> 0): *rank and *mib name the first such rank and its peak. */
-gboolean sb_verify_memory_over (SbNetwork *net, double limit_mib, int *rank, double *mib,
-                                gboolean *over, GError **error);
+gboolean sb_verify_memory_over(SbNetwork *net, double limit_mib, int *rank,
+                               double *mib, gboolean *over, GError **error);
 
 G_END_DECLS
 

@@ -7,8 +7,8 @@
 
 G_BEGIN_DECLS
 
-#define SB_VNNLIB_ERROR (sb_vnnlib_error_quark ())
-GQuark sb_vnnlib_error_quark (void);
+#define SB_VNNLIB_ERROR (sb_vnnlib_error_quark())
+GQuark sb_vnnlib_error_quark(void);
 typedef enum {
   SB_VNNLIB_ERROR_IO,
   SB_VNNLIB_ERROR_SYNTAX,      /* message carries "line L, column C" */
@@ -28,9 +28,10 @@ typedef struct {
   double *x_lower; /* [n_inputs] */
   double *x_upper; /* [n_inputs] */
   int n_disjuncts;
-  int *disjunct_start; /* [n_disjuncts + 1]: atoms of disjunct j are
-                          atom_index[disjunct_start[j] .. disjunct_start[j+1]) */
-  int *atom_index;     /* indices into SbProperty.atoms */
+  int *
+      disjunct_start; /* [n_disjuncts + 1]: atoms of disjunct j are
+                         atom_index[disjunct_start[j] .. disjunct_start[j+1]) */
+  int *atom_index;    /* indices into SbProperty.atoms */
 } SbRegion;
 
 typedef struct {
@@ -45,16 +46,16 @@ typedef struct {
 /* Parse a VNNLIB file. The asserted formula is put in disjunctive normal
  * form; input constraints (X bounds) of each DNF term select its region.
  * Returns NULL and sets error on failure. */
-SbProperty *sb_vnnlib_load (const char *path, GError **error);
-SbProperty *sb_vnnlib_parse (const char *text, gsize length, GError **error);
-void sb_property_free (SbProperty *property);
+SbProperty *sb_vnnlib_load(const char *path, GError **error);
+SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error);
+void sb_property_free(SbProperty *property);
 
 /* Property holds for region r iff every disjunct has an atom whose
  * lower bound of c.y exceeds d. spec_lower[k] is the lower bound of atom k. */
-gboolean sb_region_proven (const SbProperty *property, int region,
-                           const double *spec_lower);
+gboolean sb_region_proven(const SbProperty *property, int region,
+                          const double *spec_lower);
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbProperty, sb_property_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SbProperty, sb_property_free)
 
 G_END_DECLS
 
