@@ -140,6 +140,7 @@ sb_cmd_verify (int argc, char **argv)
     { "attack-restarts", "attack_restarts", NULL },
     { "attack-steps", "attack_steps", NULL },
     { "no-refine", "refine_intermediate", "false" },
+    { "warm-betas", "warm_betas", "true" },
     { "no-attack", "attack", "false" },
     { NULL }
   };
@@ -156,6 +157,7 @@ sb_cmd_verify (int argc, char **argv)
     { "attack-restarts", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: points attacked at once (default 32)", "N" },
     { "attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "PGD: steps per restart round (default 40)", "N" },
     { "no-refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Keep the parent's intermediate bounds in new domains instead of recomputing them by CROWN", NULL },
+    { "warm-betas", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Start a new domain's betas from its parent's optimised ones (its new split's at 0) instead of all from 0; off by default: it did not need fewer domains on mnist_fc (docs/verification.md)", NULL },
     { "no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL },
     { NULL }
   };
