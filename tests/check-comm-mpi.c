@@ -3,7 +3,11 @@
  * (every process runs this same program, one rank each): collectives with
  * uneven counts, sums in rank order with the same bits on every process,
  * host-memory collectives, and a failure on one rank that ends the work of
- * every process with the same status and message. */
+ * every process with the same status and message. Then the communicator of
+ * GPU ranks as processes (comm_nccl_mpi.c: bootstrap over MPI, a vote
+ * before every data collective, made anew after a failure), driven on the
+ * CPU by a stand-in device module whose "device communicator" is another
+ * MPI one. */
 #include <check.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -11,6 +15,8 @@
 #include <string.h>
 
 #include "backends/common/comm.h"
+#include "backends/common/comm_nccl_mpi.h"
+#include "backends/common/device_module.h"
 #include "backends/common/device_cpu.h"
 #include "backends/common/ranks.h"
 
@@ -233,6 +239,218 @@ START_TEST(test_mpi_bad_argument_on_last_rank_names_it_everywhere) {
 }
 END_TEST
 
+/* ---- comm_nccl_mpi over a stand-in device module ---------------------- */
+
+static struct {
+  int joins;         /* comm_new calls on this process */
+  int fail_join;     /* the rank whose comm_new fails, or -1 */
+  int first_rank, n_local, size;
+  unsigned char id[SB_COMM_ID_BYTES]; /* the id this process joined with */
+} stand_in;
+
+static int stand_in_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
+                              size_t error_size) {
+  (void)error, (void)error_size;
+  /* Different for every id made, so a stale or unsent one shows. */
+  static int made;
+  made++;
+  for (int i = 0; i < SB_COMM_ID_BYTES; i++)
+    id[i] = (unsigned char)(made * 31 + i * 7 + 1);
+  return SB_OK;
+}
+
+static int stand_in_comm_new(const unsigned char *id, int size,
+                             int first_rank, int n_local,
+                             SbDevice *const *devs, SbComm **out,
+                             char *error, size_t error_size) {
+  (void)devs;
+  stand_in.joins++;
+  stand_in.first_rank = first_rank;
+  stand_in.n_local = n_local;
+  stand_in.size = size;
+  memcpy(stand_in.id, id, SB_COMM_ID_BYTES);
+  /* Making it is collective (as ncclCommInitRank is): the failing rank
+   * takes part, then reports its failure, as NCCL's initialisation does. */
+  int st = sb_comm_mpi_new(out, error, error_size);
+  if (st == SB_OK && first_rank == stand_in.fail_join) {
+    (*out)->ops->destroy(*out);
+    *out = NULL;
+    snprintf(error, error_size, "stand-in join refused on rank %d",
+             first_rank);
+    return SB_ERR_COMMUNICATION;
+  }
+  return st;
+}
+
+static SbDeviceModule stand_in_module = {
+    .struct_size = sizeof(SbDeviceModule),
+    .name = "stand-in",
+    .ops = &sb_device_cpu_ops,
+    .comm_name = "stand-in",
+    .comm_unique_id = stand_in_unique_id,
+    .comm_new = stand_in_comm_new,
+};
+
+static int nccl_mpi_pool_new(int fail_rank, long fail_at, SbRanks **p,
+                             char *err, size_t err_size) {
+  SbRanksConfig cfg = {.size = 0,
+                       .ops = &sb_device_cpu_ops,
+                       .fail_rank = fail_rank,
+                       .fail_at = fail_at,
+                       .processes = 1,
+                       .process_comm_new = sb_comm_nccl_mpi_new,
+                       .comm_arg = &stand_in_module};
+  return sb_ranks_new(&cfg, p, err, err_size);
+}
+
+static void stand_in_reset(int fail_join) {
+  memset(&stand_in, 0, sizeof stand_in);
+  stand_in.fail_join = fail_join;
+  stand_in_module.comm_unique_id = stand_in_unique_id;
+  stand_in_module.comm_new = stand_in_comm_new;
+  stand_in_module.comm_missing = NULL;
+}
+
+/* The same text on every process: compared with process 0's. */
+static void assert_same_everywhere(const char *err, size_t size) {
+  char root[512] = {0};
+  ck_assert_uint_le(size, sizeof root);
+  memcpy(root, err, size);
+  MPI_Bcast(root, (int)size, MPI_CHAR, 0, MPI_COMM_WORLD);
+  ck_assert_str_eq(root, err);
+}
+
+START_TEST(test_nccl_mpi_every_process_joins_with_rank_0s_id) {
+  stand_in_reset(-1);
+  SbRanks *p = NULL;
+  char err[512];
+  ck_assert_int_eq(nccl_mpi_pool_new(-1, -1, &p, err, sizeof err), SB_OK);
+  int P = sb_ranks_size(p), me = sb_ranks_local_rank(p);
+  /* One rank per process: first_rank is the MPI rank. */
+  ck_assert_int_eq(stand_in.joins, 1);
+  ck_assert_int_eq(stand_in.first_rank, me);
+  ck_assert_int_eq(stand_in.n_local, 1);
+  ck_assert_int_eq(stand_in.size, P);
+  unsigned char root[SB_COMM_ID_BYTES];
+  memcpy(root, stand_in.id, sizeof root);
+  MPI_Bcast(root, (int)sizeof root, MPI_BYTE, 0, MPI_COMM_WORLD);
+  ck_assert(memcmp(root, stand_in.id, sizeof root) == 0);
+  ck_assert(stand_in.id[0] != 0);
+  /* Data collectives go through it, host ones through MPI. */
+  Job j = {0};
+  j.total = 11;
+  ck_assert_int_eq(sb_ranks_run(p, all_reduce_fn, &j, err, sizeof err),
+                   SB_OK);
+  for (int64_t i = 0; i < j.total; i++) {
+    float want = sum_in_rank_order(P, i);
+    ck_assert(memcmp(&j.out[i], &want, sizeof want) == 0);
+  }
+  HostJob h;
+  memset(&h, 0, sizeof h);
+  for (int q = 0; q < P; q++)
+    h.bytes[q] = q + 1;
+  h.decision[0] = me == 0 ? 2.5 : -1.0;
+  ck_assert_int_eq(sb_ranks_run(p, host_fn, &h, err, sizeof err), SB_OK);
+  ck_assert(h.decision[0] == 2.5);
+  /* A successful run keeps the communicator. */
+  ck_assert_int_eq(stand_in.joins, 1);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+START_TEST(test_nccl_mpi_join_failing_on_one_process_fails_all_naming_it) {
+  int P = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  stand_in_reset(P - 1);
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  int st = nccl_mpi_pool_new(-1, -1, &p, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_COMMUNICATION);
+  ck_assert_ptr_null(p);
+  char want[64];
+  snprintf(want, sizeof want, "rank %d: stand-in join refused on rank %d",
+           P - 1, P - 1);
+  ck_assert_msg(strcmp(err, want) == 0, "%s", err);
+  assert_same_everywhere(err, sizeof err);
+}
+END_TEST
+
+START_TEST(test_nccl_mpi_module_without_communicator_is_refused_alike) {
+  stand_in_reset(-1);
+  stand_in_module.comm_new = NULL;
+  stand_in_module.comm_missing = "this build has no stand-in";
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  int st = nccl_mpi_pool_new(-1, -1, &p, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_UNSUPPORTED);
+  ck_assert_msg(strstr(err, "rank 0: ") == err &&
+                    strstr(err, "this build has no stand-in") != NULL,
+                "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  stand_in_reset(-1);
+}
+END_TEST
+
+/* A bad argument on the last rank is agreed on before the data
+ * communicator is entered; the next run works on a communicator made anew
+ * (a failure may have aborted it). */
+START_TEST(test_nccl_mpi_bad_argument_names_the_rank_and_rejoins) {
+  stand_in_reset(-1);
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  ck_assert_int_eq(nccl_mpi_pool_new(-1, -1, &p, err, sizeof err), SB_OK);
+  BadJob b = {sb_ranks_size(p) - 1};
+  int st = sb_ranks_run(p, bad_count_fn, &b, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_INVALID_ARGUMENT);
+  char want[32];
+  snprintf(want, sizeof want, "rank %d: ", b.bad_rank);
+  ck_assert_msg(strncmp(err, want, strlen(want)) == 0 &&
+                    strstr(err, "negative count") != NULL,
+                "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  ck_assert_int_eq(stand_in.joins, 2);
+  unsigned char root[SB_COMM_ID_BYTES];
+  memcpy(root, stand_in.id, sizeof root);
+  MPI_Bcast(root, (int)sizeof root, MPI_BYTE, 0, MPI_COMM_WORLD);
+  ck_assert(memcmp(root, stand_in.id, sizeof root) == 0);
+  ck_assert_int_eq(sb_ranks_run(p, collective_fn, NULL, err, sizeof err),
+                   SB_OK);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
+/* Rank 1 fails outside any collective while the others are in one: every
+ * process fails with its message; when the communicator cannot be made
+ * again, every later collective says so on every process. */
+START_TEST(test_nccl_mpi_failure_then_lost_communicator_fails_alike) {
+  stand_in_reset(-1);
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  ck_assert_int_eq(nccl_mpi_pool_new(1, 0, &p, err, sizeof err), SB_OK);
+  stand_in.fail_join = 0; /* the remaking after the failure fails */
+  int st = sb_ranks_run(p, collective_fn, NULL, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_OUT_OF_MEMORY);
+  ck_assert_msg(strncmp(err, "rank 1: injected fault", 22) == 0, "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  ck_assert_int_eq(stand_in.joins, 2);
+  st = sb_ranks_run(p, collective_fn, NULL, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_COMMUNICATION);
+  ck_assert_msg(strncmp(err, "rank 0: ", 8) == 0 &&
+                    strstr(err, "could not be made again") != NULL &&
+                    strstr(err, "stand-in join refused on rank 0") != NULL,
+                "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  /* Host collectives still work: MPI is intact. */
+  HostJob h;
+  memset(&h, 0, sizeof h);
+  int P = sb_ranks_size(p);
+  for (int q = 0; q < P; q++)
+    h.bytes[q] = 1;
+  ck_assert_int_eq(sb_ranks_run(p, host_fn, &h, err, sizeof err), SB_OK);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("comm-mpi");
   TCase *tc = tcase_create("mpi");
@@ -244,6 +462,16 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_mpi_failure_on_one_rank_fails_every_process_alike);
   tcase_add_test(tc, test_mpi_bad_argument_on_last_rank_names_it_everywhere);
   suite_add_tcase(s, tc);
+  TCase *nm = tcase_create("nccl_mpi");
+  tcase_set_timeout(nm, 60);
+  tcase_add_test(nm, test_nccl_mpi_every_process_joins_with_rank_0s_id);
+  tcase_add_test(nm,
+                 test_nccl_mpi_join_failing_on_one_process_fails_all_naming_it);
+  tcase_add_test(nm,
+                 test_nccl_mpi_module_without_communicator_is_refused_alike);
+  tcase_add_test(nm, test_nccl_mpi_bad_argument_names_the_rank_and_rejoins);
+  tcase_add_test(nm, test_nccl_mpi_failure_then_lost_communicator_fails_alike);
+  suite_add_tcase(s, nm);
   return s;
 }
 

@@ -103,6 +103,41 @@ st=$?
 if [ $st -eq 2 ] && grep -q "ranks=3 but the MPI job has 2 processes" "$tmp/out"; then ok ranks_must_match_the_job
 else ko ranks_must_match_the_job; fi
 
+# GPU ranks as processes (-o device=cuda: NCCL between the processes' GPUs,
+# its id broadcast over MPI). Where the job cannot have one GPU per process
+# (no GPU, or only one; no CUDA or NCCL in the build), every process
+# refuses alike: the same message naming a rank and the reason, the same
+# non-zero status, and no hang. With two GPUs or more, FSDP's bounds are
+# the cuda backend's, bit for bit.
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+each_process () { # COMMAND...: each process's stdout, stderr and status in $tmp/pRANK.{out,err,st}
+  rm -f "$tmp"/p[0-9]*.out "$tmp"/p[0-9]*.err "$tmp"/p[0-9]*.st
+  mpi 2 sh -c 'p=$1/p$OMPI_COMM_WORLD_RANK; shift; "$@" > "$p.out" 2> "$p.err"
+               echo $? > "$p.st"' sh "$tmp" "$@"
+}
+for be in fsdp tp; do
+  name=comm_mpi_device_cuda_${be}
+  if [ "${gpus:-0}" -ge 2 ]; then
+    if "$cli" bounds "$net2" "$prop2" --json --backend cuda > "$tmp/cuda.json" 2> "$tmp/out" &&
+       each_process "$cli" bounds "$net2" "$prop2" --json --backend $be -o comm=mpi -o device=cuda &&
+       [ "$(cat "$tmp/p0.st")" = 0 ] && [ "$(cat "$tmp/p1.st")" = 0 ] &&
+       python3 "$tmp/compare.py" "$tmp/cuda.json" "$tmp/p0.out" "$([ $be = tp ] && echo 1e-5 || echo 0)" > "$tmp/out" 2>&1
+    then ok "${name}_np2_equals_cuda"; else ko "${name}_np2_equals_cuda"; fi
+    continue
+  fi
+  each_process "$cli" bounds "$net2" "$prop2" --backend $be -o comm=mpi -o device=cuda
+  job=$?
+  cat "$tmp"/p[01].err > "$tmp/out" 2>/dev/null
+  st0=$(cat "$tmp/p0.st" 2>/dev/null) st1=$(cat "$tmp/p1.st" 2>/dev/null)
+  reason="rank [0-9]+: "
+  [ "${gpus:-0}" -eq 0 ] && reason="rank 0: option device='cuda' is not available"
+  if [ $job -ne 124 ] && [ -n "$st0" ] && [ "$st0" != 0 ] && [ "$st0" = "$st1" ] &&
+     cmp -s "$tmp/p0.err" "$tmp/p1.err" &&
+     grep -Eq "^shardbound bounds: $be: .*$be: $reason" "$tmp/p0.err"; then
+    ok "${name}_without_a_gpu_each_refuses_alike"
+  else echo "    status: $st0 / $st1 (mpirun: $job)"; ko "${name}_without_a_gpu_each_refuses_alike"; fi
+done
+
 # Out of memory on one rank (injected in the middle of the pass): every
 # process fails with the same message naming the rank, status 1, and only
 # process 0 says so.

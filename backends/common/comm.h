@@ -111,6 +111,25 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
  * has no MPI. */
 int sb_comm_mpi_new(SbComm **out, char *error, size_t error_size);
 
+/* The argument rules of the conventions above (comm_checks.c), shared by
+ * every communicator: SB_OK, or SB_ERR_INVALID_ARGUMENT with the reason in
+ * x->error naming the collective (`what`) and the rank. */
+/* counts[size] are all >= 0; *total is their sum. */
+int sb_comm_check_counts(int size, SbExec *x, const char *what,
+                         const int64_t *counts, int64_t *total);
+/* The counts, and the buffers of a collective over blocks: `whole` holds
+ * sum(counts) elements, `block` this rank's counts[rank] (recv and send of
+ * all_gather, send and recv of reduce_scatter). */
+int sb_comm_check_blocks(int size, int rank, SbExec *x, const char *what,
+                         const int64_t *counts, const void *whole,
+                         const void *block, int64_t *total);
+int sb_comm_check_all_reduce(int rank, SbExec *x, const char *what,
+                             const void *send, const void *recv,
+                             int64_t count);
+/* root names a rank; buf holds count >= 0 elements (or bytes). */
+int sb_comm_check_broadcast(int size, int rank, SbExec *x, const char *what,
+                            const void *buf, int64_t count, int root);
+
 /* Element counts of an even split of `total` items over `parts`: the first
  * total % parts parts get one more. */
 static inline void sb_split_range(int64_t total, int parts, int index,

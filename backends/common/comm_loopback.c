@@ -77,21 +77,6 @@ static int keep(int first, int second) {
   return first != SB_OK ? first : second;
 }
 
-static int check_counts(Loopback *s, SbExec *x, const char *what,
-                        const int64_t *counts, int64_t *total) {
-  *total = 0;
-  if (counts == NULL)
-    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL counts", what);
-  for (int q = 0; q < s->base.size; q++) {
-    if (counts[q] < 0)
-      return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                          "%s: negative count %lld for rank %d", what,
-                          (long long)counts[q], q);
-    *total += counts[q];
-  }
-  return SB_OK;
-}
-
 /* After the first barrier: every rank must have passed the same counts. */
 static int same_counts(Loopback *s, int rank, SbExec *x, const char *what) {
   for (int q = 0; q < s->base.size; q++)
@@ -156,11 +141,8 @@ static int lb_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_gather";
   Loopback *s = lb(c);
   int64_t total;
-  int st = check_counts(s, x, what, counts, &total);
-  if (st == SB_OK && ((total > 0 && recv == NULL) ||
-                      (counts[rank] > 0 && send == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
-                      what, rank);
+  int st = sb_comm_check_blocks(c->size, rank, x, what, counts, recv, send,
+                                &total);
   s->send[rank] = send;
   s->counts[rank] = counts;
   s->devs[rank] = x->dev;
@@ -184,11 +166,8 @@ static int lb_reduce_scatter(SbComm *c, int rank, SbExec *x,
   static const char what[] = "reduce_scatter";
   Loopback *s = lb(c);
   int64_t total;
-  int st = check_counts(s, x, what, counts, &total);
-  if (st == SB_OK && ((total > 0 && send == NULL) ||
-                      (counts[rank] > 0 && recv == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
-                      what, rank);
+  int st = sb_comm_check_blocks(c->size, rank, x, what, counts, send, recv,
+                                &total);
   s->send[rank] = send;
   s->counts[rank] = counts;
   s->devs[rank] = x->dev;
@@ -211,14 +190,7 @@ static int lb_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_reduce";
   Loopback *s = lb(c);
   SbBuffer tmp = {0};
-  int st = SB_OK;
-  if (count < 0)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: negative count %lld on rank %d", what,
-                      (long long)count, rank);
-  else if (count > 0 && (send == NULL || recv == NULL))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
-                      what, rank);
+  int st = sb_comm_check_all_reduce(rank, x, what, send, recv, count);
   /* The sum cannot go straight into recv: recv may be this rank's send,
    * which the other ranks are still reading. */
   if (st == SB_OK)
@@ -245,15 +217,7 @@ static int lb_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
                         int64_t count, int root) {
   static const char what[] = "broadcast";
   Loopback *s = lb(c);
-  int st = SB_OK;
-  if (root < 0 || root >= c->size)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: root %d is not a rank (0..%d)", what, root,
-                      c->size - 1);
-  else if (count < 0 || (count > 0 && buf == NULL))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: bad buffer or count %lld on rank %d", what,
-                      (long long)count, rank);
+  int st = sb_comm_check_broadcast(c->size, rank, x, what, buf, count, root);
   s->send[rank] = buf;
   s->devs[rank] = x->dev;
   st = drain(x, st);
@@ -270,14 +234,8 @@ static int lb_broadcast_host(SbComm *c, int rank, SbExec *x, void *buf,
                              size_t bytes, int root) {
   static const char what[] = "broadcast_host";
   Loopback *s = lb(c);
-  int st = SB_OK;
-  if (root < 0 || root >= c->size)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: root %d is not a rank (0..%d)", what, root,
-                      c->size - 1);
-  else if (bytes > 0 && buf == NULL)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+  int st = sb_comm_check_broadcast(c->size, rank, x, what, buf,
+                                   (int64_t)bytes, root);
   s->host[rank] = buf;
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
     return st;
@@ -291,10 +249,8 @@ static int lb_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   static const char what[] = "all_gather_host";
   Loopback *s = lb(c);
   int64_t total;
-  int st = check_counts(s, x, what, byte_counts, &total);
-  if (st == SB_OK && total > 0 && buf == NULL)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+  int st = sb_comm_check_blocks(c->size, rank, x, what, byte_counts, buf, buf,
+                                &total);
   s->host[rank] = buf;
   s->counts[rank] = byte_counts;
   if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)

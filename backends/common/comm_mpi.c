@@ -119,19 +119,15 @@ static int too_large(SbExec *x, const char *what, int64_t n) {
                       (long long)n);
 }
 
-static int check_counts(Mpi *s, SbExec *x, const char *what,
-                        const int64_t *counts, int64_t *total) {
-  *total = 0;
-  if (counts == NULL)
-    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL counts", what);
-  for (int q = 0; q < s->base.size; q++) {
-    if (counts[q] < 0)
-      return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                          "%s: negative count %lld for rank %d", what,
-                          (long long)counts[q], q);
-    *total += counts[q];
-  }
-  return fits_int(*total) ? SB_OK : too_large(x, what, *total);
+/* The shared rules, then MPI's int counts. */
+static int check_counts(Mpi *s, SbExec *x, const char *what, int rank,
+                        const int64_t *counts, const void *whole,
+                        const void *block, int64_t *total) {
+  int st = sb_comm_check_blocks(s->base.size, rank, x, what, counts, whole,
+                                block, total);
+  if (st == SB_OK && !fits_int(*total))
+    st = too_large(x, what, *total);
+  return st;
 }
 
 /* counts and displacements as MPI ints (the caller checked the total). */
@@ -149,11 +145,9 @@ static int mpi_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_gather";
   Mpi *s = mp(c);
   int64_t total = 0;
-  int st = s->failed ? SB_OK : check_counts(s, x, what, counts, &total);
-  if (st == SB_OK && !s->failed &&
-      ((total > 0 && recv == NULL) || (counts[rank] > 0 && send == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL buffer on rank %d",
-                      what, rank);
+  int st = s->failed ? SB_OK
+                     : check_counts(s, x, what, rank, counts, recv, send,
+                                    &total);
   if ((st = vote(s, x, what, st)) != SB_OK)
     return st;
   int n[SB_RANKS_MAX], at[SB_RANKS_MAX];
@@ -172,13 +166,12 @@ static int mpi_reduce_scatter(SbComm *c, int rank, SbExec *x,
   Mpi *s = mp(c);
   int64_t total = 0, mine = 0;
   SbBuffer blocks = {0};
-  int st = s->failed ? SB_OK : check_counts(s, x, what, counts, &total);
+  int st = s->failed ? SB_OK
+                     : check_counts(s, x, what, rank, counts, send, recv,
+                                    &total);
   if (st == SB_OK && !s->failed) {
     mine = counts[rank];
-    if ((total > 0 && send == NULL) || (mine > 0 && recv == NULL))
-      st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "%s: NULL buffer on rank %d", what, rank);
-    else if (!fits_int(mine * c->size))
+    if (!fits_int(mine * c->size))
       st = too_large(x, what, mine * c->size);
     else
       st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, mine * c->size, &blocks);
@@ -226,13 +219,7 @@ static int mpi_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   SbBuffer part = {0};
   int st = SB_OK;
   if (!s->failed) {
-    if (count < 0)
-      st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "%s: negative count %lld on rank %d", what,
-                        (long long)count, rank);
-    else if (count > 0 && (send == NULL || recv == NULL))
-      st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "%s: NULL buffer on rank %d", what, rank);
+    st = sb_comm_check_all_reduce(rank, x, what, send, recv, count);
     if (st == SB_OK) {
       for (int q = 0; q < c->size; q++)
         sb_split_range(count, c->size, q, &start, &counts[q]);
@@ -250,18 +237,13 @@ static int mpi_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   return st;
 }
 
+/* count is in the caller's units (elements of elem_bytes). */
 static int mpi_broadcast_bytes(Mpi *s, SbExec *x, const char *what, void *buf,
-                               int64_t bytes, int root, int st) {
-  if (st == SB_OK && !s->failed) {
-    if (root < 0 || root >= s->base.size)
-      st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "%s: root %d is not a rank (0..%d)", what, root,
-                        s->base.size - 1);
-    else if (bytes < 0 || (bytes > 0 && buf == NULL))
-      st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "%s: bad buffer or size %lld on rank %d", what,
-                        (long long)bytes, s->me);
-  }
+                               int64_t count, size_t elem_bytes, int root) {
+  int st = s->failed ? SB_OK
+                     : sb_comm_check_broadcast(s->base.size, s->me, x, what,
+                                               buf, count, root);
+  int64_t bytes = count * (int64_t)elem_bytes;
   if ((st = vote(s, x, what, st)) != SB_OK)
     return st;
   /* MPI_BYTE counts are ints: large buffers go in pieces. */
@@ -277,18 +259,14 @@ static int mpi_broadcast_bytes(Mpi *s, SbExec *x, const char *what, void *buf,
 
 static int mpi_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
                          int64_t count, int root) {
-  int st = count < 0 ? sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                                    "broadcast: negative count %lld",
-                                    (long long)count)
-                     : SB_OK;
-  return mpi_broadcast_bytes(mp(c), x, "broadcast", buf,
-                             count * (int64_t)sizeof(float), root, st);
+  return mpi_broadcast_bytes(mp(c), x, "broadcast", buf, count, sizeof(float),
+                             root);
 }
 
 static int mpi_broadcast_host(SbComm *c, int rank, SbExec *x, void *buf,
                               size_t bytes, int root) {
   return mpi_broadcast_bytes(mp(c), x, "broadcast_host", buf, (int64_t)bytes,
-                             root, SB_OK);
+                             1, root);
 }
 
 static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
@@ -296,10 +274,9 @@ static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   static const char what[] = "all_gather_host";
   Mpi *s = mp(c);
   int64_t total = 0;
-  int st = s->failed ? SB_OK : check_counts(s, x, what, byte_counts, &total);
-  if (st == SB_OK && !s->failed && total > 0 && buf == NULL)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+  int st = s->failed ? SB_OK
+                     : check_counts(s, x, what, rank, byte_counts, buf, buf,
+                                    &total);
   if ((st = vote(s, x, what, st)) != SB_OK)
     return st;
   int n[SB_RANKS_MAX], at[SB_RANKS_MAX];

@@ -195,21 +195,6 @@ static int refused(Nccl *s, int rank, int st) {
   return st;
 }
 
-static int check_counts(Nccl *s, SbExec *x, const char *what,
-                        const int64_t *counts, int64_t *total) {
-  *total = 0;
-  if (counts == NULL)
-    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT, "%s: NULL counts", what);
-  for (int q = 0; q < s->base.size; q++) {
-    if (counts[q] < 0)
-      return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                          "%s: negative count %lld for rank %d", what,
-                          (long long)counts[q], q);
-    *total += counts[q];
-  }
-  return SB_OK;
-}
-
 static int device_fails(SbExec *x, int st, const char *what) {
   return sb_exec_device_fail(x, st, what);
 }
@@ -244,11 +229,8 @@ static int nccl_all_gather(SbComm *c, int rank, SbExec *x, const float *send,
   int64_t total;
   int st = enter(s, rank, x, what);
   if (st == SB_OK)
-    st = check_counts(s, x, what, counts, &total);
-  if (st == SB_OK && ((total > 0 && recv == NULL) ||
-                      (counts[rank] > 0 && send == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+    st = sb_comm_check_blocks(c->size, rank, x, what, counts, recv, send,
+                              &total);
   if (st != SB_OK || total == 0)
     return refused(s, rank, st);
   ncclResult_t r = ncclGroupStart();
@@ -336,11 +318,8 @@ static int nccl_reduce_scatter(SbComm *c, int rank, SbExec *x,
   int64_t total;
   int st = enter(s, rank, x, what);
   if (st == SB_OK)
-    st = check_counts(s, x, what, counts, &total);
-  if (st == SB_OK && ((total > 0 && send == NULL) ||
-                      (counts[rank] > 0 && recv == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+    st = sb_comm_check_blocks(c->size, rank, x, what, counts, send, recv,
+                              &total);
   if (st != SB_OK || total == 0)
     return refused(s, rank, st);
   return reduce_scatter_checked(s, rank, x, what, send, counts, recv);
@@ -353,13 +332,8 @@ static int nccl_all_reduce(SbComm *c, int rank, SbExec *x, const float *send,
   static const char what[] = "all_reduce";
   Nccl *s = nc(c);
   int st = enter(s, rank, x, what);
-  if (st == SB_OK && count < 0)
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: negative count %lld on rank %d", what,
-                      (long long)count, rank);
-  else if (st == SB_OK && count > 0 && (send == NULL || recv == NULL))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: NULL buffer on rank %d", what, rank);
+  if (st == SB_OK)
+    st = sb_comm_check_all_reduce(rank, x, what, send, recv, count);
   if (st != SB_OK || count == 0)
     return refused(s, rank, st);
   int64_t counts[SB_RANKS_MAX], start, mine;
@@ -389,14 +363,8 @@ static int nccl_broadcast(SbComm *c, int rank, SbExec *x, float *buf,
   static const char what[] = "broadcast";
   Nccl *s = nc(c);
   int st = enter(s, rank, x, what);
-  if (st == SB_OK && (root < 0 || root >= c->size))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: root %d is not a rank (0..%d)", what, root,
-                      c->size - 1);
-  else if (st == SB_OK && (count < 0 || (count > 0 && buf == NULL)))
-    st = sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                      "%s: bad buffer or count %lld on rank %d", what,
-                      (long long)count, rank);
+  if (st == SB_OK)
+    st = sb_comm_check_broadcast(c->size, rank, x, what, buf, count, root);
   if (st != SB_OK || count == 0)
     return refused(s, rank, st);
   int i = rank - s->first;

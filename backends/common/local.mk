@@ -32,15 +32,20 @@ backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)
 noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
+	backends/common/comm_checks.c \
 	backends/common/comm_loopback.c \
 	backends/common/comm_mpi.c \
+	backends/common/comm_nccl_mpi.h \
+	backends/common/comm_nccl_mpi.c \
 	backends/common/comm_nccl.h \
 	backends/common/device_module.h \
 	backends/common/device_module.c \
 	backends/common/ranks.h \
 	backends/common/ranks.c \
 	backends/common/rank_backend.h \
-	backends/common/rank_backend.c
+	backends/common/rank_backend.c \
+	backends/common/rank_checks.h \
+	backends/common/rank_checks.c
 backends_common_libsbranks_la_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS)
 backends_common_libsbranks_la_LIBADD = $(MPI_LIBS)
 

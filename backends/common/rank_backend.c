@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The context, options, memory statistics and tensor argument checks that
- * every multi-rank backend exposes the same way. */
+/* The context, options, memory statistics, and the tensor and layer entry
+ * points' plumbing that every multi-rank backend exposes the same way. */
 #include "config.h"
 
 #include "backends/common/rank_backend.h"
@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/common/comm_nccl_mpi.h"
 #include "backends/common/device_cpu.h"
 #include "backends/common/device_module.h"
+#include "backends/common/rank_checks.h"
 #include "backends/common/single_backend.h"
 
 int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
@@ -181,7 +183,8 @@ static int nccl_comm_new(void *module, int size, SbDevice *const *devs,
 #endif
 
 /* device=cuda: the CUDA module, each rank's GPU (devices[r mod n], else
- * r mod the GPU count) and, with comm=nccl, its communicator. Touches CUDA
+ * r mod the GPU count) and, with comm=nccl, its communicator (with
+ * comm=mpi, NCCL between the processes). Touches CUDA
  * only here, so a cpu context never initialises it. */
 static int configure_cuda(const char *be, const RankOptions *o,
                           SbRanksConfig *cfg, int *ordinals, char *error,
@@ -225,6 +228,20 @@ static int configure_cuda(const char *be, const RankOptions *o,
                                : (int)(r % count);
   cfg->ops = m->ops;
   cfg->ordinals = ordinals;
+  /* comm=mpi: MPI cannot read GPU memory, so the data goes over NCCL,
+   * bootstrapped by MPI. */
+  if (o->processes) {
+    if (m->comm_new == NULL) {
+      snprintf(error, error_size,
+               "%s: options comm='mpi' and device='cuda' need NCCL between "
+               "the processes' GPUs, which is not available: %s",
+               be, m->comm_missing ? m->comm_missing : "no NCCL in this build");
+      return SB_ERR_UNSUPPORTED;
+    }
+    cfg->process_comm_new = sb_comm_nccl_mpi_new;
+    cfg->comm_arg = (void *)m;
+    return SB_OK;
+  }
   if (!o->nccl)
     return SB_OK;
   if (m->comm_new == NULL) {
@@ -249,9 +266,9 @@ static int configure_cuda(const char *be, const RankOptions *o,
 #endif
 }
 
-int sb_rank_context_create(const char *be, const sb_option *options,
-                           size_t n_options, sb_context **out, char *error,
-                           size_t error_size) {
+int sb_rank_context_create(const char *be, const char *split_rule,
+                           const sb_option *options, size_t n_options,
+                           sb_context **out, char *error, size_t error_size) {
   char scratch[8];
   if (error == NULL || error_size == 0) {
     error = scratch;
@@ -272,8 +289,18 @@ int sb_rank_context_create(const char *be, const sb_option *options,
   int ordinals[SB_RANKS_MAX];
   if (o.cuda &&
       (st = configure_cuda(be, &o, &cfg, ordinals, error, error_size)) !=
-          SB_OK)
-    return st;
+          SB_OK) {
+    if (!o.processes)
+      return st;
+    /* Under mpirun another process may see a GPU and wait for this one:
+     * the refusal is agreed on once MPI is up (reported as "be: rank R:
+     * reason", so without this message's own "be: "). */
+    size_t skip = strlen(be);
+    cfg.refusal = strncmp(error, be, skip) == 0 && error[skip] == ':'
+                      ? error + skip + 2
+                      : error;
+    cfg.refusal_status = st;
+  }
   sb_context *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) {
     snprintf(error, error_size, "%s: out of host memory creating a context",
@@ -288,6 +315,7 @@ int sb_rank_context_create(const char *be, const sb_option *options,
     return st;
   }
   ctx->size = sb_ranks_size(ctx->ranks);
+  ctx->split_rule = split_rule;
   if (cfg.fail_rank >= ctx->size) {
     snprintf(error, error_size, "%s: fail_rank=%d names no rank (ranks=%d)",
              be, cfg.fail_rank, ctx->size);
@@ -414,8 +442,17 @@ int32_t sb_rank_lost_rank(const sb_context *ctx) {
   return comm->ops->lost_rank ? comm->ops->lost_rank(comm) : -1;
 }
 
-int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
-                               const int64_t *shape, int64_t *numel) {
+/* The checks of tensor_create's arguments; *numel gets the element count. */
+static int tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
+                              const int64_t *shape, sb_tensor **out,
+                              int64_t *numel) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  if (out == NULL)
+    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                        "tensor_create: NULL output pointer");
+  *out = NULL;
   if (category < 0 || category >= SB_MEM_CATEGORY_COUNT)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "tensor_create: invalid memory category %d (valid "
@@ -441,6 +478,81 @@ int sb_rank_tensor_check_shape(sb_context *ctx, int32_t category, int32_t ndim,
   return SB_OK;
 }
 
+int sb_rank_tensor_new(sb_context *ctx, int32_t category, int32_t ndim,
+                       const int64_t *shape, sb_tensor **out, size_t size,
+                       sb_tensor **t) {
+  int64_t numel = 0;
+  int st = tensor_check_shape(ctx, category, ndim, shape, out, &numel);
+  void *obj, *bufs;
+  if (st == SB_OK)
+    st = sb_rank_calloc_parts(ctx, "tensor_create", size, sizeof(SbBuffer),
+                              &obj, &bufs);
+  if (st != SB_OK)
+    return st;
+  /* The head is the struct's first member (SbRankTensorHead). */
+  SbRankTensorHead *h = obj;
+  h->ndim = ndim;
+  memcpy(h->shape, shape, (size_t)ndim * sizeof *shape);
+  h->numel = numel;
+  h->buf = bufs;
+  *t = obj;
+  return SB_OK;
+}
+
+void sb_rank_tensor_free(sb_context *ctx, sb_tensor *t) {
+  if (ctx == NULL || t == NULL)
+    return;
+  SbBuffer *bufs = sb_rank_tensor_head(t)->buf;
+  sb_rank_run(ctx, sb_rank_free_buffer, bufs);
+  free(bufs);
+  free(t);
+}
+
+int sb_rank_calloc_parts(sb_context *ctx, const char *fn, size_t size,
+                         size_t part, void **obj, void **parts) {
+  *obj = calloc(1, size);
+  *parts = calloc((size_t)ctx->size, part);
+  if (*obj == NULL || *parts == NULL) {
+    free(*obj);
+    free(*parts);
+    *obj = *parts = NULL;
+    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY, "%s: out of host memory",
+                        fn);
+  }
+  return SB_OK;
+}
+
+/* Freeing runs on the ranks, which may overwrite ctx->error: the message of
+ * the failure that led to it is put back afterwards. */
+#define KEEPING_ERROR(ctx, cleanup)                                            \
+  do {                                                                         \
+    char keep_[sizeof(ctx)->error];                                            \
+    memcpy(keep_, (ctx)->error, sizeof keep_);                                 \
+    cleanup;                                                                   \
+    memcpy((ctx)->error, keep_, sizeof keep_);                                 \
+  } while (0)
+
+int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
+                          sb_tensor *t, sb_tensor **out) {
+  int st = sb_rank_run(ctx, alloc, job);
+  if (st == SB_OK)
+    *out = t;
+  else
+    KEEPING_ERROR(ctx, sb_rank_tensor_free(ctx, t));
+  return st;
+}
+
+int sb_rank_layer_finish(sb_context *ctx, SbRankFn make, void *job, sb_layer *l,
+                         void (*layer_free)(sb_context *, sb_layer *),
+                         sb_layer **out) {
+  int st = sb_rank_run(ctx, make, job);
+  if (st == SB_OK)
+    *out = l;
+  else
+    KEEPING_ERROR(ctx, layer_free(ctx, l));
+  return st;
+}
+
 int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
                                int64_t numel, int64_t offset, int64_t count,
                                int32_t dtype, const void *host) {
@@ -460,6 +572,35 @@ int sb_rank_tensor_check_range(sb_context *ctx, const char *fn, int has_tensor,
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL host buffer",
                         fn);
   return SB_OK;
+}
+
+static int tensor_copy(sb_context *ctx, const char *fn, SbRankCopyJob *job,
+                       SbRankFn copy) {
+  if (ctx == NULL)
+    return SB_ERR_INVALID_ARGUMENT;
+  ctx->error[0] = '\0';
+  const sb_tensor *t = job->t;
+  int st = sb_rank_tensor_check_range(
+      ctx, fn, t != NULL, t ? sb_rank_tensor_head(t)->numel : 0, job->offset,
+      job->count, job->dtype, job->dst ? job->dst : job->src);
+  if (st != SB_OK || job->count == 0)
+    return st;
+  job->ctx = ctx;
+  return sb_rank_run(ctx, copy, job);
+}
+
+int sb_rank_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
+                         int64_t count, int32_t dtype, const void *src,
+                         SbRankFn copy) {
+  SbRankCopyJob job = {ctx, t, offset, count, dtype, src, NULL};
+  return tensor_copy(ctx, "tensor_write", &job, copy);
+}
+
+int sb_rank_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
+                        int64_t count, int32_t dtype, void *dst,
+                        SbRankFn copy) {
+  SbRankCopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
+  return tensor_copy(ctx, "tensor_read", &job, copy);
 }
 
 /* Big enough to amortise the device calls, small enough for a rank thread's
@@ -619,8 +760,62 @@ int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
   sb_layer_desc_v1 local;
   float *copy = NULL;
   int st = sb_rank_layer_desc_share(ctx, desc, &local, &copy);
+  const SbOpFamily *fam = sb_op_family(local.kind);
+  if (st == SB_OK && fam == NULL)
+    st = sb_rank_fail(ctx, SB_ERR_UNSUPPORTED,
+                      "layer_create: unknown layer kind %d", (int)local.kind);
+  if (st == SB_OK && (local.in_size <= 0 || local.out_size <= 0))
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "layer_create: %s layer sizes must be positive (in_size "
+                      "%lld, out_size %lld)",
+                      fam->name, (long long)local.in_size,
+                      (long long)local.out_size);
+  if (st == SB_OK &&
+      (local.kind == SB_LAYER_LINEAR || local.kind == SB_LAYER_CONV2D) &&
+      local.weight == NULL)
+    st = sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
+                      "layer_create: %s layer needs a weight", fam->name);
   if (st == SB_OK)
-    st = create(ctx, &local, out);
+    st = create(ctx, &local, fam, out);
   free(copy);
   return st;
+}
+
+int sb_rank_layer_forward(sb_context *ctx, const sb_layer *layer,
+                          const sb_tensor *const *inputs, sb_tensor *out,
+                          SbRankFn on_rank) {
+  static const char fn[] = "layer_forward";
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
+  const SbRankLayerHead *h = sb_rank_layer_head(layer);
+  SbRankBoundsJob job = {ctx, layer, 0, inputs, NULL, out, NULL};
+  st = sb_rank_check_forward_args(ctx, fn, h->fam->n_inputs, h->in_size,
+                                  h->out_size, inputs, out, &job.B);
+  return st == SB_OK ? sb_rank_run(ctx, on_rank, &job) : st;
+}
+
+int sb_rank_layer_ibp(sb_context *ctx, const sb_layer *layer,
+                      const sb_tensor *const *in_lower,
+                      const sb_tensor *const *in_upper, sb_tensor *out_lower,
+                      sb_tensor *out_upper, SbRankFn on_rank) {
+  static const char fn[] = "layer_ibp";
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
+  const SbRankLayerHead *h = sb_rank_layer_head(layer);
+  SbRankBoundsJob job = {ctx,      layer,     0,        in_lower,
+                         in_upper, out_lower, out_upper};
+  st =
+      sb_rank_check_ibp_args(ctx, fn, h->fam->n_inputs, h->in_size, h->out_size,
+                             in_lower, in_upper, out_lower, out_upper, &job.B);
+  return st == SB_OK ? sb_rank_run(ctx, on_rank, &job) : st;
+}
+
+void sb_rank_bounds_inputs(const SbRankBoundsJob *j, int r, const float **lo,
+                           const float **up) {
+  for (int i = 0; i < sb_rank_layer_head(j->layer)->fam->n_inputs; i++) {
+    lo[i] = sb_rank_tensor_head(j->in_lo[i])->buf[r].ptr;
+    up[i] = j->in_up ? sb_rank_tensor_head(j->in_up[i])->buf[r].ptr : NULL;
+  }
 }

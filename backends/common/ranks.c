@@ -103,6 +103,37 @@ void sb_ranks_destroy(SbRanks *p) {
   free(p);
 }
 
+/* The pool of `size` ranks with no device, thread or communicator yet:
+ * every rank's tracker is initialised (destroy() releases them all, opened
+ * or not). NULL, with the reason in error, when out of host memory. */
+static SbRanks *pool_alloc(const SbRanksConfig *cfg, int size, char *error,
+                           size_t error_size) {
+  SbRanks *p = calloc(1, sizeof *p);
+  Worker *ws = calloc((size_t)size, sizeof *ws);
+  if (p == NULL || ws == NULL) {
+    free(p);
+    free(ws);
+    snprintf(error, error_size, "out of host memory creating %d ranks", size);
+    return NULL;
+  }
+  p->size = size;
+  p->ops = cfg->ops;
+  p->workers = ws;
+  p->local = -1;
+  p->fail_rank = cfg->fail_rank;
+  p->fail_at = cfg->fail_at;
+  pthread_mutex_init(&p->run_lock, NULL);
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  for (int i = 0; i < size; i++) {
+    sb_mem_tracker_init(&ws[i].rank.mem);
+    ws[i].pool = p;
+    ws[i].rank.index = i;
+  }
+  return p;
+}
+
 /* One rank per MPI process: the pool holds every rank's slot (so that
  * per-rank arrays keep their indices) but opens, and runs, only its own. */
 static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
@@ -119,41 +150,33 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
     comm->ops->destroy(comm);
     return SB_ERR_INVALID_ARGUMENT;
   }
-  SbRanks *p = calloc(1, sizeof *p);
-  Worker *ws = calloc((size_t)comm->size, sizeof *ws);
-  if (p == NULL || ws == NULL) {
-    free(p);
-    free(ws);
+  SbRanks *p = pool_alloc(cfg, comm->size, error, error_size);
+  if (p == NULL) {
     comm->ops->destroy(comm);
-    snprintf(error, error_size, "out of host memory creating the ranks");
     return SB_ERR_OUT_OF_MEMORY;
   }
-  p->size = comm->size;
-  p->ops = cfg->ops;
-  p->workers = ws;
   p->comm = comm;
   p->local = comm->local_rank;
-  p->fail_rank = cfg->fail_rank;
-  p->fail_at = cfg->fail_at;
-  pthread_mutex_init(&p->run_lock, NULL);
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->done, NULL);
-  for (int i = 0; i < p->size; i++) {
-    sb_mem_tracker_init(&ws[i].rank.mem);
-    ws[i].pool = p;
-    ws[i].rank.index = i;
-  }
+  Worker *ws = p->workers;
   SbRank *r = &ws[p->local].rank;
+  r->x = (SbExec){p->ops, NULL, &r->mem, r->error, sizeof r->error};
   char msg[256];
-  st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
-                    sizeof msg);
-  r->x = (SbExec){p->ops, r->dev, &r->mem, r->error, sizeof r->error};
-  if (st != SB_OK)
-    sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
-                 msg);
+  if (cfg->refusal != NULL) {
+    st = sb_exec_fail(&r->x, cfg->refusal_status, "%s", cfg->refusal);
+  } else {
+    st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev,
+                      msg, sizeof msg);
+    r->x.dev = r->dev;
+    if (st != SB_OK)
+      sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
+                   msg);
+  }
   /* Whether every process could open its device is itself agreed on. */
   st = comm->ops->settle(comm, p->local, &r->x, st);
+  /* The device's own communicator, over MPI (agreed on inside). */
+  SbComm *over = NULL;
+  if (st == SB_OK && cfg->process_comm_new != NULL)
+    st = cfg->process_comm_new(cfg->comm_arg, comm, r, &over);
   if (st != SB_OK) {
     snprintf(error, error_size, "rank %d: %s", comm->ops->failed_rank(comm),
              r->error);
@@ -161,6 +184,8 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
     return st;
   }
   comm->ops->reset(comm);
+  if (over != NULL)
+    p->comm = over;
   *out = p;
   return SB_OK;
 }
@@ -175,36 +200,15 @@ int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
              SB_RANKS_MAX);
     return SB_ERR_INVALID_ARGUMENT;
   }
-  SbRanks *p = calloc(1, sizeof *p);
-  Worker *ws = calloc((size_t)cfg->size, sizeof *ws);
-  if (p == NULL || ws == NULL) {
-    free(p);
-    free(ws);
-    snprintf(error, error_size, "out of host memory creating %d ranks",
-             cfg->size);
+  SbRanks *p = pool_alloc(cfg, cfg->size, error, error_size);
+  if (p == NULL)
     return SB_ERR_OUT_OF_MEMORY;
-  }
-  p->size = cfg->size;
-  p->ops = cfg->ops;
-  p->workers = ws;
-  p->fail_rank = cfg->fail_rank;
-  p->fail_at = cfg->fail_at;
-  pthread_mutex_init(&p->run_lock, NULL);
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->done, NULL);
-  /* Trackers first: destroy() releases every worker's, opened or not. */
-  for (int i = 0; i < p->size; i++)
-    sb_mem_tracker_init(&ws[i].rank.mem);
-  p->local = -1;
+  Worker *ws = p->workers;
   /* Devices first: a device's communicator (NCCL) is made over them. */
   int st = SB_OK;
   SbDevice *devs[SB_RANKS_MAX];
   for (int i = 0; i < p->size && st == SB_OK; i++) {
-    Worker *w = &ws[i];
-    SbRank *r = &w->rank;
-    w->pool = p;
-    r->index = i;
+    SbRank *r = &ws[i].rank;
     int ordinal = cfg->ordinals ? cfg->ordinals[i] : 0;
     char msg[512];
     st = p->ops->open(ordinal, &r->dev, msg, sizeof msg);

@@ -37,6 +37,14 @@ typedef int (*SbRankFn)(SbRank *rank, SbComm *comm, void *arg);
 typedef int (*SbCommNewFn)(void *arg, int size, SbDevice *const *devs,
                            SbComm **out, char *error, size_t error_size);
 
+/* With the ranks as processes: makes the communicator of the pool out of
+ * the MPI one `host` (which it then owns) for this process's rank, whose
+ * device is open. Every process calls it at once; on failure every process
+ * returns the same status, with the reason in rank->x.error and the
+ * failing rank in host's failed_rank(), and host stays the caller's. */
+typedef int (*SbProcessCommNewFn)(void *arg, SbComm *host, SbRank *rank,
+                                  SbComm **out);
+
 typedef struct SbRanksConfig {
   int size;              /* number of ranks, 1..SB_RANKS_MAX */
   const SbDeviceOps *ops; /* the device of every rank */
@@ -51,12 +59,23 @@ typedef struct SbRanksConfig {
   const int *ordinals;
   /* The communicator; NULL means the loopback communicator. */
   SbCommNewFn comm_new;
-  void *comm_arg;
+  void *comm_arg; /* for comm_new or process_comm_new */
   /* Non-zero: the ranks are the processes of an MPI job (comm=mpi), one
    * per process; this process runs only its own, in the calling thread.
    * size must then be 0 (take the job's) or equal the number of
    * processes. */
   int processes;
+  /* With processes: the communicator over MPI (GPU ranks: NCCL, see
+   * comm_nccl_mpi.h); NULL means MPI for every collective, which needs
+   * host memory (the CPU device). */
+  SbProcessCommNewFn process_comm_new;
+  /* With processes: why this process cannot run its rank, found before MPI
+   * was up (no GPU here, say), and the status; NULL when it can. Another
+   * process may well be able to, so the refusal is agreed on like a device
+   * that fails to open: every process fails with the lowest refusing
+   * rank's reason instead of leaving the others waiting. */
+  const char *refusal;
+  int refusal_status;
 } SbRanksConfig;
 
 /* Start the pool. On failure returns a negative status with a message in

@@ -14,8 +14,12 @@ static int fsdp_context_create(const sb_host_v1 *host,
                                sb_context **out, char *error,
                                size_t error_size) {
   (void)host;
-  return sb_rank_context_create("fsdp", options, n_options, out, error,
-                                error_size);
+  return sb_rank_context_create(
+      "fsdp",
+      "fsdp splits the tensors created as coefficients or alpha by spec rows "
+      "or by batch elements, so bounds and inputs must use another memory "
+      "category",
+      options, n_options, out, error, error_size);
 }
 
 static const sb_backend_v1 fsdp_backend = {
@@ -32,11 +36,8 @@ static const sb_backend_v1 fsdp_backend = {
     .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
                     SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
     .context_create = fsdp_context_create,
-    .context_destroy = sb_rank_context_destroy,
-    .last_error = sb_rank_context_last_error,
-    .rank_count = sb_rank_context_size,
+    SB_RANK_BACKEND_MEMBERS,
     .tensor_create = fsdp_tensor_create,
-    .tensor_free = fsdp_tensor_free,
     .tensor_write = fsdp_tensor_write,
     .tensor_read = fsdp_tensor_read,
     .tensor_set_unit_rows = fsdp_tensor_set_unit_rows,
@@ -46,18 +47,12 @@ static const sb_backend_v1 fsdp_backend = {
     .layer_ibp = fsdp_layer_ibp,
     .layer_backward = fsdp_layer_backward,
     .concretize = fsdp_concretize,
-    .memory_mark_baseline = sb_rank_memory_mark_baseline,
-    .memory_reset_peak = sb_rank_memory_reset_peak,
-    .memory_stats = sb_rank_memory_stats,
     .layer_backward_vjp = fsdp_layer_backward_vjp,
     .concretize_vjp = fsdp_concretize_vjp,
     .relu_init_alpha = fsdp_relu_init_alpha,
     .adam_step = fsdp_adam_step,
     .beta_apply = fsdp_beta_apply,
     .beta_vjp = fsdp_beta_vjp,
-    .process_info = sb_rank_process_info,
-    .broadcast_host = sb_rank_broadcast_host,
-    .lost_rank = sb_rank_lost_rank,
 };
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out) {

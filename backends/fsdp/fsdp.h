@@ -27,14 +27,10 @@ typedef enum {
  * GEMM runs on the same blocks as on one device, so results are bitwise
  * identical. Every other tensor (bounds [B,N], inputs) is replicated. */
 struct sb_tensor {
-  int32_t ndim;
-  int64_t shape[4];
-  int64_t numel;
-  int split;         /* FsdpSplit */
+  SbRankTensorHead head; /* head.split is an FsdpSplit */
   int64_t batch;     /* B: shape[1], 1 for a tensor of one dimension */
   int64_t inner;     /* elements per (spec row, batch element) */
   int64_t row_elems; /* elements per row of dimension 0: batch * inner */
-  SbBuffer *buf;     /* one per rank */
 };
 
 /* The part of an [S,B,...] operation one rank computes: spec rows
@@ -78,24 +74,24 @@ void fsdp_views_init(FsdpViews *vs, const FsdpPart *part);
  * gets the same array. Returns NULL on failure with *st set. */
 float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
                       const sb_tensor *t, int out, int *st);
-/* Collective: every replicated output gets all ranks' parts; then the
- * packed copies are freed. Every rank calls it with the same outputs. */
-int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
-                     FsdpViews *vs);
-/* Frees the packed copies without sharing (after a failure). */
-void fsdp_views_release(SbRank *rank, FsdpViews *vs);
+/* The end of a rank's part, whose operation returned st: when st is SB_OK,
+ * collectively, every replicated output gets all ranks' parts (every rank
+ * calls it with the same outputs); in every case the packed copies are
+ * freed. Returns st, or the sharing's failure. */
+int fsdp_views_finish(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                      FsdpViews *vs, int st);
 
 /* Rank r's batch elements b0.. of a replicated [B,...] tensor (bounds). */
 static inline float *fsdp_batch_view(const sb_tensor *t, int r,
                                      const FsdpPart *p) {
-  return (float *)t->buf[r].ptr + p->b0 * (t->numel / p->B);
+  return (float *)t->head.buf[r].ptr + p->b0 * (t->head.numel / p->B);
 }
 
 /* A layer: the operator's own struct sb_layer per rank, whose weight holds
  * only that rank's rows (sharded) or everything (small parameters). The
  * handle given to the host is this struct, cast to sb_layer. */
 typedef struct FsdpLayer {
-  const SbOpFamily *fam;
+  SbRankLayerHead head;
   int sharded;       /* weight rows split across ranks */
   int64_t rows;      /* weight rows: out_size (linear), out_c (conv) */
   int64_t row_elems; /* floats per weight row */
@@ -132,7 +128,6 @@ int fsdp_gather_layer(const sb_context *ctx, const FsdpLayer *fl,
 /* Tensor and layer entry points (sb_backend_v1 members). */
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                        const int64_t *shape, sb_tensor **out);
-void fsdp_tensor_free(sb_context *ctx, sb_tensor *tensor);
 int fsdp_tensor_write(sb_context *ctx, sb_tensor *tensor, int64_t offset,
                       int64_t count, int32_t dtype, const void *src);
 int fsdp_tensor_read(sb_context *ctx, const sb_tensor *tensor, int64_t offset,

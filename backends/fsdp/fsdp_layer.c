@@ -4,6 +4,7 @@
  * operators themselves are the shared op_*.c code, run per rank on local
  * spec rows. */
 #include "backends/common/abi_checks.h"
+#include "backends/common/rank_checks.h"
 #include "backends/fsdp/fsdp.h"
 
 #include <stdio.h>
@@ -45,7 +46,7 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   SbExec *x = &rank->x;
   struct sb_layer *l = &fl->local[rank->index];
   if (!fl->sharded)
-    return fl->fam->create(x, d, l);
+    return fl->head.fam->create(x, d, l);
   int st = d->kind == SB_LAYER_CONV2D ? conv_template(x, d, l) : SB_OK;
   int64_t start, count;
   fsdp_rows(j->ctx, fl->rows, rank->index, &start, &count);
@@ -74,10 +75,6 @@ static void layer_destroy(sb_context *ctx, FsdpLayer *fl) {
 
 /* The checks on out_c that conv_template relies on. */
 static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
-  if (d->weight == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: %s layer needs a weight",
-                     d->kind == SB_LAYER_LINEAR ? "linear" : "conv");
   if (d->kind != SB_LAYER_CONV2D)
     return SB_OK;
   if (d->groups <= 0 || d->out_c <= 0 || d->out_c % d->groups)
@@ -95,45 +92,21 @@ static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
   return SB_OK;
 }
 
-/* On the description every process holds (sb_rank_layer_create). */
+/* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                      sb_layer **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL || desc == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: NULL description or output pointer");
-  *out = NULL;
-  if (desc->struct_size < sizeof(sb_layer_desc_v1))
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: description struct_size %u is smaller "
-                     "than sb_layer_desc_v1 (%zu bytes)",
-                     (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
-  const SbOpFamily *fam = sb_op_family(desc->kind);
-  if (fam == NULL)
-    return fsdp_fail(ctx, SB_ERR_UNSUPPORTED,
-                     "layer_create: unknown layer kind %d", (int)desc->kind);
-  if (desc->in_size <= 0 || desc->out_size <= 0)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "layer_create: %s layer sizes must be positive (in_size "
-                     "%lld, out_size %lld)",
-                     fam->name, (long long)desc->in_size,
-                     (long long)desc->out_size);
+                        const SbOpFamily *fam, sb_layer **out) {
   int sharded =
       desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
   int st = sharded ? check_sharded_desc(ctx, desc) : SB_OK;
   if (st != SB_OK)
     return st;
-  FsdpLayer *fl = calloc(1, sizeof *fl);
-  if (fl != NULL)
-    fl->local = calloc((size_t)ctx->size, sizeof *fl->local);
-  if (fl == NULL || fl->local == NULL) {
-    free(fl);
-    return fsdp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                     "layer_create: out of host memory");
-  }
-  fl->fam = fam;
+  void *obj, *local;
+  if ((st = sb_rank_calloc_parts(ctx, "layer_create", sizeof(FsdpLayer),
+                                 sizeof(struct sb_layer), &obj, &local)))
+    return st;
+  FsdpLayer *fl = obj;
+  fl->local = local;
+  fl->head = (SbRankLayerHead){fam, desc->kind, desc->in_size, desc->out_size};
   fl->sharded = sharded;
   if (desc->kind == SB_LAYER_LINEAR) {
     fl->rows = desc->out_size;
@@ -152,16 +125,8 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
     l->n_inputs = fam->n_inputs;
   }
   CreateJob job = {ctx, desc, fl};
-  st = fsdp_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    layer_destroy(ctx, fl);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = (sb_layer *)(void *)fl;
-  return SB_OK;
+  return sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)fl,
+                              fsdp_layer_free, out);
 }
 
 int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
@@ -181,142 +146,36 @@ void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {
  * them with the same gathered weights, so they are identical everywhere
  * and equal to the single-device result. ---- */
 
-typedef struct {
-  sb_context *ctx;
-  const FsdpLayer *fl;
-  int64_t B;
-  const sb_tensor *const *in_lo, *const *in_up;
-  sb_tensor *out_lo, *out_up; /* out_up NULL: plain forward */
-} ForwardJob;
-
 static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  ForwardJob *j = arg;
+  SbRankBoundsJob *j = arg;
+  const FsdpLayer *fl = fsdp_layer(j->layer);
   int r = rank->index;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
-  for (int i = 0; i < j->fl->fam->n_inputs; i++) {
-    lo[i] = j->in_lo[i]->buf[r].ptr;
-    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
-  }
+  sb_rank_bounds_inputs(j, r, lo, up);
   struct sb_layer g;
   SbBuffer gathered = {0};
-  int st = fsdp_gather_layer(j->ctx, j->fl, rank, comm, &g, &gathered);
+  int st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
   if (st == SB_OK)
-    st = j->out_up ? j->fl->fam->ibp(&rank->x, &g, j->B, lo, up,
-                                     j->out_lo->buf[r].ptr,
-                                     j->out_up->buf[r].ptr)
-                   : j->fl->fam->forward(&rank->x, &g, j->B, lo,
-                                         j->out_lo->buf[r].ptr);
+    st = j->out_up ? fl->head.fam->ibp(&rank->x, &g, j->B, lo, up,
+                                       j->out_lo->head.buf[r].ptr,
+                                       j->out_up->head.buf[r].ptr)
+                   : fl->head.fam->forward(&rank->x, &g, j->B, lo,
+                                           j->out_lo->head.buf[r].ptr);
   sb_exec_free(&rank->x, &gathered);
   return st;
 }
 
-static int expect_numel(sb_context *ctx, const char *fn, const char *what,
-                        const sb_tensor *t, int64_t numel,
-                        const char *shape_text) {
-  if (t == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
-  if (t->numel != numel)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: %s has %lld elements, expected %lld (%s)", fn, what,
-                     (long long)t->numel, (long long)numel, shape_text);
-  return SB_OK;
-}
-
-static int expect_replicated(sb_context *ctx, const char *fn, const char *what,
-                             const sb_tensor *t) {
-  if (t->split)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: %s was created as coefficients/alpha, whose rows "
-                     "are split across ranks; bounds and inputs must use "
-                     "another memory category",
-                     fn, what);
-  return SB_OK;
-}
-
-static int check_vectors(sb_context *ctx, const char *fn, const char *what,
-                         const FsdpLayer *fl, const sb_tensor *const *in,
-                         int64_t n) {
-  if (in == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
-                     what);
-  for (int i = 0; i < fl->fam->n_inputs; i++) {
-    char name[64];
-    snprintf(name, sizeof name, "%s[%d]", what, i);
-    int st = expect_numel(ctx, fn, name, in[i], n, "[B,N_in]");
-    if (st == SB_OK)
-      st = expect_replicated(ctx, fn, name, in[i]);
-    if (st != SB_OK)
-      return st;
-  }
-  return SB_OK;
-}
-
-static int batch_of(sb_context *ctx, const char *fn, const char *what,
-                    const sb_tensor *t, int64_t n, int64_t *B) {
-  if (t == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, what);
-  if (t->numel % n != 0)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "%s: %s has %lld elements, not a multiple of the layer "
-                     "size %lld",
-                     fn, what, (long long)t->numel, (long long)n);
-  *B = t->numel / n;
-  return expect_replicated(ctx, fn, what, t);
-}
-
 int fsdp_layer_forward(sb_context *ctx, const sb_layer *layer,
                        const sb_tensor *const *inputs, sb_tensor *out) {
-  static const char fn[] = "layer_forward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  const FsdpLayer *fl = fsdp_layer(layer);
-  const struct sb_layer *l = &fl->local[0];
-  int64_t B;
-  int st = batch_of(ctx, fn, "out", out, l->out_size, &B);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "inputs", fl, inputs, B * l->in_size);
-  if (st == SB_OK)
-    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
-                                   inputs, out);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, fl, B, inputs, NULL, out, NULL};
-  return fsdp_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_forward(ctx, layer, inputs, out, forward_on_rank);
 }
 
 int fsdp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                    const sb_tensor *const *in_lower,
                    const sb_tensor *const *in_upper, sb_tensor *out_lower,
                    sb_tensor *out_upper) {
-  static const char fn[] = "layer_ibp";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  const FsdpLayer *fl = fsdp_layer(layer);
-  const struct sb_layer *l = &fl->local[0];
-  int64_t B;
-  int st = batch_of(ctx, fn, "out_lower", out_lower, l->out_size, &B);
-  if (st == SB_OK)
-    st = expect_numel(ctx, fn, "out_upper", out_upper, B * l->out_size,
-                      "[B,N_out]");
-  if (st == SB_OK)
-    st = expect_replicated(ctx, fn, "out_upper", out_upper);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_lower", fl, in_lower, B * l->in_size);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_upper", fl, in_upper, B * l->in_size);
-  if (st == SB_OK)
-    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
-                               in_lower, in_upper, out_lower, out_upper);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, fl, B, in_lower, in_upper, out_lower, out_upper};
-  return fsdp_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_ibp(ctx, layer, in_lower, in_upper, out_lower, out_upper,
+                           forward_on_rank);
 }
 
 /* ---- backward and concretize: on local spec rows only ---- */
@@ -326,12 +185,28 @@ int fsdp_layer_ibp(sb_context *ctx, const sb_layer *layer,
 static int expect_rows(sb_context *ctx, const char *fn, const char *what,
                        const sb_tensor *t, int64_t S, int64_t numel,
                        const char *shape_text) {
-  int st = expect_numel(ctx, fn, what, t, numel, shape_text);
-  if (st == SB_OK && t->shape[0] != S)
+  int st = sb_rank_expect_numel(ctx, fn, what, t, numel, shape_text);
+  if (st == SB_OK && t->head.shape[0] != S)
     st = fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                    "%s: %s must have its %lld specification rows as its "
                    "first dimension (it has %lld)",
-                   fn, what, (long long)S, (long long)t->shape[0]);
+                   fn, what, (long long)S, (long long)t->head.shape[0]);
+  return st;
+}
+
+/* The layer's backward step (bw) or its VJP (vjp) on this rank's part p,
+ * with the whole weight gathered around the call: linear and conv need
+ * every weight row, whatever rows of A the rank holds. Collective. */
+static int run_on_whole_weight(const sb_context *ctx, const FsdpLayer *fl,
+                               SbRank *rank, SbComm *comm, const FsdpPart *p,
+                               const SbOpBackward *bw, const SbOpVjp *vjp) {
+  struct sb_layer g;
+  SbBuffer gathered = {0};
+  int st = fsdp_gather_layer(ctx, fl, rank, comm, &g, &gathered);
+  if (st == SB_OK && p->ns > 0 && p->nb > 0)
+    st = bw ? fl->head.fam->backward(&rank->x, &g, bw)
+            : fl->head.fam->backward_vjp(&rank->x, &g, vjp);
+  sb_exec_free(&rank->x, &gathered);
   return st;
 }
 
@@ -350,7 +225,7 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   BackwardJob *j = arg;
   const sb_backward_args_v1 *in = j->args;
   const FsdpLayer *fl = j->fl;
-  int r = rank->index, n = fl->fam->n_inputs, st = SB_OK;
+  int r = rank->index, n = fl->head.fam->n_inputs, st = SB_OK;
   FsdpPart p;
   fsdp_part(j->ctx, j->S, j->B, r, &p);
   FsdpViews vs;
@@ -373,45 +248,33 @@ static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     a.pre_upper = fsdp_batch_view(in->pre_upper, r, &p);
     a.alpha = VIEW(in->alpha, 0);
   }
-  struct sb_layer g;
-  SbBuffer gathered = {0};
   if (st == SB_OK)
-    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && p.ns > 0 && p.nb > 0)
-    st = fl->fam->backward(&rank->x, &g, &a);
-  sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+    st = run_on_whole_weight(j->ctx, fl, rank, comm, &p, &a, NULL);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
                         const sb_backward_args_v1 *args) {
   static const char fn[] = "layer_backward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st == SB_OK)
+    st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
   if (st != SB_OK)
     return st;
   const FsdpLayer *fl = fsdp_layer(layer);
   const struct sb_layer *l = &fl->local[0];
   const sb_tensor *A = args->A_out;
-  if (A == NULL || A->ndim < 3)
+  if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A_out must be a tensor of shape [S,B,N]", fn);
-  BackwardJob job = {ctx, fl, args, A->shape[0], A->shape[1]};
+  BackwardJob job = {ctx, fl, args, A->head.shape[0], A->head.shape[1]};
   const int64_t R = job.S * job.B;
-  if (R == 0 || A->numel / R != l->out_size)
+  if (R == 0 || A->head.numel / R != l->out_size)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A_out has %lld elements, expected S*B*N_out with "
                      "N_out = %lld",
-                     fn, (long long)A->numel, (long long)l->out_size);
-  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++) {
+                     fn, (long long)A->head.numel, (long long)l->out_size);
+  for (int i = 0; i < fl->head.fam->n_inputs && st == SB_OK; i++) {
     char name[16];
     snprintf(name, sizeof name, "A_in[%d]", i);
     st = expect_rows(ctx, fn, name, args->A_in[i], job.S, R * l->in_size,
@@ -421,20 +284,18 @@ int fsdp_layer_backward(sb_context *ctx, const sb_layer *layer,
     st = expect_rows(ctx, fn, "bias", args->bias, job.S, R, "[S,B]");
   if (st == SB_OK && l->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * l->out_size;
-    if ((st = expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
-                           "[B,N]")) ||
-        (st = expect_replicated(ctx, fn, "pre_lower", args->pre_lower)) ||
-        (st = expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
-                           "[B,N]")) ||
-        (st = expect_replicated(ctx, fn, "pre_upper", args->pre_upper)))
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha)
       st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
                        R * l->out_size, "[S,B,N]");
   }
   if (st == SB_OK)
-    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
-                                    l->kind, args);
+    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn,
+                                    fl->head.fam->n_inputs, l->kind, args);
   if (st != SB_OK)
     return st;
   return fsdp_run(ctx, backward_on_rank, &job);
@@ -462,40 +323,33 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     st = sb_concretize(&rank->x, j->side, p.ns, p.nb, j->N, A, bias,
                        fsdp_batch_view(j->x_lower, r, &p),
                        fsdp_batch_view(j->x_upper, r, &p), out);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
                     const sb_tensor *x_lower, const sb_tensor *x_upper,
                     int32_t side, sb_tensor *out) {
   static const char fn[] = "concretize";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  int st = sb_rank_begin(ctx);
+  if (st == SB_OK)
+    st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st != SB_OK)
     return st;
-  if (A == NULL || A->ndim < 3)
+  if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A must be a tensor of shape [S,B,N]", fn);
-  ConcretizeJob job = {ctx, A, bias, x_lower, x_upper, out, side,
-                       A->shape[0], A->shape[1], 0};
-  job.N = job.S * job.B != 0 ? A->numel / (job.S * job.B) : 0;
+  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
+                       A->head.shape[0], A->head.shape[1], 0};
+  job.N = job.S * job.B != 0 ? A->head.numel / (job.S * job.B) : 0;
   const int64_t R = job.S * job.B;
   if (bias)
     st = expect_rows(ctx, fn, "bias", bias, job.S, R, "[S,B]");
   if (st == SB_OK)
-    st = expect_numel(ctx, fn, "x_lower", x_lower, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = expect_replicated(ctx, fn, "x_lower", x_lower);
-  if (st == SB_OK)
-    st = expect_numel(ctx, fn, "x_upper", x_upper, job.B * job.N, "[B,N]");
-  if (st == SB_OK)
-    st = expect_replicated(ctx, fn, "x_upper", x_upper);
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
     st = expect_rows(ctx, fn, "out", out, job.S, R, "[S,B]");
   if (st == SB_OK)
@@ -508,29 +362,16 @@ int fsdp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
 
 /* ---- ABI 1.1: alpha-CROWN and beta-CROWN, all row-local in S ---- */
 
-static int begin(sb_context *ctx) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  return SB_OK;
-}
-
 /* A [S,B,N...] tensor whose first dimension is split: S, B and N. */
 static int coef_dims(sb_context *ctx, const char *fn, const char *what,
                      const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
-  if (A == NULL || A->ndim < 3)
+  if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: %s must be a tensor of shape [S,B,N]", fn, what);
-  *S = A->shape[0];
-  *B = A->shape[1];
-  *N = *S * *B != 0 ? A->numel / (*S * *B) : 0;
+  *S = A->head.shape[0];
+  *B = A->head.shape[1];
+  *N = *S * *B != 0 ? A->head.numel / (*S * *B) : 0;
   return SB_OK;
-}
-
-static int expect_bounds(sb_context *ctx, const char *fn, const char *what,
-                         const sb_tensor *t, int64_t numel) {
-  int st = expect_numel(ctx, fn, what, t, numel, "[B,N]");
-  return st == SB_OK ? expect_replicated(ctx, fn, what, t) : st;
 }
 
 typedef struct {
@@ -556,7 +397,7 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   a.B = p.nb;
   a.batch_blocks = p.batch_blocks;
   a.A_out = VIEW(in->A_out, 0);
-  for (int i = 0; i < fl->fam->n_inputs && st == SB_OK; i++)
+  for (int i = 0; i < fl->head.fam->n_inputs && st == SB_OK; i++)
     a.grad_A_in[i] = VIEW(in->grad_A_in[i], 0);
   if (st == SB_OK)
     a.grad_bias = VIEW(in->grad_bias, 0);
@@ -571,30 +412,17 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       a.grad_alpha = VIEW(in->grad_alpha, 1);
     a.accumulate_alpha = in->accumulate_alpha;
   }
-  /* Linear and conv VJPs need the whole weight, exactly as backward. */
-  struct sb_layer g;
-  SbBuffer gathered = {0};
   if (st == SB_OK)
-    st = fsdp_gather_layer(j->ctx, fl, rank, comm, &g, &gathered);
-  if (st == SB_OK && p.ns > 0 && p.nb > 0)
-    st = fl->fam->backward_vjp(&rank->x, &g, &a);
-  sb_exec_free(&rank->x, &gathered);
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+    st = run_on_whole_weight(j->ctx, fl, rank, comm, &p, NULL, &a);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                             const sb_vjp_args_v1 *args) {
   static const char fn[] = "layer_backward_vjp";
-  int st = begin(ctx);
-  if (st != SB_OK)
-    return st;
-  if (layer == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  if ((st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args)))
+  int st;
+  if ((st = sb_rank_begin_layer(ctx, fn, layer)) ||
+      (st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args)))
     return st;
   const FsdpLayer *fl = fsdp_layer(layer);
   const struct sb_layer *l = &fl->local[0];
@@ -607,12 +435,12 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: A_out has %lld elements, expected S*B*N_out with "
                      "N_out = %lld",
-                     fn, (long long)args->A_out->numel,
+                     fn, (long long)args->A_out->head.numel,
                      (long long)l->out_size);
   if ((st = expect_rows(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
                         R * l->out_size, "[S,B,N_out]")))
     return st;
-  for (int i = 0; i < fl->fam->n_inputs; i++) {
+  for (int i = 0; i < fl->head.fam->n_inputs; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
     if (args->grad_A_in[i] == NULL)
@@ -627,8 +455,10 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return st;
   if (l->kind == SB_LAYER_RELU) {
     const int64_t BN = job.B * l->out_size;
-    if ((st = expect_bounds(ctx, fn, "pre_lower", args->pre_lower, BN)) ||
-        (st = expect_bounds(ctx, fn, "pre_upper", args->pre_upper, BN)))
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha &&
         (st = expect_rows(ctx, fn, "alpha", args->alpha, job.S,
@@ -642,9 +472,9 @@ int fsdp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: grad_alpha is only meaningful for a relu layer, "
                      "this is a %s layer",
-                     fn, fl->fam->name);
+                     fn, fl->head.fam->name);
   }
-  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, fl->fam->n_inputs,
+  if ((st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, fl->head.fam->n_inputs,
                                   args)))
     return st;
   return fsdp_run(ctx, vjp_on_rank, &job);
@@ -711,11 +541,7 @@ static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
     break;
   }
   }
-  if (st != SB_OK) {
-    fsdp_views_release(rank, &vs);
-    return st;
-  }
-  return fsdp_views_share(j->ctx, rank, comm, &vs);
+  return fsdp_views_finish(j->ctx, rank, comm, &vs, st);
 }
 
 /* Adam is element-wise: each rank updates the elements it stores, all of
@@ -723,13 +549,14 @@ static int row_op_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 static int adam_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   RowJob *j = arg;
   int r = rank->index;
-  int64_t n = j->out->buf[r].bytes / sizeof(float);
-  if (!j->out->split)
-    n = j->out->numel;
+  int64_t n = j->out->head.buf[r].bytes / sizeof(float);
+  if (!j->out->head.split)
+    n = j->out->head.numel;
   if (n == 0)
     return SB_OK;
-  return sb_adam_step(&rank->x, n, j->out->buf[r].ptr, j->in0->buf[r].ptr,
-                      j->out1->buf[r].ptr, j->out2->buf[r].ptr, j->adam);
+  return sb_adam_step(&rank->x, n, j->out->head.buf[r].ptr,
+                      j->in0->head.buf[r].ptr, j->out1->head.buf[r].ptr,
+                      j->out2->head.buf[r].ptr, j->adam);
 }
 
 int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
@@ -737,7 +564,7 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
                         int32_t side, const sb_tensor *grad_out,
                         sb_tensor *grad_A) {
   static const char fn[] = "concretize_vjp";
-  int st = begin(ctx);
+  int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_CONCRETIZE_VJP, .side = side};
@@ -748,8 +575,10 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
   if (grad_out && (st = expect_rows(ctx, fn, "grad_out", grad_out, j.S, R,
                                     "[S,B]")))
     return st;
-  if ((st = expect_bounds(ctx, fn, "x_lower", x_lower, j.B * j.N)) ||
-      (st = expect_bounds(ctx, fn, "x_upper", x_upper, j.B * j.N)) ||
+  if ((st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N,
+                                 "[B,N]")) ||
+      (st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, j.B * j.N,
+                                 "[B,N]")) ||
       (st = expect_rows(ctx, fn, "grad_A", grad_A, j.S, R * j.N, "[S,B,N]")))
     return st;
   if ((st = sb_check_concretize_vjp_aliasing(SB_CTX_ERROR(ctx), fn, A, x_lower,
@@ -763,13 +592,15 @@ int fsdp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
 int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
                          const sb_tensor *pre_upper, sb_tensor *alpha) {
   static const char fn[] = "relu_init_alpha";
-  int st = begin(ctx);
+  int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_INIT_ALPHA};
   if ((st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N)) ||
-      (st = expect_bounds(ctx, fn, "pre_lower", pre_lower, j.B * j.N)) ||
-      (st = expect_bounds(ctx, fn, "pre_upper", pre_upper, j.B * j.N)) ||
+      (st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N,
+                                 "[B,N]")) ||
+      (st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N,
+                                 "[B,N]")) ||
       (st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
                                          pre_upper, alpha)))
     return st;
@@ -780,27 +611,28 @@ int fsdp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
 int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
                    sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args) {
   static const char fn[] = "adam_step";
-  int st = begin(ctx);
+  int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
   if ((st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param)))
     return st;
-  const int64_t n = param->numel;
-  if ((st = expect_numel(ctx, fn, "grad", grad, n, "param's shape")) ||
-      (st = expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
-      (st = expect_numel(ctx, fn, "v", v, n, "param's shape")))
+  const int64_t n = param->head.numel;
+  if ((st = sb_rank_expect_numel(ctx, fn, "grad", grad, n, "param's shape")) ||
+      (st = sb_rank_expect_numel(ctx, fn, "m", m, n, "param's shape")) ||
+      (st = sb_rank_expect_numel(ctx, fn, "v", v, n, "param's shape")))
     return st;
   if ((st = sb_check_adam_aliasing(SB_CTX_ERROR(ctx), fn, param, grad, m, v)))
     return st;
   /* Elements must line up on every rank: all four split alike. */
-  if (grad->split != param->split || m->split != param->split ||
-      v->split != param->split ||
-      (param->split && (grad->shape[0] != param->shape[0] ||
-                        m->shape[0] != param->shape[0] ||
-                        v->shape[0] != param->shape[0] ||
-                        grad->batch != param->batch ||
-                        m->batch != param->batch ||
-                        v->batch != param->batch)))
+  if (grad->head.split != param->head.split ||
+      m->head.split != param->head.split ||
+      v->head.split != param->head.split ||
+      (param->head.split &&
+       (grad->head.shape[0] != param->head.shape[0] ||
+        m->head.shape[0] != param->head.shape[0] ||
+        v->head.shape[0] != param->head.shape[0] ||
+        grad->batch != param->batch || m->batch != param->batch ||
+        v->batch != param->batch)))
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: param, grad, m and v must share one memory "
                      "category kind and their first two dimensions (their "
@@ -814,7 +646,7 @@ int fsdp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
 int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                     const sb_tensor *sign, int32_t side) {
   static const char fn[] = "beta_apply";
-  int st = begin(ctx);
+  int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_BETA_APPLY, .side = side};
@@ -822,7 +654,7 @@ int fsdp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
       (st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N)) ||
       (st = expect_rows(ctx, fn, "beta", beta, j.S, j.S * j.B * j.N,
                         "[S,B,N]")) ||
-      (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)))
+      (st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]")))
     return st;
   if ((st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta,
                                          sign)))
@@ -835,16 +667,16 @@ int fsdp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
                   const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
                   int32_t accumulate) {
   static const char fn[] = "beta_vjp";
-  int st = begin(ctx);
+  int st = sb_rank_begin(ctx);
   if (st != SB_OK)
     return st;
   RowJob j = {.ctx = ctx, .op = OP_BETA_VJP, .side = side,
               .accumulate = accumulate};
   if ((st = sb_check_side(SB_CTX_ERROR(ctx), fn, side)) ||
       (st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N)) ||
-      (st = expect_bounds(ctx, fn, "sign", sign, j.B * j.N)) ||
-      (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S,
-                        j.S * j.B * j.N, "[S,B,N]")))
+      (st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]")) ||
+      (st = expect_rows(ctx, fn, "grad_beta", grad_beta, j.S, j.S * j.B * j.N,
+                        "[S,B,N]")))
     return st;
   if ((st = sb_check_beta_vjp_aliasing(SB_CTX_ERROR(ctx), fn, grad_A, sign,
                                        grad_beta)))

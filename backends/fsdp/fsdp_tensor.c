@@ -4,6 +4,8 @@
  * scattered and gathered. */
 #include "backends/fsdp/fsdp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +28,15 @@ void fsdp_part(const sb_context *ctx, int64_t S, int64_t B, int r,
 
 int fsdp_share_rows(const sb_context *ctx, SbRank *rank, SbComm *comm,
                     sb_tensor *t) {
-  if (t->split || ctx->size == 1)
+  if (t->head.split || ctx->size == 1)
     return SB_OK;
   int64_t counts[SB_RANKS_MAX], start, mine;
   for (int q = 0; q < ctx->size; q++) {
-    sb_split_spec_rows(t->shape[0], ctx->size, q, &start, &counts[q]);
+    sb_split_spec_rows(t->head.shape[0], ctx->size, q, &start, &counts[q]);
     counts[q] *= t->row_elems;
   }
-  sb_split_spec_rows(t->shape[0], ctx->size, rank->index, &start, &mine);
-  float *all = t->buf[rank->index].ptr;
+  sb_split_spec_rows(t->head.shape[0], ctx->size, rank->index, &start, &mine);
+  float *all = t->head.buf[rank->index].ptr;
   return comm->ops->all_gather(comm, rank->index, &rank->x,
                                all + start * t->row_elems, counts, all);
 }
@@ -48,18 +50,18 @@ typedef struct {
 
 static Segments stored_segments(const sb_context *ctx, const sb_tensor *t,
                                 int r) {
-  Segments g = {0, t->numel, 0, 1};
+  Segments g = {0, t->head.numel, 0, 1};
   int64_t start, count;
-  if (t->split == FSDP_SPLIT_ROWS) {
-    sb_split_spec_rows(t->shape[0], ctx->size, r, &start, &count);
+  if (t->head.split == FSDP_SPLIT_ROWS) {
+    sb_split_spec_rows(t->head.shape[0], ctx->size, r, &start, &count);
     g.first = start * t->row_elems;
     g.len = count * t->row_elems;
-  } else if (t->split == FSDP_SPLIT_BATCH) {
+  } else if (t->head.split == FSDP_SPLIT_BATCH) {
     sb_split_batch(t->batch, ctx->size, r, &start, &count);
     g.first = start * t->inner;
     g.len = count * t->inner;
     g.stride = t->row_elems;
-    g.n_seg = t->shape[0];
+    g.n_seg = t->head.shape[0];
   }
   return g;
 }
@@ -74,71 +76,28 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
   Segments g = stored_segments(j->ctx, j->t, rank->index);
   return sb_rank_alloc_zeroed(&rank->x, j->category, g.len * g.n_seg,
-                              &j->t->buf[rank->index]);
+                              &j->t->head.buf[rank->index]);
 }
 
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                        const int64_t *shape, sb_tensor **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_create: NULL output pointer");
-  *out = NULL;
-  int64_t numel;
-  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  sb_tensor *t;
+  int st = sb_rank_tensor_new(ctx, category, ndim, shape, out, sizeof *t, &t);
   if (st != SB_OK)
     return st;
-  sb_tensor *t = calloc(1, sizeof *t);
-  SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
-  if (t == NULL || bufs == NULL) {
-    free(t);
-    free(bufs);
-    return fsdp_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                     "tensor_create: out of host memory");
-  }
-  t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-  t->numel = numel;
-  t->buf = bufs;
   t->batch = ndim >= 2 ? shape[1] : 1;
-  t->row_elems = shape[0] > 0 ? numel / shape[0] : 0;
+  t->row_elems = shape[0] > 0 ? t->head.numel / shape[0] : 0;
   t->inner = t->batch > 0 ? t->row_elems / t->batch : 0;
   /* Coefficients and alpha are the tensors that grow with the number of
    * specifications and of domains: those are the ones worth splitting. */
   if (ctx->size > 1 &&
       (category == SB_MEM_COEFFICIENTS || category == SB_MEM_ALPHA))
-    t->split = (int)fsdp_split_of(shape[0], t->batch);
+    t->head.split = (int)fsdp_split_of(shape[0], t->batch);
   CreateJob job = {ctx, t, category};
-  st = fsdp_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    fsdp_tensor_free(ctx, t);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = t;
-  return SB_OK;
+  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
 }
 
-void fsdp_tensor_free(sb_context *ctx, sb_tensor *t) {
-  if (ctx == NULL || t == NULL)
-    return;
-  fsdp_run(ctx, sb_rank_free_buffer, t->buf);
-  free(t->buf);
-  free(t);
-}
-
-typedef struct {
-  sb_context *ctx;
-  const sb_tensor *t;
-  int64_t offset, count;
-  int32_t dtype;
-  const void *src; /* write */
-  void *dst;       /* read */
-} CopyJob;
+typedef SbRankCopyJob CopyJob;
 
 /* Ranks as processes, tensor split by domains: each rank's elements of
  * [offset, offset + count) are strided in the host's order, so they travel
@@ -201,7 +160,7 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   /* A replicated tensor is read from rank 0 only; written on every rank. */
   const int64_t end = j->offset + j->count;
   int st = SB_OK;
-  if (!(j->dst && !j->t->split && rank->index != 0)) {
+  if (!(j->dst && !j->t->head.split && rank->index != 0)) {
     Segments g = stored_segments(j->ctx, j->t, rank->index);
     for (int64_t k = 0; k < g.n_seg && st == SB_OK; k++) {
       int64_t lo = g.first + k * g.stride, hi = lo + g.len;
@@ -209,7 +168,8 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       int64_t b = end < hi ? end : hi;
       if (a >= b)
         continue;
-      float *dev = (float *)j->t->buf[rank->index].ptr + k * g.len + (a - lo);
+      float *dev =
+          (float *)j->t->head.buf[rank->index].ptr + k * g.len + (a - lo);
       st = sb_rank_copy_host(x, j->dtype, dev, j->dst, j->src, a - j->offset,
                              b - a);
     }
@@ -222,10 +182,10 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   /* Every process must hold what the host reads: rank 0's copy of a
    * replicated tensor, every rank's own rows of a split one. */
   size_t elem = j->dtype == SB_DTYPE_F64 ? sizeof(double) : sizeof(float);
-  if (!j->t->split)
+  if (!j->t->head.split)
     return comm->ops->broadcast_host(comm, rank->index, x, j->dst,
                                      (size_t)j->count * elem, 0);
-  if (j->t->split == FSDP_SPLIT_BATCH) {
+  if (j->t->head.split == FSDP_SPLIT_BATCH) {
     /* Threads share dst, where every rank wrote its own segments. */
     if (sb_ranks_local_rank(j->ctx->ranks) < 0)
       return SB_OK;
@@ -243,30 +203,12 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 
 int fsdp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
                       int64_t count, int32_t dtype, const void *src) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_write", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      src);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, src, NULL};
-  return fsdp_run(ctx, copy_on_rank, &job);
+  return sb_rank_tensor_write(ctx, t, offset, count, dtype, src, copy_on_rank);
 }
 
 int fsdp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
                      int64_t count, int32_t dtype, void *dst) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_read", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      dst);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
-  return fsdp_run(ctx, copy_on_rank, &job);
+  return sb_rank_tensor_read(ctx, t, offset, count, dtype, dst, copy_on_rank);
 }
 
 typedef struct {
@@ -279,13 +221,13 @@ typedef struct {
 static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   UnitJob *j = arg;
   FsdpPart p = {j->S, j->B, 0, j->S, 0, j->B, 0};
-  if (j->A->split)
+  if (j->A->head.split)
     fsdp_part(j->ctx, j->S, j->B, rank->index, &p);
   if (p.ns == 0 || p.nb == 0)
     return SB_OK;
-  int st = rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N,
-                                      j->index + p.s0,
-                                      j->A->buf[rank->index].ptr);
+  int st =
+      rank->x.ops->set_unit_rows(rank->x.dev, p.ns, p.nb, j->N, j->index + p.s0,
+                                 j->A->head.buf[rank->index].ptr);
   return st == SB_OK ? st
                      : sb_exec_device_fail(&rank->x, st, "tensor_set_unit_rows");
 }
@@ -295,20 +237,12 @@ int fsdp_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (A == NULL || A->ndim < 3)
+  if (A == NULL || A->head.ndim < 3)
     return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "tensor_set_unit_rows: A must be a tensor of shape "
                      "[S,B,N]");
-  UnitJob job = {ctx, A, index, A->shape[0], A->shape[1], 0};
-  job.N = job.S * job.B != 0 ? A->numel / (job.S * job.B) : 0;
-  if (index == NULL && job.S > 0)
-    return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                     "tensor_set_unit_rows: NULL index");
-  for (int64_t s = 0; s < job.S; s++)
-    if (index[s] < 0 || index[s] >= job.N)
-      return fsdp_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                       "tensor_set_unit_rows: index[%lld] = %lld is outside "
-                       "[0, %lld)",
-                       (long long)s, (long long)index[s], (long long)job.N);
-  return fsdp_run(ctx, unit_on_rank, &job);
+  UnitJob job = {ctx, A, index, A->head.shape[0], A->head.shape[1], 0};
+  job.N = job.S * job.B != 0 ? A->head.numel / (job.S * job.B) : 0;
+  int st = sb_rank_check_unit_index(ctx, index, job.S, job.N);
+  return st == SB_OK ? fsdp_run(ctx, unit_on_rank, &job) : st;
 }

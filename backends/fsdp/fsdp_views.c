@@ -16,7 +16,7 @@ void fsdp_views_init(FsdpViews *vs, const FsdpPart *part) {
  * split alone, so that every rank agrees on the collectives. */
 static int needs_packing(const sb_context *ctx, const sb_tensor *t,
                          const FsdpPart *p) {
-  return ctx->size > 1 && t->split == FSDP_REPLICATED &&
+  return ctx->size > 1 && t->head.split == FSDP_REPLICATED &&
          fsdp_split_of(p->S, p->B) == FSDP_SPLIT_BATCH;
 }
 
@@ -25,7 +25,7 @@ static int needs_packing(const sb_context *ctx, const sb_tensor *t,
 static int copy_part(SbExec *x, const sb_tensor *t, int r, const FsdpPart *p,
                      float *packed, int pack) {
   const int64_t inner = t->inner, len = p->nb * inner;
-  float *full = t->buf[r].ptr;
+  float *full = t->head.buf[r].ptr;
   int st = SB_OK;
   for (int64_t s = 0; s < p->ns && st == SB_OK && len > 0; s++) {
     float *rows = full + ((p->s0 + s) * p->B + p->b0) * inner;
@@ -50,12 +50,12 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
     }
   /* A tensor of the operation's S and B is split exactly as the part, so
    * a split tensor's own buffer is the part. */
-  if (t->shape[0] != p->S || t->batch != p->B) {
+  if (t->head.shape[0] != p->S || t->batch != p->B) {
     *st = sb_exec_fail(&rank->x, SB_ERR_INVALID_ARGUMENT,
                        "fsdp: an [S,B,...] argument has shape [%lld,%lld,...]"
                        " where the operation has S=%lld spec rows and B=%lld "
                        "batch elements",
-                       (long long)t->shape[0], (long long)t->batch,
+                       (long long)t->head.shape[0], (long long)t->batch,
                        (long long)p->S, (long long)p->B);
     return NULL;
   }
@@ -67,10 +67,10 @@ float *fsdp_views_get(const sb_context *ctx, FsdpViews *vs, SbRank *rank,
   FsdpView *v = &vs->v[vs->n++];
   v->t = t;
   v->out = out;
-  if (t->split != FSDP_REPLICATED) {
-    v->ptr = t->buf[r].ptr;
+  if (t->head.split != FSDP_REPLICATED) {
+    v->ptr = t->head.buf[r].ptr;
   } else if (!needs_packing(ctx, t, p)) {
-    v->ptr = (float *)t->buf[r].ptr + p->s0 * t->row_elems;
+    v->ptr = (float *)t->head.buf[r].ptr + p->s0 * t->row_elems;
   } else {
     *st = sb_exec_alloc(&rank->x, SB_MEM_WORKSPACE,
                         p->ns * p->nb * t->inner, &v->packed);
@@ -113,12 +113,18 @@ static int share_batch_slices(const sb_context *ctx, SbRank *rank,
   return st;
 }
 
-int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
-                     FsdpViews *vs) {
-  int st = SB_OK;
+static void views_release(SbRank *rank, FsdpViews *vs) {
+  for (int i = 0; i < vs->n; i++)
+    sb_exec_free(&rank->x, &vs->v[i].packed);
+}
+
+int fsdp_views_finish(const sb_context *ctx, SbRank *rank, SbComm *comm,
+                      FsdpViews *vs, int st) {
+  /* A rank that failed returns at once: sb_ranks_run then aborts the
+   * communicator, so no peer stays blocked in the sharing. */
   for (int i = 0; i < vs->n && st == SB_OK; i++) {
     FsdpView *v = &vs->v[i];
-    if (!v->out || v->t->split != FSDP_REPLICATED || ctx->size == 1)
+    if (!v->out || v->t->head.split != FSDP_REPLICATED || ctx->size == 1)
       continue;
     if (v->is_packed) {
       /* The rank's own part first, then everyone else's. */
@@ -129,11 +135,6 @@ int fsdp_views_share(const sb_context *ctx, SbRank *rank, SbComm *comm,
       st = fsdp_share_rows(ctx, rank, comm, (sb_tensor *)v->t);
     }
   }
-  fsdp_views_release(rank, vs);
+  views_release(rank, vs);
   return st;
-}
-
-void fsdp_views_release(SbRank *rank, FsdpViews *vs) {
-  for (int i = 0; i < vs->n; i++)
-    sb_exec_free(&rank->x, &vs->v[i].packed);
 }

@@ -13,8 +13,11 @@ static int tp_context_create(const sb_host_v1 *host, const sb_option *options,
                              size_t n_options, sb_context **out, char *error,
                              size_t error_size) {
   (void)host;
-  return sb_rank_context_create("tp", options, n_options, out, error,
-                                error_size);
+  return sb_rank_context_create(
+      "tp",
+      "tp splits tensors of 3 or more dimensions ([S,B,N]) by neuron, so "
+      "bounds, inputs and biases must be [B,N] or [S,B] tensors",
+      options, n_options, out, error, error_size);
 }
 
 static const sb_backend_v1 tp_backend = {
@@ -30,11 +33,8 @@ static const sb_backend_v1 tp_backend = {
     .capabilities = SB_CAP_LINEAR | SB_CAP_CONV2D | SB_CAP_AFFINE |
                     SB_CAP_ADD | SB_CAP_RELU | SB_CAP_MULTI_RANK,
     .context_create = tp_context_create,
-    .context_destroy = sb_rank_context_destroy,
-    .last_error = sb_rank_context_last_error,
-    .rank_count = sb_rank_context_size,
+    SB_RANK_BACKEND_MEMBERS,
     .tensor_create = tp_tensor_create,
-    .tensor_free = tp_tensor_free,
     .tensor_write = tp_tensor_write,
     .tensor_read = tp_tensor_read,
     .tensor_set_unit_rows = tp_tensor_set_unit_rows,
@@ -44,18 +44,12 @@ static const sb_backend_v1 tp_backend = {
     .layer_ibp = tp_layer_ibp,
     .layer_backward = tp_layer_backward,
     .concretize = tp_concretize,
-    .memory_mark_baseline = sb_rank_memory_mark_baseline,
-    .memory_reset_peak = sb_rank_memory_reset_peak,
-    .memory_stats = sb_rank_memory_stats,
     .layer_backward_vjp = tp_layer_backward_vjp,
     .concretize_vjp = tp_concretize_vjp,
     .relu_init_alpha = tp_relu_init_alpha,
     .adam_step = tp_adam_step,
     .beta_apply = tp_beta_apply,
     .beta_vjp = tp_beta_vjp,
-    .process_info = sb_rank_process_info,
-    .broadcast_host = sb_rank_broadcast_host,
-    .lost_rank = sb_rank_lost_rank,
 };
 
 int sb_backend_get_v1(const sb_host_v1 *host, const sb_backend_v1 **out) {

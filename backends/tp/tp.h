@@ -20,12 +20,8 @@
  * cost B*N floats per node, negligible next to A and W, and replicating them
  * spares a gather before every operator that reads a whole input. */
 struct sb_tensor {
-  int32_t ndim;
-  int64_t shape[4];
-  int64_t numel;
-  int sliced;
-  int64_t rows, cols; /* sliced only */
-  SbBuffer *buf;      /* one per rank */
+  SbRankTensorHead head; /* head.split: 1 when split by neuron */
+  int64_t rows, cols;    /* split tensors only */
 };
 
 /* The part of a layer one rank owns: the operator's struct sb_layer for
@@ -45,9 +41,7 @@ typedef struct TpShard {
 } TpShard;
 
 typedef struct TpLayer {
-  const SbOpFamily *fam;
-  int32_t kind;
-  int64_t in_size, out_size;
+  SbRankLayerHead head;
   int has_bias; /* LINEAR/CONV2D: a bias, hence a constant term to reduce */
   SbConvGeom conv;
   TpShard *shard; /* one per rank */
@@ -102,15 +96,9 @@ int tp_conv_backward_partial(SbExec *x, const TpLayer *tl, const TpShard *sh,
 
 int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R);
 
-/* Argument checks shared by the entry points: each fails with a message
+/* The argument check of TP's own layout (the others are rank_checks.h):
+ * t must be split by neuron with shape [S,B,N]; fails with a message
  * naming fn and what. */
-int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
-                    const sb_tensor *t, int64_t numel,
-                    const char *shape_text);
-/* t must be replicated ([B,N] or [S,B]), not split by neuron. */
-int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
-                         const sb_tensor *t);
-/* t must be split by neuron with shape [S,B,N]. */
 int tp_expect_coefficients(sb_context *ctx, const char *fn, const char *what,
                            const sb_tensor *t, int64_t S, int64_t B,
                            int64_t N);
@@ -124,7 +112,6 @@ int tp_conv_backward_vjp(SbExec *x, const TpLayer *tl, const TpShard *sh,
 /* Tensor and layer entry points (sb_backend_v1 members). */
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                      const int64_t *shape, sb_tensor **out);
-void tp_tensor_free(sb_context *ctx, sb_tensor *tensor);
 int tp_tensor_write(sb_context *ctx, sb_tensor *tensor, int64_t offset,
                     int64_t count, int32_t dtype, const void *src);
 int tp_tensor_read(sb_context *ctx, const sb_tensor *tensor, int64_t offset,

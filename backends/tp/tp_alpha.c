@@ -6,6 +6,8 @@
  * and concretize, which need no communication at all. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -16,25 +18,17 @@ static const TpLayer *tp_layer(const sb_layer *l) {
 /* A must be split by neuron; its S, B and N are returned. */
 static int coef_dims(sb_context *ctx, const char *fn, const char *what,
                      const sb_tensor *A, int64_t *S, int64_t *B, int64_t *N) {
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: %s must be a tensor of shape [S,B,N]", fn, what);
-  *S = A->shape[0];
-  *B = A->shape[1];
+  *S = A->head.shape[0];
+  *B = A->head.shape[1];
   *N = A->cols;
   return SB_OK;
 }
 
-/* A [B,N] or [S,B] argument, replicated on every rank. */
-static int expect_vector(sb_context *ctx, const char *fn, const char *what,
-                         const sb_tensor *t, int64_t numel,
-                         const char *shape_text) {
-  int st = tp_expect_numel(ctx, fn, what, t, numel, shape_text);
-  return st == SB_OK ? tp_expect_replicated(ctx, fn, what, t) : st;
-}
-
 static float *local(const sb_tensor *t, int r) {
-  return t ? t->buf[r].ptr : NULL;
+  return t ? t->head.buf[r].ptr : NULL;
 }
 
 /* ---- layer_backward_vjp ---- */
@@ -55,9 +49,9 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
   const sb_vjp_args_v1 *in = j->args;
   const int r = rank->index;
   const TpShard *sh = &tl->shard[r];
-  const int64_t R = j->S * j->B, Nin = tl->in_size, k = sh->count;
+  const int64_t R = j->S * j->B, Nin = tl->head.in_size, k = sh->count;
   const float *G = local(in->grad_A_in[0], r), *g = local(in->grad_bias, r);
-  float *dst = in->grad_A_out->buf[r].ptr;
+  float *dst = in->grad_A_out->head.buf[r].ptr;
   const int64_t chunk = G ? tp_row_chunk(j->ctx, tl, R) : R;
   int64_t in_start, in_count, counts[SB_RANKS_MAX], starts[SB_RANKS_MAX];
   tp_cols(j->ctx, Nin, r, &in_start, &in_count);
@@ -91,7 +85,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
     }
     if (st != SB_OK || k == 0)
       continue;
-    if (tl->kind == SB_LAYER_LINEAR) {
+    if (tl->head.kind == SB_LAYER_LINEAR) {
       SbOpVjp a;
       memset(&a, 0, sizeof a);
       a.side = in->side;
@@ -101,7 +95,7 @@ static int sharded_vjp(VjpJob *j, SbRank *rank, SbComm *comm) {
       a.grad_bias = g ? g + r0 : NULL;
       a.grad_A_out = dst + r0 * k;
       a.accumulate_A_out = in->accumulate_A_out;
-      st = tl->fam->backward_vjp(x, &sh->local, &a);
+      st = tl->head.fam->backward_vjp(x, &sh->local, &a);
     } else {
       st = tp_conv_backward_vjp(x, tl, sh, m, full, g ? g + r0 : NULL,
                                 in->accumulate_A_out, dst + r0 * k);
@@ -124,19 +118,19 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
   a.S = j->S;
   a.B = j->B;
   a.A_out = local(in->A_out, r);
-  for (int i = 0; i < tl->fam->n_inputs; i++)
+  for (int i = 0; i < tl->head.fam->n_inputs; i++)
     a.grad_A_in[i] = local(in->grad_A_in[i], r);
   a.grad_bias = local(in->grad_bias, r);
   a.grad_A_out = local(in->grad_A_out, r);
   a.accumulate_A_out = in->accumulate_A_out;
   TpSlice lo = {0}, up = {0};
   int st = SB_OK;
-  if (tl->kind == SB_LAYER_RELU) {
-    st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
-                       in->pre_lower->buf[r].ptr, &lo);
+  if (tl->head.kind == SB_LAYER_RELU) {
+    st = tp_slice_view(x, j->B, tl->head.out_size, sh->start, sh->count,
+                       in->pre_lower->head.buf[r].ptr, &lo);
     if (st == SB_OK)
-      st = tp_slice_view(x, j->B, tl->out_size, sh->start, sh->count,
-                         in->pre_upper->buf[r].ptr, &up);
+      st = tp_slice_view(x, j->B, tl->head.out_size, sh->start, sh->count,
+                         in->pre_upper->head.buf[r].ptr, &up);
     a.pre_lower = lo.ptr;
     a.pre_upper = up.ptr;
     a.alpha = local(in->alpha, r);
@@ -144,7 +138,7 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
     a.accumulate_alpha = in->accumulate_alpha;
   }
   if (st == SB_OK && sh->count > 0 && j->S * j->B > 0)
-    st = tl->fam->backward_vjp(x, &sh->local, &a);
+    st = tl->head.fam->backward_vjp(x, &sh->local, &a);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   return st;
@@ -152,7 +146,8 @@ static int local_vjp(VjpJob *j, SbRank *rank) {
 
 static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   VjpJob *j = arg;
-  if (j->tl->kind == SB_LAYER_LINEAR || j->tl->kind == SB_LAYER_CONV2D)
+  if (j->tl->head.kind == SB_LAYER_LINEAR ||
+      j->tl->head.kind == SB_LAYER_CONV2D)
     return sharded_vjp(j, rank, comm);
   return local_vjp(j, rank);
 }
@@ -160,56 +155,54 @@ static int vjp_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 int tp_layer_backward_vjp(sb_context *ctx, const sb_layer *layer,
                           const sb_vjp_args_v1 *args) {
   static const char fn[] = "layer_backward_vjp";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st != SB_OK)
+    return st;
   const TpLayer *tl = tp_layer(layer);
   VjpJob job = {ctx, tl, args, 0, 0};
   int64_t N;
-  int st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
+  st = sb_check_vjp_args(SB_CTX_ERROR(ctx), fn, args);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A_out", args->A_out, &job.S, &job.B, &N);
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "A_out", args->A_out, job.S, job.B,
-                                tl->out_size);
+                                tl->head.out_size);
   if (st == SB_OK)
-    st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out,
-                                job.S, job.B, tl->out_size);
-  for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
+    st = tp_expect_coefficients(ctx, fn, "grad_A_out", args->grad_A_out, job.S,
+                                job.B, tl->head.out_size);
+  for (int i = 0; i < tl->head.fam->n_inputs && st == SB_OK; i++) {
     char name[32];
     snprintf(name, sizeof name, "grad_A_in[%d]", i);
     if (args->grad_A_in[i] == NULL)
       continue;
-    st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S,
-                                job.B, tl->in_size);
+    st = tp_expect_coefficients(ctx, fn, name, args->grad_A_in[i], job.S, job.B,
+                                tl->head.in_size);
   }
   if (st == SB_OK && args->grad_bias)
-    st = expect_vector(ctx, fn, "grad_bias", args->grad_bias, job.S * job.B,
-                       "[S,B]");
-  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
-    const int64_t BN = job.B * tl->out_size;
-    if ((st = expect_vector(ctx, fn, "pre_lower", args->pre_lower, BN,
-                            "[B,N]")) ||
-        (st = expect_vector(ctx, fn, "pre_upper", args->pre_upper, BN,
-                            "[B,N]")))
+    st = sb_rank_expect_whole(ctx, fn, "grad_bias", args->grad_bias,
+                              job.S * job.B, "[S,B]");
+  if (st == SB_OK && tl->head.kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * tl->head.out_size;
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha)
-      st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S,
-                                  job.B, tl->out_size);
+      st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,
+                                  tl->head.out_size);
     if (st == SB_OK && args->grad_alpha)
       st = tp_expect_coefficients(ctx, fn, "grad_alpha", args->grad_alpha,
-                                  job.S, job.B, tl->out_size);
+                                  job.S, job.B, tl->head.out_size);
   } else if (st == SB_OK && args->grad_alpha) {
     st =
         sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                      "%s: grad_alpha is only meaningful for a relu layer, this "
                      "is a %s layer",
-                     fn, tl->fam->name);
+                     fn, tl->head.fam->name);
   }
   if (st == SB_OK)
-    st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
+    st = sb_check_vjp_aliasing(SB_CTX_ERROR(ctx), fn, tl->head.fam->n_inputs,
                                args);
   if (st != SB_OK)
     return st;
@@ -239,7 +232,7 @@ static int columns_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   if (j->op == OP_ADAM) {
     /* param, grad, m and v share one layout, so the stored floats line
      * up element by element. */
-    int64_t n = (int64_t)(j->param->buf[r].bytes / sizeof(float));
+    int64_t n = (int64_t)(j->param->head.buf[r].bytes / sizeof(float));
     return n == 0 ? SB_OK
                   : sb_adam_step(x, n, local(j->param, r), local(j->g, r),
                                  local(j->m, r), local(j->v, r), j->adam);
@@ -278,30 +271,26 @@ static int columns_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   return st;
 }
 
-#define BEGIN(ctx)                                                             \
-  do {                                                                         \
-    if ((ctx) == NULL)                                                         \
-      return SB_ERR_INVALID_ARGUMENT;                                          \
-    (ctx)->error[0] = '\0';                                                    \
-  } while (0)
-
 int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
                       const sb_tensor *x_lower, const sb_tensor *x_upper,
                       int32_t side, const sb_tensor *grad_out,
                       sb_tensor *grad_A) {
-  BEGIN(ctx);
   static const char fn[] = "concretize_vjp";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_CONCRETIZE_VJP, side};
   j.A = A, j.lo = x_lower, j.up = x_upper, j.g = grad_out, j.out = grad_A;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK && grad_out)
-    st = expect_vector(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
+    st =
+        sb_rank_expect_whole(ctx, fn, "grad_out", grad_out, j.S * j.B, "[S,B]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, j.B * j.N, "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_A", grad_A, j.S, j.B, j.N);
   if (st == SB_OK)
@@ -312,15 +301,19 @@ int tp_concretize_vjp(sb_context *ctx, const sb_tensor *A,
 
 int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
                        const sb_tensor *pre_upper, sb_tensor *alpha) {
-  BEGIN(ctx);
   static const char fn[] = "relu_init_alpha";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_INIT_ALPHA};
   j.lo = pre_lower, j.up = pre_upper, j.out = alpha;
-  int st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N);
+  st = coef_dims(ctx, fn, "alpha", alpha, &j.S, &j.B, &j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "pre_lower", pre_lower, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_lower", pre_lower, j.B * j.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "pre_upper", pre_upper, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "pre_upper", pre_upper, j.B * j.N,
+                              "[B,N]");
   if (st == SB_OK)
     st = sb_check_init_alpha_aliasing(SB_CTX_ERROR(ctx), fn, pre_lower,
                                       pre_upper, alpha);
@@ -329,34 +322,37 @@ int tp_relu_init_alpha(sb_context *ctx, const sb_tensor *pre_lower,
 
 int tp_beta_apply(sb_context *ctx, sb_tensor *A, const sb_tensor *beta,
                   const sb_tensor *sign, int32_t side) {
-  BEGIN(ctx);
   static const char fn[] = "beta_apply";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_BETA_APPLY, side};
   j.out = A, j.beta = beta, j.sign = sign;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "A", A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "beta", beta, j.S, j.B, j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = sb_check_beta_apply_aliasing(SB_CTX_ERROR(ctx), fn, A, beta, sign);
   return st == SB_OK ? sb_rank_run(ctx, columns_on_rank, &j) : st;
 }
 
-int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A,
-                const sb_tensor *sign, int32_t side, sb_tensor *grad_beta,
-                int32_t accumulate) {
-  BEGIN(ctx);
+int tp_beta_vjp(sb_context *ctx, const sb_tensor *grad_A, const sb_tensor *sign,
+                int32_t side, sb_tensor *grad_beta, int32_t accumulate) {
   static const char fn[] = "beta_vjp";
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
   ColumnJob j = {ctx, OP_BETA_VJP, side};
   j.A = grad_A, j.sign = sign, j.out = grad_beta, j.accumulate = accumulate;
-  int st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
+  st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st == SB_OK)
     st = coef_dims(ctx, fn, "grad_A", grad_A, &j.S, &j.B, &j.N);
   if (st == SB_OK)
-    st = expect_vector(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "sign", sign, j.B * j.N, "[B,N]");
   if (st == SB_OK)
     st = tp_expect_coefficients(ctx, fn, "grad_beta", grad_beta, j.S, j.B,
                                 j.N);
@@ -371,21 +367,25 @@ static int same_layout(sb_context *ctx, const char *fn, const char *what,
   if (t == NULL)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);
-  if (t->ndim != param->ndim ||
-      memcmp(t->shape, param->shape, (size_t)t->ndim * sizeof *t->shape))
+  if (t->head.ndim != param->head.ndim ||
+      memcmp(t->head.shape, param->head.shape,
+             (size_t)t->head.ndim * sizeof *t->head.shape))
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: %s must have param's shape (%d dimensions, %lld "
                         "elements; it has %d, %lld)",
-                        fn, what, (int)param->ndim, (long long)param->numel,
-                        (int)t->ndim, (long long)t->numel);
+                        fn, what, (int)param->head.ndim,
+                        (long long)param->head.numel, (int)t->head.ndim,
+                        (long long)t->head.numel);
   return SB_OK;
 }
 
 int tp_adam_step(sb_context *ctx, sb_tensor *param, const sb_tensor *grad,
                  sb_tensor *m, sb_tensor *v, const sb_adam_args_v1 *args) {
-  BEGIN(ctx);
   static const char fn[] = "adam_step";
-  int st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
+  int st = sb_rank_begin(ctx);
+  if (st != SB_OK)
+    return st;
+  st = sb_check_adam_args(SB_CTX_ERROR(ctx), fn, args, param);
   if (st == SB_OK)
     st = same_layout(ctx, fn, "grad", grad, param);
   if (st == SB_OK)

@@ -3,6 +3,8 @@
  * of the box, and the partial sums are all-reduced. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <string.h>
 
 typedef struct {
@@ -27,25 +29,25 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
       (st = x->ops->zero(x->dev, partial.ptr, partial.bytes)))
     st = sb_exec_device_fail(x, st, "concretize");
   if (st == SB_OK)
-    st = tp_slice_view(x, j->B, j->N, start, count, j->x_lower->buf[r].ptr,
+    st = tp_slice_view(x, j->B, j->N, start, count, j->x_lower->head.buf[r].ptr,
                        &lo);
   if (st == SB_OK)
-    st = tp_slice_view(x, j->B, j->N, start, count, j->x_upper->buf[r].ptr,
+    st = tp_slice_view(x, j->B, j->N, start, count, j->x_upper->head.buf[r].ptr,
                        &up);
   /* The constant term is added once, after the sum, not once per rank. */
   if (st == SB_OK && count > 0 && R > 0)
-    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->buf[r].ptr, NULL,
-                       lo.ptr, up.ptr, partial.ptr);
+    st = sb_concretize(x, j->side, j->S, j->B, count, j->A->head.buf[r].ptr,
+                       NULL, lo.ptr, up.ptr, partial.ptr);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   if (st == SB_OK)
     st = comm->ops->all_reduce(comm, r, x, partial.ptr, partial.ptr, R);
   if (st == SB_OK && R > 0) {
-    float *out = j->out->buf[r].ptr;
-    st = j->bias ? x->ops->add(x->dev, R, j->bias->buf[r].ptr, partial.ptr,
-                               out)
-                 : x->ops->copy(x->dev, out, partial.ptr,
-                                (size_t)R * sizeof(float));
+    float *out = j->out->head.buf[r].ptr;
+    st =
+        j->bias
+            ? x->ops->add(x->dev, R, j->bias->head.buf[r].ptr, partial.ptr, out)
+            : x->ops->copy(x->dev, out, partial.ptr, (size_t)R * sizeof(float));
     if (st != SB_OK)
       st = sb_exec_device_fail(x, st, "concretize");
   }
@@ -53,44 +55,31 @@ static int concretize_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   return st;
 }
 
-static int expect_vector(sb_context *ctx, const char *what,
-                         const sb_tensor *t, int64_t numel,
-                         const char *shape_text) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "concretize: %s is NULL",
-                        what);
-  if (t->sliced || t->numel != numel)
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "concretize: %s must be a %s tensor of %lld elements (it "
-        "has %d dimensions, %lld elements)",
-        what, shape_text, (long long)numel, (int)t->ndim, (long long)t->numel);
-  return SB_OK;
-}
-
 int tp_concretize(sb_context *ctx, const sb_tensor *A, const sb_tensor *bias,
                   const sb_tensor *x_lower, const sb_tensor *x_upper,
                   int32_t side, sb_tensor *out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_check_side(SB_CTX_ERROR(ctx), "concretize", side);
+  static const char fn[] = "concretize";
+  int st = sb_rank_begin(ctx);
+  if (st == SB_OK)
+    st = sb_check_side(SB_CTX_ERROR(ctx), fn, side);
   if (st != SB_OK)
     return st;
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "concretize: A must be a tensor of shape [S,B,N]");
-  ConcretizeJob job = {ctx,  A,           bias,        x_lower, x_upper,
-                       out,  side,        A->shape[0], A->shape[1], A->cols};
+  ConcretizeJob job = {ctx,  A,    bias, x_lower, x_upper, out, side,
+                       A->head.shape[0], A->head.shape[1], A->cols};
   const int64_t R = job.S * job.B;
   if (bias)
-    st = expect_vector(ctx, "bias", bias, R, "[S,B]");
+    st = sb_rank_expect_whole(ctx, fn, "bias", bias, R, "[S,B]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "x_lower", x_lower, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_lower", x_lower, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "x_upper", x_upper, job.B * job.N, "[B,N]");
+    st = sb_rank_expect_whole(ctx, fn, "x_upper", x_upper, job.B * job.N,
+                              "[B,N]");
   if (st == SB_OK)
-    st = expect_vector(ctx, "out", out, R, "[S,B]");
+    st = sb_rank_expect_whole(ctx, fn, "out", out, R, "[S,B]");
   if (st == SB_OK)
     st = sb_check_concretize_aliasing(SB_CTX_ERROR(ctx), "concretize", A, bias,
                                       x_lower, x_upper, out);

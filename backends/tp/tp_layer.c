@@ -6,6 +6,8 @@
  * on the local slice alone. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,10 +82,10 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   case SB_LAYER_AFFINE: return create_affine(x, d, sh);
   default:
     shape_local(&sh->full, d->kind, d->in_size, d->out_size,
-                j->tl->fam->n_inputs);
+                j->tl->head.fam->n_inputs);
     shape_local(&sh->local, d->kind, sh->count, sh->count,
-                j->tl->fam->n_inputs);
-    return j->tl->fam->create(x, d, &sh->full);
+                j->tl->head.fam->n_inputs);
+    return j->tl->head.fam->create(x, d, &sh->full);
   }
 }
 
@@ -101,60 +103,24 @@ static void layer_destroy(sb_context *ctx, TpLayer *tl) {
   free(tl);
 }
 
-/* On the description every process holds (sb_rank_layer_create). */
+/* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                    sb_layer **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL || desc == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: NULL description or output pointer");
-  *out = NULL;
-  if (desc->struct_size < sizeof(sb_layer_desc_v1))
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: description struct_size %u is smaller "
-                        "than sb_layer_desc_v1 (%zu bytes)",
-                        (unsigned)desc->struct_size, sizeof(sb_layer_desc_v1));
-  const SbOpFamily *fam = sb_op_family(desc->kind);
-  if (fam == NULL)
-    return sb_rank_fail(ctx, SB_ERR_UNSUPPORTED,
-                        "layer_create: unknown layer kind %d", (int)desc->kind);
-  if (desc->in_size <= 0 || desc->out_size <= 0)
-    return sb_rank_fail(
-        ctx, SB_ERR_INVALID_ARGUMENT,
-        "layer_create: %s layer sizes must be positive (in_size "
-        "%lld, out_size %lld)",
-        fam->name, (long long)desc->in_size, (long long)desc->out_size);
-  if ((desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D) &&
-      desc->weight == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "layer_create: %s layer needs a weight", fam->name);
-  TpLayer *tl = calloc(1, sizeof *tl);
-  if (tl != NULL)
-    tl->shard = calloc((size_t)ctx->size, sizeof *tl->shard);
-  if (tl == NULL || tl->shard == NULL) {
-    free(tl);
-    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                        "layer_create: out of host memory");
-  }
-  tl->fam = fam;
-  tl->kind = desc->kind;
-  tl->in_size = desc->in_size;
-  tl->out_size = desc->out_size;
+                        const SbOpFamily *fam, sb_layer **out) {
+  void *obj, *shards;
+  int st = sb_rank_calloc_parts(ctx, "layer_create", sizeof(TpLayer),
+                                sizeof(TpShard), &obj, &shards);
+  if (st != SB_OK)
+    return st;
+  TpLayer *tl = obj;
+  tl->shard = shards;
+  tl->head = (SbRankLayerHead){fam, desc->kind, desc->in_size, desc->out_size};
   tl->has_bias = desc->bias != NULL;
   CreateJob job = {ctx, desc, tl};
-  int st = sb_rank_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    layer_destroy(ctx, tl);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  tl->conv = tl->shard[0].local.conv;
-  *out = (sb_layer *)(void *)tl;
-  return SB_OK;
+  st = sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)tl,
+                            tp_layer_free, out);
+  if (st == SB_OK)
+    tl->conv = tl->shard[0].local.conv;
+  return st;
 }
 
 int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
@@ -170,32 +136,24 @@ void tp_layer_free(sb_context *ctx, sb_layer *layer) {
 
 /* ---- forward and IBP ---- */
 
-typedef struct {
-  sb_context *ctx;
-  const TpLayer *tl;
-  int64_t B;
-  const sb_tensor *const *in_lo, *const *in_up;
-  sb_tensor *out_lo, *out_up; /* out_up NULL: plain forward */
-} ForwardJob;
-
 /* Linear and conv: this rank's output neurons from the whole input, then
  * every rank gets every slice. */
-static int sharded_forward(ForwardJob *j, SbRank *rank, SbComm *comm,
+static int sharded_forward(const SbRankBoundsJob *j, SbRank *rank, SbComm *comm,
                            const float *lo, const float *up) {
   SbExec *x = &rank->x;
-  const TpLayer *tl = j->tl;
+  const TpLayer *tl = tp_layer(j->layer);
   const TpShard *sh = &tl->shard[rank->index];
-  const int64_t B = j->B, N = tl->out_size;
-  float *olo = j->out_lo->buf[rank->index].ptr;
-  float *oup = j->out_up ? j->out_up->buf[rank->index].ptr : NULL;
+  const int64_t B = j->B, N = tl->head.out_size;
+  float *olo = j->out_lo->head.buf[rank->index].ptr;
+  float *oup = j->out_up ? j->out_up->head.buf[rank->index].ptr : NULL;
   TpSlice sl = {0}, su = {0};
   int st = tp_slice_begin(x, B, N, sh->start, sh->count, olo, &sl);
   if (st == SB_OK && oup)
     st = tp_slice_begin(x, B, N, sh->start, sh->count, oup, &su);
   if (st == SB_OK && sh->count > 0) {
-    if (tl->kind == SB_LAYER_LINEAR)
-      st = oup ? tl->fam->ibp(x, &sh->local, B, &lo, &up, sl.ptr, su.ptr)
-               : tl->fam->forward(x, &sh->local, B, &lo, sl.ptr);
+    if (tl->head.kind == SB_LAYER_LINEAR)
+      st = oup ? tl->head.fam->ibp(x, &sh->local, B, &lo, &up, sl.ptr, su.ptr)
+               : tl->head.fam->forward(x, &sh->local, B, &lo, sl.ptr);
     else
       st = oup ? tp_conv_ibp(x, tl, sh, B, lo, up, sl.ptr, su.ptr)
                : tp_conv_forward(x, tl, sh, B, lo, sl.ptr);
@@ -216,134 +174,34 @@ static int sharded_forward(ForwardJob *j, SbRank *rank, SbComm *comm,
 }
 
 static int forward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  ForwardJob *j = arg;
-  const TpLayer *tl = j->tl;
+  SbRankBoundsJob *j = arg;
+  const TpLayer *tl = tp_layer(j->layer);
   int r = rank->index;
   const float *lo[SB_MAX_LAYER_INPUTS] = {0}, *up[SB_MAX_LAYER_INPUTS] = {0};
-  for (int i = 0; i < tl->fam->n_inputs; i++) {
-    lo[i] = j->in_lo[i]->buf[r].ptr;
-    up[i] = j->in_up ? j->in_up[i]->buf[r].ptr : NULL;
-  }
-  if (tl->kind == SB_LAYER_LINEAR || tl->kind == SB_LAYER_CONV2D)
+  sb_rank_bounds_inputs(j, r, lo, up);
+  if (tl->head.kind == SB_LAYER_LINEAR || tl->head.kind == SB_LAYER_CONV2D)
     return sharded_forward(j, rank, comm, lo[0], up[0]);
   /* Elementwise operators on replicated bounds: every rank computes all of
    * it, which costs B*N flops and no communication. */
   const struct sb_layer *full = &tl->shard[r].full;
-  return j->out_up ? tl->fam->ibp(&rank->x, full, j->B, lo, up,
-                                  j->out_lo->buf[r].ptr,
-                                  j->out_up->buf[r].ptr)
-                   : tl->fam->forward(&rank->x, full, j->B, lo,
-                                      j->out_lo->buf[r].ptr);
-}
-
-int tp_expect_numel(sb_context *ctx, const char *fn, const char *what,
-                        const sb_tensor *t, int64_t numel,
-                        const char *shape_text) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                        what);
-  if (t->numel != numel)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %lld elements, expected %lld (%s)", fn,
-                        what, (long long)t->numel, (long long)numel,
-                        shape_text);
-  return SB_OK;
-}
-
-int tp_expect_replicated(sb_context *ctx, const char *fn, const char *what,
-                             const sb_tensor *t) {
-  if (t->sliced)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %d dimensions, and tensors of 3 or more "
-                        "([S,B,N]) are split by neuron across ranks; bounds, "
-                        "inputs and biases must be [B,N] or [S,B] tensors",
-                        fn, what, (int)t->ndim);
-  return SB_OK;
-}
-
-static int check_vectors(sb_context *ctx, const char *fn, const char *what,
-                         const TpLayer *tl, const sb_tensor *const *in,
-                         int64_t n) {
-  if (in == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL %s array", fn,
-                        what);
-  for (int i = 0; i < tl->fam->n_inputs; i++) {
-    char name[64];
-    snprintf(name, sizeof name, "%s[%d]", what, i);
-    int st = tp_expect_numel(ctx, fn, name, in[i], n, "[B,N_in]");
-    if (st == SB_OK)
-      st = tp_expect_replicated(ctx, fn, name, in[i]);
-    if (st != SB_OK)
-      return st;
-  }
-  return SB_OK;
-}
-
-static int batch_of(sb_context *ctx, const char *fn, const char *what,
-                    const sb_tensor *t, int64_t n, int64_t *B) {
-  if (t == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                        what);
-  if (t->numel % n != 0)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "%s: %s has %lld elements, not a multiple of the layer "
-                        "size %lld",
-                        fn, what, (long long)t->numel, (long long)n);
-  *B = t->numel / n;
-  return tp_expect_replicated(ctx, fn, what, t);
+  return j->out_up ? tl->head.fam->ibp(&rank->x, full, j->B, lo, up,
+                                       j->out_lo->head.buf[r].ptr,
+                                       j->out_up->head.buf[r].ptr)
+                   : tl->head.fam->forward(&rank->x, full, j->B, lo,
+                                           j->out_lo->head.buf[r].ptr);
 }
 
 int tp_layer_forward(sb_context *ctx, const sb_layer *layer,
                      const sb_tensor *const *inputs, sb_tensor *out) {
-  static const char fn[] = "layer_forward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  const TpLayer *tl = tp_layer(layer);
-  int64_t B;
-  int st = batch_of(ctx, fn, "out", out, tl->out_size, &B);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "inputs", tl, inputs, B * tl->in_size);
-  if (st == SB_OK)
-    st = sb_check_forward_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
-                                   inputs, out);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, tl, B, inputs, NULL, out, NULL};
-  return sb_rank_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_forward(ctx, layer, inputs, out, forward_on_rank);
 }
 
 int tp_layer_ibp(sb_context *ctx, const sb_layer *layer,
                  const sb_tensor *const *in_lower,
                  const sb_tensor *const *in_upper, sb_tensor *out_lower,
                  sb_tensor *out_upper) {
-  static const char fn[] = "layer_ibp";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  const TpLayer *tl = tp_layer(layer);
-  int64_t B;
-  int st = batch_of(ctx, fn, "out_lower", out_lower, tl->out_size, &B);
-  if (st == SB_OK)
-    st = tp_expect_numel(ctx, fn, "out_upper", out_upper, B * tl->out_size,
-                      "[B,N_out]");
-  if (st == SB_OK)
-    st = tp_expect_replicated(ctx, fn, "out_upper", out_upper);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_lower", tl, in_lower, B * tl->in_size);
-  if (st == SB_OK)
-    st = check_vectors(ctx, fn, "in_upper", tl, in_upper, B * tl->in_size);
-  if (st == SB_OK)
-    st = sb_check_ibp_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
-                               in_lower, in_upper, out_lower, out_upper);
-  if (st != SB_OK)
-    return st;
-  ForwardJob job = {ctx, tl, B, in_lower, in_upper, out_lower, out_upper};
-  return sb_rank_run(ctx, forward_on_rank, &job);
+  return sb_rank_layer_ibp(ctx, layer, in_lower, in_upper, out_lower, out_upper,
+                           forward_on_rank);
 }
 
 /* ---- backward ---- */
@@ -365,16 +223,16 @@ static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
   const SbDeviceOps *o = x->ops;
   const TpLayer *tl = j->tl;
   const TpShard *sh = &tl->shard[rank->index];
-  const int64_t Nin = tl->in_size, k = sh->count;
-  const float *A = (const float *)j->args->A_out->buf[rank->index].ptr +
-                   r0 * k;
+  const int64_t Nin = tl->head.in_size, k = sh->count;
+  const float *A =
+      (const float *)j->args->A_out->head.buf[rank->index].ptr + r0 * k;
   int st = SB_OK;
   if (k == 0) {
     /* No output neurons here: this rank contributes zeros. */
     st = o->zero(x->dev, send, (size_t)(m * Nin) * sizeof(float));
     return st == SB_OK ? st : sb_exec_device_fail(x, st, "backward partial");
   }
-  if (tl->kind == SB_LAYER_CONV2D) {
+  if (tl->head.kind == SB_LAYER_CONV2D) {
     st = tp_conv_backward_partial(x, tl, sh, m, A, rowmajor,
                                   bias_partial ? bias_partial + r0 : NULL);
     if (st != SB_OK)
@@ -385,7 +243,7 @@ static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
     tp_cols(j->ctx, Nin, q, &a, &n);
     if (n == 0)
       continue;
-    if (tl->kind == SB_LAYER_LINEAR)
+    if (tl->head.kind == SB_LAYER_LINEAR)
       st = o->sgemm(x->dev, 0, 0, m, n, k, 1.0f, A, k,
                     (const float *)sh->local.weight.ptr + a, Nin, 0.0f,
                     send + m * a, n);
@@ -394,7 +252,7 @@ static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
         st = o->copy(x->dev, send + m * a + i * n, rowmajor + i * Nin + a,
                      (size_t)n * sizeof(float));
   }
-  if (st == SB_OK && tl->kind == SB_LAYER_LINEAR && bias_partial &&
+  if (st == SB_OK && tl->head.kind == SB_LAYER_LINEAR && bias_partial &&
       sh->local.bias.ptr)
     st = o->channel_bias_backward(x->dev, m, k, 1, sh->local.bias.ptr, A,
                                   bias_partial + r0);
@@ -406,8 +264,8 @@ static int partial_blocks(const BackwardJob *j, SbRank *rank, int64_t r0,
  * A, whatever the sizes. Every rank gets the same value, since the steps
  * are collectives. */
 int64_t tp_row_chunk(const sb_context *ctx, const TpLayer *tl, int64_t R) {
-  int64_t per_row = 2 * tl->in_size;
-  if (tl->kind == SB_LAYER_CONV2D) {
+  int64_t per_row = 2 * tl->head.in_size;
+  if (tl->head.kind == SB_LAYER_CONV2D) {
     const SbConvGeom *g = &tl->conv;
     int64_t P = g->out_h * g->out_w;
     /* im2col columns, and the local channels padded to whole channels. */
@@ -425,15 +283,15 @@ static int sharded_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   const SbDeviceOps *o = x->ops;
   const TpLayer *tl = j->tl;
   const int r = rank->index;
-  const int64_t R = j->S * j->B, Nin = tl->in_size;
+  const int64_t R = j->S * j->B, Nin = tl->head.in_size;
   int64_t in_start, in_count, counts[SB_RANKS_MAX], a;
   tp_cols(j->ctx, Nin, r, &in_start, &in_count);
   const int64_t chunk = tp_row_chunk(j->ctx, tl, R);
   const int acc = j->args->accumulate[0];
-  float *A_in = j->args->A_in[0]->buf[r].ptr;
+  float *A_in = j->args->A_in[0]->head.buf[r].ptr;
   SbBuffer send = {0}, rowmajor = {0}, sum = {0}, bias_partial = {0};
   int st = sb_exec_alloc(x, SB_MEM_COMMUNICATION, chunk * Nin, &send);
-  if (st == SB_OK && tl->kind == SB_LAYER_CONV2D)
+  if (st == SB_OK && tl->head.kind == SB_LAYER_CONV2D)
     st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * Nin, &rowmajor);
   if (st == SB_OK && acc)
     st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * in_count, &sum);
@@ -467,7 +325,7 @@ static int sharded_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   sb_exec_free(x, &sum);
   if (st == SB_OK && tl->has_bias)
     st = tp_bias_commit(rank, comm, R, bias_partial.ptr,
-                        j->args->bias->buf[r].ptr);
+                        j->args->bias->head.buf[r].ptr);
   sb_exec_free(x, &bias_partial);
   return st;
 }
@@ -479,16 +337,16 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
   const sb_backward_args_v1 *in = j->args;
   const int r = rank->index;
   const TpShard *sh = &tl->shard[r];
-  const int64_t R = j->S * j->B, N = tl->out_size;
-  const int with_bias = tl->kind != SB_LAYER_ADD;
+  const int64_t R = j->S * j->B, N = tl->head.out_size;
+  const int with_bias = tl->head.kind != SB_LAYER_ADD;
   SbOpBackward a;
   memset(&a, 0, sizeof a);
   a.side = in->side;
   a.S = j->S;
   a.B = j->B;
-  a.A_out = in->A_out->buf[r].ptr;
-  for (int i = 0; i < tl->fam->n_inputs; i++) {
-    a.A_in[i] = in->A_in[i]->buf[r].ptr;
+  a.A_out = in->A_out->head.buf[r].ptr;
+  for (int i = 0; i < tl->head.fam->n_inputs; i++) {
+    a.A_in[i] = in->A_in[i]->head.buf[r].ptr;
     a.accumulate[i] = in->accumulate[i];
   }
   TpSlice lo = {0}, up = {0};
@@ -501,23 +359,24 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
       st = sb_exec_device_fail(x, st, "backward");
     a.bias = partial.ptr;
   }
-  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
+  if (st == SB_OK && tl->head.kind == SB_LAYER_RELU) {
     st = tp_slice_view(x, j->B, N, sh->start, sh->count,
-                       in->pre_lower->buf[r].ptr, &lo);
+                       in->pre_lower->head.buf[r].ptr, &lo);
     if (st == SB_OK)
       st = tp_slice_view(x, j->B, N, sh->start, sh->count,
-                         in->pre_upper->buf[r].ptr, &up);
+                         in->pre_upper->head.buf[r].ptr, &up);
     a.pre_lower = lo.ptr;
     a.pre_upper = up.ptr;
-    a.alpha = in->alpha ? in->alpha->buf[r].ptr : NULL;
+    a.alpha = in->alpha ? in->alpha->head.buf[r].ptr : NULL;
   }
   if (st == SB_OK && sh->count > 0 && R > 0)
-    st = tl->fam->backward(x, &sh->local, &a);
+    st = tl->head.fam->backward(x, &sh->local, &a);
   tp_slice_end(x, &lo);
   tp_slice_end(x, &up);
   if (with_bias) {
     if (st == SB_OK)
-      st = tp_bias_commit(rank, comm, R, partial.ptr, in->bias->buf[r].ptr);
+      st =
+          tp_bias_commit(rank, comm, R, partial.ptr, in->bias->head.buf[r].ptr);
     sb_exec_free(x, &partial);
   }
   return st;
@@ -525,7 +384,8 @@ static int local_backward(BackwardJob *j, SbRank *rank, SbComm *comm) {
 
 static int backward_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   BackwardJob *j = arg;
-  if (j->tl->kind == SB_LAYER_LINEAR || j->tl->kind == SB_LAYER_CONV2D)
+  if (j->tl->head.kind == SB_LAYER_LINEAR ||
+      j->tl->head.kind == SB_LAYER_CONV2D)
     return sharded_backward(j, rank, comm);
   return local_backward(j, rank, comm);
 }
@@ -537,62 +397,56 @@ int tp_expect_coefficients(sb_context *ctx, const char *fn,
   if (t == NULL)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                         what);
-  if (!t->sliced || t->shape[0] != S || t->shape[1] != B || t->cols != N)
+  if (!t->head.split || t->head.shape[0] != S || t->head.shape[1] != B ||
+      t->cols != N)
     return sb_rank_fail(
         ctx, SB_ERR_INVALID_ARGUMENT,
         "%s: %s must be a tensor of shape [S,B,N] = "
         "[%lld,%lld,%lld] (it has %d dimensions, %lld elements)",
-        fn, what, (long long)S, (long long)B, (long long)N, (int)t->ndim,
-        (long long)t->numel);
+        fn, what, (long long)S, (long long)B, (long long)N, (int)t->head.ndim,
+        (long long)t->head.numel);
   return SB_OK;
 }
 
 int tp_layer_backward(sb_context *ctx, const sb_layer *layer,
                       const sb_backward_args_v1 *args) {
   static const char fn[] = "layer_backward";
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (layer == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT, "%s: NULL layer", fn);
-  int st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
+  int st = sb_rank_begin_layer(ctx, fn, layer);
+  if (st == SB_OK)
+    st = sb_check_backward_args(SB_CTX_ERROR(ctx), fn, args);
   if (st != SB_OK)
     return st;
   const TpLayer *tl = tp_layer(layer);
   const sb_tensor *A = args->A_out;
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "%s: A_out must be a tensor of shape [S,B,N]", fn);
-  BackwardJob job = {ctx, tl, args, A->shape[0], A->shape[1]};
+  BackwardJob job = {ctx, tl, args, A->head.shape[0], A->head.shape[1]};
   const int64_t R = job.S * job.B;
   st = tp_expect_coefficients(ctx, fn, "A_out", A, job.S, job.B,
-                              tl->out_size);
-  for (int i = 0; i < tl->fam->n_inputs && st == SB_OK; i++) {
+                              tl->head.out_size);
+  for (int i = 0; i < tl->head.fam->n_inputs && st == SB_OK; i++) {
     char name[16];
     snprintf(name, sizeof name, "A_in[%d]", i);
     st = tp_expect_coefficients(ctx, fn, name, args->A_in[i], job.S, job.B,
-                             tl->in_size);
+                                tl->head.in_size);
   }
   if (st == SB_OK)
-    st = tp_expect_numel(ctx, fn, "bias", args->bias, R, "[S,B]");
-  if (st == SB_OK)
-    st = tp_expect_replicated(ctx, fn, "bias", args->bias);
-  if (st == SB_OK && tl->kind == SB_LAYER_RELU) {
-    const int64_t BN = job.B * tl->out_size;
-    if ((st = tp_expect_numel(ctx, fn, "pre_lower", args->pre_lower, BN,
-                           "[B,N]")) ||
-        (st = tp_expect_replicated(ctx, fn, "pre_lower", args->pre_lower)) ||
-        (st = tp_expect_numel(ctx, fn, "pre_upper", args->pre_upper, BN,
-                           "[B,N]")) ||
-        (st = tp_expect_replicated(ctx, fn, "pre_upper", args->pre_upper)))
+    st = sb_rank_expect_whole(ctx, fn, "bias", args->bias, R, "[S,B]");
+  if (st == SB_OK && tl->head.kind == SB_LAYER_RELU) {
+    const int64_t BN = job.B * tl->head.out_size;
+    if ((st = sb_rank_expect_whole(ctx, fn, "pre_lower", args->pre_lower, BN,
+                                   "[B,N]")) ||
+        (st = sb_rank_expect_whole(ctx, fn, "pre_upper", args->pre_upper, BN,
+                                   "[B,N]")))
       return st;
     if (args->alpha)
       st = tp_expect_coefficients(ctx, fn, "alpha", args->alpha, job.S, job.B,
-                               tl->out_size);
+                                  tl->head.out_size);
   }
   if (st == SB_OK)
-    st = sb_check_backward_aliasing(SB_CTX_ERROR(ctx), fn, tl->fam->n_inputs,
-                                    tl->kind, args);
+    st = sb_check_backward_aliasing(
+        SB_CTX_ERROR(ctx), fn, tl->head.fam->n_inputs, tl->head.kind, args);
   if (st != SB_OK)
     return st;
   return sb_rank_run(ctx, backward_on_rank, &job);

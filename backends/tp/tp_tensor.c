@@ -4,6 +4,8 @@
  * column-slice helpers the operators share. */
 #include "backends/tp/tp.h"
 
+#include "backends/common/rank_checks.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +97,8 @@ typedef struct {
 /* Floats rank r stores of t. */
 static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t,
                              int r) {
-  if (!t->sliced)
-    return t->numel;
+  if (!t->head.split)
+    return t->head.numel;
   int64_t start, count;
   tp_cols(ctx, t->cols, r, &start, &count);
   return t->rows * count;
@@ -106,72 +108,29 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CreateJob *j = arg;
   return sb_rank_alloc_zeroed(&rank->x, j->category,
                               stored_floats(j->ctx, j->t, rank->index),
-                              &j->t->buf[rank->index]);
+                              &j->t->head.buf[rank->index]);
 }
 
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                      const int64_t *shape, sb_tensor **out) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  if (out == NULL)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "tensor_create: NULL output pointer");
-  *out = NULL;
-  int64_t numel;
-  int st = sb_rank_tensor_check_shape(ctx, category, ndim, shape, &numel);
+  sb_tensor *t;
+  int st = sb_rank_tensor_new(ctx, category, ndim, shape, out, sizeof *t, &t);
   if (st != SB_OK)
     return st;
-  sb_tensor *t = calloc(1, sizeof *t);
-  SbBuffer *bufs = calloc((size_t)ctx->size, sizeof *bufs);
-  if (t == NULL || bufs == NULL) {
-    free(t);
-    free(bufs);
-    return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
-                        "tensor_create: out of host memory");
-  }
-  t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-  t->numel = numel;
-  t->buf = bufs;
-  t->sliced = ndim >= 3;
-  if (t->sliced) {
+  t->head.split = ndim >= 3;
+  if (t->head.split) {
     t->rows = shape[0] * shape[1];
     t->cols = 1;
     for (int i = 2; i < ndim; i++)
       t->cols *= shape[i];
   }
   CreateJob job = {ctx, t, category};
-  st = sb_rank_run(ctx, create_on_rank, &job);
-  if (st != SB_OK) {
-    char keep[sizeof ctx->error];
-    memcpy(keep, ctx->error, sizeof keep);
-    tp_tensor_free(ctx, t);
-    memcpy(ctx->error, keep, sizeof keep);
-    return st;
-  }
-  *out = t;
-  return SB_OK;
-}
-
-void tp_tensor_free(sb_context *ctx, sb_tensor *t) {
-  if (ctx == NULL || t == NULL)
-    return;
-  sb_rank_run(ctx, sb_rank_free_buffer, t->buf);
-  free(t->buf);
-  free(t);
+  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
 }
 
 /* ---- host copies ---- */
 
-typedef struct {
-  sb_context *ctx;
-  const sb_tensor *t;
-  int64_t offset, count;
-  int32_t dtype;
-  const void *src; /* write */
-  void *dst;       /* read */
-} CopyJob;
+typedef SbRankCopyJob CopyJob;
 
 /* Calls visit for each piece [a, b) of [lo, hi) that rank q stores of a
  * sliced tensor, in logical order, with the piece's offset in q's buffer;
@@ -257,7 +216,7 @@ static int read_sliced_across(CopyJob *j, SbRank *rank, SbComm *comm) {
                                 "%lld elements",
                                 (long long)j->count);
   if (st == SB_OK) {
-    LocalCopy c = {j, x, j->t->buf[rank->index].ptr, stage, at};
+    LocalCopy c = {j, x, j->t->head.buf[rank->index].ptr, stage, at};
     st = visit_pieces(j->ctx, j->t, rank->index, lo, hi, copy_piece, &c);
     if (st != SB_OK)
       st = sb_exec_device_fail(x, st, "tensor_read");
@@ -278,10 +237,10 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   CopyJob *j = arg;
   SbExec *x = &rank->x;
   const sb_tensor *t = j->t;
-  float *base = t->buf[rank->index].ptr;
+  float *base = t->head.buf[rank->index].ptr;
   const int64_t lo = j->offset, hi = j->offset + j->count;
   int st = SB_OK;
-  if (!t->sliced) {
+  if (!t->head.split) {
     /* A replicated tensor is read from rank 0 only, and every process
      * receives rank 0's copy; it is written everywhere. */
     if (!(j->dst && rank->index != 0))
@@ -308,30 +267,12 @@ static int copy_on_rank(SbRank *rank, SbComm *comm, void *arg) {
 
 int tp_tensor_write(sb_context *ctx, sb_tensor *t, int64_t offset,
                     int64_t count, int32_t dtype, const void *src) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_write", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      src);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, src, NULL};
-  return sb_rank_run(ctx, copy_on_rank, &job);
+  return sb_rank_tensor_write(ctx, t, offset, count, dtype, src, copy_on_rank);
 }
 
 int tp_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
                    int64_t count, int32_t dtype, void *dst) {
-  if (ctx == NULL)
-    return SB_ERR_INVALID_ARGUMENT;
-  ctx->error[0] = '\0';
-  int st = sb_rank_tensor_check_range(ctx, "tensor_read", t != NULL,
-                                      t ? t->numel : 0, offset, count, dtype,
-                                      dst);
-  if (st != SB_OK || count == 0)
-    return st;
-  CopyJob job = {ctx, t, offset, count, dtype, NULL, dst};
-  return sb_rank_run(ctx, copy_on_rank, &job);
+  return sb_rank_tensor_read(ctx, t, offset, count, dtype, dst, copy_on_rank);
 }
 
 /* ---- unit rows ---- */
@@ -349,7 +290,7 @@ typedef struct {
 static int unit_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   UnitJob *j = arg;
   SbExec *x = &rank->x;
-  SbBuffer *buf = &j->A->buf[rank->index];
+  SbBuffer *buf = &j->A->head.buf[rank->index];
   int64_t start, count;
   tp_cols(j->ctx, j->A->cols, rank->index, &start, &count);
   int st = buf->bytes ? x->ops->zero(x->dev, buf->ptr, buf->bytes) : SB_OK;
@@ -383,20 +324,11 @@ int tp_tensor_set_unit_rows(sb_context *ctx, sb_tensor *A,
   if (ctx == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   ctx->error[0] = '\0';
-  if (A == NULL || !A->sliced)
+  if (A == NULL || !A->head.split)
     return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
                         "tensor_set_unit_rows: A must be a tensor of shape "
                         "[S,B,N]");
-  UnitJob job = {ctx, A, index, A->shape[0], A->shape[1]};
-  if (index == NULL && job.S > 0)
-    return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                        "tensor_set_unit_rows: NULL index");
-  for (int64_t s = 0; s < job.S; s++)
-    if (index[s] < 0 || index[s] >= A->cols)
-      return sb_rank_fail(ctx, SB_ERR_INVALID_ARGUMENT,
-                          "tensor_set_unit_rows: index[%lld] = %lld is outside "
-                          "[0, %lld)",
-                          (long long)s, (long long)index[s],
-                          (long long)A->cols);
-  return sb_rank_run(ctx, unit_on_rank, &job);
+  UnitJob job = {ctx, A, index, A->head.shape[0], A->head.shape[1]};
+  int st = sb_rank_check_unit_index(ctx, index, job.S, A->cols);
+  return st == SB_OK ? sb_rank_run(ctx, unit_on_rank, &job) : st;
 }
