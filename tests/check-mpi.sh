@@ -151,11 +151,12 @@ for be in fsdp tp; do
 done
 
 # ---- verify: the same answer and the same number of domains --------------------
-verify_case () { # NAME PROP BACKEND NP
-  name=$1 prop=$2 be=$3 np=$4
-  "$cli" verify "$net2" "$prop" --timeout 300 --backend $be --ranks $np \
+verify_case () { # NAME PROP BACKEND NP [NET [OPTION...]]
+  name=$1 prop=$2 be=$3 np=$4 net=${5:-$net2}
+  shift 4; [ $# -gt 0 ] && shift
+  "$cli" verify "$net" "$prop" --timeout 300 --backend $be --ranks $np "$@" \
     > "$tmp/threads" 2>&1
-  mpi $np "$cli" verify "$net2" "$prop" --timeout 300 --backend $be -o comm=mpi \
+  mpi $np "$cli" verify "$net" "$prop" --timeout 300 --backend $be -o comm=mpi "$@" \
     -r "$tmp/results.txt" > "$tmp/out" 2>&1
   # mpirun forwards stdout and stderr separately, so their order varies:
   # the answer line and the domains line are compared as a set.
@@ -166,6 +167,11 @@ verify_case () { # NAME PROP BACKEND NP
 }
 verify_case prop3_0.05 "$data/vnnlib/prop_3_0.05.vnnlib" fsdp 2
 verify_case prop3_0.05 "$data/vnnlib/prop_3_0.05.vnnlib" tp 4
+# Betas warm-started from the parent are read back from the ranks like the
+# slopes: every process must keep the same ones (mnist 256x4 needs about a
+# hundred domains here, where 256x2 decides at the root).
+verify_case prop3_0.05_warm_betas "$data/vnnlib/prop_3_0.05.vnnlib" fsdp 2 \
+  "$data/onnx/mnist-net_256x4.onnx" --warm-betas
 # sat: the counterexample is checked in float64 by process 0, which reads
 # the model again (no process keeps its weights), and written by it alone.
 verify_case prop1_0.03 "$data/vnnlib/prop_1_0.03.vnnlib" fsdp 2

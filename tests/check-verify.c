@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine-testlib.h"
+#include "hosts/engine/bab_domain.h"
 #include "hosts/engine/verify.h"
 
 /* ---- tiny random networks with a 2-D input ------------------------------- */
@@ -442,6 +443,29 @@ START_TEST(test_verify_on_fsdp_follows_cpu_on_random_networks) {
 }
 END_TEST
 
+/* With betas warm-started from the parent, fsdp still follows cpu: the
+ * betas each domain keeps are read back like its slopes. */
+START_TEST(test_verify_on_fsdp_follows_cpu_with_warm_betas) {
+  g_autoptr(SbGraph) g = NULL;
+  g_autoptr(SbProperty) p = NULL;
+  bab_heavy_case(&g, &p);
+  SbVerifyParams params;
+  sb_verify_params_init(&params);
+  params.attack = FALSE;
+  params.warm_betas = TRUE;
+  params.batch = 2 * 32; /* two batch blocks of parents, four of children */
+  SbVerifyOutcome want;
+  assert_fsdp_follows_cpu(g, p, &params, "seed 778 property 1, warm betas",
+                          &want);
+  /* Enough domains that children of children inherited betas. */
+  ck_assert_int_gt(want.domains, 2 * params.batch);
+  g_printerr("seed 778 property 1, warm betas: %s after %" G_GINT64_FORMAT
+             " domains on cpu and fsdp P=1..4\n",
+             sb_result_to_string(want.result), (gint64)want.domains);
+  sb_verify_outcome_clear(&want);
+}
+END_TEST
+
 /* Golden instances: two decided at the root (the attack and alpha-CROWN
  * run on the ranks too) and one that needs branch-and-bound. */
 static const char *const follow_instances[][2] = {
@@ -518,6 +542,94 @@ START_TEST(test_verify_max_memory_applies_per_rank) {
 }
 END_TEST
 
+/* ---- betas warm-started from the parent ---------------------------------- */
+
+/* The value the "optimiser" leaves in beta (s, b, k) of the test below. */
+static double optimised_beta(int64_t s, int64_t b, int64_t k) {
+  return 1 + 10 * s + 100 * b + 0.5 * k;
+}
+
+/* A batch of children keeps the betas the optimiser ended with, per split;
+ * their own children inherit them (the new split's at 0), and the next
+ * batch's beta tensors start from those values instead of zeros. */
+START_TEST(test_bab_children_start_from_their_parents_betas) {
+  GRand *rng = g_rand_new_with_seed(5);
+  g_autoptr(SbGraph) g = tiny_net(rng, 6);
+  g_rand_free(rng);
+  g_autoptr(GError) error = NULL;
+  SbSessionRequest req = {.backend = "cpu"};
+  g_autoptr(SbSessionSetup) setup = sb_session_setup(&req, &error);
+  ck_assert_msg(setup != NULL, "%s", error ? error->message : "");
+  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+  ck_assert(net != NULL);
+  const int n = sb_graph_n_nodes(g), node = 3; /* the second ReLU's input */
+  const int64_t S = 2, B = 2, N = sb_net_node_size(net, node);
+  SbBab bab = {
+      .net = net, .S = (int)S, .R = 12, .alpha_size = 12, .warm_betas = TRUE};
+  g_autofree sb_tensor **sign = g_new0(sb_tensor *, n);
+  sign[node] = sb_net_tensor_new(net, SB_MEM_BOUNDS, B, N, 0, &error);
+  ck_assert(sign[node] != NULL);
+  g_autofree double *buf = g_new(double, S *B *N);
+
+  /* First batch: the root's children, split on neuron 1; no betas yet. */
+  SbBabDomain *root = sb_bab_domain_new_root(&bab);
+  SbBabDomain *kids[2] = {sb_bab_domain_new_child(&bab, root, node, 1, -1),
+                          sb_bab_domain_new_child(&bab, root, node, 1, 1)};
+  ck_assert(kids[0]->beta == NULL && kids[1]->beta == NULL);
+  SbAlphaSet set = {.n_nodes = n};
+  ck_assert(sb_alpha_set_add_betas(net, &set, S, B, sign, &error));
+  ck_assert(
+      sb_bab_domains_exchange_betas(&bab, &set, kids, (int)B, FALSE, &error));
+  ck_assert(sb_net_tensor_read(net, set.beta[node], S * B * N, buf, &error));
+  for (int64_t k = 0; k < S * B * N; k++)
+    ck_assert(buf[k] == 0);
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t k = 0; k < N; k++)
+        buf[(s * B + b) * N + k] = optimised_beta(s, b, k);
+  ck_assert(sb_net_tensor_write(net, set.beta[node], S * B * N, buf, &error));
+  ck_assert(
+      sb_bab_domains_exchange_betas(&bab, &set, kids, (int)B, TRUE, &error));
+  sb_alpha_set_clear(net, &set);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t s = 0; s < S; s++)
+      ck_assert_double_eq(kids[b]->beta[s], optimised_beta(s, b, 1));
+
+  /* Second batch: kids[0]'s children, split on neuron 4. */
+  SbBabDomain *grand[2] = {sb_bab_domain_new_child(&bab, kids[0], node, 4, -1),
+                           sb_bab_domain_new_child(&bab, kids[0], node, 4, 1)};
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t s = 0; s < S; s++) {
+      ck_assert_double_eq(grand[b]->beta[s * 2], optimised_beta(s, 0, 1));
+      ck_assert_double_eq(grand[b]->beta[s * 2 + 1], 0);
+    }
+    /* The queue's memory estimate counts each split's S betas. */
+    ck_assert_int_eq(sb_bab_domain_split_bytes(&bab, grand[b]),
+                     2 * (int64_t)sizeof(SbBabSplit) +
+                         S * 2 * (int64_t)sizeof(float));
+  }
+  ck_assert(sb_alpha_set_add_betas(net, &set, S, B, sign, &error));
+  ck_assert(
+      sb_bab_domains_exchange_betas(&bab, &set, grand, (int)B, FALSE, &error));
+  ck_assert(sb_net_tensor_read(net, set.beta[node], S * B * N, buf, &error));
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t k = 0; k < N; k++)
+        ck_assert_msg(buf[(s * B + b) * N + k] ==
+                          (k == 1 ? optimised_beta(s, 0, 1) : 0),
+                      "beta (%d, %d, %d) starts at %g", (int)s, (int)b, (int)k,
+                      buf[(s * B + b) * N + k]);
+  sb_alpha_set_clear(net, &set);
+
+  sb_net_tensor_free(net, sign[node]);
+  for (int b = 0; b < 2; b++) {
+    sb_bab_domain_free(kids[b]);
+    sb_bab_domain_free(grand[b]);
+  }
+  sb_bab_domain_free(root);
+}
+END_TEST
+
 static Suite *verify_suite(void) {
   Suite *s = suite_create("verify");
   TCase *tc = tcase_create("ground truth");
@@ -542,6 +654,11 @@ static Suite *verify_suite(void) {
                       G_N_ELEMENTS(follow_instances));
   tcase_add_test(tc, test_verify_rank_failing_during_bab_is_a_clean_error);
   tcase_add_test(tc, test_verify_max_memory_applies_per_rank);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("warm betas");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_bab_children_start_from_their_parents_betas);
+  tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_warm_betas);
   suite_add_tcase(s, tc);
   return s;
 }

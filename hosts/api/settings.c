@@ -40,6 +40,7 @@ static const Setting settings_table[] = {
     {"branching", KIND_BRANCHING, AT(verify.branching), 0},
     {"bab_iterations", KIND_INT, AT(verify.bab_iterations), 1},
     {"refine_intermediate", KIND_BOOL, AT(verify.refine_intermediate), 0},
+    {"warm_betas", KIND_BOOL, AT(verify.warm_betas), 0},
     {"attack", KIND_BOOL, AT(verify.attack), 0},
     {"attack_restarts", KIND_INT, AT(verify.attack_params.restarts), 1},
     {"attack_steps", KIND_INT, AT(verify.attack_params.steps), 0},

@@ -183,9 +183,9 @@ void shardbound_settings_free(ShardboundSettings *settings);
  * timeout, bab_time, batch, max_domains, max_memory_mib (per rank: the
  * backend memory a rank may hold in branch-and-bound, and the host memory
  * of the queued domains), branching (babsr|fsb), bab_iterations,
- * refine_intermediate, attack, attack_restarts, attack_steps. bab_time is
- * seconds of branch-and-bound per region, the root not counted, then
- * TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are
+ * refine_intermediate, warm_betas, attack, attack_restarts, attack_steps.
+ * bab_time is seconds of branch-and-bound per region, the root not counted,
+ * then TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are
  * true/false/1/0. An unknown key or a value out of range fails with
  * INVALID_ARGUMENT naming both. */
 gboolean shardbound_settings_set(ShardboundSettings *settings, const char *key,

@@ -144,6 +144,7 @@ int sb_cmd_verify(int argc, char **argv) {
       {"attack-restarts", "attack_restarts", NULL},
       {"attack-steps", "attack_steps", NULL},
       {"no-refine", "refine_intermediate", "false"},
+      {"warm-betas", "warm_betas", "true"},
       {"no-attack", "attack", "false"},
       {NULL}};
   SbCliSettings binding = {settings, table};
@@ -179,6 +180,12 @@ int sb_cmd_verify(int argc, char **argv) {
        sb_cli_setting_option,
        "Keep the parent's intermediate bounds in new domains instead of "
        "recomputing them by CROWN",
+       NULL},
+      {"warm-betas", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+       sb_cli_setting_option,
+       "Start a new domain's betas from its parent's optimised ones (its new "
+       "split's at 0) instead of all from 0; off by default: it did not need "
+       "fewer domains on mnist_fc (docs/verification.md)",
        NULL},
       {"no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
        sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL},

@@ -44,6 +44,13 @@ SbBabDomain *sb_bab_domain_new_child(const SbBab *bab,
   if (parent->n_splits > 0)
     memcpy(c->splits, parent->splits, sizeof(SbBabSplit) * parent->n_splits);
   c->splits[parent->n_splits] = (SbBabSplit){node, neuron, sign};
+  if (parent->beta != NULL) {
+    /* [S, n_splits] rows, one column longer: the new split starts at 0. */
+    c->beta = g_new0(float, (int64_t)bab->S * c->n_splits);
+    for (int64_t s = 0; s < bab->S; s++)
+      memcpy(c->beta + s * c->n_splits, parent->beta + s * parent->n_splits,
+             sizeof(float) * parent->n_splits);
+  }
   c->branch_node = -1;
   return c;
 }
@@ -54,6 +61,7 @@ void sb_bab_domain_free(SbBabDomain *d) {
   g_free(d->bounds);
   g_free(d->spec_lower);
   g_free(d->alpha);
+  g_free(d->beta);
   g_free(d->splits);
   g_free(d->candidates);
   g_free(d);
@@ -180,4 +188,56 @@ gboolean sb_bab_domains_exchange_alphas(SbBab *bab, SbAlphaSet *set,
     offset += N;
   }
   return TRUE;
+}
+
+gboolean sb_bab_domains_exchange_betas(SbBab *bab, SbAlphaSet *set,
+                                       SbBabDomain **doms, int B, gboolean save,
+                                       GError **error) {
+  SbNetwork *net = bab->net;
+  int64_t S = bab->S;
+  gboolean any = save;
+  for (int b = 0; b < B && !any; b++)
+    any = doms[b]->beta != NULL;
+  if (!any || set->beta == NULL)
+    return TRUE;
+  for (int j = 0; j < set->n_nodes; j++) {
+    if (set->beta[j] == NULL)
+      continue;
+    int64_t N = sb_net_node_size(net, j);
+    /* Read back (save) as the alphas are, so that every process keeps the
+     * same values; loaded into zeros, where no domain splits. */
+    g_autofree double *buf =
+        save ? g_new(double, S *B *N) : g_new0(double, S *B *N);
+    if (save && !sb_net_tensor_read(net, set->beta[j], S * B * N, buf, error))
+      return FALSE;
+    for (int b = 0; b < B; b++) {
+      SbBabDomain *d = doms[b];
+      if (save && d->beta == NULL && d->n_splits > 0)
+        d->beta = g_new0(float, S * d->n_splits);
+      if (d->beta == NULL)
+        continue;
+      for (int k = 0; k < d->n_splits; k++) {
+        if (d->splits[k].node != j)
+          continue;
+        for (int64_t s = 0; s < S; s++) {
+          float *beta = &d->beta[s * d->n_splits + k];
+          double *t = &buf[(s * B + b) * N + d->splits[k].neuron];
+          if (save)
+            *beta = (float)*t;
+          else
+            *t = *beta;
+        }
+      }
+    }
+    if (!save && !sb_net_tensor_write(net, set->beta[j], S * B * N, buf, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+int64_t sb_bab_domain_split_bytes(const SbBab *bab, const SbBabDomain *d) {
+  int64_t bytes = (int64_t)d->n_splits * sizeof(SbBabSplit);
+  if (d->beta != NULL)
+    bytes += (int64_t)bab->S * d->n_splits * sizeof(float);
+  return bytes;
 }

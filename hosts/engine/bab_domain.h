@@ -25,6 +25,10 @@ typedef struct {
   float *alpha;       /* [S, alpha_size] slopes the bound was found
                          with, inherited as the children's start; NULL:
                          CROWN's defaults */
+  float *beta;        /* [S, n_splits]: the optimised beta of each split
+                         (in the order of splits), inherited as the
+                         children's start (their new split's at 0);
+                         NULL: all 0 */
   double margin;      /* > 0: verified */
   SbBabSplit *splits;
   int n_splits;
@@ -49,6 +53,11 @@ typedef struct {
   int64_t R;
   /* Layout of a domain's slopes: the spec pass's ReLU nodes, each N wide. */
   int64_t alpha_size;
+  /* Whether children start from their parent's betas (else from 0). */
+  gboolean warm_betas;
+  /* The split-dependent host memory (splits, betas) of the queued domains,
+   * in bytes: the rest of a domain's is the same for all. */
+  int64_t queued_split_bytes;
   /* The atoms BaB still has to prove, grouped by open disjunct. */
   int S;
   double *rows; /* [S, n_outputs] */
@@ -79,7 +88,8 @@ double sb_bab_margin(const SbBab *bab, const double *spec_lower);
 
 /* The region's root: no splits, no bounds yet (spec bounds -inf). */
 SbBabDomain *sb_bab_domain_new_root(const SbBab *bab);
-/* A copy of parent with one more split. */
+/* A copy of parent with one more split; it keeps the parent's slopes and
+ * betas (the new split's beta 0). */
 SbBabDomain *sb_bab_domain_new_child(const SbBab *bab,
                                      const SbBabDomain *parent, int node,
                                      int64_t neuron, int sign);
@@ -106,6 +116,18 @@ gboolean sb_bab_domains_split_signs(SbBab *bab, SbBabDomain **doms, int B,
 gboolean sb_bab_domains_exchange_alphas(SbBab *bab, SbAlphaSet *set,
                                         SbBabDomain **doms, int B,
                                         gboolean save, GError **error);
+
+/* Moves betas between the domains and the optimiser's tensors set->beta
+ * (one [S, B, N] tensor per split node, zero-initialised), like
+ * sb_bab_domains_exchange_alphas: with `save`, each domain keeps the betas
+ * of its splits; without, the tensors take each domain's inherited ones. */
+gboolean sb_bab_domains_exchange_betas(SbBab *bab, SbAlphaSet *set,
+                                       SbBabDomain **doms, int B, gboolean save,
+                                       GError **error);
+
+/* The host bytes a domain's splits and betas take (counted into
+ * queued_split_bytes while it is queued). */
+int64_t sb_bab_domain_split_bytes(const SbBab *bab, const SbBabDomain *domain);
 
 G_END_DECLS
 

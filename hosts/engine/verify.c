@@ -31,6 +31,7 @@ void sb_verify_params_init(SbVerifyParams *p) {
   p->fsb_candidates = 3;
   p->bab_iterations = 10;
   p->refine_intermediate = TRUE;
+  p->warm_betas = FALSE;
   p->attack = TRUE;
   sb_alpha_params_init(&p->alpha);
   sb_attack_params_init(&p->attack_params);
@@ -102,8 +103,9 @@ static gboolean refresh_domain_bounds(SbBab *bab, SbNodeBounds *nb,
 }
 
 /* alpha/beta-CROWN lower bounds of the open atoms for every domain into
- * lower [S*B], starting from each domain's inherited slopes; the domains
- * keep the optimised slopes. The final slopes and betas stay in set. */
+ * lower [S*B], starting from each domain's inherited slopes (and betas,
+ * with warm_betas); the domains keep the optimised ones. The final slopes
+ * and betas stay in set. */
 static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
                                        SbBabDomain **doms, int B,
                                        const sb_tensor *A, sb_tensor **sign,
@@ -121,9 +123,13 @@ static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
                            nb->lo, nb->hi, error) &&
          sb_bab_domains_exchange_alphas(bab, set, doms, B, FALSE, error) &&
          sb_alpha_set_add_betas(net, set, bab->S, B, sign, error) &&
+         (!bab->warm_betas ||
+          sb_bab_domains_exchange_betas(bab, set, doms, B, FALSE, error)) &&
          sb_alpha_optimize(net, set, &alpha, out_node, A, bab->S, B, nb->lo,
                            nb->hi, SB_SIDES_LOWER, &cfg, lower, NULL, error) &&
-         sb_bab_domains_exchange_alphas(bab, set, doms, B, TRUE, error);
+         sb_bab_domains_exchange_alphas(bab, set, doms, B, TRUE, error) &&
+         (!bab->warm_betas ||
+          sb_bab_domains_exchange_betas(bab, set, doms, B, TRUE, error));
 }
 
 /* One recorded pass with the final slopes and betas: its lower bounds into
@@ -299,8 +305,11 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
   g_autoptr(GPtrArray) kids =
       g_ptr_array_new_with_free_func((GDestroyNotify)sb_bab_domain_free);
   int first_split = G_MAXINT;
-  for (int k = 0; k < n_par; k++)
-    g_ptr_array_add(parents, sb_bab_heap_pop(bab->heap));
+  for (int k = 0; k < n_par; k++) {
+    SbBabDomain *d = sb_bab_heap_pop(bab->heap);
+    bab->queued_split_bytes -= sb_bab_domain_split_bytes(bab, d);
+    g_ptr_array_add(parents, d);
+  }
   if (p->branching == SB_BRANCH_FSB &&
       !sb_bab_filter_branches(bab, (SbBabDomain **)parents->pdata, n_par,
                               error))
@@ -326,6 +335,7 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
     SbBabDomain *c = kids->pdata[k];
     if (!bab->found && !sb_bab_domain_proven(c)) {
       sb_bab_heap_push(bab->heap, c);
+      bab->queued_split_bytes += sb_bab_domain_split_bytes(bab, c);
       kids->pdata[k] = NULL; /* the queue owns it now */
     }
   }
@@ -335,12 +345,14 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
 /* Whether the queue has outgrown --max-domains or --max-memory. */
 static gboolean queue_over_limit(const SbBab *bab) {
   const SbVerifyParams *p = bab->params;
-  /* Bounds and slopes dominate a queued domain's memory. */
+  /* A queued domain's memory: its bounds and slopes (the same for all),
+   * its splits and betas (growing with its depth). */
   double domain_mib = (2.0 * bab->R + (double)bab->S * bab->alpha_size) *
                       sizeof(float) / 1048576.0;
+  double queue_mib =
+      bab->heap->len * domain_mib + bab->queued_split_bytes / 1048576.0;
   return (int64_t)bab->heap->len > p->max_domains ||
-         (p->max_memory_mib > 0 &&
-          bab->heap->len * domain_mib > p->max_memory_mib);
+         (p->max_memory_mib > 0 && queue_mib > p->max_memory_mib);
 }
 
 /* Branch-and-bound over one region from the root bounds root_nb. The queue
@@ -361,6 +373,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   }
   drop_proven_disjuncts(bab, root);
   sb_bab_heap_push(bab->heap, root);
+  bab->queued_split_bytes += sb_bab_domain_split_bytes(bab, root);
   gint64 t0 = g_get_monotonic_time();
   gint64 budget_end = p->bab_time > 0 ? t0 + (gint64)(p->bab_time * 1e6) : 0;
   int64_t evaluated_before = bab->evaluated;
@@ -409,6 +422,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
     }
   }
   g_ptr_array_set_size(bab->heap, 0); /* frees what is still queued */
+  bab->queued_split_bytes = 0;
   return result;
 }
 
@@ -535,6 +549,7 @@ static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
                               gint64 deadline, SbVerifyOutcome *o,
                               GError **error) {
   SbBab bab = {net, prop, p, region, deadline};
+  bab.warm_betas = p->warm_betas;
   SbNodeBounds nb = {0};
   SbResult result;
   gboolean root_ended = FALSE;

@@ -45,6 +45,9 @@ typedef struct {
                           alpha/beta steps */
   gboolean refine_intermediate; /* recompute intermediate bounds of every
                                    new domain by CROWN (tighter, costlier) */
+  gboolean warm_betas;          /* a new domain's betas start from its parent's
+                                   optimised ones (its new split's at 0), not
+                                   all from 0 */
   gboolean attack;
   SbAttackParams attack_params;
   /* Progress callback (MAY be NULL), called about once per BaB step. */
