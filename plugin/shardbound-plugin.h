@@ -85,8 +85,9 @@ const GPtrArray *sb_registry_entries(const SbRegistry *registry);
  * name. */
 const SbBackendEntry *sb_registry_lookup(const SbRegistry *registry,
                                          const char *name);
-/* Name of the default backend: "cuda" when accepted, else "cpu" (opens the
- * cuda backend, if there is one, to find out). */
+/* Name of the default backend: "cuda" when accepted, else "cpu". Opens the
+ * cuda backend to find out only on a machine with an NVIDIA driver
+ * (/dev/nvidiactl or WSL's /dev/dxg). */
 const char *sb_registry_default_name(const SbRegistry *registry);
 
 /* ---- opening a backend --------------------------------------------------*/

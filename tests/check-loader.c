@@ -2,6 +2,7 @@
 /* The registry accepts good backends, refuses each kind of broken one with an
  * actionable message, and never lets a bad one stop the others. */
 #include <check.h>
+#include <dlfcn.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <stdlib.h>
@@ -513,6 +514,32 @@ START_TEST(test_session_default_is_cpu_without_cuda) {
 }
 END_TEST
 
+/* Whether the dynamic linker holds this file already (never loads it). */
+static gboolean module_loaded(const char *path) {
+  void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+  if (handle != NULL)
+    dlclose(handle);
+  return handle != NULL;
+}
+
+/* On a machine without an NVIDIA driver, choosing the default must not
+ * load the cuda backend (and with it the CUDA runtime); naming it still
+ * opens it. */
+START_TEST(test_default_does_not_open_cuda_without_a_driver) {
+  if (g_file_test("/dev/nvidiactl", G_FILE_TEST_EXISTS) ||
+      g_file_test("/dev/dxg", G_FILE_TEST_EXISTS))
+    return; /* a driver is here: the default rightly tries cuda */
+  g_autofree char *dir = make_dir();
+  g_autofree char *cuda = install_fixture(dir, "good", "cuda");
+  g_autoptr(SbRegistry) registry = sb_registry_new();
+  sb_registry_load_dir(registry, dir);
+  ck_assert_str_eq(sb_registry_default_name(registry), "cpu");
+  ck_assert_msg(!module_loaded(cuda), "the default loaded %s", cuda);
+  sb_registry_lookup(registry, "cuda");
+  ck_assert_msg(module_loaded(cuda), "a lookup by name did not load %s", cuda);
+}
+END_TEST
+
 START_TEST(test_session_check_formats_backend_error) {
   const char *const fixtures[] = {"good"};
   g_autoptr(SbRegistry) registry = registry_with(fixtures, 1);
@@ -582,6 +609,7 @@ int main(void) {
   tcase_add_test(session, test_session_unknown_backend_lists_available);
   tcase_add_test(session, test_session_refused_backend_gives_the_reason);
   tcase_add_test(session, test_session_default_is_cpu_without_cuda);
+  tcase_add_test(session, test_default_does_not_open_cuda_without_a_driver);
   tcase_add_test(session, test_session_check_formats_backend_error);
   tcase_add_checked_fixture(session, setup_dirs, remove_made_dirs);
   suite_add_tcase(s, session);
