@@ -188,23 +188,48 @@ START_TEST(test_verify_proves_published_unsat_instance) {
 }
 END_TEST
 
-START_TEST(test_verify_honours_timeout) {
-  /* A 256x4 instance that takes this CPU minutes (45 s for
-   * alpha-beta-CROWN on a GPU): the answer must be "timeout", on time. */
-  SbVerifyOutcome o;
+/* The BaB-heavy case of the tests below: VNN-COMP mnist-net_256x4 with
+ * prop_0_0.05 (unsat; hundreds of domains, minutes on this CPU, 45 s for
+ * alpha-beta-CROWN on a GPU), on cpu, attack off. */
+typedef struct {
+  SbGraph *g;
+  SbProperty *p;
+  SbSessionSetup *setup;
+  SbNetwork *net;
+  SbVerifyParams params;
+} HardCase;
+
+static void hard_case_open(HardCase *c) {
   g_autoptr(GError) error = NULL;
   g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
   g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
-  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
-  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
-  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-  SbVerifyParams params;
-  sb_verify_params_init(&params);
-  params.timeout = 1.0;
-  params.attack = FALSE;
+  c->g = sb_onnx_load(op, &error);
+  ck_assert_msg(c->g != NULL, "%s", error ? error->message : "");
+  c->p = sb_vnnlib_load(vp, &error);
+  ck_assert_msg(c->p != NULL, "%s", error ? error->message : "");
+  c->setup = sb_test_open("cpu", 0);
+  c->net = sb_network_new(c->setup->session, c->g, &error);
+  ck_assert_msg(c->net != NULL, "%s", error ? error->message : "");
+  sb_verify_params_init(&c->params);
+  c->params.attack = FALSE;
+}
+
+static void hard_case_close(HardCase *c) {
+  g_clear_pointer(&c->net, sb_network_free);
+  g_clear_pointer(&c->setup, sb_session_setup_free);
+  g_clear_pointer(&c->p, sb_property_free);
+  g_clear_pointer(&c->g, sb_graph_free);
+}
+
+START_TEST(test_verify_honours_timeout) {
+  /* The answer must be "timeout", on time. */
+  HardCase c;
+  hard_case_open(&c);
+  SbVerifyOutcome o;
+  g_autoptr(GError) error = NULL;
+  c.params.timeout = 1.0;
   gint64 t0 = g_get_monotonic_time();
-  ck_assert(sb_verify(net, p, &params, &o, &error));
+  ck_assert(sb_verify(c.net, c.p, &c.params, &o, &error));
   double seconds = (g_get_monotonic_time() - t0) / 1e6;
   ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
   /* Honoured within a margin that a loaded machine cannot break, yet far
@@ -216,9 +241,10 @@ START_TEST(test_verify_honours_timeout) {
   const char *slowdown_text = g_getenv("SHARDBOUND_TEST_SLOWDOWN");
   double slowdown =
       slowdown_text != NULL ? g_ascii_strtod(slowdown_text, NULL) : 1.0;
-  ck_assert_msg(seconds < params.timeout + 5.0 * MAX(slowdown, 1.0),
+  ck_assert_msg(seconds < c.params.timeout + 5.0 * MAX(slowdown, 1.0),
                 "took %.2f s", seconds);
   sb_verify_outcome_clear(&o);
+  hard_case_close(&c);
 }
 END_TEST
 
@@ -229,61 +255,45 @@ END_TEST
  * after the cap. The bound is generous for a loaded CI machine, yet far
  * below what an unchecked stretch takes. */
 START_TEST(test_verify_timeout_interrupts_long_optimisation) {
+  HardCase c;
+  hard_case_open(&c);
   SbVerifyOutcome o;
   g_autoptr(GError) error = NULL;
-  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
-  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
-  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
-  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-  SbVerifyParams params;
-  sb_verify_params_init(&params);
-  params.timeout = 1.0;
-  params.attack = FALSE;
-  params.alpha.patience = G_MAXINT;
+  c.params.timeout = 1.0;
+  c.params.alpha.patience = G_MAXINT;
   if (_i == 0)
-    params.alpha.iterations = params.alpha.final_iterations = 1000000;
+    c.params.alpha.iterations = c.params.alpha.final_iterations = 1000000;
   else
-    params.bab_iterations = 1000000;
+    c.params.bab_iterations = 1000000;
   gint64 t0 = g_get_monotonic_time();
-  ck_assert(sb_verify(net, p, &params, &o, &error));
+  ck_assert(sb_verify(c.net, c.p, &c.params, &o, &error));
   double seconds = (g_get_monotonic_time() - t0) / 1e6;
   ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
-  ck_assert_msg(seconds < params.timeout + 8.0, "took %.2f s", seconds);
+  ck_assert_msg(seconds < c.params.timeout + 8.0, "took %.2f s", seconds);
   sb_verify_outcome_clear(&o);
+  hard_case_close(&c);
 }
 END_TEST
 
 /* The queue limits end branch-and-bound with "unknown" and say why. */
 START_TEST(test_verify_stops_at_domain_and_memory_limits) {
   g_autoptr(GError) error = NULL;
-  /* An instance that needs hundreds of domains (unsat, 45 s for
-   * alpha-beta-CROWN on a GPU). */
-  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
-  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
-  ck_assert(g != NULL && p != NULL);
-  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
-  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-  ck_assert(net != NULL);
-  SbVerifyParams params;
-  sb_verify_params_init(&params);
-  params.attack = FALSE;
-  params.batch = 4;
-  params.timeout = 60;
+  HardCase c;
+  hard_case_open(&c);
+  c.params.batch = 4;
+  c.params.timeout = 60;
   if (_i == 0)
-    params.max_domains = 3;
+    c.params.max_domains = 3;
   else
-    params.max_memory_mib = 0.01; /* a few domains' bounds */
+    c.params.max_memory_mib = 0.01; /* a few domains' bounds */
   SbVerifyOutcome o;
-  ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+  ck_assert_msg(sb_verify(c.net, c.p, &c.params, &o, &error), "%s",
                 error ? error->message : "");
   ck_assert_str_eq(sb_result_to_string(o.result), "unknown");
   ck_assert_msg(o.reason != NULL && strstr(o.reason, "limit") != NULL, "%s",
                 o.reason ? o.reason : "(none)");
   sb_verify_outcome_clear(&o);
+  hard_case_close(&c);
 }
 END_TEST
 
@@ -292,27 +302,19 @@ END_TEST
  * batch (at most 2 x batch children) that crossed it, plus the root. */
 START_TEST(test_verify_stops_after_bab_domains) {
   g_autoptr(GError) error = NULL;
-  g_autofree char *op = sb_test_data_path("onnx", "mnist-net_256x4.onnx");
-  g_autofree char *vp = sb_test_data_path("vnnlib", "prop_0_0.05.vnnlib");
-  g_autoptr(SbGraph) g = sb_onnx_load(op, &error);
-  g_autoptr(SbProperty) p = sb_vnnlib_load(vp, &error);
-  ck_assert(g != NULL && p != NULL);
-  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
-  g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-  ck_assert(net != NULL);
-  SbVerifyParams params;
-  sb_verify_params_init(&params);
-  params.attack = FALSE;
-  params.batch = 4;
-  params.timeout = 120;
-  params.bab_domains = 20;
+  HardCase c;
+  hard_case_open(&c);
+  c.params.batch = 4;
+  c.params.timeout = 120;
+  c.params.bab_domains = 20;
   SbVerifyOutcome o;
-  ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+  ck_assert_msg(sb_verify(c.net, c.p, &c.params, &o, &error), "%s",
                 error ? error->message : "");
   ck_assert_str_eq(sb_result_to_string(o.result), "timeout");
-  ck_assert_int_ge(o.domains, params.bab_domains);
-  ck_assert_int_le(o.domains, 1 + params.bab_domains + 2 * params.batch);
+  ck_assert_int_ge(o.domains, c.params.bab_domains);
+  ck_assert_int_le(o.domains, 1 + c.params.bab_domains + 2 * c.params.batch);
   sb_verify_outcome_clear(&o);
+  hard_case_close(&c);
 }
 END_TEST
 
