@@ -23,6 +23,8 @@ const char *const sb_test_goldens[] = {
     "mnist-256x4_prop_1_0.03",
     "oval21_base_cifar_base_kw-img2578-eps0.021176470588235297",
     "resnet_2b_prop_0",
+    "mkmodel-mlp-100-64x8-10",
+    "mkmodel-mlp-64-96x10-10",
     "bn_resnet",
 };
 const int sb_test_n_goldens = G_N_ELEMENTS(sb_test_goldens);
