@@ -33,12 +33,13 @@ typedef struct SbDeviceModule {
   const char *comm_name;
   const char *comm_missing;
   /* See sb_comm_nccl_unique_id and sb_comm_nccl_new: devs are this
-   * process's ranks' devices, opened by ops. */
+   * process's ranks' devices, opened by ops; setup bounds its waits and,
+   * across processes, agrees on each step of its making. */
   int (*comm_unique_id)(unsigned char id[SB_COMM_ID_BYTES], char *error,
                         size_t error_size);
   int (*comm_new)(const unsigned char *id, int size, int first_rank,
-                  int n_local, SbDevice *const *devs, SbComm **out, char *error,
-                  size_t error_size);
+                  int n_local, SbDevice *const *devs, const SbCommSetup *setup,
+                  SbComm **out, char *error, size_t error_size);
 } SbDeviceModule;
 
 typedef int (*SbDeviceModuleGetFn)(const SbDeviceModule **out);

@@ -40,6 +40,7 @@ backends_shardbound_device_cuda_la_SOURCES = \
 	backends/cuda/device_module_cuda.c
 if HAVE_NCCL
 backends_shardbound_device_cuda_la_SOURCES += backends/common/comm_checks.c \
+	backends/common/comm_wait.c backends/common/comm_join.c \
 	backends/common/comm_nccl.c
 endif
 backends_shardbound_device_cuda_la_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) \
