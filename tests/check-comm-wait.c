@@ -107,8 +107,8 @@ START_TEST(test_wait_on_the_monotonic_clock_keeps_the_deadline) {
   ck_assert_int_eq(sb_comm_wait(&w, 0, "barrier", err, sizeof err),
                    SB_ERR_COMMUNICATION);
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  double took =
-      (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  double took = (double)(t1.tv_sec - t0.tv_sec) +
+                1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
   ck_assert_msg(took >= 0.1 && took < 5, "took %g s", took);
   ck_assert_int_eq(f.aborts, 1);
   ck_assert_msg(strstr(err, "barrier on rank 0: no progress within 0.1 s"),
@@ -273,13 +273,13 @@ START_TEST(test_join_alone_fails_with_its_own_reason) {
 }
 END_TEST
 
-/* ---- the GPU of a rank ---------------------------------------------------- */
+/* ---- the GPU of a rank ----------------------------------------------------
+ */
 
 START_TEST(test_device_ordinal_is_node_rank_mod_count_or_from_the_list) {
   /* Two hosts of 4 GPUs, 4 processes each: node ranks 0..3 on both. */
   for (int node_rank = 0; node_rank < 4; node_rank++)
-    ck_assert_int_eq(sb_ranks_device_ordinal(node_rank, 4, NULL, 0),
-                     node_rank);
+    ck_assert_int_eq(sb_ranks_device_ordinal(node_rank, 4, NULL, 0), node_rank);
   /* More processes than GPUs: they wrap. */
   ck_assert_int_eq(sb_ranks_device_ordinal(5, 4, NULL, 0), 1);
   ck_assert_int_eq(sb_ranks_device_ordinal(2, 1, NULL, 0), 0);
@@ -312,7 +312,8 @@ int main(void) {
   tcase_add_test(j, test_join_alone_fails_with_its_own_reason);
   suite_add_tcase(s, j);
   TCase *d = tcase_create("devices");
-  tcase_add_test(d, test_device_ordinal_is_node_rank_mod_count_or_from_the_list);
+  tcase_add_test(d,
+                 test_device_ordinal_is_node_rank_mod_count_or_from_the_list);
   suite_add_tcase(s, d);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

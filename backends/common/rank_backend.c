@@ -69,7 +69,8 @@ static int parse_device_list(const char *s, int *list, int *n) {
 
 /* A number of seconds in (0, 1e6]: "60", "0.5". */
 static int parse_seconds(const char *s, double *out) {
-  if (s == NULL || *s == '\0')
+  /* strtod would skip leading blanks and take "inf" or "nan". */
+  if (s == NULL || !((*s >= '0' && *s <= '9') || *s == '.'))
     return 0;
   char *end = NULL;
   errno = 0;
