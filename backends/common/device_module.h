@@ -16,8 +16,10 @@
 extern "C" {
 #endif
 
-/* The module's one exported symbol, an SbDeviceModuleGetFn. */
-#define SB_DEVICE_MODULE_SYMBOL "sb_device_module_get_v1"
+/* The module's one exported symbol, an SbDeviceModuleGetFn; its version
+ * changes with the table's members (v2: comm_new takes an SbCommSetup), so
+ * that a module of another build is refused instead of called wrongly. */
+#define SB_DEVICE_MODULE_SYMBOL "sb_device_module_get_v2"
 
 typedef struct SbDeviceModule {
   /* sizeof(SbDeviceModule) of the module's build; members past it are

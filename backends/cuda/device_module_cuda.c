@@ -9,7 +9,7 @@
 #include "backends/common/ranks.h"
 #include "backends/cuda/device_cuda.h"
 
-int sb_device_module_get_v1(const SbDeviceModule **out);
+int sb_device_module_get_v2(const SbDeviceModule **out);
 
 #ifdef HAVE_NCCL
 static int cuda_comm_new(const unsigned char *id, int size, int first_rank,
@@ -49,7 +49,7 @@ static const SbDeviceModule cuda_module = {
 #endif
 };
 
-int sb_device_module_get_v1(const SbDeviceModule **out) {
+int sb_device_module_get_v2(const SbDeviceModule **out) {
   if (out == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   *out = &cuda_module;
