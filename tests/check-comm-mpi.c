@@ -7,7 +7,10 @@
  * GPU ranks as processes (comm_nccl_mpi.c: bootstrap over MPI, a vote
  * before every data collective, made anew after a failure), driven on the
  * CPU by a stand-in device module whose "device communicator" is another
- * MPI one. */
+ * MPI one, made in the same agreed steps as NCCL's (comm_join.c: nobody
+ * starts unless all are ready, an initialisation that never ends times
+ * out everywhere), and each process's device chosen by its rank on its
+ * host. */
 #include <check.h>
 #include <mpi.h>
 #include <stdio.h>
