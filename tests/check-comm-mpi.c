@@ -7,12 +7,16 @@
  * GPU ranks as processes (comm_nccl_mpi.c: bootstrap over MPI, a vote
  * before every data collective, made anew after a failure), driven on the
  * CPU by a stand-in device module whose "device communicator" is another
- * MPI one. */
+ * MPI one, made in the same agreed steps as NCCL's (comm_join.c: nobody
+ * starts unless all are ready, an initialisation that never ends times
+ * out everywhere), and each process's device chosen by its rank on its
+ * host. */
 #include <check.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backends/common/comm.h"
 #include "backends/common/comm_nccl_mpi.h"
@@ -241,8 +245,14 @@ END_TEST
 /* ---- comm_nccl_mpi over a stand-in device module ---------------------- */
 
 static struct {
-  int joins;     /* comm_new calls on this process */
-  int fail_join; /* the rank whose comm_new fails, or -1 */
+  int joins;        /* comm_new calls on this process */
+  int starts;       /* collective initialisations entered */
+  int aborts;       /* aborts of what a start made */
+  int fail_prepare; /* the rank that is not ready (no device), or -1 */
+  int fail_join;    /* the rank whose initialisation fails, or -1 */
+  int hang_join;    /* the rank whose initialisation never ends, or -1 */
+  int fail_async;   /* the rank whose initialisation reports an error */
+  double timeout_s; /* the deadline comm_new was given */
   int first_rank, n_local, size;
   unsigned char id[SB_COMM_ID_BYTES]; /* the id this process joined with */
 } stand_in;
@@ -258,24 +268,79 @@ static int stand_in_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
   return SB_OK;
 }
 
+/* The steps of making the stand-in's communicator, taken by the same
+ * sb_comm_join as NCCL's, so that its votes are what is tested. */
+typedef struct {
+  int rank;
+  SbComm *made;
+} StandInJoin;
+
+static int stand_in_prepare(void *arg, char *error, size_t error_size) {
+  StandInJoin *j = arg;
+  if (j->rank != stand_in.fail_prepare)
+    return SB_OK;
+  snprintf(error, error_size, "stand-in device refused on rank %d", j->rank);
+  return SB_ERR_DEVICE;
+}
+
+static int stand_in_start(void *arg, char *error, size_t error_size) {
+  StandInJoin *j = arg;
+  stand_in.starts++;
+  /* With a rank not ready nobody may get here: the collective making is
+   * left out then, so that a missing vote fails the test instead of
+   * hanging it. */
+  if (stand_in.fail_prepare >= 0)
+    return SB_OK;
+  /* Making it is collective (as ncclCommInitRank is): the failing rank
+   * takes part, then reports its failure, as NCCL's initialisation does. */
+  int st = sb_comm_mpi_new(&j->made, error, error_size);
+  if (st == SB_OK && j->rank == stand_in.fail_join) {
+    snprintf(error, error_size, "stand-in join refused on rank %d", j->rank);
+    return SB_ERR_COMMUNICATION;
+  }
+  return st;
+}
+
+static SbPoll stand_in_poll(void *arg, char *why, size_t why_size) {
+  StandInJoin *j = arg;
+  if (j->rank == stand_in.hang_join)
+    return SB_POLL_PENDING;
+  if (j->rank == stand_in.fail_async) {
+    snprintf(why, why_size, "stand-in asynchronous error");
+    return SB_POLL_FAILED;
+  }
+  return SB_POLL_DONE;
+}
+
+static void stand_in_abort(void *arg) {
+  StandInJoin *j = arg;
+  stand_in.aborts++;
+  if (j->made != NULL)
+    j->made->ops->destroy(j->made);
+  j->made = NULL;
+}
+
 static int stand_in_comm_new(const unsigned char *id, int size, int first_rank,
-                             int n_local, SbDevice *const *devs, SbComm **out,
+                             int n_local, SbDevice *const *devs,
+                             const SbCommSetup *setup, SbComm **out,
                              char *error, size_t error_size) {
   (void)devs;
+  *out = NULL;
   stand_in.joins++;
   stand_in.first_rank = first_rank;
   stand_in.n_local = n_local;
   stand_in.size = size;
+  stand_in.timeout_s = setup ? setup->timeout_s : -1;
   memcpy(stand_in.id, id, SB_COMM_ID_BYTES);
-  /* Making it is collective (as ncclCommInitRank is): the failing rank
-   * takes part, then reports its failure, as NCCL's initialisation does. */
-  int st = sb_comm_mpi_new(out, error, error_size);
-  if (st == SB_OK && first_rank == stand_in.fail_join) {
-    (*out)->ops->destroy(*out);
-    *out = NULL;
-    snprintf(error, error_size, "stand-in join refused on rank %d", first_rank);
-    return SB_ERR_COMMUNICATION;
+  StandInJoin j = {first_rank, NULL};
+  SbCommJoinSteps steps = {&j, stand_in_prepare, stand_in_start, stand_in_poll,
+                           stand_in_abort};
+  int st = sb_comm_join(&steps, setup, first_rank, error, error_size);
+  if (st == SB_OK && j.made == NULL) {
+    snprintf(error, error_size, "stand-in: started without every rank ready");
+    return SB_ERR_INTERNAL;
   }
+  *out = j.made;
   return st;
 }
 
@@ -288,20 +353,27 @@ static SbDeviceModule stand_in_module = {
     .comm_new = stand_in_comm_new,
 };
 
-static int nccl_mpi_pool_new(int fail_rank, long fail_at, SbRanks **p,
-                             char *err, size_t err_size) {
+static int nccl_mpi_pool_timed(int fail_rank, long fail_at, double timeout_s,
+                               SbRanks **p, char *err, size_t err_size) {
   SbRanksConfig cfg = {.size = 0,
                        .ops = &sb_device_cpu_ops,
                        .fail_rank = fail_rank,
                        .fail_at = fail_at,
                        .processes = 1,
                        .process_comm_new = sb_comm_nccl_mpi_new,
-                       .comm_arg = &stand_in_module};
+                       .comm_arg = &stand_in_module,
+                       .comm_timeout_s = timeout_s};
   return sb_ranks_new(&cfg, p, err, err_size);
+}
+
+static int nccl_mpi_pool_new(int fail_rank, long fail_at, SbRanks **p,
+                             char *err, size_t err_size) {
+  return nccl_mpi_pool_timed(fail_rank, fail_at, 0, p, err, err_size);
 }
 
 static void stand_in_reset(int fail_join) {
   memset(&stand_in, 0, sizeof stand_in);
+  stand_in.fail_prepare = stand_in.hang_join = stand_in.fail_async = -1;
   stand_in.fail_join = fail_join;
   stand_in_module.comm_unique_id = stand_in_unique_id;
   stand_in_module.comm_new = stand_in_comm_new;
@@ -447,6 +519,145 @@ START_TEST(test_nccl_mpi_failure_then_lost_communicator_fails_alike) {
 }
 END_TEST
 
+/* Sums over the job of a count of this process. */
+static int job_total(int mine) {
+  int total = 0;
+  MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  return total;
+}
+
+/* A process not ready to enter the collective initialisation (it cannot
+ * select its device) keeps every process out of it: nobody starts, every
+ * process fails with that rank's reason. */
+START_TEST(test_nccl_mpi_rank_not_ready_keeps_every_process_out_of_init) {
+  int P = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  stand_in_reset(-1);
+  stand_in.fail_prepare = P - 1;
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  int st = nccl_mpi_pool_new(-1, -1, &p, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_DEVICE);
+  ck_assert_ptr_null(p);
+  char want[80];
+  snprintf(want, sizeof want, "rank %d: stand-in device refused on rank %d",
+           P - 1, P - 1);
+  ck_assert_msg(strcmp(err, want) == 0, "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  ck_assert_int_eq(job_total(stand_in.starts), 0);
+  ck_assert_int_eq(job_total(stand_in.aborts), 0);
+  stand_in_reset(-1);
+}
+END_TEST
+
+/* One process's initialisation never completes: it gives up after
+ * comm_timeout, aborts, and every process fails with its reason (the
+ * others, done, wait for it in the vote on the outcome and abort too). */
+START_TEST(test_nccl_mpi_init_that_never_ends_times_out_everywhere) {
+  int P = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  stand_in_reset(-1);
+  stand_in.hang_join = P - 1;
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int st = nccl_mpi_pool_timed(-1, -1, 0.25, &p, err, sizeof err);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took =
+      (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  ck_assert_int_eq(st, SB_ERR_COMMUNICATION);
+  ck_assert_ptr_null(p);
+  char want[80];
+  snprintf(want, sizeof want,
+           "rank %d: initialising the communicator on rank %d", P - 1, P - 1);
+  ck_assert_msg(strncmp(err, want, strlen(want)) == 0 &&
+                    strstr(err, "no progress within 0.25 s (comm_timeout)"),
+                "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  ck_assert(stand_in.timeout_s == 0.25);
+  ck_assert_msg(took >= 0.25 && took < 20, "took %g s", took);
+  /* Every process aborted what it had started. */
+  ck_assert_int_eq(job_total(stand_in.starts), P);
+  ck_assert_int_eq(job_total(stand_in.aborts), P);
+  stand_in_reset(-1);
+}
+END_TEST
+
+/* An asynchronous error while the initialisation runs names the rank and
+ * the library's message on every process; the default deadline is used
+ * when none is given. */
+START_TEST(test_nccl_mpi_async_init_error_names_rank_everywhere) {
+  stand_in_reset(-1);
+  stand_in.fail_async = 0;
+  SbRanks *p = NULL;
+  char err[512] = {0};
+  int st = nccl_mpi_pool_new(-1, -1, &p, err, sizeof err);
+  ck_assert_int_eq(st, SB_ERR_COMMUNICATION);
+  ck_assert_msg(strcmp(err, "rank 0: initialising the communicator failed on "
+                            "rank 0: stand-in asynchronous error") == 0,
+                "%s", err);
+  assert_same_everywhere(err, sizeof err);
+  ck_assert(stand_in.timeout_s == SB_COMM_TIMEOUT_DEFAULT);
+  int P = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  ck_assert_int_eq(job_total(stand_in.aborts), P);
+  stand_in_reset(-1);
+}
+END_TEST
+
+/* ---- each process's device: its rank on its host ----------------------- */
+
+static int opened_ordinal = -1;
+
+static int recording_open(int ordinal, SbDevice **out, char *error,
+                          size_t error_size) {
+  opened_ordinal = ordinal;
+  /* The CPU has one device: the ordinal is only recorded. */
+  return sb_device_cpu_ops.open(0, out, error, error_size);
+}
+
+START_TEST(test_process_opens_the_device_of_its_rank_on_its_host) {
+  SbComm *c = NULL;
+  char err[256];
+  ck_assert_int_eq(sb_comm_mpi_new(&c, err, sizeof err), SB_OK);
+  /* mpirun tells each process its rank on its host. */
+  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (local != NULL)
+    ck_assert_int_eq(c->node_rank, atoi(local));
+  /* The processes of one host count 0, 1, ...: each node rank once. */
+  int node_rank = c->node_rank, world = c->local_rank, P = c->size;
+  c->ops->destroy(c);
+  MPI_Comm host;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world,
+                      MPI_INFO_NULL, &host);
+  int host_size = 0, host_rank = -1;
+  MPI_Comm_size(host, &host_size);
+  MPI_Comm_rank(host, &host_rank);
+  MPI_Comm_free(&host);
+  ck_assert_int_eq(node_rank, host_rank);
+  ck_assert(node_rank >= 0 && node_rank < host_size);
+  /* The pool opens ordinals[node rank], not ordinals[rank in the job]. */
+  SbDeviceOps ops = sb_device_cpu_ops;
+  ops.open = recording_open;
+  int ordinals[SB_RANKS_MAX];
+  for (int i = 0; i < SB_RANKS_MAX; i++)
+    ordinals[i] = 100 + i;
+  SbRanksConfig cfg = {.size = 0,
+                       .ops = &ops,
+                       .fail_rank = -1,
+                       .fail_at = -1,
+                       .ordinals = ordinals,
+                       .processes = 1};
+  SbRanks *p = NULL;
+  opened_ordinal = -1;
+  ck_assert_int_eq(sb_ranks_new(&cfg, &p, err, sizeof err), SB_OK);
+  ck_assert_int_eq(opened_ordinal, 100 + node_rank);
+  ck_assert_int_eq(sb_ranks_size(p), P);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("comm-mpi");
   TCase *tc = tcase_create("mpi");
@@ -467,6 +678,11 @@ static Suite *suite(void) {
                  test_nccl_mpi_module_without_communicator_is_refused_alike);
   tcase_add_test(nm, test_nccl_mpi_bad_argument_names_the_rank_and_rejoins);
   tcase_add_test(nm, test_nccl_mpi_failure_then_lost_communicator_fails_alike);
+  tcase_add_test(nm,
+                 test_nccl_mpi_rank_not_ready_keeps_every_process_out_of_init);
+  tcase_add_test(nm, test_nccl_mpi_init_that_never_ends_times_out_everywhere);
+  tcase_add_test(nm, test_nccl_mpi_async_init_error_names_rank_everywhere);
+  tcase_add_test(nm, test_process_opens_the_device_of_its_rank_on_its_host);
   suite_add_tcase(s, nm);
   return s;
 }

@@ -156,6 +156,36 @@ START_TEST(test_unknown_device_and_comm_values_are_named) {
 }
 END_TEST
 
+/* comm_timeout bounds NCCL's waits: a positive number of seconds, refused
+ * by name otherwise; accepted (and unused) by cpu ranks. */
+START_TEST(test_comm_timeout_is_checked_by_name) {
+  static const char *const bad[] = {"",    "x",   "0",   "-1", "nan",
+                                    "inf", "1e7", "60s", " 5", "5 "};
+  for (size_t k = 0; k < 2; k++) {
+    Backend b = load(rank_backends[k]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      sb_option o[1] = {{"comm_timeout", bad[i]}};
+      char needle[128];
+      snprintf(needle, sizeof needle,
+               "option comm_timeout='%s' is not a number of seconds", bad[i]);
+      expect_refusal(&b, o, 1, SB_ERR_INVALID_ARGUMENT, needle);
+    }
+    sb_option none[1] = {{"comm_timeout", NULL}};
+    expect_refusal(&b, none, 1, SB_ERR_INVALID_ARGUMENT,
+                   "comm_timeout='(null)'");
+    static const char *const good[] = {"60", "0.5", "1e6"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+      sb_option o[2] = {{"ranks", "2"}, {"comm_timeout", good[i]}};
+      sb_context *ctx;
+      char err[1024];
+      int st = create(&b, o, 2, &ctx, err, sizeof err);
+      ck_assert_msg(st == SB_OK, "comm_timeout=%s: %s", good[i], err);
+      b.d->context_destroy(ctx);
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_comm_nccl_is_refused_with_the_reason_or_works) {
   for (size_t k = 0; k < 2; k++) {
     Backend b = load(rank_backends[k]);
@@ -195,6 +225,7 @@ int main(void) {
   tcase_add_test(tc, test_gpu_options_need_device_cuda);
   tcase_add_test(tc, test_unknown_device_and_comm_values_are_named);
   tcase_add_test(tc, test_comm_nccl_is_refused_with_the_reason_or_works);
+  tcase_add_test(tc, test_comm_timeout_is_checked_by_name);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -410,9 +410,11 @@ static const SbDeviceModule *cuda_module(void) {
 }
 
 static int module_comm(void *module, int size, SbDevice *const *devs,
-                       SbComm **out, char *error, size_t error_size) {
+                       double timeout_s, SbComm **out, char *error,
+                       size_t error_size) {
   const SbDeviceModule *m = module;
-  return m->comm_new(NULL, size, 0, size, devs, out, error, error_size);
+  SbCommSetup setup = {timeout_s, NULL, NULL};
+  return m->comm_new(NULL, size, 0, size, devs, &setup, out, error, error_size);
 }
 
 /* Values whose float sum depends on the order of the additions. */

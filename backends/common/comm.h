@@ -92,6 +92,9 @@ struct SbComm {
   /* The one rank that this process runs when the ranks are processes, or
    * -1 when every rank is a thread of this process. */
   int local_rank;
+  /* With processes: this process's rank among the processes of its host
+   * (MPI_COMM_TYPE_SHARED), which picks its GPU; else unused. */
+  int node_rank;
 };
 
 /* The in-process communicator: ranks are threads of this process sharing

@@ -450,6 +450,23 @@ int sb_comm_mpi_new(SbComm **out, char *error, size_t error_size) {
   }
   s->base.size = size;
   s->base.local_rank = s->me;
+  /* The processes of this host, in job order: this one's place among them
+   * picks its GPU (every host counts its GPUs from 0). */
+  MPI_Comm node = MPI_COMM_NULL;
+  rc = MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, s->me, MPI_INFO_NULL,
+                           &node);
+  if (rc == MPI_SUCCESS)
+    rc = MPI_Comm_rank(node, &s->base.node_rank);
+  if (node != MPI_COMM_NULL)
+    MPI_Comm_free(&node);
+  if (rc != MPI_SUCCESS) {
+    snprintf(error, error_size,
+             "comm=mpi: cannot find the processes of this host (MPI error "
+             "%d)",
+             rc);
+    mpi_destroy(&s->base);
+    return SB_ERR_COMMUNICATION;
+  }
   if (size > SB_RANKS_MAX) {
     snprintf(error, error_size,
              "comm=mpi: %d processes, more than the %d ranks a context "

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* The NCCL communicator: collectives queued on each GPU rank's stream,
  * waited for while NCCL's asynchronous errors and the other ranks' failures
- * are polled, so that a failure anywhere ends every wait. */
+ * are polled, within a deadline (comm_timeout) past which the communicator
+ * is aborted, so that a failure anywhere, or a peer that hangs, ends every
+ * wait. */
 #include "backends/common/comm_nccl.h"
+#include "backends/common/comm_join.h"
+#include "backends/common/comm_wait.h"
 #include "backends/common/ranks.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +25,10 @@ typedef struct Nccl {
   cudaStream_t *streams; /* per local rank, owned by the ranks' devices */
   ncclComm_t *comms;     /* per local rank; NULL once aborted */
   pthread_mutex_t lock;
-  int aborted;    /* some rank failed: every wait gives up */
-  int origin;     /* first rank that failed, or -1 */
-  char lost[256]; /* why reset() could not re-create the communicator */
+  int aborted;      /* some rank failed: every wait gives up */
+  int origin;       /* first rank that failed, or -1 */
+  double timeout_s; /* bound on every wait (comm_timeout) */
+  char lost[256];   /* why reset() could not re-create the communicator */
 } Nccl;
 
 static Nccl *nc(SbComm *c) { return (Nccl *)c; }
@@ -97,29 +101,74 @@ static int abandoned(Nccl *s, int rank, SbExec *x, const char *what,
                       origin);
 }
 
-/* Short waits first (collectives are usually quick), then sleeps that leave
- * the cores to the ranks that still compute. */
-static void pause_briefly(unsigned *spins) {
-  if ((*spins)++ < 1000) {
-    sched_yield();
-  } else {
-    struct timespec ts = {0, 50000};
-    nanosleep(&ts, NULL);
-  }
+/* NCCL's reason: its status and, where it has one, its last message. */
+static void nccl_why(ncclComm_t comm, ncclResult_t r, char *why, size_t size) {
+  const char *detail = comm ? ncclGetLastError(comm) : ncclGetLastError(NULL);
+  snprintf(why, size, "NCCL %s%s%s", ncclGetErrorString(r),
+           detail && *detail ? ": " : "", detail ? detail : "");
 }
 
-/* A call on a non-blocking communicator may answer ncclInProgress: its work
- * is queued once the communicator's state leaves that value. */
-static ncclResult_t settle(ncclComm_t comm, ncclResult_t r, Nccl *s) {
-  unsigned spins = 0;
-  while (r == ncclInProgress) {
-    if (s != NULL && failed_origin(s) >= -1)
-      return ncclInProgress;
-    pause_briefly(&spins);
-    if (ncclCommGetAsyncError(comm, &r) != ncclSuccess)
-      return ncclInternalError;
+/* The awaited work of local rank i. */
+typedef struct Awaited {
+  Nccl *s;
+  int i;
+} Awaited;
+
+/* A call that answered ncclInProgress: its work is queued once the
+ * communicator's state leaves that value. */
+static SbPoll poll_call(void *arg, char *why, size_t why_size) {
+  Awaited *a = arg;
+  if (failed_origin(a->s) >= -1)
+    return SB_POLL_STOP;
+  ncclComm_t comm = a->s->comms[a->i];
+  ncclResult_t state = ncclSuccess, r = ncclCommGetAsyncError(comm, &state);
+  if (r != ncclSuccess || (state != ncclSuccess && state != ncclInProgress)) {
+    nccl_why(comm, r != ncclSuccess ? r : state, why, why_size);
+    return SB_POLL_FAILED;
   }
-  return r;
+  return state == ncclInProgress ? SB_POLL_PENDING : SB_POLL_DONE;
+}
+
+/* Everything queued on the rank's stream so far, NCCL's asynchronous
+ * errors and the other local ranks' failures polled meanwhile. */
+static SbPoll poll_stream(void *arg, char *why, size_t why_size) {
+  Awaited *a = arg;
+  Nccl *s = a->s;
+  cudaError_t e = cudaStreamQuery(s->streams[a->i]);
+  if (e == cudaSuccess)
+    return SB_POLL_DONE;
+  if (e != cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    snprintf(why, why_size, "CUDA %s: %s", cudaGetErrorName(e),
+             cudaGetErrorString(e));
+    return SB_POLL_FAILED;
+  }
+  ncclResult_t async = ncclSuccess,
+               r = ncclCommGetAsyncError(s->comms[a->i], &async);
+  if (r != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+    nccl_why(s->comms[a->i], r != ncclSuccess ? r : async, why, why_size);
+    return SB_POLL_FAILED;
+  }
+  return failed_origin(s) >= -1 ? SB_POLL_STOP : SB_POLL_PENDING;
+}
+
+/* A failure or the deadline: every local rank gives up, and this rank's
+ * communicator is aborted (so its peers in other processes see it go). */
+static void abort_awaited(void *arg) {
+  Awaited *a = arg;
+  mark_failed(a->s, a->s->first + a->i);
+  abort_local(a->s, a->i);
+}
+
+static int wait_for(Nccl *s, int rank, SbExec *x, const char *what,
+                    SbPoll (*poll)(void *, char *, size_t)) {
+  Awaited a = {s, rank - s->first};
+  SbWait w = {poll, abort_awaited, &a, s->timeout_s, NULL};
+  char msg[768];
+  int st = sb_comm_wait(&w, rank, what, msg, sizeof msg);
+  if (st == SB_COMM_WAIT_STOPPED)
+    return abandoned(s, rank, x, what, failed_origin(s));
+  return st == SB_OK ? SB_OK : sb_exec_fail(x, st, "%s", msg);
 }
 
 /* Checks common to every collective; SB_OK or the failure, already
@@ -145,40 +194,17 @@ static int enter(Nccl *s, int rank, SbExec *x, const char *what) {
  * failure, reported. */
 static int queued(Nccl *s, int rank, SbExec *x, const char *what,
                   ncclResult_t r) {
-  int i = rank - s->first;
-  r = settle(s->comms[i], r, s);
   if (r == ncclSuccess)
     return SB_OK;
-  int origin = failed_origin(s);
-  if (origin >= -1 && r == ncclInProgress)
-    return abandoned(s, rank, x, what, origin);
-  return nccl_fails(s, rank, x, what, r);
+  if (r != ncclInProgress)
+    return nccl_fails(s, rank, x, what, r);
+  return wait_for(s, rank, x, what, poll_call);
 }
 
-/* Wait until everything queued on the rank's stream so far has finished,
- * polling NCCL's asynchronous errors and the other ranks' failures, so that
- * no wait outlives a failure. */
+/* Wait until everything queued on the rank's stream so far has finished;
+ * no wait outlives a failure or the deadline. */
 static int drained(Nccl *s, int rank, SbExec *x, const char *what) {
-  int i = rank - s->first;
-  ncclResult_t r;
-  int origin;
-  unsigned spins = 0;
-  for (;;) {
-    cudaError_t e = cudaStreamQuery(s->streams[i]);
-    if (e == cudaSuccess)
-      return SB_OK;
-    if (e != cudaErrorNotReady)
-      return cuda_fails(s, rank, x, what, e);
-    ncclResult_t async = ncclSuccess;
-    r = ncclCommGetAsyncError(s->comms[i], &async);
-    if (r != ncclSuccess)
-      return nccl_fails(s, rank, x, what, r);
-    if (async != ncclSuccess && async != ncclInProgress)
-      return nccl_fails(s, rank, x, what, async);
-    if ((origin = failed_origin(s)) >= -1)
-      return abandoned(s, rank, x, what, origin);
-    pause_briefly(&spins);
-  }
+  return wait_for(s, rank, x, what, poll_stream);
 }
 
 static int finish(Nccl *s, int rank, SbExec *x, const char *what,
@@ -416,39 +442,44 @@ static int nccl_failed_rank(SbComm *c) {
   return r;
 }
 
-/* Creates the local communicators (ids NULL: a fresh one). SB_OK, or every
- * one that was created is aborted again and the reason is in error. */
-static int init_comms(Nccl *s, const unsigned char *id_bytes, char *error,
-                      size_t error_size) {
+/* The making of this process's communicators, in the steps of
+ * sb_comm_join. */
+typedef struct Init {
+  Nccl *s;
   ncclUniqueId id;
-  ncclResult_t r = ncclSuccess;
-  if (id_bytes != NULL)
-    memcpy(id.internal, id_bytes, sizeof id.internal);
-  else if ((r = ncclGetUniqueId(&id)) != ncclSuccess) {
-    snprintf(error, error_size, "NCCL communicator: ncclGetUniqueId: %s: %s",
-             ncclGetErrorString(r), ncclGetLastError(NULL));
-    return SB_ERR_COMMUNICATION;
+  ncclConfig_t *configs; /* per local rank, alive until the init is done */
+} Init;
+
+static int init_prepare(void *arg, char *error, size_t error_size) {
+  Init *in = arg;
+  Nccl *s = in->s;
+  for (int i = 0; i < s->n_local; i++) {
+    cudaError_t e = cudaSetDevice(s->ordinals[i]);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      snprintf(error, error_size,
+               "NCCL communicator: rank %d cannot use cuda device %d: %s",
+               s->first + i, s->ordinals[i], cudaGetErrorString(e));
+      return SB_ERR_COMMUNICATION;
+    }
   }
-  ncclConfig_t *configs = calloc((size_t)s->n_local, sizeof *configs);
-  if (configs == NULL) {
-    snprintf(error, error_size, "NCCL communicator: out of host memory");
-    return SB_ERR_OUT_OF_MEMORY;
-  }
+  return SB_OK;
+}
+
+static int init_start(void *arg, char *error, size_t error_size) {
+  Init *in = arg;
+  Nccl *s = in->s;
   int failed = -1; /* local rank whose initialisation failed */
-  cudaError_t ce = cudaSuccess;
-  r = ncclGroupStart();
+  ncclResult_t r = ncclGroupStart();
   for (int i = 0; i < s->n_local && r == ncclSuccess; i++) {
     ncclConfig_t init = NCCL_CONFIG_INITIALIZER;
-    configs[i] = init;
-    /* Non-blocking: no call waits inside NCCL, so a lost peer shows up in
-     * the polling of finish() instead of a hang. */
-    configs[i].blocking = 0;
-    if ((ce = cudaSetDevice(s->ordinals[i])) != cudaSuccess) {
-      failed = i;
-      break;
-    }
-    r = ncclCommInitRankConfig(&s->comms[i], s->base.size, id, s->first + i,
-                               &configs[i]);
+    in->configs[i] = init;
+    /* Non-blocking: no call waits inside NCCL, so every wait is polled,
+     * with a deadline. */
+    in->configs[i].blocking = 0;
+    (void)cudaSetDevice(s->ordinals[i]);
+    r = ncclCommInitRankConfig(&s->comms[i], s->base.size, in->id, s->first + i,
+                               &in->configs[i]);
     if (r != ncclSuccess && r != ncclInProgress)
       failed = i;
     else
@@ -459,31 +490,70 @@ static int init_comms(Nccl *s, const unsigned char *id_bytes, char *error,
     r = end;
     failed = 0;
   }
-  for (int i = 0; i < s->n_local && failed < 0; i++)
-    if (s->comms[i] != NULL &&
-        (r = settle(s->comms[i], ncclInProgress, NULL)) != ncclSuccess)
-      failed = i;
-  free(configs);
   if (failed < 0)
     return SB_OK;
-  if (ce != cudaSuccess) {
-    (void)cudaGetLastError();
-    snprintf(error, error_size,
-             "NCCL communicator: rank %d cannot use cuda device %d: %s",
-             s->first + failed, s->ordinals[failed], cudaGetErrorString(ce));
-  } else {
-    const char *detail = s->comms[failed] ? ncclGetLastError(s->comms[failed])
-                                          : ncclGetLastError(NULL);
-    snprintf(error, error_size,
-             "NCCL communicator: initialising rank %d of %d (cuda device %d) "
-             "failed: %s%s%s",
-             s->first + failed, s->base.size, s->ordinals[failed],
-             ncclGetErrorString(r), detail && *detail ? ": " : "",
-             detail ? detail : "");
-  }
-  for (int i = 0; i < s->n_local; i++)
-    abort_local(s, i);
+  char why[400];
+  nccl_why(s->comms[failed], r, why, sizeof why);
+  snprintf(error, error_size,
+           "NCCL communicator: initialising rank %d of %d (cuda device %d) "
+           "failed: %s",
+           s->first + failed, s->base.size, s->ordinals[failed], why);
   return SB_ERR_COMMUNICATION;
+}
+
+static SbPoll init_poll(void *arg, char *why, size_t why_size) {
+  Init *in = arg;
+  Nccl *s = in->s;
+  int pending = 0;
+  for (int i = 0; i < s->n_local; i++) {
+    ncclResult_t state = ncclSuccess,
+                 r = ncclCommGetAsyncError(s->comms[i], &state);
+    if (r != ncclSuccess || (state != ncclSuccess && state != ncclInProgress)) {
+      char detail[400];
+      nccl_why(s->comms[i], r != ncclSuccess ? r : state, detail,
+               sizeof detail);
+      snprintf(why, why_size, "NCCL rank %d of %d (cuda device %d): %s",
+               s->first + i, s->base.size, s->ordinals[i], detail);
+      return SB_POLL_FAILED;
+    }
+    pending |= state == ncclInProgress;
+  }
+  return pending ? SB_POLL_PENDING : SB_POLL_DONE;
+}
+
+static void init_abort(void *arg) {
+  Init *in = arg;
+  for (int i = 0; i < in->s->n_local; i++)
+    abort_local(in->s, i);
+}
+
+/* Creates the local communicators (id_bytes NULL: a fresh id) in agreed
+ * steps (setup's agreement, when the ranks span processes). SB_OK, or
+ * every one that was created is aborted again and the reason is in
+ * error. */
+static int init_comms(Nccl *s, const unsigned char *id_bytes,
+                      const SbCommSetup *setup, char *error,
+                      size_t error_size) {
+  Init in = {s, {{0}}, NULL};
+  ncclResult_t r;
+  if (id_bytes != NULL)
+    memcpy(in.id.internal, id_bytes, sizeof in.id.internal);
+  else if ((r = ncclGetUniqueId(&in.id)) != ncclSuccess) {
+    char why[400];
+    nccl_why(NULL, r, why, sizeof why);
+    snprintf(error, error_size, "NCCL communicator: ncclGetUniqueId: %s", why);
+    return SB_ERR_COMMUNICATION;
+  }
+  in.configs = calloc((size_t)s->n_local, sizeof *in.configs);
+  if (in.configs == NULL) {
+    snprintf(error, error_size, "NCCL communicator: out of host memory");
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  SbCommJoinSteps steps = {&in, init_prepare, init_start, init_poll,
+                           init_abort};
+  int st = sb_comm_join(&steps, setup, s->first, error, error_size);
+  free(in.configs);
+  return st;
 }
 
 static void nccl_reset(SbComm *c) {
@@ -500,7 +570,8 @@ static void nccl_reset(SbComm *c) {
     return;
   }
   char why[sizeof s->lost - 64];
-  if (init_comms(s, NULL, why, sizeof why) != SB_OK) {
+  SbCommSetup alone = {s->timeout_s, NULL, NULL};
+  if (init_comms(s, NULL, &alone, why, sizeof why) != SB_OK) {
     snprintf(s->lost, sizeof s->lost,
              "the NCCL communicator could not be re-created: %s", why);
     return;
@@ -589,7 +660,8 @@ int sb_comm_nccl_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
 
 int sb_comm_nccl_new(const unsigned char *id, int size, int first_rank,
                      int n_local, const int *ordinals, void *const *streams,
-                     SbComm **out, char *error, size_t error_size) {
+                     const SbCommSetup *setup, SbComm **out, char *error,
+                     size_t error_size) {
   *out = NULL;
   if (size < 1 || size > SB_RANKS_MAX || n_local < 1 || first_rank < 0 ||
       first_rank + n_local > size || ordinals == NULL || streams == NULL) {
@@ -623,6 +695,7 @@ int sb_comm_nccl_new(const unsigned char *id, int size, int first_rank,
   s->first = first_rank;
   s->n_local = n_local;
   s->origin = -1;
+  s->timeout_s = setup ? setup->timeout_s : SB_COMM_TIMEOUT_DEFAULT;
   for (int i = 0; i < n_local; i++) {
     s->ordinals[i] = ordinals[i];
     s->streams[i] = (cudaStream_t)streams[i];
@@ -632,7 +705,7 @@ int sb_comm_nccl_new(const unsigned char *id, int size, int first_rank,
     snprintf(error, error_size, "NCCL communicator: mutex init failed");
     return SB_ERR_INTERNAL;
   }
-  int st = init_comms(s, id, error, error_size);
+  int st = init_comms(s, id, setup, error, error_size);
   if (st != SB_OK) {
     nccl_destroy(&s->base);
     return st;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "backends/common/comm.h"
+#include "backends/common/comm_join.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,17 +30,23 @@ int sb_comm_nccl_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
  * with its collectives queued on streams[i] (a cudaStream_t, the stream of
  * that rank's device, which MUST outlive the communicator). Every process
  * of the communicator calls this with the same id and size; id NULL (only
- * when this process holds every rank) makes a fresh one. Returns SB_OK, or
- * SB_ERR_INVALID_ARGUMENT / SB_ERR_COMMUNICATION with the rank and NCCL's
- * message in error; nothing is left initialised on failure.
+ * when this process holds every rank) makes a fresh one. The communicator
+ * is non-blocking (NCCL >= 2.14) and made in agreed steps (sb_comm_join,
+ * with setup's agreement between the processes): no process enters
+ * ncclCommInitRankConfig unless every one is ready, and all learn its
+ * outcome. Returns SB_OK, or SB_ERR_INVALID_ARGUMENT / SB_ERR_COMMUNICATION
+ * with the rank and NCCL's message in error; nothing is left initialised on
+ * failure. setup NULL: one process, SB_COMM_TIMEOUT_DEFAULT.
  *
- * Collectives take the caller's global rank. Every NCCL or CUDA failure,
- * an asynchronous one (ncclCommGetAsyncError, polled while a collective is
- * waited for) included, is SB_ERR_COMMUNICATION naming the rank and NCCL's
- * message, and aborts the communicator (ncclCommAbort), so no rank of this
- * process is left waiting. reset() re-creates an aborted communicator when
- * this process holds every rank; across processes a new id is needed, so
- * it stays failed.
+ * Collectives take the caller's global rank. Every wait (a call in
+ * progress, the rank's stream behind a collective) polls NCCL's
+ * asynchronous errors (ncclCommGetAsyncError) and the other local ranks'
+ * failures, and ends after setup->timeout_s without completion. Every NCCL
+ * or CUDA failure, and the deadline, is SB_ERR_COMMUNICATION naming the
+ * rank and NCCL's message (or the timeout), and aborts the communicator
+ * (ncclCommAbort), so no rank is left waiting for it. reset() re-creates an
+ * aborted communicator when this process holds every rank; across
+ * processes a new id is needed, so it stays failed.
  *
  * Sums are bitwise those of the loopback communicator: NCCL's own
  * reductions do not promise an order, so reduce_scatter is an exchange of
@@ -50,7 +57,8 @@ int sb_comm_nccl_unique_id(unsigned char id[SB_COMM_ID_BYTES], char *error,
  */
 int sb_comm_nccl_new(const unsigned char *id, int size, int first_rank,
                      int n_local, const int *ordinals, void *const *streams,
-                     SbComm **out, char *error, size_t error_size);
+                     const SbCommSetup *setup, SbComm **out, char *error,
+                     size_t error_size);
 
 #ifdef __cplusplus
 }

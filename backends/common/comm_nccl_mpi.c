@@ -14,8 +14,10 @@ typedef struct NcclMpi {
   SbComm *host; /* MPI: host collectives, votes, process loss */
   SbComm *data; /* NCCL for this process's rank; NULL once lost */
   const SbDeviceModule *module;
-  SbRank *rank;   /* this process's rank: its device */
-  char lost[600]; /* why data is NULL */
+  SbRank *rank;     /* this process's rank: its device */
+  double timeout_s; /* bound on NCCL's waits (comm_timeout) */
+  SbExec *joining;  /* during join(): where the agreed verdicts go */
+  char lost[600];   /* why data is NULL */
 } NcclMpi;
 
 static NcclMpi *nm(SbComm *c) { return (NcclMpi *)c; }
@@ -24,6 +26,15 @@ static NcclMpi *nm(SbComm *c) { return (NcclMpi *)c; }
  * every process takes in the same order). */
 static int agree(NcclMpi *s, SbExec *x, int st) {
   return s->host->ops->settle(s->host, s->base.local_rank, x, st);
+}
+
+/* SbCommSetup's agreement: a step of making the NCCL communicator, voted
+ * over MPI. */
+static int join_agree(void *arg, int status, const char *why) {
+  NcclMpi *s = arg;
+  if (status != SB_OK)
+    sb_exec_fail(s->joining, status, "%s", why);
+  return agree(s, s->joining, status);
 }
 
 /* The NCCL communicator of this process's rank, made by every process at
@@ -41,8 +52,14 @@ static int join(NcclMpi *s, SbExec *x) {
   if (st != SB_OK)
     return st;
   SbComm *data = NULL;
-  st = s->module->comm_new(id, s->base.size, me, 1, &s->rank->dev, &data, why,
-                           sizeof why);
+  SbCommSetup setup = {s->timeout_s, join_agree, s};
+  s->joining = x;
+  why[0] = '\0';
+  st = s->module->comm_new(id, s->base.size, me, 1, &s->rank->dev, &setup,
+                           &data, why, sizeof why);
+  s->joining = NULL;
+  /* A failure before comm_new's first vote is voted here (after a failed
+   * vote this one returns at once): every process votes alike. */
   if (st != SB_OK)
     sb_exec_fail(x, st, "%s", why);
   if ((st = agree(s, x, st)) != SB_OK) {
@@ -219,7 +236,7 @@ static const SbCommOps nccl_mpi_ops = {
 };
 
 int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank,
-                         SbComm **out) {
+                         double timeout_s, SbComm **out) {
   *out = NULL;
   const SbDeviceModule *m = module;
   SbExec *x = &rank->x;
@@ -241,6 +258,7 @@ int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank,
     s->host = mpi;
     s->module = m;
     s->rank = rank;
+    s->timeout_s = timeout_s;
     st = join(s, x);
   } else {
     st = mpi->ops->settle(mpi, mpi->local_rank, x, st);

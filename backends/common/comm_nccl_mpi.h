@@ -17,9 +17,13 @@ extern "C" {
  * calls it at once: rank 0 makes the id (the module's comm_unique_id), an
  * MPI broadcast over `mpi` hands it to every process, and each makes its
  * one rank of the NCCL communicator (first_rank = its MPI rank, one local
- * rank) on its rank's device. Every step is agreed over MPI, so on failure
- * every process returns the same status, with the failing rank's reason in
- * rank->x.error and that rank in mpi's failed_rank().
+ * rank) on its rank's device. Every step is agreed over MPI (the module's
+ * comm_new votes through SbCommSetup's agreement right before and after
+ * ncclCommInitRankConfig, so no process enters it unless all are ready,
+ * and none waits in it beyond timeout_s), so on failure every process
+ * returns the same status, with the failing rank's reason in rank->x.error
+ * and that rank in mpi's failed_rank(). timeout_s also bounds every wait
+ * in NCCL's collectives (comm_nccl.h).
  *
  * The result owns `mpi` and keeps its lockstep: each data collective
  * (all_gather, reduce_scatter, all_reduce, broadcast, barrier) first checks
@@ -30,7 +34,8 @@ extern "C" {
  * NCCL communicator is made anew with a new id (an aborted one cannot be
  * rejoined); if that fails, every later collective fails with the reason.
  */
-int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank, SbComm **out);
+int sb_comm_nccl_mpi_new(void *module, SbComm *mpi, SbRank *rank,
+                         double timeout_s, SbComm **out);
 
 #ifdef __cplusplus
 }

@@ -16,8 +16,10 @@
 extern "C" {
 #endif
 
-/* The module's one exported symbol, an SbDeviceModuleGetFn. */
-#define SB_DEVICE_MODULE_SYMBOL "sb_device_module_get_v1"
+/* The module's one exported symbol, an SbDeviceModuleGetFn; its version
+ * changes with the table's members (v2: comm_new takes an SbCommSetup), so
+ * that a module of another build is refused instead of called wrongly. */
+#define SB_DEVICE_MODULE_SYMBOL "sb_device_module_get_v2"
 
 typedef struct SbDeviceModule {
   /* sizeof(SbDeviceModule) of the module's build; members past it are
@@ -33,12 +35,13 @@ typedef struct SbDeviceModule {
   const char *comm_name;
   const char *comm_missing;
   /* See sb_comm_nccl_unique_id and sb_comm_nccl_new: devs are this
-   * process's ranks' devices, opened by ops. */
+   * process's ranks' devices, opened by ops; setup bounds its waits and,
+   * across processes, agrees on each step of its making. */
   int (*comm_unique_id)(unsigned char id[SB_COMM_ID_BYTES], char *error,
                         size_t error_size);
   int (*comm_new)(const unsigned char *id, int size, int first_rank,
-                  int n_local, SbDevice *const *devs, SbComm **out, char *error,
-                  size_t error_size);
+                  int n_local, SbDevice *const *devs, const SbCommSetup *setup,
+                  SbComm **out, char *error, size_t error_size);
 } SbDeviceModule;
 
 typedef int (*SbDeviceModuleGetFn)(const SbDeviceModule **out);

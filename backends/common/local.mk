@@ -33,6 +33,10 @@ noinst_LTLIBRARIES += backends/common/libsbranks.la
 backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm.h \
 	backends/common/comm_checks.c \
+	backends/common/comm_wait.h \
+	backends/common/comm_wait.c \
+	backends/common/comm_join.h \
+	backends/common/comm_join.c \
 	backends/common/comm_loopback.c \
 	backends/common/comm_mpi.c \
 	backends/common/comm_nccl_mpi.h \
@@ -54,5 +58,14 @@ check_PROGRAMS += tests/check-comm
 tests_check_comm_SOURCES = tests/check-comm.c
 tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
+	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread
+
+# The bounded wait, the agreed making of a device communicator and the
+# choice of each rank's GPU, on the CPU.
+check_PROGRAMS += tests/check-comm-wait
+tests_check_comm_wait_SOURCES = tests/check-comm-wait.c
+tests_check_comm_wait_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_comm_wait_LDADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
 	-lpthread

@@ -5,6 +5,7 @@
 
 #include "backends/common/rank_backend.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,11 +31,12 @@ int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg) {
 }
 
 static const char known_options[] =
-    "ranks, device, devices, comm, fail_rank, fail_at";
+    "ranks, device, devices, comm, comm_timeout, fail_rank, fail_at";
 
 /* What the options ask for, before any device is touched. */
 typedef struct RankOptions {
   long ranks, fail_rank, fail_at;
+  double comm_timeout; /* seconds; 0 until given */
   int cuda;            /* device=cuda */
   int nccl;            /* comm=nccl */
   int processes;       /* comm=mpi: one rank per MPI process */
@@ -63,6 +65,20 @@ static int parse_device_list(const char *s, int *list, int *n) {
       return 1;
     p += len + 1;
   }
+}
+
+/* A number of seconds in (0, 1e6]: "60", "0.5". */
+static int parse_seconds(const char *s, double *out) {
+  /* strtod would skip leading blanks and take "inf" or "nan". */
+  if (s == NULL || !((*s >= '0' && *s <= '9') || *s == '.'))
+    return 0;
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !(v > 0) || v > 1e6)
+    return 0;
+  *out = v;
+  return 1;
 }
 
 /* Reads and checks every option (syntax and combinations, no device yet);
@@ -123,6 +139,14 @@ static int parse_options(const char *be, const sb_option *options,
                  be, v);
         return SB_ERR_UNSUPPORTED;
       }
+    } else if (strcmp(key, "comm_timeout") == 0) {
+      if (!parse_seconds(value, &o->comm_timeout)) {
+        snprintf(error, error_size,
+                 "%s: option comm_timeout='%s' is not a number of seconds "
+                 "(expected a number > 0 and <= 1e6, e.g. comm_timeout=60)",
+                 be, v);
+        return SB_ERR_INVALID_ARGUMENT;
+      }
     } else if (strcmp(key, "fail_rank") == 0) {
       if (!sb_option_parse_long(value, 0, SB_RANKS_MAX - 1, &o->fail_rank)) {
         snprintf(error, error_size,
@@ -176,15 +200,18 @@ static int parse_options(const char *be, const sb_option *options,
 #ifdef HAVE_CUDA
 /* The pool's NCCL communicator, all ranks in this process. */
 static int nccl_comm_new(void *module, int size, SbDevice *const *devs,
-                         SbComm **out, char *error, size_t error_size) {
+                         double timeout_s, SbComm **out, char *error,
+                         size_t error_size) {
   const SbDeviceModule *m = module;
-  return m->comm_new(NULL, size, 0, size, devs, out, error, error_size);
+  SbCommSetup setup = {timeout_s, NULL, NULL};
+  return m->comm_new(NULL, size, 0, size, devs, &setup, out, error, error_size);
 }
 #endif
 
-/* device=cuda: the CUDA module, each rank's GPU (devices[r mod n], else
- * r mod the GPU count) and, with comm=nccl, its communicator (with
- * comm=mpi, NCCL between the processes). Touches CUDA
+/* device=cuda: the CUDA module, each rank's GPU (sb_ranks_device_ordinal:
+ * devices[r mod n], else r mod the GPU count, r being the rank, or with
+ * comm=mpi the process's rank on its host) and, with comm=nccl, its
+ * communicator (with comm=mpi, NCCL between the processes). Touches CUDA
  * only here, so a cpu context never initialises it. */
 static int configure_cuda(const char *be, const RankOptions *o,
                           SbRanksConfig *cfg, int *ordinals, char *error,
@@ -220,12 +247,12 @@ static int configure_cuda(const char *be, const RankOptions *o,
                be, o->devices, o->devices_list[i], count, count - 1);
       return SB_ERR_INVALID_ARGUMENT;
     }
-  /* comm=mpi without ranks=: the job's size is not known yet, so every
-   * possible rank gets its GPU. */
-  long n_ordinals = o->ranks > 0 ? o->ranks : SB_RANKS_MAX;
+  /* comm=mpi: a process's place on its host is not known before MPI is
+   * up, so every possible one gets its GPU. */
+  long n_ordinals = o->ranks > 0 && !o->processes ? o->ranks : SB_RANKS_MAX;
   for (long r = 0; r < n_ordinals; r++)
     ordinals[r] =
-        o->n_devices ? o->devices_list[r % o->n_devices] : (int)(r % count);
+        sb_ranks_device_ordinal((int)r, count, o->devices_list, o->n_devices);
   cfg->ops = m->ops;
   cfg->ordinals = ordinals;
   /* comm=mpi: MPI cannot read GPU memory, so the data goes over NCCL,
@@ -286,6 +313,7 @@ int sb_rank_context_create(const char *be, const char *split_rule,
   SbRanksConfig cfg = {(int)o.ranks, &sb_device_cpu_ops, (int)o.fail_rank,
                        o.fail_at};
   cfg.processes = o.processes;
+  cfg.comm_timeout_s = o.comm_timeout;
   int ordinals[SB_RANKS_MAX];
   if (o.cuda && (st = configure_cuda(be, &o, &cfg, ordinals, error,
                                      error_size)) != SB_OK) {

@@ -64,9 +64,9 @@ int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...)
 int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg);
 
 /* context_create of a backend named `backend` (the prefix of every message)
- * that splits tensors as split_rule says: options ranks, device, comm,
- * fail_rank, fail_at, ranks on the CPU device joined by the loopback
- * communicator. */
+ * that splits tensors as split_rule says: options ranks, device, devices,
+ * comm, comm_timeout, fail_rank, fail_at, ranks on the CPU device joined
+ * by the loopback communicator by default. */
 int sb_rank_context_create(const char *backend, const char *split_rule,
                            const sb_option *options, size_t n_options,
                            sb_context **out, char *error, size_t error_size);

@@ -2,6 +2,7 @@
 /* The rank pool: persistent worker threads that run one function on every
  * rank at once and report the first failure by rank. */
 #include "backends/common/ranks.h"
+#include "backends/common/comm_wait.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -134,6 +135,20 @@ static SbRanks *pool_alloc(const SbRanksConfig *cfg, int size, char *error,
   return p;
 }
 
+static double timeout_of(const SbRanksConfig *cfg) {
+  return cfg->comm_timeout_s > 0 ? cfg->comm_timeout_s
+                                 : SB_COMM_TIMEOUT_DEFAULT;
+}
+
+int sb_ranks_device_ordinal(int index, int count, const int *devices,
+                            int n_devices) {
+  if (index < 0)
+    index = 0;
+  if (devices != NULL && n_devices > 0)
+    return devices[index % n_devices];
+  return count > 0 ? index % count : 0;
+}
+
 /* One rank per MPI process: the pool holds every rank's slot (so that
  * per-rank arrays keep their indices) but opens, and runs, only its own. */
 static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
@@ -164,8 +179,9 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
   if (cfg->refusal != NULL) {
     st = sb_exec_fail(&r->x, cfg->refusal_status, "%s", cfg->refusal);
   } else {
-    st = p->ops->open(cfg->ordinals ? cfg->ordinals[p->local] : 0, &r->dev, msg,
-                      sizeof msg);
+    /* The GPUs a process sees are its host's: counted from its rank there. */
+    st = p->ops->open(cfg->ordinals ? cfg->ordinals[comm->node_rank] : 0,
+                      &r->dev, msg, sizeof msg);
     r->x.dev = r->dev;
     if (st != SB_OK)
       sb_exec_fail(&r->x, st, "cannot open the %s device: %s", p->ops->name,
@@ -176,7 +192,7 @@ static int ranks_new_processes(const SbRanksConfig *cfg, SbRanks **out,
   /* The device's own communicator, over MPI (agreed on inside). */
   SbComm *over = NULL;
   if (st == SB_OK && cfg->process_comm_new != NULL)
-    st = cfg->process_comm_new(cfg->comm_arg, comm, r, &over);
+    st = cfg->process_comm_new(cfg->comm_arg, comm, r, timeout_of(cfg), &over);
   if (st != SB_OK) {
     snprintf(error, error_size, "rank %d: %s", comm->ops->failed_rank(comm),
              r->error);
@@ -220,8 +236,8 @@ int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
   }
   if (st == SB_OK)
     st = cfg->comm_new
-             ? cfg->comm_new(cfg->comm_arg, p->size, devs, &p->comm, error,
-                             error_size)
+             ? cfg->comm_new(cfg->comm_arg, p->size, devs, timeout_of(cfg),
+                             &p->comm, error, error_size)
              : sb_comm_loopback_new(p->size, &p->comm, error, error_size);
   for (int i = 0; i < p->size && st == SB_OK; i++) {
     Worker *w = &ws[i];

@@ -33,9 +33,11 @@ typedef struct SbRanks SbRanks;
 typedef int (*SbRankFn)(SbRank *rank, SbComm *comm, void *arg);
 
 /* Makes the communicator of the pool once every rank's device is open
- * (devs[size]); on failure a negative status and the reason in error. */
+ * (devs[size]), its waits bounded by timeout_s seconds (comm_timeout); on
+ * failure a negative status and the reason in error. */
 typedef int (*SbCommNewFn)(void *arg, int size, SbDevice *const *devs,
-                           SbComm **out, char *error, size_t error_size);
+                           double timeout_s, SbComm **out, char *error,
+                           size_t error_size);
 
 /* With the ranks as processes: makes the communicator of the pool out of
  * the MPI one `host` (which it then owns) for this process's rank, whose
@@ -43,7 +45,7 @@ typedef int (*SbCommNewFn)(void *arg, int size, SbDevice *const *devs,
  * returns the same status, with the reason in rank->x.error and the
  * failing rank in host's failed_rank(), and host stays the caller's. */
 typedef int (*SbProcessCommNewFn)(void *arg, SbComm *host, SbRank *rank,
-                                  SbComm **out);
+                                  double timeout_s, SbComm **out);
 
 typedef struct SbRanksConfig {
   int size;               /* number of ranks, 1..SB_RANKS_MAX */
@@ -55,11 +57,16 @@ typedef struct SbRanksConfig {
   int fail_rank;
   long fail_at;
   /* Rank r opens device ordinals[r] of ops; NULL means ordinal 0 for
-   * every rank (several ranks may share a device). */
+   * every rank (several ranks may share a device). With processes, the
+   * index is the process's rank among those of its host (its node rank),
+   * not its rank in the job: see sb_ranks_device_ordinal. */
   const int *ordinals;
   /* The communicator; NULL means the loopback communicator. */
   SbCommNewFn comm_new;
   void *comm_arg; /* for comm_new or process_comm_new */
+  /* Bound in seconds on every wait of a device communicator (NCCL) for
+   * work that does not complete; 0 means SB_COMM_TIMEOUT_DEFAULT. */
+  double comm_timeout_s;
   /* Non-zero: the ranks are the processes of an MPI job (comm=mpi), one
    * per process; this process runs only its own, in the calling thread.
    * size must then be 0 (take the job's) or equal the number of
@@ -83,6 +90,14 @@ typedef struct SbRanksConfig {
  * sb_ranks_destroy. */
 int sb_ranks_new(const SbRanksConfig *config, SbRanks **out, char *error,
                  size_t error_size);
+
+/* The GPU of the rank at `index` (a rank of this process's threads, or a
+ * process's rank among those of its host): devices[index mod n_devices]
+ * when a list is given (n_devices > 0), else index mod count (the GPUs the
+ * process sees, count >= 1). So processes on several hosts each start
+ * from their host's first GPU. */
+int sb_ranks_device_ordinal(int index, int count, const int *devices,
+                            int n_devices);
 void sb_ranks_destroy(SbRanks *ranks);
 
 int sb_ranks_size(const SbRanks *ranks);

@@ -9,12 +9,13 @@
 #include "backends/common/ranks.h"
 #include "backends/cuda/device_cuda.h"
 
-int sb_device_module_get_v1(const SbDeviceModule **out);
+int sb_device_module_get_v2(const SbDeviceModule **out);
 
 #ifdef HAVE_NCCL
 static int cuda_comm_new(const unsigned char *id, int size, int first_rank,
-                         int n_local, SbDevice *const *devs, SbComm **out,
-                         char *error, size_t error_size) {
+                         int n_local, SbDevice *const *devs,
+                         const SbCommSetup *setup, SbComm **out, char *error,
+                         size_t error_size) {
   *out = NULL;
   if (n_local < 1 || n_local > SB_RANKS_MAX || devs == NULL) {
     snprintf(error, error_size,
@@ -28,8 +29,8 @@ static int cuda_comm_new(const unsigned char *id, int size, int first_rank,
     ordinals[i] = sb_device_cuda_ordinal(devs[i]);
     streams[i] = (void *)sb_device_cuda_stream(devs[i]);
   }
-  return sb_comm_nccl_new(id, size, first_rank, n_local, ordinals, streams, out,
-                          error, error_size);
+  return sb_comm_nccl_new(id, size, first_rank, n_local, ordinals, streams,
+                          setup, out, error, error_size);
 }
 #endif
 
@@ -48,7 +49,7 @@ static const SbDeviceModule cuda_module = {
 #endif
 };
 
-int sb_device_module_get_v1(const SbDeviceModule **out) {
+int sb_device_module_get_v2(const SbDeviceModule **out) {
   if (out == NULL)
     return SB_ERR_INVALID_ARGUMENT;
   *out = &cuda_module;

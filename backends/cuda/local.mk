@@ -40,12 +40,13 @@ backends_shardbound_device_cuda_la_SOURCES = \
 	backends/cuda/device_module_cuda.c
 if HAVE_NCCL
 backends_shardbound_device_cuda_la_SOURCES += backends/common/comm_checks.c \
+	backends/common/comm_wait.c backends/common/comm_join.c \
 	backends/common/comm_nccl.c
 endif
 backends_shardbound_device_cuda_la_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) \
 	$(NCCL_CFLAGS)
 backends_shardbound_device_cuda_la_LDFLAGS = -module -avoid-version \
-	-no-undefined -shared -export-symbols-regex '^sb_device_module_get_v1$$'
+	-no-undefined -shared -export-symbols-regex '^sb_device_module_get_v2$$'
 # libsbdevice.la for the tracked buffers of the collectives' staging.
 backends_shardbound_device_cuda_la_LIBADD = backends/cuda/kernels.lo \
 	backends/common/libsbdevice.la $(NCCL_LIBS) $(CUDA_LIBS) \
