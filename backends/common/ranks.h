@@ -109,7 +109,8 @@ int sb_ranks_is_local(const SbRanks *ranks, int index);
 int sb_ranks_local_rank(const SbRanks *ranks);
 SbComm *sb_ranks_comm(SbRanks *ranks);
 
-/* Run fn on every rank concurrently and wait for all. If any rank fails,
+/* Run fn on every rank concurrently (rank 0 on the calling thread) and
+ * wait for all. If any rank fails,
  * the communicator is aborted (no rank stays blocked in a collective) and
  * the call returns the status of the rank that failed first, with
  * "rank R: cause" in error. Calls are serialised. When the ranks are
