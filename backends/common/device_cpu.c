@@ -28,8 +28,9 @@
  * added rank made each creation slower. Keeping blocks up to 32 MiB in the
  * heaps and neither trimming nor unmapping those lets glibc's own bins reuse
  * (split and coalesce) that memory; the process keeps its high-water mark,
- * which it needed anyway. Process-wide, set once when the first CPU device
- * opens.
+ * which it needed anyway, and what is freed for good is given back with
+ * malloc_trim (the host's dropped model copy, graph_share.c). Process-wide,
+ * set once when the first CPU device opens.
  */
 #define SB_CPU_MMAP_THRESHOLD ((int)32 << 20) /* glibc's largest */
 #define SB_CPU_TRIM_THRESHOLD ((int)1 << 30)

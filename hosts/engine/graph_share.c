@@ -6,6 +6,9 @@
 #include "config.h"
 
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "graph_share.h"
 #include "onnx_import.h"
@@ -203,4 +206,10 @@ void sb_graph_drop_weights(SbGraph *graph) {
     n->desc.bias = NULL;
   }
   graph->weights_dropped = TRUE;
+#ifdef __GLIBC__
+  /* The cpu device tells glibc to keep freed memory mapped (device_cpu.c),
+   * which would keep the dropped copy in this process's resident set: give
+   * it back to the system now, as dropping it promises. */
+  malloc_trim(0);
+#endif
 }
