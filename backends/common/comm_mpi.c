@@ -285,6 +285,54 @@ static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   return rc == MPI_SUCCESS ? SB_OK : mpi_fail(s, x, what, rc);
 }
 
+/* MPI_Scatterv's counts and displacements are ints: root's buffer is sent
+ * in windows of SCATTER_WINDOW bytes, each rank receiving, per window, the
+ * piece of its part that lies in it. Every process derives the same
+ * windows from the same offsets and counts, so they make the same calls. */
+#define SCATTER_WINDOW ((int64_t)1 << 30)
+
+static int mpi_scatter_host(SbComm *c, int rank, SbExec *x, const void *send,
+                            const int64_t *offsets, const int64_t *byte_counts,
+                            void *recv, int root) {
+  static const char what[] = "scatter_host";
+  Mpi *s = mp(c);
+  int64_t extent = 0;
+  int st = s->failed
+               ? SB_OK
+               : sb_comm_check_scatter(c->size, rank, x, what, send, offsets,
+                                       byte_counts, recv, root, &extent);
+  if ((st = vote(s, x, what, st)) != SB_OK)
+    return st;
+  /* In place on root: its part stays where it is. */
+  int in_place = rank == root && byte_counts[rank] > 0 &&
+                 (const char *)send + offsets[rank] == (const char *)recv;
+  int n[SB_RANKS_MAX], at[SB_RANKS_MAX];
+  for (int64_t w = 0; w < extent; w += SCATTER_WINDOW) {
+    int any = 0;
+    for (int q = 0; q < c->size; q++) {
+      int64_t a = offsets[q] > w ? offsets[q] : w;
+      int64_t b = offsets[q] + byte_counts[q];
+      if (b > w + SCATTER_WINDOW)
+        b = w + SCATTER_WINDOW;
+      n[q] = b > a ? (int)(b - a) : 0;
+      at[q] = b > a ? (int)(a - w) : 0;
+      any |= n[q] > 0;
+    }
+    if (!any)
+      continue;
+    /* Where this window's piece lands in this rank's part. */
+    int64_t from = offsets[rank] > w ? offsets[rank] : w;
+    char *dst = n[rank] > 0 ? (char *)recv + (from - offsets[rank]) : recv;
+    const char *base = rank == root ? (const char *)send + w : NULL;
+    int rc = MPI_Scatterv(base, n, at, MPI_BYTE,
+                          in_place ? MPI_IN_PLACE : (void *)dst, n[rank],
+                          MPI_BYTE, root, s->comm);
+    if (rc != MPI_SUCCESS)
+      return mpi_fail(s, x, what, rc);
+  }
+  return SB_OK;
+}
+
 /* The vote itself is the synchronisation. */
 static int mpi_barrier(SbComm *c, int rank, SbExec *x) {
   return vote(mp(c), x, "barrier", SB_OK);
@@ -354,6 +402,7 @@ static const SbCommOps mpi_ops = {
     .barrier = mpi_barrier,
     .broadcast_host = mpi_broadcast_host,
     .all_gather_host = mpi_all_gather_host,
+    .scatter_host = mpi_scatter_host,
     .abort = mpi_abort,
     .failed_rank = mpi_failed_rank,
     .reset = mpi_reset,
