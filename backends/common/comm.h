@@ -89,9 +89,10 @@ typedef struct SbCommOps {
    * vote again. */
   int (*settle)(SbComm *c, int rank, SbExec *x, int status);
   /* The lowest rank whose process is known to have vanished (checked
-   * without blocking, by process id on this host), or -1. Async-signal
-   * safe: a host calls it from a signal handler when the launcher
-   * terminates the job. */
+   * without blocking: by process id on this host, through a socket to
+   * each peer on another host, comm_mpi.c), or -1. Async-signal safe: a
+   * host calls it from a signal handler when the launcher terminates the
+   * job. */
   int (*lost_rank)(const SbComm *c);
 } SbCommOps;
 
