@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backends/common/comm_nccl_mpi.h"
 #include "backends/common/device_cpu.h"
@@ -681,6 +682,33 @@ static SbRankKept kept_by(const sb_context *ctx, const sb_layer_desc_v1 *d,
   return k;
 }
 
+/* The buffer a process receives its part of a layer into, mapped rather
+ * than malloc'd: freeing a malloc'd block of a shard's size (below 32 MB)
+ * raises glibc's mmap threshold to it, after which the bound pass's
+ * buffers come from a heap that is not trimmed (measured: 17 to 33 MB
+ * more peak RSS per process on the 784-4096x4-10 MLP). The size is kept
+ * in front of the floats. */
+#define RECV_HEAD 64
+
+static float *recv_alloc(int64_t floats) {
+  size_t bytes = RECV_HEAD + (size_t)(floats > 0 ? floats : 1) * sizeof(float);
+  char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  memcpy(p, &bytes, sizeof bytes);
+  return (float *)(void *)(p + RECV_HEAD);
+}
+
+void sb_rank_layer_desc_free(float *copy) {
+  if (copy == NULL)
+    return;
+  char *p = (char *)copy - RECV_HEAD;
+  size_t bytes;
+  memcpy(&bytes, p, sizeof bytes);
+  munmap(p, bytes);
+}
+
 typedef struct {
   const sb_context *ctx;
   const sb_layer_desc_v1 *desc;
@@ -715,7 +743,7 @@ static int share_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   int64_t n = wn + (head[1] >= 0 ? k.bias_count : 0);
   /* At least one float: a rank that keeps none of a weight still has one
    * (the checks want a weight for linear and conv). */
-  if ((j->copy = malloc((size_t)(n > 0 ? n : 1) * sizeof(float))) == NULL)
+  if ((j->copy = recv_alloc(n)) == NULL)
     return sb_exec_fail(x, SB_ERR_OUT_OF_MEMORY,
                         "layer_create: out of host memory receiving %lld "
                         "parameters from process 0",
@@ -823,7 +851,7 @@ int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                       "layer_create: %s layer needs a weight", fam->name);
   if (st == SB_OK)
     st = create(ctx, &local, &held, fam, out);
-  free(copy);
+  sb_rank_layer_desc_free(copy);
   return st;
 }
 

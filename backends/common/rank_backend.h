@@ -117,14 +117,15 @@ typedef void (*SbRankKeepFn)(const sb_context *ctx,
 
 /* layer_create's description on this process: with ranks that are
  * processes, process 0 sends every other process only the parameters its
- * rank keeps (keep), into *copy, which the caller frees (free) once the
- * layer holds its part; *held says which elements local's weight and bias
- * begin with (the whole, starting at 0, on process 0 and with threads,
- * where *local = *desc and *copy = NULL). A process's own weight and bias
- * MAY be NULL. Collective. */
+ * rank keeps (keep), into *copy, which the caller releases with
+ * sb_rank_layer_desc_free once the layer holds its part; *held says which
+ * elements local's weight and bias begin with (the whole, starting at 0, on
+ * process 0 and with threads, where *local = *desc and *copy = NULL). A
+ * process's own weight and bias MAY be NULL. Collective. */
 int sb_rank_layer_desc_share(sb_context *ctx, const sb_layer_desc_v1 *desc,
                              SbRankKeepFn keep, sb_layer_desc_v1 *local,
                              SbRankKept *held, float **copy);
+void sb_rank_layer_desc_free(float *copy);
 
 /* Element i of the whole weight (bias) in a description of which only
  * *held is present: NULL when the description has none. */
