@@ -301,7 +301,10 @@ static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
 /* MPI_Scatterv's counts and displacements are ints: root's buffer is sent
  * in windows of SCATTER_WINDOW bytes, each rank receiving, per window, the
  * piece of its part that lies in it. Every process derives the same
- * windows from the same offsets and counts, so they make the same calls. */
+ * windows from the same offsets and counts, so they make the same calls.
+ * Parts may overlap (TP's conv channels shared by two ranks): MPI's
+ * advice that no byte of root's be read twice mirrors Gatherv's rule
+ * (where two writes would clash); the send buffer is only read. */
 #define SCATTER_WINDOW ((int64_t)1 << 30)
 
 static int mpi_scatter_host(SbComm *c, int rank, SbExec *x, const void *send,
