@@ -189,6 +189,48 @@ START_TEST(test_mpi_host_collectives_share_process_0_and_every_block) {
 }
 END_TEST
 
+/* scatter_host from the last rank: rank q receives root's floats
+ * [3q, 3q + 4 + q) (overlapping, uneven parts), root's own in place. */
+typedef struct {
+  int root;
+  float send[64], recv[16];
+  int64_t offsets[SB_RANKS_MAX], bytes[SB_RANKS_MAX];
+} ScatterJob;
+
+static int scatter_fn(SbRank *r, SbComm *c, void *arg) {
+  ScatterJob *j = arg;
+  int q = r->index;
+  void *recv = q == j->root ? (char *)j->send + j->offsets[q] : (void *)j->recv;
+  return c->ops->scatter_host(c, q, &r->x, q == j->root ? j->send : NULL,
+                              j->offsets, j->bytes, recv, j->root);
+}
+
+START_TEST(test_mpi_scatter_host_sends_each_process_its_part) {
+  SbRanks *p = pool_new(-1, -1);
+  int P = sb_ranks_size(p), me = sb_ranks_local_rank(p);
+  ScatterJob j;
+  memset(&j, 0, sizeof j);
+  j.root = P - 1;
+  for (int i = 0; i < 64; i++)
+    j.send[i] = me == j.root ? value(0, i) : -1.0f;
+  for (int q = 0; q < P; q++)
+    j.offsets[q] = 3 * q * (int64_t)sizeof(float),
+    j.bytes[q] = (4 + q) * (int64_t)sizeof(float);
+  char err[256];
+  ck_assert_int_eq(sb_ranks_run(p, scatter_fn, &j, err, sizeof err), SB_OK);
+  const float *got = me == j.root ? j.send + 3 * me : j.recv;
+  for (int i = 0; i < 4 + me; i++)
+    ck_assert_float_eq(got[i], value(0, 3 * me + i));
+  if (me != j.root)
+    ck_assert_float_eq(j.recv[4 + me], 0.0f); /* nothing beyond the part */
+  /* A bad offset on the last process fails every process, naming it. */
+  j.offsets[P - 1] = me == P - 1 ? -4 : j.offsets[P - 1];
+  ck_assert_int_ne(sb_ranks_run(p, scatter_fn, &j, err, sizeof err), SB_OK);
+  ck_assert_msg(strstr(err, "scatter_host") != NULL, "%s", err);
+  sb_ranks_destroy(p);
+}
+END_TEST
+
 /* Every rank goes into a collective; the injected fault stops rank 1 before
  * its work, as an allocation failure would. */
 static int collective_fn(SbRank *r, SbComm *c, void *arg) {
@@ -666,6 +708,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_mpi_reduce_scatter_sums_in_rank_order);
   tcase_add_test(tc, test_mpi_all_reduce_gives_every_process_the_same_bits);
   tcase_add_test(tc, test_mpi_host_collectives_share_process_0_and_every_block);
+  tcase_add_test(tc, test_mpi_scatter_host_sends_each_process_its_part);
   tcase_add_test(tc, test_mpi_failure_on_one_rank_fails_every_process_alike);
   tcase_add_test(tc, test_mpi_bad_argument_on_last_rank_names_it_everywhere);
   suite_add_tcase(s, tc);

@@ -184,6 +184,50 @@ START_TEST(test_broadcast_copies_the_root_buffer) {
 }
 END_TEST
 
+/* Root holds 20 bytes; rank q receives [2q, 2q + 3 + q): parts that
+ * overlap and grow, rank 0's in place. */
+typedef struct {
+  int root;
+  char send[20];
+  char recv[SB_RANKS_MAX][8];
+  int64_t offsets[SB_RANKS_MAX], bytes[SB_RANKS_MAX];
+} ScatterJob;
+
+static int scatter_fn(SbRank *r, SbComm *c, void *arg) {
+  ScatterJob *j = arg;
+  int q = r->index;
+  void *recv = q == j->root ? j->send + j->offsets[q] : j->recv[q];
+  return c->ops->scatter_host(c, q, &r->x, q == j->root ? j->send : NULL,
+                              j->offsets, j->bytes, recv, j->root);
+}
+
+START_TEST(test_scatter_host_gives_each_rank_its_part) {
+  for (int P = 1; P <= 4; P++) {
+    SbRanks *p = pool_new(P, -1, -1);
+    ScatterJob j;
+    memset(&j, 0, sizeof j);
+    j.root = P - 1;
+    for (int i = 0; i < 20; i++)
+      j.send[i] = (char)('a' + i);
+    for (int q = 0; q < P; q++)
+      j.offsets[q] = 2 * q, j.bytes[q] = 3 + q;
+    char err[256];
+    ck_assert_int_eq(sb_ranks_run(p, scatter_fn, &j, err, sizeof err), SB_OK);
+    for (int q = 0; q < P; q++)
+      if (q != j.root)
+        ck_assert_int_eq(memcmp(j.recv[q], j.send + 2 * q, (size_t)(3 + q)), 0);
+    for (int i = 0; i < 20; i++)
+      ck_assert_int_eq(j.send[i], 'a' + i);
+    /* A negative count on one rank fails every rank. */
+    j.bytes[P - 1] = -1;
+    ck_assert_int_eq(sb_ranks_run(p, scatter_fn, &j, err, sizeof err),
+                     SB_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, "scatter_host") != NULL, "%s", err);
+    sb_ranks_destroy(p);
+  }
+}
+END_TEST
+
 typedef struct {
   int bad_rank;
   int status[SB_RANKS_MAX];
@@ -496,6 +540,7 @@ int main(void) {
   tcase_add_test(tc, test_reduce_scatter_sums_in_rank_order);
   tcase_add_test(tc, test_all_reduce_in_place_is_identical_on_every_rank);
   tcase_add_test(tc, test_broadcast_copies_the_root_buffer);
+  tcase_add_test(tc, test_scatter_host_gives_each_rank_its_part);
   tcase_add_test(tc,
                  test_collective_fails_on_every_rank_when_one_rank_is_wrong);
   tcase_add_test(tc, test_run_names_the_failing_rank_and_nobody_hangs);

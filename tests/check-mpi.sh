@@ -182,32 +182,56 @@ else ko verify_sat_results_file_written_by_process_0; fi
 # ---- a process killed mid-run ----------------------------------------------------
 # A run long enough to be caught in the middle however fast the machine:
 # a PGD attack of 20000 steps on an unsat instance (it finds nothing) takes
-# minutes, where the instance alone is proven in seconds. Rank 1's process is killed after a few seconds; the others
+# minutes, where the instance alone is proven in seconds. Rank 1's process
+# is killed once every process is running; the others
 # must be gone within 30 s, each saying that rank 1 was lost, exit status
 # 1, and no process of the job may remain.
 long_prop=$data/vnnlib/prop_3_0.05.vnnlib
 cp "$net2" "$tmp/killed.onnx"
-"$mpirun" -np 3 --oversubscribe "$cli" verify "$tmp/killed.onnx" "$long_prop" --timeout 600 \
-  --backend fsdp -o comm=mpi --batch 1 --iterations 50 --attack-steps 20000 > "$tmp/out" 2>&1 &
-job=$!
-victim=
-for _ in $(seq 1 100); do
-  sleep 0.2
-  # The process of rank 1: Open MPI exports its rank to each process.
-  for pid in $(pgrep -f "$tmp/killed.onnx" || true); do
-    if tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$pid; fi
+killed_case () { # NAME [MPIRUN OPTION...]
+  name=$1; shift
+  "$mpirun" -np 3 --oversubscribe "$@" "$cli" verify "$tmp/killed.onnx" "$long_prop" --timeout 600 \
+    --backend fsdp -o comm=mpi --batch 1 --iterations 50 --attack-steps 20000 > "$tmp/out" 2>&1 &
+  job=$!
+  victim=
+  for _ in $(seq 1 100); do
+    sleep 0.2
+    # The process of rank 1: Open MPI exports its rank to each process.
+    for pid in $(pgrep -f "$tmp/killed.onnx" || true); do
+      if tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$pid; fi
+    done
+    [ -n "$victim" ] && break
   done
-  [ -n "$victim" ] && break
-done
-sleep 3
-[ -n "$victim" ] && kill -9 "$victim"
-waited=0
-while kill -0 $job 2>/dev/null && [ $waited -lt 60 ]; do sleep 1; waited=$((waited + 1)); done
-left=$(pgrep -f "$tmp/killed.onnx" | wc -l)
-wait $job 2>/dev/null
-if [ -n "$victim" ] && [ $waited -le 30 ] && [ "$left" -eq 0 ] &&
-   [ "$(grep -c 'rank 1 was lost' "$tmp/out")" -eq 2 ]; then ok killed_process_stops_the_job_naming_it
-else echo "    victim=$victim waited=${waited}s left=$left"; ko killed_process_stops_the_job_naming_it; fi
+  # Each process catches mpirun's SIGTERM (to name the lost rank) only once
+  # its session is open: killing rank 1 at a fixed time after its start
+  # could, on a loaded machine, find a survivor still starting, which then
+  # died of the SIGTERM without a word. So wait until all three catch it
+  # (SigCgt bit 15), then let the run get going.
+  for _ in $(seq 1 300); do
+    ready=0
+    for pid in $(pgrep -f "$tmp/killed.onnx" || true); do
+      tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=' || continue
+      cgt=$(awk '/^SigCgt:/ {print $2}' /proc/$pid/status 2>/dev/null)
+      [ -n "$cgt" ] && [ $((0x$cgt & 0x4000)) -ne 0 ] && ready=$((ready + 1))
+    done
+    [ $ready -ge 3 ] && break
+    sleep 0.2
+  done
+  sleep 2
+  [ -n "$victim" ] && kill -9 "$victim"
+  waited=0
+  while kill -0 $job 2>/dev/null && [ $waited -lt 60 ]; do sleep 1; waited=$((waited + 1)); done
+  left=$(pgrep -f "$tmp/killed.onnx" | wc -l)
+  wait $job 2>/dev/null
+  if [ -n "$victim" ] && [ $waited -le 30 ] && [ "$left" -eq 0 ] &&
+     [ "$(grep -c 'rank 1 was lost' "$tmp/out")" -eq 2 ]; then ok "$name"
+  else echo "    victim=$victim waited=${waited}s left=$left"; ko "$name"; fi
+}
+killed_case killed_process_stops_the_job_naming_it
+# Peers on other hosts are watched through a socket each (closed by the
+# kernel when the process ends): SB_TEST_REMOTE_PEERS=1 treats every peer
+# as remote, so that only the sockets can name the lost rank here.
+killed_case killed_remote_process_is_named_through_its_socket -x SB_TEST_REMOTE_PEERS=1
 
 echo "# check-mpi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -61,6 +61,15 @@ typedef struct SbCommOps {
    * Ranks that share one buffer (threads) have nothing to copy. */
   int (*all_gather_host)(SbComm *c, int rank, SbExec *x, void *buf,
                          const int64_t *byte_counts);
+  /* Root's send is cut into one part per rank: recv [byte_counts[rank]]
+   * of every rank receives root's bytes [offsets[rank], +byte_counts[rank])
+   * of send. Parts MAY overlap (ranks that keep the same bytes). Only root
+   * reads send (NULL elsewhere is fine); on root, recv MAY be send +
+   * offsets[root] (nothing to copy). So that a process receives only what
+   * it keeps instead of a broadcast of the whole. */
+  int (*scatter_host)(SbComm *c, int rank, SbExec *x, const void *send,
+                      const int64_t *offsets, const int64_t *byte_counts,
+                      void *recv, int root);
   /* Called by (or on behalf of) a rank that failed outside a collective:
    * every rank blocked in a collective, and every later call, fails with
    * SB_ERR_COMMUNICATION naming `rank`, until reset(). Never blocks. */
@@ -80,9 +89,10 @@ typedef struct SbCommOps {
    * vote again. */
   int (*settle)(SbComm *c, int rank, SbExec *x, int status);
   /* The lowest rank whose process is known to have vanished (checked
-   * without blocking, by process id on this host), or -1. Async-signal
-   * safe: a host calls it from a signal handler when the launcher
-   * terminates the job. */
+   * without blocking: by process id on this host, through a socket to
+   * each peer on another host, comm_mpi.c), or -1. Async-signal safe: a
+   * host calls it from a signal handler when the launcher terminates the
+   * job. */
   int (*lost_rank)(const SbComm *c);
 } SbCommOps;
 
@@ -131,6 +141,14 @@ int sb_comm_check_all_reduce(int rank, SbExec *x, const char *what,
 /* root names a rank; buf holds count >= 0 elements (or bytes). */
 int sb_comm_check_broadcast(int size, int rank, SbExec *x, const char *what,
                             const void *buf, int64_t count, int root);
+
+/* root names a rank; offsets and byte_counts [size] are >= 0 and their
+ * ends fit int64; recv holds counts[rank] bytes; on root, send holds every
+ * part. *extent is the end of the furthest part. */
+int sb_comm_check_scatter(int size, int rank, SbExec *x, const char *what,
+                          const void *send, const int64_t *offsets,
+                          const int64_t *byte_counts, const void *recv,
+                          int root, int64_t *extent);
 
 /* Element counts of an even split of `total` items over `parts`: the first
  * total % parts parts get one more. */

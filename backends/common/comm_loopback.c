@@ -25,7 +25,8 @@ typedef struct Loopback {
   const float **send;
   float **recv;
   const int64_t **counts;
-  void **host; /* host buffers of the host-memory collectives */
+  const int64_t **offsets; /* of scatter_host */
+  void **host;             /* host buffers of the host-memory collectives */
   SbDevice **devs;
 } Loopback;
 
@@ -75,16 +76,22 @@ static int keep(int first, int second) {
   return first != SB_OK ? first : second;
 }
 
-/* After the first barrier: every rank must have passed the same counts. */
-static int same_counts(Loopback *s, int rank, SbExec *x, const char *what) {
+/* After the first barrier: every rank must have passed the same counts
+ * (or offsets, `name`), published in arrays[]. */
+static int same_arrays(Loopback *s, SbExec *x, const char *what,
+                       const int64_t **arrays, const char *name) {
   for (int q = 0; q < s->base.size; q++)
-    if (memcmp(s->counts[q], s->counts[0],
-               (size_t)s->base.size * sizeof(int64_t)) != 0)
+    if (memcmp(arrays[q], arrays[0], (size_t)s->base.size * sizeof(int64_t)) !=
+        0)
       return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                          "%s: rank %d passed counts that differ from rank "
-                          "0's",
-                          what, q);
+                          "%s: rank %d passed %s that differ from rank 0's",
+                          what, q, name);
   return SB_OK;
+}
+
+static int same_counts(Loopback *s, int rank, SbExec *x, const char *what) {
+  (void)rank;
+  return same_arrays(s, x, what, s->counts, "counts");
 }
 
 static int dev_copy(SbExec *x, float *dst, const float *src, int64_t n) {
@@ -262,6 +269,32 @@ static int lb_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   return st != SB_OK ? st : st2;
 }
 
+static int lb_scatter_host(SbComm *c, int rank, SbExec *x, const void *send,
+                           const int64_t *offsets, const int64_t *byte_counts,
+                           void *recv, int root) {
+  static const char what[] = "scatter_host";
+  Loopback *s = lb(c);
+  int64_t extent;
+  int st = sb_comm_check_scatter(c->size, rank, x, what, send, offsets,
+                                 byte_counts, recv, root, &extent);
+  s->host[rank] = (void *)send;
+  s->counts[rank] = byte_counts;
+  s->offsets[rank] = offsets;
+  if ((st = keep(st, lb_sync(s, rank, x, what, st == SB_OK))) != SB_OK)
+    return st;
+  st = same_counts(s, rank, x, what);
+  if (st == SB_OK)
+    st = same_arrays(s, x, what, s->offsets, "offsets");
+  if (st == SB_OK && byte_counts[rank] > 0) {
+    const char *from = (const char *)s->host[root] + offsets[rank];
+    if (from != recv)
+      memmove(recv, from, (size_t)byte_counts[rank]);
+  }
+  /* Root's buffer must outlive every rank's copy. */
+  int st2 = lb_sync(s, rank, x, what, st == SB_OK);
+  return st != SB_OK ? st : st2;
+}
+
 static int lb_barrier(SbComm *c, int rank, SbExec *x) {
   int st = drain(x, SB_OK);
   return keep(st, lb_sync(lb(c), rank, x, "barrier", st == SB_OK));
@@ -305,6 +338,7 @@ static void lb_destroy(SbComm *c) {
   free(s->send);
   free(s->recv);
   free(s->counts);
+  free(s->offsets);
   free(s->host);
   free(s->devs);
   free(s);
@@ -319,6 +353,7 @@ static const SbCommOps loopback_ops = {
     .barrier = lb_barrier,
     .broadcast_host = lb_broadcast_host,
     .all_gather_host = lb_all_gather_host,
+    .scatter_host = lb_scatter_host,
     .abort = lb_abort,
     .failed_rank = lb_failed_rank,
     .reset = lb_reset,
@@ -339,28 +374,30 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
     s->send = calloc((size_t)size, sizeof *s->send);
     s->recv = calloc((size_t)size, sizeof *s->recv);
     s->counts = calloc((size_t)size, sizeof *s->counts);
+    s->offsets = calloc((size_t)size, sizeof *s->offsets);
     s->host = calloc((size_t)size, sizeof *s->host);
     s->devs = calloc((size_t)size, sizeof *s->devs);
   }
-  if (s == NULL || !s->send || !s->recv || !s->counts || !s->host || !s->devs) {
+  if (s == NULL || !s->send || !s->recv || !s->counts || !s->offsets ||
+      !s->host || !s->devs) {
     if (s)
-      free(s->send), free(s->recv), free(s->counts), free(s->host),
-          free(s->devs);
+      free(s->send), free(s->recv), free(s->counts), free(s->offsets),
+          free(s->host), free(s->devs);
     free(s);
     snprintf(error, error_size,
              "loopback communicator: out of host memory for %d ranks", size);
     return SB_ERR_OUT_OF_MEMORY;
   }
   if (pthread_mutex_init(&s->lock, NULL) != 0) {
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs),
-        free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->offsets),
+        free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: mutex init failed");
     return SB_ERR_INTERNAL;
   }
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
-    free(s->send), free(s->recv), free(s->counts), free(s->host), free(s->devs),
-        free(s);
+    free(s->send), free(s->recv), free(s->counts), free(s->offsets),
+        free(s->host), free(s->devs), free(s);
     snprintf(error, error_size, "loopback communicator: cond init failed");
     return SB_ERR_INTERNAL;
   }

@@ -24,12 +24,20 @@ int sb_comm_mpi_new(SbComm **out, char *error, size_t error_size) {
 
 #else
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <mpi.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What a failing rank tells the others. */
@@ -49,9 +57,14 @@ typedef struct Mpi {
   int failed;
   Verdict verdict; /* of the failed vote */
   int origin;      /* its lowest failing rank, or -1 */
-  /* Peers' process ids and whether they run on this host, for lost_rank. */
+  /* For lost_rank: peers' process ids and whether to check them by id
+   * (same host); for peers on other hosts, one connected TCP socket each
+   * (-1 where none), on which nothing is ever sent after the handshake:
+   * the kernel closes a process's sockets when it ends, however it ends,
+   * so the peer's end of file (or reset) means it is gone. */
   pid_t *pids;
   char *same_host;
+  int *watch;
 } Mpi;
 
 static Mpi *mp(SbComm *c) { return (Mpi *)c; }
@@ -285,6 +298,57 @@ static int mpi_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   return rc == MPI_SUCCESS ? SB_OK : mpi_fail(s, x, what, rc);
 }
 
+/* MPI_Scatterv's counts and displacements are ints: root's buffer is sent
+ * in windows of SCATTER_WINDOW bytes, each rank receiving, per window, the
+ * piece of its part that lies in it. Every process derives the same
+ * windows from the same offsets and counts, so they make the same calls.
+ * Parts may overlap (TP's conv channels shared by two ranks): MPI's
+ * advice that no byte of root's be read twice mirrors Gatherv's rule
+ * (where two writes would clash); the send buffer is only read. */
+#define SCATTER_WINDOW ((int64_t)1 << 30)
+
+static int mpi_scatter_host(SbComm *c, int rank, SbExec *x, const void *send,
+                            const int64_t *offsets, const int64_t *byte_counts,
+                            void *recv, int root) {
+  static const char what[] = "scatter_host";
+  Mpi *s = mp(c);
+  int64_t extent = 0;
+  int st = s->failed
+               ? SB_OK
+               : sb_comm_check_scatter(c->size, rank, x, what, send, offsets,
+                                       byte_counts, recv, root, &extent);
+  if ((st = vote(s, x, what, st)) != SB_OK)
+    return st;
+  /* In place on root: its part stays where it is. */
+  int in_place = rank == root && byte_counts[rank] > 0 &&
+                 (const char *)send + offsets[rank] == (const char *)recv;
+  int n[SB_RANKS_MAX], at[SB_RANKS_MAX];
+  for (int64_t w = 0; w < extent; w += SCATTER_WINDOW) {
+    int any = 0;
+    for (int q = 0; q < c->size; q++) {
+      int64_t a = offsets[q] > w ? offsets[q] : w;
+      int64_t b = offsets[q] + byte_counts[q];
+      if (b > w + SCATTER_WINDOW)
+        b = w + SCATTER_WINDOW;
+      n[q] = b > a ? (int)(b - a) : 0;
+      at[q] = b > a ? (int)(a - w) : 0;
+      any |= n[q] > 0;
+    }
+    if (!any)
+      continue;
+    /* Where this window's piece lands in this rank's part. */
+    int64_t from = offsets[rank] > w ? offsets[rank] : w;
+    char *dst = n[rank] > 0 ? (char *)recv + (from - offsets[rank]) : recv;
+    const char *base = rank == root ? (const char *)send + w : NULL;
+    int rc = MPI_Scatterv(base, n, at, MPI_BYTE,
+                          in_place ? MPI_IN_PLACE : (void *)dst, n[rank],
+                          MPI_BYTE, root, s->comm);
+    if (rc != MPI_SUCCESS)
+      return mpi_fail(s, x, what, rc);
+  }
+  return SB_OK;
+}
+
 /* The vote itself is the synchronisation. */
 static int mpi_barrier(SbComm *c, int rank, SbExec *x) {
   return vote(mp(c), x, "barrier", SB_OK);
@@ -321,13 +385,43 @@ static int mpi_settle(SbComm *c, int rank, SbExec *x, int status) {
   return s->verdict.status;
 }
 
+/* Whether the peer at the other end of fd has gone: readable with
+ * nothing to read (end of file), a reset, or a hang-up. poll and recv are
+ * async-signal-safe and neither blocks here. */
+static int socket_closed(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, 0) <= 0)
+    return 0;
+  if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+    return 1;
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 ||
+         (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int mpi_lost_rank(const SbComm *c) {
   const Mpi *s = (const Mpi *)c;
-  for (int q = 0; q < c->size; q++)
-    if (q != s->me && s->same_host[q] && kill(s->pids[q], 0) != 0 &&
-        errno == ESRCH)
-      return q;
-  return -1;
+  int saved = errno; /* a signal handler must leave errno as it was */
+  int lost = -1;
+  for (int q = 0; q < c->size && lost < 0; q++) {
+    if (q == s->me)
+      continue;
+    if (s->same_host[q] && kill(s->pids[q], 0) != 0 && errno == ESRCH)
+      lost = q;
+    else if (s->watch && s->watch[q] >= 0 && socket_closed(s->watch[q]))
+      lost = q;
+  }
+  errno = saved;
+  return lost;
+}
+
+static void close_watch(Mpi *s) {
+  for (int q = 0; s->watch && q < s->base.size; q++)
+    if (s->watch[q] >= 0)
+      close(s->watch[q]);
+  free(s->watch);
+  s->watch = NULL;
 }
 
 static void mpi_destroy(SbComm *c) {
@@ -342,6 +436,7 @@ static void mpi_destroy(SbComm *c) {
     MPI_Finalize();
   free(s->pids);
   free(s->same_host);
+  close_watch(s);
   free(s);
 }
 
@@ -354,6 +449,7 @@ static const SbCommOps mpi_ops = {
     .barrier = mpi_barrier,
     .broadcast_host = mpi_broadcast_host,
     .all_gather_host = mpi_all_gather_host,
+    .scatter_host = mpi_scatter_host,
     .abort = mpi_abort,
     .failed_rank = mpi_failed_rank,
     .reset = mpi_reset,
@@ -361,6 +457,240 @@ static const SbCommOps mpi_ops = {
     .settle = mpi_settle,
     .lost_rank = mpi_lost_rank,
 };
+
+/* ---- the sockets that watch peers on other hosts ----
+ * Each process listens on a TCP port of every address; the addresses are
+ * exchanged over MPI; each process connects to every lower rank on
+ * another host and accepts every higher one, so that each such pair holds
+ * one socket. A handshake (the job's token and both ranks, answered by the
+ * acceptor) makes sure that an address that means another machine here
+ * (a bridge, a VPN) never leaves a socket to a stranger. If any pair
+ * cannot be connected, every process closes its sockets and lost_rank
+ * names peers on this host only, as without them: a quiet fallback. */
+
+#define WATCH_ADDRS      8
+#define WATCH_CONNECT_MS 3000  /* per address */
+#define WATCH_REPLY_MS   10000 /* for the acceptor's answer */
+#define WATCH_ACCEPT_MS  15000 /* for all higher ranks to connect */
+
+/* The test setting: every peer counts as on another host, so that one
+ * machine exercises the sockets (check-mpi.sh). */
+#define WATCH_TEST_ENV   "SB_TEST_REMOTE_PEERS"
+
+typedef struct WatchAddr {
+  uint64_t token; /* rank 0's is the job's */
+  uint32_t ip[WATCH_ADDRS];
+  int32_t n_ip;
+  int32_t port;       /* host order; 0 when not listening */
+  int32_t all_remote; /* WATCH_TEST_ENV is set on this process */
+} WatchAddr;
+
+typedef struct Handshake {
+  uint64_t token;
+  int32_t from, to;
+} Handshake;
+
+static int64_t now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until deadline (ms): 1 when ready, else 0. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    if (left < 0)
+      return 0;
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, (int)left);
+    if (n > 0)
+      return (p.revents & events) != 0 && !(p.revents & (POLLERR | POLLNVAL));
+    if (n == 0 || errno != EINTR)
+      return 0;
+  }
+}
+
+/* All of buf over a non-blocking socket, by deadline. */
+static int send_by(int fd, const void *buf, size_t n, int64_t deadline) {
+  for (size_t done = 0; done < n;) {
+    if (!wait_fd(fd, POLLOUT, deadline))
+      return 0;
+    ssize_t k = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
+    if (k < 0 && errno != EAGAIN && errno != EINTR)
+      return 0;
+    done += k > 0 ? (size_t)k : 0;
+  }
+  return 1;
+}
+
+static int recv_by(int fd, void *buf, size_t n, int64_t deadline) {
+  for (size_t done = 0; done < n;) {
+    if (!wait_fd(fd, POLLIN, deadline))
+      return 0;
+    ssize_t k = recv(fd, (char *)buf + done, n - done, 0);
+    if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+      return 0;
+    done += k > 0 ? (size_t)k : 0;
+  }
+  return 1;
+}
+
+/* A non-blocking socket connected to ip:port (network order), or -1. */
+static int connect_by(uint32_t ip, uint16_t port, int64_t deadline) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = port};
+  a.sin_addr.s_addr = ip;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 ||
+      (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) &&
+       getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0))
+    return fd;
+  close(fd);
+  return -1;
+}
+
+/* This process's listening socket (-1 when none) and what peers need. */
+static int watch_listen(WatchAddr *mine) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      listen(fd, SOMAXCONN) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  mine->port = ntohs(a.sin_port);
+  /* Every IPv4 address but loopback: which one MPI uses is unknown. */
+  struct ifaddrs *list = NULL;
+  if (getifaddrs(&list) == 0) {
+    for (struct ifaddrs *i = list; i && mine->n_ip < WATCH_ADDRS;
+         i = i->ifa_next)
+      if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+          !(i->ifa_flags & IFF_LOOPBACK) && (i->ifa_flags & IFF_UP))
+        mine->ip[mine->n_ip++] =
+            ((const struct sockaddr_in *)(const void *)i->ifa_addr)
+                ->sin_addr.s_addr;
+    freeifaddrs(list);
+  }
+  return fd;
+}
+
+/* Connects to peer q (addresses in `a`, plus loopback when it runs on this
+ * host) and completes the handshake: the socket, or -1. */
+static int watch_connect(const Mpi *s, const WatchAddr *a, int q,
+                         int host_match, uint64_t token) {
+  if (a->port <= 0)
+    return -1;
+  uint32_t ips[WATCH_ADDRS + 1];
+  int n = 0;
+  for (int i = 0; i < a->n_ip && i < WATCH_ADDRS; i++)
+    ips[n++] = a->ip[i];
+  if (host_match)
+    ips[n++] = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < n; i++) {
+    int fd = connect_by(ips[i], htons((uint16_t)a->port),
+                        now_ms() + WATCH_CONNECT_MS);
+    if (fd < 0)
+      continue;
+    Handshake h = {token, s->me, q}, back = {0};
+    int64_t deadline = now_ms() + WATCH_REPLY_MS;
+    if (send_by(fd, &h, sizeof h, deadline) &&
+        recv_by(fd, &back, sizeof back, deadline) && back.token == token &&
+        back.from == q && back.to == s->me)
+      return fd;
+    close(fd);
+  }
+  return -1;
+}
+
+/* Accepts the higher ranks in `remote` until each has its socket or the
+ * deadline passes: 1 when all have. Strangers are turned away. */
+static int watch_accept(Mpi *s, int listener, const char *remote,
+                        uint64_t token) {
+  int expect = 0;
+  for (int q = s->me + 1; q < s->base.size; q++)
+    expect += remote[q];
+  if (expect > 0 && listener < 0)
+    return 0;
+  int64_t deadline = now_ms() + WATCH_ACCEPT_MS;
+  while (expect > 0 && wait_fd(listener, POLLIN, deadline)) {
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0)
+      continue;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    Handshake h = {0};
+    int64_t by = now_ms() + WATCH_REPLY_MS;
+    int ok = recv_by(fd, &h, sizeof h, by < deadline ? by : deadline) &&
+             h.token == token && h.to == s->me && h.from > s->me &&
+             h.from < s->base.size && remote[h.from] && s->watch[h.from] < 0;
+    Handshake back = {token, s->me, h.from};
+    if (ok && send_by(fd, &back, sizeof back, deadline)) {
+      s->watch[h.from] = fd;
+      expect--;
+    } else {
+      close(fd);
+    }
+  }
+  return expect == 0;
+}
+
+static void watch_remote_peers(Mpi *s, const char *host_match) {
+  int size = s->base.size;
+  const char *env = getenv(WATCH_TEST_ENV);
+  WatchAddr mine = {0};
+  mine.all_remote = env != NULL && strcmp(env, "1") == 0;
+  mine.token = ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms() ^
+               (uint64_t)(uintptr_t)&mine;
+  int listener = watch_listen(&mine);
+  WatchAddr *all = calloc((size_t)size, sizeof *all);
+  char *remote = calloc((size_t)size, 1);
+  s->watch = malloc((size_t)size * sizeof *s->watch);
+  int ok = all && remote && s->watch, all_ok = 0;
+  /* Every process makes the same MPI calls, whatever failed locally. */
+  int rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, s->comm);
+  ok = rc == MPI_SUCCESS && all_ok;
+  if (ok)
+    ok = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
+                       MPI_BYTE, s->comm) == MPI_SUCCESS;
+  if (ok) {
+    uint64_t token = all[0].token;
+    for (int q = 0; q < size; q++) {
+      s->watch[q] = -1;
+      /* Symmetric, so both ends of a pair agree. */
+      remote[q] = q != s->me &&
+                  (!host_match[q] || mine.all_remote || all[q].all_remote);
+      if (remote[q])
+        s->same_host[q] = 0; /* the socket, not the process id, tells */
+    }
+    for (int q = 0; q < s->me && ok; q++)
+      if (remote[q] && (s->watch[q] = watch_connect(s, &all[q], q,
+                                                    host_match[q], token)) < 0)
+        ok = 0;
+    ok = ok && watch_accept(s, listener, remote, token);
+  }
+  if (listener >= 0)
+    close(listener);
+  all_ok = 0;
+  rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, s->comm);
+  if (rc != MPI_SUCCESS || !all_ok) {
+    /* Fall back: peers on other hosts go unnamed, those here are checked
+     * by process id again (not under the test setting, whose test must
+     * fail without the sockets). */
+    close_watch(s);
+    for (int q = 0; q < size; q++)
+      s->same_host[q] = q != s->me && host_match[q] && !mine.all_remote;
+  }
+  free(all);
+  free(remote);
+}
 
 /* Who runs where: process ids and host names of every rank. */
 static int learn_peers(Mpi *s, char *error, size_t error_size) {
@@ -388,14 +718,19 @@ static int learn_peers(Mpi *s, char *error, size_t error_size) {
     s->same_host[q] = strncmp(names + (size_t)q * MPI_MAX_PROCESSOR_NAME, name,
                               MPI_MAX_PROCESSOR_NAME) == 0;
   }
-  free(names);
   free(pids);
   if (rc != MPI_SUCCESS) {
+    free(names);
     snprintf(error, error_size,
              "mpi communicator: exchanging process ids failed (MPI error %d)",
              rc);
     return SB_ERR_COMMUNICATION;
   }
+  /* names' room, reused: where each peer runs, before the sockets decide
+   * which peers process ids can tell about. */
+  memcpy(names, s->same_host, (size_t)size);
+  watch_remote_peers(s, names);
+  free(names);
   return SB_OK;
 }
 

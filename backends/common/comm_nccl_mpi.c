@@ -153,6 +153,14 @@ static int nm_all_gather_host(SbComm *c, int rank, SbExec *x, void *buf,
   return h->ops->all_gather_host(h, rank, x, buf, byte_counts);
 }
 
+static int nm_scatter_host(SbComm *c, int rank, SbExec *x, const void *send,
+                           const int64_t *offsets, const int64_t *byte_counts,
+                           void *recv, int root) {
+  SbComm *h = nm(c)->host;
+  return h->ops->scatter_host(h, rank, x, send, offsets, byte_counts, recv,
+                              root);
+}
+
 /* The failure is voted in settle; NCCL is aborted too, so that a peer
  * already waiting in NCCL for this rank sees it go. */
 static void nm_abort(SbComm *c, int rank) {
@@ -227,6 +235,7 @@ static const SbCommOps nccl_mpi_ops = {
     .barrier = nm_barrier,
     .broadcast_host = nm_broadcast_host,
     .all_gather_host = nm_all_gather_host,
+    .scatter_host = nm_scatter_host,
     .abort = nm_abort,
     .failed_rank = nm_failed_rank,
     .reset = nm_reset,

@@ -194,6 +194,9 @@ typedef struct SbConvDims {
   int64_t G, Cg, OCg, K, P, ck;
 } SbConvDims;
 SbConvDims sb_conv_dims(const SbConvGeom *g);
+/* Checks a convolution's description (but not its weight) and sets l->conv
+ * from it: for a backend that keeps only part of the weight. */
+int sb_conv_geometry(SbExec *x, const sb_layer_desc_v1 *d, struct sb_layer *l);
 
 /* Convolution over output channels [c0, c0+nc) only, for a layer whose
  * weight (and bias) hold the rows of just those channels; the whole layer

@@ -58,14 +58,10 @@ static int conv_check(SbExec *x, const sb_layer_desc_v1 *d) {
                         (long long)d->in_size, (long long)d->out_size,
                         (long long)(d->in_c * d->in_h * d->in_w),
                         (long long)(d->out_c * d->out_h * d->out_w));
-  if (d->weight == NULL)
-    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
-                        "conv layer needs a weight");
   return SB_OK;
 }
 
-static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
-                       struct sb_layer *l) {
+int sb_conv_geometry(SbExec *x, const sb_layer_desc_v1 *d, struct sb_layer *l) {
   int st = conv_check(x, d);
   if (st != SB_OK)
     return st;
@@ -74,6 +70,17 @@ static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
       d->out_w,      d->kernel_h, d->kernel_w,   d->stride_h,  d->stride_w,
       d->pad_top,    d->pad_left, d->pad_bottom, d->pad_right, d->dilation_h,
       d->dilation_w, d->groups};
+  return SB_OK;
+}
+
+static int conv_create(SbExec *x, const sb_layer_desc_v1 *d,
+                       struct sb_layer *l) {
+  int st = sb_conv_geometry(x, d, l);
+  if (st != SB_OK)
+    return st;
+  if (d->weight == NULL)
+    return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
+                        "conv layer needs a weight");
   int64_t wn = d->out_c * (d->in_c / d->groups) * d->kernel_h * d->kernel_w;
   st = sb_exec_upload_weights(x, d->weight, wn, &l->weight);
   if (st == SB_OK && d->bias != NULL)

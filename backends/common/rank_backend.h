@@ -99,23 +99,58 @@ int32_t sb_rank_lost_rank(const sb_context *ctx);
   .lost_rank = sb_rank_lost_rank
 /* clang-format on */
 
+/* The elements of a layer's weight and bias that one rank keeps:
+ * [weight_start, weight_start + weight_count) of the whole weight as the
+ * description lays it out, the same for the bias. */
+typedef struct SbRankKept {
+  int64_t weight_start, weight_count, bias_start, bias_count;
+} SbRankKept;
+
+/* The backend's rule: what rank r of ctx keeps of desc's parameters, from
+ * the description's sizes alone (its arrays MAY be NULL). kept comes in
+ * holding the whole weight and bias; a kind the backend keeps whole is left
+ * so. A range outside the arrays (a malformed description, which create
+ * then refuses) is taken as the whole. */
+typedef void (*SbRankKeepFn)(const sb_context *ctx,
+                             const sb_layer_desc_v1 *desc, int r,
+                             SbRankKept *kept);
+
 /* layer_create's description on this process: with ranks that are
- * processes, process 0's weight and bias are sent to every process (whose
- * own MAY be NULL) into *copy, which the caller frees (free) once the layer
- * holds its part; with threads, *local = *desc and *copy = NULL.
- * Collective. */
+ * processes, process 0 sends every other process only the parameters its
+ * rank keeps (keep), into *copy, which the caller releases with
+ * sb_rank_layer_desc_free once the layer holds its part; *held says which
+ * elements local's weight and bias begin with (the whole, starting at 0, on
+ * process 0 and with threads, where *local = *desc and *copy = NULL). A
+ * process's own weight and bias MAY be NULL. Collective. */
 int sb_rank_layer_desc_share(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                             sb_layer_desc_v1 *local, float **copy);
+                             SbRankKeepFn keep, sb_layer_desc_v1 *local,
+                             SbRankKept *held, float **copy);
+void sb_rank_layer_desc_free(float *copy);
+
+/* Element i of the whole weight (bias) in a description of which only
+ * *held is present: NULL when the description has none. */
+static inline const float *sb_rank_weight_at(const SbRankKept *held,
+                                             const sb_layer_desc_v1 *d,
+                                             int64_t i) {
+  return d->weight ? d->weight + (i - held->weight_start) : NULL;
+}
+static inline const float *
+sb_rank_bias_at(const SbRankKept *held, const sb_layer_desc_v1 *d, int64_t i) {
+  return d->bias ? d->bias + (i - held->bias_start) : NULL;
+}
 
 /* layer_create of a multi-rank backend: the checks of desc itself (a
  * known kind, positive sizes, a weight for linear and conv), then create
- * (the backend's own) on the description shared from process 0, with the
- * kind's operator family. */
+ * (the backend's own) on the description shared from process 0 (holding
+ * *held of the parameters, what keep says this process's rank keeps), with
+ * the kind's operator family. */
 typedef int (*SbRankLayerCreateFn)(sb_context *ctx,
                                    const sb_layer_desc_v1 *desc,
+                                   const SbRankKept *held,
                                    const SbOpFamily *fam, sb_layer **out);
 int sb_rank_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                         sb_layer **out, SbRankLayerCreateFn create);
+                         sb_layer **out, SbRankKeepFn keep,
+                         SbRankLayerCreateFn create);
 
 /* layer_forward's and layer_ibp's job, as the backend's SbRankFn receives
  * it. */

@@ -20,23 +20,35 @@ static FsdpLayer *fsdp_layer(const sb_layer *l) {
 typedef struct {
   sb_context *ctx;
   const sb_layer_desc_v1 *desc;
+  const SbRankKept *held;
   FsdpLayer *fl;
 } CreateJob;
 
-/* Conv validation and geometry come from the conv family itself. It is
- * handed a copy of the description with one output channel per group, so
- * that it uploads only a sliver of the weight instead of all of it on
- * every rank; out_c's own checks were done by the caller. */
-static int conv_template(SbExec *x, const sb_layer_desc_v1 *d,
-                         struct sb_layer *l) {
-  sb_layer_desc_v1 t = *d;
-  t.out_c = d->groups;
-  t.out_size = d->groups * d->out_h * d->out_w;
-  t.bias = NULL;
-  int st = sb_op_conv.create(x, &t, l);
-  sb_exec_free(x, &l->weight);
-  l->conv.out_c = d->out_c;
-  return st;
+/* The rows (weight rows of linear, output channels of conv) and floats per
+ * row that linear and conv layers shard; 0 rows for other kinds. */
+static void sharded_rows(const sb_layer_desc_v1 *d, int64_t *rows,
+                         int64_t *row_elems) {
+  *rows = *row_elems = 0;
+  if (d->kind == SB_LAYER_LINEAR) {
+    *rows = d->out_size;
+    *row_elems = d->in_size;
+  } else if (d->kind == SB_LAYER_CONV2D && d->in_c > 0 && d->groups > 0) {
+    *rows = d->out_c;
+    *row_elems = d->in_c / d->groups * d->kernel_h * d->kernel_w;
+  }
+}
+
+/* Rank r keeps its block of weight rows; biases, one float per row, are
+ * replicated (cheaper than a collective per use), and other kinds whole. */
+static void keep_part(const sb_context *ctx, const sb_layer_desc_v1 *d, int r,
+                      SbRankKept *kept) {
+  int64_t rows, row_elems, start, count;
+  sharded_rows(d, &rows, &row_elems);
+  if (rows <= 0)
+    return;
+  fsdp_rows(ctx, rows, r, &start, &count);
+  kept->weight_start = start * row_elems;
+  kept->weight_count = count * row_elems;
 }
 
 static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
@@ -47,12 +59,14 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   struct sb_layer *l = &fl->local[rank->index];
   if (!fl->sharded)
     return fl->head.fam->create(x, d, l);
-  int st = d->kind == SB_LAYER_CONV2D ? conv_template(x, d, l) : SB_OK;
+  /* Conv validation and geometry come from the conv family itself. */
+  int st = d->kind == SB_LAYER_CONV2D ? sb_conv_geometry(x, d, l) : SB_OK;
   int64_t start, count;
   fsdp_rows(j->ctx, fl->rows, rank->index, &start, &count);
   if (st == SB_OK)
-    st = sb_exec_upload_weights(x, d->weight + start * fl->row_elems,
-                                count * fl->row_elems, &l->weight);
+    st = sb_exec_upload_weights(
+        x, sb_rank_weight_at(j->held, d, start * fl->row_elems),
+        count * fl->row_elems, &l->weight);
   /* Biases are one float per row: replicating them costs less than a
    * collective per use. */
   if (st == SB_OK && d->bias != NULL)
@@ -73,7 +87,7 @@ static void layer_destroy(sb_context *ctx, FsdpLayer *fl) {
   free(fl);
 }
 
-/* The checks on out_c that conv_template relies on. */
+/* The checks on out_c that the sharding relies on. */
 static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
   if (d->kind != SB_LAYER_CONV2D)
     return SB_OK;
@@ -94,7 +108,8 @@ static int check_sharded_desc(sb_context *ctx, const sb_layer_desc_v1 *d) {
 
 /* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                        const SbOpFamily *fam, sb_layer **out) {
+                        const SbRankKept *held, const SbOpFamily *fam,
+                        sb_layer **out) {
   int sharded = desc->kind == SB_LAYER_LINEAR || desc->kind == SB_LAYER_CONV2D;
   int st = sharded ? check_sharded_desc(ctx, desc) : SB_OK;
   if (st != SB_OK)
@@ -107,14 +122,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
   fl->local = local;
   fl->head = (SbRankLayerHead){fam, desc->kind, desc->in_size, desc->out_size};
   fl->sharded = sharded;
-  if (desc->kind == SB_LAYER_LINEAR) {
-    fl->rows = desc->out_size;
-    fl->row_elems = desc->in_size;
-  } else if (desc->kind == SB_LAYER_CONV2D && desc->in_c > 0 &&
-             desc->groups > 0) {
-    fl->rows = desc->out_c;
-    fl->row_elems = desc->in_c / desc->groups * desc->kernel_h * desc->kernel_w;
-  }
+  sharded_rows(desc, &fl->rows, &fl->row_elems);
   for (int r = 0; r < ctx->size; r++) {
     struct sb_layer *l = &fl->local[r];
     l->kind = desc->kind;
@@ -122,14 +130,14 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
     l->out_size = desc->out_size;
     l->n_inputs = fam->n_inputs;
   }
-  CreateJob job = {ctx, desc, fl};
+  CreateJob job = {ctx, desc, held, fl};
   return sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)fl,
                               fsdp_layer_free, out);
 }
 
 int fsdp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                       sb_layer **out) {
-  return sb_rank_layer_create(ctx, desc, out, create_layer);
+  return sb_rank_layer_create(ctx, desc, out, keep_part, create_layer);
 }
 
 void fsdp_layer_free(sb_context *ctx, sb_layer *layer) {

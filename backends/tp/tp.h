@@ -81,8 +81,14 @@ int tp_bias_commit(SbRank *rank, SbComm *comm, int64_t n, float *partial,
 
 /* ---- sharded layers (tp_layer.c, tp_conv.c) ---- */
 
-/* Conv of one rank: output channels [c0,c0+nc) of every image. */
-int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh);
+/* The output channels [c0, c0+nc) that the neurons [start, start+count)
+ * of a conv output with P positions per channel touch. */
+void tp_conv_channels(int64_t P, int64_t start, int64_t count, int64_t *c0,
+                      int64_t *nc);
+/* Conv of one rank: output channels [c0,c0+nc) of every image, from a
+ * description holding *held of the parameters. */
+int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, const SbRankKept *held,
+                   TpShard *sh);
 int tp_conv_ibp(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,
                 const float *lo, const float *up, float *out_lo, float *out_up);
 int tp_conv_forward(SbExec *x, const TpLayer *tl, const TpShard *sh, int64_t B,

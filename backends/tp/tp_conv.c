@@ -6,7 +6,14 @@
  * pads its coefficients back to whole channels for the backward step). */
 #include "backends/tp/tp.h"
 
-int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
+void tp_conv_channels(int64_t P, int64_t start, int64_t count, int64_t *c0,
+                      int64_t *nc) {
+  *c0 = count > 0 ? start / P : 0;
+  *nc = count > 0 ? (start + count + P - 1) / P - *c0 : 0;
+}
+
+int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, const SbRankKept *held,
+                   TpShard *sh) {
   if (d->groups <= 0 || d->out_c <= 0 || d->out_c % d->groups)
     return sb_exec_fail(x, SB_ERR_INVALID_ARGUMENT,
                         "conv layer: groups=%lld must be positive and divide "
@@ -20,31 +27,24 @@ int tp_conv_create(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
                         "image",
                         (long long)d->out_size,
                         (long long)(d->out_c * d->out_h * d->out_w));
-  /* The conv family validates the geometry; it is given one output channel
-   * per group so that it uploads a sliver of the weight, not all of it. */
-  sb_layer_desc_v1 t = *d;
-  t.out_c = d->groups;
-  t.out_size = d->groups * d->out_h * d->out_w;
-  t.bias = NULL;
+  /* The conv family validates the geometry. */
   struct sb_layer *l = &sh->local;
-  int st = sb_op_conv.create(x, &t, l);
-  sb_exec_free(x, &l->weight);
+  int st = sb_conv_geometry(x, d, l);
   if (st != SB_OK)
     return st;
   l->kind = SB_LAYER_CONV2D;
   l->in_size = d->in_size;
   l->out_size = sh->count;
   l->n_inputs = 1;
-  l->conv.out_c = d->out_c;
   if (sh->count == 0)
     return SB_OK;
   SbConvDims cd = sb_conv_dims(&l->conv);
-  sh->c0 = sh->start / cd.P;
-  sh->nc = (sh->start + sh->count + cd.P - 1) / cd.P - sh->c0;
-  st = sb_exec_upload_weights(x, d->weight + sh->c0 * cd.K, sh->nc * cd.K,
-                              &l->weight);
+  tp_conv_channels(cd.P, sh->start, sh->count, &sh->c0, &sh->nc);
+  st = sb_exec_upload_weights(x, sb_rank_weight_at(held, d, sh->c0 * cd.K),
+                              sh->nc * cd.K, &l->weight);
   if (st == SB_OK && d->bias != NULL)
-    st = sb_exec_upload_weights(x, d->bias + sh->c0, sh->nc, &l->bias);
+    st = sb_exec_upload_weights(x, sb_rank_bias_at(held, d, sh->c0), sh->nc,
+                                &l->bias);
   return st;
 }
 

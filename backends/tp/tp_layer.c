@@ -23,8 +23,26 @@ static TpLayer *tp_layer(const sb_layer *l) { return (TpLayer *)(void *)l; }
 typedef struct {
   sb_context *ctx;
   const sb_layer_desc_v1 *desc;
+  const SbRankKept *held;
   TpLayer *tl;
 } CreateJob;
+
+/* Rank r keeps the weight rows and biases of its output neurons (for conv,
+ * of the output channels they touch); affine layers, whose per-channel
+ * parameters are tiny, and every other kind whole. */
+static void keep_part(const sb_context *ctx, const sb_layer_desc_v1 *d, int r,
+                      SbRankKept *kept) {
+  int64_t start, count;
+  tp_cols(ctx, d->out_size, r, &start, &count);
+  if (d->kind == SB_LAYER_LINEAR) {
+    *kept = (SbRankKept){start * d->in_size, count * d->in_size, start, count};
+  } else if (d->kind == SB_LAYER_CONV2D && d->out_h > 0 && d->out_w > 0 &&
+             d->groups > 0) {
+    int64_t c0, nc, K = d->in_c / d->groups * d->kernel_h * d->kernel_w;
+    tp_conv_channels(d->out_h * d->out_w, start, count, &c0, &nc);
+    *kept = (SbRankKept){c0 * K, nc * K, c0, nc};
+  }
+}
 
 static void shape_local(struct sb_layer *l, int32_t kind, int64_t in,
                         int64_t out, int n_inputs) {
@@ -34,11 +52,12 @@ static void shape_local(struct sb_layer *l, int32_t kind, int64_t in,
   l->n_inputs = n_inputs;
 }
 
-static int create_linear(SbExec *x, const sb_layer_desc_v1 *d, TpShard *sh) {
+static int create_linear(SbExec *x, const sb_layer_desc_v1 *d,
+                         const SbRankKept *held, TpShard *sh) {
   sb_layer_desc_v1 ld = *d;
   ld.out_size = sh->count;
-  ld.weight = d->weight + sh->start * d->in_size;
-  ld.bias = d->bias ? d->bias + sh->start : NULL;
+  ld.weight = sb_rank_weight_at(held, d, sh->start * d->in_size);
+  ld.bias = sb_rank_bias_at(held, d, sh->start);
   shape_local(&sh->local, d->kind, d->in_size, sh->count, 1);
   return sb_op_linear.create(x, &ld, &sh->local);
 }
@@ -78,9 +97,9 @@ static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   tp_cols(j->ctx, d->out_size, rank->index, &sh->start, &sh->count);
   switch (d->kind) {
   case SB_LAYER_LINEAR:
-    return create_linear(x, d, sh);
+    return create_linear(x, d, j->held, sh);
   case SB_LAYER_CONV2D:
-    return tp_conv_create(x, d, sh);
+    return tp_conv_create(x, d, j->held, sh);
   case SB_LAYER_AFFINE:
     return create_affine(x, d, sh);
   default:
@@ -108,7 +127,8 @@ static void layer_destroy(sb_context *ctx, TpLayer *tl) {
 
 /* On the description every process holds, checked by sb_rank_layer_create. */
 static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
-                        const SbOpFamily *fam, sb_layer **out) {
+                        const SbRankKept *held, const SbOpFamily *fam,
+                        sb_layer **out) {
   void *obj, *shards;
   int st = sb_rank_calloc_parts(ctx, "layer_create", sizeof(TpLayer),
                                 sizeof(TpShard), &obj, &shards);
@@ -118,7 +138,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
   tl->shard = shards;
   tl->head = (SbRankLayerHead){fam, desc->kind, desc->in_size, desc->out_size};
   tl->has_bias = desc->bias != NULL;
-  CreateJob job = {ctx, desc, tl};
+  CreateJob job = {ctx, desc, held, tl};
   st = sb_rank_layer_finish(ctx, create_on_rank, &job, (sb_layer *)(void *)tl,
                             tp_layer_free, out);
   if (st == SB_OK)
@@ -128,7 +148,7 @@ static int create_layer(sb_context *ctx, const sb_layer_desc_v1 *desc,
 
 int tp_layer_create(sb_context *ctx, const sb_layer_desc_v1 *desc,
                     sb_layer **out) {
-  return sb_rank_layer_create(ctx, desc, out, create_layer);
+  return sb_rank_layer_create(ctx, desc, out, keep_part, create_layer);
 }
 
 void tp_layer_free(sb_context *ctx, sb_layer *layer) {
