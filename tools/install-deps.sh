@@ -20,7 +20,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 # come with build-essential. clang-format (14 on Debian 12) checks the
 # layout of the sources (tools/check-format.sh).
 # Debian packaging and its check (make check-packaging, run by CI): package
-# build tools, abigail-tools (libshardbound's ABI check), lintian, and
-# mmdebstrap for the throw-away root.
+# build tools, dh-python (debian/control's dh-sequence-python3),
+# abigail-tools (libshardbound's ABI check), lintian, and mmdebstrap for the
+# throw-away root.
 $SUDO apt-get install -y -qq --no-install-recommends \
-  debhelper dpkg-dev abigail-tools lintian mmdebstrap mount >/dev/null
+  debhelper dh-python dpkg-dev abigail-tools lintian mmdebstrap mount >/dev/null
