@@ -58,7 +58,14 @@ static void compare_backend(const char *backend, double tolerance,
   Bounds want;
   sb_test_case_load(&ref, name, "cpu", 0);
   compute(&ref, with_alpha, &want);
+  /* The deep synthetic MLPs (8 and 10 hidden layers) are many small,
+   * synchronisation-bound calls: at P = 1..4 they doubled this suite's
+   * time (and the sanitizer build's). They run at P = 3 only, whose uneven
+   * split is the hardest; the other goldens cover P = 1..4. */
+  const gboolean deep = g_str_has_prefix(name, "mkmodel-mlp-");
   for (int ranks = 1; ranks <= 4; ranks++) {
+    if (deep && ranks != 3)
+      continue;
     SbTestCase c = {0};
     Bounds got;
     sb_test_case_load(&c, name, backend, ranks);
