@@ -222,9 +222,10 @@ END_TEST
 
 START_TEST(test_failing_rank_fails_the_call_and_is_named) {
   Backend fsdp_b = load("fsdp");
-  /* Calls: layer_create 0, four tensor_create 1-4, two writes 5-6, IBP 7:
+  /* Runs on the ranks: layer_create 0, two writes 1-2, IBP 3 (creating a
+   * tensor allocates on the calling thread and is not counted):
    * rank 2 fails while ranks 0 and 1 wait in the weight all-gather. */
-  sb_option o[3] = {{"ranks", "3"}, {"fail_rank", "2"}, {"fail_at", "7"}};
+  sb_option o[3] = {{"ranks", "3"}, {"fail_rank", "2"}, {"fail_at", "3"}};
   Ctx c = open_ctx(&fsdp_b, o, 3);
   rng_state = 9;
   float *w = rand_vec(8 * 5, 1.0f), *x = rand_vec(5, 1.0f);

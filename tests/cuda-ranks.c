@@ -349,11 +349,12 @@ END_TEST
  * weight gather is named without leaving the others waiting. */
 START_TEST(test_fsdp_cuda_failing_rank_is_named_and_memory_is_the_gpus) {
   Backend fsdp_b = load("fsdp");
-  /* Calls: layer_create 0, four tensor_create 1-4, two writes 5-6, IBP 7. */
+  /* Runs on the ranks: layer_create 0, three memory_stats 1-3, two writes
+   * 4-5, IBP 6 (creating a tensor allocates on the calling thread). */
   sb_option o[5] = {{"ranks", "3"},
                     {"device", "cuda"},
                     {"fail_rank", "2"},
-                    {"fail_at", "7"},
+                    {"fail_at", "6"},
                     {"comm", "loopback"}};
   Ctx c = open_ctx(&fsdp_b, o, 5);
   rng_state = 9;

@@ -27,8 +27,34 @@ int sb_rank_fail(sb_context *ctx, int status, const char *fmt, ...) {
   return status;
 }
 
+typedef struct {
+  const sb_context *ctx;
+  SbRankFn fn;
+  void *arg;
+} ZeroThenRunJob;
+
+static int zero_then_run(SbRank *rank, SbComm *comm, void *arg) {
+  ZeroThenRunJob *j = arg;
+  SbExec *x = &rank->x;
+  for (size_t i = 0; i < j->ctx->n_unzeroed; i++) {
+    SbBuffer *b = &j->ctx->unzeroed[i][rank->index];
+    int st = b->bytes ? x->ops->zero(x->dev, b->ptr, b->bytes) : SB_OK;
+    if (st != SB_OK)
+      return sb_exec_device_fail(x, st, "zero-filling a new tensor");
+  }
+  return j->fn(rank, comm, j->arg);
+}
+
 int sb_rank_run(sb_context *ctx, SbRankFn fn, void *arg) {
-  return sb_ranks_run(ctx->ranks, fn, arg, ctx->error, sizeof ctx->error);
+  if (ctx->n_unzeroed == 0)
+    return sb_ranks_run(ctx->ranks, fn, arg, ctx->error, sizeof ctx->error);
+  /* Whether or not the run succeeds the new tensors are not zeroed twice:
+   * after a failure their content is as undefined as the run's results. */
+  ZeroThenRunJob job = {ctx, fn, arg};
+  int st = sb_ranks_run(ctx->ranks, zero_then_run, &job, ctx->error,
+                        sizeof ctx->error);
+  ctx->n_unzeroed = 0;
+  return st;
 }
 
 static const char known_options[] =
@@ -359,6 +385,7 @@ void sb_rank_context_destroy(sb_context *ctx) {
   if (ctx == NULL)
     return;
   sb_ranks_destroy(ctx->ranks);
+  free(ctx->unzeroed);
   free(ctx);
 }
 
@@ -527,11 +554,28 @@ int sb_rank_tensor_new(sb_context *ctx, int32_t category, int32_t ndim,
   return SB_OK;
 }
 
+/* Frees each local rank's buffer on the calling thread: freeing cannot fail,
+ * so it needs neither the rank's own thread nor the processes' agreement,
+ * and waking the ranks for it cost more than the work (half of
+ * branch-and-bound's backend calls are creating and freeing tensors). The
+ * ranks are idle between calls and a context serves one thread at a time,
+ * so their trackers are not touched concurrently. */
+static void free_buffers_here(sb_context *ctx, SbBuffer *bufs) {
+  for (int r = 0; r < ctx->size; r++)
+    if (sb_ranks_is_local(ctx->ranks, r))
+      sb_exec_free(&sb_ranks_rank(ctx->ranks, r)->x, &bufs[r]);
+}
+
 void sb_rank_tensor_free(sb_context *ctx, sb_tensor *t) {
   if (ctx == NULL || t == NULL)
     return;
   SbBuffer *bufs = sb_rank_tensor_head(t)->buf;
-  sb_rank_run(ctx, sb_rank_free_buffer, bufs);
+  for (size_t i = 0; i < ctx->n_unzeroed; i++)
+    if (ctx->unzeroed[i] == bufs) {
+      ctx->unzeroed[i] = ctx->unzeroed[--ctx->n_unzeroed];
+      break;
+    }
+  free_buffers_here(ctx, bufs);
   free(bufs);
   free(t);
 }
@@ -560,13 +604,66 @@ int sb_rank_calloc_parts(sb_context *ctx, const char *fn, size_t size,
     memcpy((ctx)->error, keep_, sizeof keep_);                                 \
   } while (0)
 
-int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
-                          sb_tensor *t, sb_tensor **out) {
-  int st = sb_rank_run(ctx, alloc, job);
+typedef struct {
+  const sb_context *ctx;
+  int32_t category;
+  SbRankFloatsFn floats_of;
+  sb_tensor *t;
+} AllocJob;
+
+static int alloc_zeroed_on_rank(SbRank *rank, SbComm *comm, void *arg) {
+  (void)comm;
+  AllocJob *j = arg;
+  SbExec *x = &rank->x;
+  SbBuffer *b = &sb_rank_tensor_head(j->t)->buf[rank->index];
+  int st =
+      sb_exec_alloc(x, j->category, j->floats_of(j->ctx, j->t, rank->index), b);
+  if (st == SB_OK && b->bytes) {
+    st = x->ops->zero(x->dev, b->ptr, b->bytes);
+    if (st != SB_OK)
+      st = sb_exec_device_fail(x, st, "zero-filling a new tensor");
+  }
+  return st;
+}
+
+/* With thread ranks every rank's buffer is allocated on the calling thread
+ * (as free_buffers_here frees them), so a failure is still this call's, and
+ * each rank zero-fills its own at the start of the next run, in parallel.
+ * Processes allocate in a run, so that they agree on the outcome. */
+static int alloc_here(sb_context *ctx, AllocJob *job) {
+  SbBuffer *bufs = sb_rank_tensor_head(job->t)->buf;
+  for (int r = 0; r < ctx->size; r++) {
+    SbRank *rank = sb_ranks_rank(ctx->ranks, r);
+    rank->error[0] = '\0';
+    int st = sb_exec_alloc(&rank->x, job->category,
+                           job->floats_of(ctx, job->t, r), &bufs[r]);
+    if (st != SB_OK)
+      return sb_rank_fail(ctx, st, "rank %d: %s", r, rank->error);
+  }
+  if (ctx->n_unzeroed == ctx->cap_unzeroed) {
+    size_t cap = ctx->cap_unzeroed ? 2 * ctx->cap_unzeroed : 16;
+    SbBuffer **grown = realloc(ctx->unzeroed, cap * sizeof *grown);
+    if (grown == NULL)
+      return sb_rank_fail(ctx, SB_ERR_OUT_OF_MEMORY,
+                          "tensor_create: out of host memory");
+    ctx->unzeroed = grown;
+    ctx->cap_unzeroed = cap;
+  }
+  ctx->unzeroed[ctx->n_unzeroed++] = bufs;
+  return SB_OK;
+}
+
+int sb_rank_tensor_finish(sb_context *ctx, int32_t category,
+                          SbRankFloatsFn floats_of, sb_tensor *t,
+                          sb_tensor **out) {
+  AllocJob job = {ctx, category, floats_of, t};
+  int st = sb_ranks_local_rank(ctx->ranks) < 0
+               ? alloc_here(ctx, &job)
+               : sb_rank_run(ctx, alloc_zeroed_on_rank, &job);
   if (st == SB_OK)
     *out = t;
   else
-    KEEPING_ERROR(ctx, sb_rank_tensor_free(ctx, t));
+    sb_rank_tensor_free(ctx, t);
   return st;
 }
 
@@ -659,23 +756,6 @@ int sb_rank_copy_host(SbExec *x, int32_t dtype, float *dev, void *dst,
     done += k;
   }
   return st;
-}
-
-int sb_rank_alloc_zeroed(SbExec *x, int32_t category, int64_t floats,
-                         SbBuffer *out) {
-  int st = sb_exec_alloc(x, category, floats, out);
-  if (st == SB_OK && out->bytes) {
-    st = x->ops->zero(x->dev, out->ptr, out->bytes);
-    if (st != SB_OK)
-      st = sb_exec_device_fail(x, st, "zero-filling a new tensor");
-  }
-  return st;
-}
-
-int sb_rank_free_buffer(SbRank *rank, SbComm *comm, void *bufs) {
-  (void)comm;
-  sb_exec_free(&rank->x, &((SbBuffer *)bufs)[rank->index]);
-  return SB_OK;
 }
 
 /* Floats of a layer's weight and bias as the description declares them;

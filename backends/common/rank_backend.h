@@ -22,6 +22,11 @@ struct sb_context {
   /* Which tensors the backend splits across ranks, for the message that
    * refuses one where every rank needs the whole tensor. */
   const char *split_rule;
+  /* Buffers of the tensors created since the last run, one per rank, that
+   * each rank zero-fills at the start of the next run (creation allocates
+   * on the calling thread: see sb_rank_tensor_finish). */
+  SbBuffer **unzeroed;
+  size_t n_unzeroed, cap_unzeroed;
   char error[1024];
 };
 
@@ -181,13 +186,17 @@ void sb_rank_bounds_inputs(const SbRankBoundsJob *j, int r, const float **lo,
  * error is cleared, an output pointer, which gets NULL, category, ndim and
  * shape), then makes *t, zeroed, with its head filled in as a replicated
  * tensor and an empty buffer per rank. The backend sets its layout, and
- * sb_rank_tensor_finish runs alloc (the backend's, given job) on every rank:
- * then *out gets t, or t is freed without losing alloc's message. */
+ * sb_rank_tensor_finish gives each rank r a zero-filled buffer of
+ * floats_of(ctx, t, r) floats: then *out gets t, or t is freed without
+ * losing the allocation's message. */
+typedef int64_t (*SbRankFloatsFn)(const sb_context *ctx, const sb_tensor *t,
+                                  int rank);
 int sb_rank_tensor_new(sb_context *ctx, int32_t category, int32_t ndim,
                        const int64_t *shape, sb_tensor **out, size_t size,
                        sb_tensor **t);
-int sb_rank_tensor_finish(sb_context *ctx, SbRankFn alloc, void *job,
-                          sb_tensor *t, sb_tensor **out);
+int sb_rank_tensor_finish(sb_context *ctx, int32_t category,
+                          SbRankFloatsFn floats_of, sb_tensor *t,
+                          sb_tensor **out);
 /* tensor_free: every rank's buffer, then t. */
 void sb_rank_tensor_free(sb_context *ctx, sb_tensor *t);
 
@@ -236,12 +245,5 @@ int sb_rank_tensor_read(sb_context *ctx, const sb_tensor *t, int64_t offset,
  * used. Returns the device status unchanged. */
 int sb_rank_copy_host(SbExec *x, int32_t dtype, float *dev, void *dst,
                       const void *src, int64_t h, int64_t n);
-
-/* A new tracked buffer of `floats` floats, zero-filled. */
-int sb_rank_alloc_zeroed(SbExec *x, int32_t category, int64_t floats,
-                         SbBuffer *out);
-
-/* SbRankFn: frees ((SbBuffer *)bufs)[rank->index], one buffer per rank. */
-int sb_rank_free_buffer(SbRank *rank, SbComm *comm, void *bufs);
 
 #endif /* SB_BACKENDS_RANK_BACKEND_H */

@@ -66,17 +66,9 @@ static Segments stored_segments(const sb_context *ctx, const sb_tensor *t,
   return g;
 }
 
-typedef struct {
-  sb_context *ctx;
-  sb_tensor *t;
-  int32_t category;
-} CreateJob;
-
-static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  CreateJob *j = arg;
-  Segments g = stored_segments(j->ctx, j->t, rank->index);
-  return sb_rank_alloc_zeroed(&rank->x, j->category, g.len * g.n_seg,
-                              &j->t->head.buf[rank->index]);
+static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t, int r) {
+  Segments g = stored_segments(ctx, t, r);
+  return g.len * g.n_seg;
 }
 
 int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
@@ -93,8 +85,7 @@ int fsdp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   if (ctx->size > 1 &&
       (category == SB_MEM_COEFFICIENTS || category == SB_MEM_ALPHA))
     t->head.split = (int)fsdp_split_of(shape[0], t->batch);
-  CreateJob job = {ctx, t, category};
-  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
+  return sb_rank_tensor_finish(ctx, category, stored_floats, t, out);
 }
 
 typedef SbRankCopyJob CopyJob;

@@ -88,12 +88,6 @@ int tp_bias_commit(SbRank *rank, SbComm *comm, int64_t n, float *partial,
 
 /* ---- creation ---- */
 
-typedef struct {
-  sb_context *ctx;
-  sb_tensor *t;
-  int32_t category;
-} CreateJob;
-
 /* Floats rank r stores of t. */
 static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t, int r) {
   if (!t->head.split)
@@ -101,13 +95,6 @@ static int64_t stored_floats(const sb_context *ctx, const sb_tensor *t, int r) {
   int64_t start, count;
   tp_cols(ctx, t->cols, r, &start, &count);
   return t->rows * count;
-}
-
-static int create_on_rank(SbRank *rank, SbComm *comm, void *arg) {
-  CreateJob *j = arg;
-  return sb_rank_alloc_zeroed(&rank->x, j->category,
-                              stored_floats(j->ctx, j->t, rank->index),
-                              &j->t->head.buf[rank->index]);
 }
 
 int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
@@ -123,8 +110,7 @@ int tp_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
     for (int i = 2; i < ndim; i++)
       t->cols *= shape[i];
   }
-  CreateJob job = {ctx, t, category};
-  return sb_rank_tensor_finish(ctx, create_on_rank, &job, t, out);
+  return sb_rank_tensor_finish(ctx, category, stored_floats, t, out);
 }
 
 /* ---- host copies ---- */
