@@ -5,6 +5,7 @@
  * ranks on one GPU included): a rank drains its device queue before others
  * may read what it wrote, and before they may reuse what it read. */
 #include "backends/common/comm.h"
+#include "backends/common/spin_wait.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ typedef struct Loopback {
   int last_failed; /* outcome of the generation that completed last */
   int aborted;
   int origin; /* first rank that failed or aborted, or -1 */
+  int spin;   /* waiters poll before sleeping (spin_wait.h) */
   /* Published by each rank before the first barrier of a collective. */
   const float **send;
   float **recv;
@@ -50,10 +52,16 @@ static int lb_sync(Loopback *s, int rank, SbExec *x, const char *what, int ok) {
       s->arrived = 0;
       s->last_failed = s->gen_failed;
       s->gen_failed = 0;
-      s->generation++;
+      /* Atomic: waiters poll it without the lock. */
+      __atomic_store_n(&s->generation, s->generation + 1, __ATOMIC_RELEASE);
       pthread_cond_broadcast(&s->cond);
       failed = s->last_failed;
     } else {
+      if (s->spin) {
+        pthread_mutex_unlock(&s->lock);
+        sb_spin_while_equal(&s->generation, gen, &s->aborted);
+        pthread_mutex_lock(&s->lock);
+      }
       while (gen == s->generation && !s->aborted)
         pthread_cond_wait(&s->cond, &s->lock);
       failed = gen == s->generation ? 1 : s->last_failed;
@@ -305,7 +313,7 @@ static void lb_abort(SbComm *c, int rank) {
   pthread_mutex_lock(&s->lock);
   if (s->origin < 0)
     s->origin = rank;
-  s->aborted = 1;
+  __atomic_store_n(&s->aborted, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&s->cond);
   pthread_mutex_unlock(&s->lock);
 }
@@ -323,9 +331,9 @@ static void lb_reset(SbComm *c) {
   pthread_mutex_lock(&s->lock);
   s->arrived = 0;
   s->gen_failed = 0;
-  s->aborted = 0;
+  __atomic_store_n(&s->aborted, 0, __ATOMIC_RELAXED);
   s->origin = -1;
-  s->generation++;
+  __atomic_store_n(&s->generation, s->generation + 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -405,6 +413,7 @@ int sb_comm_loopback_new(int size, SbComm **out, char *error,
   s->base.size = size;
   s->base.local_rank = -1;
   s->origin = -1;
+  s->spin = size > 1 && sb_spin_fits(size);
   *out = &s->base;
   return SB_OK;
 }

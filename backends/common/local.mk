@@ -35,6 +35,8 @@ backends_common_libsbranks_la_SOURCES = \
 	backends/common/comm_checks.c \
 	backends/common/comm_wait.h \
 	backends/common/comm_wait.c \
+	backends/common/spin_wait.h \
+	backends/common/spin_wait.c \
 	backends/common/comm_join.h \
 	backends/common/comm_join.c \
 	backends/common/comm_loopback.c \

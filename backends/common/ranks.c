@@ -4,6 +4,7 @@
  * first failure by rank. */
 #include "backends/common/ranks.h"
 #include "backends/common/comm_wait.h"
+#include "backends/common/spin_wait.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ struct SbRanks {
   int fail_rank;
   long fail_at;
   int local; /* the rank of this process when ranks are processes, or -1 */
+  int spin;  /* waiting threads poll before sleeping (spin_wait.h) */
 };
 
 static void run_one(Worker *w, SbRankFn fn, void *arg, long run_index) {
@@ -60,6 +62,11 @@ static void *worker_main(void *data) {
   uint64_t seen = 0;
   pthread_mutex_lock(&p->lock);
   for (;;) {
+    if (p->spin && !p->quit && p->generation == seen) {
+      pthread_mutex_unlock(&p->lock);
+      sb_spin_while_equal(&p->generation, seen, &p->quit);
+      pthread_mutex_lock(&p->lock);
+    }
     while (!p->quit && p->generation == seen)
       pthread_cond_wait(&p->work, &p->lock);
     if (p->quit)
@@ -71,7 +78,7 @@ static void *worker_main(void *data) {
     pthread_mutex_unlock(&p->lock);
     run_one(w, fn, arg, run_index);
     pthread_mutex_lock(&p->lock);
-    if (++p->finished == p->size)
+    if (__atomic_add_fetch(&p->finished, 1, __ATOMIC_RELEASE) == p->size)
       pthread_cond_signal(&p->done);
   }
   pthread_mutex_unlock(&p->lock);
@@ -82,7 +89,7 @@ void sb_ranks_destroy(SbRanks *p) {
   if (p == NULL)
     return;
   pthread_mutex_lock(&p->lock);
-  p->quit = 1;
+  __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
   for (int i = 0; i < p->size; i++)
@@ -221,6 +228,7 @@ int sb_ranks_new(const SbRanksConfig *cfg, SbRanks **out, char *error,
   if (p == NULL)
     return SB_ERR_OUT_OF_MEMORY;
   Worker *ws = p->workers;
+  p->spin = p->size > 1 && sb_spin_fits(p->size);
   /* Devices first: a device's communicator (NCCL) is made over them. */
   int st = SB_OK;
   SbDevice *devs[SB_RANKS_MAX];
@@ -299,15 +307,18 @@ int sb_ranks_run(SbRanks *p, SbRankFn fn, void *arg, char *error,
   pthread_mutex_lock(&p->lock);
   p->fn = fn;
   p->arg = arg;
-  p->finished = 0;
-  p->generation++;
+  /* Atomic stores: pollers read these without the lock. */
+  __atomic_store_n(&p->finished, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&p->generation, p->generation + 1, __ATOMIC_RELEASE);
   long run_index = p->runs;
   if (p->size > 1)
     pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
   run_one(&p->workers[0], fn, arg, run_index);
+  if (p->spin)
+    sb_spin_until_at_least(&p->finished, p->size - 1);
   pthread_mutex_lock(&p->lock);
-  p->finished++;
+  __atomic_add_fetch(&p->finished, 1, __ATOMIC_RELAXED);
   while (p->finished < p->size)
     pthread_cond_wait(&p->done, &p->lock);
   p->runs++;
