@@ -25,7 +25,7 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/abi_checks.c \
 	backends/common/single_backend.h \
 	backends/common/single_backend.c
-backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)
+backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(KERNEL_CFLAGS) $(OPENBLAS_CFLAGS)
 
 # Rank pools, communicators and the ABI plumbing of a context over them,
 # shared by the multi-rank backends (FSDP, TP). Backends must not use GLib.
