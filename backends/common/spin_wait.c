@@ -30,10 +30,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Polls done(a, b) with the clock read every 64 tries. */
+/* Polls the condition `done`, reading the clock every 64 tries. */
 #define SPIN(done)                                                             \
   do {                                                                         \
-    int64_t end = now_ns() + SB_SPIN_NS;                                        \
+    int64_t end = now_ns() + SB_SPIN_NS;                                       \
     for (unsigned i = 1;; i++) {                                               \
       if (done)                                                                \
         return 1;                                                              \
