@@ -380,38 +380,45 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
                       const float *cols, float *x) {
   const int64_t P = g->out_h * g->out_w;
   const int64_t img = g->in_c * g->in_h * g->in_w;
-  for (int64_t im = 0; im < n; im++) {
-    float *xi = x + im * img;
-    const float *ci = cols + im * P;
-    for (int64_t c = 0; c < g->in_c; c++)
-      for (int64_t ki = 0; ki < g->kernel_h; ki++)
-        for (int64_t kj = 0; kj < g->kernel_w; kj++) {
-          const float *row =
-              ci + ((c * g->kernel_h + ki) * g->kernel_w + kj) * n * P;
-          /* The output columns whose input column iw = ow*sw - pl + kj*dw
-           * lies inside the image, found once per kernel column so that the
-           * inner loop has no test (and is a plain vector add at stride 1). */
-          const int64_t sw = g->stride_w,
-                        off = kj * g->dilation_w - g->pad_left;
-          int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
-          int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
-          if (ow1 > g->out_w - 1)
-            ow1 = g->out_w - 1;
-          for (int64_t oh = 0; oh < g->out_h && ow0 <= ow1; oh++) {
+  /* Kernel position outermost, images inside: each (c, ki, kj) row of
+   * cols is n*P contiguous floats, read in order, where the image loop
+   * outermost jumped n*P floats between kernel positions. Every pixel
+   * still receives its terms in the same (ki, kj) order, so the sums are
+   * bitwise those of the other order. */
+  for (int64_t c = 0; c < g->in_c; c++)
+    for (int64_t ki = 0; ki < g->kernel_h; ki++)
+      for (int64_t kj = 0; kj < g->kernel_w; kj++) {
+        const float *row =
+            cols + ((c * g->kernel_h + ki) * g->kernel_w + kj) * n * P;
+        /* The output columns whose input column iw = ow*sw - pl + kj*dw
+         * lies inside the image, found once per kernel column so that the
+         * inner loop has no test (and is a plain vector add at stride 1). */
+        const int64_t sw = g->stride_w, off = kj * g->dilation_w - g->pad_left;
+        int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        int64_t ow1 = g->in_w - 1 - off < 0 ? -1 : (g->in_w - 1 - off) / sw;
+        if (ow1 > g->out_w - 1)
+          ow1 = g->out_w - 1;
+        if (ow0 > ow1)
+          continue;
+        for (int64_t im = 0; im < n; im++) {
+          const float *ci = row + im * P;
+          float *xc = x + im * img + c * g->in_h * g->in_w;
+          for (int64_t oh = 0; oh < g->out_h; oh++) {
             int64_t ih = oh * g->stride_h - g->pad_top + ki * g->dilation_h;
             if (ih < 0 || ih >= g->in_h)
               continue;
-            const float *src = row + oh * g->out_w;
-            float *dst = xi + (c * g->in_h + ih) * g->in_w;
-            if (sw == 1)
+            const float *src = ci + oh * g->out_w;
+            float *dst = xc + ih * g->in_w;
+            if (sw == 1) {
+#pragma omp simd
               for (int64_t ow = ow0; ow <= ow1; ow++)
                 dst[ow + off] += src[ow];
-            else
+            } else
               for (int64_t ow = ow0; ow <= ow1; ow++)
                 dst[ow * sw + off] += src[ow];
           }
         }
-  }
+      }
   return SB_OK;
 }
 
