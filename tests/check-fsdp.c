@@ -843,6 +843,57 @@ START_TEST(test_tensor_write_read_round_trips_batch_slices) {
 }
 END_TEST
 
+/* Thread ranks allocate a new tensor on the calling thread and zero-fill it
+ * at their next call: it reads zero even over memory a freed tensor had
+ * filled, and a tensor freed before any call does not disturb that. */
+START_TEST(test_new_tensors_read_zero_over_reused_memory) {
+  Backend fsdp_b = load("fsdp");
+  const int64_t S = 2, B = 2 * SB_BATCH_BLOCK + 1, N = 3, n = S * B * N;
+  Ctx c = open_ranks(&fsdp_b, 3);
+  float *v = malloc((size_t)n * sizeof *v);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = (float)i + 1.0f;
+  for (int round = 0; round < 3; round++) {
+    sb_tensor *A = tensor(&c, SB_MEM_ALPHA, S, B, N, NULL);
+    sb_tensor *dropped = tensor(&c, SB_MEM_COEFFICIENTS, S, B, N, NULL);
+    c.d->tensor_free(c.ctx, dropped);
+    float *back = read_all(&c, A, n);
+    for (int64_t i = 0; i < n; i++)
+      ck_assert_msg(back[i] == 0.0f, "round %d, element %lld: %g", round,
+                    (long long)i, back[i]);
+    free(back);
+    ok(&c, c.d->tensor_write(c.ctx, A, 0, n, SB_DTYPE_F32, v), "write");
+    c.d->tensor_free(c.ctx, A);
+  }
+  c.d->context_destroy(c.ctx);
+  free(v);
+}
+END_TEST
+
+/* A shard no rank can hold fails tensor_create itself, naming the rank,
+ * and leaves nothing allocated. */
+START_TEST(test_tensor_create_out_of_memory_names_the_rank) {
+  Backend fsdp_b = load("fsdp");
+  Ctx c = open_ranks(&fsdp_b, 2);
+  /* 2^48 bytes per rank: more than any process can map. */
+  int64_t shape[3] = {(int64_t)1 << 21, (int64_t)1 << 13, (int64_t)1 << 13};
+  sb_tensor *t = NULL;
+  ck_assert_int_eq(c.d->tensor_create(c.ctx, SB_MEM_COEFFICIENTS, 3, shape, &t),
+                   SB_ERR_OUT_OF_MEMORY);
+  ck_assert_ptr_null(t);
+  const char *msg = c.d->last_error(c.ctx);
+  ck_assert_msg(strncmp(msg, "rank 0: ", 8) == 0 &&
+                    strstr(msg, "coefficients") != NULL,
+                "message: %s", msg);
+  for (int r = 0; r < 2; r++) {
+    sb_memory_stats_v1 st = {.struct_size = sizeof st};
+    ok(&c, c.d->memory_stats(c.ctx, r, &st), "memory_stats");
+    ck_assert_uint_eq(st.current_bytes[SB_MEM_COEFFICIENTS], 0);
+  }
+  c.d->context_destroy(c.ctx);
+}
+END_TEST
+
 /* Branch-and-bound's alphas, [S, B, N] with a few atoms and many domains:
  * each rank stores only its domains' slopes, its whole batch blocks: 1/P
  * of them when P divides the blocks. */
@@ -896,6 +947,8 @@ int main(void) {
   tcase_add_test(tc, test_linear_batch_blocks_equal_cpu_bit_for_bit);
   tcase_add_test(tc, test_batch_split_is_whole_blocks_covering_all_elements);
   tcase_add_test(tc, test_tensor_write_read_round_trips_batch_slices);
+  tcase_add_test(tc, test_new_tensors_read_zero_over_reused_memory);
+  tcase_add_test(tc, test_tensor_create_out_of_memory_names_the_rank);
   tcase_add_test(tc, test_batch_split_alpha_bytes_are_a_share_per_rank);
   tcase_add_test(tc, test_spec_row_split_is_whole_blocks_covering_all_rows);
   suite_add_tcase(s, tc);
