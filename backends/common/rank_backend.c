@@ -33,14 +33,19 @@ typedef struct {
   void *arg;
 } ZeroThenRunJob;
 
+/* Zero-fills a new tensor's buffer b on rank x, as tensor_create promises. */
+static int zero_new_buffer(SbExec *x, SbBuffer *b) {
+  int st = b->bytes ? x->ops->zero(x->dev, b->ptr, b->bytes) : SB_OK;
+  return st == SB_OK ? st
+                     : sb_exec_device_fail(x, st, "zero-filling a new tensor");
+}
+
 static int zero_then_run(SbRank *rank, SbComm *comm, void *arg) {
   ZeroThenRunJob *j = arg;
-  SbExec *x = &rank->x;
   for (size_t i = 0; i < j->ctx->n_unzeroed; i++) {
-    SbBuffer *b = &j->ctx->unzeroed[i][rank->index];
-    int st = b->bytes ? x->ops->zero(x->dev, b->ptr, b->bytes) : SB_OK;
+    int st = zero_new_buffer(&rank->x, &j->ctx->unzeroed[i][rank->index]);
     if (st != SB_OK)
-      return sb_exec_device_fail(x, st, "zero-filling a new tensor");
+      return st;
   }
   return j->fn(rank, comm, j->arg);
 }
@@ -618,12 +623,7 @@ static int alloc_zeroed_on_rank(SbRank *rank, SbComm *comm, void *arg) {
   SbBuffer *b = &sb_rank_tensor_head(j->t)->buf[rank->index];
   int st =
       sb_exec_alloc(x, j->category, j->floats_of(j->ctx, j->t, rank->index), b);
-  if (st == SB_OK && b->bytes) {
-    st = x->ops->zero(x->dev, b->ptr, b->bytes);
-    if (st != SB_OK)
-      st = sb_exec_device_fail(x, st, "zero-filling a new tensor");
-  }
-  return st;
+  return st == SB_OK ? zero_new_buffer(x, b) : st;
 }
 
 /* With thread ranks every rank's buffer is allocated on the calling thread
