@@ -17,6 +17,8 @@
 #include <string.h>
 #ifdef __GLIBC__
 #include <malloc.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #endif
 
 /*
@@ -49,6 +51,37 @@ static void keep_freed_memory(void) {
   mallopt(M_TRIM_THRESHOLD, SB_CPU_TRIM_THRESHOLD);
   mallopt(M_TOP_PAD, SB_CPU_TOP_PAD);
   mallopt(M_MMAP_MAX, 0);
+#endif
+}
+
+/*
+ * Maps the pages of a new block that is fresh memory with one madvise,
+ * rather than one page fault at a time as the block is zero-filled. On the
+ * virtual machines this project is measured on a page fault costs about
+ * 11 us and populating about 1.1 us a page (4 KiB), so a fresh process
+ * running `bounds` on mnist 256x4 spent more time faulting than computing.
+ * A block is fresh when its last page is not resident: blocks are cut
+ * from the top of a heap, which grows upward, while a block reused from
+ * the heap's bins (branch-and-bound's steady state) is resident and costs
+ * one mincore here. Small blocks share their pages with others and are
+ * left alone. A kernel without MADV_POPULATE_WRITE (before Linux 5.14)
+ * refuses the call and the pages fault in as before.
+ */
+#define SB_CPU_POPULATE_MIN_BYTES ((size_t)64 << 10)
+
+static void populate_fresh(void *block, size_t bytes) {
+#if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE)
+  const uintptr_t page = 4096;
+  uintptr_t from = ((uintptr_t)block + page - 1) & ~(page - 1);
+  uintptr_t to = ((uintptr_t)block + bytes) & ~(page - 1);
+  unsigned char last = 1;
+  if (bytes < SB_CPU_POPULATE_MIN_BYTES || to <= from ||
+      mincore((void *)(to - page), page, &last) != 0 || (last & 1))
+    return;
+  (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+#else
+  (void)block;
+  (void)bytes;
 #endif
 }
 
@@ -86,6 +119,8 @@ static int cpu_alloc(SbDevice *dev, size_t bytes, void **out) {
   /* 64-byte alignment suits AVX-512 loads in OpenBLAS and our loops. */
   size_t rounded = (bytes + 63) / 64 * 64;
   void *p = rounded ? aligned_alloc(64, rounded) : NULL;
+  if (p != NULL)
+    populate_fresh(p, rounded);
   *out = p;
   if (p == NULL && bytes != 0) {
     snprintf(dev->error, sizeof dev->error, "malloc of %zu bytes failed",

@@ -19,6 +19,7 @@ hosts_engine_libsbengine_la_SOURCES = \
 	hosts/engine/verify.c hosts/engine/verify.h \
 	hosts/engine/problem.c hosts/engine/problem.h \
 	hosts/engine/limits.c hosts/engine/limits.h \
+	hosts/engine/heap_prefault.c hosts/engine/heap_prefault.h \
 	hosts/engine/verify_memory.c hosts/engine/verify_memory.h
 hosts_engine_libsbengine_la_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(PROTOBUF_C_CFLAGS)
 hosts_engine_libsbengine_la_LIBADD = plugin/libshardbound.la $(GLIB_LIBS) $(PROTOBUF_C_LIBS) -lm
