@@ -11,6 +11,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "hosts/engine/heap_prefault.h"
@@ -689,13 +690,13 @@ END_TEST
 /* The pages wholly inside [p, p + size), and how many of them are
  * resident. */
 static size_t whole_pages(const char *p, size_t size) {
-  const uintptr_t page = 4096;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   return (((uintptr_t)p + size) & ~(page - 1)) / page -
          ((uintptr_t)p + page - 1) / page;
 }
 
 static size_t resident_pages(const char *p, size_t size) {
-  const uintptr_t page = 4096;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
   size_t n = whole_pages(p, size), count = 0;
   unsigned char *vec = g_malloc(n);
@@ -714,7 +715,7 @@ START_TEST(test_heap_prefault_maps_the_free_top) {
   /* AddressSanitizer's allocator has no glibc heap top to map. */
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE) &&                      \
     !defined(__SANITIZE_ADDRESS__)
-  const size_t size = (size_t)16 << 20, page = 4096;
+  const size_t size = (size_t)16 << 20, page = sysconf(_SC_PAGESIZE);
   void *probe = mmap(NULL, page, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ck_assert(probe != MAP_FAILED);

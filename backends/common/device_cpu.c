@@ -19,6 +19,7 @@
 #include <malloc.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 /*
@@ -71,7 +72,7 @@ static void keep_freed_memory(void) {
 
 static void populate_fresh(void *block, size_t bytes) {
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE)
-  const uintptr_t page = 4096;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t from = ((uintptr_t)block + page - 1) & ~(page - 1);
   uintptr_t to = ((uintptr_t)block + bytes) & ~(page - 1);
   unsigned char last = 1;

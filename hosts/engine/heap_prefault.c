@@ -6,7 +6,7 @@
  * host (the VNNLIB parse tree, the unpacked protobuf and the converted
  * weights), a third of the whole process's time (docs/bench-cpu.md). The
  * loaders call sb_heap_prefault with a size derived from the file's before
- * they parse it. The CPU backend does the same for its own buffers
+ * they parse it. The CPU backend maps its own new buffers in the same way
  * (device_cpu.c). */
 #include "config.h"
 
@@ -38,7 +38,7 @@ static gsize heap_top(uintptr_t *start) {
 
 void sb_heap_prefault(gsize bytes) {
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE)
-  const uintptr_t page = 4096;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   if (bytes > SB_HEAP_PREFAULT_MAX)
     bytes = SB_HEAP_PREFAULT_MAX;
   uintptr_t start;
