@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine-testlib.h"
+#include "hosts/engine/network.h"
 
 static void assert_close_array(JsonObject *method, const char *key,
                                const double *got, int n, const char *golden) {
@@ -178,6 +179,47 @@ START_TEST(test_crown_with_ibp_intersection_is_never_looser) {
 }
 END_TEST
 
+/* A start node's neurons bounded a chunk of rows at a time (what a pass
+ * over too many of them does to stay within its memory budget) give the
+ * bounds of one pass over all of them for CROWN, and sound alpha-CROWN
+ * bounds. */
+START_TEST(test_bounds_in_row_chunks_equal_one_pass) {
+  SbTestCase c = {0};
+  g_autoptr(GError) error = NULL;
+  sb_test_case_load(&c, sb_test_goldens[_i], "cpu", 0);
+  const double *xl = c.prop->regions[0].x_lower,
+               *xu = c.prop->regions[0].x_upper;
+  SbBoundsResult whole, chunked, alpha;
+  ck_assert(sb_test_compute_bounds(c.net, SB_METHOD_CROWN, FALSE, xl, xu, NULL,
+                                   &whole, &error));
+  /* A few to a few hundred neurons a pass, depending on the network. */
+  c.net->tighten_pass_bytes = 4 << 20;
+  ck_assert(sb_test_compute_bounds(c.net, SB_METHOD_CROWN, FALSE, xl, xu, NULL,
+                                   &chunked, &error));
+  for (int j = 0; j < whole.n_outputs; j++) {
+    /* float32 products of other shapes may round differently. */
+    double tol = 1e-5 * MAX(1.0, fabs(whole.output_lower[j]));
+    ck_assert_msg(fabs(chunked.output_lower[j] - whole.output_lower[j]) <= tol,
+                  "%s lower[%d]: %.9g in chunks, %.9g in one pass",
+                  sb_test_goldens[_i], j, chunked.output_lower[j],
+                  whole.output_lower[j]);
+    tol = 1e-5 * MAX(1.0, fabs(whole.output_upper[j]));
+    ck_assert_msg(fabs(chunked.output_upper[j] - whole.output_upper[j]) <= tol,
+                  "%s upper[%d]: %.9g in chunks, %.9g in one pass",
+                  sb_test_goldens[_i], j, chunked.output_upper[j],
+                  whole.output_upper[j]);
+  }
+  ck_assert(sb_test_compute_bounds(c.net, SB_METHOD_ALPHA_CROWN, TRUE, xl, xu,
+                                   NULL, &alpha, &error));
+  sb_test_assert_contains_samples(c.graph, xl, xu, &alpha, 200, 57 + _i,
+                                  sb_test_goldens[_i]);
+  sb_bounds_result_clear(&whole);
+  sb_bounds_result_clear(&chunked);
+  sb_bounds_result_clear(&alpha);
+  sb_test_case_free(&c);
+}
+END_TEST
+
 /* A property's spec bound can never be looser than what the output bounds
  * alone imply when the spec is a single output (c = e_j). */
 START_TEST(test_crown_spec_of_unit_rows_equals_output_bounds) {
@@ -280,6 +322,8 @@ static Suite *engine_suite(void) {
                       sb_test_n_goldens);
   tcase_add_loop_test(tc, test_random_dag_bounds_contain_samples, 0, 8);
   tcase_add_test(tc, test_crown_spec_of_unit_rows_equals_output_bounds);
+  tcase_add_loop_test(tc, test_bounds_in_row_chunks_equal_one_pass, 0,
+                      sb_test_n_goldens);
   tcase_add_loop_test(tc, test_crown_with_ibp_intersection_is_never_looser, 0,
                       sb_test_n_goldens);
   suite_add_tcase(s, tc);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "alpha.h"
+#include "lockstep.h"
 #include "bounds_private.h"
 
 gboolean sb_method_from_string(const char *text, SbMethod *out) {
@@ -139,6 +140,19 @@ static sb_tensor *unit_rows(SbNetwork *net, const int64_t *index, int64_t S,
  * its ranks, rather than by a few uneven row blocks. */
 #define SB_TIGHTEN_BATCHED_ROWS 64
 
+/* Rows of one pass from start node i within net->tighten_pass_bytes: a
+ * row holds a float per batch element and neuron of every node up to i,
+ * in as many copies as the pass keeps (on the safe side: both sides of
+ * the coefficients; with alpha-CROWN also the recorded pass, its gradient
+ * sweep, and the slopes with their gradients and Adam state). */
+static int64_t rows_per_pass(SbNetwork *net, int i, int64_t B, gboolean alpha) {
+  double floats = 0;
+  for (int j = 0; j <= i; j++)
+    floats += (double)sb_net_node_size(net, j);
+  double row_bytes = floats * (double)B * sizeof(float) * (alpha ? 8 : 2);
+  return MAX(1, (int64_t)(net->tighten_pass_bytes / row_bytes));
+}
+
 gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
                          const SbAlphaParams *alpha, gboolean intersect_ibp,
                          const SbPassConfig *extra, int *n_unstable,
@@ -172,9 +186,16 @@ gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
    * at a time (their rows are independent, cl/cu are [k,B]). */
   int64_t chunk =
       alpha != NULL || B == 1 ? n_idx : MIN(n_idx, SB_TIGHTEN_BATCHED_ROWS);
+  chunk = MIN(chunk, rows_per_pass(net, i, B, alpha != NULL));
   gboolean ok = TRUE;
-  for (int64_t k0 = 0; k0 < n_idx && ok; k0 += chunk) {
+  int64_t done = 0;
+  for (int64_t k0 = 0; k0 < n_idx && ok; k0 = done) {
+    /* Past alpha-CROWN's deadline the neurons left keep the bounds they
+     * have (any bound is sound), and the caller meets the deadline next. */
+    if (k0 > 0 && alpha != NULL && sb_net_deadline_passed(net, alpha->deadline))
+      break;
     int64_t m = MIN(chunk, n_idx - k0);
+    done = k0 + m;
     sb_tensor *A = unit_rows(net, index + k0, m, B, size, error);
     if (A == NULL)
       return FALSE;
@@ -196,9 +217,11 @@ gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
   for (int64_t k = 0; k < n_idx; k++)
     for (int64_t b = 0; b < B; b++) {
       int64_t j = b * size + index[k];
-      double nl = cl[k * B + b], nu = cu[k * B + b];
-      l[j] = intersect_ibp ? MAX(l[j], nl) : nl;
-      u[j] = intersect_ibp ? MIN(u[j], nu) : nu;
+      if (k < done) {
+        double nl = cl[k * B + b], nu = cu[k * B + b];
+        l[j] = intersect_ibp ? MAX(l[j], nl) : nl;
+        u[j] = intersect_ibp ? MIN(u[j], nu) : nu;
+      }
       if (n_unstable != NULL && l[j] < 0 && u[j] > 0)
         (*n_unstable)++;
     }

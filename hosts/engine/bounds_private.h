@@ -33,7 +33,10 @@ gboolean sb_node_needs_crown(const SbNetwork *net, int i);
 /* CROWN for node i's unstable neurons, and alpha-CROWN with `alpha`
  * (NULL: none), replacing their current bounds or, with intersect_ibp,
  * keeping the tighter. `extra` MAY carry beta terms. n_unstable (MAY be
- * NULL) is increased by the neurons still unstable. */
+ * NULL) is increased by the neurons still unstable. The neurons are
+ * bounded in chunks of rows that fit net->tighten_pass_bytes; once
+ * alpha's deadline has passed, the chunks left keep their current
+ * bounds. */
 gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
                          const SbAlphaParams *alpha, gboolean intersect_ibp,
                          const SbPassConfig *extra, int *n_unstable,

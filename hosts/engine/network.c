@@ -172,6 +172,7 @@ SbNetwork *sb_network_new(SbSession *session, const SbGraph *graph,
   net->layers = g_new0(sb_layer *, n);
   net->has_relu_ancestor = g_new0(gboolean, n);
   net->feeds_relu = g_new0(gboolean, n);
+  net->tighten_pass_bytes = SB_TIGHTEN_PASS_BYTES;
 
   for (int i = 0; i < n; i++) {
     const SbNode *node = sb_graph_node(graph, i);

@@ -8,6 +8,14 @@
 
 G_BEGIN_DECLS
 
+/* What one pass of sb_node_tighten holds at most, by default: past it a
+ * start node's unstable neurons are bounded a chunk of rows at a time.
+ * Without it alpha-CROWN at the root of a ResNet with 64x32x32 activations
+ * (one pass over 20,000-odd unstable neurons, the coefficients of every
+ * node kept for the gradient) asked for 24 GB, and the kernel killed the
+ * process. */
+#define SB_TIGHTEN_PASS_BYTES (2.0 * 1024 * 1024 * 1024)
+
 struct _SbNetwork {
   SbSession *session;
   const SbGraph *graph;
@@ -15,6 +23,9 @@ struct _SbNetwork {
   gboolean *has_relu_ancestor; /* a ReLU lies between the input and it */
   gboolean *feeds_relu;        /* it is the input of some ReLU */
   double product_flops;        /* multiply-adds x2 of the products issued */
+  /* The most one pass of sb_node_tighten may hold, in bytes (bounds.c:
+   * SB_TIGHTEN_PASS_BYTES; tests lower it to force chunks). */
+  double tighten_pass_bytes;
 };
 
 /* The floating-point operations of the matrix products (GEMM-like work)
