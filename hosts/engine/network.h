@@ -23,8 +23,8 @@ struct _SbNetwork {
   gboolean *has_relu_ancestor; /* a ReLU lies between the input and it */
   gboolean *feeds_relu;        /* it is the input of some ReLU */
   double product_flops;        /* multiply-adds x2 of the products issued */
-  /* The most one pass of sb_node_tighten may hold, in bytes (bounds.c:
-   * SB_TIGHTEN_PASS_BYTES; tests lower it to force chunks). */
+  /* The most one pass of sb_node_tighten may hold, in bytes:
+   * SB_TIGHTEN_PASS_BYTES, lowered by tests to force chunks. */
   double tighten_pass_bytes;
 };
 
