@@ -710,7 +710,8 @@ static size_t resident_pages(const char *p, size_t size) {
 
 /* The loader maps the heap's free top before parsing (heap_prefault.c): a
  * block cut from a fresh top afterwards is resident before it is touched,
- * where without the call the same fresh pages are not. */
+ * where without the call the same fresh pages are not; a top smaller than
+ * asked for is grown to the size asked for and mapped whole. */
 START_TEST(test_heap_prefault_maps_the_free_top) {
   /* AddressSanitizer's allocator has no glibc heap top to map. */
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE) &&                      \
@@ -740,6 +741,14 @@ START_TEST(test_heap_prefault_maps_the_free_top) {
   ck_assert_ptr_nonnull(block);
   ck_assert_uint_eq(resident_pages(block, size), whole_pages(block, size));
   free(block);
+  /* A top smaller than asked for (16 MiB now) is grown first, and the
+   * whole of what is asked for is mapped. */
+  const size_t more = 3 * size;
+  sb_heap_prefault(more);
+  char *bigger = malloc(more);
+  ck_assert_ptr_nonnull(bigger);
+  ck_assert_uint_eq(resident_pages(bigger, more), whole_pages(bigger, more));
+  free(bigger);
 #endif
 }
 END_TEST

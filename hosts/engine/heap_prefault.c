@@ -45,8 +45,11 @@ void sb_heap_prefault(gsize bytes) {
   if (heap_top(&start) < bytes) {
     /* Grows the heap; the block is freed at once and, unless this
      * process's malloc gives large blocks back to the kernel (its own
-     * choice, see device_cpu.c), the grown top stays. */
-    free(malloc(bytes));
+     * choice, see device_cpu.c), the grown top stays. Through a volatile
+     * pointer, since a compiler may drop a malloc whose block is only
+     * freed (GCC 12 did). */
+    void *volatile grown = malloc(bytes);
+    free(grown);
   }
   gsize size = heap_top(&start);
   if (size > bytes)

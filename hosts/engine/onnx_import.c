@@ -427,6 +427,16 @@ static Value *append_node(Importer *imp, SbNodeKind kind, const Value *x0,
 
 /* ---- operators -------------------------------------------------------- */
 
+/* A constant [k, n] weight as the LINEAR layer's [n, k] (its transpose),
+ * reading the source's rows in order. */
+static float *transposed_weight(const float *b, int64_t k, int64_t n) {
+  float *w = g_new(float, n *k + 1);
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t o = 0; o < n; o++)
+      w[o * k + i] = b[i * n + o];
+  return w;
+}
+
 static gboolean import_gemm(Importer *imp, GError **error) {
   Value *a, *b, *c;
   int64_t trans_a, trans_b, k, n, kb;
@@ -478,15 +488,13 @@ static gboolean import_gemm(Importer *imp, GError **error) {
     for (int64_t o = 0; o < n; o++)
       bias[o] = (float)(beta * c->data[c->numel == 1 ? 0 : o]);
   }
-  /* w [n, k] is B^T (B itself when transB); rows of B are read in order
-   * either way, and alpha scales only where it is not 1. */
-  w = g_new(float, n *k + 1);
-  if (trans_b)
+  /* w [n, k] is B^T, or B itself when transB; alpha scales only where it
+   * is not 1. */
+  if (trans_b) {
+    w = g_new(float, n *k + 1);
     memcpy(w, b->data, (size_t)(n * k) * sizeof(float));
-  else
-    for (int64_t i = 0; i < k; i++)
-      for (int64_t o = 0; o < n; o++)
-        w[o * k + i] = b->data[i * n + o];
+  } else
+    w = transposed_weight(b->data, k, n);
   if (alpha != 1.0)
     for (int64_t j = 0; j < n * k; j++)
       w[j] = (float)(alpha * w[j]);
@@ -532,10 +540,7 @@ static gboolean import_matmul(Importer *imp, GError **error) {
     return FALSE;
   }
   /* x W with W [in,out] is the LINEAR layer with W transposed. */
-  w = g_new(float, n *k + 1);
-  for (int64_t i = 0; i < k; i++)
-    for (int64_t o = 0; o < n; o++)
-      w[o * k + i] = b->data[i * n + o];
+  w = transposed_weight(b->data, k, n);
   memcpy(shape, a->shape, sizeof(int64_t) * a->ndim);
   shape[a->ndim - 1] = n;
   return set_output(
