@@ -603,6 +603,13 @@ START_TEST(test_conv_backward_is_transpose_of_forward) {
       conv_desc(4, 5, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),
       /* all at once, non-square */
       conv_desc(4, 9, 6, 2, 2, 3, 2, 1, 0, 2, 1, 0, 2, 1, 2),
+      /* rows wider than the CPU kernel's 8 lanes, with a tail; 12 input
+       * channels, one block of 8 and one padded block */
+      conv_desc(12, 5, 19, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+      /* an RGB stem at stride 2 (the half-width channel block) */
+      conv_desc(3, 6, 32, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),
+      /* stride 3 over a kernel of 2: input columns no output reaches */
+      conv_desc(1, 4, 26, 9, 2, 2, 3, 3, 0, 0, 0, 0, 1, 1, 1),
   };
   const int64_t S = 3, B = 2;
   for (size_t gi = 0; gi < G_N_ELEMENTS(geoms); gi++) {
@@ -638,6 +645,15 @@ START_TEST(test_conv_backward_is_transpose_of_forward) {
     read_into(tAi, S * B * nin, Ai);
     double *bv = g_new(double, S *B);
     read_into(bias, S * B, bv);
+    /* A second pass with accumulate set adds the same coefficients. */
+    double *twice = g_new(double, S *B *nin);
+    backward(l.layer, SB_SIDE_LOWER, tA, NULL, NULL, NULL, tAi, 1, bias);
+    read_into(tAi, S * B * nin, twice);
+    for (int64_t i = 0; i < S * B * nin; i++)
+      ck_assert_msg(fabs(twice[i] - 2 * Ai[i]) <= 1e-5 * (1 + fabs(Ai[i])),
+                    "geometry %zu: accumulated A_in[%lld] %g, not twice %g", gi,
+                    (long long)i, twice[i], Ai[i]);
+    g_free(twice);
     /* <A, conv(x)> = <A_in, x> + bias, per row (conv includes its bias). */
     for (int64_t s = 0; s < S; s++)
       for (int64_t b = 0; b < B; b++) {

@@ -35,7 +35,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 rows="$tmp/rows"
 : > "$rows"
-grep -E "${INSTANCES:-.}" "$data/instances.csv" | while IFS=, read -r onnx vnnlib timeout; do
+# Some benchmarks' instances.csv have CRLF line ends (cifar10_resnet does).
+tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, read -r onnx vnnlib timeout; do
   timeout=$(printf '%.0f' "$timeout")
   if [ "$cap" -gt 0 ] && [ "$timeout" -gt "$cap" ]; then timeout=$cap; fi
   start=$(date +%s%N)

@@ -259,6 +259,18 @@ typedef struct SbDeviceOps {
   int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src, int64_t lds,
                      int64_t k, const int64_t *index, float *dst);
 
+  /* ---- optional: the transposed convolution in one kernel ---- */
+  /* MAY be NULL (the operator then uses sgemm with W^T and col2im). For
+   * each of n rows, x [in_c, in_h, in_w] gets sum over oc < nc, kh, kw of
+   * w[oc, ic, kh, kw] * a[oc, oh, ow] at ih = oh*sh - pad_top + kh*dh, iw =
+   * ow*sw - pad_left + kw*dw (positions in the padding are dropped): a
+   * [n, nc, out_h, out_w] holds nc output channels and w [nc, in_c, kh,
+   * kw] their weights. Added to x when accumulate is non-zero, else x is
+   * overwritten. groups MUST be 1. x MUST NOT overlap a or w. */
+  int (*conv_transpose)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
+                        int64_t nc, const float *w, const float *a,
+                        int accumulate, float *x);
+
   /* ---- optional: ranks of one process reading each other's buffers ---- */
   /* Non-zero when kernels queued on dev may read buffers that peer
    * allocated directly (host memory; the same GPU; GPUs with peer access,

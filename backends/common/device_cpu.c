@@ -6,6 +6,7 @@
  * change. Loops that sum across elements stay scalar, since vectorising
  * them would reorder the additions and change the bounds' last bits. */
 #include "backends/common/device_cpu.h"
+#include "backends/common/conv_transpose_cpu.h"
 #include "backends/common/relu_relax.h"
 
 #include <cblas.h>
@@ -326,10 +327,27 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
       const float *l = lower + b * N, *u = upper + b * N;
       float *d = A_in + row * N;
       float extra = 0.0f;
-      for (int64_t n = 0; n < N; n++) {
-        const float v = sb_relu_relax_backward(lower_side, a[n], l[n], u[n],
-                                               al ? al + n : NULL, &extra);
-        d[n] = accumulate ? d[n] + v : v;
+      /* Branch-free bodies, so that the loops vectorise: an overwrite is
+       * an add to zeros, and each copy of the loop knows its alpha. The
+       * bias sum is kept in vector lanes (a fixed order). */
+      if (!accumulate)
+        memset(d, 0, (size_t)N * sizeof(float));
+      if (al) {
+#pragma omp simd reduction(+ : extra)
+        for (int64_t n = 0; n < N; n++) {
+          SbReluBackTerm t =
+              sb_relu_relax_backward(lower_side, a[n], l[n], u[n], al + n);
+          extra += t.bias;
+          d[n] += t.coef;
+        }
+      } else {
+#pragma omp simd reduction(+ : extra)
+        for (int64_t n = 0; n < N; n++) {
+          SbReluBackTerm t =
+              sb_relu_relax_backward(lower_side, a[n], l[n], u[n], NULL);
+          extra += t.bias;
+          d[n] += t.coef;
+        }
       }
       bias[row] += extra;
     }
@@ -456,6 +474,13 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
         }
       }
   return SB_OK;
+}
+
+static int cpu_conv_transpose(SbDevice *dev, const SbConvGeom *g, int64_t n,
+                              int64_t nc, const float *w, const float *a,
+                              int accumulate, float *x) {
+  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, dev->error,
+                               sizeof dev->error);
 }
 
 static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
@@ -673,4 +698,5 @@ const SbDeviceOps sb_device_cpu_ops = {
     .channel_bias_vjp = cpu_channel_bias_vjp,
     .nonzero_cols = cpu_nonzero_cols,
     .gather_cols = cpu_gather_cols,
+    .conv_transpose = cpu_conv_transpose,
 };

@@ -9,6 +9,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device.h \
 	backends/common/device_cpu.h \
 	backends/common/device_cpu.c \
+	backends/common/conv_transpose_cpu.h \
+	backends/common/conv_transpose_cpu.c \
 	backends/common/relu_relax.h \
 	backends/common/tracked_alloc.h \
 	backends/common/tracked_alloc.c \
@@ -62,6 +64,14 @@ tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
 	-lpthread
+
+# The conv operator's backward step through the CPU kernel and through
+# sgemm + col2im (the path of devices without the kernel).
+check_PROGRAMS += tests/check-conv-transpose
+tests_check_conv_transpose_SOURCES = tests/check-conv-transpose.c
+tests_check_conv_transpose_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_conv_transpose_LDADD = backends/common/libsbdevice.la \
+	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
 # The bounded wait, the agreed making of a device communicator and the
 # choice of each rank's GPU, on the CPU.

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* 2-D convolutions (ONNX Conv: stride, asymmetric pads, dilation, groups):
  * forward and IBP by im2col + GEMM, CROWN backward as the transposed
- * convolution (GEMM with W^T, then an accumulating col2im). Every product
- * covers a whole chunk of rows at once, with the rows' columns side by side,
- * rather than one small GEMM per spec row. */
+ * convolution: the device's own kernel where it has one (the CPU's,
+ * conv_transpose_cpu.c), else a GEMM with W^T and an accumulating col2im.
+ * Every product covers a whole chunk of rows at once, with the rows'
+ * columns side by side, rather than one small GEMM per spec row. */
 #include "backends/common/layer.h"
 
 /* im2col columns are the big transient buffer: process rows in chunks so
@@ -216,6 +217,11 @@ int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
                       float *dst) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
+  if (o->conv_transpose && g->groups == 1) {
+    int st =
+        o->conv_transpose(x->dev, g, R, nc, l->weight.ptr, A, accumulate, dst);
+    return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv backward");
+  }
   SbConvDims d = sb_conv_dims(g);
   int64_t chunk = conv_chunk((d.ck + nc) * d.P, R);
   SbBuffer cols = {0}, at = {0};

@@ -28,29 +28,39 @@ static inline SB_HOST_DEVICE float sb_relu_default_alpha(float l, float u) {
 }
 
 /* One coefficient a of a bound on the output pulled back onto the input:
- * returns the input's coefficient and adds the constant the relaxation
- * contributes to *bias (untouched for stable neurons). A lower bound takes
- * the lower line where the coefficient is positive and the upper line where
- * it is negative; an upper bound the opposite. alpha: this element's lower
- * slope, or NULL for the default. */
-static inline SB_HOST_DEVICE float
-sb_relu_relax_backward(int lower_side, float a, float l, float u,
-                       const float *alpha, float *bias) {
-  if (l >= 0.0f)
-    return a;
-  if (u <= 0.0f)
-    return 0.0f;
-  const float slope = u / (u - l);
-  const float icpt = -l * slope;
-  const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
+ * the input's coefficient, and the constant the relaxation adds to the
+ * bound (0 for stable neurons). A lower bound takes the lower line where
+ * the coefficient is positive and the upper line where it is negative; an
+ * upper bound the opposite. alpha: this element's lower slope, or NULL for
+ * the default. Written without branches, as selects between the three
+ * cases, so that the CPU's loop over neurons vectorises; each case
+ * computes what it did with branches. */
+typedef struct {
+  float coef, bias;
+} SbReluBackTerm;
+
+static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_relax_backward(
+    int lower_side, float a, float l, float u, const float *alpha) {
+  /* The cases of the branches this replaces, NaN bounds included (they
+   * fall to the unstable case and propagate). */
+  const int active = l >= 0.0f;
+  const int unstable = !active & !(u <= 0.0f);
+  /* Computed for every neuron (a stable one's may be inf or NaN, and is
+   * not selected): a division under a condition is not vectorised. */
+  const float chord = u / (u - l);
+  const float slope = unstable ? chord : 0.0f;
+  const float icpt = unstable ? -l * chord : 0.0f;
+  const float chosen = alpha ? *alpha : sb_relu_default_alpha(l, u);
+  const float lo_slope = unstable ? chosen : 0.0f;
   const float pos = a > 0.0f ? a : 0.0f;
   const float neg = a < 0.0f ? a : 0.0f;
-  if (lower_side) {
-    *bias += neg * icpt;
-    return lo_slope * pos + slope * neg;
-  }
-  *bias += pos * icpt;
-  return lo_slope * neg + slope * pos;
+  SbReluBackTerm t;
+  /* An active neuron passes a on as it is (a NaN too). */
+  t.coef = active       ? a
+           : lower_side ? lo_slope * pos + slope * neg
+                        : lo_slope * neg + slope * pos;
+  t.bias = (lower_side ? neg : pos) * icpt;
+  return t;
 }
 
 /* The vector-Jacobian product of sb_relu_relax_backward for one element:

@@ -167,9 +167,10 @@ __global__ void relu_backward_kernel(int lower_side, int64_t rows, int64_t B,
     float *d = A_in + row * N;
     float extra = 0.0f;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-      const float v = sb_relu_relax_backward(lower_side, a[n], l[n], u[n],
-                                             al ? al + n : NULL, &extra);
-      d[n] = accumulate ? d[n] + v : v;
+      const SbReluBackTerm t = sb_relu_relax_backward(lower_side, a[n], l[n],
+                                                      u[n], al ? al + n : NULL);
+      extra += t.bias;
+      d[n] = accumulate ? d[n] + t.coef : t.coef;
     }
     float total = block_sum(extra, buf);
     if (threadIdx.x == 0)

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* The CPU device's transposed convolution, done directly (no im2col
+ * columns): the kernel behind SbDeviceOps.conv_transpose on the CPU. */
+#ifndef SB_BACKENDS_CONV_TRANSPOSE_CPU_H
+#define SB_BACKENDS_CONV_TRANSPOSE_CPU_H
+
+#include "backends/common/device.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* As SbDeviceOps.conv_transpose; a failure (out of memory for the packed
+ * weights) is explained in error (error_size bytes, caller's). */
+int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
+                          const float *w, const float *a, int accumulate,
+                          float *x, char *error, size_t error_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_CONV_TRANSPOSE_CPU_H */
