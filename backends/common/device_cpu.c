@@ -2,9 +2,12 @@
 /* The CPU device: "device memory" is host memory, products go to OpenBLAS
  * and the kernels are plain loops. The element-wise ones are marked
  * `#pragma omp simd` (vectorised with KERNEL_CFLAGS, see configure.ac):
- * each lane computes what one scalar iteration did, so results do not
- * change. Loops that sum across elements stay scalar, since vectorising
- * them would reorder the additions and change the bounds' last bits. */
+ * each lane computes what one scalar iteration did. The sums a CROWN pass
+ * spends its time in (the ReLU relaxation's bias, concretize, the channel
+ * sums of a conv bias) are vectorised too, as `reduction`s: the lanes add
+ * in a fixed order, different from one running sum in the last bits, and
+ * the same on every rank, so multi-rank results stay bitwise those of one
+ * device. The other sums stay scalar. */
 #include "backends/common/device_cpu.h"
 #include "backends/common/conv_transpose_cpu.h"
 #include "backends/common/relu_relax.h"
@@ -288,6 +291,7 @@ static int cpu_channel_bias_backward(SbDevice *dev, int64_t rows,
     for (int64_t c = 0; c < channels; c++) {
       const float *as = A + (r * channels + c) * spatial;
       float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
       for (int64_t k = 0; k < spatial; k++)
         sum += as[k];
       acc += (double)sum * shift[c];
@@ -365,6 +369,7 @@ static int cpu_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
       const float *a = A + row * N;
       const float *c = centre + b * N, *r = radius + b * N;
       float dot = 0.0f, spread = 0.0f;
+#pragma omp simd reduction(+ : dot, spread)
       for (int64_t n = 0; n < N; n++) {
         dot += a[n] * c[n];
         spread += fabsf(a[n]) * r[n];
