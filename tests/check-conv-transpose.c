@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/common/conv_transpose_cpu.h"
 #include "backends/common/device_cpu.h"
 #include "backends/common/layer.h"
 
@@ -21,11 +22,13 @@ typedef struct {
 
 /* in channels, height, width; out channels; kernel; stride; pads top,
  * left, bottom, right; dilation (out_h and out_w are completed below). */
-#define GEOM(ic, ih, iw, oc, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw)          \
-  {.in_c = ic, .in_h = ih, .in_w = iw, .out_c = oc, .kernel_h = kh,           \
-   .kernel_w = kw, .stride_h = sh, .stride_w = sw, .pad_top = pt,             \
-   .pad_left = pl, .pad_bottom = pb, .pad_right = pr, .dilation_h = dh,       \
-   .dilation_w = dw, .groups = 1}
+#define GEOM(ic, ih, iw, oc, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw)           \
+  {                                                                            \
+    .in_c = ic, .in_h = ih, .in_w = iw, .out_c = oc, .kernel_h = kh,           \
+    .kernel_w = kw, .stride_h = sh, .stride_w = sw, .pad_top = pt,             \
+    .pad_left = pl, .pad_bottom = pb, .pad_right = pr, .dilation_h = dh,       \
+    .dilation_w = dw, .groups = 1                                              \
+  }
 
 static const Case cases[] = {
     {GEOM(3, 32, 32, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), 0, 8,
@@ -78,9 +81,9 @@ static void reference(const SbConvGeom *g, int64_t R, int64_t nc,
                 if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w)
                   continue;
                 x[r * in + (ic * g->in_h + ih) * g->in_w + iw] +=
-                    v * w[((oc * g->in_c + ic) * g->kernel_h + kh) *
-                              g->kernel_w +
-                          kw];
+                    v *
+                    w[((oc * g->in_c + ic) * g->kernel_h + kh) * g->kernel_w +
+                      kw];
               }
         }
 }
@@ -88,8 +91,7 @@ static void reference(const SbConvGeom *g, int64_t R, int64_t nc,
 static void check_path(const SbDeviceOps *ops, const char *path) {
   char error[256] = "";
   SbDevice *dev = NULL;
-  ck_assert_int_eq(sb_device_cpu_ops.open(0, &dev, error, sizeof error),
-                   SB_OK);
+  ck_assert_int_eq(sb_device_cpu_ops.open(0, &dev, error, sizeof error), SB_OK);
   SbMemTracker mem;
   ck_assert_int_eq(sb_mem_tracker_init(&mem), 0);
   SbExec x = {ops, dev, &mem, error, sizeof error};
@@ -126,11 +128,10 @@ static void check_path(const SbDeviceOps *ops, const char *path) {
                     "%s, %s: %s", path, c->what, error);
       for (int64_t i = 0; i < R * in; i++)
         ck_assert_msg(fabs(out[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])) *
-                                                     c->nc * g->kernel_h *
-                                                     g->kernel_w,
+                                                    c->nc * g->kernel_h *
+                                                    g->kernel_w,
                       "%s, %s, accumulate %d: x[%lld] = %.8g, float64 %.8g",
-                      path, c->what, accumulate, (long long)i, out[i],
-                      want[i]);
+                      path, c->what, accumulate, (long long)i, out[i], want[i]);
     }
     free(w), free(a), free(out), free(want);
   }
@@ -151,11 +152,39 @@ START_TEST(test_gemm_and_col2im_match_float64) {
 }
 END_TEST
 
+/* Rows shared among threads come out bitwise as one thread's. */
+START_TEST(test_cpu_kernel_threads_change_nothing) {
+  const SbConvGeom g =
+      complete((SbConvGeom)GEOM(3, 32, 32, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1));
+  const int64_t R = 100, P = g.out_h * g.out_w, in = g.in_c * g.in_h * g.in_w;
+  const int64_t wn = g.out_c * g.in_c * g.kernel_h * g.kernel_w;
+  unsigned seed = 5;
+  float *w = malloc(wn * sizeof *w), *a = malloc(R * g.out_c * P * sizeof *a);
+  float *one = malloc(R * in * sizeof *one),
+        *many = malloc(R * in * sizeof *many);
+  for (int64_t i = 0; i < wn; i++)
+    w[i] = frand(&seed);
+  for (int64_t i = 0; i < R * g.out_c * P; i++)
+    a[i] = frand(&seed);
+  char error[256];
+  ck_assert_int_eq(sb_cpu_conv_transpose(&g, R, g.out_c, w, a, 0, one, 1, error,
+                                         sizeof error),
+                   SB_OK);
+  ck_assert_int_eq(sb_cpu_conv_transpose(&g, R, g.out_c, w, a, 0, many, 3,
+                                         error, sizeof error),
+                   SB_OK);
+  ck_assert_msg(memcmp(one, many, R * in * sizeof *one) == 0,
+                "three threads changed the result");
+  free(w), free(a), free(one), free(many);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("conv-transpose");
   TCase *tc = tcase_create("paths");
   tcase_add_test(tc, test_cpu_kernel_matches_float64);
   tcase_add_test(tc, test_gemm_and_col2im_match_float64);
+  tcase_add_test(tc, test_cpu_kernel_threads_change_nothing);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

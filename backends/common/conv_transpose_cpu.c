@@ -15,9 +15,11 @@
  *
  * Each row of the batch is computed on its own, in a fixed order, so a
  * result does not depend on how the rows were split into calls (the
- * multi-rank backends' bitwise guarantee, layer.h). */
+ * multi-rank backends' bitwise guarantee, layer.h) or among threads. */
 #include "backends/common/conv_transpose_cpu.h"
+#include "backends/common/cpu_clones.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,24 +33,13 @@ typedef float ct_vec __attribute__((vector_size(CT_LANES * sizeof(float))));
  * of 8 columns; an RGB image's 3 channels (padded to 4) take two runs. */
 #define CT_ACCUMULATORS 8
 
-/* Builds with x86-64 as their baseline would otherwise get SSE2 (two
- * 4-float halves per vector and no fused multiply-add); an AVX2 clone is
- * picked at load time on the machines that have it. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define CT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef CT_CLONES
-#define CT_CLONES
-#endif
-
 typedef struct {
   const SbConvGeom *g;
-  int64_t nc;          /* output channels in a */
-  int64_t icp;         /* input channels padded to whole blocks */
-  const float *wpack;  /* [kh][kw][oc][icp], zeros for the padding */
-  const float *padded; /* [nc][out_h][width]: output column ow at ow - lo */
+  int64_t nc;         /* output channels in a */
+  int64_t icp;        /* input channels padded to whole blocks */
+  const float *wpack; /* [kh][kw][oc][icp], zeros for the padding */
+  /* A row of a copied into [nc][out_h][width], output column ow at
+   * ow - lo, zeros around it. */
   int64_t lo, width;
 } CtPlan;
 
@@ -67,8 +58,8 @@ static inline int ct_shift(const SbConvGeom *g, int64_t kw, int64_t ph,
  * CT_LANES x runs (block and runs constants after inlining, so that the
  * accumulators stay in registers). */
 static inline __attribute__((always_inline)) void
-ct_block(const CtPlan *p, float *x, int64_t ic0, const int block,
-         const int runs) {
+ct_block(const CtPlan *p, const float *padded, float *x, int64_t ic0,
+         const int block, const int runs) {
   const SbConvGeom *g = p->g;
   const int64_t OH = g->out_h, IH = g->in_h, IW = g->in_w;
   const int64_t sw = g->stride_w, nc = p->nc, icp = p->icp;
@@ -91,8 +82,8 @@ ct_block(const CtPlan *p, float *x, int64_t ic0, const int block,
             if (!ct_shift(g, kw, ph, &shift))
               continue;
             touched = 1;
-            const float *ap = p->padded + (t / g->stride_h) * p->width +
-                              (q0 - shift - p->lo);
+            const float *ap =
+                padded + (t / g->stride_h) * p->width + (q0 - shift - p->lo);
             const float *wp =
                 p->wpack + (kh * g->kernel_w + kw) * nc * icp + ic0;
             for (int64_t oc = 0; oc < nc; oc++) {
@@ -134,7 +125,7 @@ ct_block(const CtPlan *p, float *x, int64_t ic0, const int block,
     }
 }
 
-CT_CLONES
+SB_CPU_CLONES
 static void ct_rows(const CtPlan *p, int64_t n, const float *a, int accumulate,
                     float *x, float *padded) {
   const SbConvGeom *g = p->g;
@@ -150,16 +141,38 @@ static void ct_rows(const CtPlan *p, int64_t n, const float *a, int accumulate,
     if (!accumulate)
       memset(xr, 0, (size_t)in_size * sizeof(float));
     if (p->icp == 4)
-      ct_block(p, xr, 0, 4, 2);
+      ct_block(p, padded, xr, 0, 4, 2);
     else
       for (int64_t ic0 = 0; ic0 < g->in_c; ic0 += CT_ACCUMULATORS)
-        ct_block(p, xr, ic0, CT_ACCUMULATORS, 1);
+        ct_block(p, padded, xr, ic0, CT_ACCUMULATORS, 1);
   }
+}
+
+/* Rows per thread below which another thread costs more than it saves:
+ * starting one takes tens of microseconds, a resnet_2b row a few. */
+#define CT_MIN_ROWS_PER_THREAD 32
+#define CT_MAX_THREADS         64
+
+typedef struct {
+  const CtPlan *p;
+  int64_t n;
+  const float *a;
+  int accumulate;
+  float *x, *padded;
+  pthread_t thread;
+  int started;
+} CtPart;
+
+static void *ct_part_run(void *arg) {
+  CtPart *t = arg;
+  ct_rows(t->p, t->n, t->a, t->accumulate, t->x, t->padded);
+  return NULL;
 }
 
 int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
                           const float *w, const float *a, int accumulate,
-                          float *x, char *error, size_t error_size) {
+                          float *x, int threads, char *error,
+                          size_t error_size) {
   if (g->groups != 1) {
     snprintf(error, error_size,
              "conv_transpose: grouped convolutions (groups=%lld) are not "
@@ -168,9 +181,9 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
     return SB_ERR_INVALID_ARGUMENT;
   }
   const int64_t IC = g->in_c, taps = g->kernel_h * g->kernel_w;
-  const int64_t icp = IC <= 4 ? 4
-                              : (IC + CT_ACCUMULATORS - 1) / CT_ACCUMULATORS *
-                                    CT_ACCUMULATORS;
+  const int64_t icp =
+      IC <= 4 ? 4
+              : (IC + CT_ACCUMULATORS - 1) / CT_ACCUMULATORS * CT_ACCUMULATORS;
   const int64_t run = CT_LANES * (icp == 4 ? 2 : 1);
   /* The output columns any read touches: q - shift for q in [0, Q rounded
    * up to whole runs) (phase 0 has the most columns), every shift. */
@@ -183,13 +196,20 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
         smax = !any || shift > smax ? shift : smax;
         any = 1;
       }
-  const int64_t q_end = ((g->in_w + g->stride_w - 1) / g->stride_w + run - 1) /
-                        run * run;
+  const int64_t q_end =
+      ((g->in_w + g->stride_w - 1) / g->stride_w + run - 1) / run * run;
   int64_t lo = -smax < 0 ? -smax : 0;
-  int64_t hi = q_end - 1 - smin > g->out_w - 1 ? q_end - 1 - smin : g->out_w - 1;
-  CtPlan p = {g, nc, icp, NULL, NULL, lo, hi - lo + 1};
+  int64_t hi =
+      q_end - 1 - smin > g->out_w - 1 ? q_end - 1 - smin : g->out_w - 1;
+  CtPlan p = {g, nc, icp, NULL, lo, hi - lo + 1};
+  if (threads > n / CT_MIN_ROWS_PER_THREAD)
+    threads = (int)(n / CT_MIN_ROWS_PER_THREAD);
+  threads = threads < 1                ? 1
+            : threads > CT_MAX_THREADS ? CT_MAX_THREADS
+                                       : threads;
+  const int64_t padded_size = nc * g->out_h * p.width;
   float *wpack = calloc((size_t)(taps * nc * icp), sizeof(float));
-  float *padded = calloc((size_t)(nc * g->out_h * p.width), sizeof(float));
+  float *padded = calloc((size_t)(threads * padded_size), sizeof(float));
   if (!wpack || !padded) {
     free(wpack);
     free(padded);
@@ -205,8 +225,24 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
       for (int64_t k = 0; k < taps; k++)
         wpack[(k * nc + oc) * icp + ic] = w[(oc * IC + ic) * taps + k];
   p.wpack = wpack;
-  p.padded = padded;
-  ct_rows(&p, n, a, accumulate, x, padded);
+  /* Contiguous ranges of rows, one per thread, each with its own padded
+   * row; a thread that cannot be started has its range done here. */
+  CtPart parts[CT_MAX_THREADS];
+  const int64_t in_size = g->in_c * g->in_h * g->in_w;
+  const int64_t out_size = nc * g->out_h * g->out_w;
+  for (int t = 0; t < threads; t++) {
+    const int64_t r0 = n * t / threads, r1 = n * (t + 1) / threads;
+    parts[t] = (CtPart){&p,         r1 - r0,          a + r0 * out_size,
+                        accumulate, x + r0 * in_size, padded + t * padded_size};
+    parts[t].started = t > 0 && pthread_create(&parts[t].thread, NULL,
+                                               ct_part_run, &parts[t]) == 0;
+  }
+  for (int t = 0; t < threads; t++)
+    if (!parts[t].started)
+      ct_part_run(&parts[t]);
+  for (int t = 1; t < threads; t++)
+    if (parts[t].started)
+      pthread_join(parts[t].thread, NULL);
   free(padded);
   free(wpack);
   return SB_OK;

@@ -10,11 +10,14 @@
 extern "C" {
 #endif
 
-/* As SbDeviceOps.conv_transpose; a failure (out of memory for the packed
- * weights) is explained in error (error_size bytes, caller's). */
+/* As SbDeviceOps.conv_transpose, the rows shared among up to `threads`
+ * threads (the results do not depend on how many); a failure (out of
+ * memory for the packed weights) is explained in error (error_size bytes,
+ * caller's). */
 int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
                           const float *w, const float *a, int accumulate,
-                          float *x, char *error, size_t error_size);
+                          float *x, int threads, char *error,
+                          size_t error_size);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
  * device. The other sums stay scalar. */
 #include "backends/common/device_cpu.h"
 #include "backends/common/conv_transpose_cpu.h"
+#include "backends/common/cpu_clones.h"
 #include "backends/common/relu_relax.h"
 
 #include <cblas.h>
@@ -318,6 +319,7 @@ static int cpu_relu_ibp(SbDevice *dev, int64_t n, const float *lower,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
                              int64_t N, const float *A, const float *lower,
                              const float *upper, const float *alpha,
@@ -484,8 +486,14 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
 static int cpu_conv_transpose(SbDevice *dev, const SbConvGeom *g, int64_t n,
                               int64_t nc, const float *w, const float *a,
                               int accumulate, float *x) {
-  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, dev->error,
-                               sizeof dev->error);
+  /* As many threads as OpenBLAS is allowed (OPENBLAS_NUM_THREADS). */
+#ifdef OPENBLAS_VERSION
+  const int threads = openblas_get_num_threads();
+#else
+  const int threads = 1;
+#endif
+  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, threads,
+                               dev->error, sizeof dev->error);
 }
 
 static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
@@ -503,6 +511,7 @@ static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                                  int64_t N, const float *A, const float *lower,
                                  const float *upper, const float *alpha,

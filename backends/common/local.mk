@@ -11,6 +11,7 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device_cpu.c \
 	backends/common/conv_transpose_cpu.h \
 	backends/common/conv_transpose_cpu.c \
+	backends/common/cpu_clones.h \
 	backends/common/relu_relax.h \
 	backends/common/tracked_alloc.h \
 	backends/common/tracked_alloc.c \

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* SB_CPU_CLONES: marks a hot CPU kernel to be compiled twice, for the
+ * build's baseline and for x86-64-v3 (AVX2 and FMA), the copy being picked
+ * when the library is loaded. A distribution builds for the x86-64
+ * baseline, which vectorises 4 floats at a time without fused
+ * multiply-adds; the machines this runs on nearly all have AVX2. */
+#ifndef SB_BACKENDS_CPU_CLONES_H
+#define SB_BACKENDS_CPU_CLONES_H
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define SB_CPU_CLONES                                                          \
+  __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef SB_CPU_CLONES
+#define SB_CPU_CLONES
+#endif
+
+#endif /* SB_BACKENDS_CPU_CLONES_H */
