@@ -44,17 +44,20 @@ tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, rea
   result=$("$cli" verify "$data/$onnx" "$data/$vnnlib" --timeout "$timeout" --quiet \
            ${SHARDBOUND_VERIFY_OPTIONS:-} 2>/dev/null | head -n 1) || true
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  ref=-
+  ref=- ref_s=-
   if [ -n "$ref_file" ]; then
-    ref=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$ref_file" | cut -d, -f3)
+    line=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$ref_file" || true)
+    ref=$(echo "$line" | cut -d, -f3)
     ref=${ref:--}
+    ref_s=$(echo "$line" | cut -d, -f4)
+    ref_s=${ref_s:--}
   fi
   verdict=ok
   if { [ "$result" = unsat ] && [ "$ref" = sat ]; } || { [ "$result" = sat ] && [ "$ref" = unsat ]; }; then
     verdict=CONTRADICTS
   fi
-  printf '%s,%s,%s,%s,%d.%03d,%s,%s\n' "$(basename "$onnx" .onnx)" "$(basename "$vnnlib" .vnnlib)" \
-    "$timeout" "$result" $((ms / 1000)) $((ms % 1000)) "$ref" "$verdict" | tee -a "$rows"
+  printf '%s,%s,%s,%s,%d.%03d,%s,%s,%s\n' "$(basename "$onnx" .onnx)" "$(basename "$vnnlib" .vnnlib)" \
+    "$timeout" "$result" $((ms / 1000)) $((ms % 1000)) "$ref" "$verdict" "$ref_s" | tee -a "$rows"
 done
 
 {
@@ -62,7 +65,11 @@ done
   echo
   echo "Machine: $(nproc) cores, $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   echo "Command: \`tools/run-vnncomp.sh $data $build $cap\`${INSTANCES:+ with INSTANCES='$INSTANCES'}"
-  echo "(per-instance timeout from instances.csv, capped at ${cap}s when non-zero;"
+  if [ "$cap" -gt 0 ]; then
+    echo "(per-instance timeout from instances.csv, capped at ${cap} s;"
+  else
+    echo "(per-instance timeout from instances.csv;"
+  fi
   echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset})."
   if [ -n "$ref_file" ]; then
     echo "Published outcomes: \`${ref_file#"$srcdir"/}\` (alpha-beta-CROWN)."
@@ -83,9 +90,9 @@ done
       END { printf "| %s | %d/%d | %d | %d | %d | %d | %s | %d | %d |\n", net, u + s, n, u, s, t, k, med, p, c }' "$rows"
   done
   echo
-  echo "| network | property | timeout | shardbound | seconds | published | check |"
-  echo "|---|---|---|---|---|---|---|"
-  awk -F, '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$rows"
+  echo "| network | property | timeout | shardbound | seconds | published | published s | check |"
+  echo "|---|---|---|---|---|---|---|---|"
+  awk -F, '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $7 }' "$rows"
 } > "$out"
 echo "wrote $out"
 if grep -q CONTRADICTS "$rows"; then exit 1; fi
