@@ -42,5 +42,12 @@ PY
   row "mnist 256x4" "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_0_0.03.vnnlib" 21 "25-75"
   row "resnet_2b" "$data/onnx/resnet_2b.onnx" "$data/vnnlib/prop_0_eps_0.008.vnnlib" 5 "260-290"
   row "784-4096x4-10 MLP" "$tmp/wide.onnx" "$tmp/wide.vnnlib" 3 "9000 (2.4 GiB peak RSS)"
-} > "$out"
+  # The sections written by hand below the table (from the first "## "
+  # heading on) are kept.
+  if [ -f "$out" ]; then
+    echo
+    sed -n '/^## /,$p' "$out"
+  fi
+} > "$tmp/out.md"
+mv "$tmp/out.md" "$out"
 cat "$out"

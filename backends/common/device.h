@@ -259,14 +259,23 @@ typedef struct SbDeviceOps {
   int (*gather_cols)(SbDevice *dev, int64_t rows, const float *src, int64_t lds,
                      int64_t k, const int64_t *index, float *dst);
 
-  /* ---- optional: the transposed convolution in one kernel ---- */
-  /* MAY be NULL (the operator then uses sgemm with W^T and col2im). For
+  /* ---- optional: convolutions in one kernel ---- */
+  /* Both MAY be NULL (the operator then uses im2col and sgemm, or sgemm
+   * with W^T and col2im). groups MUST be 1.
+   * conv_forward: for each of n rows, out [nc, out_h, out_w] = the
+   * convolution of x [in_c, in_h, in_w] with w [nc, in_c, kh, kw] (no
+   * bias) + beta * out (beta 0 ignores out's contents). out MUST NOT
+   * overlap x or w. */
+  int (*conv_forward)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
+                      int64_t nc, const float *w, const float *x, float beta,
+                      float *out);
+  /* conv_transpose: for
    * each of n rows, x [in_c, in_h, in_w] gets sum over oc < nc, kh, kw of
    * w[oc, ic, kh, kw] * a[oc, oh, ow] at ih = oh*sh - pad_top + kh*dh, iw =
    * ow*sw - pad_left + kw*dw (positions in the padding are dropped): a
    * [n, nc, out_h, out_w] holds nc output channels and w [nc, in_c, kh,
    * kw] their weights. Added to x when accumulate is non-zero, else x is
-   * overwritten. groups MUST be 1. x MUST NOT overlap a or w. */
+   * overwritten. x MUST NOT overlap a or w. */
   int (*conv_transpose)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                         int64_t nc, const float *w, const float *a,
                         int accumulate, float *x);

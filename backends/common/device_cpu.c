@@ -9,7 +9,7 @@
  * the same on every rank, so multi-rank results stay bitwise those of one
  * device. The other sums stay scalar. */
 #include "backends/common/device_cpu.h"
-#include "backends/common/conv_transpose_cpu.h"
+#include "backends/common/conv_cpu.h"
 #include "backends/common/cpu_clones.h"
 #include "backends/common/relu_relax.h"
 
@@ -483,16 +483,27 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
   return SB_OK;
 }
 
+/* The direct convolutions use as many threads as OpenBLAS is allowed
+ * (OPENBLAS_NUM_THREADS). */
+static int cpu_threads(void) {
+#ifdef OPENBLAS_VERSION
+  return openblas_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+static int cpu_conv_forward(SbDevice *dev, const SbConvGeom *g, int64_t n,
+                            int64_t nc, const float *w, const float *x,
+                            float beta, float *out) {
+  return sb_cpu_conv_forward(g, n, nc, w, x, beta, out, cpu_threads(),
+                             dev->error, sizeof dev->error);
+}
+
 static int cpu_conv_transpose(SbDevice *dev, const SbConvGeom *g, int64_t n,
                               int64_t nc, const float *w, const float *a,
                               int accumulate, float *x) {
-  /* As many threads as OpenBLAS is allowed (OPENBLAS_NUM_THREADS). */
-#ifdef OPENBLAS_VERSION
-  const int threads = openblas_get_num_threads();
-#else
-  const int threads = 1;
-#endif
-  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, threads,
+  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, cpu_threads(),
                                dev->error, sizeof dev->error);
 }
 
@@ -712,5 +723,6 @@ const SbDeviceOps sb_device_cpu_ops = {
     .channel_bias_vjp = cpu_channel_bias_vjp,
     .nonzero_cols = cpu_nonzero_cols,
     .gather_cols = cpu_gather_cols,
+    .conv_forward = cpu_conv_forward,
     .conv_transpose = cpu_conv_transpose,
 };

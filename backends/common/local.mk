@@ -9,8 +9,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device.h \
 	backends/common/device_cpu.h \
 	backends/common/device_cpu.c \
-	backends/common/conv_transpose_cpu.h \
-	backends/common/conv_transpose_cpu.c \
+	backends/common/conv_cpu.h \
+	backends/common/conv_cpu.c \
 	backends/common/cpu_clones.h \
 	backends/common/relu_relax.h \
 	backends/common/tracked_alloc.h \
@@ -66,12 +66,12 @@ tests_check_comm_LDADD = backends/common/libsbranks.la \
 	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
 	-lpthread
 
-# The conv operator's backward step through the CPU kernel and through
-# sgemm + col2im (the path of devices without the kernel).
-check_PROGRAMS += tests/check-conv-transpose
-tests_check_conv_transpose_SOURCES = tests/check-conv-transpose.c
-tests_check_conv_transpose_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_conv_transpose_LDADD = backends/common/libsbdevice.la \
+# The conv operator's products through the CPU kernels and through im2col,
+# sgemm and col2im (the path of devices without the kernels).
+check_PROGRAMS += tests/check-conv
+tests_check_conv_SOURCES = tests/check-conv.c
+tests_check_conv_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_conv_LDADD = backends/common/libsbdevice.la \
 	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
 # The bounded wait, the agreed making of a device communicator and the

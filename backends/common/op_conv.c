@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* 2-D convolutions (ONNX Conv: stride, asymmetric pads, dilation, groups):
- * forward and IBP by im2col + GEMM, CROWN backward as the transposed
- * convolution: the device's own kernel where it has one (the CPU's,
- * conv_transpose_cpu.c), else a GEMM with W^T and an accumulating col2im.
+ * forward and IBP as the convolution, CROWN backward as the transposed
+ * convolution: each by the device's own kernel where it has one (the
+ * CPU's, conv_cpu.c), else by im2col + GEMM, and a GEMM with W^T and an
+ * accumulating col2im.
  * Every product covers a whole chunk of rows at once, with the rows'
  * columns side by side, rather than one small GEMM per spec row. */
 #include "backends/common/layer.h"
@@ -125,6 +126,10 @@ int sb_conv_apply(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
                   float *out) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
+  if (o->conv_forward && g->groups == 1) {
+    int st = o->conv_forward(x->dev, g, B, nc, w, in, beta, out);
+    return st == SB_OK ? st : sb_exec_device_fail(x, st, "convolution");
+  }
   SbConvDims d = sb_conv_dims(g);
   int64_t chunk = conv_chunk((d.ck + nc) * d.P, B);
   SbBuffer cols = {0}, prod = {0};

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The CPU device's transposed convolution, done directly (no im2col
- * columns): the kernel behind SbDeviceOps.conv_transpose on the CPU. */
-#ifndef SB_BACKENDS_CONV_TRANSPOSE_CPU_H
-#define SB_BACKENDS_CONV_TRANSPOSE_CPU_H
+/* The CPU device's convolutions done directly (no im2col columns): the
+ * kernels behind SbDeviceOps.conv_forward and conv_transpose on the CPU. */
+#ifndef SB_BACKENDS_CONV_CPU_H
+#define SB_BACKENDS_CONV_CPU_H
 
 #include "backends/common/device.h"
 
@@ -18,9 +18,13 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
                           const float *w, const float *a, int accumulate,
                           float *x, int threads, char *error,
                           size_t error_size);
+/* As SbDeviceOps.conv_forward, likewise. */
+int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
+                        const float *w, const float *x, float beta, float *out,
+                        int threads, char *error, size_t error_size);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* SB_BACKENDS_CONV_TRANSPOSE_CPU_H */
+#endif /* SB_BACKENDS_CONV_CPU_H */

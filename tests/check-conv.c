@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* The conv operator's backward step (sb_conv_transpose) both ways it can
- * run: through the CPU device's own kernel (conv_transpose_cpu.c) and
- * through sgemm with W^T and col2im, the path of a device without that
- * kernel (CUDA). Both must match a float64 transposed convolution, over
- * and into existing coefficients, for whole layers and for a channel range
- * (tensor parallelism's shard). */
+/* The conv operator's two products, the convolution (sb_conv_apply) and
+ * the transposed convolution of the backward step (sb_conv_transpose),
+ * both ways each can run: through the CPU device's own kernels
+ * (conv_cpu.c) and through im2col + sgemm and sgemm + col2im, the path of
+ * a device without them (CUDA). All must match float64, over and into
+ * existing values, for whole layers and for a channel range (tensor
+ * parallelism's shard). */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/common/conv_transpose_cpu.h"
+#include "backends/common/conv_cpu.h"
 #include "backends/common/device_cpu.h"
 #include "backends/common/layer.h"
 
@@ -45,6 +46,8 @@ static const Case cases[] = {
      "stride 3: image columns no output reaches"},
     {GEOM(16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 5, 6,
      "a channel range (a tensor-parallel shard)"},
+    {GEOM(2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0, 3,
+     "rows narrower than one run of the half-width blocks"},
 };
 
 static SbConvGeom complete(SbConvGeom g) {
@@ -63,15 +66,16 @@ static float frand(unsigned *state) {
   return (float)rand_r(state) / (float)RAND_MAX * 2.0f - 1.0f;
 }
 
-/* x[r] += sum of w[oc, ic, kh, kw] a[r, oc, oh, ow], in float64. */
+/* In float64: transposed, x[r] += sum of w[oc, ic, kh, kw] a[r, oc, oh,
+ * ow]; forward, a[r] += sum of w[oc, ic, kh, kw] x[r, ic, ih, iw]. */
 static void reference(const SbConvGeom *g, int64_t R, int64_t nc,
-                      const float *w, const float *a, double *x) {
+                      const float *w, int transpose, const float *src,
+                      double *dst) {
   const int64_t P = g->out_h * g->out_w, in = g->in_c * g->in_h * g->in_w;
   for (int64_t r = 0; r < R; r++)
     for (int64_t oc = 0; oc < nc; oc++)
       for (int64_t oh = 0; oh < g->out_h; oh++)
-        for (int64_t ow = 0; ow < g->out_w; ow++) {
-          double v = a[(r * nc + oc) * P + oh * g->out_w + ow];
+        for (int64_t ow = 0; ow < g->out_w; ow++)
           for (int64_t ic = 0; ic < g->in_c; ic++)
             for (int64_t kh = 0; kh < g->kernel_h; kh++)
               for (int64_t kw = 0; kw < g->kernel_w; kw++) {
@@ -80,12 +84,16 @@ static void reference(const SbConvGeom *g, int64_t R, int64_t nc,
                     ow * g->stride_w - g->pad_left + kw * g->dilation_w;
                 if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w)
                   continue;
-                x[r * in + (ic * g->in_h + ih) * g->in_w + iw] +=
-                    v *
+                const int64_t xi = r * in + (ic * g->in_h + ih) * g->in_w + iw;
+                const int64_t ai = (r * nc + oc) * P + oh * g->out_w + ow;
+                const double wv =
                     w[((oc * g->in_c + ic) * g->kernel_h + kh) * g->kernel_w +
                       kw];
+                if (transpose)
+                  dst[xi] += wv * src[ai];
+                else
+                  dst[ai] += wv * src[xi];
               }
-        }
 }
 
 static void check_path(const SbDeviceOps *ops, const char *path) {
@@ -108,83 +116,101 @@ static void check_path(const SbDeviceOps *ops, const char *path) {
     l.out_size = g->out_c * P;
     const int64_t wn = c->nc * g->in_c * g->kernel_h * g->kernel_w;
     /* The layer's weights are those of its channels [c0, c0 + nc). */
-    float *w = malloc(wn * sizeof *w), *a = malloc(R * c->nc * P * sizeof *a);
-    float *out = malloc(R * in * sizeof *out);
-    double *want = calloc(R * in, sizeof *want);
+    const int64_t most = R * (in > c->nc * P ? in : c->nc * P);
+    float *w = malloc(wn * sizeof *w), *src = malloc(most * sizeof *src);
+    float *out = malloc(most * sizeof *out);
+    double *want = calloc(most, sizeof *want);
     for (int64_t i = 0; i < wn; i++)
       w[i] = frand(&seed);
-    for (int64_t i = 0; i < R * c->nc * P; i++)
-      a[i] = frand(&seed);
     l.weight.ptr = w;
     l.weight.bytes = wn * sizeof *w;
-    for (int accumulate = 0; accumulate < 2; accumulate++) {
-      for (int64_t i = 0; i < R * in; i++) {
-        out[i] = accumulate ? frand(&seed) : NAN;
-        want[i] = accumulate ? out[i] : 0.0;
+    for (int transpose = 0; transpose < 2; transpose++)
+      for (int add = 0; add < 2; add++) {
+        /* Transposed: a -> x [R, in]; forward: x -> a [R, nc, P]. */
+        const int64_t n_src = transpose ? R * c->nc * P : R * in;
+        const int64_t n_dst = transpose ? R * in : R * c->nc * P;
+        for (int64_t i = 0; i < n_src; i++)
+          src[i] = frand(&seed);
+        for (int64_t i = 0; i < n_dst; i++) {
+          out[i] = add ? frand(&seed) : NAN;
+          want[i] = add ? out[i] : 0.0;
+        }
+        reference(g, R, c->nc, w, transpose, src, want);
+        int st = transpose
+                     ? sb_conv_transpose(&x, &l, c->c0, c->nc, R, src, add, out)
+                     : sb_conv_apply(&x, &l, c->c0, c->nc, R, w, src,
+                                     add ? 1.0f : 0.0f, out);
+        ck_assert_msg(st == SB_OK, "%s, %s: %s", path, c->what, error);
+        const double terms =
+            (transpose ? c->nc : g->in_c) * g->kernel_h * g->kernel_w;
+        for (int64_t i = 0; i < n_dst; i++)
+          ck_assert_msg(
+              fabs(out[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])) * terms,
+              "%s, %s, %s, %s: [%lld] = %.8g, float64 %.8g", path, c->what,
+              transpose ? "transposed" : "forward",
+              add ? "added to" : "overwritten", (long long)i, out[i], want[i]);
       }
-      reference(g, R, c->nc, w, a, want);
-      ck_assert_msg(sb_conv_transpose(&x, &l, c->c0, c->nc, R, a, accumulate,
-                                      out) == SB_OK,
-                    "%s, %s: %s", path, c->what, error);
-      for (int64_t i = 0; i < R * in; i++)
-        ck_assert_msg(fabs(out[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])) *
-                                                    c->nc * g->kernel_h *
-                                                    g->kernel_w,
-                      "%s, %s, accumulate %d: x[%lld] = %.8g, float64 %.8g",
-                      path, c->what, accumulate, (long long)i, out[i], want[i]);
-    }
-    free(w), free(a), free(out), free(want);
+    free(w), free(src), free(out), free(want);
   }
   sb_mem_tracker_destroy(&mem);
   sb_device_cpu_ops.close(dev);
 }
 
-START_TEST(test_cpu_kernel_matches_float64) {
+START_TEST(test_cpu_kernels_match_float64) {
+  ck_assert_ptr_nonnull(sb_device_cpu_ops.conv_forward);
   ck_assert_ptr_nonnull(sb_device_cpu_ops.conv_transpose);
-  check_path(&sb_device_cpu_ops, "CPU kernel");
+  check_path(&sb_device_cpu_ops, "CPU kernels");
 }
 END_TEST
 
-START_TEST(test_gemm_and_col2im_match_float64) {
+START_TEST(test_im2col_gemm_and_col2im_match_float64) {
   SbDeviceOps without = sb_device_cpu_ops;
+  without.conv_forward = NULL;
   without.conv_transpose = NULL;
-  check_path(&without, "sgemm + col2im");
+  check_path(&without, "im2col, sgemm, col2im");
 }
 END_TEST
 
-/* Rows shared among threads come out bitwise as one thread's. */
-START_TEST(test_cpu_kernel_threads_change_nothing) {
+/* Rows shared among threads come out bitwise as one thread's, both ways. */
+START_TEST(test_cpu_kernels_threads_change_nothing) {
   const SbConvGeom g =
       complete((SbConvGeom)GEOM(3, 32, 32, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1));
   const int64_t R = 100, P = g.out_h * g.out_w, in = g.in_c * g.in_h * g.in_w;
   const int64_t wn = g.out_c * g.in_c * g.kernel_h * g.kernel_w;
+  const int64_t most = R * (in > g.out_c * P ? in : g.out_c * P);
   unsigned seed = 5;
-  float *w = malloc(wn * sizeof *w), *a = malloc(R * g.out_c * P * sizeof *a);
-  float *one = malloc(R * in * sizeof *one),
-        *many = malloc(R * in * sizeof *many);
+  float *w = malloc(wn * sizeof *w), *src = malloc(most * sizeof *src);
+  float *one = malloc(most * sizeof *one), *many = malloc(most * sizeof *many);
   for (int64_t i = 0; i < wn; i++)
     w[i] = frand(&seed);
-  for (int64_t i = 0; i < R * g.out_c * P; i++)
-    a[i] = frand(&seed);
+  for (int64_t i = 0; i < most; i++)
+    src[i] = frand(&seed);
   char error[256];
-  ck_assert_int_eq(sb_cpu_conv_transpose(&g, R, g.out_c, w, a, 0, one, 1, error,
-                                         sizeof error),
-                   SB_OK);
-  ck_assert_int_eq(sb_cpu_conv_transpose(&g, R, g.out_c, w, a, 0, many, 3,
-                                         error, sizeof error),
-                   SB_OK);
-  ck_assert_msg(memcmp(one, many, R * in * sizeof *one) == 0,
-                "three threads changed the result");
-  free(w), free(a), free(one), free(many);
+  for (int transpose = 0; transpose < 2; transpose++) {
+    float *dst[2] = {one, many};
+    const int threads[2] = {1, 3};
+    for (int k = 0; k < 2; k++)
+      ck_assert_int_eq(
+          transpose ? sb_cpu_conv_transpose(&g, R, g.out_c, w, src, 0, dst[k],
+                                            threads[k], error, sizeof error)
+                    : sb_cpu_conv_forward(&g, R, g.out_c, w, src, 0.0f, dst[k],
+                                          threads[k], error, sizeof error),
+          SB_OK);
+    const int64_t n = transpose ? R * in : R * g.out_c * P;
+    ck_assert_msg(memcmp(one, many, n * sizeof *one) == 0,
+                  "three threads changed the %s result",
+                  transpose ? "transposed" : "forward");
+  }
+  free(w), free(src), free(one), free(many);
 }
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("conv-transpose");
+  Suite *s = suite_create("conv");
   TCase *tc = tcase_create("paths");
-  tcase_add_test(tc, test_cpu_kernel_matches_float64);
-  tcase_add_test(tc, test_gemm_and_col2im_match_float64);
-  tcase_add_test(tc, test_cpu_kernel_threads_change_nothing);
+  tcase_add_test(tc, test_cpu_kernels_match_float64);
+  tcase_add_test(tc, test_im2col_gemm_and_col2im_match_float64);
+  tcase_add_test(tc, test_cpu_kernels_threads_change_nothing);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
