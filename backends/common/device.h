@@ -269,13 +269,13 @@ typedef struct SbDeviceOps {
   int (*conv_forward)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                       int64_t nc, const float *w, const float *x, float beta,
                       float *out);
-  /* conv_transpose: for
-   * each of n rows, x [in_c, in_h, in_w] gets sum over oc < nc, kh, kw of
-   * w[oc, ic, kh, kw] * a[oc, oh, ow] at ih = oh*sh - pad_top + kh*dh, iw =
-   * ow*sw - pad_left + kw*dw (positions in the padding are dropped): a
-   * [n, nc, out_h, out_w] holds nc output channels and w [nc, in_c, kh,
-   * kw] their weights. Added to x when accumulate is non-zero, else x is
-   * overwritten. x MUST NOT overlap a or w. */
+  /* conv_transpose: for each of n rows, x [in_c, in_h, in_w] gets the
+   * sum over oc < nc, kh, kw of w[oc, ic, kh, kw] * a[oc, oh, ow] at
+   * ih = oh*sh - pad_top + kh*dh, iw = ow*sw - pad_left + kw*dw (positions
+   * in the padding are dropped): a [n, nc, out_h, out_w] holds nc output
+   * channels and w [nc, in_c, kh, kw] their weights. Added to x when
+   * accumulate is non-zero, else x is overwritten. x MUST NOT overlap a
+   * or w. */
   int (*conv_transpose)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                         int64_t nc, const float *w, const float *a,
                         int accumulate, float *x);

@@ -59,7 +59,7 @@ static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_relax_backward(
   t.coef = active       ? a
            : lower_side ? lo_slope * pos + slope * neg
                         : lo_slope * neg + slope * pos;
-  t.bias = (lower_side ? neg : pos) * icpt;
+  t.bias = unstable ? (lower_side ? neg : pos) * icpt : 0.0f;
   return t;
 }
 

@@ -143,7 +143,7 @@ static sb_tensor *unit_rows(SbNetwork *net, const int64_t *index, int64_t S,
 /* On a single CPU device, plain CROWN over one batch element (`bounds`,
  * the root) also runs on this many unstable neurons at a time: a pass's
  * coefficients then stay in the caches, and a fresh process touches a
- * quarter of the memory (on resnet_2b the one pass of `bounds` took 0.23
+ * third of the memory (on resnet_2b the one pass of `bounds` took 0.23
  * s against 0.095 s warm, most of it first touches of memory). A multiple
  * of the backends' row block (SB_ROW_BLOCK, 128), so that every product
  * is the one an unchunked pass computes and results are bitwise the same.
