@@ -333,18 +333,16 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
       const float *l = lower + b * N, *u = upper + b * N;
       float *d = A_in + row * N;
       float extra = 0.0f;
-      /* Branch-free bodies, so that the loops vectorise: an overwrite is
-       * an add to zeros, and each copy of the loop knows its alpha. The
-       * bias sum is kept in vector lanes (a fixed order). */
-      if (!accumulate)
-        memset(d, 0, (size_t)N * sizeof(float));
+      /* The relaxation is branch-free and each copy of the loop knows
+       * its alpha, so that the loops vectorise; the bias sum is kept in
+       * vector lanes (a fixed order). */
       if (al) {
 #pragma omp simd reduction(+ : extra)
         for (int64_t n = 0; n < N; n++) {
           SbReluBackTerm t =
               sb_relu_relax_backward(lower_side, a[n], l[n], u[n], al + n);
           extra += t.bias;
-          d[n] += t.coef;
+          d[n] = accumulate ? d[n] + t.coef : t.coef;
         }
       } else {
 #pragma omp simd reduction(+ : extra)
@@ -352,7 +350,7 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
           SbReluBackTerm t =
               sb_relu_relax_backward(lower_side, a[n], l[n], u[n], NULL);
           extra += t.bias;
-          d[n] += t.coef;
+          d[n] = accumulate ? d[n] + t.coef : t.coef;
         }
       }
       bias[row] += extra;

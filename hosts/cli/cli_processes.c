@@ -46,8 +46,8 @@ static void on_terminate(int signo) {
   (void)w;
   /* The other survivors run this handler at about the same time. Were
    * this process to end at once, one of them could find it gone before
-   * the rank that was really lost, and name it instead (seen in CI: "rank
-   * 0 was lost" beside "rank 1 was lost"). */
+   * the rank that was really lost, and name it instead (seen in a clean
+   * checkout's make check: "rank 0 was lost" beside "rank 1 was lost"). */
   struct timespec pause = {0, 300 * 1000 * 1000};
   nanosleep(&pause, NULL);
   _exit(1);
