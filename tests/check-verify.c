@@ -384,7 +384,7 @@ static void random_wide_case(GRand *rng, SbGraph **g, SbProperty **p,
   *p = tiny_property(cx, cy, eps, *label);
 }
 
-/* Seed 778's second property needs about 200 domains (see below). */
+/* Seed 778's second property needs about 100 domains (see below). */
 static void bab_heavy_case(SbGraph **g, SbProperty **p) {
   GRand *rng = g_rand_new_with_seed(778);
   int label;
@@ -416,7 +416,7 @@ START_TEST(test_verify_on_fsdp_follows_cpu_on_random_networks) {
       SbVerifyParams params;
       sb_verify_params_init(&params);
       params.attack = FALSE;
-      params.batch = 2 * 32; /* two batch blocks of parents, four of children */
+      params.batch = 32; /* a batch block of parents, two of children */
       SbVerifyOutcome want;
       char what[64];
       g_snprintf(what, sizeof what, "seed %d property %d", seed, trial);
@@ -455,7 +455,7 @@ START_TEST(test_verify_on_fsdp_follows_cpu_with_warm_betas) {
   sb_verify_params_init(&params);
   params.attack = FALSE;
   params.warm_betas = TRUE;
-  params.batch = 2 * 32; /* two batch blocks of parents, four of children */
+  params.batch = 32; /* a batch block of parents, two of children */
   SbVerifyOutcome want;
   assert_fsdp_follows_cpu(g, p, &params, "seed 778 property 1, warm betas",
                           &want);

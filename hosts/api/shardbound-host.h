@@ -182,8 +182,10 @@ void shardbound_settings_free(ShardboundSettings *settings);
  * decay, patience, optimize_intermediate, intersect_ibp. Verification:
  * timeout, bab_time, batch, max_domains, max_memory_mib (per rank: the
  * backend memory a rank may hold in branch-and-bound, and the host memory
- * of the queued domains), branching (babsr|fsb), bab_iterations,
- * refine_intermediate, warm_betas, attack, attack_restarts, attack_steps.
+ * of the queued domains), branching (babsr|fsb), fsb_candidates,
+ * bab_iterations, bab_lr_alpha, bab_lr_beta (0: the bounds' lr),
+ * refine_intermediate (off by default), warm_betas, attack,
+ * attack_restarts, attack_steps.
  * bab_time is seconds of branch-and-bound per region, the root not counted,
  * then TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are
  * true/false/1/0. An unknown key or a value out of range fails with

@@ -169,6 +169,9 @@ gboolean sb_alpha_optimize(SbNetwork *net, SbAlphaSet *set,
       }
       /* Betas are Lagrange multipliers: any value >= 0 is sound. */
       adam.clamp_max = 1e30f;
+      if (p->beta_learning_rate > 0)
+        adam.learning_rate =
+            (float)(p->beta_learning_rate * pow(p->decay, step - 1));
       for (int j = 0;
            j < set->n_nodes && ok && side == SB_SIDE_LOWER && set->beta; j++) {
         if (set->beta[j] == NULL)

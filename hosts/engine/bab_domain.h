@@ -46,6 +46,9 @@ typedef struct {
   const SbVerifyParams *params;
   int region;
   gint64 deadline;
+  /* When the region's branch-and-bound started, and its --bab-time end
+   * (0: none). */
+  gint64 t0, budget_end;
   /* Layout of a domain's bounds: the ReLU-input nodes and their offsets. */
   int n_ri;
   int *ri_node;

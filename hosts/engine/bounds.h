@@ -20,12 +20,13 @@ const char *sb_method_to_string(SbMethod method);
 /* alpha-CROWN: projected Adam over the lower-relaxation slopes, one set per
  * start node (DESIGN.md section 4). */
 typedef struct {
-  int iterations;       /* Adam steps per intermediate start node (20) */
-  int final_iterations; /* Adam steps for the outputs and the spec, where
-                           few rows make steps cheap */
-  double learning_rate; /* 0.5 */
-  double decay;         /* learning rate factor per step (0.98) */
-  int patience;         /* stop after this many steps without improvement */
+  int iterations;            /* Adam steps per intermediate start node (20) */
+  int final_iterations;      /* Adam steps for the outputs and the spec, where
+                                few rows make steps cheap */
+  double learning_rate;      /* 0.5 */
+  double beta_learning_rate; /* beta-CROWN's multipliers; <= 0: learning_rate */
+  double decay;              /* learning rate factor per step (0.98) */
+  int patience; /* stop after this many steps without improvement */
   gboolean optimize_intermediate; /* also tighten every ReLU input's bounds */
   gint64 deadline; /* g_get_monotonic_time () after which Adam stops
                       with the best bounds so far (any slopes give

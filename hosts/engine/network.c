@@ -150,6 +150,7 @@ void sb_alpha_params_init(SbAlphaParams *p) {
    * 50 steps there beat auto_LiRPA's 20 joint steps on every golden. */
   p->final_iterations = 50;
   p->learning_rate = 0.5;
+  p->beta_learning_rate = 0;
   p->decay = 0.98;
   p->patience = 5;
   p->optimize_intermediate = TRUE;

@@ -30,7 +30,7 @@ void sb_verify_params_init(SbVerifyParams *p) {
   p->branching = SB_BRANCH_BABSR;
   p->fsb_candidates = 3;
   p->bab_iterations = 10;
-  p->refine_intermediate = TRUE;
+  p->refine_intermediate = FALSE;
   p->warm_betas = FALSE;
   p->attack = TRUE;
   sb_alpha_params_init(&p->alpha);
@@ -118,6 +118,10 @@ static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
   SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};
   SbAlphaParams alpha = bab->params->alpha;
   alpha.iterations = bab->params->bab_iterations;
+  if (bab->params->bab_lr_alpha > 0)
+    alpha.learning_rate = bab->params->bab_lr_alpha;
+  if (bab->params->bab_lr_beta > 0)
+    alpha.beta_learning_rate = bab->params->bab_lr_beta;
   alpha.deadline = bab->deadline;
   return sb_alpha_set_init(net, set, out_node, bab->S, B, SB_SIDES_LOWER,
                            nb->lo, nb->hi, error) &&
@@ -355,18 +359,28 @@ static gboolean queue_over_limit(const SbBab *bab) {
          (p->max_memory_mib > 0 && queue_mib > p->max_memory_mib);
 }
 
-/* Branch-and-bound over one region from the root bounds root_nb. The queue
- * is empty again on return, whatever the result. */
-static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
-  const SbVerifyParams *p = bab->params;
+/* The root domain of the atoms now in bab, evaluated from the root bounds
+ * root_nb: NULL on an error. */
+static SbBabDomain *evaluate_root(SbBab *bab, SbNodeBounds *root_nb,
+                                  GError **error) {
   SbBabDomain *root = sb_bab_domain_new_root(bab);
   gboolean empty = FALSE;
   SbBabDomain *one[1] = {root};
   if (!sb_bab_domains_store_bounds(bab, root_nb, one, 1, &empty, error) ||
       !evaluate(bab, one, 1, G_MAXINT, FALSE, error)) {
     sb_bab_domain_free(root);
-    return SB_RESULT_ERROR;
+    return NULL;
   }
+  return root;
+}
+
+/* Branch-and-bound over the atoms now in bab from the root bounds root_nb.
+ * The queue is empty again on return, whatever the result. */
+static SbResult bab_search(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
+  const SbVerifyParams *p = bab->params;
+  SbBabDomain *root = evaluate_root(bab, root_nb, error);
+  if (root == NULL)
+    return SB_RESULT_ERROR;
   if (bab->found || sb_bab_domain_proven(root)) {
     sb_bab_domain_free(root);
     return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
@@ -374,22 +388,18 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   drop_proven_disjuncts(bab, root);
   sb_bab_heap_push(bab->heap, root);
   bab->queued_split_bytes += sb_bab_domain_split_bytes(bab, root);
-  gint64 t0 = g_get_monotonic_time();
-  gint64 budget_end = p->bab_time > 0 ? t0 + (gint64)(p->bab_time * 1e6) : 0;
-  int64_t evaluated_before = bab->evaluated;
   SbResult result = SB_RESULT_UNSAT;
   while (bab->heap->len > 0) {
     gboolean stuck = FALSE, over = FALSE;
     /* The earlier of the run's deadline and the branch-and-bound budget,
      * judged in lockstep (process 0's clock) when ranks are processes. */
     gint64 deadline = bab->deadline;
-    if (budget_end > 0 && (deadline <= 0 || budget_end < deadline))
-      deadline = budget_end;
+    if (bab->budget_end > 0 && (deadline <= 0 || bab->budget_end < deadline))
+      deadline = bab->budget_end;
     /* The domain budget is the same count on every process: no lockstep
      * needed. */
     if (sb_net_deadline_passed(bab->net, deadline) ||
-        (p->bab_domains > 0 &&
-         bab->evaluated - evaluated_before >= p->bab_domains)) {
+        (p->bab_domains > 0 && bab->evaluated >= p->bab_domains)) {
       result = SB_RESULT_TIMEOUT;
       break;
     }
@@ -418,11 +428,66 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
       const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
       p->progress(p->progress_user, bab->evaluated, bab->heap->len,
                   worst != NULL ? worst->margin : 0,
-                  (g_get_monotonic_time() - t0) / 1e6);
+                  (g_get_monotonic_time() - bab->t0) / 1e6);
     }
   }
   g_ptr_array_set_size(bab->heap, 0); /* frees what is still queued */
   bab->queued_split_bytes = 0;
+  return result;
+}
+
+/* Branch-and-bound over one region: one search per disjunct the root does
+ * not prove, the hardest (lowest root margin) first. A separate search
+ * branches for its own atoms alone, and its passes carry only them: a
+ * joint search must split every domain until all disjuncts are proven in
+ * it, on branching scores summed over all of them. */
+static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
+  const SbVerifyParams *p = bab->params;
+  bab->t0 = g_get_monotonic_time();
+  bab->budget_end = p->bab_time > 0 ? bab->t0 + (gint64)(p->bab_time * 1e6) : 0;
+  SbBabDomain *root = evaluate_root(bab, root_nb, error);
+  if (root == NULL)
+    return SB_RESULT_ERROR;
+  if (bab->found || sb_bab_domain_proven(root)) {
+    sb_bab_domain_free(root);
+    return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
+  }
+  drop_proven_disjuncts(bab, root);
+  int n_open = bab->n_open;
+  g_autofree int *order = g_new(int, n_open);
+  g_autofree double *margin = g_new(double, n_open);
+  for (int j = 0; j < n_open; j++) {
+    order[j] = j;
+    margin[j] = -INFINITY;
+    for (int a = bab->open_start[j]; a < bab->open_start[j + 1]; a++)
+      margin[j] = MAX(margin[j], root->spec_lower[a] - bab->rhs[a]);
+  }
+  sb_bab_domain_free(root);
+  for (int j = 1; j < n_open; j++) /* few disjuncts: insertion sort */
+    for (int k = j; k > 0 && margin[order[k]] < margin[order[k - 1]]; k--) {
+      int t = order[k];
+      order[k] = order[k - 1];
+      order[k - 1] = t;
+    }
+  /* Each search sees its disjunct's atoms as the whole problem. */
+  double *all_rows = bab->rows, *all_rhs = bab->rhs;
+  int *all_start = bab->open_start, one_start[2] = {0, 0};
+  const int64_t n_out = bab->net->graph->output_size;
+  SbResult result = SB_RESULT_UNSAT;
+  for (int k = 0; k < n_open && result == SB_RESULT_UNSAT; k++) {
+    int j = order[k];
+    bab->rows = all_rows + (int64_t)all_start[j] * n_out;
+    bab->rhs = all_rhs + all_start[j];
+    bab->S = one_start[1] = all_start[j + 1] - all_start[j];
+    bab->open_start = one_start;
+    bab->n_open = 1;
+    result = bab_search(bab, root_nb, error);
+  }
+  bab->rows = all_rows;
+  bab->rhs = all_rhs;
+  bab->open_start = all_start;
+  bab->n_open = n_open;
+  bab->S = all_start[n_open];
   return result;
 }
 

@@ -40,11 +40,14 @@ typedef struct {
   SbBranching branching;
   int fsb_candidates;  /* FSB: candidates evaluated per domain */
   int bab_iterations;  /* alpha/beta steps per BaB batch */
+  double bab_lr_alpha; /* their step sizes in BaB; <= 0: alpha's */
+  double bab_lr_beta;
   SbAlphaParams alpha; /* alpha-CROWN of the root's intermediate bounds;
                           its step size and patience also drive BaB's
                           alpha/beta steps */
   gboolean refine_intermediate; /* recompute intermediate bounds of every
-                                   new domain by CROWN (tighter, costlier) */
+                                   new domain by CROWN (tighter, costlier;
+                                   off by default) */
   gboolean warm_betas;          /* a new domain's betas start from its parent's
                                    optimised ones (its new split's at 0), not
                                    all from 0 */
