@@ -103,6 +103,10 @@ START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
     SbVerifyParams params;
     sb_verify_params_init(&params);
     params.timeout = 20;
+    /* Every branching heuristic and both ways of bounding new domains. */
+    params.branching = trial % 2 ? SB_BRANCH_FSB : SB_BRANCH_BABSR;
+    params.refine_intermediate = trial % 3 == 2;
+    params.warm_betas = trial % 4 == 3;
     SbVerifyOutcome o;
     ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
                   error ? error->message : "");

@@ -80,18 +80,33 @@ gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
     return TRUE;
   }
   const SbRegion *reg = &bab->prop->regions[bab->region];
+  int n = sb_graph_n_nodes(net->graph), out = net->graph->output;
   SbNodeBounds nb = {0};
+  SbAlphaSet set = {0};
+  g_autofree sb_tensor **sign = g_new0(sb_tensor *, n);
   g_autofree double *lower = g_new(double, (int64_t)bab->S *B);
   g_autofree double *one = NULL;
+  SbBabDomain **doms = (SbBabDomain **)trial->pdata;
   sb_tensor *A = NULL;
+  /* Each trial child is bounded with its parent's optimised slopes (and
+   * betas, when they are inherited): CROWN's default slopes would judge
+   * the candidates by a much looser bound than the one the child gets. */
   if (!sb_node_bounds_init(net, &nb, B, reg->x_lower, reg->x_upper, error) ||
-      !sb_bab_domains_load_bounds(bab, &nb, (SbBabDomain **)trial->pdata, B,
-                                  error) ||
+      !sb_bab_domains_load_bounds(bab, &nb, doms, B, error) ||
+      !sb_bab_domains_split_signs(bab, doms, B, sign, error) ||
+      !sb_alpha_set_init(net, &set, out, bab->S, B, SB_SIDES_LOWER, nb.lo,
+                         nb.hi, error) ||
+      !sb_bab_domains_exchange_alphas(bab, &set, doms, B, FALSE, error) ||
+      (bab->warm_betas &&
+       (!sb_alpha_set_add_betas(net, &set, bab->S, B, sign, error) ||
+        !sb_bab_domains_exchange_betas(bab, &set, doms, B, FALSE, error))) ||
       (A = sb_spec_tensor_new(bab->net, bab->rows, bab->S, B, error)) == NULL)
     goto out;
-  SbPassConfig cfg = {.sides = SB_SIDES_LOWER};
-  if (!sb_crown_pass(net, net->graph->output, A, bab->S, B, nb.lo, nb.hi, &cfg,
-                     NULL, lower, NULL, error))
+  SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};
+  cfg.alpha[0] = set.alpha[0];
+  cfg.beta[0] = set.beta;
+  if (!sb_crown_pass(net, out, A, bab->S, B, nb.lo, nb.hi, &cfg, NULL, lower,
+                     NULL, error))
     goto out;
   int t = 0;
   one = g_new(double, bab->S);
@@ -113,7 +128,10 @@ gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
   }
   ok = TRUE;
 out:
+  sb_alpha_set_clear(net, &set);
   sb_net_tensor_free(net, A);
+  for (int i = 0; i < n; i++)
+    sb_net_tensor_free(net, sign[i]);
   sb_node_bounds_clear(net, &nb);
   g_ptr_array_unref(trial);
   return ok;
