@@ -149,6 +149,7 @@ int sb_cmd_verify(int argc, char **argv) {
       {"refine", "refine_intermediate", "true"},
       {"no-refine", "refine_intermediate", "false"},
       {"warm-betas", "warm_betas", "true"},
+      {"cold-betas", "warm_betas", "false"},
       {"no-attack", "attack", "false"},
       {NULL}};
   SbCliSettings binding = {settings, table};
@@ -175,7 +176,7 @@ int sb_cmd_verify(int argc, char **argv) {
       {"branching", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Branching heuristic: babsr (default) or fsb", "NAME"},
       {"iterations", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
-       "alpha/beta steps per branch-and-bound batch (default 10)", "N"},
+       "alpha/beta steps per branch-and-bound batch (default 20)", "N"},
       {"lr-alpha", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Step size of the slopes in branch-and-bound (default: alpha-CROWN's, "
        "0.5)",
@@ -203,8 +204,12 @@ int sb_cmd_verify(int argc, char **argv) {
       {"warm-betas", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
        sb_cli_setting_option,
        "Start a new domain's betas from its parent's optimised ones (its new "
-       "split's at 0) instead of all from 0; off by default: it did not need "
-       "fewer domains on mnist_fc (docs/verification.md)",
+       "split's at 0; the default)",
+       NULL},
+      {"cold-betas", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+       sb_cli_setting_option,
+       "Start every domain's betas from 0 instead (docs/verification.md "
+       "compares)",
        NULL},
       {"no-attack", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
        sb_cli_setting_option, "Do not search for counterexamples by PGD", NULL},

@@ -29,9 +29,9 @@ void sb_verify_params_init(SbVerifyParams *p) {
   p->max_memory_mib = 4096;
   p->branching = SB_BRANCH_BABSR;
   p->fsb_candidates = 3;
-  p->bab_iterations = 10;
+  p->bab_iterations = 20;
   p->refine_intermediate = FALSE;
-  p->warm_betas = FALSE;
+  p->warm_betas = TRUE;
   p->attack = TRUE;
   sb_alpha_params_init(&p->alpha);
   sb_attack_params_init(&p->attack_params);
