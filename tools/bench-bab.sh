@@ -17,7 +17,7 @@
 # minute to the next: every configuration runs SB_BAB_ROUNDS times, the
 # rounds one after the other over all configurations, and the table gives
 # each rate's median and range.
-# Environment: SB_BAB_DOMAINS (domains per run, default 3000), SB_BAB_ROUNDS
+# Environment: SB_BAB_DOMAINS (domains per run, default 20000), SB_BAB_ROUNDS
 # (default 3), SB_BENCH_OUT (directory for the raw results, default a
 # temporary one).
 set -eu
@@ -25,7 +25,7 @@ set -eu
 builddir=$(cd "${1:-.}" && pwd)
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 sb="$builddir/hosts/cli/shardbound"
-bab_domains=${SB_BAB_DOMAINS:-3000}
+bab_domains=${SB_BAB_DOMAINS:-20000}
 rounds=${SB_BAB_ROUNDS:-3}
 [ -x "$sb" ] || { echo "bench-bab.sh: $sb not built (make hosts/cli/shardbound)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "bench-bab.sh: python3 is needed to format the table" >&2; exit 2; }
