@@ -359,33 +359,35 @@ static gboolean queue_over_limit(const SbBab *bab) {
          (p->max_memory_mib > 0 && queue_mib > p->max_memory_mib);
 }
 
-/* The root domain of the atoms now in bab, evaluated from the root bounds
- * root_nb: NULL on an error. */
-static SbBabDomain *evaluate_root(SbBab *bab, SbNodeBounds *root_nb,
-                                  GError **error) {
+/* Evaluates the root domain of the atoms now in bab from the root bounds
+ * root_nb: SAT, UNSAT or ERROR when that decides them, else UNKNOWN with
+ * *root_out the root, the disjuncts it proves dropped. */
+static SbResult open_root(SbBab *bab, SbNodeBounds *root_nb,
+                          SbBabDomain **root_out, GError **error) {
   SbBabDomain *root = sb_bab_domain_new_root(bab);
   gboolean empty = FALSE;
   SbBabDomain *one[1] = {root};
+  SbResult result = SB_RESULT_UNKNOWN;
   if (!sb_bab_domains_store_bounds(bab, root_nb, one, 1, &empty, error) ||
-      !evaluate(bab, one, 1, G_MAXINT, FALSE, error)) {
+      !evaluate(bab, one, 1, G_MAXINT, FALSE, error))
+    result = SB_RESULT_ERROR;
+  else if (bab->found)
+    result = SB_RESULT_SAT;
+  else if (sb_bab_domain_proven(root))
+    result = SB_RESULT_UNSAT;
+  if (result != SB_RESULT_UNKNOWN) {
     sb_bab_domain_free(root);
-    return NULL;
-  }
-  return root;
-}
-
-/* Branch-and-bound over the atoms now in bab from the root bounds root_nb.
- * The queue is empty again on return, whatever the result. */
-static SbResult bab_search(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
-  const SbVerifyParams *p = bab->params;
-  SbBabDomain *root = evaluate_root(bab, root_nb, error);
-  if (root == NULL)
-    return SB_RESULT_ERROR;
-  if (bab->found || sb_bab_domain_proven(root)) {
-    sb_bab_domain_free(root);
-    return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
+    return result;
   }
   drop_proven_disjuncts(bab, root);
+  *root_out = root;
+  return result;
+}
+
+/* Branch-and-bound over the atoms now in bab from their open root, which
+ * it takes. The queue is empty again on return, whatever the result. */
+static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
+  const SbVerifyParams *p = bab->params;
   sb_bab_heap_push(bab->heap, root);
   bab->queued_split_bytes += sb_bab_domain_split_bytes(bab, root);
   SbResult result = SB_RESULT_UNSAT;
@@ -445,14 +447,12 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   const SbVerifyParams *p = bab->params;
   bab->t0 = g_get_monotonic_time();
   bab->budget_end = p->bab_time > 0 ? bab->t0 + (gint64)(p->bab_time * 1e6) : 0;
-  SbBabDomain *root = evaluate_root(bab, root_nb, error);
-  if (root == NULL)
-    return SB_RESULT_ERROR;
-  if (bab->found || sb_bab_domain_proven(root)) {
-    sb_bab_domain_free(root);
-    return bab->found ? SB_RESULT_SAT : SB_RESULT_UNSAT;
-  }
-  drop_proven_disjuncts(bab, root);
+  SbBabDomain *root = NULL;
+  SbResult result = open_root(bab, root_nb, &root, error);
+  if (result != SB_RESULT_UNKNOWN)
+    return result;
+  if (bab->n_open == 1) /* the joint root is that disjunct's root */
+    return search_from(bab, root, error);
   int n_open = bab->n_open;
   g_autofree int *order = g_new(int, n_open);
   g_autofree double *margin = g_new(double, n_open);
@@ -473,7 +473,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   double *all_rows = bab->rows, *all_rhs = bab->rhs;
   int *all_start = bab->open_start, one_start[2] = {0, 0};
   const int64_t n_out = bab->net->graph->output_size;
-  SbResult result = SB_RESULT_UNSAT;
+  result = SB_RESULT_UNSAT;
   for (int k = 0; k < n_open && result == SB_RESULT_UNSAT; k++) {
     int j = order[k];
     bab->rows = all_rows + (int64_t)all_start[j] * n_out;
@@ -481,7 +481,9 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
     bab->S = one_start[1] = all_start[j + 1] - all_start[j];
     bab->open_start = one_start;
     bab->n_open = 1;
-    result = bab_search(bab, root_nb, error);
+    result = open_root(bab, root_nb, &root, error);
+    if (result == SB_RESULT_UNKNOWN)
+      result = search_from(bab, root, error);
   }
   bab->rows = all_rows;
   bab->rhs = all_rhs;
