@@ -413,6 +413,36 @@ START_TEST(test_onnx_gemm_honours_alpha_beta_and_untransposed_weight) {
 }
 END_TEST
 
+/* The importer takes an initializer's buffer over for the node that reads
+ * it last and copies it for earlier readers: both layers must hold it. */
+START_TEST(test_onnx_weight_shared_by_two_layers_reaches_both) {
+  SbOnnxBuilder *b = sb_onnx_builder_new();
+  int64_t in[2] = {1, 2}, out[2] = {1, 2}, wd[2] = {2, 2};
+  float w[4] = {1, 2, 3, -4}, x[2] = {1.0f, -1.0f};
+  double y[2];
+  SbGraph *g;
+
+  sb_onnx_builder_add_input(b, "x", 2, in);
+  sb_onnx_builder_add_output(b, "y", 2, out);
+  sb_onnx_builder_add_initializer(b, "W", 2, wd, w);
+  for (int k = 0; k < 2; k++) {
+    int n = sb_onnx_builder_add_node(b, "Gemm", k ? "second" : "first",
+                                     k ? NAMES("h", "W") : NAMES("x", "W"),
+                                     k ? NAMES("y") : NAMES("h"));
+    sb_onnx_builder_set_int(b, n, "transB", 1);
+  }
+  g = parse_ok(build(b));
+  for (int node = 1; node <= 2; node++)
+    for (int i = 0; i < 4; i++)
+      ck_assert(sb_graph_node(g, node)->weight[i] == w[i]);
+  sb_graph_eval(g, x, y);
+  /* h = W x = (1 - 2, 3 + 4) = (-1, 7); y = W h = (-1 + 14, -3 - 28) */
+  ck_assert(fabs(y[0] - 13.0) < 1e-12);
+  ck_assert(fabs(y[1] - (-31.0)) < 1e-12);
+  sb_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_onnx_sorts_nodes_given_out_of_order) {
   SbOnnxBuilder *b = sb_onnx_builder_new();
   int64_t in[2] = {1, 2}, out[2] = {1, 2};
@@ -894,6 +924,7 @@ static Suite *onnx_suite(void) {
   tcase_add_test(ops, test_onnx_reshape_matmul_and_constants_track_shapes);
   tcase_add_test(ops,
                  test_onnx_gemm_honours_alpha_beta_and_untransposed_weight);
+  tcase_add_test(ops, test_onnx_weight_shared_by_two_layers_reaches_both);
   tcase_add_test(ops, test_onnx_sorts_nodes_given_out_of_order);
   suite_add_tcase(s, ops);
 

@@ -180,15 +180,21 @@ static gboolean tensor_convert(const Onnx__TensorProto *t, Value *v,
     return TRUE;
   }
 
-  v->data = g_new(float, v->numel + 1);
   /* Little-endian float32 bytes, the usual case, are the floats already:
-   * one copy, where a loop testing the case per element cost a
-   * millisecond per million weights. */
+   * the unpacked message's buffer (malloc'd by protobuf-c, so aligned for
+   * floats and freed by g_free) is taken over rather than copied. A copy
+   * costs more than its bytes: each page of it is memory the process
+   * touches for the first time (heap_prefault.c). */
   if (type == ONNX_FLOAT && t->has_raw_data &&
-      G_BYTE_ORDER == G_LITTLE_ENDIAN) {
-    memcpy(v->data, t->raw_data.data, (size_t)v->numel * sizeof(float));
+      G_BYTE_ORDER == G_LITTLE_ENDIAN && v->numel > 0) {
+    Onnx__TensorProto *owner = (Onnx__TensorProto *)t;
+
+    v->data = (float *)owner->raw_data.data;
+    owner->raw_data.data = NULL;
+    owner->raw_data.len = 0;
     return TRUE;
   }
+  v->data = g_new(float, v->numel + 1);
   for (int64_t i = 0; i < v->numel; i++) {
     if (type == ONNX_FLOAT && t->has_raw_data) {
       guint32 u;
@@ -393,7 +399,7 @@ static Value *value_copy(const Value *src) {
   Value *v = memdup(src, sizeof(Value));
 
   if (src->data != NULL)
-    v->data = memdup(src->data, sizeof(float) * (src->numel + 1));
+    v->data = memdup(src->data, sizeof(float) * src->numel);
   if (src->ints != NULL)
     v->ints = memdup(src->ints, sizeof(int64_t) * (src->numel + 1));
   return v;
@@ -426,6 +432,20 @@ static Value *append_node(Importer *imp, SbNodeKind kind, const Value *x0,
 }
 
 /* ---- operators -------------------------------------------------------- */
+
+/* The float data of constant input `i` of the current node, already
+ * looked up as `v`, for a graph node to own: taken from `v` when this node
+ * is its last reader, so that a model's weights are written to memory once
+ * (see tensor_convert), and copied otherwise. */
+static float *take_const_data(Importer *imp, size_t i, Value *v) {
+  const char *name = imp->node->input[i];
+  float *data = v->data;
+
+  if (GPOINTER_TO_INT(g_hash_table_lookup(imp->consumers, name)) != 1)
+    return memdup(data, sizeof(float) * v->numel);
+  v->data = NULL;
+  return data;
+}
 
 /* A constant [k, n] weight as the LINEAR layer's [n, k] (its transpose),
  * reading the source's rows in order. */
@@ -490,10 +510,9 @@ static gboolean import_gemm(Importer *imp, GError **error) {
   }
   /* w [n, k] is B^T, or B itself when transB; alpha scales only where it
    * is not 1. */
-  if (trans_b) {
-    w = g_new(float, n *k + 1);
-    memcpy(w, b->data, (size_t)(n * k) * sizeof(float));
-  } else
+  if (trans_b)
+    w = take_const_data(imp, 1, b);
+  else
     w = transposed_weight(b->data, k, n);
   if (alpha != 1.0)
     for (int64_t j = 0; j < n * k; j++)
@@ -892,8 +911,7 @@ static gboolean import_conv(Importer *imp, GError **error) {
   d.groups = group;
   return set_output(imp,
                     append_node(imp, SB_NODE_CONV2D, x, NULL, 3, out_shape, &d,
-                                memdup(w->data, sizeof(float) * (w->numel + 1)),
-                                bias),
+                                take_const_data(imp, 1, w), bias),
                     error);
 }
 
@@ -1472,9 +1490,9 @@ SbGraph *sb_onnx_parse(const guint8 *data, gsize length, GError **error) {
   return imp.graph;
 }
 
-/* Heap bytes the import touches per byte of the file, measured on
- * mnist_fc's networks: the unpacked protobuf holds a copy of the weights
- * and the graph another, converted. */
+/* Heap bytes touched per byte of the file, measured on mnist_fc's
+ * networks: the unpacked protobuf's copy of the weights, which the graph
+ * takes over, and the backend's copy, made next (network.c). */
 #define SB_ONNX_PARSE_BYTES_PER_BYTE 2
 
 SbGraph *sb_onnx_load(const char *path, GError **error) {

@@ -20,14 +20,14 @@
 G_DEFINE_QUARK(sb - vnnlib - error - quark, sb_vnnlib_error)
 
 /* S-expression tree node; children are linked so the tree is built in one
- * pass without knowing list lengths in advance. */
+ * pass without knowing list lengths in advance. A node per token: kept
+ * small (24 bytes), since the tree is most of what the parse touches. */
 typedef struct {
+  const char *tok; /* where it starts in the text (an atom: its text) */
+  int len;         /* atoms: the token's length */
+  int first;       /* lists: first child or -1 */
+  int next;        /* next sibling or -1 */
   gboolean is_list;
-  int line, col;
-  const char *tok; /* atoms only: points into the text */
-  int len;
-  int first; /* lists: first child or -1 */
-  int next;  /* next sibling or -1 */
 } Node;
 
 typedef struct {
@@ -65,6 +65,7 @@ typedef struct {
 } Dnf;
 
 typedef struct {
+  const char *text;    /* the file's text, for positions in messages */
   GArray *nodes;       /* Node; node 0 is the file itself */
   GHashTable *decl[2]; /* index + 1 -> itself, for X and Y */
   int max_index[2];
@@ -99,6 +100,21 @@ static char *token_repr(const char *tok, int len) {
   return g_string_free(out, FALSE);
 }
 
+/* Line and column (from 1) of `at` in `text`: worked out for a message
+ * only, rather than kept in every node. */
+static void text_position(const char *text, const char *at, int *line,
+                          int *col) {
+  *line = 1;
+  *col = 1;
+  for (const char *c = text; c < at; c++) {
+    if (*c == '\n') {
+      (*line)++;
+      *col = 1;
+    } else
+      (*col)++;
+  }
+}
+
 G_GNUC_PRINTF(4, 5)
 static void fail_at(Parser *p, int node, SbVnnlibError code, const char *fmt,
                     ...) {
@@ -110,10 +126,13 @@ static void fail_at(Parser *p, int node, SbVnnlibError code, const char *fmt,
   va_start(ap, fmt);
   msg = g_strdup_vprintf(fmt, ap);
   va_end(ap);
-  if (node > 0)
-    g_set_error(p->error, SB_VNNLIB_ERROR, code, "line %d, column %d: %s",
-                node_at(p, node)->line, node_at(p, node)->col, msg);
-  else
+  if (node > 0) {
+    int line, col;
+
+    text_position(p->text, node_at(p, node)->tok, &line, &col);
+    g_set_error(p->error, SB_VNNLIB_ERROR, code, "line %d, column %d: %s", line,
+                col, msg);
+  } else
     g_set_error_literal(p->error, SB_VNNLIB_ERROR, code, msg);
   g_free(msg);
 }
@@ -153,7 +172,7 @@ static int append_node(Parser *p, GArray *open, GArray *last,
 }
 
 static gboolean read_tree(Parser *p, const char *text, gsize length) {
-  Node root = {TRUE, 1, 1, NULL, 0, -1, -1};
+  Node root = {text, 0, -1, -1, TRUE};
   GArray *open = g_array_new(FALSE, FALSE, sizeof(int));
   GArray *last = g_array_new(FALSE, FALSE, sizeof(int));
   int line = 1, col = 1;
@@ -181,7 +200,7 @@ static gboolean read_tree(Parser *p, const char *text, gsize length) {
         col++;
       }
     } else if (c == '(') {
-      Node n = {TRUE, line, col, NULL, 0, -1, -1};
+      Node n = {text + i, 0, -1, -1, TRUE};
       int id;
 
       if (open->len > SB_VNNLIB_MAX_DEPTH) {
@@ -209,7 +228,7 @@ static gboolean read_tree(Parser *p, const char *text, gsize length) {
       i++;
       col++;
     } else {
-      Node n = {FALSE, line, col, text + i, 0, -1, -1};
+      Node n = {text + i, 0, -1, -1, FALSE};
       gsize j = i;
 
       while (j < length && !is_space(text[j]) && text[j] != '(' &&
@@ -243,10 +262,13 @@ static gboolean read_tree(Parser *p, const char *text, gsize length) {
 
   if (ok && open->len > 1) {
     const Node *unclosed = node_at(p, g_array_index(open, int, open->len - 1));
+    int open_line, open_col;
+
+    text_position(text, unclosed->tok, &open_line, &open_col);
     g_set_error(p->error, SB_VNNLIB_ERROR, SB_VNNLIB_ERROR_SYNTAX,
                 "line %d, column %d: unexpected end of input: '(' at line "
                 "%d, column %d is never closed",
-                line, col, unclosed->line, unclosed->col);
+                line, col, open_line, open_col);
     ok = FALSE;
   }
   g_array_free(open, TRUE);
@@ -1366,6 +1388,22 @@ static SbProperty *assemble(Parser *p, const GArray *common, const Dnf *terms) {
 
 /* ---------------------------------------------------------------- entry */
 
+/* At most one node per '(' and per token start, and the file's own; a
+ * huge file's array grows past 2^20 nodes (24 MiB) as it is read. */
+static guint max_nodes(const char *text, gsize length) {
+  gsize n = 1;
+  gboolean in_token = FALSE;
+
+  for (gsize i = 0; i < length; i++) {
+    char c = text[i];
+    gboolean delimiter = is_space(c) || c == '(' || c == ')' || c == ';';
+
+    n += c == '(' || (!delimiter && !in_token);
+    in_token = !delimiter;
+  }
+  return (guint)MIN(n, 1u << 20);
+}
+
 SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error) {
   Parser p = {0};
   GError *local = NULL;
@@ -1378,7 +1416,12 @@ SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error) {
   g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 
   p.error = &local;
-  p.nodes = g_array_new(FALSE, FALSE, sizeof(Node));
+  p.text = text;
+  /* Room for every node at once: growing the array step by step would
+   * touch every smaller copy as well. Pages reserved and not used cost
+   * nothing. */
+  p.nodes =
+      g_array_sized_new(FALSE, FALSE, sizeof(Node), max_nodes(text, length));
   for (int k = 0; k < 2; k++) {
     p.decl[k] = g_hash_table_new(g_direct_hash, g_direct_equal);
     p.max_index[k] = -1;
@@ -1417,7 +1460,7 @@ out:
 }
 
 /* Heap bytes the parse touches per byte of VNNLIB text, measured: about
- * 14 on mnist_fc's properties (the syntax tree holds a node per token). */
+ * 12 on mnist_fc's properties (the syntax tree holds a node per token). */
 #define SB_VNNLIB_PARSE_BYTES_PER_BYTE 16
 
 SbProperty *sb_vnnlib_load(const char *path, GError **error) {
