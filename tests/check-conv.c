@@ -5,7 +5,8 @@
  * (conv_cpu.c) and through im2col + sgemm and sgemm + col2im, the path of
  * a device without them (CUDA). All must match float64, over and into
  * existing values, for whole layers and for a channel range (tensor
- * parallelism's shard). */
+ * parallelism's shard), on dense rows and on the sparse rows of a
+ * backward pass. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -96,6 +97,37 @@ static void reference(const SbConvGeom *g, int64_t R, int64_t nc,
               }
 }
 
+/* Row r of a source [R][C][H][W], dense at r % 5 == 0 and otherwise as a
+ * backward pass makes them: all zero, or non-zero only in a corner, the
+ * opposite corner, or a 2x2 block of every channel near the middle (the
+ * transposed kernel computes only the part of the image such a row
+ * reaches). */
+static void sparsify(float *row, int r, int64_t C, int64_t H, int64_t W) {
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t w = 0; w < W; w++) {
+        int keep;
+        switch (r % 5) {
+        case 0:
+          keep = 1;
+          break;
+        case 1:
+          keep = 0;
+          break;
+        case 2:
+          keep = c == 0 && h == 0 && w == 0;
+          break;
+        case 3:
+          keep = c == C - 1 && h == H - 1 && w == W - 1;
+          break;
+        default:
+          keep = h / 2 == (H - 1) / 4 && (w + 1) / 2 == W / 4 + 1;
+        }
+        if (!keep)
+          row[(c * H + h) * W + w] = 0.0f;
+      }
+}
+
 static void check_path(const SbDeviceOps *ops, const char *path) {
   char error[256] = "";
   SbDevice *dev = NULL;
@@ -131,6 +163,11 @@ static void check_path(const SbDeviceOps *ops, const char *path) {
         const int64_t n_dst = transpose ? R * in : R * c->nc * P;
         for (int64_t i = 0; i < n_src; i++)
           src[i] = frand(&seed);
+        for (int64_t r = 0; r < R; r++)
+          if (transpose)
+            sparsify(src + r * c->nc * P, (int)r, c->nc, g->out_h, g->out_w);
+          else
+            sparsify(src + r * in, (int)r, g->in_c, g->in_h, g->in_w);
         for (int64_t i = 0; i < n_dst; i++) {
           out[i] = add ? frand(&seed) : NAN;
           want[i] = add ? out[i] : 0.0;

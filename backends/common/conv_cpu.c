@@ -27,6 +27,7 @@
 #include "backends/common/cpu_clones.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +106,95 @@ static inline int ct_shift(const SbConvGeom *g, int64_t kw, int64_t ph,
   return 1;
 }
 
-/* Transposed: image channels [ic0, ic0 + block) of one row. */
+/* The part of the image that a transposed convolution's source row
+ * reaches: rows [ih0, ih1) and columns [iw0, iw1). */
+typedef struct {
+  int64_t ih0, ih1, iw0, iw1;
+} CtWindow;
+
+/* The window of the image reached from the non-zero entries of one source
+ * row ([nsum][out_h][out_w]); FALSE when they are all zero. A backward
+ * pass starts from unit rows, so for most of a CROWN pass a row's
+ * non-zeros fill only a neuron's receptive field, a small part of the
+ * image (what auto_LiRPA's patches mode exploits); outside the window
+ * every sum is of zeros, and the kernel skips it. */
+typedef int32_t ct_ivec
+    __attribute__((vector_size(CT_LANES * sizeof(int32_t))));
+
+/* Most rows of a sparse source are zero: tested a vector at a time. */
+static inline __attribute__((always_inline)) int
+ct_row_is_zero(const float *row, int64_t n) {
+  ct_ivec nonzero = {0};
+  int64_t i = 0;
+  for (; i + CT_LANES <= n; i += CT_LANES) {
+    ct_vec v;
+    memcpy(&v, row + i, sizeof v);
+    nonzero |= v != (ct_vec){0};
+  }
+  int any = 0;
+  for (int l = 0; l < CT_LANES; l++)
+    any |= nonzero[l];
+  for (; i < n; i++)
+    any |= row[i] != 0.0f;
+  return !any;
+}
+
+static inline __attribute__((always_inline)) int
+ct_window(const CtPlan *p, const float *src, CtWindow *win) {
+  const SbConvGeom *g = p->g;
+  const int64_t OH = g->out_h, OW = g->out_w;
+  int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
+  for (int64_t c = 0; c < p->nsum; c++)
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const float *row = src + (c * OH + oh) * OW;
+      if (ct_row_is_zero(row, OW))
+        continue;
+      int64_t first = 0, last = OW - 1;
+      while (row[first] == 0.0f)
+        first++;
+      while (row[last] == 0.0f)
+        last--;
+      oh0 = oh < oh0 ? oh : oh0;
+      oh1 = oh > oh1 ? oh : oh1;
+      ow0 = first < ow0 ? first : ow0;
+      ow1 = last > ow1 ? last : ow1;
+    }
+  if (oh1 < 0)
+    return 0;
+  /* Output (oh, ow) reads image (oh*sh - pad_top + kh*dh, ...). */
+  const int64_t ih0 = oh0 * g->stride_h - g->pad_top;
+  const int64_t ih1 =
+      oh1 * g->stride_h - g->pad_top + (g->kernel_h - 1) * g->dilation_h + 1;
+  const int64_t iw0 = ow0 * g->stride_w - g->pad_left;
+  const int64_t iw1 =
+      ow1 * g->stride_w - g->pad_left + (g->kernel_w - 1) * g->dilation_w + 1;
+  win->ih0 = ih0 > 0 ? ih0 : 0;
+  win->ih1 = ih1 < g->in_h ? ih1 : g->in_h;
+  win->iw0 = iw0 > 0 ? iw0 : 0;
+  win->iw1 = iw1 < g->in_w ? iw1 : g->in_w;
+  return 1;
+}
+
+/* Transposed: image channels [ic0, ic0 + block) of one row, within its
+ * window. Column runs keep their places on the grid of a whole row (a run
+ * that starts in the window is computed whole), so that every sum reads
+ * the padded row where the whole row's would, in the same order. */
 static inline __attribute__((always_inline)) void
-ct_block_transposed(const CtPlan *p, const float *padded, float *x, int64_t ic0,
-                    const int block, const int runs) {
+ct_block_transposed(const CtPlan *p, const float *padded, float *x,
+                    const CtWindow *win, int64_t ic0, const int block,
+                    const int runs) {
   const SbConvGeom *g = p->g;
   const int64_t OH = g->out_h, IH = g->in_h, IW = g->in_w;
   const int64_t sw = g->stride_w, KW = g->kernel_w;
   const int64_t icn = g->in_c - ic0 < block ? g->in_c - ic0 : block;
-  for (int64_t ih = 0; ih < IH; ih++)
+  const int64_t run = CT_LANES * runs;
+  for (int64_t ih = win->ih0; ih < win->ih1; ih++)
     for (int64_t ph = 0; ph < sw && ph < IW; ph++) {
       const int64_t Q = (IW - ph + sw - 1) / sw;
-      for (int64_t q0 = 0; q0 < Q; q0 += CT_LANES * runs) {
+      /* Image columns q*sw + ph in [iw0, iw1). */
+      const int64_t q_first = win->iw0 > ph ? (win->iw0 - ph + sw - 1) / sw : 0;
+      const int64_t q_end = win->iw1 > ph ? (win->iw1 - 1 - ph) / sw + 1 : 0;
+      for (int64_t q0 = q_first / run * run; q0 < q_end && q0 < Q; q0 += run) {
         ct_vec acc[CT_ACCUMULATORS];
         ct_zero(acc, block * runs);
         int touched = 0;
@@ -246,14 +324,18 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded) {
   const int half = p->dstp == 4;
   for (int64_t r = r0; r < r1; r++) {
     float *dst = p->dst + r * dst_size;
-    ct_pad_row(p, p->src + r * src_size, padded);
+    const float *src = p->src + r * src_size;
+    CtWindow win = {0, g->in_h, 0, g->in_w};
     if (p->transpose && !p->accumulate)
       memset(dst, 0, (size_t)dst_size * sizeof(float));
+    if (p->transpose && !ct_window(p, src, &win))
+      continue;
+    ct_pad_row(p, src, padded);
     for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_ACCUMULATORS) {
       if (p->transpose && half)
-        ct_block_transposed(p, padded, dst, c0, 4, 2);
+        ct_block_transposed(p, padded, dst, &win, c0, 4, 2);
       else if (p->transpose)
-        ct_block_transposed(p, padded, dst, c0, CT_ACCUMULATORS, 1);
+        ct_block_transposed(p, padded, dst, &win, c0, CT_ACCUMULATORS, 1);
       else if (half)
         ct_block_forward(p, padded, dst, c0, 4, 2);
       else
