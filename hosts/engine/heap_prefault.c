@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* A fresh process pays for every heap page it touches first: on the
  * virtual machines this project is measured on, a page fault costs about
- * 11 us, and populating pages with MADV_POPULATE_WRITE about 1.1 us each.
- * Loading mnist 256x4 and its property faulted about 1,000 pages in the
- * host (the VNNLIB parse tree, the unpacked protobuf and the converted
- * weights), a third of the whole process's time (docs/bench-cpu.md). The
- * loaders call sb_heap_prefault with a size derived from the file's before
- * they parse it. The CPU backend maps its own new buffers in the same way
- * (device_cpu.c). */
+ * 11 us, and populating pages with MADV_POPULATE_WRITE about 1.1 us each
+ * (the first write to a populated page still costs about half a fault
+ * there, so touching less memory is worth more than populating it). The
+ * ONNX loader calls sb_heap_prefault with a size derived from the file's
+ * before it parses it; the VNNLIB parser no longer needs to, since it
+ * keeps one command's syntax tree at a time. The CPU backend maps its own
+ * new buffers in the same way (device_cpu.c). */
 #include "config.h"
 
 #include "heap_prefault.h"

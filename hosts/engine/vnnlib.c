@@ -2,7 +2,6 @@
 /* VNNLIB parser: the SMT-LIB subset of VNN-COMP, turned into input boxes and
  * an unsafe output region in disjunctive normal form of atoms c.y <= d. */
 #include "hosts/engine/vnnlib.h"
-#include "hosts/engine/heap_prefault.h"
 #include "hosts/engine/limits.h"
 
 #include <errno.h>
@@ -19,9 +18,8 @@
 
 G_DEFINE_QUARK(sb - vnnlib - error - quark, sb_vnnlib_error)
 
-/* S-expression tree node; children are linked so the tree is built in one
- * pass without knowing list lengths in advance. A node per token: kept
- * small (24 bytes), since the tree is most of what the parse touches. */
+/* S-expression tree node, one per token; children are linked so the tree
+ * is built in one pass without knowing list lengths in advance. */
 typedef struct {
   const char *tok; /* where it starts in the text (an atom: its text) */
   int len;         /* atoms: the token's length */
@@ -151,6 +149,20 @@ static int n_children(Parser *p, int list) {
 
 /* ---------------------------------------------------------------- reader */
 
+static gboolean run_command(Parser *p, int node, GPtrArray *asserts,
+                            GArray *common);
+
+/* Runs the top level's newest child, then drops every node but the
+ * file's own. */
+static gboolean run_command_at_top(Parser *p, GArray *last, GPtrArray *asserts,
+                                   GArray *common) {
+  gboolean ok = run_command(p, g_array_index(last, int, 0), asserts, common);
+  g_array_set_size(p->nodes, 1);
+  node_at(p, 0)->first = -1;
+  g_array_index(last, int, 0) = -1;
+  return ok;
+}
+
 static gboolean is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
          c == '\v';
@@ -171,7 +183,12 @@ static int append_node(Parser *p, GArray *open, GArray *last,
   return id;
 }
 
-static gboolean read_tree(Parser *p, const char *text, gsize length) {
+/* Reads the text and runs each top-level command as soon as it is
+ * complete; its nodes are then dropped, so the tree never holds more than
+ * one command (with a node per token, a whole file's tree would be most of
+ * the memory the parse touches). */
+static gboolean read_commands(Parser *p, const char *text, gsize length,
+                              GPtrArray *asserts, GArray *common) {
   Node root = {text, 0, -1, -1, TRUE};
   GArray *open = g_array_new(FALSE, FALSE, sizeof(int));
   GArray *last = g_array_new(FALSE, FALSE, sizeof(int));
@@ -227,6 +244,8 @@ static gboolean read_tree(Parser *p, const char *text, gsize length) {
       g_array_set_size(last, last->len - 1);
       i++;
       col++;
+      if (open->len == 1)
+        ok = run_command_at_top(p, last, asserts, common);
     } else {
       Node n = {text + i, 0, -1, -1, FALSE};
       gsize j = i;
@@ -257,6 +276,8 @@ static gboolean read_tree(Parser *p, const char *text, gsize length) {
       append_node(p, open, last, &n);
       col += n.len;
       i = j;
+      if (open->len == 1)
+        ok = run_command_at_top(p, last, asserts, common);
     }
   }
 
@@ -946,7 +967,12 @@ static Dnf *eval_formula(Parser *p, int node) {
 
 /* ------------------------------------------------------------- commands */
 
-static gboolean run_command(Parser *p, int node, GPtrArray *asserts) {
+/* Runs one top-level command. An assert that is a conjunction adds its
+ * literals to `common` at once (as dnf_and_split would at the end), so
+ * that a property of input bounds keeps no formula per assert; the others
+ * go to `asserts`, in order. */
+static gboolean run_command(Parser *p, int node, GPtrArray *asserts,
+                            GArray *common) {
   const Node *n = node_at(p, node);
   const Node *h;
   int nargs;
@@ -1001,8 +1027,16 @@ static gboolean run_command(Parser *p, int node, GPtrArray *asserts) {
     d = eval_formula(p, a1);
     if (d == NULL)
       return FALSE;
-    g_ptr_array_add(asserts, d);
-    return TRUE;
+    if (dnf_terms(d) != 1) {
+      g_ptr_array_add(asserts, d);
+      return TRUE;
+    }
+    gboolean fits =
+        dnf_check_size(p, -1, 1, (double)common->len + d->lits->len);
+    if (fits)
+      g_array_append_vals(common, d->lits->data, d->lits->len);
+    dnf_free(d);
+    return fits;
   }
   /* Commands that only matter to an SMT solver session. */
   if (tok_is(h, "set-logic") || tok_is(h, "set-info") ||
@@ -1388,22 +1422,6 @@ static SbProperty *assemble(Parser *p, const GArray *common, const Dnf *terms) {
 
 /* ---------------------------------------------------------------- entry */
 
-/* At most one node per '(' and per token start, and the file's own; a
- * huge file's array grows past 2^20 nodes (24 MiB) as it is read. */
-static guint max_nodes(const char *text, gsize length) {
-  gsize n = 1;
-  gboolean in_token = FALSE;
-
-  for (gsize i = 0; i < length; i++) {
-    char c = text[i];
-    gboolean delimiter = is_space(c) || c == '(' || c == ')' || c == ';';
-
-    n += c == '(' || (!delimiter && !in_token);
-    in_token = !delimiter;
-  }
-  return (guint)MIN(n, 1u << 20);
-}
-
 SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error) {
   Parser p = {0};
   GError *local = NULL;
@@ -1417,11 +1435,7 @@ SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error) {
 
   p.error = &local;
   p.text = text;
-  /* Room for every node at once: growing the array step by step would
-   * touch every smaller copy as well. Pages reserved and not used cost
-   * nothing. */
-  p.nodes =
-      g_array_sized_new(FALSE, FALSE, sizeof(Node), max_nodes(text, length));
+  p.nodes = g_array_new(FALSE, FALSE, sizeof(Node));
   for (int k = 0; k < 2; k++) {
     p.decl[k] = g_hash_table_new(g_direct_hash, g_direct_equal);
     p.max_index[k] = -1;
@@ -1432,11 +1446,8 @@ SbProperty *sb_vnnlib_parse(const char *text, gsize length, GError **error) {
   p.atom_ids = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
                                      (GDestroyNotify)g_bytes_unref, NULL);
 
-  if (!read_tree(&p, text, length))
+  if (!read_commands(&p, text, length, asserts, common))
     goto out;
-  for (int c = node_at(&p, 0)->first; c >= 0; c = node_at(&p, c)->next)
-    if (!run_command(&p, c, asserts))
-      goto out;
   /* The file is the conjunction of its asserts. */
   terms = dnf_and_split(&p, -1, asserts, common);
   if (terms == NULL)
@@ -1459,10 +1470,6 @@ out:
   return prop;
 }
 
-/* Heap bytes the parse touches per byte of VNNLIB text, measured: about
- * 12 on mnist_fc's properties (the syntax tree holds a node per token). */
-#define SB_VNNLIB_PARSE_BYTES_PER_BYTE 16
-
 SbProperty *sb_vnnlib_load(const char *path, GError **error) {
   char *text = NULL;
   gsize length = 0;
@@ -1477,7 +1484,6 @@ SbProperty *sb_vnnlib_load(const char *path, GError **error) {
     g_error_free(local);
     return NULL;
   }
-  sb_heap_prefault(SB_VNNLIB_PARSE_BYTES_PER_BYTE * length);
   prop = sb_vnnlib_parse(text, length, &local);
   g_free(text);
   if (prop == NULL) {
