@@ -141,26 +141,44 @@ static sb_tensor *unit_rows(SbNetwork *net, const int64_t *index, int64_t S,
 #define SB_TIGHTEN_BATCHED_ROWS 64
 
 /* On a single CPU device, plain CROWN over one batch element (`bounds`,
- * the root) also runs on this many unstable neurons at a time: a pass's
- * coefficients then stay in the caches, and a fresh process touches a
- * third of the memory (on resnet_2b the one pass of `bounds` took 0.23
- * s against 0.095 s warm, most of it first touches of memory). A multiple
- * of the backends' row block (SB_ROW_BLOCK, 128), so that every product
- * is the one an unchunked pass computes and results are bitwise the same.
- * GPUs and multi-rank backends want big passes and keep them. */
-#define SB_TIGHTEN_CPU_ROWS 128
+ * the root) also runs on at most this many unstable neurons at a time: a
+ * pass's coefficients then stay in the caches, and a fresh process
+ * touches less memory for the first time, which on the virtual machines
+ * this is measured on costs more than the products (heap_prefault.c).
+ * resnet_2b's whole `bounds` took 0.23 s with one pass over every neuron
+ * and 0.13 s at 128 rows. Fewer rows slow an MLP's GEMMs down more than
+ * they save (784-256x6-10: 45 ms whole at 128 rows, 50 ms at 32;
+ * 784-4096x4-10: 6.2 s, 9.0 s), but a network with convolutions, whose
+ * CPU kernels compute each row on its own at the same speed, runs on as
+ * many rows as fit SB_TIGHTEN_CPU_CONV_BYTES of coefficients, in multiples
+ * of SB_TIGHTEN_CPU_MIN_ROWS: resnet_2b (about 110 KB a row) at 32 rows
+ * took 0.10 s, with bitwise the same bounds (its two dense layers are
+ * small; a GEMM may round differently at other row counts, which the
+ * chunked-bounds test allows for). GPUs and multi-rank backends want big
+ * passes and keep them. */
+#define SB_TIGHTEN_CPU_ROWS       128
+#define SB_TIGHTEN_CPU_MIN_ROWS   32
+#define SB_TIGHTEN_CPU_CONV_BYTES (4.0 * 1024 * 1024)
 
-/* Rows of one pass from start node i within net->tighten_pass_bytes: a
- * row holds a float per batch element and neuron of every node up to i,
- * in as many copies as the pass keeps (on the safe side: both sides of
- * the coefficients; with alpha-CROWN also the recorded pass, its gradient
+/* Rows of one pass from start node i within `budget` bytes: a row holds
+ * a float per batch element and neuron of every node up to i, in as many
+ * copies as the pass keeps (on the safe side: both sides of the
+ * coefficients; with alpha-CROWN also the recorded pass, its gradient
  * sweep, and the slopes with their gradients and Adam state). */
-static int64_t rows_per_pass(SbNetwork *net, int i, int64_t B, gboolean alpha) {
+static int64_t rows_within(SbNetwork *net, int i, int64_t B, gboolean alpha,
+                           double budget) {
   double floats = 0;
   for (int j = 0; j <= i; j++)
     floats += (double)sb_net_node_size(net, j);
   double row_bytes = floats * (double)B * sizeof(float) * (alpha ? 8 : 2);
-  return MAX(1, (int64_t)(net->tighten_pass_bytes / row_bytes));
+  return MAX(1, (int64_t)(budget / row_bytes));
+}
+
+static gboolean has_conv(SbNetwork *net) {
+  for (int j = 0; j < sb_graph_n_nodes(net->graph); j++)
+    if (sb_graph_node(net->graph, j)->kind == SB_NODE_CONV2D)
+      return TRUE;
+  return FALSE;
 }
 
 gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
@@ -196,11 +214,19 @@ gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
    * at a time (their rows are independent, cl/cu are [k,B]). */
   const gboolean single_cpu =
       !(SB_NET_BE(net)->capabilities & (SB_CAP_GPU | SB_CAP_MULTI_RANK));
-  int64_t chunk = alpha != NULL ? n_idx
-                  : B > 1       ? MIN(n_idx, SB_TIGHTEN_BATCHED_ROWS)
-                  : single_cpu  ? MIN(n_idx, SB_TIGHTEN_CPU_ROWS)
-                                : n_idx;
-  chunk = MIN(chunk, rows_per_pass(net, i, B, alpha != NULL));
+  int64_t chunk = n_idx;
+  if (alpha == NULL && B > 1)
+    chunk = MIN(n_idx, SB_TIGHTEN_BATCHED_ROWS);
+  else if (alpha == NULL && single_cpu) {
+    chunk = MIN(n_idx, SB_TIGHTEN_CPU_ROWS);
+    if (has_conv(net)) {
+      int64_t fit = rows_within(net, i, B, FALSE, SB_TIGHTEN_CPU_CONV_BYTES) /
+                    SB_TIGHTEN_CPU_MIN_ROWS * SB_TIGHTEN_CPU_MIN_ROWS;
+      chunk = MIN(chunk, MAX(fit, SB_TIGHTEN_CPU_MIN_ROWS));
+    }
+  }
+  chunk = MIN(chunk,
+              rows_within(net, i, B, alpha != NULL, net->tighten_pass_bytes));
   gboolean ok = TRUE;
   int64_t done = 0;
   for (int64_t k0 = 0; k0 < n_idx && ok; k0 = done) {
