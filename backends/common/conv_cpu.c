@@ -20,6 +20,10 @@
  *   phase (iw = q*stride_w + phase), and only the taps of that phase reach
  *   it.
  *
+ * The transposed one computes only the window of the image that a row's
+ * non-zeros reach (ct_window): in a backward pass, a neuron's receptive
+ * field.
+ *
  * Each row of the batch is computed on its own, in a fixed order, so a
  * result does not depend on how the rows were split into calls (the
  * multi-rank backends' bitwise guarantee, layer.h) or among threads. */
@@ -112,12 +116,6 @@ typedef struct {
   int64_t ih0, ih1, iw0, iw1;
 } CtWindow;
 
-/* The window of the image reached from the non-zero entries of one source
- * row ([nsum][out_h][out_w]); FALSE when they are all zero. A backward
- * pass starts from unit rows, so for most of a CROWN pass a row's
- * non-zeros fill only a neuron's receptive field, a small part of the
- * image (what auto_LiRPA's patches mode exploits); outside the window
- * every sum is of zeros, and the kernel skips it. */
 typedef int32_t ct_ivec
     __attribute__((vector_size(CT_LANES * sizeof(int32_t))));
 
@@ -139,6 +137,12 @@ ct_row_is_zero(const float *row, int64_t n) {
   return !any;
 }
 
+/* The window of the image reached from the non-zero entries of one source
+ * row ([nsum][out_h][out_w]); FALSE when they are all zero. A backward
+ * pass starts from unit rows, so for most of a CROWN pass a row's
+ * non-zeros fill only a neuron's receptive field, a small part of the
+ * image (what auto_LiRPA's patches mode exploits); outside the window
+ * every sum is of zeros, and the kernel skips it. */
 static inline __attribute__((always_inline)) int
 ct_window(const CtPlan *p, const float *src, CtWindow *win) {
   const SbConvGeom *g = p->g;
@@ -194,7 +198,7 @@ ct_block_transposed(const CtPlan *p, const float *padded, float *x,
       /* Image columns q*sw + ph in [iw0, iw1). */
       const int64_t q_first = win->iw0 > ph ? (win->iw0 - ph + sw - 1) / sw : 0;
       const int64_t q_end = win->iw1 > ph ? (win->iw1 - 1 - ph) / sw + 1 : 0;
-      for (int64_t q0 = q_first / run * run; q0 < q_end && q0 < Q; q0 += run) {
+      for (int64_t q0 = q_first / run * run; q0 < q_end; q0 += run) {
         ct_vec acc[CT_ACCUMULATORS];
         ct_zero(acc, block * runs);
         int touched = 0;
