@@ -34,11 +34,8 @@ static int linear_forward(SbExec *x, const struct sb_layer *l, int64_t B,
 }
 
 /* |W| is built in bounded row blocks: it is needed once per IBP pass, and
- * keeping it resident would double the weights' footprint. 256 KiB (83
- * rows of a 784-input layer): a block is memory that a fresh process
- * touches for the first time, which costs more than the product
- * (heap_prefault.c). */
-#define SB_LINEAR_ABS_BLOCK_FLOATS ((int64_t)1 << 16)
+ * keeping it resident would double the weights' footprint. */
+#define SB_LINEAR_ABS_BLOCK_FLOATS ((int64_t)1 << 20)
 
 static int linear_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
                       const float *const *lo, const float *const *up,
