@@ -94,12 +94,8 @@ gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
   if (!sb_node_bounds_init(net, &nb, B, reg->x_lower, reg->x_upper, error) ||
       !sb_bab_domains_load_bounds(bab, &nb, doms, B, error) ||
       !sb_bab_domains_split_signs(bab, doms, B, sign, error) ||
-      !sb_alpha_set_init(net, &set, out, bab->S, B, SB_SIDES_LOWER, nb.lo,
-                         nb.hi, error) ||
-      !sb_bab_domains_exchange_alphas(bab, &set, doms, B, FALSE, error) ||
-      (bab->warm_betas &&
-       (!sb_alpha_set_add_betas(net, &set, bab->S, B, sign, error) ||
-        !sb_bab_domains_exchange_betas(bab, &set, doms, B, FALSE, error))) ||
+      !sb_bab_domains_inherited_set(bab, &set, &nb, doms, B, sign,
+                                    bab->warm_betas, error) ||
       (A = sb_spec_tensor_new(bab->net, bab->rows, bab->S, B, error)) == NULL)
     goto out;
   SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};

@@ -235,6 +235,20 @@ gboolean sb_bab_domains_exchange_betas(SbBab *bab, SbAlphaSet *set,
   return TRUE;
 }
 
+gboolean sb_bab_domains_inherited_set(SbBab *bab, SbAlphaSet *set,
+                                      SbNodeBounds *nb, SbBabDomain **doms,
+                                      int B, sb_tensor **sign, gboolean betas,
+                                      GError **error) {
+  SbNetwork *net = bab->net;
+  return sb_alpha_set_init(net, set, net->graph->output, bab->S, B,
+                           SB_SIDES_LOWER, nb->lo, nb->hi, error) &&
+         sb_bab_domains_exchange_alphas(bab, set, doms, B, FALSE, error) &&
+         (!betas ||
+          (sb_alpha_set_add_betas(net, set, bab->S, B, sign, error) &&
+           (!bab->warm_betas ||
+            sb_bab_domains_exchange_betas(bab, set, doms, B, FALSE, error))));
+}
+
 int64_t sb_bab_domain_split_bytes(const SbBab *bab, const SbBabDomain *d) {
   int64_t bytes = (int64_t)d->n_splits * sizeof(SbBabSplit);
   if (d->beta != NULL)

@@ -128,6 +128,16 @@ gboolean sb_bab_domains_exchange_betas(SbBab *bab, SbAlphaSet *set,
                                        SbBabDomain **doms, int B, gboolean save,
                                        GError **error);
 
+/* The alpha set of the lower-bound pass of the open atoms over B
+ * domains whose bounds nb holds: each domain's inherited slopes and, with
+ * `betas`, a beta tensor per split node (sign[] from
+ * sb_bab_domains_split_signs) holding the domain's inherited betas when
+ * bab->warm_betas, zeros otherwise. */
+gboolean sb_bab_domains_inherited_set(SbBab *bab, SbAlphaSet *set,
+                                      SbNodeBounds *nb, SbBabDomain **doms,
+                                      int B, sb_tensor **sign, gboolean betas,
+                                      GError **error);
+
 /* The host bytes a domain's splits and betas take (counted into
  * queued_split_bytes while it is queued). */
 int64_t sb_bab_domain_split_bytes(const SbBab *bab, const SbBabDomain *domain);

@@ -123,12 +123,8 @@ static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
   if (bab->params->bab_lr_beta > 0)
     alpha.beta_learning_rate = bab->params->bab_lr_beta;
   alpha.deadline = bab->deadline;
-  return sb_alpha_set_init(net, set, out_node, bab->S, B, SB_SIDES_LOWER,
-                           nb->lo, nb->hi, error) &&
-         sb_bab_domains_exchange_alphas(bab, set, doms, B, FALSE, error) &&
-         sb_alpha_set_add_betas(net, set, bab->S, B, sign, error) &&
-         (!bab->warm_betas ||
-          sb_bab_domains_exchange_betas(bab, set, doms, B, FALSE, error)) &&
+  return sb_bab_domains_inherited_set(bab, set, nb, doms, B, sign, TRUE,
+                                      error) &&
          sb_alpha_optimize(net, set, &alpha, out_node, A, bab->S, B, nb->lo,
                            nb->hi, SB_SIDES_LOWER, &cfg, lower, NULL, error) &&
          sb_bab_domains_exchange_alphas(bab, set, doms, B, TRUE, error) &&
