@@ -6,35 +6,18 @@
 int sb_concretize(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
                   const float *A, const float *bias, const float *x_lower,
                   const float *x_upper, float *out) {
-  const SbDeviceOps *o = x->ops;
-  SbBuffer cr = {0};
-  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * B * N, &cr);
-  if (st != SB_OK)
-    return st;
-  float *c = cr.ptr, *r = c + B * N;
-  if ((st = o->box_to_centre_radius(x->dev, B * N, x_lower, x_upper, c, r)) ||
-      (st = o->concretize(x->dev, side, S, B, N, A, bias, c, r, out)))
-    st = sb_exec_device_fail(x, st, "concretize");
-  sb_exec_free(x, &cr);
-  return st;
+  int st =
+      x->ops->concretize(x->dev, side, S, B, N, A, bias, x_lower, x_upper, out);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "concretize");
 }
 
 int sb_concretize_vjp(SbExec *x, int32_t side, int64_t S, int64_t B, int64_t N,
                       const float *A, const float *x_lower,
                       const float *x_upper, const float *grad_out,
                       float *grad_A) {
-  const SbDeviceOps *o = x->ops;
-  SbBuffer cr = {0};
-  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, 2 * B * N, &cr);
-  if (st != SB_OK)
-    return st;
-  float *c = cr.ptr, *r = c + B * N;
-  if ((st = o->box_to_centre_radius(x->dev, B * N, x_lower, x_upper, c, r)) ||
-      (st =
-           o->concretize_vjp(x->dev, side, S, B, N, A, c, r, grad_out, grad_A)))
-    st = sb_exec_device_fail(x, st, "concretize_vjp");
-  sb_exec_free(x, &cr);
-  return st;
+  int st = x->ops->concretize_vjp(x->dev, side, S, B, N, A, x_lower, x_upper,
+                                  grad_out, grad_A);
+  return st == SB_OK ? st : sb_exec_device_fail(x, st, "concretize_vjp");
 }
 
 /* Adam lives here with the other operations that belong to no layer. */

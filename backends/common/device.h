@@ -160,11 +160,14 @@ typedef struct SbDeviceOps {
 
   /* ---- bounds from coefficients ---- */
   /* out[s,b] = bias[s,b] + sum_n A[s,b,n]*centre[b,n] -/+ sum_n
-   * |A[s,b,n]|*radius[b,n] (minus for SB_SIDE_LOWER). A [S,B,N]; centre,
-   * radius [B,N]; bias, out [S,B]; bias NULL means 0; out MAY equal bias. */
+   * |A[s,b,n]|*radius[b,n] (minus for SB_SIDE_LOWER), with the centre and
+   * radius (box.h) of the box [lower, upper]: taking the box itself spares
+   * a conversion pass per call, which branch-and-bound makes every step.
+   * A [S,B,N]; lower, upper [B,N]; bias, out [S,B]; bias NULL means 0; out
+   * MAY equal bias. */
   int (*concretize)(SbDevice *dev, int side, int64_t S, int64_t B, int64_t N,
-                    const float *A, const float *bias, const float *centre,
-                    const float *radius, float *out);
+                    const float *A, const float *bias, const float *lower,
+                    const float *upper, float *out);
   /* A [S,B,N] becomes zero except A[s,b,index[s]] = 1 for every b. index is
    * a HOST array of S entries, each in [0,N) (checked by the caller). */
   int (*set_unit_rows)(SbDevice *dev, int64_t S, int64_t B, int64_t N,
@@ -212,10 +215,11 @@ typedef struct SbDeviceOps {
                            float *grad_alpha);
   /* The gradient of concretize w.r.t. A: grad_A[s,b,n] = g[s,b] *
    * (centre[b,n] -/+ sign(A[s,b,n]) * radius[b,n]) (minus for
-   * SB_SIDE_LOWER, sign(0) = 0); g [S,B] NULL means ones. Overwrites. */
+   * SB_SIDE_LOWER, sign(0) = 0), centre and radius those of [lower, upper];
+   * g [S,B] NULL means ones. Overwrites. */
   int (*concretize_vjp)(SbDevice *dev, int side, int64_t S, int64_t B,
-                        int64_t N, const float *A, const float *centre,
-                        const float *radius, const float *g, float *grad_A);
+                        int64_t N, const float *A, const float *lower,
+                        const float *upper, const float *g, float *grad_A);
   /* alpha[s,b,n] = 1 when upper[b,n] > -lower[b,n], else 0 (the default
    * lower slope of relu_backward), for every s. */
   int (*relu_init_alpha)(SbDevice *dev, int64_t S, int64_t B, int64_t N,

@@ -9,6 +9,7 @@
  * the same on every rank, so multi-rank results stay bitwise those of one
  * device. The other sums stay scalar. */
 #include "backends/common/device_cpu.h"
+#include "backends/common/box.h"
 #include "backends/common/conv_cpu.h"
 #include "backends/common/cpu_clones.h"
 #include "backends/common/relu_relax.h"
@@ -68,32 +69,91 @@ static void keep_freed_memory(void) {
  * running `bounds` on mnist 256x4 spent more time faulting than computing.
  * A block is fresh when its last page is not resident: blocks are cut
  * from the top of a heap, which grows upward, while a block reused from
- * the heap's bins (branch-and-bound's steady state) is resident and costs
- * one mincore here. Small blocks share their pages with others and are
- * left alone. A kernel without MADV_POPULATE_WRITE (before Linux 5.14)
- * refuses the call and the pages fault in as before.
+ * the heap's bins (branch-and-bound's steady state) is resident. Small
+ * blocks share their pages with others and are left alone. A kernel
+ * without MADV_POPULATE_WRITE (before Linux 5.14) refuses the call and the
+ * pages fault in as before.
+ *
+ * Asking the kernel whether the last page is resident is a system call
+ * (mincore): one per large block cost branch-and-bound 3.6% of its time,
+ * where the same blocks come back every step. Since this process never
+ * gives memory back (keep_freed_memory), memory once resident stays so:
+ * each device keeps the address ranges it populated or found resident,
+ * merged where they touch (a heap grows in one piece, so there are few),
+ * and asks only about pages outside them. A wrong guess (a page swapped
+ * out) costs page faults, never a wrong result.
  */
 #define SB_CPU_POPULATE_MIN_BYTES ((size_t)64 << 10)
+#define SB_CPU_RESIDENT_RANGES    64
 
-static void populate_fresh(void *block, size_t bytes) {
+typedef struct {
+  uintptr_t lo, hi;
+} SbAddressRange;
+
+struct SbDevice {
+  char error[256];
+  /* Disjoint, not touching, sorted by address. */
+  SbAddressRange resident[SB_CPU_RESIDENT_RANGES];
+  int n_resident;
+};
+
+/* The index of the first range that ends at or after addr. */
+static int first_range_reaching(const SbDevice *dev, uintptr_t addr) {
+  int lo = 0, hi = dev->n_resident;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (dev->resident[mid].hi < addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static int known_resident(const SbDevice *dev, uintptr_t lo, uintptr_t hi) {
+  int k = first_range_reaching(dev, hi);
+  return k < dev->n_resident && dev->resident[k].lo <= lo;
+}
+
+/* Adds [lo, hi), merging the ranges it touches; when the table is full a
+ * range that touches none is not kept (only a system call is lost). */
+static void add_resident(SbDevice *dev, uintptr_t lo, uintptr_t hi) {
+  int k = first_range_reaching(dev, lo), end = k;
+  while (end < dev->n_resident && dev->resident[end].lo <= hi)
+    end++;
+  if (end > k) {
+    if (dev->resident[k].lo < lo)
+      lo = dev->resident[k].lo;
+    if (dev->resident[end - 1].hi > hi)
+      hi = dev->resident[end - 1].hi;
+  } else if (dev->n_resident == SB_CPU_RESIDENT_RANGES)
+    return;
+  memmove(dev->resident + k + 1, dev->resident + end,
+          sizeof(SbAddressRange) * (size_t)(dev->n_resident - end));
+  dev->n_resident += 1 - (end - k);
+  dev->resident[k] = (SbAddressRange){lo, hi};
+}
+
+static void populate_fresh(SbDevice *dev, void *block, size_t bytes) {
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE)
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t from = ((uintptr_t)block + page - 1) & ~(page - 1);
   uintptr_t to = ((uintptr_t)block + bytes) & ~(page - 1);
-  unsigned char last = 1;
+  unsigned char last = 0;
   if (bytes < SB_CPU_POPULATE_MIN_BYTES || to <= from ||
-      mincore((void *)(to - page), page, &last) != 0 || (last & 1))
+      known_resident(dev, to - page, to) ||
+      mincore((void *)(to - page), page, &last) != 0)
     return;
-  (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+  if (last & 1)
+    add_resident(dev, to - page, to);
+  else if (madvise((void *)from, to - from, MADV_POPULATE_WRITE) == 0)
+    add_resident(dev, from, to);
 #else
+  (void)dev;
   (void)block;
   (void)bytes;
 #endif
 }
-
-struct SbDevice {
-  char error[256];
-};
 
 static int cpu_open(int ordinal, SbDevice **out, char *error,
                     size_t error_size) {
@@ -126,7 +186,7 @@ static int cpu_alloc(SbDevice *dev, size_t bytes, void **out) {
   size_t rounded = (bytes + 63) / 64 * 64;
   void *p = rounded ? aligned_alloc(64, rounded) : NULL;
   if (p != NULL)
-    populate_fresh(p, rounded);
+    populate_fresh(dev, p, rounded);
   *out = p;
   if (p == NULL && bytes != 0) {
     snprintf(dev->error, sizeof dev->error, "malloc of %zu bytes failed",
@@ -219,9 +279,8 @@ static int cpu_box_to_centre_radius(SbDevice *dev, int64_t n,
                                     const float *lower, const float *upper,
                                     float *centre, float *radius) {
   for (int64_t i = 0; i < n; i++) {
-    float l = lower[i], u = upper[i];
-    centre[i] = 0.5f * (l + u);
-    radius[i] = 0.5f * (u - l);
+    centre[i] = sb_box_centre(lower[i], upper[i]);
+    radius[i] = sb_box_radius(lower[i], upper[i]);
   }
   return SB_OK;
 }
@@ -374,19 +433,18 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
 
 static int cpu_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
                           int64_t N, const float *A, const float *bias,
-                          const float *centre, const float *radius,
-                          float *out) {
+                          const float *lower, const float *upper, float *out) {
   const float sign = side == SB_SIDE_LOWER ? -1.0f : 1.0f;
   for (int64_t s = 0; s < S; s++)
     for (int64_t b = 0; b < B; b++) {
       const int64_t row = s * B + b;
       const float *a = A + row * N;
-      const float *c = centre + b * N, *r = radius + b * N;
+      const float *l = lower + b * N, *u = upper + b * N;
       float dot = 0.0f, spread = 0.0f;
 #pragma omp simd reduction(+ : dot, spread)
       for (int64_t n = 0; n < N; n++) {
-        dot += a[n] * c[n];
-        spread += fabsf(a[n]) * r[n];
+        dot += a[n] * sb_box_centre(l[n], u[n]);
+        spread += fabsf(a[n]) * sb_box_radius(l[n], u[n]);
       }
       out[row] = (bias ? bias[row] : 0.0f) + dot + sign * spread;
     }
@@ -567,21 +625,22 @@ static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
 }
 
 static int cpu_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
-                              int64_t N, const float *A, const float *centre,
-                              const float *radius, const float *g,
+                              int64_t N, const float *A, const float *lower,
+                              const float *upper, const float *g,
                               float *grad_A) {
   const float sign = side == SB_SIDE_LOWER ? -1.0f : 1.0f;
   for (int64_t s = 0; s < S; s++)
     for (int64_t b = 0; b < B; b++) {
       const int64_t row = s * B + b;
       const float *a = A + row * N;
-      const float *c = centre + b * N, *r = radius + b * N;
+      const float *l = lower + b * N, *u = upper + b * N;
       const float gr = g ? g[row] : 1.0f;
       float *d = grad_A + row * N;
 #pragma omp simd
       for (int64_t n = 0; n < N; n++) {
         float sa = a[n] > 0.0f ? 1.0f : a[n] < 0.0f ? -1.0f : 0.0f;
-        d[n] = gr * (c[n] + sign * sa * r[n]);
+        d[n] = gr * (sb_box_centre(l[n], u[n]) +
+                     sign * sa * sb_box_radius(l[n], u[n]));
       }
     }
   return SB_OK;

@@ -13,6 +13,7 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/conv_cpu.c \
 	backends/common/cpu_clones.h \
 	backends/common/relu_relax.h \
+	backends/common/box.h \
 	backends/common/tracked_alloc.h \
 	backends/common/tracked_alloc.c \
 	backends/common/tensor.h \

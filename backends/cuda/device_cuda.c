@@ -425,10 +425,9 @@ static int cuda_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
 
 static int cuda_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
                            int64_t N, const float *A, const float *bias,
-                           const float *centre, const float *radius,
-                           float *out) {
+                           const float *lower, const float *upper, float *out) {
   LAUNCH(dev, "concretize kernel",
-         sb_cuda_concretize(dev->stream, side, S, B, N, A, bias, centre, radius,
+         sb_cuda_concretize(dev->stream, side, S, B, N, A, bias, lower, upper,
                             out));
 }
 
@@ -470,12 +469,12 @@ static int cuda_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
 }
 
 static int cuda_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
-                               int64_t N, const float *A, const float *centre,
-                               const float *radius, const float *g,
+                               int64_t N, const float *A, const float *lower,
+                               const float *upper, const float *g,
                                float *grad_A) {
   LAUNCH(dev, "concretize_vjp kernel",
-         sb_cuda_concretize_vjp(dev->stream, side, S, B, N, A, centre, radius,
-                                g, grad_A));
+         sb_cuda_concretize_vjp(dev->stream, side, S, B, N, A, lower, upper, g,
+                                grad_A));
 }
 
 static int cuda_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B, int64_t N,

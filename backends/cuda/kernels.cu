@@ -2,6 +2,7 @@
 /* The CUDA kernels of the cuda device (kernels and their launchers only: the
  * operator math lives in backends/common/op_*.c). */
 #include "backends/cuda/kernels.h"
+#include "backends/common/box.h"
 #include "backends/common/relu_relax.h"
 
 #include <cuda_runtime.h>
@@ -73,9 +74,8 @@ __global__ void box_to_centre_radius_kernel(int64_t n, const float *lower,
                                             const float *upper, float *centre,
                                             float *radius) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
-    float l = lower[i], u = upper[i];
-    centre[i] = 0.5f * (l + u);
-    radius[i] = 0.5f * (u - l);
+    centre[i] = sb_box_centre(lower[i], upper[i]);
+    radius[i] = sb_box_radius(lower[i], upper[i]);
   }
 }
 
@@ -180,17 +180,17 @@ __global__ void relu_backward_kernel(int lower_side, int64_t rows, int64_t B,
 
 __global__ void concretize_kernel(float sign, int64_t rows, int64_t B,
                                   int64_t N, const float *A, const float *bias,
-                                  const float *centre, const float *radius,
+                                  const float *lower, const float *upper,
                                   float *out) {
   extern __shared__ float buf[];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t b = row % B;
     const float *a = A + row * N;
-    const float *c = centre + b * N, *r = radius + b * N;
+    const float *l = lower + b * N, *u = upper + b * N;
     float dot = 0.0f, spread = 0.0f;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-      dot += a[n] * c[n];
-      spread += fabsf(a[n]) * r[n];
+      dot += a[n] * sb_box_centre(l[n], u[n]);
+      spread += fabsf(a[n]) * sb_box_radius(l[n], u[n]);
     }
     dot = block_sum(dot, buf);
     spread = block_sum(spread, buf);
@@ -317,13 +317,15 @@ __global__ void relu_backward_vjp_kernel(int lower_side, int64_t n, int64_t B,
 
 __global__ void concretize_vjp_kernel(float sign, int64_t n, int64_t B,
                                       int64_t N, const float *A,
-                                      const float *centre, const float *radius,
+                                      const float *lower, const float *upper,
                                       const float *g, float *grad_A) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     const int64_t row = i / N, k = (row % B) * N + i % N;
     const float a = A[i];
     const float sa = a > 0.0f ? 1.0f : a < 0.0f ? -1.0f : 0.0f;
-    grad_A[i] = (g ? g[row] : 1.0f) * (centre[k] + sign * sa * radius[k]);
+    grad_A[i] =
+        (g ? g[row] : 1.0f) * (sb_box_centre(lower[k], upper[k]) +
+                               sign * sa * sb_box_radius(lower[k], upper[k]));
   }
 }
 
@@ -496,7 +498,7 @@ cudaError_t sb_cuda_relu_backward(cudaStream_t s, int side, int64_t S,
 
 cudaError_t sb_cuda_concretize(cudaStream_t s, int side, int64_t S, int64_t B,
                                int64_t N, const float *A, const float *bias,
-                               const float *centre, const float *radius,
+                               const float *lower, const float *upper,
                                float *out) {
   const int64_t rows = S * B;
   if (S <= 0 || B <= 0)
@@ -504,7 +506,7 @@ cudaError_t sb_cuda_concretize(cudaStream_t s, int side, int64_t S, int64_t B,
   /* N == 0 still writes out = bias (an empty sum), like the CPU device. */
   unsigned t = reduce_threads(N);
   concretize_kernel<<<row_blocks(rows), t, t * sizeof(float), s>>>(
-      side == SB_SIDE_LOWER ? -1.0f : 1.0f, rows, B, N, A, bias, centre, radius,
+      side == SB_SIDE_LOWER ? -1.0f : 1.0f, rows, B, N, A, bias, lower, upper,
       out);
   return cudaGetLastError();
 }
@@ -586,13 +588,13 @@ cudaError_t sb_cuda_relu_backward_vjp(cudaStream_t s, int side, int64_t S,
 
 cudaError_t sb_cuda_concretize_vjp(cudaStream_t s, int side, int64_t S,
                                    int64_t B, int64_t N, const float *A,
-                                   const float *centre, const float *radius,
+                                   const float *lower, const float *upper,
                                    const float *g, float *grad_A) {
   const int64_t n = S * B * N;
   if (S <= 0 || B <= 0 || N <= 0)
     return cudaSuccess;
   concretize_vjp_kernel<<<blocks_for(n), kThreads, 0, s>>>(
-      side == SB_SIDE_LOWER ? -1.0f : 1.0f, n, B, N, A, centre, radius, g,
+      side == SB_SIDE_LOWER ? -1.0f : 1.0f, n, B, N, A, lower, upper, g,
       grad_A);
   return cudaGetLastError();
 }

@@ -52,7 +52,7 @@ cudaError_t sb_cuda_relu_backward(cudaStream_t s, int side, int64_t S,
                                   float *A_in, float *bias);
 cudaError_t sb_cuda_concretize(cudaStream_t s, int side, int64_t S, int64_t B,
                                int64_t N, const float *A, const float *bias,
-                               const float *centre, const float *radius,
+                               const float *lower, const float *upper,
                                float *out);
 /* Writes only the ones: A must already be zero. index is a HOST array. */
 cudaError_t sb_cuda_set_unit_ones(cudaStream_t s, int64_t S, int64_t B,
@@ -78,7 +78,7 @@ cudaError_t sb_cuda_relu_backward_vjp(cudaStream_t s, int side, int64_t S,
                                       float *grad_alpha);
 cudaError_t sb_cuda_concretize_vjp(cudaStream_t s, int side, int64_t S,
                                    int64_t B, int64_t N, const float *A,
-                                   const float *centre, const float *radius,
+                                   const float *lower, const float *upper,
                                    const float *g, float *grad_A);
 cudaError_t sb_cuda_relu_init_alpha(cudaStream_t s, int64_t S, int64_t B,
                                     int64_t N, const float *lower,

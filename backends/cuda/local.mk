@@ -57,6 +57,7 @@ EXTRA_backends_shardbound_device_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
 # any other; the wrapper turns the gcc flags libtool adds into nvcc ones.
 backends/cuda/kernels.lo: backends/cuda/kernels.cu backends/cuda/kernels.h \
 		backends/common/device.h backends/common/relu_relax.h \
+		backends/common/box.h \
 		abi/shardbound.h
 	@$(MKDIR_P) backends/cuda
 	$(AM_V_GEN)$(LIBTOOL) $(AM_V_lt) --tag=CC $(AM_LIBTOOLFLAGS) \
