@@ -27,9 +27,13 @@ out=${4:-docs/vnncomp-$name-results.md}
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 cli="$build/hosts/cli/shardbound"
 export SHARDBOUND_BACKEND_PATH="${SHARDBOUND_BACKEND_PATH:-$build/backends/.libs}"
-ref_file="$data/reference_results.csv"
-[ -f "$ref_file" ] || ref_file="$srcdir/tools/vnncomp-references/$name.csv"
-[ -f "$ref_file" ] || ref_file=
+# An instance's published outcome: the folder's own reference_results.csv,
+# else tools/vnncomp-references/NAME.csv (which also covers networks the
+# folder's file leaves out, such as mnist_fc's 256x6).
+ref_file=
+for f in "$data/reference_results.csv" "$srcdir/tools/vnncomp-references/$name.csv"; do
+  [ -f "$f" ] && ref_file="$ref_file${ref_file:+ }$f"
+done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -46,7 +50,8 @@ tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, rea
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   ref=- ref_s=-
   if [ -n "$ref_file" ]; then
-    line=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$ref_file" || true)
+    # shellcheck disable=SC2086
+    line=$(grep -hF "$(basename "$onnx"),$(basename "$vnnlib")," $ref_file | head -n 1 || true)
     ref=$(echo "$line" | cut -d, -f3)
     ref=${ref:--}
     ref_s=$(echo "$line" | cut -d, -f4)
@@ -72,7 +77,9 @@ done
   fi
   echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset})."
   if [ -n "$ref_file" ]; then
-    echo "Published outcomes: \`${ref_file#"$srcdir"/}\` (alpha-beta-CROWN)."
+    echo "Published outcomes (alpha-beta-CROWN), first file that has the instance:"
+    for f in $ref_file; do printf '%s ' "\`${f#"$srcdir"/}\`"; done
+    echo
   else
     echo "No published per-instance outcomes are stored for $name: the contradictions"
     echo "column cannot compare answers; every sat answer was re-checked by verify's"
