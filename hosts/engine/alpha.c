@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "alpha.h"
+#include "lockstep.h"
 
 void sb_alpha_set_clear(SbNetwork *net, SbAlphaSet *set) {
   for (int side = 0; side < 2; side++) {
@@ -136,9 +137,11 @@ gboolean sb_alpha_optimize(SbNetwork *net, SbAlphaSet *set,
         total > best_total + 1e-7 * MAX(1.0, fabs(best_total)) ? 0 : stale + 1;
     best_total = MAX(best_total, total);
     /* Checked every step: on deep networks one start node's steps are
-     * the longest stretch of a verify run. */
-    if (step == p->iterations || stale >= p->patience ||
-        (p->deadline > 0 && g_get_monotonic_time() > p->deadline)) {
+     * the longest stretch of a verify run. By process 0's clock, and by
+     * every process at every step: processes that stopped at different
+     * steps would wait on each other's collectives for ever. */
+    gboolean late = sb_net_deadline_passed(net, p->deadline);
+    if (step == p->iterations || stale >= p->patience || late) {
       sb_pass_record_clear(net, &rec);
       break;
     }

@@ -87,8 +87,9 @@ static gboolean refresh_domain_bounds(SbBab *bab, SbNodeBounds *nb,
     return FALSE;
   if (tighten)
     for (int r = 0; r < bab->n_ri; r++) {
-      /* Past the deadline the parents' bounds (already loaded) do. */
-      if (bab->deadline > 0 && g_get_monotonic_time() > bab->deadline)
+      /* Past the deadline the parents' bounds (already loaded) do; judged
+       * in lockstep, like every deadline (lockstep.h). */
+      if (sb_net_deadline_passed(net, bab->deadline))
         break;
       int i = bab->ri_node[r];
       if (i > first_split_node && sb_node_needs_crown(net, i) &&
