@@ -27,15 +27,21 @@ out=${4:-docs/vnncomp-$name-results.md}
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 cli="$build/hosts/cli/shardbound"
 export SHARDBOUND_BACKEND_PATH="${SHARDBOUND_BACKEND_PATH:-$build/backends/.libs}"
-# An instance's published outcome: the folder's own reference_results.csv,
-# else tools/vnncomp-references/NAME.csv (which also covers networks the
-# folder's file leaves out, such as mnist_fc's 256x6).
-ref_file=
-for f in "$data/reference_results.csv" "$srcdir/tools/vnncomp-references/$name.csv"; do
-  [ -f "$f" ] && ref_file="$ref_file${ref_file:+ }$f"
-done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# An instance's published outcome: the folder's own reference_results.csv,
+# else tools/vnncomp-references/NAME.csv (which also covers networks the
+# folder's file leaves out, such as mnist_fc's 256x6). Both are read as
+# one file, in that order; ref_names lists them for the report.
+refs="$tmp/references"
+ref_names=
+: > "$refs"
+for f in "$data/reference_results.csv" "$srcdir/tools/vnncomp-references/$name.csv"; do
+  if [ -f "$f" ]; then
+    { cat "$f"; echo; } >> "$refs" # a file may lack its last newline
+    ref_names="$ref_names\`${f#"$srcdir"/}\` "
+  fi
+done
 
 rows="$tmp/rows"
 : > "$rows"
@@ -49,9 +55,8 @@ tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, rea
            ${SHARDBOUND_VERIFY_OPTIONS:-} 2>/dev/null | head -n 1) || true
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   ref=- ref_s=-
-  if [ -n "$ref_file" ]; then
-    # shellcheck disable=SC2086
-    line=$(grep -hF "$(basename "$onnx"),$(basename "$vnnlib")," $ref_file | head -n 1 || true)
+  if [ -n "$ref_names" ]; then
+    line=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$refs" | head -n 1 || true)
     ref=$(echo "$line" | cut -d, -f3)
     ref=${ref:--}
     ref_s=$(echo "$line" | cut -d, -f4)
@@ -76,10 +81,9 @@ done
     echo "(per-instance timeout from instances.csv;"
   fi
   echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset})."
-  if [ -n "$ref_file" ]; then
+  if [ -n "$ref_names" ]; then
     echo "Published outcomes (alpha-beta-CROWN), first file that has the instance:"
-    for f in $ref_file; do printf '%s ' "\`${f#"$srcdir"/}\`"; done
-    echo
+    echo "$ref_names"
   else
     echo "No published per-instance outcomes are stored for $name: the contradictions"
     echo "column cannot compare answers; every sat answer was re-checked by verify's"
