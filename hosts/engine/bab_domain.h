@@ -19,6 +19,7 @@ typedef struct {
   int sign;
 } SbBabSplit;
 
+/* One allocation each (bab_domain.c): free with sb_bab_domain_free only. */
 typedef struct {
   float *bounds;      /* lower then upper bounds of every ReLU input */
   double *spec_lower; /* [S]; never below the parent's (a subdomain) */
@@ -61,6 +62,10 @@ typedef struct {
   /* The split-dependent host memory (splits, betas) of the queued domains,
    * in bytes: the rest of a domain's is the same for all. */
   int64_t queued_split_bytes;
+  /* Microseconds a popped domain took to free, averaged over recent steps:
+   * a measure of what freeing the queue will take under the current load. */
+  double free_us_per_domain;
+  gint64 last_step_us; /* how long the last step took */
   /* The atoms BaB still has to prove, grouped by open disjunct. */
   int S;
   double *rows; /* [S, n_outputs] */

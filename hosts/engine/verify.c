@@ -326,8 +326,13 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
                                                     d->branch_neuron, sgn));
     first_split = MIN(first_split, d->branch_node);
   }
-  /* The parents' memory is not needed while the children are bounded. */
+  /* The parents' memory is not needed while the children are bounded. Their
+   * freeing is timed: it estimates the queue's (see search_from). */
+  gint64 freeing = g_get_monotonic_time();
   g_ptr_array_set_size(parents, 0);
+  bab->free_us_per_domain =
+      0.9 * bab->free_us_per_domain +
+      0.1 * (double)(g_get_monotonic_time() - freeing) / MAX(n_par, 1);
   if (kids->len > 0 &&
       !evaluate(bab, (SbBabDomain **)kids->pdata, (int)kids->len, first_split,
                 p->refine_intermediate, error))
@@ -395,6 +400,17 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
     gint64 deadline = bab->deadline;
     if (bab->budget_end > 0 && (deadline <= 0 || bab->budget_end < deadline))
       deadline = bab->budget_end;
+    /* Stop early by what is still to come after this check: one more
+     * step, freeing the queue and, when the process then exits, giving its
+     * memory back. Freeing a queued domain took about 2.7 times what
+     * freeing a just-popped one does, and with the exit's unmapping about
+     * 8 times (mnist 256x4, 125,620 queued domains, 1.7 GB, both cores
+     * busy with other work). */
+    if (deadline > 0)
+      deadline =
+          MAX(deadline - bab->last_step_us -
+                  (gint64)(10 * bab->heap->len * bab->free_us_per_domain),
+              1);
     /* The domain budget is the same count on every process: no lockstep
      * needed. */
     if (sb_net_deadline_passed(bab->net, deadline) ||
@@ -407,7 +423,10 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
       result = SB_RESULT_UNKNOWN;
       break;
     }
-    if (!bab_step(bab, &stuck, error) ||
+    gint64 step_start = g_get_monotonic_time();
+    gboolean stepped = bab_step(bab, &stuck, error);
+    bab->last_step_us = g_get_monotonic_time() - step_start;
+    if (!stepped ||
         (p->max_memory_mib > 0 &&
          !sb_verify_memory_over(bab->net, p->max_memory_mib, &bab->over_rank,
                                 &bab->over_rank_mib, &over, error))) {
