@@ -40,6 +40,8 @@ typedef struct {
   gboolean tried; /* its bound's minimiser was checked */
 } SbBabDomain;
 
+#define SB_BAB_FREE_SAMPLES 15
+
 /* The search over one region of a property. */
 typedef struct {
   SbNetwork *net;
@@ -62,9 +64,11 @@ typedef struct {
   /* The split-dependent host memory (splits, betas) of the queued domains,
    * in bytes: the rest of a domain's is the same for all. */
   int64_t queued_split_bytes;
-  /* Microseconds a popped domain took to free, averaged over recent steps:
-   * a measure of what freeing the queue will take under the current load. */
-  double free_us_per_domain;
+  /* Microseconds a popped domain took to free in each of the last
+   * SB_BAB_FREE_SAMPLES steps (a ring, from free_sample): their median
+   * measures what freeing the queue will take under the current load. */
+  double free_us[SB_BAB_FREE_SAMPLES];
+  int n_free_samples;
   gint64 last_step_us; /* how long the last step took */
   /* The atoms BaB still has to prove, grouped by open disjunct. */
   int S;

@@ -330,9 +330,8 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
    * freeing is timed: it estimates the queue's (see search_from). */
   gint64 freeing = g_get_monotonic_time();
   g_ptr_array_set_size(parents, 0);
-  bab->free_us_per_domain =
-      0.9 * bab->free_us_per_domain +
-      0.1 * (double)(g_get_monotonic_time() - freeing) / MAX(n_par, 1);
+  bab->free_us[bab->n_free_samples++ % SB_BAB_FREE_SAMPLES] =
+      (double)(g_get_monotonic_time() - freeing) / MAX(n_par, 1);
   if (kids->len > 0 &&
       !evaluate(bab, (SbBabDomain **)kids->pdata, (int)kids->len, first_split,
                 p->refine_intermediate, error))
@@ -346,6 +345,23 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
     }
   }
   return TRUE;
+}
+
+/* The median of the recent steps' freeing times per domain (0 before the
+ * first step): a step descheduled while it freed its parents measures
+ * milliseconds instead of microseconds, which an average would carry into
+ * many seconds of margin over a large queue. */
+static double free_us_per_domain(const SbBab *bab) {
+  int n = MIN(bab->n_free_samples, SB_BAB_FREE_SAMPLES);
+  double v[SB_BAB_FREE_SAMPLES];
+  memcpy(v, bab->free_us, sizeof(double) * n);
+  for (int i = 1; i < n; i++) /* a handful: insertion sort */
+    for (int k = i; k > 0 && v[k] < v[k - 1]; k--) {
+      double t = v[k];
+      v[k] = v[k - 1];
+      v[k - 1] = t;
+    }
+  return n > 0 ? v[n / 2] : 0;
 }
 
 /* Whether the queue has outgrown --max-domains or --max-memory. */
@@ -409,7 +425,7 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
     if (deadline > 0)
       deadline =
           MAX(deadline - bab->last_step_us -
-                  (gint64)(10 * bab->heap->len * bab->free_us_per_domain),
+                  (gint64)(10 * bab->heap->len * free_us_per_domain(bab)),
               1);
     /* The domain budget is the same count on every process: no lockstep
      * needed. */
