@@ -65,8 +65,9 @@ typedef struct {
    * in bytes: the rest of a domain's is the same for all. */
   int64_t queued_split_bytes;
   /* Microseconds a popped domain took to free in each of the last
-   * SB_BAB_FREE_SAMPLES steps (a ring, from free_sample): their median
-   * measures what freeing the queue will take under the current load. */
+   * SB_BAB_FREE_SAMPLES steps (a ring indexed by n_free_samples): their
+   * median measures what freeing the queue will take under the current
+   * load. */
   double free_us[SB_BAB_FREE_SAMPLES];
   int n_free_samples;
   gint64 last_step_us; /* how long the last step took */

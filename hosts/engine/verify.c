@@ -419,9 +419,9 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
     /* Stop early by what is still to come after this check: one more
      * step, freeing the queue and, when the process then exits, giving its
      * memory back. Freeing a queued domain took about 2.7 times what
-     * freeing a just-popped one does, and with the exit's unmapping about
-     * 8 times (mnist 256x4, 125,620 queued domains, 1.7 GB, both cores
-     * busy with other work). */
+     * freeing a just-popped one does (free_us_per_domain), and with the
+     * exit's unmapping about 8 times (mnist 256x4, 125,620 queued domains,
+     * 1.7 GB, both cores busy with other work). */
     if (deadline > 0)
       deadline =
           MAX(deadline - bab->last_step_us -
