@@ -41,6 +41,9 @@ typedef struct {
 } SbBabDomain;
 
 #define SB_BAB_FREE_SAMPLES 15
+/* How many times the median freeing time per domain a queued domain is
+ * taken to cost at the end of a search (verify.c, search_from). */
+#define SB_BAB_TEARDOWN_FACTOR 10.0
 
 /* The search over one region of a property. */
 typedef struct {

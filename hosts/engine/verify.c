@@ -423,10 +423,10 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
      * exit's unmapping about 8 times (mnist 256x4, 125,620 queued domains,
      * 1.7 GB, both cores busy with other work). */
     if (deadline > 0)
-      deadline =
-          MAX(deadline - bab->last_step_us -
-                  (gint64)(10 * bab->heap->len * free_us_per_domain(bab)),
-              1);
+      deadline = MAX(deadline - bab->last_step_us -
+                         (gint64)(SB_BAB_TEARDOWN_FACTOR * bab->heap->len *
+                                  free_us_per_domain(bab)),
+                     1);
     /* The domain budget is the same count on every process: no lockstep
      * needed. */
     if (sb_net_deadline_passed(bab->net, deadline) ||
