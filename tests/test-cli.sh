@@ -55,6 +55,9 @@ assert all(l <= u for l, u in zip(d["output_lower"], d["output_upper"]))
 else fail=$((fail + 1)); echo "FAIL: bounds_json_is_valid_and_complete"; fi
 
 check verify_proves_unsat_instance 0 '^unsat' -- "$cli" verify "$net" "$unsat" --quiet --timeout 60
+# A setting's short option (-t) sets it as its long one does.
+check verify_short_timeout_option 0 '^unsat' -- "$cli" verify "$net" "$unsat" --quiet -t 60
+check verify_short_timeout_checks_value 2 "setting 'timeout'" -- "$cli" verify "$net" "$unsat" --quiet -t -1
 check verify_finds_sat_instance 0 '^sat' -- "$cli" verify "$net" "$sat" --quiet --timeout 60 -r "$tmp/res.txt"
 if head -n 1 "$tmp/res.txt" | grep -qx sat && grep -q '^((X_0 ' "$tmp/res.txt" && grep -q '(Y_9 .*))$' "$tmp/res.txt"; then
   pass=$((pass + 1)); echo "PASS: verify_writes_vnncomp_counterexample"

@@ -85,6 +85,10 @@ gboolean sb_cli_setting_option(const char *option_name, const char *value,
   const SbCliSettings *binding = data;
   const char *name =
       g_str_has_prefix(option_name, "--") ? option_name + 2 : option_name;
+  if (option_name[0] == '-' && option_name[1] != '-' && option_name[1] != '\0')
+    for (const GOptionEntry *e = binding->entries; e && e->long_name; e++)
+      if (e->short_name == option_name[1] && option_name[2] == '\0')
+        name = e->long_name;
   for (const SbCliSetting *t = binding->table; t->option != NULL; t++)
     if (g_str_equal(t->option, name))
       return shardbound_settings_set(binding->settings, t->key,
@@ -97,6 +101,7 @@ gboolean sb_cli_setting_option(const char *option_name, const char *value,
 void sb_cli_add_setting_options(GOptionContext *context,
                                 const GOptionEntry *entries,
                                 SbCliSettings *binding) {
+  binding->entries = entries;
   GOptionGroup *group = g_option_group_new(NULL, NULL, NULL, binding, NULL);
   g_option_group_add_entries(group, entries);
   g_option_context_set_main_group(context, group);

@@ -50,6 +50,9 @@ typedef struct {
 typedef struct {
   ShardboundSettings *settings;
   const SbCliSetting *table; /* ends with { NULL } */
+  /* Set by sb_cli_add_setting_options: GLib names a short option "-t" to
+   * the callback, and these give its long name. */
+  const GOptionEntry *entries;
 } SbCliSettings;
 
 /* Makes `entries` (G_OPTION_ARG_CALLBACK with sb_cli_setting_option)
