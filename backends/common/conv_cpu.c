@@ -119,50 +119,45 @@ typedef struct {
 typedef int32_t ct_ivec
     __attribute__((vector_size(CT_LANES * sizeof(int32_t))));
 
-/* Most rows of a sparse source are zero: tested a vector at a time. */
-static inline __attribute__((always_inline)) int
-ct_row_is_zero(const float *row, int64_t n) {
-  ct_ivec nonzero = {0};
-  int64_t i = 0;
-  for (; i + CT_LANES <= n; i += CT_LANES) {
-    ct_vec v;
-    memcpy(&v, row + i, sizeof v);
-    nonzero |= v != (ct_vec){0};
-  }
-  int any = 0;
-  for (int l = 0; l < CT_LANES; l++)
-    any |= nonzero[l];
-  for (; i < n; i++)
-    any |= row[i] != 0.0f;
-  return !any;
-}
-
 /* The window of the image reached from the non-zero entries of one source
  * row ([nsum][out_h][out_w]); FALSE when they are all zero. A backward
  * pass starts from unit rows, so for most of a CROWN pass a row's
  * non-zeros fill only a neuron's receptive field, a small part of the
  * image (what auto_LiRPA's patches mode exploits); outside the window
- * every sum is of zeros, and the kernel skips it. */
+ * every sum is of zeros, and the kernel skips it. The channels' planes are
+ * first ORed into one map of non-zero positions (map: out_h * out_w, the
+ * caller's), a vector at a time and without branches, and only the map is
+ * scanned: on a sparse row, finding the window had cost more than the
+ * sums. */
 static inline __attribute__((always_inline)) int
-ct_window(const CtPlan *p, const float *src, CtWindow *win) {
+ct_window(const CtPlan *p, const float *src, int32_t *map, CtWindow *win) {
   const SbConvGeom *g = p->g;
-  const int64_t OH = g->out_h, OW = g->out_w;
-  int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
-  for (int64_t c = 0; c < p->nsum; c++)
-    for (int64_t oh = 0; oh < OH; oh++) {
-      const float *row = src + (c * OH + oh) * OW;
-      if (ct_row_is_zero(row, OW))
-        continue;
-      int64_t first = 0, last = OW - 1;
-      while (row[first] == 0.0f)
-        first++;
-      while (row[last] == 0.0f)
-        last--;
-      oh0 = oh < oh0 ? oh : oh0;
-      oh1 = oh > oh1 ? oh : oh1;
-      ow0 = first < ow0 ? first : ow0;
-      ow1 = last > ow1 ? last : ow1;
+  const int64_t OH = g->out_h, OW = g->out_w, plane = OH * OW;
+  int64_t i = 0;
+  for (; i + CT_LANES <= plane; i += CT_LANES) {
+    ct_ivec any = {0};
+    for (int64_t c = 0; c < p->nsum; c++) {
+      ct_vec v;
+      memcpy(&v, src + c * plane + i, sizeof v);
+      any |= v != (ct_vec){0};
     }
+    memcpy(map + i, &any, sizeof any);
+  }
+  for (; i < plane; i++) {
+    int32_t any = 0;
+    for (int64_t c = 0; c < p->nsum; c++)
+      any |= src[c * plane + i] != 0.0f;
+    map[i] = any;
+  }
+  int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow = 0; ow < OW; ow++)
+      if (map[oh * OW + ow]) {
+        oh0 = oh < oh0 ? oh : oh0;
+        oh1 = oh;
+        ow0 = ow < ow0 ? ow : ow0;
+        ow1 = ow > ow1 ? ow : ow1;
+      }
   if (oh1 < 0)
     return 0;
   /* Output (oh, ow) reads image (oh*sh - pad_top + kh*dh, ...). */
@@ -318,7 +313,8 @@ static void ct_pad_row(const CtPlan *p, const float *src, float *padded) {
 }
 
 SB_CPU_CLONES
-static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded) {
+static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
+                    int32_t *map) {
   const SbConvGeom *g = p->g;
   const int64_t in_size = g->in_c * g->in_h * g->in_w;
   const int64_t out_size =
@@ -332,7 +328,7 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded) {
     CtWindow win = {0, g->in_h, 0, g->in_w};
     if (p->transpose && !p->accumulate)
       memset(dst, 0, (size_t)dst_size * sizeof(float));
-    if (p->transpose && !ct_window(p, src, &win))
+    if (p->transpose && !ct_window(p, src, map, &win))
       continue;
     ct_pad_row(p, src, padded);
     for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_ACCUMULATORS) {
@@ -357,13 +353,14 @@ typedef struct {
   const CtPlan *p;
   int64_t r0, r1;
   float *padded;
+  int32_t *map; /* transposed: ct_window's map */
   pthread_t thread;
   int started;
 } CtPart;
 
 static void *ct_part_run(void *arg) {
   CtPart *t = arg;
-  ct_rows(t->p, t->r0, t->r1, t->padded);
+  ct_rows(t->p, t->r0, t->r1, t->padded, t->map);
   return NULL;
 }
 
@@ -393,11 +390,14 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
             : threads > CT_MAX_THREADS ? CT_MAX_THREADS
                                        : threads;
   const int64_t padded_size = p->nsum * p->src_rows * p->width;
+  const int64_t map_size = p->transpose ? g->out_h * g->out_w : 0;
   float *wpack = calloc((size_t)(taps * p->nsum * p->dstp), sizeof(float));
   float *padded = calloc((size_t)(threads * padded_size), sizeof(float));
-  if (!wpack || !padded) {
+  int32_t *map = malloc((size_t)(threads * map_size + 1) * sizeof(int32_t));
+  if (!wpack || !padded || !map) {
     free(wpack);
     free(padded);
+    free(map);
     snprintf(error, error_size,
              "direct convolution: out of memory for %lld packed weights and "
              "%d padded rows of %lld",
@@ -418,7 +418,7 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   CtPart parts[CT_MAX_THREADS];
   for (int t = 0; t < threads; t++) {
     parts[t] = (CtPart){p, n * t / threads, n * (t + 1) / threads,
-                        padded + t * padded_size};
+                        padded + t * padded_size, map + t * map_size};
     parts[t].started = t > 0 && pthread_create(&parts[t].thread, NULL,
                                                ct_part_run, &parts[t]) == 0;
   }
@@ -428,6 +428,7 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   for (int t = 1; t < threads; t++)
     if (parts[t].started)
       pthread_join(parts[t].thread, NULL);
+  free(map);
   free(padded);
   free(wpack);
   return SB_OK;
