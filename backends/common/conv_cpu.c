@@ -111,9 +111,11 @@ static inline int ct_shift(const SbConvGeom *g, int64_t kw, int64_t ph,
 }
 
 /* The part of the image that a transposed convolution's source row
- * reaches: rows [ih0, ih1) and columns [iw0, iw1). */
+ * reaches: rows [ih0, ih1) and columns [iw0, iw1), from its non-zeros in
+ * source rows [oh0, oh1] of each channel. */
 typedef struct {
   int64_t ih0, ih1, iw0, iw1;
+  int64_t oh0, oh1;
 } CtWindow;
 
 typedef int32_t ct_ivec
@@ -167,6 +169,8 @@ ct_window(const CtPlan *p, const float *src, int32_t *map, CtWindow *win) {
   const int64_t iw0 = ow0 * g->stride_w - g->pad_left;
   const int64_t iw1 =
       ow1 * g->stride_w - g->pad_left + (g->kernel_w - 1) * g->dilation_w + 1;
+  win->oh0 = oh0;
+  win->oh1 = oh1;
   win->ih0 = ih0 > 0 ? ih0 : 0;
   win->ih1 = ih1 < g->in_h ? ih1 : g->in_h;
   win->iw0 = iw0 > 0 ? iw0 : 0;
@@ -286,17 +290,32 @@ ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
     }
 }
 
-/* Copies row r's source into its padded buffer (whose margins stay zero
- * from its allocation). */
+/* Transposed: copies source rows [win->oh0, win->oh1] of every channel
+ * into the padded buffer, whose rows [*kept0, *kept1] hold the last row's
+ * and the others zeros (margins included, from its allocation); rows of
+ * the last one that this one does not overwrite are zeroed. The rest of
+ * the source is zero, so on a sparse row this copies only its window. */
+static void ct_pad_window(const CtPlan *p, const float *src,
+                          const CtWindow *win, float *padded, int64_t *kept0,
+                          int64_t *kept1) {
+  const int64_t OH = p->g->out_h, OW = p->g->out_w;
+  for (int64_t c = 0; c < p->nsum; c++) {
+    for (int64_t oh = *kept0; oh <= *kept1; oh++)
+      if (oh < win->oh0 || oh > win->oh1)
+        memset(padded + (c * OH + oh) * p->width - p->lo, 0,
+               (size_t)OW * sizeof(float));
+    for (int64_t oh = win->oh0; oh <= win->oh1; oh++)
+      memcpy(padded + (c * OH + oh) * p->width - p->lo,
+             src + (c * OH + oh) * OW, (size_t)OW * sizeof(float));
+  }
+  *kept0 = win->oh0;
+  *kept1 = win->oh1;
+}
+
+/* Forward: copies row r's source into its padded buffer (whose margins
+ * stay zero from its allocation). */
 static void ct_pad_row(const CtPlan *p, const float *src, float *padded) {
   const SbConvGeom *g = p->g;
-  if (p->transpose) {
-    const int64_t OW = g->out_w;
-    for (int64_t row = 0; row < p->nsum * g->out_h; row++)
-      memcpy(padded + row * p->width - p->lo, src + row * OW,
-             (size_t)OW * sizeof(float));
-    return;
-  }
   const int64_t IW = g->in_w, sw = g->stride_w;
   for (int64_t row = 0; row < p->nsum * g->in_h; row++) {
     const float *s = src + row * IW;
@@ -322,15 +341,19 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
   const int64_t src_size = p->transpose ? out_size : in_size;
   const int64_t dst_size = p->transpose ? in_size : out_size;
   const int half = p->dstp == 4;
+  int64_t kept0 = 0, kept1 = -1; /* the padded rows holding data */
   for (int64_t r = r0; r < r1; r++) {
     float *dst = p->dst + r * dst_size;
     const float *src = p->src + r * src_size;
-    CtWindow win = {0, g->in_h, 0, g->in_w};
+    CtWindow win = {0, g->in_h, 0, g->in_w, 0, 0};
     if (p->transpose && !p->accumulate)
       memset(dst, 0, (size_t)dst_size * sizeof(float));
     if (p->transpose && !ct_window(p, src, map, &win))
       continue;
-    ct_pad_row(p, src, padded);
+    if (p->transpose)
+      ct_pad_window(p, src, &win, padded, &kept0, &kept1);
+    else
+      ct_pad_row(p, src, padded);
     for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_ACCUMULATORS) {
       if (p->transpose && half)
         ct_block_transposed(p, padded, dst, &win, c0, 4, 2);
