@@ -752,6 +752,21 @@ START_TEST(test_onnx_load_reports_missing_file) {
 }
 END_TEST
 
+START_TEST(test_onnx_load_refuses_directory) {
+  GError *error = NULL;
+  g_autofree char *dir = g_dir_make_tmp("sb-onnx-XXXXXX", NULL);
+
+  ck_assert(dir != NULL);
+  ck_assert(sb_onnx_load(dir, &error) == NULL);
+  ck_assert(g_error_matches(error, SB_ONNX_ERROR, SB_ONNX_ERROR_IO));
+  ck_assert_msg(strstr(error->message, dir) &&
+                    strstr(error->message, "is a directory"),
+                "%s", error->message);
+  g_error_free(error);
+  g_rmdir(dir);
+}
+END_TEST
+
 /* ---- mkmodel ---------------------------------------------------------- */
 
 static void assert_matches_generator(const SbMkModel *m, const SbGraph *g,
@@ -944,6 +959,7 @@ static Suite *onnx_suite(void) {
   tcase_add_test(bad, test_onnx_rejects_add_size_mismatch);
   tcase_add_test(bad, test_onnx_rejects_several_inputs_or_outputs);
   tcase_add_test(bad, test_onnx_load_reports_missing_file);
+  tcase_add_test(bad, test_onnx_load_refuses_directory);
   tcase_add_test(bad, test_onnx_max_bytes_setting_refuses_large_tensors);
   tcase_add_test(bad, test_onnx_deep_graph_in_reverse_order_imports);
   suite_add_tcase(s, bad);

@@ -54,6 +54,8 @@ assert all(l <= u for l, u in zip(d["output_lower"], d["output_upper"]))
 ' "$tmp/b.json"; then pass=$((pass + 1)); echo "PASS: bounds_json_is_valid_and_complete"
 else fail=$((fail + 1)); echo "FAIL: bounds_json_is_valid_and_complete"; fi
 
+check directory_as_model_is_named 2 'is a directory' -- "$cli" bounds "$examples/mnist_fc" "$unsat"
+check bench_refuses_negative_floor 2 'floor >= 0' -- "$cli" bench "$net" "$unsat" --floor -5
 check verify_proves_unsat_instance 0 '^unsat' -- "$cli" verify "$net" "$unsat" --quiet --timeout 60
 # A setting's short option (-t) sets it as its long one does.
 check verify_short_timeout_option 0 '^unsat' -- "$cli" verify "$net" "$unsat" --quiet -t 60

@@ -47,11 +47,11 @@ static int bench_main(int argc, char **argv, SbCliBackendOptions *bo) {
     return 2;
   }
   ShardboundMethod method = SHARDBOUND_METHOD_CROWN;
-  if (argc != 3 || repeat < 1 || warmup < 0 ||
+  if (argc != 3 || repeat < 1 || warmup < 0 || floor_size < 0 ||
       (method_name != NULL &&
        !shardbound_method_parse(method_name, &method, NULL))) {
     g_printerr("shardbound bench: expected MODEL.onnx PROPERTY.vnnlib, "
-               "--repeat >= 1 and "
+               "--repeat >= 1, --warmup and --floor >= 0, and "
                "--method ibp|crown|alpha-crown (see --help)\n");
     return 2;
   }

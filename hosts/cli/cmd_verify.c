@@ -155,7 +155,7 @@ int sb_cmd_verify(int argc, char **argv) {
   SbCliSettings binding = {settings, table};
   GOptionEntry setting_entries[] = {
       {"timeout", 't', 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
-       "Give up after S seconds (default: none)", "S"},
+       "Give up after S seconds (default, and 0: none)", "S"},
       {"bab-time", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Stop branch-and-bound (timeout) after S seconds of it per region, the "
        "root not counted: a fixed budget for benchmarks",
@@ -171,7 +171,7 @@ int sb_cmd_verify(int argc, char **argv) {
       {"max-memory", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Per rank: give up (unknown) when a rank's backend memory in "
        "branch-and-bound, or the queued domains' host memory, would pass MiB "
-       "(default 4096)",
+       "(default 4096; 0: no limit)",
        "MIB"},
       {"branching", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Branching heuristic: babsr (default) or fsb", "NAME"},

@@ -1500,6 +1500,13 @@ SbGraph *sb_onnx_load(const char *path, GError **error) {
   GError *local = NULL;
   SbGraph *graph;
 
+  /* GLib's message for mapping a directory is "mmap() failed: No such
+   * device", which names neither the file's kind nor what to do. */
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+    g_set_error(error, SB_ONNX_ERROR, SB_ONNX_ERROR_IO,
+                "%s: is a directory, not an ONNX model file", path);
+    return NULL;
+  }
   file = g_mapped_file_new(path, FALSE, &local);
   if (file == NULL) {
     g_set_error(error, SB_ONNX_ERROR, SB_ONNX_ERROR_IO, "%s", local->message);
