@@ -342,6 +342,7 @@ static int cpu_affine_backward(SbDevice *dev, int64_t rows, int64_t channels,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_channel_bias_backward(SbDevice *dev, int64_t rows,
                                      int64_t channels, int64_t spatial,
                                      const float *shift, const float *A,
@@ -431,6 +432,7 @@ static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
                           int64_t N, const float *A, const float *bias,
                           const float *lower, const float *upper, float *out) {
@@ -641,6 +643,7 @@ static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_concretize_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                               int64_t N, const float *A, const float *lower,
                               const float *upper, const float *g,
@@ -674,6 +677,7 @@ static int cpu_relu_init_alpha(SbDevice *dev, int64_t S, int64_t B, int64_t N,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_adam_step(SbDevice *dev, int64_t n, float *param,
                          const float *grad, float *m, float *v,
                          const sb_adam_args_v1 *a) {
@@ -698,6 +702,7 @@ static int cpu_adam_step(SbDevice *dev, int64_t n, float *param,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_beta_apply(SbDevice *dev, int side, int64_t S, int64_t B,
                           int64_t N, const float *beta, const float *sign,
                           float *A) {
@@ -709,6 +714,7 @@ static int cpu_beta_apply(SbDevice *dev, int side, int64_t S, int64_t B,
   return SB_OK;
 }
 
+SB_CPU_CLONES
 static int cpu_beta_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                         int64_t N, const float *grad_A, const float *sign,
                         int accumulate, float *grad_beta) {
