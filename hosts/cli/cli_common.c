@@ -85,10 +85,12 @@ gboolean sb_cli_setting_option(const char *option_name, const char *value,
   const SbCliSettings *binding = data;
   const char *name =
       g_str_has_prefix(option_name, "--") ? option_name + 2 : option_name;
-  if (option_name[0] == '-' && option_name[1] != '-' && option_name[1] != '\0')
-    for (const GOptionEntry *e = binding->entries; e && e->long_name; e++)
-      if (e->short_name == option_name[1] && option_name[2] == '\0')
-        name = e->long_name;
+  const gboolean is_short = option_name[0] == '-' && option_name[1] != '-' &&
+                            option_name[1] != '\0' && option_name[2] == '\0';
+  for (const GOptionEntry *e = binding->entries; is_short && e && e->long_name;
+       e++)
+    if (e->short_name == option_name[1])
+      name = e->long_name;
   for (const SbCliSetting *t = binding->table; t->option != NULL; t++)
     if (g_str_equal(t->option, name))
       return shardbound_settings_set(binding->settings, t->key,
