@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alpha.h"
@@ -347,6 +348,11 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
   return TRUE;
 }
 
+static int compare_doubles(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 /* The median of the recent steps' freeing times per domain (0 before the
  * first step): a step descheduled while it freed its parents measures
  * milliseconds instead of microseconds, which an average would carry into
@@ -355,12 +361,7 @@ static double free_us_per_domain(const SbBab *bab) {
   int n = MIN(bab->n_free_samples, SB_BAB_FREE_SAMPLES);
   double v[SB_BAB_FREE_SAMPLES];
   memcpy(v, bab->free_us, sizeof(double) * n);
-  for (int i = 1; i < n; i++) /* a handful: insertion sort */
-    for (int k = i; k > 0 && v[k] < v[k - 1]; k--) {
-      double t = v[k];
-      v[k] = v[k - 1];
-      v[k - 1] = t;
-    }
+  qsort(v, n, sizeof *v, compare_doubles);
   return n > 0 ? v[n / 2] : 0;
 }
 
