@@ -1853,6 +1853,47 @@ START_TEST(test_new_tensor_on_fresh_memory_takes_few_page_faults) {
 }
 END_TEST
 
+/* The "VmFlags:" line of the mapping in /proc/self/smaps that holds
+ * `address`, or NULL. */
+static char *vm_flags_of(const void *address) {
+  g_autofree char *smaps = NULL;
+  if (!g_file_get_contents("/proc/self/smaps", &smaps, NULL, NULL))
+    return NULL;
+  gboolean inside = FALSE;
+  g_auto(GStrv) lines = g_strsplit(smaps, "\n", -1);
+  for (char **line = lines; *line != NULL; line++) {
+    unsigned long lo, hi;
+    if (sscanf(*line, "%lx-%lx ", &lo, &hi) == 2)
+      inside = (uintptr_t)address >= lo && (uintptr_t)address < hi;
+    else if (inside && g_str_has_prefix(*line, "VmFlags:"))
+      return g_strdup(*line);
+  }
+  return NULL;
+}
+
+/* Once a CPU device is open, a large block from the heap lies in memory
+ * the kernel was advised to back with huge pages (device_cpu.c,
+ * advise_huge_heap_top). */
+START_TEST(test_open_device_advises_huge_pages_for_the_heap) {
+  /* Nothing to observe under AddressSanitizer (its malloc is not glibc's)
+   * or on a kernel without transparent huge pages. */
+#if defined(__GLIBC__) && defined(MADV_HUGEPAGE) &&                            \
+    !defined(__SANITIZE_ADDRESS__)
+  if (!g_file_test("/sys/kernel/mm/transparent_hugepage", G_FILE_TEST_IS_DIR))
+    return;
+  char *block = malloc(4 << 20);
+  ck_assert_ptr_nonnull(block);
+  /* Its last byte: the advice starts at the first 2 MiB boundary of the
+   * heap's free top, which the block's start may precede. */
+  g_autofree char *flags = vm_flags_of(block + (4 << 20) - 1);
+  free(block);
+  ck_assert_msg(flags != NULL, "no mapping holds the block");
+  ck_assert_msg(strstr(flags, " hg") != NULL,
+                "the heap is not advised for huge pages: %s", flags);
+#endif
+}
+END_TEST
+
 static Suite *backend_cpu_suite(void) {
   Suite *s = suite_create("backend-cpu");
   TCase *hand = tcase_create("hand-computed");
@@ -1889,6 +1930,7 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_context_rejects_unknown_option_by_name);
   tcase_add_test(abi, test_memory_stats_track_weights_peak_and_baseline);
   tcase_add_test(abi, test_new_tensor_on_fresh_memory_takes_few_page_faults);
+  tcase_add_test(abi, test_open_device_advises_huge_pages_for_the_heap);
   tcase_add_test(abi, test_bad_layers_and_shapes_are_rejected_with_messages);
   suite_add_tcase(s, abi);
 
