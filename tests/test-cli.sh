@@ -61,6 +61,10 @@ check verify_proves_unsat_instance 0 '^unsat' -- "$cli" verify "$net" "$unsat" -
 # timeout stops a proof that otherwise takes a fraction of a second.
 check verify_short_timeout_option 0 '^timeout' -- "$cli" verify "$net" "$unsat" --quiet -t 0.000001
 check verify_short_timeout_checks_value 2 "setting 'timeout'" -- "$cli" verify "$net" "$unsat" --quiet -t -1
+# A results file that cannot be written is refused before the run (status
+# 2, no answer word), not after it.
+check verify_refuses_results_file_in_missing_directory 2 'its directory does not exist' -- "$cli" verify "$net" "$unsat" --quiet -r "$tmp/missing/res.txt"
+check verify_refuses_directory_as_results_file 2 'it is a directory' -- "$cli" verify "$net" "$unsat" --quiet -r "$tmp"
 check verify_finds_sat_instance 0 '^sat' -- "$cli" verify "$net" "$sat" --quiet --timeout 60 -r "$tmp/res.txt"
 if head -n 1 "$tmp/res.txt" | grep -qx sat && grep -q '^((X_0 ' "$tmp/res.txt" && grep -q '(Y_9 .*))$' "$tmp/res.txt"; then
   pass=$((pass + 1)); echo "PASS: verify_writes_vnncomp_counterexample"

@@ -3,6 +3,7 @@
  * the VNN-COMP result word first and optionally writing a results file. */
 #include "config.h"
 
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -41,6 +42,27 @@ static gboolean write_results(const char *path, const char *word,
                              k + 1 == n_out ? ")\n" : "\n");
   }
   return g_file_set_contents(path, out->str, out->len, error);
+}
+
+/* Whether the results file can be written, checked before the run rather
+ * than found out after it (a timeout can be minutes). Every process checks
+ * its own file system, with no collective, so a refusal can end the job
+ * before its session exists. */
+static gboolean results_file_writable(const char *path, GError **error) {
+  g_autofree char *dir = g_path_get_dirname(path);
+  const char *why = NULL;
+  if (g_file_test(path, G_FILE_TEST_IS_DIR))
+    why = "it is a directory";
+  else if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+    why = "its directory does not exist";
+  else if (g_access(dir, W_OK) != 0)
+    why = "its directory is not writable";
+  else if (g_file_test(path, G_FILE_TEST_EXISTS) && g_access(path, W_OK) != 0)
+    why = "it is not writable";
+  if (why != NULL)
+    g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_ACCES,
+                "cannot write the results file %s: %s", path, why);
+  return why == NULL;
 }
 
 /* One phase's statistics of a rank as `, "name": {...}`, or null when the
@@ -235,7 +257,8 @@ int sb_cmd_verify(int argc, char **argv) {
   sb_cli_add_setting_options(oc, setting_entries, &binding);
   g_option_context_add_main_entries(oc, entries, NULL);
   sb_cli_add_backend_options(oc, &bo);
-  if (!g_option_context_parse(oc, &argc, &argv, &error) || argc != 3) {
+  if (!g_option_context_parse(oc, &argc, &argv, &error) || argc != 3 ||
+      (results_file != NULL && !results_file_writable(results_file, &error))) {
     printf("error\n");
     g_printerr("shardbound verify: %s\n",
                error ? error->message
