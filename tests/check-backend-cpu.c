@@ -1894,6 +1894,31 @@ START_TEST(test_open_device_advises_huge_pages_for_the_heap) {
 }
 END_TEST
 
+/* A tensor too large for the heap's advised top grows the heap; its fresh
+ * pages are advised for huge pages too (device_cpu.c, populate_fresh). */
+START_TEST(test_tensor_beyond_the_heap_top_is_advised_for_huge_pages) {
+#if defined(__GLIBC__) && defined(MADV_HUGEPAGE) &&                            \
+    !defined(__SANITIZE_ADDRESS__)
+  if (!g_file_test("/sys/kernel/mm/transparent_hugepage", G_FILE_TEST_IS_DIR))
+    return;
+  /* 256 MiB: twice the top advised when the device opened. */
+  sb_tensor *t = tensor(SB_MEM_COEFFICIENTS, 2, 4096, 16384, 0);
+  be->tensor_free(ctx, t);
+  /* The freed tensor joined the heap's top, from which this is cut: its
+   * last byte lies where the tensor's fresh pages were. */
+  const size_t bytes = (size_t)250 << 20;
+  char *block = malloc(bytes);
+  ck_assert_ptr_nonnull(block);
+  g_autofree char *flags = vm_flags_of(block + bytes - 1);
+  free(block);
+  ck_assert_msg(flags != NULL, "no mapping holds the block");
+  ck_assert_msg(strstr(flags, " hg") != NULL,
+                "the tensor's fresh pages are not advised for huge pages: %s",
+                flags);
+#endif
+}
+END_TEST
+
 static Suite *backend_cpu_suite(void) {
   Suite *s = suite_create("backend-cpu");
   TCase *hand = tcase_create("hand-computed");
@@ -1931,6 +1956,8 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_memory_stats_track_weights_peak_and_baseline);
   tcase_add_test(abi, test_new_tensor_on_fresh_memory_takes_few_page_faults);
   tcase_add_test(abi, test_open_device_advises_huge_pages_for_the_heap);
+  tcase_add_test(abi,
+                 test_tensor_beyond_the_heap_top_is_advised_for_huge_pages);
   tcase_add_test(abi, test_bad_layers_and_shapes_are_rejected_with_messages);
   suite_add_tcase(s, abi);
 

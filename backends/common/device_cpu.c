@@ -63,15 +63,33 @@
  * heap (the model's weights twice, the coefficient matrices), which cost
  * `bounds` on mnist 256x6 about a fifth of its 40 ms. glibc does the same
  * for its whole heap when GLIBC_TUNABLES holds glibc.malloc.hugetlb=1, but
- * reads that only at start-up. The top is first grown to SB_CPU_TOP_PAD, so
- * what follows (the model, a small run) fits in the advised range; the
- * heap's later growth gets 4 KiB pages. Resident memory grows by at most
- * one partly used 2 MiB page: the top is used from its start upward.
+ * reads that only at start-up, so the device advises in two places:
+ * - when the first device opens, the main heap's free top, first grown to
+ *   SB_CPU_TOP_PAD: what follows (the host's copy of the model, a small
+ *   run) is cut from it;
+ * - each fresh block from the heap's later growth (populate_fresh), the
+ *   whole huge pages inside it: the wide networks' weights and coefficient
+ *   matrices.
+ * Resident memory grows by at most a partly used 2 MiB page per advised
+ * range: heaps are used from the bottom of their free top upward.
  */
 #define SB_CPU_HUGE_PAGE ((uintptr_t)2 << 20)
 
+/* Advises the whole huge pages in [lo, hi). */
+static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
+#ifdef MADV_HUGEPAGE
+  lo = (lo + SB_CPU_HUGE_PAGE - 1) & ~(SB_CPU_HUGE_PAGE - 1);
+  hi &= ~(SB_CPU_HUGE_PAGE - 1);
+  if (hi > lo)
+    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+  (void)lo;
+  (void)hi;
+#endif
+}
+
 static void advise_huge_heap_top(void) {
-#if defined(__GLIBC__) && defined(MADV_HUGEPAGE)
+#ifdef __GLIBC__
   /* keepcost: the main heap's top chunk, which ends at the break. */
   if (mallinfo2().keepcost < (size_t)SB_CPU_TOP_PAD) {
     /* Through a volatile pointer: GCC may drop a malloc only freed. */
@@ -79,11 +97,7 @@ static void advise_huge_heap_top(void) {
     free(grown);
   }
   uintptr_t brk = (uintptr_t)sbrk(0);
-  uintptr_t from = (brk - mallinfo2().keepcost + SB_CPU_HUGE_PAGE - 1) &
-                   ~(SB_CPU_HUGE_PAGE - 1);
-  uintptr_t to = brk & ~(SB_CPU_HUGE_PAGE - 1);
-  if (to > from)
-    (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+  advise_huge_pages(brk - mallinfo2().keepcost, brk);
 #endif
 }
 
@@ -179,9 +193,12 @@ static void populate_fresh(SbDevice *dev, void *block, size_t bytes) {
       known_resident(dev, to - page, to) ||
       mincore((void *)(to - page), page, &last) != 0)
     return;
-  if (last & 1)
+  if (last & 1) {
     add_resident(dev, to - page, to);
-  else if (madvise((void *)from, to - from, MADV_POPULATE_WRITE) == 0)
+    return;
+  }
+  advise_huge_pages(from, to);
+  if (madvise((void *)from, to - from, MADV_POPULATE_WRITE) == 0)
     add_resident(dev, from, to);
 #else
   (void)dev;
