@@ -1901,7 +1901,8 @@ START_TEST(test_tensor_beyond_the_heap_top_is_advised_for_huge_pages) {
     !defined(__SANITIZE_ADDRESS__)
   if (!g_file_test("/sys/kernel/mm/transparent_hugepage", G_FILE_TEST_IS_DIR))
     return;
-  /* 256 MiB: twice the top advised when the device opened. */
+  /* 256 MiB: more than the top advised when the device opened (64 MiB
+   * and the pad). */
   sb_tensor *t = tensor(SB_MEM_COEFFICIENTS, 2, 4096, 16384, 0);
   be->tensor_free(ctx, t);
   /* The freed tensor joined the heap's top, from which this is cut: its

@@ -61,7 +61,7 @@
  * buffer took 7-9 ms, rewriting it 0.1 ms. A huge page takes one exit
  * instead of 512. A small network's whole run writes a few MiB of fresh
  * heap (the model's weights twice, the coefficient matrices), which cost
- * `bounds` on mnist 256x6 about a fifth of its 40 ms. glibc does the same
+ * `bounds` on mnist 256x6 about a quarter of its 40 ms. glibc does the same
  * for its whole heap when GLIBC_TUNABLES holds glibc.malloc.hugetlb=1, but
  * reads that only at start-up, so the device advises in two places:
  * - when the first device opens, the main heap's free top, first grown to
@@ -75,6 +75,7 @@
  */
 #define SB_CPU_HUGE_PAGE ((uintptr_t)2 << 20)
 
+#ifdef __GLIBC__
 /* Advises the whole huge pages in [lo, hi). */
 static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
 #ifdef MADV_HUGEPAGE
@@ -89,7 +90,6 @@ static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
 }
 
 static void advise_huge_heap_top(void) {
-#ifdef __GLIBC__
   /* keepcost: the main heap's top chunk, which ends at the break. */
   if (mallinfo2().keepcost < (size_t)SB_CPU_TOP_PAD) {
     /* Through a volatile pointer: GCC may drop a malloc only freed. */
@@ -98,8 +98,8 @@ static void advise_huge_heap_top(void) {
   }
   uintptr_t brk = (uintptr_t)sbrk(0);
   advise_huge_pages(brk - mallinfo2().keepcost, brk);
-#endif
 }
+#endif
 
 static void keep_freed_memory(void) {
 #ifdef __GLIBC__
