@@ -89,6 +89,8 @@ static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
 #endif
 }
 
+/* The same reading of the heap's top as hosts/engine/heap_prefault.c,
+ * which a backend cannot link: the engine is the host's library. */
 static void advise_huge_heap_top(void) {
   /* keepcost: the main heap's top chunk, which ends at the break. */
   if (mallinfo2().keepcost < (size_t)SB_CPU_TOP_PAD) {
