@@ -12,9 +12,9 @@
 #include "backends/common/box.h"
 #include "backends/common/conv_cpu.h"
 #include "backends/common/cpu_clones.h"
+#include "backends/common/gemm_cpu.h"
 #include "backends/common/relu_relax.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -294,9 +294,8 @@ static int cpu_sgemm(SbDevice *dev, int trans_a, int trans_b, int64_t m,
         c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return SB_OK;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  sb_cpu_sgemm(trans_a, trans_b, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+               (int)ldb, beta, c, (int)ldc);
   return SB_OK;
 }
 
@@ -609,27 +608,17 @@ static int cpu_col2im(SbDevice *dev, const SbConvGeom *g, int64_t n,
   return SB_OK;
 }
 
-/* The direct convolutions use as many threads as OpenBLAS is allowed
- * (OPENBLAS_NUM_THREADS). */
-static int cpu_threads(void) {
-#ifdef OPENBLAS_VERSION
-  return openblas_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
 static int cpu_conv_forward(SbDevice *dev, const SbConvGeom *g, int64_t n,
                             int64_t nc, const float *w, const float *x,
                             float beta, float *out) {
-  return sb_cpu_conv_forward(g, n, nc, w, x, beta, out, cpu_threads(),
+  return sb_cpu_conv_forward(g, n, nc, w, x, beta, out, sb_cpu_threads(),
                              dev->error, sizeof dev->error);
 }
 
 static int cpu_conv_transpose(SbDevice *dev, const SbConvGeom *g, int64_t n,
                               int64_t nc, const float *w, const float *a,
                               int accumulate, float *x) {
-  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, cpu_threads(),
+  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, sb_cpu_threads(),
                                dev->error, sizeof dev->error);
 }
 

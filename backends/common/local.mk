@@ -11,6 +11,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device_cpu.c \
 	backends/common/conv_cpu.h \
 	backends/common/conv_cpu.c \
+	backends/common/gemm_cpu.h \
+	backends/common/gemm_cpu.c \
 	backends/common/cpu_clones.h \
 	backends/common/relu_relax.h \
 	backends/common/box.h \
@@ -73,6 +75,13 @@ check_PROGRAMS += tests/check-conv
 tests_check_conv_SOURCES = tests/check-conv.c
 tests_check_conv_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_conv_LDADD = backends/common/libsbdevice.la \
+	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+
+# The CPU device's products, split across threads by the backend.
+check_PROGRAMS += tests/check-gemm-cpu
+tests_check_gemm_cpu_SOURCES = tests/check-gemm-cpu.c
+tests_check_gemm_cpu_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS) $(CHECK_CFLAGS)
+tests_check_gemm_cpu_LDADD = backends/common/libsbdevice.la \
 	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
 # The bounded wait, the agreed making of a device communicator and the

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CPU device's matrix products, threaded by the backend rather than by
+ * OpenBLAS.
+ *
+ * OpenBLAS's pthread build threads every product above about 2.6e5
+ * multiply-adds, and after each one its idle workers spin on sched_yield
+ * until a timeout of 2^28 cycles (about 0.1 s). A CROWN pass on an MNIST
+ * network is a few dozen products of 256 x 256 x 256 or less between
+ * elementwise kernels, and the spinning workers take the second core from
+ * the backend's own convolution threads. Measured on 2 cores, whole
+ * process: `bounds` on mnist 256x6 took 26.4 ms with OpenBLAS's two
+ * threads and 24.5 ms with OPENBLAS_NUM_THREADS=1, and resnet_2b was no
+ * slower with one; but the 784-4096x4-10 MLP took 7.0 s instead of 4.7 s,
+ * because its products are large enough to pay for a thread. So OpenBLAS
+ * is kept to one thread and a product of at least SB_CPU_GEMM_MACS_PER_PART
+ * multiply-adds per thread is split here, each part a one-thread
+ * cblas_sgemm on its own block of C.
+ *
+ * The split is along C's rows (or its columns, when it has more of
+ * those), at multiples of SB_CPU_GEMM_SPLIT_ALIGN, so OpenBLAS tiles each
+ * part as it would have tiled that block of the whole product, and each
+ * element of C is the same sum over k whatever the number of threads
+ * (tests/check-backend-cpu.c checks it bitwise).
+ */
+#include "backends/common/gemm_cpu.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+
+/* A thread is started for at least this many multiply-adds (about 80 us
+ * of one core at 200 GFLOP/s; starting and joining a thread costs tens of
+ * microseconds on the virtual machines measured). */
+#define SB_CPU_GEMM_MACS_PER_PART (1 << 25)
+/* A multiple of every OpenBLAS sgemm kernel's M and N unrolling. */
+#define SB_CPU_GEMM_SPLIT_ALIGN 64
+#define SB_CPU_GEMM_MAX_PARTS   64
+
+static int cpu_threads = 1;
+
+static void take_threads_from_openblas(void) {
+#ifdef OPENBLAS_VERSION
+  cpu_threads = openblas_get_num_threads();
+  if (cpu_threads < 1)
+    cpu_threads = 1;
+  openblas_set_num_threads(1);
+#endif
+}
+
+int sb_cpu_threads(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, take_threads_from_openblas);
+  return cpu_threads;
+}
+
+typedef struct {
+  int trans_a, trans_b, m, n, k;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+  int lda, ldb, ldc;
+  pthread_t thread;
+  int started;
+} GemmPart;
+
+static void *gemm_part_run(void *data) {
+  const GemmPart *p = data;
+
+  cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
+              p->trans_b ? CblasTrans : CblasNoTrans, p->m, p->n, p->k,
+              p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c, p->ldc);
+  return NULL;
+}
+
+int sb_cpu_sgemm_split(int threads, int trans_a, int trans_b, int m, int n,
+                       int k, float alpha, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *c, int ldc) {
+  const GemmPart whole = {trans_a, trans_b, m, n,   k,   alpha, beta,
+                          a,       b,       c, lda, ldb, ldc};
+  const int by_rows = m >= n;
+  const int64_t span = by_rows ? m : n;
+  const double macs = (double)m * n * k;
+  const int64_t blocks = span / SB_CPU_GEMM_SPLIT_ALIGN;
+  int64_t parts = threads;
+
+  (void)sb_cpu_threads(); /* each part runs OpenBLAS on one thread */
+
+  if (parts > macs / SB_CPU_GEMM_MACS_PER_PART)
+    parts = (int64_t)(macs / SB_CPU_GEMM_MACS_PER_PART);
+  if (parts > blocks)
+    parts = blocks;
+  if (parts > SB_CPU_GEMM_MAX_PARTS)
+    parts = SB_CPU_GEMM_MAX_PARTS;
+  if (parts <= 1) {
+    gemm_part_run((void *)&whole);
+    return 1;
+  }
+  GemmPart part[SB_CPU_GEMM_MAX_PARTS];
+  for (int64_t t = 0; t < parts; t++) {
+    const int64_t lo = blocks * t / parts * SB_CPU_GEMM_SPLIT_ALIGN,
+                  hi = t == parts - 1
+                           ? span
+                           : blocks * (t + 1) / parts * SB_CPU_GEMM_SPLIT_ALIGN;
+    GemmPart *p = &part[t];
+
+    *p = whole;
+    if (by_rows) {
+      p->m = (int)(hi - lo);
+      p->a = trans_a ? a + lo : a + lo * lda;
+      p->c = c + lo * ldc;
+    } else {
+      p->n = (int)(hi - lo);
+      p->b = trans_b ? b + lo * ldb : b + lo;
+      p->c = c + lo;
+    }
+    /* A thread that cannot be started is run in this one. */
+    p->started =
+        t > 0 && pthread_create(&p->thread, NULL, gemm_part_run, p) == 0;
+  }
+  for (int64_t t = 0; t < parts; t++)
+    if (!part[t].started)
+      gemm_part_run(&part[t]);
+  for (int64_t t = 1; t < parts; t++)
+    if (part[t].started)
+      pthread_join(part[t].thread, NULL);
+  return (int)parts;
+}
+
+void sb_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta,
+                  float *c, int ldc) {
+  sb_cpu_sgemm_split(sb_cpu_threads(), trans_a, trans_b, m, n, k, alpha, a, lda,
+                     b, ldb, beta, c, ldc);
+}

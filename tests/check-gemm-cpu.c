@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* The CPU device's matrix products (gemm_cpu.c): a product split across
+ * threads is bitwise the one-thread product, for every transposition,
+ * along rows and along columns, into a block of a larger C; small products
+ * are not split; and OpenBLAS is left on one thread with its count taken
+ * over by the backend. */
+#include <cblas.h>
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/common/gemm_cpu.h"
+
+static float frand(unsigned *seed) {
+  *seed = *seed * 1103515245u + 12345u;
+  return (float)((*seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float *random_floats(size_t n, unsigned seed) {
+  float *x = malloc(n * sizeof *x);
+  ck_assert_ptr_nonnull(x);
+  for (size_t i = 0; i < n; i++)
+    x[i] = frand(&seed);
+  return x;
+}
+
+/* C is m x n inside a wider array (ldc = n + 3) that starts nonzero
+ * (beta 0.5 reads it); A and B likewise have 5 spare columns. */
+static void check_split(int trans_a, int trans_b, int m, int n, int k,
+                        int threads, int want_parts) {
+  const int lda = (trans_a ? m : k) + 5, ldb = (trans_b ? k : n) + 5,
+            ldc = n + 3;
+  const size_t a_rows = trans_a ? k : m, b_rows = trans_b ? n : k;
+  float *a = random_floats(a_rows * lda, 1),
+        *b = random_floats(b_rows * ldb, 2);
+  float *one = random_floats((size_t)m * ldc, 3);
+  float *split = malloc((size_t)m * ldc * sizeof *split);
+  ck_assert_ptr_nonnull(split);
+  memcpy(split, one, (size_t)m * ldc * sizeof *one);
+
+  (void)sb_cpu_threads(); /* OpenBLAS on one thread, as the device runs it */
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.5f, a, lda, b,
+              ldb, 0.5f, one, ldc);
+  const int parts = sb_cpu_sgemm_split(threads, trans_a, trans_b, m, n, k, 1.5f,
+                                       a, lda, b, ldb, 0.5f, split, ldc);
+  ck_assert_int_eq(parts, want_parts);
+  ck_assert_msg(memcmp(one, split, (size_t)m * ldc * sizeof *one) == 0,
+                "%d parts changed the product %s%s %dx%dx%d", parts,
+                trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k);
+  free(a), free(b), free(one), free(split);
+}
+
+START_TEST(test_split_by_rows_is_bitwise_one_thread) {
+  /* 1.7e8 multiply-adds, enough for 4 parts: rows 0, 192, 448, 704. */
+  check_split(_i >> 1, _i & 1, 1000, 320, 520, 4, 4);
+}
+END_TEST
+
+START_TEST(test_split_by_columns_is_bitwise_one_thread) {
+  check_split(_i >> 1, _i & 1, 200, 1100, 600, 3, 3);
+}
+END_TEST
+
+/* A part gets at least 2^25 multiply-adds and 64 rows: a 256x256x256
+ * product (MNIST-sized) stays on one thread whatever is allowed. */
+START_TEST(test_small_products_are_not_split) {
+  check_split(0, 0, 256, 256, 256, 8, 1);
+  check_split(0, 0, 100, 40, 20000, 8, 1);
+}
+END_TEST
+
+START_TEST(test_openblas_is_left_on_one_thread) {
+  const int before = openblas_get_num_threads();
+  ck_assert_int_eq(sb_cpu_threads(), before);
+  ck_assert_int_eq(openblas_get_num_threads(), 1);
+  ck_assert_int_eq(sb_cpu_threads(), before);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("gemm_cpu");
+  TCase *tc = tcase_create("split");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_split_by_rows_is_bitwise_one_thread, 0, 4);
+  tcase_add_loop_test(tc, test_split_by_columns_is_bitwise_one_thread, 0, 4);
+  tcase_add_test(tc, test_small_products_are_not_split);
+  tcase_add_test(tc, test_openblas_is_left_on_one_thread);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
