@@ -16,6 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "abi/shardbound.h"
 
@@ -1894,6 +1897,24 @@ START_TEST(test_open_device_advises_huge_pages_for_the_heap) {
 }
 END_TEST
 
+/* The heap's free top starts inside the advised range once a CPU device is
+ * open: the pages below the first 2 MiB boundary of the top were taken
+ * (device_cpu.c, align_heap_top), so the host's next small blocks (a
+ * property's parse) land on huge pages too. */
+START_TEST(test_open_device_starts_the_heap_top_on_huge_pages) {
+#if defined(__GLIBC__) && defined(MADV_HUGEPAGE) &&                            \
+    !defined(__SANITIZE_ADDRESS__)
+  if (!g_file_test("/sys/kernel/mm/transparent_hugepage", G_FILE_TEST_IS_DIR))
+    return;
+  const char *top = (const char *)sbrk(0) - mallinfo2().keepcost;
+  g_autofree char *flags = vm_flags_of(top);
+  ck_assert_msg(flags != NULL, "no mapping holds the heap's top");
+  ck_assert_msg(strstr(flags, " hg") != NULL,
+                "the heap's top starts below its huge pages: %s", flags);
+#endif
+}
+END_TEST
+
 /* A tensor too large for the heap's advised top grows the heap; its fresh
  * pages are advised for huge pages too (device_cpu.c, populate_fresh). */
 START_TEST(test_tensor_beyond_the_heap_top_is_advised_for_huge_pages) {
@@ -1957,6 +1978,7 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi, test_memory_stats_track_weights_peak_and_baseline);
   tcase_add_test(abi, test_new_tensor_on_fresh_memory_takes_few_page_faults);
   tcase_add_test(abi, test_open_device_advises_huge_pages_for_the_heap);
+  tcase_add_test(abi, test_open_device_starts_the_heap_top_on_huge_pages);
   tcase_add_test(abi,
                  test_tensor_beyond_the_heap_top_is_advised_for_huge_pages);
   tcase_add_test(abi, test_bad_layers_and_shapes_are_rejected_with_messages);

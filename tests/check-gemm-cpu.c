@@ -2,12 +2,17 @@
 /* The CPU device's matrix products (gemm_cpu.c): a product split across
  * threads is bitwise the one-thread product, for every transposition,
  * along rows and along columns, into a block of a larger C; small products
- * are not split; and OpenBLAS is left on one thread with its count taken
- * over by the backend. */
+ * are not split; OpenBLAS is left on one thread with its count taken
+ * over by the backend; and its packing buffer starts with a huge page. */
 #include <cblas.h>
 #include <check.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "backends/common/gemm_cpu.h"
 
@@ -78,6 +83,52 @@ START_TEST(test_openblas_is_left_on_one_thread) {
 }
 END_TEST
 
+#if defined(OPENBLAS_VERSION) && defined(MADV_HUGEPAGE)
+extern void *blas_memory_alloc(int procpos);
+extern void blas_memory_free(void *buffer);
+
+/* Whether /proc/self/smaps flags the mapping holding `address` as advised
+ * for huge pages ("hg"); -1 where no mapping holds it. */
+static int advised_huge(uintptr_t address) {
+  FILE *smaps = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int inside = 0, advised = -1;
+  if (smaps == NULL)
+    return -1;
+  while (advised < 0 && fgets(line, sizeof line, smaps) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+      inside = address >= lo && address < hi;
+    else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+      advised = strstr(line, " hg") != NULL;
+  }
+  fclose(smaps);
+  return advised;
+}
+#endif
+
+/* The buffer OpenBLAS packs the calling thread's next product into starts
+ * with a huge page (gemm_cpu.c, advise_openblas_buffer): one page fault
+ * instead of one per 4 KiB that a small product packs. */
+START_TEST(test_openblas_buffer_is_advised_for_huge_pages) {
+#if defined(OPENBLAS_VERSION) && defined(MADV_HUGEPAGE)
+  FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (thp == NULL)
+    return; /* a kernel without transparent huge pages */
+  fclose(thp);
+  (void)sb_cpu_threads();
+  void *buffer = blas_memory_alloc(0);
+  ck_assert_ptr_nonnull(buffer);
+  const uintptr_t huge = (uintptr_t)2 << 20,
+                  first = ((uintptr_t)buffer + huge - 1) & ~(huge - 1);
+  const int advised = advised_huge(first);
+  blas_memory_free(buffer);
+  ck_assert_msg(advised == 1, "OpenBLAS's buffer at %p is %s", buffer,
+                advised < 0 ? "in no mapping" : "not advised for huge pages");
+#endif
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("gemm_cpu");
   TCase *tc = tcase_create("split");
@@ -86,6 +137,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_split_by_columns_is_bitwise_one_thread, 0, 4);
   tcase_add_test(tc, test_small_products_are_not_split);
   tcase_add_test(tc, test_openblas_is_left_on_one_thread);
+  tcase_add_test(tc, test_openblas_buffer_is_advised_for_huge_pages);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

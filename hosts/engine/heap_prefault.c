@@ -62,3 +62,13 @@ void sb_heap_prefault(gsize bytes) {
   (void)bytes;
 #endif
 }
+
+void sb_mapping_prefault(const void *contents, gsize length) {
+#if defined(__GLIBC__) && defined(MADV_POPULATE_READ)
+  if (contents != NULL && length > 0)
+    (void)madvise((void *)contents, length, MADV_POPULATE_READ);
+#else
+  (void)contents;
+  (void)length;
+#endif
+}

@@ -1513,6 +1513,8 @@ SbGraph *sb_onnx_load(const char *path, GError **error) {
     g_error_free(local);
     return NULL;
   }
+  sb_mapping_prefault(g_mapped_file_get_contents(file),
+                      g_mapped_file_get_length(file));
   sb_heap_prefault(SB_ONNX_PARSE_BYTES_PER_BYTE *
                    g_mapped_file_get_length(file));
   graph = sb_onnx_parse((const guint8 *)g_mapped_file_get_contents(file),
