@@ -299,6 +299,46 @@ START_TEST(test_input_bounds_in_both_operand_orders_and_strict) {
 }
 END_TEST
 
+/* A bound written as one comparison of X_i with a number takes the
+ * parser's short path (input_bound_literal); inside (and ...) the same
+ * comparison takes the general one. Both give the same box, to the bit
+ * (the sign of a zero included), for every operator and operand order. */
+START_TEST(test_one_line_input_bounds_match_the_general_path) {
+  static const char *const lower[] = {"(>= X_0 %s)", "(> X_0 %s)",
+                                      "(<= %s X_0)", "(< %s X_0)"};
+  static const char *const upper[] = {"(<= X_0 %s)", "(< X_0 %s)",
+                                      "(>= %s X_0)", "(> %s X_0)"};
+  static const char *const values[][2] = {
+      {"-1", "0"}, {"0", "1"}, {"-0.0", "0.3"}, {"-2.5e-3", "7"}};
+  for (int form = 0; form < 4; form++)
+    for (int v = 0; v < 4; v++) {
+      g_autofree char *lo = g_strdup_printf(lower[form], values[v][0]);
+      g_autofree char *hi = g_strdup_printf(upper[form], values[v][1]);
+      g_autofree char *one_line =
+          g_strdup_printf(DECLS "(assert %s)\n(assert %s)\n"
+                                "(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+                                "(assert (<= Y_0 Y_1))\n",
+                          lo, hi);
+      g_autofree char *general =
+          g_strdup_printf(DECLS "(assert (and %s))\n(assert (and %s))\n"
+                                "(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+                                "(assert (<= Y_0 Y_1))\n",
+                          lo, hi);
+      g_autoptr(SbProperty) a = parse_ok(one_line);
+      g_autoptr(SbProperty) b = parse_ok(general);
+      ck_assert_int_eq(a->n_regions, 1);
+      ck_assert_int_eq(b->n_regions, 1);
+      ck_assert_msg(memcmp(a->regions[0].x_lower, b->regions[0].x_lower,
+                           2 * sizeof(double)) == 0 &&
+                        memcmp(a->regions[0].x_upper, b->regions[0].x_upper,
+                               2 * sizeof(double)) == 0,
+                    "%s and %s: [%g, %g] one line, [%g, %g] general", lo, hi,
+                    a->regions[0].x_lower[0], a->regions[0].x_upper[0],
+                    b->regions[0].x_lower[0], b->regions[0].x_upper[0]);
+    }
+}
+END_TEST
+
 START_TEST(test_repeated_bounds_intersect) {
   g_autoptr(SbProperty) prop =
       parse_ok(DECLS BOX "(assert (<= X_0 0.25))\n(assert (>= X_0 -7))\n"
@@ -823,6 +863,8 @@ static Suite *vnnlib_suite(void) {
   tcase_add_test(inline_props,
                  test_input_bounds_in_both_operand_orders_and_strict);
   tcase_add_test(inline_props, test_repeated_bounds_intersect);
+  tcase_add_test(inline_props,
+                 test_one_line_input_bounds_match_the_general_path);
   tcase_add_test(inline_props, test_comments_everywhere);
   tcase_add_test(inline_props, test_declarations_in_any_order);
   tcase_add_test(inline_props, test_scientific_notation_and_signs);
