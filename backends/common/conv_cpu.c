@@ -29,8 +29,8 @@
  * multi-rank backends' bitwise guarantee, layer.h) or among threads. */
 #include "backends/common/conv_cpu.h"
 #include "backends/common/cpu_clones.h"
+#include "backends/common/cpu_parts.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,15 +370,12 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
 /* Rows per thread below which another thread costs more than it saves:
  * starting one takes tens of microseconds, a resnet_2b row a few. */
 #define CT_MIN_ROWS_PER_THREAD 32
-#define CT_MAX_THREADS         64
 
 typedef struct {
   const CtPlan *p;
   int64_t r0, r1;
   float *padded;
   int32_t *map; /* transposed: ct_window's map */
-  pthread_t thread;
-  int started;
 } CtPart;
 
 static void *ct_part_run(void *arg) {
@@ -409,9 +406,9 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   p->width = (read_end > src_cols - 1 ? read_end : src_cols - 1) - p->lo + 1;
   if (threads > n / CT_MIN_ROWS_PER_THREAD)
     threads = (int)(n / CT_MIN_ROWS_PER_THREAD);
-  threads = threads < 1                ? 1
-            : threads > CT_MAX_THREADS ? CT_MAX_THREADS
-                                       : threads;
+  threads = threads < 1                  ? 1
+            : threads > SB_CPU_MAX_PARTS ? SB_CPU_MAX_PARTS
+                                         : threads;
   const int64_t padded_size = p->nsum * p->src_rows * p->width;
   const int64_t map_size = p->transpose ? g->out_h * g->out_w : 0;
   float *wpack = calloc((size_t)(taps * p->nsum * p->dstp), sizeof(float));
@@ -438,19 +435,11 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
         wpack[(k * p->nsum + s) * p->dstp + d] = w[(oc * IC + ic) * taps + k];
       }
   p->wpack = wpack;
-  CtPart parts[CT_MAX_THREADS];
-  for (int t = 0; t < threads; t++) {
+  CtPart parts[SB_CPU_MAX_PARTS];
+  for (int t = 0; t < threads; t++)
     parts[t] = (CtPart){p, n * t / threads, n * (t + 1) / threads,
                         padded + t * padded_size, map + t * map_size};
-    parts[t].started = t > 0 && pthread_create(&parts[t].thread, NULL,
-                                               ct_part_run, &parts[t]) == 0;
-  }
-  for (int t = 0; t < threads; t++)
-    if (!parts[t].started)
-      ct_part_run(&parts[t]);
-  for (int t = 1; t < threads; t++)
-    if (parts[t].started)
-      pthread_join(parts[t].thread, NULL);
+  sb_cpu_run_parts(parts, sizeof parts[0], threads, ct_part_run);
   free(map);
   free(padded);
   free(wpack);

@@ -13,6 +13,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/conv_cpu.c \
 	backends/common/gemm_cpu.h \
 	backends/common/gemm_cpu.c \
+	backends/common/cpu_parts.h \
+	backends/common/cpu_parts.c \
 	backends/common/cpu_clones.h \
 	backends/common/relu_relax.h \
 	backends/common/box.h \
