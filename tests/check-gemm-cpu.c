@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The CPU device's matrix products (gemm_cpu.c): a product split across
- * threads is bitwise the one-thread product, for every transposition,
- * along rows and along columns, into a block of a larger C; small products
- * are not split; OpenBLAS is left on one thread with its count taken
- * over by the backend; and its packing buffer starts with a huge page. */
+ * threads along its rows is bitwise the one-thread product, and along its
+ * columns the same within rounding (bitwise with most OpenBLAS kernels, not
+ * Haswell's or Zen's), for every transposition, into a block of a larger
+ * C; small products are not split; OpenBLAS is left on one thread with its
+ * count taken over by the backend; and its packing buffer starts with a huge
+ * page. */
 #include <cblas.h>
 #include <check.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +35,7 @@ static float *random_floats(size_t n, unsigned seed) {
 /* C is m x n inside a wider array (ldc = n + 3) that starts nonzero
  * (beta 0.5 reads it); A and B likewise have 5 spare columns. */
 static void check_split(int trans_a, int trans_b, int m, int n, int k,
-                        int threads, int want_parts) {
+                        int threads, int want_parts, int bitwise) {
   const int lda = (trans_a ? m : k) + 5, ldb = (trans_b ? k : n) + 5,
             ldc = n + 3;
   const size_t a_rows = trans_a ? k : m, b_rows = trans_b ? n : k;
@@ -50,28 +53,38 @@ static void check_split(int trans_a, int trans_b, int m, int n, int k,
   const int parts = sb_cpu_sgemm_split(threads, trans_a, trans_b, m, n, k, 1.5f,
                                        a, lda, b, ldb, 0.5f, split, ldc);
   ck_assert_int_eq(parts, want_parts);
-  ck_assert_msg(memcmp(one, split, (size_t)m * ldc * sizeof *one) == 0,
-                "%d parts changed the product %s%s %dx%dx%d", parts,
-                trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k);
+  if (bitwise)
+    ck_assert_msg(memcmp(one, split, (size_t)m * ldc * sizeof *one) == 0,
+                  "%d parts changed the product %s%s %dx%dx%d", parts,
+                  trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k);
+  /* Rounding only: a misplaced block is wrong by about its size (sums of
+   * k products of numbers in [-1, 1]), the spare columns by their whole
+   * value. */
+  for (size_t i = 0; i < (size_t)m * ldc; i++)
+    ck_assert_msg(fabsf(one[i] - split[i]) <= 1e-4f * (1.0f + fabsf(one[i])),
+                  "%d parts: element %zu is %g, one thread %g", parts, i,
+                  split[i], one[i]);
   free(a), free(b), free(one), free(split);
 }
 
 START_TEST(test_split_by_rows_is_bitwise_one_thread) {
-  /* 1.7e8 multiply-adds, enough for 4 parts: rows 0, 192, 448, 704. */
-  check_split(_i >> 1, _i & 1, 1000, 320, 520, 4, 4);
+  /* 1.7e8 multiply-adds, enough for 4 parts: rows 0, 192, 384, 576. */
+  check_split(_i >> 1, _i & 1, 1000, 320, 520, 4, 4, 1);
 }
 END_TEST
 
-START_TEST(test_split_by_columns_is_bitwise_one_thread) {
-  check_split(_i >> 1, _i & 1, 200, 1100, 600, 3, 3);
+/* 200 rows are one block of 192: the 3 parts are column blocks. */
+START_TEST(test_split_by_columns_matches_one_thread) {
+  check_split(_i >> 1, _i & 1, 200, 1100, 600, 3, 3, 0);
 }
 END_TEST
 
-/* A part gets at least 2^25 multiply-adds and 64 rows: a 256x256x256
- * product (MNIST-sized) stays on one thread whatever is allowed. */
+/* A part gets at least 2^25 multiply-adds and 192 rows or columns: a
+ * 256x256x256 product (MNIST-sized) stays on one thread whatever is
+ * allowed. */
 START_TEST(test_small_products_are_not_split) {
-  check_split(0, 0, 256, 256, 256, 8, 1);
-  check_split(0, 0, 100, 40, 20000, 8, 1);
+  check_split(0, 0, 256, 256, 256, 8, 1, 1);
+  check_split(0, 0, 100, 150, 20000, 8, 1, 1);
 }
 END_TEST
 
@@ -138,7 +151,7 @@ int main(void) {
   TCase *tc = tcase_create("split");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, test_split_by_rows_is_bitwise_one_thread, 0, 4);
-  tcase_add_loop_test(tc, test_split_by_columns_is_bitwise_one_thread, 0, 4);
+  tcase_add_loop_test(tc, test_split_by_columns_matches_one_thread, 0, 4);
   tcase_add_test(tc, test_small_products_are_not_split);
   tcase_add_test(tc, test_openblas_is_left_on_one_thread);
   tcase_add_test(tc, test_openblas_buffer_is_advised_for_huge_pages);

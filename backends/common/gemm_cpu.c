@@ -17,11 +17,16 @@
  * multiply-adds per thread is split here, each part a one-thread
  * cblas_sgemm on its own block of C.
  *
- * The split is along C's rows (or its columns, when it has more of
- * those), at multiples of SB_CPU_GEMM_SPLIT_ALIGN, so OpenBLAS tiles each
- * part as it would have tiled that block of the whole product, and each
- * element of C is the same sum over k whatever the number of threads
- * (tests/check-gemm-cpu.c checks it bitwise).
+ * The split is along C's rows at multiples of SB_CPU_GEMM_SPLIT_ALIGN,
+ * so OpenBLAS tiles each part as it would have tiled that block of the
+ * whole product: each element of C is the same sum over k whatever the
+ * number of threads (tests/check-gemm-cpu.c checks it bitwise). Where C
+ * has too few rows for the parts it is split along its columns instead:
+ * bitwise the same with most of OpenBLAS's sgemm kernels (SkylakeX,
+ * Cooperlake, Sandybridge, Nehalem, Prescott, Atom), within rounding with
+ * the Haswell and Zen ones, whose results depend on where a column
+ * block starts. OpenBLAS's own threads changed most elements' last bits
+ * on every kernel tried, Cooperlake's included.
  */
 #include "backends/common/gemm_cpu.h"
 #include "backends/common/cpu_parts.h"
@@ -37,8 +42,11 @@
  * one core at 200 GFLOP/s, against about 50 us to start and join a
  * thread on the virtual machines measured. */
 #define SB_CPU_GEMM_MACS_PER_PART (1 << 25)
-/* A multiple of every OpenBLAS sgemm kernel's M and N unrolling. */
-#define SB_CPU_GEMM_SPLIT_ALIGN 64
+/* Where a part may start. Row splits at multiples of 96, 192 and 384
+ * were bitwise on every OpenBLAS sgemm kernel tried; at multiples of 64
+ * they were not on the Haswell and Zen ones (their row tiles are not
+ * powers of two). */
+#define SB_CPU_GEMM_SPLIT_ALIGN 192
 
 static int cpu_threads = 1;
 
@@ -112,16 +120,19 @@ int sb_cpu_sgemm_split(int threads, int trans_a, int trans_b, int m, int n,
                        const float *b, int ldb, float beta, float *c, int ldc) {
   const GemmPart whole = {trans_a, trans_b, m, n,   k,   alpha, beta,
                           a,       b,       c, lda, ldb, ldc};
-  const int by_rows = m >= n;
-  const int64_t span = by_rows ? m : n;
   const double macs = (double)m * n * k;
-  const int64_t blocks = span / SB_CPU_GEMM_SPLIT_ALIGN;
   int64_t parts = threads;
 
   (void)sb_cpu_threads(); /* each part runs OpenBLAS on one thread */
 
   if (parts > macs / SB_CPU_GEMM_MACS_PER_PART)
     parts = (int64_t)(macs / SB_CPU_GEMM_MACS_PER_PART);
+  /* By rows when they give as many parts as the columns would. */
+  const int64_t row_blocks = m / SB_CPU_GEMM_SPLIT_ALIGN,
+                column_blocks = n / SB_CPU_GEMM_SPLIT_ALIGN;
+  const int by_rows = row_blocks >= parts || row_blocks >= column_blocks;
+  const int64_t span = by_rows ? m : n,
+                blocks = by_rows ? row_blocks : column_blocks;
   if (parts > blocks)
     parts = blocks;
   if (parts > SB_CPU_MAX_PARTS)

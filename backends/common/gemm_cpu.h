@@ -17,9 +17,10 @@ int sb_cpu_threads(void);
 
 /* cblas_sgemm, row-major, with dimensions that fit its int: C (m x n) =
  * alpha op(A) op(B) + beta C, over k. A product large enough to pay for
- * a thread is split into blocks of C's rows (or columns, whichever C has
- * more of), one thread each; every element of C is the same single-thread
- * sum over k however many threads there are. */
+ * a thread is split into blocks of C's rows, one thread each, every
+ * element of C then the same one-thread sum over k however many threads
+ * there are; or, with too few rows, into blocks of its columns, which
+ * some OpenBLAS kernels round differently (gemm_cpu.c). */
 void sb_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta,
                   float *c, int ldc);
