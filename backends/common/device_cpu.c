@@ -21,10 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #ifdef __GLIBC__
 #include <malloc.h>
-#include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #endif
 
@@ -73,11 +74,7 @@
  * Resident memory grows by at most a partly used 2 MiB page per advised
  * range: heaps are used from the bottom of their free top upward.
  */
-#define SB_CPU_HUGE_PAGE ((uintptr_t)2 << 20)
-
-#ifdef __GLIBC__
-/* Advises the whole huge pages in [lo, hi). */
-static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
+void sb_cpu_advise_huge_pages(uintptr_t lo, uintptr_t hi) {
 #ifdef MADV_HUGEPAGE
   lo = (lo + SB_CPU_HUGE_PAGE - 1) & ~(SB_CPU_HUGE_PAGE - 1);
   hi &= ~(SB_CPU_HUGE_PAGE - 1);
@@ -88,6 +85,8 @@ static void advise_huge_pages(uintptr_t lo, uintptr_t hi) {
   (void)hi;
 #endif
 }
+
+#ifdef __GLIBC__
 
 /* The top's first huge page boundary is rarely its start: the pages below
  * it stay 4 KiB ones, and the next blocks cut from the top (the host's
@@ -127,7 +126,7 @@ static void advise_huge_heap_top(void) {
     free(grown);
   }
   uintptr_t brk = (uintptr_t)sbrk(0);
-  advise_huge_pages(brk - mallinfo2().keepcost, brk);
+  sb_cpu_advise_huge_pages(brk - mallinfo2().keepcost, brk);
   align_heap_top();
 }
 #endif
@@ -228,7 +227,7 @@ static void populate_fresh(SbDevice *dev, void *block, size_t bytes) {
     add_resident(dev, to - page, to);
     return;
   }
-  advise_huge_pages(from, to);
+  sb_cpu_advise_huge_pages(from, to);
   if (madvise((void *)from, to - from, MADV_POPULATE_WRITE) == 0)
     add_resident(dev, from, to);
 #else

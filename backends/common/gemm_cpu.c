@@ -7,15 +7,14 @@
  * multiply-adds, and after each one its idle workers spin on sched_yield
  * until a timeout of 2^28 cycles (about 0.1 s). A CROWN pass on an MNIST
  * network is a few dozen products of 256 x 256 x 256 or less between
- * elementwise kernels, and the spinning workers take the second core from
- * the backend's own convolution threads. Measured on 2 cores, whole
- * process: `bounds` on mnist 256x6 took 26.4 ms with OpenBLAS's two
- * threads and 24.5 ms with OPENBLAS_NUM_THREADS=1, and resnet_2b was no
- * slower with one; but the 784-4096x4-10 MLP took 7.0 s instead of 4.7 s,
- * because its products are large enough to pay for a thread. So OpenBLAS
- * is kept to one thread and a product of at least SB_CPU_GEMM_MACS_PER_PART
- * multiply-adds per thread is split here, each part a one-thread
- * cblas_sgemm on its own block of C.
+ * elementwise kernels, too small to gain from a second thread. Measured
+ * on 2 cores, whole process: `bounds` on mnist 256x6 took 26.4 ms with
+ * OpenBLAS's two threads and 24.5 ms with OPENBLAS_NUM_THREADS=1, and
+ * resnet_2b was no slower with one; but the 784-4096x4-10 MLP took 7.0 s
+ * instead of 4.7 s, because its products are large enough to pay for a
+ * thread. So OpenBLAS is kept to one thread and a product of at least
+ * SB_CPU_GEMM_MACS_PER_PART multiply-adds per thread is split here, each
+ * part a one-thread cblas_sgemm on its own block of C.
  *
  * The split is along C's rows at multiples of SB_CPU_GEMM_SPLIT_ALIGN,
  * so OpenBLAS tiles each part as it would have tiled that block of the
@@ -30,6 +29,7 @@
  */
 #include "backends/common/gemm_cpu.h"
 #include "backends/common/cpu_parts.h"
+#include "backends/common/device_cpu.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -67,15 +67,15 @@ extern void blas_memory_free(void *buffer) __attribute__((weak));
  * product larger than that, or made on another thread, faults the rest in
  * as before. */
 static void advise_openblas_buffer(void) {
-  const uintptr_t huge = (uintptr_t)2 << 20;
-
   if (blas_memory_alloc == NULL || blas_memory_free == NULL)
     return;
   void *buffer = blas_memory_alloc(0);
   if (buffer == NULL)
     return;
-  uintptr_t lo = ((uintptr_t)buffer + huge - 1) & ~(huge - 1);
-  (void)madvise((void *)lo, huge, MADV_HUGEPAGE);
+  const uintptr_t start = (uintptr_t)buffer,
+                  first =
+                      (start + SB_CPU_HUGE_PAGE - 1) & ~(SB_CPU_HUGE_PAGE - 1);
+  sb_cpu_advise_huge_pages(start, first + SB_CPU_HUGE_PAGE);
   blas_memory_free(buffer);
 }
 #endif
