@@ -134,6 +134,93 @@ START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
 }
 END_TEST
 
+/* ---- intermediate bounds tightened by branch-and-bound --------------------
+ */
+
+/* The root bounds (every node's), as verify branches from them. */
+static void root_bounds_of(SbNetwork *net, const SbProperty *p,
+                           const SbVerifyParams *params, double **lo,
+                           double **hi) {
+  g_autoptr(GError) error = NULL;
+  ck_assert_msg(sb_verify_root_bounds(net, p, 0, params, lo, hi, &error), "%s",
+                error ? error->message : "");
+}
+
+static void free_node_arrays(int n, double **a) {
+  for (int i = 0; i < n; i++)
+    g_free(a[i]);
+  g_free(a);
+}
+
+/* Every node's value at every point of a dense grid lies within the root
+ * bounds that searches tightened (a bound no point crosses), which are
+ * never looser than alpha-CROWN's and strictly tighter on most of these
+ * networks. The hidden layers are wide enough (16) to leave unstable
+ * neurons after alpha-CROWN. */
+START_TEST(test_tightened_root_bounds_hold_on_a_dense_grid) {
+  GRand *rng = g_rand_new_with_seed(5150);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  int tighter = 0, trials = 6, steps = 150;
+  for (int trial = 0; trial < trials; trial++) {
+    g_autoptr(SbGraph) g = tiny_net(rng, 16);
+    g_autoptr(SbProperty) p = tiny_property(
+        g_rand_double_range(rng, -1, 1), g_rand_double_range(rng, -1, 1),
+        g_rand_double_range(rng, 0.3, 0.6), 0);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
+    ck_assert(net != NULL);
+    int n = sb_graph_n_nodes(g);
+    double **lo0 = g_new0(double *, n), **hi0 = g_new0(double *, n);
+    double **lo = g_new0(double *, n), **hi = g_new0(double *, n);
+    SbVerifyParams params;
+    sb_verify_params_init(&params);
+    params.tighten_layers = 0;
+    root_bounds_of(net, p, &params, lo0, hi0);
+    params.tighten_layers = 1;
+    params.tighten_domains = 64;
+    root_bounds_of(net, p, &params, lo, hi);
+    gboolean any = FALSE;
+    for (int i = 0; i < n; i++)
+      for (int64_t k = 0; k < sb_graph_node(g, i)->size; k++) {
+        ck_assert_msg(lo[i][k] >= lo0[i][k] && hi[i][k] <= hi0[i][k],
+                      "trial %d node %d neuron %" G_GINT64_FORMAT
+                      ": [%g, %g] looser than alpha-CROWN's [%g, %g]",
+                      trial, i, k, lo[i][k], hi[i][k], lo0[i][k], hi0[i][k]);
+        any = any || lo[i][k] > lo0[i][k] + 1e-3 || hi[i][k] < hi0[i][k] - 1e-3;
+      }
+    tighter += any;
+    const SbRegion *r = &p->regions[0];
+    for (int a = 0; a <= steps; a++)
+      for (int b = 0; b <= steps; b++) {
+        float x[2] = {(float)(r->x_lower[0] +
+                              (r->x_upper[0] - r->x_lower[0]) * a / steps),
+                      (float)(r->x_lower[1] +
+                              (r->x_upper[1] - r->x_lower[1]) * b / steps)};
+        double **v = sb_graph_eval_nodes(g, x);
+        for (int i = 0; i < n; i++)
+          for (int64_t k = 0; k < sb_graph_node(g, i)->size; k++) {
+            /* float32 passes against a float64 evaluation */
+            double tol = 1e-5 * (1 + fabs(v[i][k]));
+            ck_assert_msg(v[i][k] >= lo[i][k] - tol &&
+                              v[i][k] <= hi[i][k] + tol,
+                          "trial %d node %d neuron %" G_GINT64_FORMAT
+                          ": %.9g outside the tightened [%.9g, %.9g]",
+                          trial, i, k, v[i][k], lo[i][k], hi[i][k]);
+          }
+        sb_graph_values_free(g, v);
+      }
+    free_node_arrays(n, lo0);
+    free_node_arrays(n, hi0);
+    free_node_arrays(n, lo);
+    free_node_arrays(n, hi);
+  }
+  g_printerr("tightened root bounds: strictly tighter on %d of %d networks\n",
+             tighter, trials);
+  ck_assert_int_ge(tighter, trials / 2);
+  g_rand_free(rng);
+}
+END_TEST
+
 /* ---- published VNN-COMP outcomes ------------------------------------------
  */
 
@@ -365,6 +452,11 @@ static void assert_fsdp_follows_cpu(const SbGraph *g, const SbProperty *p,
                   "%s P=%d: %" G_GINT64_FORMAT
                   " domains, cpu %" G_GINT64_FORMAT,
                   what, P, (gint64)o.domains, (gint64)want->domains);
+    ck_assert_msg(o.tighten_domains == want->tighten_domains,
+                  "%s P=%d: %" G_GINT64_FORMAT
+                  " domains tightening the root, cpu %" G_GINT64_FORMAT,
+                  what, P, (gint64)o.tighten_domains,
+                  (gint64)want->tighten_domains);
     if (want->result == SB_RESULT_SAT)
       ck_assert_msg(o.region == want->region &&
                         memcmp(o.x, want->x, sizeof(float) * g->input_size) ==
@@ -468,6 +560,39 @@ START_TEST(test_verify_on_fsdp_follows_cpu_with_warm_betas) {
   g_printerr("seed 778 property 1, warm betas: %s after %" G_GINT64_FORMAT
              " domains on cpu and fsdp P=1..4\n",
              sb_result_to_string(want.result), (gint64)want.domains);
+  sb_verify_outcome_clear(&want);
+}
+END_TEST
+
+/* With the root's intermediate bounds tightened by searches, fsdp still
+ * follows cpu (those searches are branch-and-bound too), and the main
+ * search needs fewer domains than from alpha-CROWN's bounds. */
+START_TEST(test_verify_on_fsdp_follows_cpu_with_tightened_roots) {
+  g_autoptr(SbGraph) g = NULL;
+  g_autoptr(SbProperty) p = NULL;
+  bab_heavy_case(&g, &p);
+  SbVerifyParams params;
+  sb_verify_params_init(&params);
+  params.attack = FALSE;
+  params.batch = 32;
+  params.tighten_layers = 0;
+  SbVerifyOutcome plain, want;
+  g_autoptr(GError) error = NULL;
+  ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &plain, &error));
+  params.tighten_layers = 1;
+  params.tighten_domains = 16;
+  params.tighten_after = 0;
+  assert_fsdp_follows_cpu(g, p, &params, "seed 778 property 1, tightened",
+                          &want);
+  ck_assert_int_eq(want.result, plain.result);
+  ck_assert_int_gt(want.tighten_domains, 0);
+  ck_assert_int_lt(want.domains, plain.domains);
+  g_printerr("seed 778 property 1: %s after %" G_GINT64_FORMAT
+             " domains, or %" G_GINT64_FORMAT " after %" G_GINT64_FORMAT
+             " tightening the root, on cpu and fsdp P=1..4\n",
+             sb_result_to_string(want.result), (gint64)plain.domains,
+             (gint64)want.domains, (gint64)want.tighten_domains);
+  sb_verify_outcome_clear(&plain);
   sb_verify_outcome_clear(&want);
 }
 END_TEST
@@ -643,6 +768,10 @@ static Suite *verify_suite(void) {
   tcase_add_loop_test(
       tc, test_verify_never_contradicts_dense_grid_on_tiny_networks, 0, 4);
   suite_add_tcase(s, tc);
+  tc = tcase_create("tightened root bounds");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_tightened_root_bounds_hold_on_a_dense_grid);
+  suite_add_tcase(s, tc);
   tc = tcase_create("vnncomp");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_verify_finds_published_counterexample);
@@ -665,6 +794,7 @@ static Suite *verify_suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_bab_children_start_from_their_parents_betas);
   tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_warm_betas);
+  tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_tightened_roots);
   suite_add_tcase(s, tc);
   return s;
 }

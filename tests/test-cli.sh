@@ -79,6 +79,7 @@ d = json.load(open(sys.argv[1]))
 assert d["answer"] == "unsat" and d["backend"] == "fsdp", d["answer"]
 assert d["seconds"] > 0 and d["domains"] >= 1
 assert d["branch_and_bound"]["domains"] == d["domains"]
+assert d["branch_and_bound"]["tightening_domains"] == 0  # decided before
 m = d["memory"]
 assert m["process_peak_rss_bytes"] > 0 and m["max_memory_mib_per_rank"] == 4096
 assert [r["rank"] for r in m["per_rank"]] == [0, 1]
@@ -102,6 +103,8 @@ check unknown_backend_option_is_named 2 "frobnicate" -- "$cli" bounds "$net" "$u
 check ranks_on_single_rank_backend_is_rejected 2 "single rank" -- "$cli" bounds "$net" "$unsat" --backend cpu --ranks 4
 check mismatched_property_is_rejected 2 "inputs" -- "$cli" bounds "$data/onnx/cifar_base_kw.onnx" "$unsat"
 check verify_bad_usage_prints_error_word 2 "^error" -- "$cli" verify "$net"
+check verify_rejects_negative_tighten_layers 2 "tighten_layers" -- \
+  "$cli" verify "$net" "$unsat" --tighten-layers -1
 
 # A backend that cannot run the model's operators: the engine's "unsupported"
 # is the user's choice to change (status 2), named with the backend's reason.

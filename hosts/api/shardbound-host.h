@@ -184,7 +184,8 @@ void shardbound_settings_free(ShardboundSettings *settings);
  * backend memory a rank may hold in branch-and-bound, and the host memory
  * of the queued domains), branching (babsr|fsb), fsb_candidates,
  * bab_iterations, bab_lr_alpha, bab_lr_beta (0: the bounds' lr),
- * refine_intermediate (off by default), warm_betas, attack,
+ * refine_intermediate (off by default), tighten_layers, tighten_domains,
+ * tighten_after (docs/verification.md), warm_betas, attack,
  * attack_restarts, attack_steps.
  * bab_time is seconds of branch-and-bound per region, the root not counted,
  * then TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are
@@ -342,6 +343,10 @@ int64_t shardbound_verdict_domains(const ShardboundVerdict *verdict);
 double shardbound_verdict_seconds(const ShardboundVerdict *verdict);
 /* Of those seconds, the ones spent in branch-and-bound. */
 double shardbound_verdict_bab_seconds(const ShardboundVerdict *verdict);
+/* The domains of the searches that tightened the roots' intermediate
+ * bounds before branching (setting tighten_layers), not counted in
+ * shardbound_verdict_domains; their time is in the bab seconds. */
+int64_t shardbound_verdict_tighten_domains(const ShardboundVerdict *verdict);
 
 /* The backend memory of verification, per rank and per phase: ROOT is the
  * attack and the root's bounds, BAB branch-and-bound (peaks the maximum

@@ -102,6 +102,10 @@ double shardbound_verdict_bab_seconds(const ShardboundVerdict *v) {
   return v->outcome.bab_seconds;
 }
 
+int64_t shardbound_verdict_tighten_domains(const ShardboundVerdict *v) {
+  return v->outcome.tighten_domains;
+}
+
 int shardbound_verdict_rank_count(const ShardboundVerdict *v) {
   return v->ranks;
 }

@@ -118,9 +118,10 @@ static gboolean print_json(const ShardboundVerdict *v, const GError *failure,
       out,
       ",\n  \"seconds\": %.6f,\n  \"domains\": %" G_GINT64_FORMAT
       ",\n  \"branch_and_bound\": {\"domains\": %" G_GINT64_FORMAT
-      ", \"seconds\": %.6f},\n",
+      ", \"seconds\": %.6f, \"tightening_domains\": %" G_GINT64_FORMAT "},\n",
       v != NULL ? shardbound_verdict_seconds(v) : 0.0, (gint64)domains,
-      (gint64)domains, v != NULL ? shardbound_verdict_bab_seconds(v) : 0.0);
+      (gint64)domains, v != NULL ? shardbound_verdict_bab_seconds(v) : 0.0,
+      (gint64)(v != NULL ? shardbound_verdict_tighten_domains(v) : 0));
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   g_string_append_printf(out,
@@ -168,6 +169,9 @@ int sb_cmd_verify(int argc, char **argv) {
       {"fsb-candidates", "fsb_candidates", NULL},
       {"attack-restarts", "attack_restarts", NULL},
       {"attack-steps", "attack_steps", NULL},
+      {"tighten-layers", "tighten_layers", NULL},
+      {"tighten-domains", "tighten_domains", NULL},
+      {"tighten-after", "tighten_after", NULL},
       {"refine", "refine_intermediate", "true"},
       {"no-refine", "refine_intermediate", "false"},
       {"warm-betas", "warm_betas", "true"},
@@ -213,6 +217,17 @@ int sb_cmd_verify(int argc, char **argv) {
        "PGD: points attacked at once (default 32)", "N"},
       {"attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "PGD: steps per restart round (default 40)", "N"},
+      {"tighten-layers", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Before branching, tighten the unstable neurons of the first N ReLU "
+       "layers whose inputs CROWN bounds, each by a branch-and-bound of its "
+       "own (default 3; 0: none)",
+       "N"},
+      {"tighten-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Domains per tightened bound (default 128)", "N"},
+      {"tighten-after", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Tighten once a region's branch-and-bound has taken N domains without "
+       "a decision (default 20000; 0: before it branches)",
+       "N"},
       {"refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
        sb_cli_setting_option,
        "Recompute the intermediate bounds of new domains by CROWN after the "

@@ -181,7 +181,7 @@ gboolean sb_attack_pgd(SbNetwork *net, const SbProperty *prop, int region,
                                    sb_net_node_size(net, i), 0, error)) == NULL)
       goto out;
   rows = sb_property_spec_rows(prop);
-  if ((A = sb_spec_tensor_new(net, rows, S, B, error)) == NULL)
+  if ((A = sb_spec_tensor_new(net, rows, S, B, g->output_size, error)) == NULL)
     goto out;
 
   for (int round = 0; round < p->rounds && !found; round++) {

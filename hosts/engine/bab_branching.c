@@ -80,7 +80,7 @@ gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
     return TRUE;
   }
   const SbRegion *reg = &bab->prop->regions[bab->region];
-  int n = sb_graph_n_nodes(net->graph), out = net->graph->output;
+  int n = sb_graph_n_nodes(net->graph), out = bab->out_node;
   SbNodeBounds nb = {0};
   SbAlphaSet set = {0};
   g_autofree sb_tensor **sign = g_new0(sb_tensor *, n);
@@ -96,7 +96,8 @@ gboolean sb_bab_filter_branches(SbBab *bab, SbBabDomain **parents,
       !sb_bab_domains_split_signs(bab, doms, B, sign, error) ||
       !sb_bab_domains_inherited_set(bab, &set, &nb, doms, B, sign,
                                     bab->warm_betas, error) ||
-      (A = sb_spec_tensor_new(bab->net, bab->rows, bab->S, B, error)) == NULL)
+      (A = sb_spec_tensor_new(bab->net, bab->rows, bab->S, B, bab->n_out,
+                              error)) == NULL)
     goto out;
   SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};
   cfg.alpha[0] = set.alpha[0];

@@ -266,8 +266,8 @@ gboolean sb_bab_domains_inherited_set(SbBab *bab, SbAlphaSet *set,
                                       int B, sb_tensor **sign, gboolean betas,
                                       GError **error) {
   SbNetwork *net = bab->net;
-  return sb_alpha_set_init(net, set, net->graph->output, bab->S, B,
-                           SB_SIDES_LOWER, nb->lo, nb->hi, error) &&
+  return sb_alpha_set_init(net, set, bab->out_node, bab->S, B, SB_SIDES_LOWER,
+                           nb->lo, nb->hi, error) &&
          sb_bab_domains_exchange_alphas(bab, set, doms, B, FALSE, error) &&
          (!betas ||
           (sb_alpha_set_add_betas(net, set, bab->S, B, sign, error) &&

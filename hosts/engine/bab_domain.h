@@ -55,6 +55,14 @@ typedef struct {
   /* When the region's branch-and-bound started, and its --bab-time end
    * (0: none). */
   gint64 t0, budget_end;
+  /* The node whose output the atoms' rows weigh (n_out neurons): the
+   * network's output, or an intermediate node whose bounds the search
+   * tightens (`refining`: no counterexample is looked for, and the search
+   * keeps the least margin it left open in open_min). */
+  int out_node;
+  int64_t n_out;
+  gboolean refining;
+  double open_min;
   /* Layout of a domain's bounds: the ReLU-input nodes and their offsets. */
   int n_ri;
   int *ri_node;
@@ -83,6 +91,13 @@ typedef struct {
   /* Queued domains, a heap by margin (bab_heap.h). */
   GPtrArray *heap;
   int64_t evaluated;
+  int64_t tightened; /* domains the searches of the root's intermediate
+                        bounds evaluated (verify.c, tighten_root) */
+  /* A search stops (paused) once the region has evaluated tighten_at
+   * domains (0: never) so that the root can be tightened first, which
+   * happens once per region (root_tightened). */
+  int64_t tighten_at;
+  gboolean paused, root_tightened;
   gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
   int over_rank;        /* >= 0: the rank whose memory passed --max-memory */
   double over_rank_mib; /* and its peak */

@@ -345,7 +345,7 @@ gboolean sb_output_pass(SbNetwork *net, SbNodeBounds *nb, const double *rows,
                         GError **error) {
   const SbGraph *g = net->graph;
   int64_t B = nb->B;
-  sb_tensor *A = sb_spec_tensor_new(net, rows, S, B, error);
+  sb_tensor *A = sb_spec_tensor_new(net, rows, S, B, g->output_size, error);
   if (A == NULL)
     return FALSE;
   SbPassConfig cfg = {0};

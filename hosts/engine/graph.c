@@ -117,7 +117,7 @@ static void eval_affine(const SbNode *node, const double *x, double *y) {
   }
 }
 
-void sb_graph_eval(const SbGraph *graph, const float *x, double *out) {
+double **sb_graph_eval_nodes(const SbGraph *graph, const float *x) {
   int n = sb_graph_n_nodes(graph);
   double **values = g_new0(double *, n);
 
@@ -152,9 +152,18 @@ void sb_graph_eval(const SbGraph *graph, const float *x, double *out) {
     }
     values[i] = y;
   }
-  memcpy(out, values[graph->output],
-         sizeof(double) * (size_t)graph->output_size);
-  for (int i = 0; i < n; i++)
+  return values;
+}
+
+void sb_graph_values_free(const SbGraph *graph, double **values) {
+  for (int i = 0; i < sb_graph_n_nodes(graph); i++)
     g_free(values[i]);
   g_free(values);
+}
+
+void sb_graph_eval(const SbGraph *graph, const float *x, double *out) {
+  double **values = sb_graph_eval_nodes(graph, x);
+  memcpy(out, values[graph->output],
+         sizeof(double) * (size_t)graph->output_size);
+  sb_graph_values_free(graph, values);
 }

@@ -63,6 +63,10 @@ int sb_graph_append(SbGraph *graph, const SbNode *node);
 /* Plain float64 evaluation on the host (for sampling-based soundness checks
  * and counterexample checking): out[output_size] from x[input_size]. */
 void sb_graph_eval(const SbGraph *graph, const float *x, double *out);
+/* The same evaluation, every node's value kept: values[i] holds node i's
+ * output (its size entries). Free with sb_graph_values_free. */
+double **sb_graph_eval_nodes(const SbGraph *graph, const float *x);
+void sb_graph_values_free(const SbGraph *graph, double **values);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SbGraph, sb_graph_free)
 

@@ -52,8 +52,7 @@ sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
 }
 
 sb_tensor *sb_spec_tensor_new(SbNetwork *net, const double *rows, int64_t S,
-                              int64_t B, GError **error) {
-  int64_t n_out = net->graph->output_size;
+                              int64_t B, int64_t n_out, GError **error) {
   sb_tensor *A =
       sb_net_tensor_new(net, SB_MEM_COEFFICIENTS, S, B, n_out, error);
   if (A == NULL)

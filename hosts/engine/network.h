@@ -53,10 +53,11 @@ gboolean sb_net_tensor_read(SbNetwork *net, const sb_tensor *tensor,
 sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
                                sb_mem_category category, int64_t d0, int64_t d1,
                                int64_t d2, GError **error);
-/* Coefficients [S, B, n_outputs] whose row (s, b) is rows[s] for every
- * batch element b: a specification handed to a pass from the output. */
+/* Coefficients [S, B, n_out] whose row (s, b) is rows[s] for every batch
+ * element b: a specification handed to a pass from the output (or from
+ * the n_out neurons of the node a pass starts at). */
 sb_tensor *sb_spec_tensor_new(SbNetwork *net, const double *rows, int64_t S,
-                              int64_t B, GError **error);
+                              int64_t B, int64_t n_out, GError **error);
 /* FALSE with a GError naming the backend, `what` and node (if >= 0). */
 gboolean sb_net_check(SbNetwork *net, int status, const char *what, int node,
                       GError **error);

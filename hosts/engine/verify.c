@@ -32,6 +32,9 @@ void sb_verify_params_init(SbVerifyParams *p) {
   p->fsb_candidates = 3;
   p->bab_iterations = 20;
   p->refine_intermediate = FALSE;
+  p->tighten_layers = 3;
+  p->tighten_domains = 128;
+  p->tighten_after = 20000;
   p->warm_betas = TRUE;
   p->attack = TRUE;
   sb_alpha_params_init(&p->alpha);
@@ -53,6 +56,8 @@ void sb_verify_outcome_clear(SbVerifyOutcome *o) {
  * then linear in x and attained at a corner of the box. */
 static void try_corner(SbBab *bab, const double *A_input, int b, int B,
                        const SbBabDomain *d) {
+  if (bab->refining) /* its atoms are not the property's */
+    return;
   const SbGraph *g = bab->net->graph;
   const SbRegion *reg = &bab->prop->regions[bab->region];
   g_autofree float *x = g_new(float, g->input_size);
@@ -114,7 +119,6 @@ static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
                                        SbAlphaSet *set, double *lower,
                                        GError **error) {
   SbNetwork *net = bab->net;
-  int out_node = net->graph->output;
   for (int64_t k = 0; k < (int64_t)bab->S * B; k++)
     lower[k] = -INFINITY;
   SbPassConfig cfg = {.sides = SB_SIDES_LOWER, .split_sign = sign};
@@ -127,8 +131,9 @@ static gboolean optimize_domain_bounds(SbBab *bab, SbNodeBounds *nb,
   alpha.deadline = bab->deadline;
   return sb_bab_domains_inherited_set(bab, set, nb, doms, B, sign, TRUE,
                                       error) &&
-         sb_alpha_optimize(net, set, &alpha, out_node, A, bab->S, B, nb->lo,
-                           nb->hi, SB_SIDES_LOWER, &cfg, lower, NULL, error) &&
+         sb_alpha_optimize(net, set, &alpha, bab->out_node, A, bab->S, B,
+                           nb->lo, nb->hi, SB_SIDES_LOWER, &cfg, lower, NULL,
+                           error) &&
          sb_bab_domains_exchange_alphas(bab, set, doms, B, TRUE, error) &&
          (!bab->warm_betas ||
           sb_bab_domains_exchange_betas(bab, set, doms, B, TRUE, error));
@@ -150,8 +155,8 @@ static gboolean record_coefficients(SbBab *bab, SbNodeBounds *nb, int B,
   SbPassRecord rec = {0};
   cfg.alpha[0] = set->alpha[0];
   cfg.beta[0] = set->beta;
-  if (!sb_crown_pass(net, net->graph->output, A, bab->S, B, nb->lo, nb->hi,
-                     &cfg, &rec, last, NULL, error))
+  if (!sb_crown_pass(net, bab->out_node, A, bab->S, B, nb->lo, nb->hi, &cfg,
+                     &rec, last, NULL, error))
     return FALSE;
   gboolean ok = TRUE;
   for (int r = 0; r < bab->n_ri && ok; r++) {
@@ -242,7 +247,8 @@ static gboolean evaluate(SbBab *bab, SbBabDomain **doms, int B,
   gboolean ok =
       refresh_domain_bounds(bab, &nb, doms, B, first_split_node, tighten, empty,
                             sign, error) &&
-      (A = sb_spec_tensor_new(net, bab->rows, bab->S, B, error)) != NULL &&
+      (A = sb_spec_tensor_new(net, bab->rows, bab->S, B, bab->n_out, error)) !=
+          NULL &&
       optimize_domain_bounds(bab, &nb, doms, B, A, sign, &set, lower, error) &&
       record_coefficients(bab, &nb, B, A, sign, &set, last, relu_A, A_input,
                           error);
@@ -268,7 +274,7 @@ static gboolean evaluate(SbBab *bab, SbBabDomain **doms, int B,
  * branch-and-bound carries only the atoms of the others, which makes every
  * pass cheaper (the root keeps its bounds for those atoms). */
 static void drop_proven_disjuncts(SbBab *bab, SbBabDomain *root) {
-  const int64_t n_out = bab->net->graph->output_size;
+  const int64_t n_out = bab->n_out;
   int S = 0, n_open = 0;
   for (int j = 0; j < bab->n_open; j++) {
     gboolean done = FALSE;
@@ -320,6 +326,7 @@ static gboolean bab_step(SbBab *bab, gboolean *stuck, GError **error) {
     const SbBabDomain *d = parents->pdata[k];
     if (d->branch_node < 0) {
       *stuck = TRUE; /* nothing unstable, not proven, no counterexample */
+      bab->open_min = MIN(bab->open_min, d->margin);
       continue;
     }
     for (int sgn = -1; sgn <= 1; sgn += 2)
@@ -435,6 +442,11 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
       result = SB_RESULT_TIMEOUT;
       break;
     }
+    if (bab->tighten_at > 0 && bab->evaluated >= bab->tighten_at) {
+      bab->paused = TRUE; /* search_tightening takes over */
+      result = SB_RESULT_UNKNOWN;
+      break;
+    }
     if (queue_over_limit(bab)) {
       bab->limit_hit = TRUE;
       result = SB_RESULT_UNKNOWN;
@@ -466,9 +478,37 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
                   (g_get_monotonic_time() - bab->t0) / 1e6);
     }
   }
+  const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
+  if (worst != NULL)
+    bab->open_min = MIN(bab->open_min, worst->margin);
   g_ptr_array_set_size(bab->heap, 0); /* frees what is still queued */
   bab->queued_split_bytes = 0;
   return result;
+}
+
+static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, GError **error);
+
+/* search_from, except that with params->tighten_layers a search still
+ * undecided after tighten_after domains of the region stops, the root's
+ * intermediate bounds are tightened (once per region: root_nb keeps them
+ * for the region's other searches) and the search starts again from the
+ * tightened root. Most searches end sooner: they never pay for it. */
+static SbResult search_tightening(SbBab *bab, SbNodeBounds *root_nb,
+                                  SbBabDomain *root, GError **error) {
+  const SbVerifyParams *p = bab->params;
+  if (p->tighten_layers <= 0 || bab->root_tightened)
+    return search_from(bab, root, error);
+  bab->tighten_at = MAX(p->tighten_after, MAX(bab->evaluated, 1));
+  SbResult result = search_from(bab, root, error);
+  bab->tighten_at = 0;
+  if (!bab->paused)
+    return result;
+  bab->paused = FALSE;
+  bab->root_tightened = TRUE;
+  if (!tighten_root(bab, root_nb, error))
+    return SB_RESULT_ERROR;
+  result = open_root(bab, root_nb, &root, error);
+  return result == SB_RESULT_UNKNOWN ? search_from(bab, root, error) : result;
 }
 
 /* Branch-and-bound over one region: one search per disjunct the root does
@@ -485,7 +525,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   if (result != SB_RESULT_UNKNOWN)
     return result;
   if (bab->n_open == 1) /* the joint root is that disjunct's root */
-    return search_from(bab, root, error);
+    return search_tightening(bab, root_nb, root, error);
   int n_open = bab->n_open;
   g_autofree int *order = g_new(int, n_open);
   g_autofree double *margin = g_new(double, n_open);
@@ -505,7 +545,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
   /* Each search sees its disjunct's atoms as the whole problem. */
   double *all_rows = bab->rows, *all_rhs = bab->rhs;
   int *all_start = bab->open_start, one_start[2] = {0, 0};
-  const int64_t n_out = bab->net->graph->output_size;
+  const int64_t n_out = bab->n_out;
   result = SB_RESULT_UNSAT;
   for (int k = 0; k < n_open && result == SB_RESULT_UNSAT; k++) {
     int j = order[k];
@@ -516,7 +556,7 @@ static SbResult bab_region(SbBab *bab, SbNodeBounds *root_nb, GError **error) {
     bab->n_open = 1;
     result = open_root(bab, root_nb, &root, error);
     if (result == SB_RESULT_UNKNOWN)
-      result = search_from(bab, root, error);
+      result = search_tightening(bab, root_nb, root, error);
   }
   bab->rows = all_rows;
   bab->rhs = all_rhs;
@@ -576,10 +616,14 @@ static SbResult root_bounds(SbNetwork *net, const SbRegion *reg,
 
 /* The layout of a domain: its ReLU-input bounds and the slopes of the spec
  * pass (every ReLU the output depends on). */
-static void bab_init_layout(SbBab *bab) {
+static void bab_init_layout(SbBab *bab, int out_node) {
   SbNetwork *net = bab->net;
   const SbGraph *g = net->graph;
   int n = sb_graph_n_nodes(g);
+  bab->out_node = out_node;
+  bab->n_out = sb_net_node_size(net, out_node);
+  bab->n_ri = 0;
+  bab->R = bab->alpha_size = 0;
   bab->ri_node = g_new(int, n);
   bab->ri_offset = g_new(int64_t, n);
   for (int i = 0; i < n; i++)
@@ -589,8 +633,8 @@ static void bab_init_layout(SbBab *bab) {
       bab->R += sb_net_node_size(net, i);
     }
   g_autofree gboolean *reached = g_new(gboolean, n);
-  sb_pass_ancestors(net, g->output, reached);
-  for (int j = 0; j < g->output; j++)
+  sb_pass_ancestors(net, out_node, reached);
+  for (int j = 0; j < out_node; j++)
     if (reached[j] && sb_graph_node(g, j)->kind == SB_NODE_RELU)
       bab->alpha_size += sb_net_node_size(net, j);
 }
@@ -600,7 +644,7 @@ static void bab_init_layout(SbBab *bab) {
 static void bab_init_atoms(SbBab *bab) {
   const SbProperty *prop = bab->prop;
   const SbRegion *reg = &prop->regions[bab->region];
-  int64_t n_out = bab->net->graph->output_size;
+  int64_t n_out = bab->n_out;
   int n_atoms = reg->disjunct_start[reg->n_disjuncts];
   bab->S = 0;
   bab->open_start = g_new(int, reg->n_disjuncts + 1);
@@ -626,6 +670,116 @@ static void bab_clear(SbBab *bab) {
   g_clear_pointer(&bab->open_start, g_free);
   g_clear_pointer(&bab->rows, g_free);
   g_clear_pointer(&bab->rhs, g_free);
+}
+
+/* ---- intermediate bounds tightened by branch-and-bound ---------------------
+ */
+
+/* The lower bound of the atom in bab (a row over node bab->out_node's
+ * neurons, right-hand side 0) that a search of at most tighten_domains
+ * domains proves: the least margin it left open, or 0 when it closed every
+ * leaf (each then bounded the row above 0). */
+static gboolean search_bound(SbBab *bab, SbNodeBounds *root_nb, double *bound,
+                             GError **error) {
+  SbBabDomain *root = NULL;
+  bab->t0 = g_get_monotonic_time();
+  bab->evaluated = 0;
+  bab->open_min = INFINITY;
+  SbResult result = open_root(bab, root_nb, &root, error);
+  if (result == SB_RESULT_UNKNOWN)
+    result = search_from(bab, root, error);
+  if (result == SB_RESULT_ERROR)
+    return FALSE;
+  *bound = MIN(bab->open_min, 0.0);
+  return TRUE;
+}
+
+/* Tightens node k's unstable neurons in nb: each side by its own search,
+ * which splits the ReLUs before k. Returns the domains evaluated, or -1
+ * on an error. */
+static int64_t tighten_node(SbBab *bab, SbNodeBounds *nb, int k,
+                            GError **error) {
+  SbNetwork *net = bab->net;
+  bab_init_layout(bab, k);
+  int64_t N = bab->n_out, evaluated = 0;
+  int one_start[2] = {0, 1};
+  double rhs = 0;
+  g_autofree double *row = g_new0(double, N);
+  g_autofree double *l = g_new(double, N);
+  g_autofree double *u = g_new(double, N);
+  bab->S = 1;
+  bab->n_open = 1;
+  bab->open_start = one_start;
+  bab->rows = row;
+  bab->rhs = &rhs;
+  gboolean ok = sb_net_tensor_read(net, nb->lo[k], N, l, error) &&
+                sb_net_tensor_read(net, nb->hi[k], N, u, error);
+  for (int64_t i = 0; i < N && ok; i++)
+    for (int side = 0; side < 2 && ok && l[i] < 0 && u[i] > 0; side++) {
+      if (sb_net_deadline_passed(net, bab->deadline))
+        break;
+      /* side 0 bounds z_i from below, side 1 -z_i (z_i from above). */
+      double bound;
+      row[i] = side == 0 ? 1 : -1;
+      ok = search_bound(bab, nb, &bound, error);
+      row[i] = 0;
+      evaluated += bab->evaluated;
+      if (ok && side == 0)
+        l[i] = MAX(l[i], nextafterf((float)bound, -INFINITY));
+      else if (ok)
+        u[i] = MIN(u[i], nextafterf((float)-bound, INFINITY));
+    }
+  bab->open_start = NULL;
+  bab->rows = bab->rhs = NULL;
+  g_clear_pointer(&bab->ri_node, g_free);
+  g_clear_pointer(&bab->ri_offset, g_free);
+  ok = ok && sb_net_tensor_write(net, nb->lo[k], N, l, error) &&
+       sb_net_tensor_write(net, nb->hi[k], N, u, error);
+  return ok ? evaluated : -1;
+}
+
+/* The first tighten_layers ReLU inputs that CROWN bounds get their unstable
+ * neurons' bounds from searches of their own, in order, each node's then
+ * tightening the later nodes' (alpha-CROWN again, keeping the tighter). An
+ * intermediate bound is a property of the network's prefix, and branching
+ * on the ReLUs before it tightens it as it tightens the output's:
+ * alpha-beta-CROWN gets these bounds from a MIP solver instead. Half the
+ * time left (before --timeout or the --bab-time budget) is theirs. */
+static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, GError **error) {
+  SbNetwork *net = main->net;
+  SbVerifyParams p = *main->params;
+  p.bab_domains = p.tighten_domains;
+  p.bab_time = 0;
+  p.progress = NULL;
+  gint64 now = g_get_monotonic_time(), end = main->deadline;
+  if (main->budget_end > 0 && (end <= 0 || main->budget_end < end))
+    end = main->budget_end;
+  SbBab bab = {net, main->prop, &p, main->region,
+               end > 0 ? now + (end - now) / 2 : 0};
+  bab.refining = TRUE;
+  bab.warm_betas = p.warm_betas;
+  bab.over_rank = -1;
+  bab.heap = sb_bab_heap_new();
+  SbAlphaParams alpha = p.alpha;
+  alpha.deadline = bab.deadline;
+  int n = sb_graph_n_nodes(net->graph), layers = 0;
+  gboolean ok = TRUE;
+  for (int k = 1; k < n && ok && layers < p.tighten_layers; k++) {
+    if (!net->feeds_relu[k] || !sb_node_needs_crown(net, k))
+      continue;
+    layers++;
+    int64_t evaluated = tighten_node(&bab, nb, k, error);
+    ok = evaluated >= 0;
+    main->tightened += MAX(evaluated, 0);
+    /* IBP is exact from the tightened inputs where it is used at all, and
+     * alpha-CROWN keeps the tighter of its bound and the old one. */
+    for (int j = k + 1; j < n && ok; j++)
+      ok = sb_node_needs_crown(net, j)
+               ? sb_node_tighten(net, nb, j, &alpha, TRUE, NULL, NULL, error)
+               : sb_node_ibp(net, nb, j, error);
+  }
+  bab_clear(&bab);
+  return ok;
 }
 
 /* One region: the attack, the root bounds, then branch-and-bound on the
@@ -661,7 +815,7 @@ static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
   if ((result = root_bounds(net, &prop->regions[region], &p->alpha, deadline,
                             &nb, error)) != SB_RESULT_UNKNOWN)
     goto out;
-  bab_init_layout(&bab);
+  bab_init_layout(&bab, net->graph->output);
   bab_init_atoms(&bab);
   if (bab.n_open == 0) {
     result = SB_RESULT_UNSAT; /* the unsafe region is empty */
@@ -678,6 +832,7 @@ static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
   result = bab_region(&bab, &nb, error);
   o->bab_seconds += (g_get_monotonic_time() - t0) / 1e6;
   o->domains += bab.evaluated;
+  o->tighten_domains += bab.tightened;
   if (result != SB_RESULT_ERROR &&
       !sb_verify_memory_end_phase(net, &o->bab_memory, error))
     result = SB_RESULT_ERROR;
@@ -730,4 +885,24 @@ gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
     o->result = SB_RESULT_TIMEOUT;
   o->seconds = (g_get_monotonic_time() - t0) / 1e6;
   return o->result != SB_RESULT_ERROR;
+}
+
+gboolean sb_verify_root_bounds(SbNetwork *net, const SbProperty *prop,
+                               int region, const SbVerifyParams *params,
+                               double **lower, double **upper, GError **error) {
+  SbBab bab = {net, prop, params, region, 0};
+  SbNodeBounds nb = {0};
+  gboolean ok = sb_net_require_vjp(net, error) &&
+                root_bounds(net, &prop->regions[region], &params->alpha, 0, &nb,
+                            error) == SB_RESULT_UNKNOWN &&
+                (params->tighten_layers <= 0 || tighten_root(&bab, &nb, error));
+  for (int i = 0; i < sb_graph_n_nodes(net->graph); i++) {
+    int64_t N = sb_net_node_size(net, i);
+    lower[i] = g_new(double, N);
+    upper[i] = g_new(double, N);
+    ok = ok && sb_net_tensor_read(net, nb.lo[i], N, lower[i], error) &&
+         sb_net_tensor_read(net, nb.hi[i], N, upper[i], error);
+  }
+  sb_node_bounds_clear(net, &nb);
+  return ok;
 }

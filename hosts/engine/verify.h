@@ -48,9 +48,18 @@ typedef struct {
   gboolean refine_intermediate; /* recompute intermediate bounds of every
                                    new domain by CROWN (tighter, costlier;
                                    off by default) */
-  gboolean warm_betas;          /* a new domain's betas start from its parent's
-                                   optimised ones (its new split's at 0), not
-                                   all from 0 */
+  int tighten_layers;  /* once a region's branch-and-bound has taken
+                          tighten_after domains undecided: the first
+                          tighten_layers ReLU inputs that CROWN bounds get
+                          each unstable neuron's bounds from a search of
+                          their own, and the search starts again (0: none;
+                          docs/verification.md) */
+  int tighten_domains; /* domains per such search */
+  int tighten_after;   /* domains of a region's branch-and-bound before its
+                          root is tightened (0: before it branches) */
+  gboolean warm_betas; /* a new domain's betas start from its parent's
+                          optimised ones (its new split's at 0), not
+                          all from 0 */
   gboolean attack;
   SbAttackParams attack_params;
   /* Progress callback (MAY be NULL), called about once per BaB step. */
@@ -63,10 +72,12 @@ void sb_verify_params_init(SbVerifyParams *params);
 
 typedef struct {
   SbResult result;
-  int region;      /* SAT: the region of the counterexample */
-  float *x;        /* SAT: the input (input_size), g_free */
-  double *y;       /* SAT: the output (output_size), g_free */
-  int64_t domains; /* BaB domains evaluated */
+  int region;              /* SAT: the region of the counterexample */
+  float *x;                /* SAT: the input (input_size), g_free */
+  double *y;               /* SAT: the output (output_size), g_free */
+  int64_t domains;         /* BaB domains evaluated */
+  int64_t tighten_domains; /* of the searches that tightened the roots'
+                              intermediate bounds (not in domains) */
   double seconds;
   double bab_seconds; /* of which in branch-and-bound */
   char *reason;       /* UNKNOWN / ERROR: why */
@@ -85,6 +96,15 @@ void sb_verify_outcome_clear(SbVerifyOutcome *outcome);
 gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
                    const SbVerifyParams *params, SbVerifyOutcome *outcome,
                    GError **error);
+
+/* The root bounds verify branches from on one region (its intermediate
+ * bounds alpha-CROWN's intersected with IBP's) and, with
+ * params->tighten_layers, tightened as verify tightens them (at once,
+ * whatever tighten_after). lower[i] and upper[i] receive node i's bounds (g_new, node
+ * i's size each) for every node i. For tests and reports. */
+gboolean sb_verify_root_bounds(SbNetwork *net, const SbProperty *prop,
+                               int region, const SbVerifyParams *params,
+                               double **lower, double **upper, GError **error);
 
 G_END_DECLS
 

@@ -99,6 +99,7 @@ class TestSession(unittest.TestCase):
         self.assertGreaterEqual(r.domains, 0)
         self.assertGreater(r.seconds, 0)
         self.assertTrue(0 <= r.bab_seconds <= r.seconds)
+        self.assertEqual(r.tighten_domains, 0)  # decided without
         self.assertEqual(len(r.memory), 1)
 
     def test_verify_finds_a_checked_counterexample(self):

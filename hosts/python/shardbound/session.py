@@ -129,6 +129,8 @@ class VerifyResult:
     reason: Optional[str] = None
     region: int = -1
     bab_seconds: float = 0.0  # of seconds, those in branch-and-bound
+    # domains of the searches that tightened the root's intermediate bounds
+    tighten_domains: int = 0
 
     @property
     def proven(self):
@@ -270,7 +272,9 @@ class Network:
                 memory=self.session.memory(),
                 reason=text(lib.shardbound_verdict_reason(verdict)),
                 region=lib.shardbound_verdict_region(verdict),
-                bab_seconds=lib.shardbound_verdict_bab_seconds(verdict))
+                bab_seconds=lib.shardbound_verdict_bab_seconds(verdict),
+                tighten_domains=lib.shardbound_verdict_tighten_domains(
+                    verdict))
         finally:
             lib.shardbound_verdict_free(verdict)
 
