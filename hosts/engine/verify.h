@@ -48,13 +48,13 @@ typedef struct {
   gboolean refine_intermediate; /* recompute intermediate bounds of every
                                    new domain by CROWN (tighter, costlier;
                                    off by default) */
-  int tighten_layers;  /* once a region's branch-and-bound has taken
-                          tighten_after domains undecided: the first
-                          tighten_layers ReLU inputs that CROWN bounds get
-                          each unstable neuron's bounds from a search of
-                          their own, and the search starts again (0: none;
-                          docs/verification.md) */
-  int tighten_domains; /* domains per such search */
+  int tighten_layers;           /* once a region's branch-and-bound has taken
+                                   tighten_after domains undecided: the first
+                                   tighten_layers ReLU inputs that CROWN bounds get
+                                   each unstable neuron's bounds from a search of
+                                   their own, and the search starts again (0: none;
+                                   docs/verification.md) */
+  int tighten_domains;          /* domains per such search */
   int tighten_after;   /* domains of a region's branch-and-bound before its
                           root is tightened (0: before it branches) */
   gboolean warm_betas; /* a new domain's betas start from its parent's
@@ -100,8 +100,8 @@ gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
 /* The root bounds verify branches from on one region (its intermediate
  * bounds alpha-CROWN's intersected with IBP's) and, with
  * params->tighten_layers, tightened as verify tightens them (at once,
- * whatever tighten_after). lower[i] and upper[i] receive node i's bounds (g_new, node
- * i's size each) for every node i. For tests and reports. */
+ * whatever tighten_after). lower[i] and upper[i] receive node i's bounds
+ * (g_new, node i's size each) for every node i. For tests and reports. */
 gboolean sb_verify_root_bounds(SbNetwork *net, const SbProperty *prop,
                                int region, const SbVerifyParams *params,
                                double **lower, double **upper, GError **error);
