@@ -172,6 +172,12 @@ verify_case prop3_0.05 "$data/vnnlib/prop_3_0.05.vnnlib" tp 4
 # hundred domains here, where 256x2 decides at the root).
 verify_case prop3_0.05_warm_betas "$data/vnnlib/prop_3_0.05.vnnlib" fsdp 2 \
   "$data/onnx/mnist-net_256x4.onnx" --warm-betas
+# The root's intermediate bounds tightened by searches of their own, at
+# once: thousands of small searches whose deadline checks must agree on
+# every process (11 domains after them here, against about a hundred).
+verify_case prop3_0.05_tightened "$data/vnnlib/prop_3_0.05.vnnlib" fsdp 2 \
+  "$data/onnx/mnist-net_256x4.onnx" --tighten-after 0 --tighten-layers 1 \
+  --tighten-domains 16
 # sat: the counterexample is checked in float64 by process 0, which reads
 # the model again (no process keeps its weights), and written by it alone.
 verify_case prop1_0.03 "$data/vnnlib/prop_1_0.03.vnnlib" fsdp 2
