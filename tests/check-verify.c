@@ -597,6 +597,54 @@ START_TEST(test_verify_on_fsdp_follows_cpu_with_tightened_roots) {
 }
 END_TEST
 
+/* A network with one hidden layer has no intermediate bound to tighten
+ * (IBP is exact before the first ReLU): its search is never stopped for
+ * the tightening, and runs as with tightening off. */
+START_TEST(test_verify_one_hidden_layer_is_not_restarted_for_tightening) {
+  GRand *rng = g_rand_new_with_seed(31337);
+  int branched = 0;
+  for (int trial = 0; trial < 6; trial++) {
+    g_autoptr(SbGraph) g = sb_graph_new();
+    int x = sb_test_add_node(g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
+    int h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, x, 24), 0, 24,
+                             NULL, NULL);
+    g->output = tiny_linear(g, rng, h, 3);
+    g->input_size = 2;
+    g->output_size = 3;
+    double cx = g_rand_double_range(rng, -1, 1),
+           cy = g_rand_double_range(rng, -1, 1), yc[3];
+    float c[2] = {(float)cx, (float)cy};
+    sb_graph_eval(g, c, yc);
+    int label =
+        yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
+    g_autoptr(SbProperty) p =
+        tiny_property(cx, cy, g_rand_double_range(rng, 0.3, 0.8), label);
+    SbVerifyParams params;
+    sb_verify_params_init(&params);
+    params.attack = FALSE;
+    params.tighten_layers = 0;
+    /* Without the attack a false property is only decided once a domain
+     * has no unstable ReLU left: keep the searches small. */
+    params.bab_domains = 3000;
+    SbVerifyOutcome plain, tightened;
+    g_autoptr(GError) error = NULL;
+    ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &plain, &error));
+    params.tighten_layers = 3;
+    params.tighten_after = 0;
+    ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &tightened, &error));
+    ck_assert_int_eq(tightened.result, plain.result);
+    ck_assert_int_eq(tightened.domains, plain.domains);
+    ck_assert_int_eq(tightened.tighten_domains, 0);
+    /* A restart would have evaluated the root once more. */
+    branched += plain.domains > 1 && plain.result != SB_RESULT_TIMEOUT;
+    sb_verify_outcome_clear(&plain);
+    sb_verify_outcome_clear(&tightened);
+  }
+  ck_assert_int_gt(branched, 0); /* some searches went past the root */
+  g_rand_free(rng);
+}
+END_TEST
+
 /* Golden instances: two decided at the root (the attack and alpha-CROWN
  * run on the ranks too) and one that needs branch-and-bound. */
 static const char *const follow_instances[][2] = {
@@ -795,6 +843,8 @@ static Suite *verify_suite(void) {
   tcase_add_test(tc, test_bab_children_start_from_their_parents_betas);
   tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_warm_betas);
   tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_tightened_roots);
+  tcase_add_test(tc,
+                 test_verify_one_hidden_layer_is_not_restarted_for_tightening);
   suite_add_tcase(s, tc);
   return s;
 }

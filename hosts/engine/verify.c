@@ -488,6 +488,12 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
 
 static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, GError **error);
 
+/* Whether node k's bounds are tightened by searches: a ReLU input that
+ * CROWN bounds (a ReLU lies before it; before the first, IBP is exact). */
+static gboolean tightenable(const SbNetwork *net, int k) {
+  return net->feeds_relu[k] && sb_node_needs_crown(net, k);
+}
+
 /* search_from, except that with params->tighten_layers a search still
  * undecided after tighten_after domains of the region stops, the root's
  * intermediate bounds are tightened (once per region: root_nb keeps them
@@ -496,7 +502,10 @@ static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, GError **error);
 static SbResult search_tightening(SbBab *bab, SbNodeBounds *root_nb,
                                   SbBabDomain *root, GError **error) {
   const SbVerifyParams *p = bab->params;
-  if (p->tighten_layers <= 0 || bab->root_tightened)
+  gboolean any = FALSE; /* a network with one hidden layer has none */
+  for (int k = 1; k < sb_graph_n_nodes(bab->net->graph); k++)
+    any = any || tightenable(bab->net, k);
+  if (p->tighten_layers <= 0 || bab->root_tightened || !any)
     return search_from(bab, root, error);
   bab->tighten_at = MAX(p->tighten_after, MAX(bab->evaluated, 1));
   SbResult result = search_from(bab, root, error);
@@ -765,7 +774,7 @@ static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, GError **error) {
   int n = sb_graph_n_nodes(net->graph), layers = 0;
   gboolean ok = TRUE;
   for (int k = 1; k < n && ok && layers < p.tighten_layers; k++) {
-    if (!net->feeds_relu[k] || !sb_node_needs_crown(net, k))
+    if (!tightenable(net, k))
       continue;
     layers++;
     int64_t evaluated = tighten_node(&bab, nb, k, error);
