@@ -24,18 +24,22 @@ static int tiny_linear(SbGraph *g, GRand *rng, int in, int64_t out) {
                           sb_test_random_array(rng, out, 0.5));
 }
 
-/* 2 -> width -> width -> 3 with ReLUs. */
-static SbGraph *tiny_net(GRand *rng, int64_t width) {
+/* 2 -> width (hidden times, each with a ReLU) -> 3. */
+static SbGraph *tiny_mlp(GRand *rng, int64_t width, int hidden) {
   SbGraph *g = sb_graph_new();
-  int x = sb_test_add_node(g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
-  int h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, x, width), 0,
-                           width, NULL, NULL);
-  h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, h, width), 0, width,
-                       NULL, NULL);
+  int h = sb_test_add_node(g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
+  for (int l = 0; l < hidden; l++)
+    h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, h, width), 0,
+                         width, NULL, NULL);
   g->output = tiny_linear(g, rng, h, 3);
   g->input_size = 2;
   g->output_size = 3;
   return g;
+}
+
+/* 2 -> width -> width -> 3 with ReLUs. */
+static SbGraph *tiny_net(GRand *rng, int64_t width) {
+  return tiny_mlp(rng, width, 2);
 }
 
 /* Robustness of label `label` around (cx, cy) with radius eps. */
@@ -59,6 +63,19 @@ static SbProperty *tiny_property(double cx, double cy, double eps, int label) {
   SbProperty *p = sb_vnnlib_parse(text->str, text->len, &error);
   ck_assert_msg(p != NULL, "%s", error ? error->message : "");
   return p;
+}
+
+/* The robustness property of g's class at a random centre in [-1,1]^2
+ * (*label), over a box of radius drawn from [eps_lo, eps_hi]. */
+static SbProperty *random_robustness(GRand *rng, const SbGraph *g,
+                                     double eps_lo, double eps_hi, int *label) {
+  double cx = g_rand_double_range(rng, -1, 1),
+         cy = g_rand_double_range(rng, -1, 1);
+  double eps = g_rand_double_range(rng, eps_lo, eps_hi), yc[3];
+  float c[2] = {(float)cx, (float)cy};
+  sb_graph_eval(g, c, yc);
+  *label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
+  return tiny_property(cx, cy, eps, *label);
 }
 
 /* min over a dense grid of (y_label - max_{j != label} y_j). */
@@ -85,14 +102,8 @@ START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
   int decided = 0, checked = 0;
   for (int trial = 0; trial < 6; trial++) {
     g_autoptr(SbGraph) g = tiny_net(rng, 8);
-    double cx = g_rand_double_range(rng, -1, 1),
-           cy = g_rand_double_range(rng, -1, 1);
-    double eps = g_rand_double_range(rng, 0.05, 0.4), yc[3];
-    float c[2] = {(float)cx, (float)cy};
-    sb_graph_eval(g, c, yc);
-    int label =
-        yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-    g_autoptr(SbProperty) p = tiny_property(cx, cy, eps, label);
+    int label;
+    g_autoptr(SbProperty) p = random_robustness(rng, g, 0.05, 0.4, &label);
     double truth = grid_margin(g, p, label, 400);
     /* The grid is 2*eps/400 fine; skip properties too close to call. */
     if (fabs(truth) < 0.05)
@@ -163,9 +174,8 @@ START_TEST(test_tightened_root_bounds_hold_on_a_dense_grid) {
   int tighter = 0, trials = 6, steps = 150;
   for (int trial = 0; trial < trials; trial++) {
     g_autoptr(SbGraph) g = tiny_net(rng, 16);
-    g_autoptr(SbProperty) p = tiny_property(
-        g_rand_double_range(rng, -1, 1), g_rand_double_range(rng, -1, 1),
-        g_rand_double_range(rng, 0.3, 0.6), 0);
+    int label;
+    g_autoptr(SbProperty) p = random_robustness(rng, g, 0.3, 0.6, &label);
     g_autoptr(GError) error = NULL;
     g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
     ck_assert(net != NULL);
@@ -471,13 +481,7 @@ static void assert_fsdp_follows_cpu(const SbGraph *g, const SbProperty *p,
 static void random_wide_case(GRand *rng, SbGraph **g, SbProperty **p,
                              int *label) {
   *g = tiny_net(rng, 24);
-  double cx = g_rand_double_range(rng, -1, 1),
-         cy = g_rand_double_range(rng, -1, 1);
-  double eps = g_rand_double_range(rng, 0.3, 0.8), yc[3];
-  float c[2] = {(float)cx, (float)cy};
-  sb_graph_eval(*g, c, yc);
-  *label = yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-  *p = tiny_property(cx, cy, eps, *label);
+  *p = random_robustness(rng, *g, 0.3, 0.8, label);
 }
 
 /* Seed 778's second property needs about 100 domains (see below). */
@@ -604,21 +608,9 @@ START_TEST(test_verify_one_hidden_layer_is_not_restarted_for_tightening) {
   GRand *rng = g_rand_new_with_seed(31337);
   int branched = 0;
   for (int trial = 0; trial < 6; trial++) {
-    g_autoptr(SbGraph) g = sb_graph_new();
-    int x = sb_test_add_node(g, SB_NODE_INPUT, 0, 0, 2, NULL, NULL);
-    int h = sb_test_add_node(g, SB_NODE_RELU, tiny_linear(g, rng, x, 24), 0, 24,
-                             NULL, NULL);
-    g->output = tiny_linear(g, rng, h, 3);
-    g->input_size = 2;
-    g->output_size = 3;
-    double cx = g_rand_double_range(rng, -1, 1),
-           cy = g_rand_double_range(rng, -1, 1), yc[3];
-    float c[2] = {(float)cx, (float)cy};
-    sb_graph_eval(g, c, yc);
-    int label =
-        yc[0] >= yc[1] ? (yc[0] >= yc[2] ? 0 : 2) : (yc[1] >= yc[2] ? 1 : 2);
-    g_autoptr(SbProperty) p =
-        tiny_property(cx, cy, g_rand_double_range(rng, 0.3, 0.8), label);
+    g_autoptr(SbGraph) g = tiny_mlp(rng, 24, 1);
+    int label;
+    g_autoptr(SbProperty) p = random_robustness(rng, g, 0.3, 0.8, &label);
     SbVerifyParams params;
     sb_verify_params_init(&params);
     params.attack = FALSE;

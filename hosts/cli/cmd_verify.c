@@ -218,9 +218,10 @@ int sb_cmd_verify(int argc, char **argv) {
       {"attack-steps", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "PGD: steps per restart round (default 40)", "N"},
       {"tighten-layers", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
-       "Before branching, tighten the unstable neurons of the first N ReLU "
-       "layers whose inputs CROWN bounds, each by a branch-and-bound of its "
-       "own (default 3; 0: none)",
+       "When branch-and-bound is still undecided after --tighten-after "
+       "domains, tighten the unstable neurons of the first N ReLU layers "
+       "whose inputs CROWN bounds, each by a branch-and-bound of its own, "
+       "and start again (default 3; 0: none)",
        "N"},
       {"tighten-domains", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
        "Domains per tightened bound (default 128)", "N"},
