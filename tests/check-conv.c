@@ -49,6 +49,12 @@ static const Case cases[] = {
      "a channel range (a tensor-parallel shard)"},
     {GEOM(2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0, 3,
      "rows narrower than one run of the half-width blocks"},
+    {GEOM(32, 6, 13, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0, 7,
+     "32 image channels at stride 1: two blocks of 16, a partial run"},
+    {GEOM(12, 11, 14, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), 0, 6,
+     "stride 2, odd height: image rows without a partner row"},
+    {GEOM(8, 7, 10, 5, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1), 0, 5,
+     "stride 2 across, 1 down"},
 };
 
 static SbConvGeom complete(SbConvGeom g) {

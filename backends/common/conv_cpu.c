@@ -45,6 +45,11 @@ typedef float ct_vec __attribute__((vector_size(CT_LANES * sizeof(float))));
  * run of 8 columns; 4 or fewer channels (an RGB image) take two runs. */
 #define CT_ACCUMULATORS 8
 
+/* A kernel tap and where it reads (see CtPlan); k < 0 ends a list. */
+typedef struct {
+  int32_t k, at;
+} CtTap;
+
 typedef struct {
   const SbConvGeom *g;
   int transpose;
@@ -60,6 +65,16 @@ typedef struct {
   float *dst;       /* [n][ndst][...] */
   float beta;       /* forward: dst = conv + beta * dst (0 ignores dst) */
   int accumulate;   /* transposed: added to dst, else overwritten */
+  /* The taps that reach a row or column, worked out once per call rather
+   * than tested (modulo the strides) for every block. Transposed:
+   * row_taps[ih] lists the
+   * kh that reach image row ih and the source row each reads (at),
+   * col_taps[ph] the kw that reach column phase ph and their shift.
+   * Forward: col_taps[0][kw] is tap kw's column phase (k) and offset in
+   * whole columns (at). Lists of kernel_h + 1 and kernel_w + 1 entries. */
+  const CtTap *row_taps, *col_taps;
+  int wide;      /* blocks of 16 channels by ct_block_wide(_forward) */
+  int row_pairs; /* ct_block_row_pairs; forward: ct_block_forward16 */
 } CtPlan;
 
 /* acc[r*block + i] += sum over source channels c < nsum of
@@ -178,6 +193,97 @@ ct_window(const CtPlan *p, const float *src, int32_t *map, CtWindow *win) {
   return 1;
 }
 
+/* Transposed: the sums of image row ih, column phase ph, columns
+ * q0*sw + ph onwards (runs of CT_LANES), for image channels [ic0, ic0 +
+ * block); FALSE when no tap reaches them (sums are then zeros). */
+static inline __attribute__((always_inline)) int
+ct_phase_sums(const CtPlan *p, const float *padded, int64_t ih, int64_t ph,
+              int64_t q0, int64_t ic0, const int block, const int runs,
+              float sums[][CT_LANES]) {
+  const SbConvGeom *g = p->g;
+  const int64_t OH = g->out_h, KW = g->kernel_w;
+  const CtTap *rows = p->row_taps + ih * (g->kernel_h + 1);
+  const CtTap *cols = p->col_taps + ph * (KW + 1);
+  ct_vec acc[CT_ACCUMULATORS];
+  ct_zero(acc, block * runs);
+  for (const CtTap *r = rows; r->k >= 0; r++)
+    for (const CtTap *c = cols; c->k >= 0; c++)
+      ct_taps(acc, padded + r->at * p->width + (q0 - c->at - p->lo),
+              OH * p->width,
+              p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0, p->dstp,
+              p->nsum, block, runs);
+  ct_spill(sums, acc, block * runs);
+  return rows->k >= 0 && cols->k >= 0;
+}
+
+/* The first and last-plus-one column q of phase ph whose image column
+ * q*sw + ph lies in the window. */
+static inline void ct_phase_columns(const CtWindow *win, int64_t sw, int64_t ph,
+                                    int64_t *q_first, int64_t *q_end) {
+  *q_first = win->iw0 > ph ? (win->iw0 - ph + sw - 1) / sw : 0;
+  *q_end = win->iw1 > ph ? (win->iw1 - 1 - ph) / sw + 1 : 0;
+}
+
+/* Adds the sums of two column phases to consecutive image columns: s0[l]
+ * to d[2l], s1[l] to d[2l + 1], l < lanes; a whole run with two vector
+ * shuffles. */
+static inline __attribute__((always_inline)) void
+ct_add_interleaved(float *d, const float *s0, const float *s1, int64_t lanes) {
+  if (lanes < CT_LANES) {
+    for (int64_t l = 0; l < lanes; l++) {
+      d[2 * l] += s0[l];
+      d[2 * l + 1] += s1[l];
+    }
+    return;
+  }
+  ct_vec a, b, lo, hi;
+  memcpy(&a, s0, sizeof a);
+  memcpy(&b, s1, sizeof b);
+  memcpy(&lo, d, sizeof lo);
+  memcpy(&hi, d + CT_LANES, sizeof hi);
+  lo += __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+  hi += __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+  memcpy(d, &lo, sizeof lo);
+  memcpy(d + CT_LANES, &hi, sizeof hi);
+}
+
+/* Transposed, stride 2 across an even image width: both column phases of
+ * a run are summed, then interleaved into consecutive image columns with
+ * two vector shuffles, instead of each phase adding to every other column
+ * one float at a time (resnet_2b's CROWN pass took an eighth less). Each
+ * image column still receives its one sum, the same as the phase-by-phase
+ * walk; a phase that no tap reaches adds zeros. */
+static inline __attribute__((always_inline)) void
+ct_block_transposed_paired(const CtPlan *p, const float *padded, float *x,
+                           const CtWindow *win, int64_t ic0, const int block,
+                           const int runs) {
+  const SbConvGeom *g = p->g;
+  const int64_t IH = g->in_h, IW = g->in_w, Q = IW / 2;
+  const int64_t icn = g->in_c - ic0 < block ? g->in_c - ic0 : block;
+  const int64_t run = CT_LANES * runs;
+  int64_t f0, e0, f1, e1;
+  ct_phase_columns(win, 2, 0, &f0, &e0);
+  ct_phase_columns(win, 2, 1, &f1, &e1);
+  const int64_t q_first = f0 < f1 ? f0 : f1, q_end = e0 > e1 ? e0 : e1;
+  for (int64_t ih = win->ih0; ih < win->ih1; ih++)
+    for (int64_t q0 = q_first / run * run; q0 < q_end; q0 += run) {
+      float sums[2][CT_ACCUMULATORS][CT_LANES];
+      if (!(ct_phase_sums(p, padded, ih, 0, q0, ic0, block, runs, sums[0]) |
+            ct_phase_sums(p, padded, ih, 1, q0, ic0, block, runs, sums[1])))
+        continue;
+      for (int r = 0; r < runs; r++) {
+        const int64_t q = q0 + r * CT_LANES;
+        const int64_t lanes = Q - q < CT_LANES ? Q - q : CT_LANES;
+        if (lanes <= 0) /* the second run lies past the row */
+          break;
+        for (int64_t i = 0; i < icn; i++)
+          ct_add_interleaved(x + (ic0 + i) * IH * IW + ih * IW + 2 * q,
+                             sums[0][r * block + i], sums[1][r * block + i],
+                             lanes);
+      }
+    }
+}
+
 /* Transposed: image channels [ic0, ic0 + block) of one row, within its
  * window. Column runs keep their places on the grid of a whole row (a run
  * that starts in the window is computed whole), so that every sum reads
@@ -187,41 +293,22 @@ ct_block_transposed(const CtPlan *p, const float *padded, float *x,
                     const CtWindow *win, int64_t ic0, const int block,
                     const int runs) {
   const SbConvGeom *g = p->g;
-  const int64_t OH = g->out_h, IH = g->in_h, IW = g->in_w;
-  const int64_t sw = g->stride_w, KW = g->kernel_w;
+  const int64_t IH = g->in_h, IW = g->in_w, sw = g->stride_w;
+  if (sw == 2 && IW % 2 == 0) {
+    ct_block_transposed_paired(p, padded, x, win, ic0, block, runs);
+    return;
+  }
   const int64_t icn = g->in_c - ic0 < block ? g->in_c - ic0 : block;
   const int64_t run = CT_LANES * runs;
   for (int64_t ih = win->ih0; ih < win->ih1; ih++)
     for (int64_t ph = 0; ph < sw && ph < IW; ph++) {
       const int64_t Q = (IW - ph + sw - 1) / sw;
-      /* Image columns q*sw + ph in [iw0, iw1). */
-      const int64_t q_first = win->iw0 > ph ? (win->iw0 - ph + sw - 1) / sw : 0;
-      const int64_t q_end = win->iw1 > ph ? (win->iw1 - 1 - ph) / sw + 1 : 0;
+      int64_t q_first, q_end;
+      ct_phase_columns(win, sw, ph, &q_first, &q_end);
       for (int64_t q0 = q_first / run * run; q0 < q_end; q0 += run) {
-        ct_vec acc[CT_ACCUMULATORS];
-        ct_zero(acc, block * runs);
-        int touched = 0;
-        for (int64_t kh = 0; kh < g->kernel_h; kh++) {
-          const int64_t t = ih + g->pad_top - kh * g->dilation_h;
-          if (t < 0 || t % g->stride_h || t / g->stride_h >= OH)
-            continue;
-          for (int64_t kw = 0; kw < KW; kw++) {
-            int64_t shift;
-            if (!ct_shift(g, kw, ph, &shift))
-              continue;
-            touched = 1;
-            ct_taps(acc,
-                    padded + (t / g->stride_h) * p->width +
-                        (q0 - shift - p->lo),
-                    OH * p->width,
-                    p->wpack + (kh * KW + kw) * p->nsum * p->dstp + ic0,
-                    p->dstp, p->nsum, block, runs);
-          }
-        }
-        if (!touched) /* no tap reaches these image columns */
-          continue;
         float sums[CT_ACCUMULATORS][CT_LANES];
-        ct_spill(sums, acc, block * runs);
+        if (!ct_phase_sums(p, padded, ih, ph, q0, ic0, block, runs, sums))
+          continue; /* no tap reaches these image columns */
         for (int r = 0; r < runs; r++) {
           const int64_t q = q0 + r * CT_LANES;
           const int64_t lanes = Q - q < CT_LANES ? Q - q : CT_LANES;
@@ -243,6 +330,291 @@ ct_block_transposed(const CtPlan *p, const float *padded, float *x,
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target)
+#define CT_WIDE 1
+#endif
+#endif
+
+#ifdef CT_WIDE
+/* Whether the CPU has what "arch=x86-64-v4" code may use. */
+static int ct_have_avx512(void) {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512cd");
+}
+
+/* Channels of a wide block: one AVX-512 register of floats. */
+#define CT_WIDE_CHANNELS 16
+typedef float ct_wvec
+    __attribute__((vector_size(CT_WIDE_CHANNELS * sizeof(float))));
+
+/* Transposed, stride 1, on a CPU with AVX-512: image channels [ic0, ic0 +
+ * 16) of one row, with the roles of lanes and accumulators swapped: a
+ * register holds 16 channels of one image column, and 8 of them (8
+ * consecutive columns) are summed at once, each multiply-add taking its
+ * source value as a broadcast. Against ct_block_transposed this does
+ * twice the multiply-adds per instruction where the 512-bit units are
+ * native, on the 16-channel layers of the VNN-COMP ResNets that are most
+ * of their CROWN pass. Every image column sums the same terms in the same
+ * order (taps, then source channels) on the same grid of column runs, so
+ * the results are ct_block_transposed's, bit for bit. */
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+ct_block_wide(const CtPlan *p, const float *padded, float *x,
+              const CtWindow *win, int64_t ic0) {
+  const SbConvGeom *g = p->g;
+  const int64_t IH = g->in_h, IW = g->in_w, KW = g->kernel_w;
+  const int64_t stride = g->out_h * p->width;
+  for (int64_t ih = win->ih0; ih < win->ih1; ih++) {
+    const CtTap *rows = p->row_taps + ih * (g->kernel_h + 1);
+    if (rows->k < 0) /* no tap reaches this image row */
+      continue;
+    for (int64_t j0 = win->iw0 / CT_LANES * CT_LANES; j0 < win->iw1;
+         j0 += CT_LANES) {
+      ct_wvec acc[CT_LANES];
+#pragma GCC unroll 8
+      for (int j = 0; j < CT_LANES; j++)
+        acc[j] = (ct_wvec){0};
+      for (const CtTap *r = rows; r->k >= 0; r++)
+        for (const CtTap *c = p->col_taps; c->k >= 0; c++) {
+          const float *src = padded + r->at * p->width + (j0 - c->at - p->lo);
+          const float *w =
+              p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0;
+          for (int64_t k = 0; k < p->nsum; k++) {
+            ct_wvec wv;
+            memcpy(&wv, w + k * p->dstp, sizeof wv);
+#pragma GCC unroll 8
+            for (int j = 0; j < CT_LANES; j++)
+              acc[j] += wv * src[k * stride + j];
+          }
+        }
+      float *d = x + ic0 * IH * IW + ih * IW + j0;
+      const int64_t lanes = IW - j0 < CT_LANES ? IW - j0 : CT_LANES;
+      float sums[CT_LANES][CT_WIDE_CHANNELS];
+#pragma GCC unroll 8
+      for (int j = 0; j < CT_LANES; j++)
+        memcpy(sums[j], &acc[j], sizeof acc[j]);
+      for (int64_t i = 0; i < CT_WIDE_CHANNELS; i++)
+        for (int64_t l = 0; l < lanes; l++)
+          d[i * IH * IW + l] += sums[l][i];
+    }
+  }
+}
+
+/* Forward, on a CPU with AVX-512: output channels [oc0, oc0 + 16) of one
+ * row, a register holding 16 channels of one output column as in
+ * ct_block_wide. Each output column sums what ct_block_forward's does, in
+ * the same order (taps, then input channels), bit for bit. */
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+ct_block_wide_forward(const CtPlan *p, const float *padded, float *out,
+                      int64_t oc0) {
+  const SbConvGeom *g = p->g;
+  const int64_t OH = g->out_h, OW = g->out_w, IH = g->in_h;
+  const int64_t sw = g->stride_w, KW = g->kernel_w;
+  const int64_t stride = p->src_rows * p->width;
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += CT_LANES) {
+      ct_wvec acc[CT_LANES];
+#pragma GCC unroll 8
+      for (int j = 0; j < CT_LANES; j++)
+        acc[j] = (ct_wvec){0};
+      for (int64_t kh = 0; kh < g->kernel_h; kh++) {
+        const int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
+        if (ih < 0 || ih >= IH)
+          continue;
+        for (int64_t kw = 0; kw < KW; kw++) {
+          const CtTap *c = p->col_taps + kw;
+          const float *src =
+              padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo);
+          const float *w = p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0;
+          for (int64_t k = 0; k < p->nsum; k++) {
+            ct_wvec wv;
+            memcpy(&wv, w + k * p->dstp, sizeof wv);
+#pragma GCC unroll 8
+            for (int j = 0; j < CT_LANES; j++)
+              acc[j] += wv * src[k * stride + j];
+          }
+        }
+      }
+      float sums[CT_LANES][CT_WIDE_CHANNELS];
+#pragma GCC unroll 8
+      for (int j = 0; j < CT_LANES; j++)
+        memcpy(sums[j], &acc[j], sizeof acc[j]);
+      const int64_t lanes = OW - ow0 < CT_LANES ? OW - ow0 : CT_LANES;
+      float *d = out + oc0 * OH * OW + oh * OW + ow0;
+      for (int64_t i = 0; i < CT_WIDE_CHANNELS; i++)
+        for (int64_t l = 0; l < lanes; l++)
+          d[i * OH * OW + l] = p->beta != 0.0f
+                                   ? sums[l][i] + p->beta * d[i * OH * OW + l]
+                                   : sums[l][i];
+    }
+}
+
+/* Forward, on a CPU with AVX-512, output rows at least 16 columns wide:
+ * ct_block_forward with a register holding 16 columns (an 8-channel
+ * layer such as the CIFAR stems has too few channels for
+ * ct_block_wide_forward), bit for bit the same sums. */
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+ct_block_forward16(const CtPlan *p, const float *padded, float *out,
+                   int64_t oc0) {
+  const SbConvGeom *g = p->g;
+  const int64_t OH = g->out_h, OW = g->out_w, IH = g->in_h;
+  const int64_t sw = g->stride_w, KW = g->kernel_w;
+  const int64_t stride = p->src_rows * p->width;
+  const int64_t ocn =
+      p->ndst - oc0 < CT_ACCUMULATORS ? p->ndst - oc0 : CT_ACCUMULATORS;
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 2 * CT_LANES) {
+      ct_wvec acc[CT_ACCUMULATORS];
+#pragma GCC unroll 8
+      for (int i = 0; i < CT_ACCUMULATORS; i++)
+        acc[i] = (ct_wvec){0};
+      for (int64_t kh = 0; kh < g->kernel_h; kh++) {
+        const int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
+        if (ih < 0 || ih >= IH)
+          continue;
+        for (int64_t kw = 0; kw < KW; kw++) {
+          const CtTap *c = p->col_taps + kw;
+          const float *src =
+              padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo);
+          const float *w = p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0;
+          for (int64_t k = 0; k < p->nsum; k++) {
+            ct_wvec v;
+            memcpy(&v, src + k * stride, sizeof v);
+#pragma GCC unroll 8
+            for (int i = 0; i < CT_ACCUMULATORS; i++)
+              acc[i] += w[k * p->dstp + i] * v;
+          }
+        }
+      }
+      float sums[CT_ACCUMULATORS][2 * CT_LANES];
+#pragma GCC unroll 8
+      for (int i = 0; i < CT_ACCUMULATORS; i++)
+        memcpy(sums[i], &acc[i], sizeof acc[i]);
+      const int64_t lanes = OW - ow0 < 2 * CT_LANES ? OW - ow0 : 2 * CT_LANES;
+      for (int64_t i = 0; i < ocn; i++) {
+        float *d = out + (oc0 + i) * OH * OW + oh * OW + ow0;
+        for (int64_t l = 0; l < lanes; l++)
+          d[l] = p->beta != 0.0f ? sums[i][l] + p->beta * d[l] : sums[i][l];
+      }
+    }
+}
+
+/* Like ct_phase_sums for image rows ih (lanes 0-7 of each sum) and ih + sh
+ * (lanes 8-15) at once, whose taps are the same kh (rows: ih's), the
+ * second row reading the next source row. */
+__attribute__((target("arch=x86-64-v4"))) static inline
+    __attribute__((always_inline)) int
+    ct_pair_phase_sums(const CtPlan *p, const float *padded, const CtTap *rows,
+                       int64_t ph, int64_t q0, int64_t ic0, const int block,
+                       const int runs, float sums[][2 * CT_LANES]) {
+  const SbConvGeom *g = p->g;
+  const int64_t KW = g->kernel_w, stride = g->out_h * p->width;
+  const CtTap *cols = p->col_taps + ph * (KW + 1);
+  ct_wvec acc[CT_ACCUMULATORS];
+#pragma GCC unroll 8
+  for (int k = 0; k < block * runs; k++)
+    acc[k] = (ct_wvec){0};
+  for (const CtTap *r = rows; r->k >= 0; r++)
+    for (const CtTap *c = cols; c->k >= 0; c++) {
+      const float *src = padded + r->at * p->width + (q0 - c->at - p->lo);
+      const float *w = p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0;
+      for (int64_t k = 0; k < p->nsum; k++)
+#pragma GCC unroll 2
+        for (int run = 0; run < runs; run++) {
+          ct_vec top, bottom;
+          memcpy(&top, src + k * stride + run * CT_LANES, sizeof top);
+          memcpy(&bottom, src + k * stride + p->width + run * CT_LANES,
+                 sizeof bottom);
+          const ct_wvec v =
+              __builtin_shufflevector(top, bottom, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                      10, 11, 12, 13, 14, 15);
+#pragma GCC unroll 8
+          for (int i = 0; i < block; i++)
+            acc[run * block + i] += w[k * p->dstp + i] * v;
+        }
+    }
+#pragma GCC unroll 8
+  for (int k = 0; k < block * runs; k++)
+    memcpy(sums[k], &acc[k], sizeof acc[k]);
+  return rows->k >= 0 && cols->k >= 0;
+}
+
+/* Whether image rows a and b are reached by the same kernel rows. */
+static inline int ct_same_rows(const CtTap *a, const CtTap *b) {
+  for (; a->k >= 0 && a->k == b->k; a++, b++)
+    ;
+  return a->k == b->k;
+}
+
+/* ct_block_transposed_paired with 16 lanes where AVX-512 has them: rows
+ * ih and ih + sh are summed together, 8 columns of each, since a stride-2
+ * image row has too few columns (8 on resnet_2b's middle layer) to fill
+ * the lanes alone and its RGB stem too few channels to fill the
+ * accumulators. Each image column sums what ct_phase_sums does, in the same
+ * order, so the results are ct_block_transposed_paired's bit for bit; rows
+ * without a partner (the window's or image's edge) are computed by it. */
+__attribute__((target("arch=x86-64-v4"))) static inline
+    __attribute__((always_inline)) void
+    ct_block_row_pairs(const CtPlan *p, const float *padded, float *x,
+                       const CtWindow *win, int64_t ic0, const int block,
+                       const int runs) {
+  const SbConvGeom *g = p->g;
+  const int64_t IH = g->in_h, IW = g->in_w, Q = IW / 2, sh = g->stride_h;
+  const int64_t icn = g->in_c - ic0 < block ? g->in_c - ic0 : block;
+  const int64_t run = CT_LANES * runs;
+  int64_t f0, e0, f1, e1;
+  ct_phase_columns(win, 2, 0, &f0, &e0);
+  ct_phase_columns(win, 2, 1, &f1, &e1);
+  const int64_t q_first = f0 < f1 ? f0 : f1, q_end = e0 > e1 ? e0 : e1;
+  for (int64_t base = win->ih0; base < win->ih1; base += 2 * sh)
+    for (int64_t ih = base; ih < base + sh && ih < win->ih1; ih++) {
+      const CtTap *rows = p->row_taps + ih * (g->kernel_h + 1);
+      if (ih + sh >= win->ih1 ||
+          !ct_same_rows(rows, rows + sh * (g->kernel_h + 1))) {
+        for (int64_t one = ih; one < win->ih1 && one <= ih + sh; one += sh) {
+          CtWindow row = *win;
+          row.ih0 = one;
+          row.ih1 = one + 1;
+          ct_block_transposed_paired(p, padded, x, &row, ic0, block, runs);
+        }
+        continue;
+      }
+      for (int64_t q0 = q_first / run * run; q0 < q_end; q0 += run) {
+        float sums[2][CT_ACCUMULATORS][2 * CT_LANES];
+        if (!(ct_pair_phase_sums(p, padded, rows, 0, q0, ic0, block, runs,
+                                 sums[0]) |
+              ct_pair_phase_sums(p, padded, rows, 1, q0, ic0, block, runs,
+                                 sums[1])))
+          continue;
+        for (int r = 0; r < runs; r++) {
+          const int64_t q = q0 + r * CT_LANES;
+          const int64_t lanes = Q - q < CT_LANES ? Q - q : CT_LANES;
+          if (lanes <= 0) /* the second run lies past the row */
+            break;
+          for (int64_t i = 0; i < icn; i++)
+            for (int half = 0; half < 2; half++)
+              ct_add_interleaved(
+                  x + (ic0 + i) * IH * IW + (ih + half * sh) * IW + 2 * q,
+                  sums[0][r * block + i] + half * CT_LANES,
+                  sums[1][r * block + i] + half * CT_LANES, lanes);
+        }
+      }
+    }
+}
+
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+ct_block_row_pairs_any(const CtPlan *p, const float *padded, float *x,
+                       const CtWindow *win, int64_t ic0) {
+  if (p->dstp == 4)
+    ct_block_row_pairs(p, padded, x, win, ic0, 4, 2);
+  else
+    ct_block_row_pairs(p, padded, x, win, ic0, CT_ACCUMULATORS, 1);
+}
+#endif
+
 /* Forward: output channels [oc0, oc0 + block) of one row. */
 static inline __attribute__((always_inline)) void
 ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
@@ -260,10 +632,9 @@ ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
         if (ih < 0 || ih >= IH)
           continue;
         for (int64_t kw = 0; kw < KW; kw++) {
-          /* Image column ow*sw + off = (ow + d)*sw + ph. */
-          const int64_t off = kw * g->dilation_w - g->pad_left;
-          const int64_t ph = ct_mod(off, sw), d = (off - ph) / sw;
-          ct_taps(acc, padded + (ih * sw + ph) * p->width + (ow0 + d - p->lo),
+          const CtTap *c = p->col_taps + kw;
+          ct_taps(acc,
+                  padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo),
                   p->src_rows * p->width,
                   p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0, p->dstp,
                   p->nsum, block, runs);
@@ -354,6 +725,24 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
       ct_pad_window(p, src, &win, padded, &kept0, &kept1);
     else
       ct_pad_row(p, src, padded);
+#ifdef CT_WIDE
+    if (p->wide) {
+      for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_WIDE_CHANNELS)
+        if (p->transpose)
+          ct_block_wide(p, padded, dst, &win, c0);
+        else
+          ct_block_wide_forward(p, padded, dst, c0);
+      continue;
+    }
+    if (p->row_pairs) {
+      for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_ACCUMULATORS)
+        if (p->transpose)
+          ct_block_row_pairs_any(p, padded, dst, &win, c0);
+        else
+          ct_block_forward16(p, padded, dst, c0);
+      continue;
+    }
+#endif
     for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_ACCUMULATORS) {
       if (p->transpose && half)
         ct_block_transposed(p, padded, dst, &win, c0, 4, 2);
@@ -384,15 +773,79 @@ static void *ct_part_run(void *arg) {
   return NULL;
 }
 
+/* Entries of ct_tap_tables' lists: one per image row and column phase
+ * (transposed) or one (forward), each with its end marker. */
+static int64_t ct_tap_table_size(const SbConvGeom *g) {
+  return g->in_h * (g->kernel_h + 1) + g->stride_w * (g->kernel_w + 1);
+}
+
+/* Fills the plan's tap lists (CtPlan) in tables, each in increasing kh
+ * or kw, the order of the sums, and sets *smin and *smax to the least and
+ * greatest column shift a tap reads at. */
+static void ct_tap_tables(CtPlan *p, CtTap *tables, int64_t *smin,
+                          int64_t *smax) {
+  const SbConvGeom *g = p->g;
+  const int64_t KH = g->kernel_h, KW = g->kernel_w, sw = g->stride_w;
+  CtTap *rows = tables, *cols = tables + g->in_h * (KH + 1);
+  p->row_taps = rows;
+  p->col_taps = cols;
+  *smin = *smax = 0;
+  int any = 0;
+  if (!p->transpose) {
+    /* Image column ow*sw + off = (ow + d)*sw + ph: phase ph, shift -d. */
+    for (int64_t kw = 0; kw < KW; kw++) {
+      const int64_t off = kw * g->dilation_w - g->pad_left;
+      const int64_t ph = ct_mod(off, sw), d = (off - ph) / sw;
+      cols[kw] = (CtTap){(int32_t)ph, (int32_t)d};
+      *smin = !any || -d < *smin ? -d : *smin;
+      *smax = !any || -d > *smax ? -d : *smax;
+      any = 1;
+    }
+    cols[KW] = (CtTap){-1, 0};
+    return;
+  }
+  for (int64_t ih = 0; ih < g->in_h; ih++) {
+    CtTap *r = rows + ih * (KH + 1);
+    for (int64_t kh = 0; kh < KH; kh++) {
+      const int64_t t = ih + g->pad_top - kh * g->dilation_h;
+      if (t >= 0 && t % g->stride_h == 0 && t / g->stride_h < g->out_h)
+        *r++ = (CtTap){(int32_t)kh, (int32_t)(t / g->stride_h)};
+    }
+    *r = (CtTap){-1, 0};
+  }
+  for (int64_t ph = 0; ph < sw; ph++) {
+    CtTap *c = cols + ph * (KW + 1);
+    for (int64_t kw = 0; kw < KW; kw++) {
+      int64_t shift;
+      if (!ct_shift(g, kw, ph, &shift))
+        continue;
+      *c++ = (CtTap){(int32_t)kw, (int32_t)shift};
+      *smin = !any || shift < *smin ? shift : *smin;
+      *smax = !any || shift > *smax ? shift : *smax;
+      any = 1;
+    }
+    *c = (CtTap){-1, 0};
+  }
+}
+
 /* Packs the weights, sizes the padded rows and runs the n rows in
  * contiguous ranges, one per thread, each with its own padded row; a
  * thread that cannot be started has its range done here. The caller has
  * set the plan's direction, channels, source and destination. */
 static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
-                  int64_t smin, int64_t smax, int64_t columns, char *error,
-                  size_t error_size) {
+                  int64_t columns, char *error, size_t error_size) {
   const SbConvGeom *g = p->g;
   const int64_t taps = g->kernel_h * g->kernel_w;
+  const int64_t table_size = ct_tap_table_size(g);
+  CtTap *tables = malloc((size_t)table_size * sizeof(CtTap));
+  if (!tables) {
+    snprintf(error, error_size,
+             "direct convolution: out of memory for %lld kernel taps",
+             (long long)table_size);
+    return SB_ERR_OUT_OF_MEMORY;
+  }
+  int64_t smin, smax;
+  ct_tap_tables(p, tables, &smin, &smax);
   p->dstp = p->ndst <= 4 ? 4
                          : (p->ndst + CT_ACCUMULATORS - 1) / CT_ACCUMULATORS *
                                CT_ACCUMULATORS;
@@ -415,6 +868,7 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   float *padded = calloc((size_t)(threads * padded_size), sizeof(float));
   int32_t *map = malloc((size_t)(threads * map_size + 1) * sizeof(int32_t));
   if (!wpack || !padded || !map) {
+    free(tables);
     free(wpack);
     free(padded);
     free(map);
@@ -443,6 +897,7 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   free(map);
   free(padded);
   free(wpack);
+  free(tables);
   return SB_OK;
 }
 
@@ -471,18 +926,15 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
               .src = a,
               .dst = x,
               .accumulate = accumulate};
-  int64_t smin = 0, smax = 0, shift;
-  int any = 0;
-  for (int64_t ph = 0; ph < g->stride_w; ph++)
-    for (int64_t kw = 0; kw < g->kernel_w; kw++)
-      if (ct_shift(g, kw, ph, &shift)) {
-        smin = !any || shift < smin ? shift : smin;
-        smax = !any || shift > smax ? shift : smax;
-        any = 1;
-      }
+#ifdef CT_WIDE
+  if (ct_have_avx512()) {
+    p.wide = g->stride_w == 1 && g->in_c % CT_WIDE_CHANNELS == 0;
+    p.row_pairs = g->stride_w == 2 && g->in_w % 2 == 0;
+  }
+#endif
   /* Phase 0 has the most image columns. */
-  return ct_run(&p, w, n, threads, smin, smax,
-                (g->in_w + g->stride_w - 1) / g->stride_w, error, error_size);
+  return ct_run(&p, w, n, threads, (g->in_w + g->stride_w - 1) / g->stride_w,
+                error, error_size);
 }
 
 int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
@@ -499,13 +951,11 @@ int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
               .src = x,
               .dst = out,
               .beta = beta};
-  /* Tap kw reads phase-split column ow + d: its shift is -d. */
-  int64_t smin = 0, smax = 0;
-  for (int64_t kw = 0; kw < g->kernel_w; kw++) {
-    const int64_t off = kw * g->dilation_w - g->pad_left;
-    const int64_t s = -((off - ct_mod(off, g->stride_w)) / g->stride_w);
-    smin = kw == 0 || s < smin ? s : smin;
-    smax = kw == 0 || s > smax ? s : smax;
+#ifdef CT_WIDE
+  if (ct_have_avx512()) {
+    p.wide = nc % CT_WIDE_CHANNELS == 0;
+    p.row_pairs = !p.wide && nc > 4 && g->out_w >= 2 * CT_LANES;
   }
-  return ct_run(&p, w, n, threads, smin, smax, g->out_w, error, error_size);
+#endif
+  return ct_run(&p, w, n, threads, g->out_w, error, error_size);
 }
