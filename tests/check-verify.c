@@ -637,6 +637,71 @@ START_TEST(test_verify_one_hidden_layer_is_not_restarted_for_tightening) {
 }
 END_TEST
 
+/* A layer whose first neurons' tightening gains less than
+ * tighten_min_gain of their widths is left, and when no layer was
+ * tightened whole the paused search goes on from the domains it had
+ * queued instead of starting again: with one disjunct (one search) it
+ * takes exactly the domains of a search without the tightening. With
+ * tighten_min_gain 0 the same cases start again, which takes more. */
+START_TEST(test_verify_goes_on_with_the_paused_search_when_no_layer_pays) {
+  GRand *rng = g_rand_new_with_seed(2718);
+  int resumed = 0, restarted = 0;
+  for (int trial = 0; trial < 8; trial++) {
+    g_autoptr(SbGraph) g = tiny_mlp(rng, 48, 2);
+    int label;
+    g_autoptr(SbProperty) robust = random_robustness(rng, g, 0.3, 0.8, &label);
+    const SbRegion *r = &robust->regions[0];
+    /* One disjunct: the first other class at least as large. */
+    g_autofree char *text =
+        g_strdup_printf("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+                        "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                        "(declare-const Y_2 Real)\n"
+                        "(assert (>= X_0 %.17g))\n(assert (<= X_0 %.17g))\n"
+                        "(assert (>= X_1 %.17g))\n(assert (<= X_1 %.17g))\n"
+                        "(assert (>= Y_%d Y_%d))\n",
+                        r->x_lower[0], r->x_upper[0], r->x_lower[1],
+                        r->x_upper[1], label == 0 ? 1 : 0, label);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SbProperty) p = sb_vnnlib_parse(text, strlen(text), &error);
+    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
+    SbVerifyParams params;
+    sb_verify_params_init(&params);
+    params.attack = FALSE;
+    params.bab_domains = 3000;
+    params.tighten_layers = 0;
+    SbVerifyOutcome plain, left, whole;
+    ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &plain, &error));
+    params.tighten_layers = 1;
+    params.tighten_domains = 8;
+    params.tighten_after = 8;
+    params.tighten_min_gain = 1e9; /* no layer pays */
+    ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &left, &error));
+    params.tighten_min_gain = 0; /* every layer is tightened whole */
+    ck_assert(verify_on("cpu", 0, NULL, g, p, &params, &whole, &error));
+    ck_assert_int_eq(left.result, plain.result);
+    ck_assert_int_eq(whole.result, plain.result);
+    if (left.tighten_domains > 0) {
+      /* Paused and probed: 16 neurons, both sides, then left. */
+      ck_assert_int_eq(left.domains, plain.domains);
+      ck_assert_int_lt(left.tighten_domains, whole.tighten_domains);
+      resumed++;
+      restarted += whole.domains != plain.domains;
+    }
+    sb_verify_outcome_clear(&plain);
+    sb_verify_outcome_clear(&left);
+    sb_verify_outcome_clear(&whole);
+  }
+  /* Some searches went past tighten_after with more than 16 unstable
+   * neurons to tighten, and starting again changed some. */
+  ck_assert_int_gt(resumed, 0);
+  ck_assert_int_gt(restarted, 0);
+  g_printerr("tighten_min_gain: %d of 8 searches went on after the probe, "
+             "%d of them differ when started again\n",
+             resumed, restarted);
+  g_rand_free(rng);
+}
+END_TEST
+
 /* Golden instances: two decided at the root (the attack and alpha-CROWN
  * run on the ranks too) and one that needs branch-and-bound. */
 static const char *const follow_instances[][2] = {
@@ -837,6 +902,8 @@ static Suite *verify_suite(void) {
   tcase_add_test(tc, test_verify_on_fsdp_follows_cpu_with_tightened_roots);
   tcase_add_test(tc,
                  test_verify_one_hidden_layer_is_not_restarted_for_tightening);
+  tcase_add_test(tc,
+                 test_verify_goes_on_with_the_paused_search_when_no_layer_pays);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -45,6 +45,7 @@ static const Setting settings_table[] = {
     {"tighten_layers", KIND_INT, AT(verify.tighten_layers), 0},
     {"tighten_domains", KIND_INT, AT(verify.tighten_domains), 1},
     {"tighten_after", KIND_INT, AT(verify.tighten_after), 0},
+    {"tighten_min_gain", KIND_DOUBLE, AT(verify.tighten_min_gain), 0},
     {"refine_intermediate", KIND_BOOL, AT(verify.refine_intermediate), 0},
     {"warm_betas", KIND_BOOL, AT(verify.warm_betas), 0},
     {"attack", KIND_BOOL, AT(verify.attack), 0},

@@ -172,6 +172,7 @@ int sb_cmd_verify(int argc, char **argv) {
       {"tighten-layers", "tighten_layers", NULL},
       {"tighten-domains", "tighten_domains", NULL},
       {"tighten-after", "tighten_after", NULL},
+      {"tighten-min-gain", "tighten_min_gain", NULL},
       {"refine", "refine_intermediate", "true"},
       {"no-refine", "refine_intermediate", "false"},
       {"warm-betas", "warm_betas", "true"},
@@ -229,6 +230,12 @@ int sb_cmd_verify(int argc, char **argv) {
        "Tighten once a region's branch-and-bound has taken N domains without "
        "a decision (default 20000; 0: before it branches)",
        "N"},
+      {"tighten-min-gain", 0, 0, G_OPTION_ARG_CALLBACK, sb_cli_setting_option,
+       "Leave a layer's tightening after 16 neurons when they narrowed by "
+       "less than F of their widths, and go on with the paused search when "
+       "no layer was tightened whole (default 0.025; 0: tighten every layer "
+       "whole)",
+       "F"},
       {"refine", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
        sb_cli_setting_option,
        "Recompute the intermediate bounds of new domains by CROWN after the "

@@ -55,11 +55,14 @@ typedef struct {
                                    their own, and the search starts again (0: none;
                                    docs/verification.md) */
   int tighten_domains;          /* domains per such search */
-  int tighten_after;   /* domains of a region's branch-and-bound before its
-                          root is tightened (0: before it branches) */
-  gboolean warm_betas; /* a new domain's betas start from its parent's
-                          optimised ones (its new split's at 0), not
-                          all from 0 */
+  int tighten_after;       /* domains of a region's branch-and-bound before its
+                              root is tightened (0: before it branches) */
+  double tighten_min_gain; /* a layer whose first neurons' tightening
+                              narrowed them by less than this fraction of
+                              their widths is left there (0: never) */
+  gboolean warm_betas;     /* a new domain's betas start from its parent's
+                              optimised ones (its new split's at 0), not
+                              all from 0 */
   gboolean attack;
   SbAttackParams attack_params;
   /* Progress callback (MAY be NULL), called about once per BaB step. */
