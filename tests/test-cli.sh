@@ -105,6 +105,8 @@ check mismatched_property_is_rejected 2 "inputs" -- "$cli" bounds "$data/onnx/ci
 check verify_bad_usage_prints_error_word 2 "^error" -- "$cli" verify "$net"
 check verify_rejects_negative_tighten_layers 2 "tighten_layers" -- \
   "$cli" verify "$net" "$unsat" --tighten-layers -1
+check verify_rejects_negative_tighten_min_gain 2 "tighten_min_gain" -- \
+  "$cli" verify "$net" "$unsat" --tighten-min-gain -0.5
 
 # A backend that cannot run the model's operators: the engine's "unsupported"
 # is the user's choice to change (status 2), named with the backend's reason.

@@ -351,6 +351,22 @@ static int ct_have_avx512(void) {
 typedef float ct_wvec
     __attribute__((vector_size(CT_WIDE_CHANNELS * sizeof(float))));
 
+/* acc[j] += sum over source channels k < nsum of the 16 weights at
+ * w + k*dstp times src[k*stride + j], for 8 consecutive columns j: one
+ * tap of a wide block (ct_taps with channels and columns swapped). */
+__attribute__((target("arch=x86-64-v4"))) static inline
+    __attribute__((always_inline)) void
+    ct_wide_taps(ct_wvec *acc, const float *src, int64_t stride, const float *w,
+                 int64_t dstp, int64_t nsum) {
+  for (int64_t k = 0; k < nsum; k++) {
+    ct_wvec wv;
+    memcpy(&wv, w + k * dstp, sizeof wv);
+#pragma GCC unroll 8
+    for (int j = 0; j < CT_LANES; j++)
+      acc[j] += wv * src[k * stride + j];
+  }
+}
+
 /* Transposed, stride 1, on a CPU with AVX-512: image channels [ic0, ic0 +
  * 16) of one row, with the roles of lanes and accumulators swapped: a
  * register holds 16 channels of one image column, and 8 of them (8
@@ -378,18 +394,11 @@ ct_block_wide(const CtPlan *p, const float *padded, float *x,
       for (int j = 0; j < CT_LANES; j++)
         acc[j] = (ct_wvec){0};
       for (const CtTap *r = rows; r->k >= 0; r++)
-        for (const CtTap *c = p->col_taps; c->k >= 0; c++) {
-          const float *src = padded + r->at * p->width + (j0 - c->at - p->lo);
-          const float *w =
-              p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0;
-          for (int64_t k = 0; k < p->nsum; k++) {
-            ct_wvec wv;
-            memcpy(&wv, w + k * p->dstp, sizeof wv);
-#pragma GCC unroll 8
-            for (int j = 0; j < CT_LANES; j++)
-              acc[j] += wv * src[k * stride + j];
-          }
-        }
+        for (const CtTap *c = p->col_taps; c->k >= 0; c++)
+          ct_wide_taps(acc, padded + r->at * p->width + (j0 - c->at - p->lo),
+                       stride,
+                       p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0,
+                       p->dstp, p->nsum);
       float *d = x + ic0 * IH * IW + ih * IW + j0;
       const int64_t lanes = IW - j0 < CT_LANES ? IW - j0 : CT_LANES;
       float sums[CT_LANES][CT_WIDE_CHANNELS];
@@ -426,16 +435,10 @@ ct_block_wide_forward(const CtPlan *p, const float *padded, float *out,
           continue;
         for (int64_t kw = 0; kw < KW; kw++) {
           const CtTap *c = p->col_taps + kw;
-          const float *src =
-              padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo);
-          const float *w = p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0;
-          for (int64_t k = 0; k < p->nsum; k++) {
-            ct_wvec wv;
-            memcpy(&wv, w + k * p->dstp, sizeof wv);
-#pragma GCC unroll 8
-            for (int j = 0; j < CT_LANES; j++)
-              acc[j] += wv * src[k * stride + j];
-          }
+          ct_wide_taps(
+              acc, padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo),
+              stride, p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0,
+              p->dstp, p->nsum);
         }
       }
       float sums[CT_LANES][CT_WIDE_CHANNELS];

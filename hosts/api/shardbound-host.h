@@ -185,7 +185,7 @@ void shardbound_settings_free(ShardboundSettings *settings);
  * of the queued domains), branching (babsr|fsb), fsb_candidates,
  * bab_iterations, bab_lr_alpha, bab_lr_beta (0: the bounds' lr),
  * refine_intermediate (off by default), tighten_layers, tighten_domains,
- * tighten_after (docs/verification.md), warm_betas, attack,
+ * tighten_after, tighten_min_gain (docs/verification.md), warm_betas, attack,
  * attack_restarts, attack_steps.
  * bab_time is seconds of branch-and-bound per region, the root not counted,
  * then TIMEOUT (0: none): a fixed budget for benchmarks. Booleans are
