@@ -730,7 +730,7 @@ static gboolean search_bound(SbBab *bab, SbNodeBounds *root_nb, double *bound,
  * are done, a layer whose bounds they narrowed by less than
  * tighten_min_gain of their widths (both sides summed) is left there, the
  * bounds tightened so far kept: the rest would cost as much for as little.
- * On mnist_fc's layers the first 16 neurons gained 7-16% of their widths;
+ * On mnist_fc's layers the first 16 neurons gained 7-14% of their widths;
  * on oval21's second convolution and its dense layer 0.6-1.0%, where the
  * whole layers took 100,000 domains (docs/verification.md). *whole tells
  * whether the layer was done to the end. Returns the domains evaluated, or
