@@ -98,6 +98,9 @@ typedef struct {
    * happens once per region (root_tightened). */
   int64_t tighten_at;
   gboolean paused, root_tightened;
+  /* The queue a paused search keeps while the root is tightened, in MiB:
+   * the tightening's searches count it against --max-memory. */
+  double paused_queue_mib;
   gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
   int over_rank;        /* >= 0: the rank whose memory passed --max-memory */
   double over_rank_mib; /* and its peak */

@@ -373,17 +373,24 @@ static double free_us_per_domain(const SbBab *bab) {
   return n > 0 ? v[n / 2] : 0;
 }
 
-/* Whether the queue has outgrown --max-domains or --max-memory. */
-static gboolean queue_over_limit(const SbBab *bab) {
-  const SbVerifyParams *p = bab->params;
-  /* A queued domain's memory: its bounds and slopes (the same for all),
-   * its splits and betas (growing with its depth). */
+/* The host memory of the queued domains, in MiB: each one's bounds and
+ * slopes (the same for all), and their splits and betas (growing with
+ * their depth). */
+static double queue_mib(const SbBab *bab) {
+  if (bab->heap == NULL) /* sb_verify_root_bounds: no search */
+    return 0;
   double domain_mib = (2.0 * bab->R + (double)bab->S * bab->alpha_size) *
                       sizeof(float) / 1048576.0;
-  double queue_mib =
-      bab->heap->len * domain_mib + bab->queued_split_bytes / 1048576.0;
+  return bab->heap->len * domain_mib + bab->queued_split_bytes / 1048576.0;
+}
+
+/* Whether the queue has outgrown --max-domains or --max-memory (with a
+ * paused search's queue, which waits in memory, counted in). */
+static gboolean queue_over_limit(const SbBab *bab) {
+  const SbVerifyParams *p = bab->params;
   return (int64_t)bab->heap->len > p->max_domains ||
-         (p->max_memory_mib > 0 && queue_mib > p->max_memory_mib);
+         (p->max_memory_mib > 0 &&
+          queue_mib(bab) + bab->paused_queue_mib > p->max_memory_mib);
 }
 
 /* Evaluates the root domain of the atoms now in bab from the root bounds
@@ -813,6 +820,7 @@ static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, gboolean *restart,
   SbBab bab = {net, main->prop, &p, main->region,
                end > 0 ? now + (end - now) / 2 : 0};
   bab.refining = TRUE;
+  bab.paused_queue_mib = queue_mib(main);
   bab.warm_betas = p.warm_betas;
   bab.over_rank = -1;
   bab.heap = sb_bab_heap_new();
