@@ -853,8 +853,10 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
                          : (p->ndst + CT_ACCUMULATORS - 1) / CT_ACCUMULATORS *
                                CT_ACCUMULATORS;
   /* Source columns read: c - shift for c below the destination's columns
-   * rounded up to whole runs, every shift; and the whole source row. */
-  const int64_t run = CT_LANES * (p->dstp == 4 ? 2 : 1);
+   * rounded up to whole runs (16 columns in ct_block_forward16), every
+   * shift; and the whole source row. */
+  const int64_t run =
+      CT_LANES * (p->dstp == 4 || (!p->transpose && p->row_pairs) ? 2 : 1);
   const int64_t read_end = (columns + run - 1) / run * run - 1 - smin;
   const int64_t src_cols =
       p->transpose ? g->out_w : (g->in_w + g->stride_w - 1) / g->stride_w;
