@@ -100,6 +100,43 @@ START_TEST(test_openblas_is_left_on_one_thread) {
 }
 END_TEST
 
+/* The threads of this process, from /proc/self/status; -1 where it
+ * cannot be read. */
+static int process_threads(void) {
+  FILE *status = fopen("/proc/self/status", "r");
+  char line[256];
+  int threads = -1;
+  if (status == NULL)
+    return -1;
+  while (threads < 0 && fgets(line, sizeof line, status) != NULL)
+    if (sscanf(line, "Threads: %d", &threads) != 1)
+      threads = -1;
+  fclose(status);
+  return threads;
+}
+
+/* OpenBLAS's pthread workers spin for about 0.1 s after they start though
+ * a one-thread OpenBLAS never uses them; taking over the threads stops
+ * them (gemm_cpu.c, stop_openblas_workers). */
+START_TEST(test_openblas_workers_are_stopped) {
+#ifdef OPENBLAS_VERSION
+  if (openblas_get_parallel() != 1 || process_threads() < 0)
+    return; /* not the pthread build, or no /proc */
+  const char *fork_mode = getenv("CK_FORK");
+  if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
+    return; /* another test in this process may have taken them over */
+  /* Check forks this process from one whose workers OpenBLAS's fork
+   * handler stopped: two threads start them again, as a fresh process
+   * loading OpenBLAS has them. */
+  openblas_set_num_threads(2);
+  ck_assert_int_gt(process_threads(), 1);
+  (void)sb_cpu_threads();
+  ck_assert_int_eq(process_threads(), 1);
+  ck_assert_int_eq(openblas_get_num_threads(), 1);
+#endif
+}
+END_TEST
+
 #if defined(OPENBLAS_VERSION) && defined(MADV_HUGEPAGE)
 extern void *blas_memory_alloc(int procpos);
 extern void blas_memory_free(void *buffer);
@@ -154,6 +191,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_split_by_columns_matches_one_thread, 0, 4);
   tcase_add_test(tc, test_small_products_are_not_split);
   tcase_add_test(tc, test_openblas_is_left_on_one_thread);
+  tcase_add_test(tc, test_openblas_workers_are_stopped);
   tcase_add_test(tc, test_openblas_buffer_is_advised_for_huge_pages);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -80,12 +80,36 @@ static void advise_openblas_buffer(void) {
 }
 #endif
 
+#ifdef OPENBLAS_VERSION
+/* What the pthread build's fork handler calls to stop its workers
+ * (driver/others/blas_server.c): exported, though not in its headers, so
+ * taken weakly. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+/* The pthread build starts its workers as it loads, and each spins on
+ * sched_yield for about 0.1 s (2^28 cycles) before it sleeps, although at
+ * one thread OpenBLAS never hands them a job: a short process paid a
+ * second core for nothing. So they are stopped. Whole process, `bounds
+ * --method crown`, medians of 30-60 runs alternated with the build
+ * before, two rounds: resnet_2b took 57-71 ms of CPU instead of 100-131
+ * (elapsed 58-72 ms against 59-76), mnist 256x6 20 ms instead of 21-24
+ * (elapsed unchanged, 20-21 ms). OpenBLAS
+ * starts them again by itself if a host sets it to more threads
+ * (goto_set_num_threads). The OpenMP build's threads are OpenMP's, left
+ * alone. */
+static void stop_openblas_workers(void) {
+  if (blas_thread_shutdown_ != NULL && openblas_get_parallel() == 1)
+    blas_thread_shutdown_();
+}
+#endif
+
 static void take_threads_from_openblas(void) {
 #ifdef OPENBLAS_VERSION
   cpu_threads = openblas_get_num_threads();
   if (cpu_threads < 1)
     cpu_threads = 1;
   openblas_set_num_threads(1);
+  stop_openblas_workers();
 #ifdef MADV_HUGEPAGE
   advise_openblas_buffer();
 #endif
