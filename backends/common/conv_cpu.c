@@ -330,22 +330,7 @@ ct_block_transposed(const CtPlan *p, const float *padded, float *x,
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target)
-#define CT_WIDE 1
-#endif
-#endif
-
-#ifdef CT_WIDE
-/* Whether the CPU has what "arch=x86-64-v4" code may use. */
-static int ct_have_avx512(void) {
-  return __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512cd");
-}
-
+#ifdef SB_CPU_V4
 /* Channels of a wide block: one AVX-512 register of floats. */
 #define CT_WIDE_CHANNELS 16
 typedef float ct_wvec
@@ -728,7 +713,7 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
       ct_pad_window(p, src, &win, padded, &kept0, &kept1);
     else
       ct_pad_row(p, src, padded);
-#ifdef CT_WIDE
+#ifdef SB_CPU_V4
     if (p->wide) {
       for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_WIDE_CHANNELS)
         if (p->transpose)
@@ -931,8 +916,8 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
               .src = a,
               .dst = x,
               .accumulate = accumulate};
-#ifdef CT_WIDE
-  if (ct_have_avx512()) {
+#ifdef SB_CPU_V4
+  if (sb_cpu_has_v4()) {
     p.wide = g->stride_w == 1 && g->in_c % CT_WIDE_CHANNELS == 0;
     p.row_pairs = g->stride_w == 2 && g->in_w % 2 == 0;
   }
@@ -956,8 +941,8 @@ int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
               .src = x,
               .dst = out,
               .beta = beta};
-#ifdef CT_WIDE
-  if (ct_have_avx512()) {
+#ifdef SB_CPU_V4
+  if (sb_cpu_has_v4()) {
     p.wide = nc % CT_WIDE_CHANNELS == 0;
     p.row_pairs = !p.wide && nc > 4 && g->out_w >= 2 * CT_LANES;
   }

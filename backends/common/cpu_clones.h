@@ -21,4 +21,22 @@
 #define SB_CPU_CLONES
 #endif
 
+/* SB_CPU_V4: kernels written for AVX-512 alone (target("arch=x86-64-v4"),
+ * 16-lane vectors and masks that the compiler would not find in the
+ * portable loop), each called only where sb_cpu_has_v4() says the CPU
+ * runs them, next to a portable copy. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target)
+#define SB_CPU_V4 1
+/* Whether the CPU has what "arch=x86-64-v4" code may use. */
+static inline int sb_cpu_has_v4(void) {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512cd");
+}
+#endif
+#endif
+
 #endif /* SB_BACKENDS_CPU_CLONES_H */

@@ -15,9 +15,14 @@
 #include "backends/common/gemm_cpu.h"
 #include "backends/common/relu_relax.h"
 
+#ifdef SB_CPU_V4
+#include <immintrin.h>
+#endif
+
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,7 +229,12 @@ static void populate_fresh(SbDevice *dev, void *block, size_t bytes) {
       mincore((void *)(to - page), page, &last) != 0)
     return;
   if (last & 1) {
-    add_resident(dev, to - page, to);
+    /* A block whose last page is resident was cut from memory used
+     * before (the top of the heap grows into fresh pages only): the whole
+     * of it is taken as resident, so that the ranges merge and the table
+     * does not fill with single pages (which left 1.3% of
+     * branch-and-bound's time in mincore on mnist 256x4). */
+    add_resident(dev, from, to);
     return;
   }
   sb_cpu_advise_huge_pages(from, to);
@@ -843,9 +853,60 @@ static int cpu_nonzero_cols(SbDevice *dev, int64_t rows, int64_t cols,
   return SB_OK;
 }
 
+#ifdef SB_CPU_V4
+/* Columns per mask of gather_cols_compressed: one AVX-512 register. */
+#define SB_GATHER_LANES 16
+
+/* gather_cols for indices in ascending order: every row takes the same
+ * columns, so each block of 16 columns gets its lane mask once, and a
+ * row is then a masked load, a compress and a masked store per block.
+ * About twice the scalar loop's rate (5.3 against 2.5 floats per ns, 256
+ * rows of 256 columns, 60% live); the same floats in the same places.
+ * (The compress goes through a register: its memory form is slow on some
+ * AMD cores.) Returns FALSE, having written nothing, when the indices are
+ * not ascending or the masks do not fit on the stack. */
+__attribute__((target("arch=x86-64-v4"))) static int
+gather_cols_compressed(int64_t rows, const float *src, int64_t lds, int64_t k,
+                       const int64_t *index, float *dst) {
+  enum { MAX_BLOCKS = 1024 }; /* 16,384 columns */
+  uint16_t mask[MAX_BLOCKS];
+  const int64_t blocks = index[k - 1] / SB_GATHER_LANES + 1;
+  if (blocks > MAX_BLOCKS)
+    return 0;
+  memset(mask, 0, sizeof(uint16_t) * (size_t)blocks);
+  for (int64_t j = 0; j < k; j++) {
+    if (index[j] < 0 || (j > 0 && index[j] <= index[j - 1]))
+      return 0;
+    mask[index[j] / SB_GATHER_LANES] |=
+        (uint16_t)(1u << (index[j] % SB_GATHER_LANES));
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    const float *s = src + r * lds;
+    float *d = dst + r * k;
+    for (int64_t c = 0; c < blocks; c++) {
+      const __mmask16 m = mask[c];
+      if (m == 0)
+        continue;
+      /* Lanes outside the mask are not read: no access past a row. */
+      const __m512 v = _mm512_maskz_loadu_ps(m, s + c * SB_GATHER_LANES);
+      const int n = __builtin_popcount(m);
+      _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1),
+                            _mm512_maskz_compress_ps(m, v));
+      d += n;
+    }
+  }
+  return 1;
+}
+#endif
+
 static int cpu_gather_cols(SbDevice *dev, int64_t rows, const float *src,
                            int64_t lds, int64_t k, const int64_t *index,
                            float *dst) {
+#ifdef SB_CPU_V4
+  if (k > 0 && sb_cpu_has_v4() &&
+      gather_cols_compressed(rows, src, lds, k, index, dst))
+    return SB_OK;
+#endif
   for (int64_t r = 0; r < rows; r++) {
     const float *s = src + r * lds;
     float *d = dst + r * k;

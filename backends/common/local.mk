@@ -86,6 +86,14 @@ tests_check_gemm_cpu_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS) $(CHECK_CFLAGS)
 tests_check_gemm_cpu_LDADD = backends/common/libsbdevice.la \
 	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
+# The CPU device's column gather, on the masked AVX-512 path where the CPU
+# has it.
+check_PROGRAMS += tests/check-device-cpu
+tests_check_device_cpu_SOURCES = tests/check-device-cpu.c
+tests_check_device_cpu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_device_cpu_LDADD = backends/common/libsbdevice.la \
+	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+
 # The bounded wait, the agreed making of a device communicator and the
 # choice of each rank's GPU, on the CPU.
 check_PROGRAMS += tests/check-comm-wait
