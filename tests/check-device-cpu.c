@@ -18,16 +18,15 @@
 static SbDevice *open_device(void) {
   SbDevice *dev = NULL;
   char error[256];
-  ck_assert_int_eq(sb_device_cpu_ops.open(0, &dev, error, sizeof error),
-                   SB_OK);
+  ck_assert_int_eq(sb_device_cpu_ops.open(0, &dev, error, sizeof error), SB_OK);
   return dev;
 }
 
 /* Gathers `k` columns given by `index` from a rows x cols source stored
  * with row stride lds (the source ends exactly at its last row's end, so
  * a read past it is one a sanitizer sees) and checks every float. */
-static void check_gather(SbDevice *dev, int64_t rows, int64_t cols,
-                         int64_t lds, int64_t k, const int64_t *index) {
+static void check_gather(SbDevice *dev, int64_t rows, int64_t cols, int64_t lds,
+                         int64_t k, const int64_t *index) {
   const int64_t n_src = (rows - 1) * lds + cols;
   float *src = malloc(sizeof(float) * (size_t)n_src);
   float *dst = malloc(sizeof(float) * (size_t)(rows * k + GUARD));
@@ -37,8 +36,7 @@ static void check_gather(SbDevice *dev, int64_t rows, int64_t cols,
   for (int64_t i = 0; i < rows * k + GUARD; i++)
     dst[i] = -1.0f;
   ck_assert_int_eq(
-      sb_device_cpu_ops.gather_cols(dev, rows, src, lds, k, index, dst),
-      SB_OK);
+      sb_device_cpu_ops.gather_cols(dev, rows, src, lds, k, index, dst), SB_OK);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < k; j++)
       ck_assert_msg(dst[r * k + j] == src[r * lds + index[j]],

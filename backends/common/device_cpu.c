@@ -863,7 +863,7 @@ static int cpu_nonzero_cols(SbDevice *dev, int64_t rows, int64_t cols,
  * About twice the scalar loop's rate (5.3 against 2.5 floats per ns, 256
  * rows of 256 columns, 60% live); the same floats in the same places.
  * (The compress goes through a register: its memory form is slow on some
- * AMD cores.) Returns FALSE, having written nothing, when the indices are
+ * AMD cores.) Returns 0, having written nothing, when the indices are
  * not ascending or the masks do not fit on the stack. */
 __attribute__((target("arch=x86-64-v4"))) static int
 gather_cols_compressed(int64_t rows, const float *src, int64_t lds, int64_t k,

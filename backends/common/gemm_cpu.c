@@ -89,14 +89,13 @@ extern int blas_thread_shutdown_(void) __attribute__((weak));
 /* The pthread build starts its workers as it loads, and each spins on
  * sched_yield for about 0.1 s (2^28 cycles) before it sleeps, although at
  * one thread OpenBLAS never hands them a job: a short process paid a
- * second core for nothing. So they are stopped. Whole process, `bounds
- * --method crown`, medians of 30-60 runs alternated with the build
- * before, two rounds: resnet_2b took 57-71 ms of CPU instead of 100-131
- * (elapsed 58-72 ms against 59-76), mnist 256x6 20 ms instead of 21-24
- * (elapsed unchanged, 20-21 ms). OpenBLAS
- * starts them again by itself if a host sets it to more threads
- * (goto_set_num_threads). The OpenMP build's threads are OpenMP's, left
- * alone. */
+ * second core for nothing. So they are stopped; OpenBLAS starts them
+ * again by itself if a host sets it to more threads
+ * (goto_set_num_threads). Whole process, `bounds --method crown`, medians
+ * of 30-60 runs alternated with the build before, two rounds: resnet_2b
+ * took 57-71 ms of CPU instead of 100-131 (elapsed 58-72 ms against
+ * 59-76), mnist 256x6 20 ms instead of 21-24 (elapsed unchanged, 20-21
+ * ms). The OpenMP build's threads are OpenMP's, left alone. */
 static void stop_openblas_workers(void) {
   if (blas_thread_shutdown_ != NULL && openblas_get_parallel() == 1)
     blas_thread_shutdown_();
