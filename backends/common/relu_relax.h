@@ -67,26 +67,31 @@ static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_relax_backward(
  * gn is the gradient on the returned coefficient, gb the gradient on the
  * bias. *grad_a receives the gradient on a, *grad_alpha the one on the lower
  * slope (zero where the lower line is not used). The branch taken is the
- * forward step's, chosen by the sign of a. */
+ * forward step's, chosen by the sign of a. Written as selects, like
+ * sb_relu_relax_backward: with branches the CPU's loop vectorised into
+ * mask shuffling through scalar registers (a tenth of an MLP's
+ * branch-and-bound). Each case computes what its branch did, in the same
+ * order, so the values are the same bits. */
 static inline SB_HOST_DEVICE void
 sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
                            const float *alpha, float gn, float gb,
                            float *grad_a, float *grad_alpha) {
-  float va = 0.0f, vl = 0.0f;
-  if (l >= 0.0f) {
-    va = gn;
-  } else if (u > 0.0f) {
-    const float slope = u / (u - l);
-    const float icpt = -l * slope;
-    const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
-    const int on_alpha = lower_side ? a > 0.0f : a < 0.0f;
-    const int on_icpt = lower_side ? a < 0.0f : a > 0.0f;
-    va = gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
-    if (on_alpha)
-      vl = gn * a;
-  }
-  *grad_a = va;
-  *grad_alpha = vl;
+  const int active = l >= 0.0f;
+  /* NaN bounds are neither active nor unstable: both gradients 0. */
+  const int unstable = !active & (u > 0.0f);
+  /* Computed for every neuron; a stable one's is not selected. */
+  const float slope = u / (u - l);
+  const float icpt = -l * slope;
+  const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
+  /* The sign that takes the lower line: times +-1 is exact, and a zero or
+   * NaN a takes neither line, as with the comparisons on a itself. */
+  const float signed_a = lower_side ? a : -a;
+  const int on_alpha = signed_a > 0.0f;
+  const int on_icpt = signed_a < 0.0f;
+  const float unstable_va =
+      gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
+  *grad_a = active ? gn : unstable ? unstable_va : 0.0f;
+  *grad_alpha = unstable & on_alpha ? gn * a : 0.0f;
 }
 
 #endif /* SB_BACKENDS_RELU_RELAX_H */
