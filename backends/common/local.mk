@@ -94,6 +94,13 @@ tests_check_device_cpu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_device_cpu_LDADD = backends/common/libsbdevice.la \
 	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
 
+# The threads that run the CPU device's parts, kept between calls.
+check_PROGRAMS += tests/check-cpu-parts
+tests_check_cpu_parts_SOURCES = tests/check-cpu-parts.c
+tests_check_cpu_parts_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_cpu_parts_LDADD = backends/common/libsbdevice.la \
+	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+
 # The bounded wait, the agreed making of a device communicator and the
 # choice of each rank's GPU, on the CPU.
 check_PROGRAMS += tests/check-comm-wait
