@@ -789,9 +789,15 @@ static int cpu_beta_apply(SbDevice *dev, int side, int64_t S, int64_t B,
                           float *A) {
   const float d = side == SB_SIDE_LOWER ? 1.0f : -1.0f;
   const int64_t BN = B * N;
-  for (int64_t s = 0; s < S; s++)
+  /* The arrays never overlap; unsaid, the compiler kept this loop (3% of
+   * an MLP's branch-and-bound) one element at a time. */
+  for (int64_t s = 0; s < S; s++) {
+    float *a = A + s * BN;
+    const float *bs = beta + s * BN;
+#pragma omp simd
     for (int64_t i = 0; i < BN; i++)
-      A[s * BN + i] += d * beta[s * BN + i] * sign[i];
+      a[i] += d * bs[i] * sign[i];
+  }
   return SB_OK;
 }
 
@@ -801,11 +807,16 @@ static int cpu_beta_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                         int accumulate, float *grad_beta) {
   const float d = side == SB_SIDE_LOWER ? 1.0f : -1.0f;
   const int64_t BN = B * N;
-  for (int64_t s = 0; s < S; s++)
+  /* As in cpu_beta_apply: the arrays never overlap. */
+  for (int64_t s = 0; s < S; s++) {
+    const float *g = grad_A + s * BN;
+    float *gb = grad_beta + s * BN;
+#pragma omp simd
     for (int64_t i = 0; i < BN; i++) {
-      float v = d * grad_A[s * BN + i] * sign[i];
-      grad_beta[s * BN + i] = accumulate ? grad_beta[s * BN + i] + v : v;
+      float v = d * g[i] * sign[i];
+      gb[i] = accumulate ? gb[i] + v : v;
     }
+  }
   return SB_OK;
 }
 
