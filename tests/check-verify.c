@@ -11,6 +11,7 @@
 
 #include "engine-testlib.h"
 #include "hosts/engine/bab_domain.h"
+#include "hosts/engine/float_round.h"
 #include "hosts/engine/verify.h"
 
 /* ---- tiny random networks with a 2-D input ------------------------------- */
@@ -95,6 +96,38 @@ static double grid_margin(const SbGraph *g, const SbProperty *p, int label,
     }
   return best;
 }
+
+/* Stored bounds are rounded outward by one float: sb_float_down and
+ * sb_float_up are nextafterf towards -inf and +inf, bit for bit, at every
+ * exponent's edges (zeros, subnormals, the largest finite floats and the
+ * infinities among them) and at every 4099th bit pattern, and keep NaN. */
+static void check_float_steps(uint32_t bits) {
+  float x;
+  memcpy(&x, &bits, sizeof x);
+  float want[2] = {nextafterf(x, -INFINITY), nextafterf(x, INFINITY)};
+  float got[2] = {sb_float_down(x), sb_float_up(x)};
+  for (int up = 0; up < 2; up++) {
+    if (isnan(x)) {
+      ck_assert_msg(isnan(got[up]), "0x%08x: not NaN", bits);
+      continue;
+    }
+    ck_assert_msg(memcmp(&got[up], &want[up], sizeof(float)) == 0,
+                  "0x%08x %s: %a, nextafterf %a", bits, up ? "up" : "down",
+                  (double)got[up], (double)want[up]);
+  }
+}
+
+START_TEST(test_bounds_round_outward_as_nextafterf) {
+  for (uint32_t sign = 0; sign < 2; sign++)
+    for (uint32_t exponent = 0; exponent < 256; exponent++) {
+      const uint32_t mantissas[] = {0, 1, 2, 0x400000, 0x7ffffe, 0x7fffff};
+      for (size_t m = 0; m < G_N_ELEMENTS(mantissas); m++)
+        check_float_steps(sign << 31 | exponent << 23 | mantissas[m]);
+    }
+  for (uint64_t bits = 0; bits <= UINT32_MAX; bits += 4099)
+    check_float_steps((uint32_t)bits);
+}
+END_TEST
 
 START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
   GRand *rng = g_rand_new_with_seed(4242 + _i);
@@ -875,6 +908,7 @@ static Suite *verify_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("tightened root bounds");
   tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_bounds_round_outward_as_nextafterf);
   tcase_add_test(tc, test_tightened_root_bounds_hold_on_a_dense_grid);
   suite_add_tcase(s, tc);
   tc = tcase_create("vnncomp");

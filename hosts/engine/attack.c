@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "attack.h"
+#include "float_round.h"
 #include "bounds_private.h"
 #include "lockstep.h"
 
@@ -22,9 +23,9 @@ void sb_attack_params_init(SbAttackParams *p) {
 float sb_float_in_range(double v, double lower, double upper) {
   float f = (float)v;
   if ((double)f < lower)
-    f = nextafterf(f, INFINITY);
+    f = sb_float_up(f);
   if ((double)f > upper)
-    f = nextafterf(f, -INFINITY);
+    f = sb_float_down(f);
   return f;
 }
 

@@ -8,6 +8,7 @@
 
 #include "alpha.h"
 #include "bab_domain.h"
+#include "float_round.h"
 
 double sb_bab_margin(const SbBab *bab, const double *spec_lower) {
   double m = INFINITY;
@@ -127,10 +128,10 @@ gboolean sb_bab_domains_store_bounds(SbBab *bab, SbNodeBounds *nb,
   for (int r = 0; r < bab->n_ri; r++) {
     int i = bab->ri_node[r];
     int64_t N = sb_net_node_size(bab->net, i);
-    g_autofree double *l = g_new(double, B *N);
-    g_autofree double *u = g_new(double, B *N);
-    if (!sb_net_tensor_read(bab->net, nb->lo[i], B * N, l, error) ||
-        !sb_net_tensor_read(bab->net, nb->hi[i], B * N, u, error))
+    g_autofree float *l = g_new(float, B *N);
+    g_autofree float *u = g_new(float, B *N);
+    if (!sb_net_tensor_read_floats(bab->net, nb->lo[i], B * N, l, error) ||
+        !sb_net_tensor_read_floats(bab->net, nb->hi[i], B * N, u, error))
       return FALSE;
     for (int b = 0; b < B; b++) {
       float *dst = doms[b]->bounds + bab->ri_offset[r];
@@ -140,8 +141,8 @@ gboolean sb_bab_domains_store_bounds(SbBab *bab, SbNodeBounds *nb,
         if (l[b * N + k] > u[b * N + k])
           empty[b] = TRUE;
         /* Round outwards: stored bounds must stay sound. */
-        dst[k] = nextafterf((float)l[b * N + k], -INFINITY);
-        dst[bab->R + k] = nextafterf((float)u[b * N + k], INFINITY);
+        dst[k] = sb_float_down(l[b * N + k]);
+        dst[bab->R + k] = sb_float_up(u[b * N + k]);
       }
     }
   }

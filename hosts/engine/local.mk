@@ -13,7 +13,7 @@ hosts_engine_libsbengine_la_SOURCES = \
 	hosts/engine/crown_pass.c hosts/engine/crown_pass.h \
 	hosts/engine/alpha.c hosts/engine/alpha.h \
 	hosts/engine/attack.c hosts/engine/attack.h \
-	hosts/engine/bab_domain.c hosts/engine/bab_domain.h \
+	hosts/engine/bab_domain.c hosts/engine/bab_domain.h hosts/engine/float_round.h \
 	hosts/engine/bab_heap.c hosts/engine/bab_heap.h \
 	hosts/engine/bab_branching.c hosts/engine/bab_branching.h \
 	hosts/engine/verify.c hosts/engine/verify.h \

@@ -35,6 +35,13 @@ gboolean sb_net_tensor_read(SbNetwork *net, const sb_tensor *t, int64_t count,
   return sb_net_check(net, status, "tensor_read", -1, error);
 }
 
+gboolean sb_net_tensor_read_floats(SbNetwork *net, const sb_tensor *t,
+                                   int64_t count, float *dst, GError **error) {
+  int status = SB_NET_BE(net)->tensor_read(SB_NET_CTX(net), t, 0, count,
+                                           SB_DTYPE_F32, dst);
+  return sb_net_check(net, status, "tensor_read", -1, error);
+}
+
 sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
                                sb_mem_category category, int64_t d0, int64_t d1,
                                int64_t d2, GError **error) {

@@ -49,6 +49,9 @@ gboolean sb_net_tensor_write(SbNetwork *net, sb_tensor *tensor, int64_t count,
                              const double *src, GError **error);
 gboolean sb_net_tensor_read(SbNetwork *net, const sb_tensor *tensor,
                             int64_t count, double *dst, GError **error);
+/* The tensor's own floats, without the round trip through double. */
+gboolean sb_net_tensor_read_floats(SbNetwork *net, const sb_tensor *tensor,
+                                   int64_t count, float *dst, GError **error);
 /* A new tensor with the same values (a host round trip). */
 sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
                                sb_mem_category category, int64_t d0, int64_t d1,

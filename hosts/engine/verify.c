@@ -12,6 +12,7 @@
 #include "alpha.h"
 #include "bab_branching.h"
 #include "bab_heap.h"
+#include "float_round.h"
 #include "lockstep.h"
 #include "verify.h"
 #include "verify_memory.h"
@@ -779,9 +780,9 @@ static int64_t tighten_node(SbBab *bab, SbNodeBounds *nb, int k,
       row[i] = 0;
       evaluated += bab->evaluated;
       if (ok && side == 0)
-        l[i] = MAX(l[i], nextafterf((float)bound, -INFINITY));
+        l[i] = MAX(l[i], sb_float_down((float)bound));
       else if (ok)
-        u[i] = MIN(u[i], nextafterf((float)-bound, INFINITY));
+        u[i] = MIN(u[i], sb_float_up((float)-bound));
     }
     if (l0 < 0 && u0 > 0) {
       probed++;
