@@ -2,8 +2,8 @@
 /* Work split into parts, each part on a thread of its own: the CPU
  * device's large products (gemm_cpu.c) and direct convolutions
  * (conv_cpu.c). The threads are kept between calls (cpu_parts.c); handing
- * them a part still costs a wake-up of a few us, so callers split only
- * work that pays for that. */
+ * them a part still costs a wake-up (tens of us on the virtual machines
+ * measured), so callers split only work that pays for that. */
 #ifndef SB_BACKENDS_CPU_PARTS_H
 #define SB_BACKENDS_CPU_PARTS_H
 

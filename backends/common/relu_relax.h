@@ -76,8 +76,9 @@ static inline SB_HOST_DEVICE void
 sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
                            const float *alpha, float gn, float gb,
                            float *grad_a, float *grad_alpha) {
+  /* The branches' cases: active when l >= 0, else unstable when u > 0 (a
+   * NaN l included, which propagates), else both gradients are 0. */
   const int active = l >= 0.0f;
-  /* NaN bounds are neither active nor unstable: both gradients 0. */
   const int unstable = !active & (u > 0.0f);
   /* Computed for every neuron; a stable one's is not selected. */
   const float slope = u / (u - l);
