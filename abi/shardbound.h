@@ -32,7 +32,7 @@ extern "C" {
  */
 
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 2
+#define SB_ABI_MINOR 3
 
 /* Name of the v1 entry point every backend exports (and nothing else). */
 #define SB_ENTRY_SYMBOL_V1 "sb_backend_get_v1"
@@ -358,6 +358,17 @@ typedef struct sb_backend_v1 {
    * calls it from its handler of the launcher's SIGTERM to say which rank
    * was lost. */
   int32_t (*lost_rank)(const sb_context *ctx);
+
+  /* ---- @since 1.3 ----------------------------------------------------- */
+  /* As tensor_create, but the new tensor's contents are unspecified (as
+   * torch.empty's): the host has every element written before it reads
+   * one, as A_in of a layer_backward with accumulate = 0 or grad_A_out of
+   * a layer_backward_vjp with accumulate_A_out = 0, which overwrite every
+   * element. It spares the zero fill of memory about to be overwritten (5%
+   * of a CROWN pass on a conv network). A backend MAY zero-fill: its
+   * tensor_create is a valid implementation. */
+  int (*tensor_create_empty)(sb_context *ctx, int32_t category, int32_t ndim,
+                             const int64_t *shape, sb_tensor **out);
 } sb_backend_v1;
 
 /* Size of the ABI 1.0 descriptor: the smallest a v1 backend may declare. */

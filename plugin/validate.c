@@ -44,6 +44,8 @@ static const struct {
     REQUIRED(process_info),
     REQUIRED(broadcast_host),
     REQUIRED(lost_rank),
+    /* @since 1.3 */
+    REQUIRED(tensor_create_empty),
 };
 #undef REQUIRED
 

@@ -88,7 +88,7 @@ START_TEST(test_abi_memory_stats_layout_is_pinned) {
 END_TEST
 
 START_TEST(test_abi_backend_layout_is_pinned) {
-  ck_assert_uint_eq(sizeof(sb_backend_v1), 264);
+  ck_assert_uint_eq(sizeof(sb_backend_v1), 272);
   ck_assert_uint_eq(SB_BACKEND_V1_0_SIZE, 192);
   ck_assert_uint_eq(offsetof(sb_backend_v1, struct_size), 0);
   ck_assert_uint_eq(offsetof(sb_backend_v1, abi_major), 4);
@@ -126,6 +126,8 @@ START_TEST(test_abi_backend_layout_is_pinned) {
   ck_assert_uint_eq(offsetof(sb_backend_v1, process_info), 240);
   ck_assert_uint_eq(offsetof(sb_backend_v1, broadcast_host), 248);
   ck_assert_uint_eq(offsetof(sb_backend_v1, lost_rank), 256);
+  /* @since 1.3 */
+  ck_assert_uint_eq(offsetof(sb_backend_v1, tensor_create_empty), 264);
 }
 END_TEST
 
@@ -204,7 +206,7 @@ END_TEST
 
 START_TEST(test_abi_version_and_entry_symbol_are_v1) {
   ck_assert_int_eq(SB_ABI_MAJOR, 1);
-  ck_assert_int_eq(SB_ABI_MINOR, 2);
+  ck_assert_int_eq(SB_ABI_MINOR, 3);
   ck_assert_str_eq(SB_ENTRY_SYMBOL_V1, "sb_backend_get_v1");
 }
 END_TEST

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,10 @@ struct sb_context {
   SbDevice *dev;
   SbMemTracker mem;
   const char *backend_name;
+  /* tensor_create_empty fills with NaN (SHARDBOUND_POISON_EMPTY set, as
+   * the test suite does): an element that a backward step fails to
+   * overwrite then shows as NaN in the bounds. */
+  int poison_empty;
   char error[1024];
 };
 
@@ -124,6 +129,8 @@ int sb_single_context_create(const SbDeviceOps *ops, const char *backend_name,
   }
   ctx->ops = ops;
   ctx->backend_name = backend_name;
+  const char *poison = getenv("SHARDBOUND_POISON_EMPTY");
+  ctx->poison_empty = poison != NULL && poison[0] != '\0';
   if (sb_mem_tracker_init(&ctx->mem) != SB_OK) {
     free(ctx);
     snprintf(error, error_size, "%s: cannot initialise the memory tracker",
@@ -156,8 +163,23 @@ int sb_single_rank_count(const sb_context *ctx) { return 1; }
 
 /* ---- tensors ---- */
 
-int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
-                            const int64_t *shape, sb_tensor **out) {
+/* Fills a new tensor's buffer with NaN, a chunk uploaded at a time. */
+static int poison(sb_context *ctx, SbBuffer *b) {
+  float chunk[4096];
+  for (size_t i = 0; i < sizeof chunk / sizeof chunk[0]; i++)
+    chunk[i] = NAN;
+  int st = SB_OK;
+  for (size_t done = 0; done < b->bytes && st == SB_OK; done += sizeof chunk) {
+    size_t n = b->bytes - done < sizeof chunk ? b->bytes - done : sizeof chunk;
+    st = ctx->ops->upload(ctx->dev, (char *)b->ptr + done, chunk, n);
+  }
+  return st;
+}
+
+/* tensor_create, with the zero fill (fill) or without (tensor_create_empty,
+ * then poisoned when asked). */
+static int create(sb_context *ctx, int32_t category, int32_t ndim,
+                  const int64_t *shape, sb_tensor **out, int fill) {
   BEGIN(ctx);
   if (out == NULL)
     return fail(ctx, SB_ERR_INVALID_ARGUMENT,
@@ -189,10 +211,11 @@ int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   t->numel = numel;
   SbExec x = exec_of(ctx);
   int st = sb_exec_alloc(&x, category, numel, &t->buf);
-  if (st == SB_OK && t->buf.bytes) {
-    st = ctx->ops->zero(ctx->dev, t->buf.ptr, t->buf.bytes);
+  if (st == SB_OK && t->buf.bytes && (fill || ctx->poison_empty)) {
+    st = fill ? ctx->ops->zero(ctx->dev, t->buf.ptr, t->buf.bytes)
+              : poison(ctx, &t->buf);
     if (st != SB_OK)
-      st = sb_exec_device_fail(&x, st, "zero-filling a new tensor");
+      st = sb_exec_device_fail(&x, st, "filling a new tensor");
   }
   if (st != SB_OK) {
     sb_exec_free(&x, &t->buf);
@@ -201,6 +224,17 @@ int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
   }
   *out = t;
   return SB_OK;
+}
+
+int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
+                            const int64_t *shape, sb_tensor **out) {
+  return create(ctx, category, ndim, shape, out, 1);
+}
+
+int sb_single_tensor_create_empty(sb_context *ctx, int32_t category,
+                                  int32_t ndim, const int64_t *shape,
+                                  sb_tensor **out) {
+  return create(ctx, category, ndim, shape, out, 0);
 }
 
 /* Every entry point that writes a tensor calls this first: whatever it

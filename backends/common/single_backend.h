@@ -31,6 +31,9 @@ const char *sb_single_last_error(const sb_context *ctx);
 int sb_single_rank_count(const sb_context *ctx);
 int sb_single_tensor_create(sb_context *ctx, int32_t category, int32_t ndim,
                             const int64_t *shape, sb_tensor **out);
+int sb_single_tensor_create_empty(sb_context *ctx, int32_t category,
+                                  int32_t ndim, const int64_t *shape,
+                                  sb_tensor **out);
 void sb_single_tensor_free(sb_context *ctx, sb_tensor *tensor);
 int sb_single_tensor_write(sb_context *ctx, sb_tensor *tensor, int64_t offset,
                            int64_t count, int32_t dtype, const void *src);
@@ -101,7 +104,8 @@ int32_t sb_one_process_lost_rank(const sb_context *ctx);
   .adam_step = sb_single_adam_step, .beta_apply = sb_single_beta_apply,        \
   .beta_vjp = sb_single_beta_vjp, .process_info = sb_one_process_info,         \
   .broadcast_host = sb_one_process_broadcast_host,                             \
-  .lost_rank = sb_one_process_lost_rank
+  .lost_rank = sb_one_process_lost_rank,                                       \
+  .tensor_create_empty = sb_single_tensor_create_empty
 
 #ifdef __cplusplus
 }

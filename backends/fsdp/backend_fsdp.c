@@ -37,6 +37,9 @@ static const sb_backend_v1 fsdp_backend = {
     .context_create = fsdp_context_create,
     SB_RANK_BACKEND_MEMBERS,
     .tensor_create = fsdp_tensor_create,
+    /* Zero-filled, which the ABI allows: only the single-device backends
+     * spare the fill. */
+    .tensor_create_empty = fsdp_tensor_create,
     .tensor_write = fsdp_tensor_write,
     .tensor_read = fsdp_tensor_read,
     .tensor_set_unit_rows = fsdp_tensor_set_unit_rows,

@@ -35,6 +35,9 @@ static const sb_backend_v1 tp_backend = {
     .context_create = tp_context_create,
     SB_RANK_BACKEND_MEMBERS,
     .tensor_create = tp_tensor_create,
+    /* Zero-filled, which the ABI allows: only the single-device backends
+     * spare the fill. */
+    .tensor_create_empty = tp_tensor_create,
     .tensor_write = tp_tensor_write,
     .tensor_read = tp_tensor_read,
     .tensor_set_unit_rows = tp_tensor_set_unit_rows,

@@ -137,10 +137,12 @@ static gboolean sweep_node(Sweep *s, int j, sb_tensor **lo, sb_tensor **hi,
       int in = node->inputs[k];
       if (!shared && !unshare(s, in, error))
         return FALSE;
+      /* The first consumer's step overwrites (accumulate = 0), so the
+       * tensor need not be zero-filled; the others add to it. */
       args.accumulate[k] = A[in] != NULL;
       if (A[in] == NULL) {
-        A[in] = sb_net_tensor_new(net, SB_MEM_COEFFICIENTS, s->S, s->B,
-                                  sb_net_node_size(net, in), error);
+        A[in] = sb_net_tensor_new_empty(net, s->S, s->B,
+                                        sb_net_node_size(net, in), error);
         if (A[in] == NULL)
           return FALSE;
         if (shared)
@@ -313,8 +315,9 @@ gboolean sb_crown_pass_gradient(SbNetwork *net, const SbPassRecord *rec,
     }
     for (int k = 0; k < node->n_inputs; k++)
       args.grad_A_in[k] = G[node->inputs[k]];
-    G[j] = sb_net_tensor_new(net, SB_MEM_COEFFICIENTS, rec->S, rec->B,
-                             sb_net_node_size(net, j), error);
+    /* Overwritten by the VJP (accumulate_A_out = 0). */
+    G[j] = sb_net_tensor_new_empty(net, rec->S, rec->B,
+                                   sb_net_node_size(net, j), error);
     if (G[j] == NULL)
       goto out;
     args.grad_A_out = G[j];

@@ -16,6 +16,18 @@ sb_tensor *sb_net_tensor_new(SbNetwork *net, sb_mem_category category,
   return sb_net_check(net, status, "tensor_create", -1, error) ? t : NULL;
 }
 
+sb_tensor *sb_net_tensor_new_empty(SbNetwork *net, int64_t d0, int64_t d1,
+                                   int64_t d2, GError **error) {
+  const sb_backend_v1 *be = SB_NET_BE(net);
+  if (!SB_HAS_MEMBER(be, sb_backend_v1, tensor_create_empty))
+    return sb_net_tensor_new(net, SB_MEM_COEFFICIENTS, d0, d1, d2, error);
+  int64_t shape[3] = {d0, d1, d2};
+  sb_tensor *t = NULL;
+  int status = be->tensor_create_empty(SB_NET_CTX(net), SB_MEM_COEFFICIENTS,
+                                       d2 > 0 ? 3 : 2, shape, &t);
+  return sb_net_check(net, status, "tensor_create_empty", -1, error) ? t : NULL;
+}
+
 void sb_net_tensor_free(SbNetwork *net, sb_tensor *t) {
   if (t != NULL)
     SB_NET_BE(net)->tensor_free(SB_NET_CTX(net), t);

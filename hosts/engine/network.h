@@ -44,6 +44,11 @@ static inline int64_t sb_net_node_size(const SbNetwork *net, int i) {
 sb_tensor *sb_net_tensor_new(SbNetwork *net, sb_mem_category category,
                              int64_t d0, int64_t d1, int64_t d2,
                              GError **error);
+/* A coefficient tensor like sb_net_tensor_new's whose contents are
+ * unspecified (ABI 1.3 tensor_create_empty; zero-filled by an older
+ * backend), for a caller that has every element overwritten first. */
+sb_tensor *sb_net_tensor_new_empty(SbNetwork *net, int64_t d0, int64_t d1,
+                                   int64_t d2, GError **error);
 void sb_net_tensor_free(SbNetwork *net, sb_tensor *tensor);
 gboolean sb_net_tensor_write(SbNetwork *net, sb_tensor *tensor, int64_t count,
                              const double *src, GError **error);
