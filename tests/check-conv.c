@@ -179,11 +179,29 @@ static void check_path(const SbDeviceOps *ops, const char *path) {
           want[i] = add ? out[i] : 0.0;
         }
         reference(g, R, c->nc, w, transpose, src, want);
-        int st = transpose
-                     ? sb_conv_transpose(&x, &l, c->c0, c->nc, R, src, add, out)
-                     : sb_conv_apply(&x, &l, c->c0, c->nc, R, w, src,
-                                     add ? 1.0f : 0.0f, out);
+        /* Transposed, the bias's term too: bias[r] += sum over channels of
+         * shift[ch] times the channel's sum. */
+        float shift[64], bias[R];
+        double want_bias[R];
+        ck_assert_int_le(c->nc, 64);
+        for (int64_t ch = 0; ch < c->nc; ch++)
+          shift[ch] = frand(&seed);
+        for (int64_t r = 0; r < R; r++) {
+          bias[r] = frand(&seed);
+          want_bias[r] = bias[r];
+          for (int64_t i = 0; i < c->nc * P; i++)
+            want_bias[r] += (double)shift[i / P] * src[r * c->nc * P + i];
+        }
+        int st = transpose ? sb_conv_transpose(&x, &l, c->c0, c->nc, R, src,
+                                               add, out, shift, bias)
+                           : sb_conv_apply(&x, &l, c->c0, c->nc, R, w, src,
+                                           add ? 1.0f : 0.0f, out);
         ck_assert_msg(st == SB_OK, "%s, %s: %s", path, c->what, error);
+        for (int64_t r = 0; transpose && r < R; r++)
+          ck_assert_msg(fabs(bias[r] - want_bias[r]) <=
+                            1e-5 * (1 + fabs(want_bias[r])) * c->nc * P,
+                        "%s, %s: bias[%lld] = %.8g, float64 %.8g", path,
+                        c->what, (long long)r, bias[r], want_bias[r]);
         const double terms =
             (transpose ? c->nc : g->in_c) * g->kernel_h * g->kernel_w;
         for (int64_t i = 0; i < n_dst; i++)
@@ -228,22 +246,28 @@ START_TEST(test_cpu_kernels_threads_change_nothing) {
     w[i] = frand(&seed);
   for (int64_t i = 0; i < most; i++)
     src[i] = frand(&seed);
+  float shift[8], bias[2][100] = {{0}};
+  for (int ch = 0; ch < 8; ch++)
+    shift[ch] = frand(&seed);
   char error[256];
   for (int transpose = 0; transpose < 2; transpose++) {
     float *dst[2] = {one, many};
     const int threads[2] = {1, 3};
     for (int k = 0; k < 2; k++)
       ck_assert_int_eq(
-          transpose ? sb_cpu_conv_transpose(&g, R, g.out_c, w, src, 0, dst[k],
-                                            threads[k], error, sizeof error)
-                    : sb_cpu_conv_forward(&g, R, g.out_c, w, src, 0.0f, dst[k],
-                                          threads[k], error, sizeof error),
+          transpose
+              ? sb_cpu_conv_transpose(&g, R, g.out_c, w, src, 0, dst[k], shift,
+                                      bias[k], threads[k], error, sizeof error)
+              : sb_cpu_conv_forward(&g, R, g.out_c, w, src, 0.0f, dst[k],
+                                    threads[k], error, sizeof error),
           SB_OK);
     const int64_t n = transpose ? R * in : R * g.out_c * P;
     ck_assert_msg(memcmp(one, many, n * sizeof *one) == 0,
                   "three threads changed the %s result",
                   transpose ? "transposed" : "forward");
   }
+  ck_assert_msg(memcmp(bias[0], bias[1], sizeof bias[0]) == 0,
+                "three threads changed the bias's term");
   free(w), free(src), free(one), free(many);
 }
 END_TEST

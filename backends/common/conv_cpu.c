@@ -65,6 +65,12 @@ typedef struct {
   float *dst;       /* [n][ndst][...] */
   float beta;       /* forward: dst = conv + beta * dst (0 ignores dst) */
   int accumulate;   /* transposed: added to dst, else overwritten */
+  /* Transposed, when shift is not NULL: bias[r] += sum over source
+   * channels c of shift[c] times the sum of row r's channel c (the layer
+   * bias's term, SbDeviceOps.channel_bias_backward), from the sums
+   * ct_window makes while it reads the row. */
+  const float *shift;
+  float *bias;
   /* The taps that reach a row or column, worked out once per call rather
    * than tested (modulo the strides) for every block. Transposed:
    * row_taps[ih] lists the
@@ -145,25 +151,33 @@ typedef int32_t ct_ivec
  * first ORed into one map of non-zero positions (map: out_h * out_w, the
  * caller's), a vector at a time and without branches, and only the map is
  * scanned: on a sparse row, finding the window had cost more than the
- * sums. */
+ * sums. sums[c] (nsum vectors, the caller's) gets channel c's sum in
+ * lanes, for ct_bias_term, while the row is read here anyway (reading it
+ * again for the bias was 6% of a CROWN pass). */
 static inline __attribute__((always_inline)) int
-ct_window(const CtPlan *p, const float *src, int32_t *map, CtWindow *win) {
+ct_window(const CtPlan *p, const float *src, int32_t *map, ct_vec *sums,
+          CtWindow *win) {
   const SbConvGeom *g = p->g;
   const int64_t OH = g->out_h, OW = g->out_w, plane = OH * OW;
   int64_t i = 0;
+  for (int64_t c = 0; c < p->nsum; c++)
+    sums[c] = (ct_vec){0};
   for (; i + CT_LANES <= plane; i += CT_LANES) {
     ct_ivec any = {0};
     for (int64_t c = 0; c < p->nsum; c++) {
       ct_vec v;
       memcpy(&v, src + c * plane + i, sizeof v);
       any |= v != (ct_vec){0};
+      sums[c] += v;
     }
     memcpy(map + i, &any, sizeof any);
   }
   for (; i < plane; i++) {
     int32_t any = 0;
-    for (int64_t c = 0; c < p->nsum; c++)
+    for (int64_t c = 0; c < p->nsum; c++) {
       any |= src[c * plane + i] != 0.0f;
+      sums[c][0] += src[c * plane + i];
+    }
     map[i] = any;
   }
   int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
@@ -191,6 +205,26 @@ ct_window(const CtPlan *p, const float *src, int32_t *map, CtWindow *win) {
   win->iw0 = iw0 > 0 ? iw0 : 0;
   win->iw1 = iw1 < g->in_w ? iw1 : g->in_w;
   return 1;
+}
+
+/* The layer bias's term of a row, sum over channels c of shift[c] times
+ * channel c's sum, from the sums ct_window left: four independent
+ * accumulators of lanes, then the lanes (one chain of dependent additions
+ * per channel had cost as much as reading the row). */
+static inline __attribute__((always_inline)) float
+ct_bias_term(const CtPlan *p, const ct_vec *sums) {
+  ct_vec acc[4] = {{0}};
+  int64_t c = 0;
+  for (; c + 4 <= p->nsum; c += 4)
+    for (int k = 0; k < 4; k++)
+      acc[k] += sums[c + k] * p->shift[c + k];
+  for (; c < p->nsum; c++)
+    acc[0] += sums[c] * p->shift[c];
+  const ct_vec total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float sum = 0.0f;
+  for (int l = 0; l < CT_LANES; l++)
+    sum += total[l];
+  return sum;
 }
 
 /* Transposed: the sums of image row ih, column phase ph, columns
@@ -692,7 +726,7 @@ static void ct_pad_row(const CtPlan *p, const float *src, float *padded) {
 
 SB_CPU_CLONES
 static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
-                    int32_t *map) {
+                    int32_t *map, ct_vec *sums) {
   const SbConvGeom *g = p->g;
   const int64_t in_size = g->in_c * g->in_h * g->in_w;
   const int64_t out_size =
@@ -707,8 +741,10 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
     CtWindow win = {0, g->in_h, 0, g->in_w, 0, 0};
     if (p->transpose && !p->accumulate)
       memset(dst, 0, (size_t)dst_size * sizeof(float));
-    if (p->transpose && !ct_window(p, src, map, &win))
+    if (p->transpose && !ct_window(p, src, map, sums, &win))
       continue;
+    if (p->transpose && p->shift)
+      p->bias[r] += ct_bias_term(p, sums);
     if (p->transpose)
       ct_pad_window(p, src, &win, padded, &kept0, &kept1);
     else
@@ -753,11 +789,12 @@ typedef struct {
   int64_t r0, r1;
   float *padded;
   int32_t *map; /* transposed: ct_window's map */
+  ct_vec *sums; /* transposed: ct_window's channel sums */
 } CtPart;
 
 static void *ct_part_run(void *arg) {
   CtPart *t = arg;
-  ct_rows(t->p, t->r0, t->r1, t->padded, t->map);
+  ct_rows(t->p, t->r0, t->r1, t->padded, t->map, t->sums);
   return NULL;
 }
 
@@ -857,11 +894,15 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   float *wpack = calloc((size_t)(taps * p->nsum * p->dstp), sizeof(float));
   float *padded = calloc((size_t)(threads * padded_size), sizeof(float));
   int32_t *map = malloc((size_t)(threads * map_size + 1) * sizeof(int32_t));
-  if (!wpack || !padded || !map) {
+  const int64_t sums_size = p->transpose ? p->nsum : 0;
+  ct_vec *sums = aligned_alloc(
+      sizeof(ct_vec), (size_t)(threads * sums_size + 1) * sizeof(ct_vec));
+  if (!wpack || !padded || !map || !sums) {
     free(tables);
     free(wpack);
     free(padded);
     free(map);
+    free(sums);
     snprintf(error, error_size,
              "direct convolution: out of memory for %lld packed weights and "
              "%d padded rows of %lld",
@@ -881,9 +922,14 @@ static int ct_run(CtPlan *p, const float *w, int64_t n, int threads,
   p->wpack = wpack;
   CtPart parts[SB_CPU_MAX_PARTS];
   for (int t = 0; t < threads; t++)
-    parts[t] = (CtPart){p, n * t / threads, n * (t + 1) / threads,
-                        padded + t * padded_size, map + t * map_size};
+    parts[t] = (CtPart){p,
+                        n * t / threads,
+                        n * (t + 1) / threads,
+                        padded + t * padded_size,
+                        map + t * map_size,
+                        sums + t * sums_size};
   sb_cpu_run_parts(parts, sizeof parts[0], threads, ct_part_run);
+  free(sums);
   free(map);
   free(padded);
   free(wpack);
@@ -903,8 +949,8 @@ static int ct_check_groups(const SbConvGeom *g, const char *what, char *error,
 
 int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
                           const float *w, const float *a, int accumulate,
-                          float *x, int threads, char *error,
-                          size_t error_size) {
+                          float *x, const float *shift, float *bias,
+                          int threads, char *error, size_t error_size) {
   int st = ct_check_groups(g, "conv_transpose", error, error_size);
   if (st != SB_OK)
     return st;
@@ -915,7 +961,9 @@ int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
               .src_rows = g->out_h,
               .src = a,
               .dst = x,
-              .accumulate = accumulate};
+              .accumulate = accumulate,
+              .shift = shift,
+              .bias = bias};
 #ifdef SB_CPU_V4
   if (sb_cpu_has_v4()) {
     p.wide = g->stride_w == 1 && g->in_c % CT_WIDE_CHANNELS == 0;

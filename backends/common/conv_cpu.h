@@ -16,8 +16,8 @@ extern "C" {
  * caller's). */
 int sb_cpu_conv_transpose(const SbConvGeom *g, int64_t n, int64_t nc,
                           const float *w, const float *a, int accumulate,
-                          float *x, int threads, char *error,
-                          size_t error_size);
+                          float *x, const float *shift, float *bias,
+                          int threads, char *error, size_t error_size);
 /* As SbDeviceOps.conv_forward, likewise. */
 int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
                         const float *w, const float *x, float beta, float *out,

@@ -279,10 +279,13 @@ typedef struct SbDeviceOps {
    * in the padding are dropped): a [n, nc, out_h, out_w] holds nc output
    * channels and w [nc, in_c, kh, kw] their weights. Added to x when
    * accumulate is non-zero, else x is overwritten. x MUST NOT overlap a
-   * or w. */
+   * or w. When shift is not NULL it also does what channel_bias_backward
+   * (n, nc, out_h * out_w, shift, a, bias) does (the float sums in another
+   * order), while it reads a anyway. */
   int (*conv_transpose)(SbDevice *dev, const SbConvGeom *geom, int64_t n,
                         int64_t nc, const float *w, const float *a,
-                        int accumulate, float *x);
+                        int accumulate, float *x, const float *shift,
+                        float *bias);
 
   /* ---- optional: ranks of one process reading each other's buffers ---- */
   /* Non-zero when kernels queued on dev may read buffers that peer

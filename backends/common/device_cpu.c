@@ -655,9 +655,10 @@ static int cpu_conv_forward(SbDevice *dev, const SbConvGeom *g, int64_t n,
 
 static int cpu_conv_transpose(SbDevice *dev, const SbConvGeom *g, int64_t n,
                               int64_t nc, const float *w, const float *a,
-                              int accumulate, float *x) {
-  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, sb_cpu_threads(),
-                               dev->error, sizeof dev->error);
+                              int accumulate, float *x, const float *shift,
+                              float *bias) {
+  return sb_cpu_conv_transpose(g, n, nc, w, a, accumulate, x, shift, bias,
+                               sb_cpu_threads(), dev->error, sizeof dev->error);
 }
 
 static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,

@@ -214,10 +214,12 @@ int sb_conv_ibp(SbExec *x, const struct sb_layer *l, int64_t c0, int64_t nc,
                 int64_t B, const float *lo, const float *up, float *out_lo,
                 float *out_up);
 /* dst [R, in_size] (+)= the transposed convolution of A [R, nc, P]: the
- * coefficients A put on the input (CROWN's backward step, no bias). */
+ * coefficients A put on the input (CROWN's backward step). With shift (nc
+ * channels' bias) not NULL, also bias [R] += the bias's term, as
+ * SbDeviceOps.channel_bias_backward. */
 int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
                       int64_t nc, int64_t R, const float *A, int accumulate,
-                      float *dst);
+                      float *dst, const float *shift, float *bias);
 
 /* Helpers for operator files. */
 int sb_exec_fail(SbExec *x, int status, const char *fmt, ...)

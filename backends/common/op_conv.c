@@ -219,18 +219,22 @@ static int conv_ibp(SbExec *x, const struct sb_layer *l, int64_t B,
 
 int sb_conv_transpose(SbExec *x, const struct sb_layer *l, int64_t c0,
                       int64_t nc, int64_t R, const float *A, int accumulate,
-                      float *dst) {
+                      float *dst, const float *shift, float *bias) {
   const SbDeviceOps *o = x->ops;
   const SbConvGeom *g = &l->conv;
+  int st;
   if (o->conv_transpose && g->groups == 1) {
-    int st =
-        o->conv_transpose(x->dev, g, R, nc, l->weight.ptr, A, accumulate, dst);
+    st = o->conv_transpose(x->dev, g, R, nc, l->weight.ptr, A, accumulate, dst,
+                           shift, bias);
     return st == SB_OK ? st : sb_exec_device_fail(x, st, "conv backward");
   }
+  if (shift && (st = o->channel_bias_backward(
+                    x->dev, R, nc, g->out_h * g->out_w, shift, A, bias)))
+    return sb_exec_device_fail(x, st, "conv backward");
   SbConvDims d = sb_conv_dims(g);
   int64_t chunk = conv_chunk((d.ck + nc) * d.P, R);
   SbBuffer cols = {0}, at = {0};
-  int st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
+  st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * d.ck * d.P, &cols);
   if (st == SB_OK)
     st = sb_exec_alloc(x, SB_MEM_WORKSPACE, chunk * nc * d.P, &at);
   if (st != SB_OK)
@@ -272,15 +276,8 @@ out:
 static int conv_backward(SbExec *x, const struct sb_layer *l,
                          const SbOpBackward *a) {
   const SbConvGeom *g = &l->conv;
-  const int64_t R = a->S * a->B;
-  int st = sb_conv_transpose(x, l, 0, g->out_c, R, a->A_out, a->accumulate[0],
-                             a->A_in[0]);
-  if (st == SB_OK && l->bias.ptr &&
-      (st = x->ops->channel_bias_backward(x->dev, R, g->out_c,
-                                          g->out_h * g->out_w, l->bias.ptr,
-                                          a->A_out, a->bias)))
-    st = sb_exec_device_fail(x, st, "conv backward");
-  return st;
+  return sb_conv_transpose(x, l, 0, g->out_c, a->S * a->B, a->A_out,
+                           a->accumulate[0], a->A_in[0], l->bias.ptr, a->bias);
 }
 
 /* backward is the transposed convolution, so its adjoint is the

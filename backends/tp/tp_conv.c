@@ -118,12 +118,8 @@ int tp_conv_backward_partial(SbExec *x, const TpLayer *tl, const TpShard *sh,
     st = sb_exec_device_fail(x, st, "conv backward");
     goto out;
   }
-  if ((st = sb_conv_transpose(x, l, sh->c0, sh->nc, n, e, 0, partial)))
-    goto out;
-  if (bias_partial && l->bias.ptr &&
-      (st = o->channel_bias_backward(x->dev, n, sh->nc, P, l->bias.ptr, e,
-                                     bias_partial)))
-    st = sb_exec_device_fail(x, st, "conv backward");
+  st = sb_conv_transpose(x, l, sh->c0, sh->nc, n, e, 0, partial,
+                         bias_partial ? l->bias.ptr : NULL, bias_partial);
 out:
   sb_exec_free(x, &ext);
   return st;
