@@ -484,42 +484,86 @@ static int cpu_relu_ibp(SbDevice *dev, int64_t n, const float *lower,
   return SB_OK;
 }
 
+/* Each neuron's lines (SbReluLines) are worked out once per batch
+ * element, for all its S rows, into arrays [state, slope, icpt, lower] of
+ * N floats each: the chord's division, done for every element, had been
+ * most of the ReLU steps of a CROWN pass (an intermediate pass has up to
+ * 128 rows). With one row (branch-and-bound's batches) the arrays cost
+ * no more than the division in the row's loop, whose many cases had kept
+ * it from vectorising well; and every row is computed by the same loop
+ * whatever S is, so a rank's share of the rows gives the bits of the
+ * whole. */
+static float *relu_lines_alloc(SbDevice *dev, const char *what, int64_t N) {
+  float *lines = malloc((size_t)(4 * N + 1) * sizeof(float));
+  if (lines == NULL)
+    snprintf(dev->error, sizeof dev->error,
+             "%s: out of memory for the lines of %lld neurons", what,
+             (long long)N);
+  return lines;
+}
+
+static inline __attribute__((always_inline)) void
+relu_lines(int64_t N, const float *l, const float *u, float *lines) {
+#pragma omp simd
+  for (int64_t n = 0; n < N; n++) {
+    const SbReluLines r = sb_relu_lines(l[n], u[n]);
+    lines[n] = r.state;
+    lines[N + n] = r.slope;
+    lines[2 * N + n] = r.icpt;
+    lines[3 * N + n] = r.lower;
+  }
+}
+
+static inline __attribute__((always_inline)) SbReluLines
+relu_lines_at(const float *lines, int64_t N, int64_t n) {
+  return (SbReluLines){lines[n], lines[N + n], lines[2 * N + n],
+                       lines[3 * N + n]};
+}
+
+/* One row of relu_backward: d (+)= the coefficients; returns the sum of
+ * the bias terms, kept in vector lanes (a fixed order). Inlined where the
+ * side and alpha are known, so that each copy of the loop vectorises
+ * without juggling masks. */
+static inline __attribute__((always_inline)) float
+relu_backward_row(int lower_side, int64_t N, const float *a, const float *lines,
+                  const float *al, int accumulate, float *d) {
+  float extra = 0.0f;
+#pragma omp simd reduction(+ : extra)
+  for (int64_t n = 0; n < N; n++) {
+    const SbReluBackTerm t =
+        sb_relu_lines_backward(lower_side, a[n], relu_lines_at(lines, N, n),
+                               al != NULL, al ? al[n] : 0.0f);
+    extra += t.bias;
+    d[n] = accumulate ? d[n] + t.coef : t.coef;
+  }
+  return extra;
+}
+
 SB_CPU_CLONES
 static int cpu_relu_backward(SbDevice *dev, int side, int64_t S, int64_t B,
                              int64_t N, const float *A, const float *lower,
                              const float *upper, const float *alpha,
                              int accumulate, float *A_in, float *bias) {
   const int lower_side = side == SB_SIDE_LOWER;
-  for (int64_t s = 0; s < S; s++)
-    for (int64_t b = 0; b < B; b++) {
+  float *lines = relu_lines_alloc(dev, "relu backward", N);
+  if (lines == NULL)
+    return SB_ERR_OUT_OF_MEMORY;
+  for (int64_t b = 0; b < B; b++) {
+    relu_lines(N, lower + b * N, upper + b * N, lines);
+    for (int64_t s = 0; s < S; s++) {
       const int64_t row = s * B + b;
       const float *a = A + row * N;
       const float *al = alpha ? alpha + row * N : NULL;
-      const float *l = lower + b * N, *u = upper + b * N;
       float *d = A_in + row * N;
-      float extra = 0.0f;
-      /* The relaxation is branch-free and each copy of the loop knows
-       * its alpha, so that the loops vectorise; the bias sum is kept in
-       * vector lanes (a fixed order). */
-      if (al) {
-#pragma omp simd reduction(+ : extra)
-        for (int64_t n = 0; n < N; n++) {
-          SbReluBackTerm t =
-              sb_relu_relax_backward(lower_side, a[n], l[n], u[n], al + n);
-          extra += t.bias;
-          d[n] = accumulate ? d[n] + t.coef : t.coef;
-        }
-      } else {
-#pragma omp simd reduction(+ : extra)
-        for (int64_t n = 0; n < N; n++) {
-          SbReluBackTerm t =
-              sb_relu_relax_backward(lower_side, a[n], l[n], u[n], NULL);
-          extra += t.bias;
-          d[n] = accumulate ? d[n] + t.coef : t.coef;
-        }
-      }
-      bias[row] += extra;
+#define SB_RELU_ROW(LOWER, ALPHA)                                              \
+  relu_backward_row(LOWER, N, a, lines, ALPHA, accumulate, d)
+      bias[row] += lower_side
+                       ? (al ? SB_RELU_ROW(1, al) : SB_RELU_ROW(1, NULL))
+                       : (al ? SB_RELU_ROW(0, al) : SB_RELU_ROW(0, NULL));
+#undef SB_RELU_ROW
     }
+  }
+  free(lines);
   return SB_OK;
 }
 
@@ -676,25 +720,36 @@ static int cpu_swap_outer_axes(SbDevice *dev, int64_t a, int64_t b, int64_t c,
   return SB_OK;
 }
 
-/* One row of relu_backward_vjp. Inlined where the optional arrays are
- * known to be there: the loop then has no conditional load or store and
- * vectorises, which the general case (a tenth of a branch-and-bound step,
- * one element at a time) did not. */
+/* One row of relu_backward_vjp, any optional array NULL or not (the
+ * general case; its loop does not vectorise, one element at a time). */
 static inline __attribute__((always_inline)) void
-relu_backward_vjp_row(int lower_side, int64_t N, const float *a, const float *l,
-                      const float *u, const float *al, const float *gi,
+relu_backward_vjp_row(int lower_side, int64_t N, const float *a,
+                      const float *lines, const float *al, const float *gi,
                       float gb, int accumulate_A, float *da,
                       int accumulate_alpha, float *dal) {
-#pragma omp simd
   for (int64_t n = 0; n < N; n++) {
-    float gn = gi ? gi[n] : 0.0f;
     float va, vl;
-    sb_relu_relax_backward_vjp(lower_side, a[n], l[n], u[n], al ? al + n : NULL,
-                               gn, gb, &va, &vl);
+    sb_relu_lines_backward_vjp(lower_side, a[n], relu_lines_at(lines, N, n),
+                               al != NULL, al ? al[n] : 0.0f, gi ? gi[n] : 0.0f,
+                               gb, &va, &vl);
     da[n] = accumulate_A ? da[n] + va : va;
     if (dal)
       dal[n] = accumulate_alpha ? dal[n] + vl : vl;
   }
+}
+
+/* The row of alpha-CROWN's and branch-and-bound's optimisation steps:
+ * every array there and both gradients overwritten. Inlined where the
+ * side is known, the loop has no conditional load or store and
+ * vectorises. */
+static inline __attribute__((always_inline)) void
+relu_backward_vjp_row_alpha(int lower_side, int64_t N, const float *a,
+                            const float *lines, const float *al,
+                            const float *gi, float gb, float *da, float *dal) {
+#pragma omp simd
+  for (int64_t n = 0; n < N; n++)
+    sb_relu_lines_backward_vjp(lower_side, a[n], relu_lines_at(lines, N, n), 1,
+                               al[n], gi[n], gb, da + n, dal + n);
 }
 
 SB_CPU_CLONES
@@ -705,23 +760,32 @@ static int cpu_relu_backward_vjp(SbDevice *dev, int side, int64_t S, int64_t B,
                                  int accumulate_A, float *grad_A,
                                  int accumulate_alpha, float *grad_alpha) {
   const int lower_side = side == SB_SIDE_LOWER;
-  for (int64_t s = 0; s < S; s++)
-    for (int64_t b = 0; b < B; b++) {
+  float *lines = relu_lines_alloc(dev, "relu backward VJP", N);
+  if (lines == NULL)
+    return SB_ERR_OUT_OF_MEMORY;
+  const int optimising =
+      alpha && G && grad_alpha && !accumulate_A && !accumulate_alpha;
+  for (int64_t b = 0; b < B; b++) {
+    relu_lines(N, lower + b * N, upper + b * N, lines);
+    for (int64_t s = 0; s < S; s++) {
       const int64_t row = s * B + b;
       const float *a = A + row * N;
-      const float *l = lower + b * N, *u = upper + b * N;
       const float gb = g ? g[row] : 1.0f;
       float *da = grad_A + row * N;
-      if (alpha && G && grad_alpha && !accumulate_A && !accumulate_alpha)
-        /* alpha-CROWN's and branch-and-bound's optimisation steps. */
-        relu_backward_vjp_row(lower_side, N, a, l, u, alpha + row * N,
-                              G + row * N, gb, 0, da, 0, grad_alpha + row * N);
+      if (optimising && lower_side)
+        relu_backward_vjp_row_alpha(1, N, a, lines, alpha + row * N,
+                                    G + row * N, gb, da, grad_alpha + row * N);
+      else if (optimising)
+        relu_backward_vjp_row_alpha(0, N, a, lines, alpha + row * N,
+                                    G + row * N, gb, da, grad_alpha + row * N);
       else
         relu_backward_vjp_row(
-            lower_side, N, a, l, u, alpha ? alpha + row * N : NULL,
+            lower_side, N, a, lines, alpha ? alpha + row * N : NULL,
             G ? G + row * N : NULL, gb, accumulate_A, da, accumulate_alpha,
             grad_alpha ? grad_alpha + row * N : NULL);
     }
+  }
+  free(lines);
   return SB_OK;
 }
 

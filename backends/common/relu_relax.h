@@ -14,7 +14,8 @@
 #ifdef __CUDACC__
 #define SB_HOST_DEVICE __host__ __device__
 #else
-#define SB_HOST_DEVICE
+/* The CPU's loops vectorise only once every call in them is inlined. */
+#define SB_HOST_DEVICE __attribute__((always_inline))
 #endif
 
 static inline SB_HOST_DEVICE float sb_relu(float x) {
@@ -27,72 +28,109 @@ static inline SB_HOST_DEVICE float sb_relu_default_alpha(float l, float u) {
   return u > -l ? 1.0f : 0.0f;
 }
 
-/* One coefficient a of a bound on the output pulled back onto the input:
- * the input's coefficient, and the constant the relaxation adds to the
- * bound (0 for stable neurons). A lower bound takes the lower line where
- * the coefficient is positive and the upper line where it is negative; an
- * upper bound the opposite. alpha: this element's lower slope, or NULL for
- * the default. Written without branches, as selects between the three
- * cases, so that the CPU's loop over neurons vectorises; each case
- * computes what it did with branches. */
-typedef struct {
-  float coef, bias;
-} SbReluBackTerm;
+/* The lines of one neuron, which depend on its bounds only: the CPU
+ * works them out once per neuron (sb_relu_lines) and applies them to each
+ * of its rows' coefficients (sb_relu_lines_backward). The division in the
+ * chord's slope, done for every element, bounded the speed of a CROWN
+ * pass's ReLU steps. state is SB_RELU_ACTIVE (l >= 0), SB_RELU_UNSTABLE
+ * (else u > 0, or a NaN bound, which propagates) or SB_RELU_INACTIVE;
+ * slope and icpt are the chord's (0 unless unstable); lower is CROWN's
+ * lower slope. */
+#define SB_RELU_INACTIVE 0.0f
+#define SB_RELU_ACTIVE   1.0f
+#define SB_RELU_UNSTABLE 2.0f
 
-static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_relax_backward(
-    int lower_side, float a, float l, float u, const float *alpha) {
-  /* The cases of the branches this replaces, NaN bounds included (they
-   * fall to the unstable case and propagate). */
+typedef struct {
+  float state, slope, icpt, lower;
+} SbReluLines;
+
+static inline SB_HOST_DEVICE SbReluLines sb_relu_lines(float l, float u) {
   const int active = l >= 0.0f;
   const int unstable = !active & !(u <= 0.0f);
   /* Computed for every neuron (a stable one's may be inf or NaN, and is
    * not selected): a division under a condition is not vectorised. */
   const float chord = u / (u - l);
-  const float slope = unstable ? chord : 0.0f;
-  const float icpt = unstable ? -l * chord : 0.0f;
-  const float chosen = alpha ? *alpha : sb_relu_default_alpha(l, u);
+  SbReluLines r;
+  r.state = active     ? SB_RELU_ACTIVE
+            : unstable ? SB_RELU_UNSTABLE
+                       : SB_RELU_INACTIVE;
+  r.slope = unstable ? chord : 0.0f;
+  r.icpt = unstable ? -l * chord : 0.0f;
+  r.lower = sb_relu_default_alpha(l, u);
+  return r;
+}
+
+/* One coefficient a of a bound on the output pulled back onto the input:
+ * the input's coefficient, and the constant the relaxation adds to the
+ * bound (0 for stable neurons). A lower bound takes the lower line where
+ * the coefficient is positive and the upper line where it is negative; an
+ * upper bound the opposite. alpha: this element's lower slope when
+ * has_alpha, else the default (a flag, not a pointer: a CPU loop that
+ * selected pointers did not vectorise). Written without branches, as
+ * selects between the three cases, so that the CPU's loop over neurons
+ * vectorises; each case computes what it did with branches. */
+typedef struct {
+  float coef, bias;
+} SbReluBackTerm;
+
+static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_lines_backward(
+    int lower_side, float a, SbReluLines r, int has_alpha, float alpha) {
+  const int active = r.state == SB_RELU_ACTIVE;
+  const int unstable = r.state == SB_RELU_UNSTABLE;
+  const float chosen = has_alpha ? alpha : r.lower;
   const float lo_slope = unstable ? chosen : 0.0f;
   const float pos = a > 0.0f ? a : 0.0f;
   const float neg = a < 0.0f ? a : 0.0f;
   SbReluBackTerm t;
   /* An active neuron passes a on as it is (a NaN too). */
   t.coef = active       ? a
-           : lower_side ? lo_slope * pos + slope * neg
-                        : lo_slope * neg + slope * pos;
-  t.bias = unstable ? (lower_side ? neg : pos) * icpt : 0.0f;
+           : lower_side ? lo_slope * pos + r.slope * neg
+                        : lo_slope * neg + r.slope * pos;
+  t.bias = unstable ? (lower_side ? neg : pos) * r.icpt : 0.0f;
   return t;
 }
 
-/* The vector-Jacobian product of sb_relu_relax_backward for one element:
+/* Both steps for one element: on the pre-activation interval [l, u]. */
+static inline SB_HOST_DEVICE SbReluBackTerm sb_relu_relax_backward(
+    int lower_side, float a, float l, float u, const float *alpha) {
+  return sb_relu_lines_backward(lower_side, a, sb_relu_lines(l, u),
+                                alpha != NULL, alpha ? *alpha : 0.0f);
+}
+
+/* The vector-Jacobian product of sb_relu_lines_backward for one element:
  * gn is the gradient on the returned coefficient, gb the gradient on the
  * bias. *grad_a receives the gradient on a, *grad_alpha the one on the lower
- * slope (zero where the lower line is not used). The branch taken is the
- * forward step's, chosen by the sign of a. Written as selects, like
- * sb_relu_relax_backward: with branches the CPU's loop vectorised into
- * mask shuffling through scalar registers (a tenth of an MLP's
- * branch-and-bound). Each case computes what its branch did, in the same
- * order, so the values are the same bits. */
+ * slope (zero where the lower line is not used). The line taken is the
+ * forward step's, chosen by the sign of a, and the neuron's case is the
+ * forward step's too (a NaN bound is unstable, and its NaN propagates).
+ * Written as selects: with branches the CPU's loop vectorised into mask
+ * shuffling through scalar registers (a tenth of an MLP's
+ * branch-and-bound). */
 static inline SB_HOST_DEVICE void
-sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
-                           const float *alpha, float gn, float gb,
+sb_relu_lines_backward_vjp(int lower_side, float a, SbReluLines r,
+                           int has_alpha, float alpha, float gn, float gb,
                            float *grad_a, float *grad_alpha) {
-  /* The branches' cases: active when l >= 0, else unstable when u > 0 (a
-   * NaN l included, which propagates), else both gradients are 0. */
-  const int active = l >= 0.0f;
-  const int unstable = !active & (u > 0.0f);
-  /* Computed for every neuron; a stable one's is not selected. */
-  const float slope = u / (u - l);
-  const float icpt = -l * slope;
-  const float lo_slope = alpha ? *alpha : sb_relu_default_alpha(l, u);
+  const int active = r.state == SB_RELU_ACTIVE;
+  const int unstable = r.state == SB_RELU_UNSTABLE;
+  const float lo_slope = has_alpha ? alpha : r.lower;
   /* The sign that takes the lower line: times +-1 is exact, and a zero or
    * NaN a takes neither line, as with the comparisons on a itself. */
   const float signed_a = lower_side ? a : -a;
   const int on_alpha = signed_a > 0.0f;
   const int on_icpt = signed_a < 0.0f;
   const float unstable_va =
-      gn * (on_alpha ? lo_slope : slope) + (on_icpt ? gb * icpt : 0.0f);
+      gn * (on_alpha ? lo_slope : r.slope) + (on_icpt ? gb * r.icpt : 0.0f);
   *grad_a = active ? gn : unstable ? unstable_va : 0.0f;
   *grad_alpha = unstable & on_alpha ? gn * a : 0.0f;
+}
+
+/* Both steps for one element: on the pre-activation interval [l, u]. */
+static inline SB_HOST_DEVICE void
+sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
+                           const float *alpha, float gn, float gb,
+                           float *grad_a, float *grad_alpha) {
+  sb_relu_lines_backward_vjp(lower_side, a, sb_relu_lines(l, u), alpha != NULL,
+                             alpha ? *alpha : 0.0f, gn, gb, grad_a, grad_alpha);
 }
 
 #endif /* SB_BACKENDS_RELU_RELAX_H */
