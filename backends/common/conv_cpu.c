@@ -683,11 +683,6 @@ ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
     }
 }
 
-/* Transposed: copies source rows [win->oh0, win->oh1] of every channel
- * into the padded buffer, whose rows [*kept0, *kept1] hold the last row's
- * and the others zeros (margins included, from its allocation); rows of
- * the last one that this one does not overwrite are zeroed. The rest of
- * the source is zero, so on a sparse row this copies only its window. */
 /* d[k] = s[k] (or 0 with s NULL), k < n: a row of 8 to 32 floats in a few
  * vector moves (inlined into ct_rows's clones), where a call to memcpy or
  * memset per row had cost as much as the copying. */
@@ -704,6 +699,11 @@ ct_copy_row(float *d, const float *s, int64_t n) {
     d[k] = s ? s[k] : 0.0f;
 }
 
+/* Transposed: copies source rows [win->oh0, win->oh1] of every channel
+ * into the padded buffer, whose rows [*kept0, *kept1] hold the last row's
+ * and the others zeros (margins included, from its allocation); rows of
+ * the last one that this one does not overwrite are zeroed. The rest of
+ * the source is zero, so on a sparse row this copies only its window. */
 static inline __attribute__((always_inline)) void
 ct_pad_window(const CtPlan *p, const float *src, const CtWindow *win,
               float *padded, int64_t *kept0, int64_t *kept1) {
