@@ -964,6 +964,44 @@ START_TEST(test_tensor_write_read_f64_at_offset) {
 }
 END_TEST
 
+/* The test suite's guard on backward steps that miss an element (ABI 1.3):
+ * with SHARDBOUND_POISON_EMPTY set, tensor_create_empty fills with NaN
+ * (here more than one upload chunk), and tensor_create still zero-fills. */
+START_TEST(test_empty_tensor_is_nan_when_poisoned_and_created_is_zero) {
+  ck_assert(SB_HAS_MEMBER(be, sb_backend_v1, tensor_create_empty));
+  g_setenv("SHARDBOUND_POISON_EMPTY", "1", TRUE);
+  sb_context *poisoned = NULL;
+  char err[256] = "";
+  ck_assert_msg(be->context_create(NULL, NULL, 0, &poisoned, err, sizeof err) ==
+                    SB_OK,
+                "context_create: %s", err);
+  const int64_t n = 10000;
+  int64_t shape[2] = {2, n};
+  double *got = g_new(double, 2 * n);
+  sb_tensor *t = NULL;
+  ck_assert_int_eq(
+      be->tensor_create_empty(poisoned, SB_MEM_COEFFICIENTS, 2, shape, &t),
+      SB_OK);
+  ck_assert_int_eq(be->tensor_read(poisoned, t, 0, 2 * n, SB_DTYPE_F64, got),
+                   SB_OK);
+  for (int64_t i = 0; i < 2 * n; i++)
+    ck_assert_msg(isnan(got[i]), "empty tensor element %lld is %g",
+                  (long long)i, got[i]);
+  be->tensor_free(poisoned, t);
+  ck_assert_int_eq(
+      be->tensor_create(poisoned, SB_MEM_COEFFICIENTS, 2, shape, &t), SB_OK);
+  ck_assert_int_eq(be->tensor_read(poisoned, t, 0, 2 * n, SB_DTYPE_F64, got),
+                   SB_OK);
+  for (int64_t i = 0; i < 2 * n; i++)
+    ck_assert_msg(got[i] == 0.0, "new tensor element %lld is %g", (long long)i,
+                  got[i]);
+  be->tensor_free(poisoned, t);
+  be->context_destroy(poisoned);
+  g_free(got);
+  g_unsetenv("SHARDBOUND_POISON_EMPTY");
+}
+END_TEST
+
 START_TEST(test_tensor_create_out_of_memory_names_bytes_and_category) {
   /* 2^48 bytes: more than any process can map. */
   int64_t shape[2] = {(int64_t)1 << 20, (int64_t)1 << 26};
@@ -1972,6 +2010,8 @@ static Suite *backend_cpu_suite(void) {
   tcase_add_test(abi,
                  test_linear_backward_of_all_zero_columns_overwrites_or_keeps);
   tcase_add_test(abi, test_tensor_write_read_f64_at_offset);
+  tcase_add_test(abi,
+                 test_empty_tensor_is_nan_when_poisoned_and_created_is_zero);
   tcase_add_test(abi,
                  test_tensor_create_out_of_memory_names_bytes_and_category);
   tcase_add_test(abi, test_context_rejects_unknown_option_by_name);

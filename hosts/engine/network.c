@@ -6,14 +6,26 @@
 
 #include "network.h"
 
+typedef int (*SbCreateFn)(sb_context *ctx, int32_t category, int32_t ndim,
+                          const int64_t *shape, sb_tensor **out);
+
+/* A [d0, d1] (d2 == 0) or [d0, d1, d2] tensor from `create`, named `what`
+ * in an error. */
+static sb_tensor *tensor_from(SbNetwork *net, SbCreateFn create,
+                              const char *what, sb_mem_category category,
+                              int64_t d0, int64_t d1, int64_t d2,
+                              GError **error) {
+  int64_t shape[3] = {d0, d1, d2};
+  sb_tensor *t = NULL;
+  int status = create(SB_NET_CTX(net), category, d2 > 0 ? 3 : 2, shape, &t);
+  return sb_net_check(net, status, what, -1, error) ? t : NULL;
+}
+
 sb_tensor *sb_net_tensor_new(SbNetwork *net, sb_mem_category category,
                              int64_t d0, int64_t d1, int64_t d2,
                              GError **error) {
-  int64_t shape[3] = {d0, d1, d2};
-  sb_tensor *t = NULL;
-  int status = SB_NET_BE(net)->tensor_create(SB_NET_CTX(net), category,
-                                             d2 > 0 ? 3 : 2, shape, &t);
-  return sb_net_check(net, status, "tensor_create", -1, error) ? t : NULL;
+  return tensor_from(net, SB_NET_BE(net)->tensor_create, "tensor_create",
+                     category, d0, d1, d2, error);
 }
 
 sb_tensor *sb_net_tensor_new_empty(SbNetwork *net, int64_t d0, int64_t d1,
@@ -21,11 +33,8 @@ sb_tensor *sb_net_tensor_new_empty(SbNetwork *net, int64_t d0, int64_t d1,
   const sb_backend_v1 *be = SB_NET_BE(net);
   if (!SB_HAS_MEMBER(be, sb_backend_v1, tensor_create_empty))
     return sb_net_tensor_new(net, SB_MEM_COEFFICIENTS, d0, d1, d2, error);
-  int64_t shape[3] = {d0, d1, d2};
-  sb_tensor *t = NULL;
-  int status = be->tensor_create_empty(SB_NET_CTX(net), SB_MEM_COEFFICIENTS,
-                                       d2 > 0 ? 3 : 2, shape, &t);
-  return sb_net_check(net, status, "tensor_create_empty", -1, error) ? t : NULL;
+  return tensor_from(net, be->tensor_create_empty, "tensor_create_empty",
+                     SB_MEM_COEFFICIENTS, d0, d1, d2, error);
 }
 
 void sb_net_tensor_free(SbNetwork *net, sb_tensor *t) {
