@@ -142,6 +142,60 @@ typedef struct {
 typedef int32_t ct_ivec
     __attribute__((vector_size(CT_LANES * sizeof(int32_t))));
 
+/* Channels [c0, c0 + group) of one source row ([nsum][plane]): their
+ * non-zero positions ORed into map (set, not ORed, when first) and each
+ * channel's sum in lanes into sums[c]. The group's sums stay in registers
+ * across the plane and map is written once per group: kept in memory per
+ * channel, the sums' loads and stores had cost as much as reading the
+ * row. Each channel's lanes add in the same order as one at a time would. */
+static inline __attribute__((always_inline)) void
+ct_read_channels(const float *src, int64_t plane, int64_t c0, const int group,
+                 const int first, int32_t *map, ct_vec *sums) {
+  ct_vec s[CT_ACCUMULATORS] = {{0}};
+  int64_t i = 0;
+  for (; i + CT_LANES <= plane; i += CT_LANES) {
+    ct_ivec any = {0};
+    if (!first)
+      memcpy(&any, map + i, sizeof any);
+#pragma GCC unroll 8
+    for (int k = 0; k < group; k++) {
+      ct_vec v;
+      memcpy(&v, src + (c0 + k) * plane + i, sizeof v);
+      any |= v != (ct_vec){0};
+      s[k] += v;
+    }
+    memcpy(map + i, &any, sizeof any);
+  }
+  for (; i < plane; i++) {
+    int32_t any = first ? 0 : map[i];
+    for (int k = 0; k < group; k++) {
+      any |= src[(c0 + k) * plane + i] != 0.0f;
+      s[k][0] += src[(c0 + k) * plane + i];
+    }
+    map[i] = any;
+  }
+  for (int k = 0; k < group; k++)
+    sums[c0 + k] = s[k];
+}
+
+/* Whether any of n map entries is set, a vector at a time. */
+static inline __attribute__((always_inline)) int ct_any(const int32_t *m,
+                                                        int64_t n) {
+  ct_ivec any = {0};
+  int64_t i = 0;
+  for (; i + CT_LANES <= n; i += CT_LANES) {
+    ct_ivec v;
+    memcpy(&v, m + i, sizeof v);
+    any |= v;
+  }
+  int32_t tail = 0;
+  for (; i < n; i++)
+    tail |= m[i];
+  for (int l = 0; l < CT_LANES; l++)
+    tail |= any[l];
+  return tail != 0;
+}
+
 /* The window of the image reached from the non-zero entries of one source
  * row ([nsum][out_h][out_w]); FALSE when they are all zero. A backward
  * pass starts from unit rows, so for most of a CROWN pass a row's
@@ -149,46 +203,38 @@ typedef int32_t ct_ivec
  * image (what auto_LiRPA's patches mode exploits); outside the window
  * every sum is of zeros, and the kernel skips it. The channels' planes are
  * first ORed into one map of non-zero positions (map: out_h * out_w, the
- * caller's), a vector at a time and without branches, and only the map is
- * scanned: on a sparse row, finding the window had cost more than the
- * sums. sums[c] (nsum vectors, the caller's) gets channel c's sum in
- * lanes, for ct_bias_term, while the row is read here anyway (reading it
- * again for the bias was 6% of a CROWN pass). */
+ * caller's), without branches, and only the map is scanned, a map row
+ * at a time, a row's columns only outside the window found so far: on a
+ * sparse row, finding the window had cost more than the sums. sums[c]
+ * (nsum vectors, the caller's) gets channel c's sum in lanes, for
+ * ct_bias_term, while the row is read here anyway (reading it again for
+ * the bias was 6% of a CROWN pass). */
 static inline __attribute__((always_inline)) int
 ct_window(const CtPlan *p, const float *src, int32_t *map, ct_vec *sums,
           CtWindow *win) {
   const SbConvGeom *g = p->g;
   const int64_t OH = g->out_h, OW = g->out_w, plane = OH * OW;
-  int64_t i = 0;
-  for (int64_t c = 0; c < p->nsum; c++)
-    sums[c] = (ct_vec){0};
-  for (; i + CT_LANES <= plane; i += CT_LANES) {
-    ct_ivec any = {0};
-    for (int64_t c = 0; c < p->nsum; c++) {
-      ct_vec v;
-      memcpy(&v, src + c * plane + i, sizeof v);
-      any |= v != (ct_vec){0};
-      sums[c] += v;
-    }
-    memcpy(map + i, &any, sizeof any);
-  }
-  for (; i < plane; i++) {
-    int32_t any = 0;
-    for (int64_t c = 0; c < p->nsum; c++) {
-      any |= src[c * plane + i] != 0.0f;
-      sums[c][0] += src[c * plane + i];
-    }
-    map[i] = any;
-  }
+  int64_t c = 0;
+  for (; c + CT_ACCUMULATORS <= p->nsum; c += CT_ACCUMULATORS)
+    ct_read_channels(src, plane, c, CT_ACCUMULATORS, c == 0, map, sums);
+  for (; c < p->nsum; c++)
+    ct_read_channels(src, plane, c, 1, c == 0, map, sums);
   int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
-  for (int64_t oh = 0; oh < OH; oh++)
-    for (int64_t ow = 0; ow < OW; ow++)
-      if (map[oh * OW + ow]) {
-        oh0 = oh < oh0 ? oh : oh0;
-        oh1 = oh;
-        ow0 = ow < ow0 ? ow : ow0;
-        ow1 = ow > ow1 ? ow : ow1;
-      }
+  for (int64_t oh = 0; oh < OH; oh++) {
+    const int32_t *m = map + oh * OW;
+    if (!ct_any(m, OW))
+      continue;
+    oh0 = oh < oh0 ? oh : oh0;
+    oh1 = oh;
+    int64_t w = 0;
+    while (w < ow0 && !m[w])
+      w++;
+    ow0 = w < ow0 ? w : ow0;
+    w = OW - 1;
+    while (w > ow1 && !m[w])
+      w--;
+    ow1 = w > ow1 ? w : ow1;
+  }
   if (oh1 < 0)
     return 0;
   /* Output (oh, ow) reads image (oh*sh - pad_top + kh*dh, ...). */
@@ -216,6 +262,7 @@ ct_bias_term(const CtPlan *p, const ct_vec *sums) {
   ct_vec acc[4] = {{0}};
   int64_t c = 0;
   for (; c + 4 <= p->nsum; c += 4)
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
       acc[k] += sums[c + k] * p->shift[c + k];
   for (; c < p->nsum; c++)
@@ -683,20 +730,31 @@ ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
     }
 }
 
-/* d[k] = s[k] (or 0 with s NULL), k < n: a row of 8 to 32 floats in a few
- * vector moves (inlined into ct_rows's clones), where a call to memcpy or
- * memset per row had cost as much as the copying. */
+/* d[k] = s[k], k < n: a row of 8 to 32 floats in a few vector moves
+ * (inlined into ct_rows's clones), where a call to memcpy per row had
+ * cost as much as the copying. */
 static inline __attribute__((always_inline)) void
 ct_copy_row(float *d, const float *s, int64_t n) {
   int64_t k = 0;
+#pragma GCC unroll 4
   for (; k + CT_LANES <= n; k += CT_LANES) {
-    ct_vec v = {0};
-    if (s)
-      memcpy(&v, s + k, sizeof v);
+    ct_vec v;
+    memcpy(&v, s + k, sizeof v);
     memcpy(d + k, &v, sizeof v);
   }
   for (; k < n; k++)
-    d[k] = s ? s[k] : 0.0f;
+    d[k] = s[k];
+}
+
+/* d[k] = 0, k < n, likewise. */
+static inline __attribute__((always_inline)) void ct_zero_row(float *d,
+                                                              int64_t n) {
+  int64_t k = 0;
+#pragma GCC unroll 4
+  for (; k + CT_LANES <= n; k += CT_LANES)
+    memcpy(d + k, &(ct_vec){0}, sizeof(ct_vec));
+  for (; k < n; k++)
+    d[k] = 0.0f;
 }
 
 /* Transposed: copies source rows [win->oh0, win->oh1] of every channel
@@ -708,13 +766,17 @@ static inline __attribute__((always_inline)) void
 ct_pad_window(const CtPlan *p, const float *src, const CtWindow *win,
               float *padded, int64_t *kept0, int64_t *kept1) {
   const int64_t OH = p->g->out_h, OW = p->g->out_w;
+  /* The kept rows above and below the window. */
+  const int64_t above_end = *kept1 < win->oh0 ? *kept1 + 1 : win->oh0;
+  const int64_t below = *kept0 > win->oh1 ? *kept0 : win->oh1 + 1;
   for (int64_t c = 0; c < p->nsum; c++) {
-    for (int64_t oh = *kept0; oh <= *kept1; oh++)
-      if (oh < win->oh0 || oh > win->oh1)
-        ct_copy_row(padded + (c * OH + oh) * p->width - p->lo, NULL, OW);
+    float *plane = padded + c * OH * p->width - p->lo;
+    for (int64_t oh = *kept0; oh < above_end; oh++)
+      ct_zero_row(plane + oh * p->width, OW);
+    for (int64_t oh = below; oh <= *kept1; oh++)
+      ct_zero_row(plane + oh * p->width, OW);
     for (int64_t oh = win->oh0; oh <= win->oh1; oh++)
-      ct_copy_row(padded + (c * OH + oh) * p->width - p->lo,
-                  src + (c * OH + oh) * OW, OW);
+      ct_copy_row(plane + oh * p->width, src + (c * OH + oh) * OW, OW);
   }
   *kept0 = win->oh0;
   *kept1 = win->oh1;

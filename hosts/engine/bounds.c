@@ -186,12 +186,15 @@ gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
                          const SbPassConfig *extra, int *n_unstable,
                          GError **error) {
   int64_t size = sb_net_node_size(net, i), B = nb->B, n_idx = 0;
-  g_autofree double *l = g_new(double, B *size);
-  g_autofree double *u = g_new(double, B *size);
+  /* Floats, as the tensors hold them: the bounds come back as they went
+   * (the new ones are floats read as doubles), without a conversion each
+   * way, which was 3% of a resnet_2b CROWN pass. */
+  g_autofree float *l = g_new(float, B *size);
+  g_autofree float *u = g_new(float, B *size);
   g_autofree int64_t *index = g_new(int64_t, size);
 
-  if (!sb_net_tensor_read(net, nb->lo[i], B * size, l, error) ||
-      !sb_net_tensor_read(net, nb->hi[i], B * size, u, error))
+  if (!sb_net_tensor_read_floats(net, nb->lo[i], B * size, l, error) ||
+      !sb_net_tensor_read_floats(net, nb->hi[i], B * size, u, error))
     return FALSE;
   /* Neurons unstable in any batch element (auto_LiRPA's union). */
   for (int64_t k = 0; k < size; k++)
@@ -265,8 +268,8 @@ gboolean sb_node_tighten(SbNetwork *net, SbNodeBounds *nb, int i,
       if (n_unstable != NULL && l[j] < 0 && u[j] > 0)
         (*n_unstable)++;
     }
-  return sb_net_tensor_write(net, nb->lo[i], B * size, l, error) &&
-         sb_net_tensor_write(net, nb->hi[i], B * size, u, error);
+  return sb_net_tensor_write_floats(net, nb->lo[i], B * size, l, error) &&
+         sb_net_tensor_write_floats(net, nb->hi[i], B * size, u, error);
 }
 
 /* IBP of the spec: folded into the last layer when it is linear (as

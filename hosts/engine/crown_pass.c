@@ -58,15 +58,13 @@ static gboolean unshare(Sweep *s, int k, GError **error) {
   if (k < 0) {
     if (!both_sides(s) || s->bias[1] != s->bias[0])
       return TRUE;
-    s->bias[1] = sb_net_tensor_clone(s->net, s->bias[0], SB_MEM_COEFFICIENTS,
-                                     s->S, s->B, 0, error);
+    s->bias[1] = sb_net_tensor_clone(s->net, s->bias[0], s->S, s->B, 0, error);
     return s->bias[1] != NULL;
   }
   if (!is_shared(s, k) || s->A[0][k] == NULL)
     return TRUE;
-  s->A[1][k] =
-      sb_net_tensor_clone(s->net, s->A[0][k], SB_MEM_COEFFICIENTS, s->S, s->B,
-                          sb_net_node_size(s->net, k), error);
+  s->A[1][k] = sb_net_tensor_clone(s->net, s->A[0][k], s->S, s->B,
+                                   sb_net_node_size(s->net, k), error);
   return s->A[1][k] != NULL;
 }
 
@@ -83,9 +81,8 @@ static gboolean apply_beta(Sweep *s, int j, GError **error) {
         cfg->beta[side][j] == NULL)
       continue;
     if (s->A[side][j] == s->borrowed) {
-      s->A[side][j] =
-          sb_net_tensor_clone(s->net, s->borrowed, SB_MEM_COEFFICIENTS, s->S,
-                              s->B, sb_net_node_size(s->net, j), error);
+      s->A[side][j] = sb_net_tensor_clone(s->net, s->borrowed, s->S, s->B,
+                                          sb_net_node_size(s->net, j), error);
       if (s->A[side][j] == NULL)
         return FALSE;
     }
@@ -123,10 +120,18 @@ static gboolean sweep_node(Sweep *s, int j, sb_tensor **lo, sb_tensor **hi,
     args.pre_upper = hi[node->inputs[0]];
   }
 
+  gboolean passed_on[2] = {FALSE, FALSE};
   for (int side = 0; side < 2; side++) {
     if (!(cfg->sides & (1 << side)))
       continue;
     sb_tensor **A = s->A[side];
+    /* An Add hands A_out on unchanged, so its first input without
+     * coefficients yet takes node j's spent tensor itself (the ABI lets an
+     * Add's A_in be its A_out; the backend then skips the copy). Not the
+     * caller's tensor, one kept for the gradient, or one that the two
+     * sides share while this step runs them apart. */
+    gboolean pass_on = node->kind == SB_NODE_ADD && s->saved[side] == NULL &&
+                       A[j] != s->borrowed && (shared || !is_shared(s, j));
     args.side = side;
     args.A_out = A[j];
     args.bias = s->bias[side];
@@ -140,7 +145,13 @@ static gboolean sweep_node(Sweep *s, int j, sb_tensor **lo, sb_tensor **hi,
       /* The first consumer's step overwrites (accumulate = 0), so the
        * tensor need not be zero-filled; the others add to it. */
       args.accumulate[k] = A[in] != NULL;
-      if (A[in] == NULL) {
+      if (A[in] == NULL && pass_on) {
+        A[in] = A[j];
+        pass_on = FALSE;
+        passed_on[side] = TRUE;
+        if (shared)
+          s->A[1 - side][in] = A[in];
+      } else if (A[in] == NULL) {
         A[in] = sb_net_tensor_new_empty(net, s->S, s->B,
                                         sb_net_node_size(net, in), error);
         if (A[in] == NULL)
@@ -159,7 +170,14 @@ static gboolean sweep_node(Sweep *s, int j, sb_tensor **lo, sb_tensor **hi,
       break;
   }
 
-  /* Node j's coefficients are spent: keep them for the gradient or free. */
+  /* Node j's coefficients are spent: keep them for the gradient or free
+   * (unless an input took them). */
+  for (int side = 0; side < 2; side++)
+    if (passed_on[side]) {
+      s->A[side][j] = NULL;
+      if (shared)
+        s->A[1 - side][j] = NULL;
+    }
   for (int side = 0; side < 2; side++) {
     if (s->saved[side] != NULL)
       s->saved[side][j] = s->A[side][j];

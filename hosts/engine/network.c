@@ -63,16 +63,21 @@ gboolean sb_net_tensor_read_floats(SbNetwork *net, const sb_tensor *t,
   return sb_net_check(net, status, "tensor_read", -1, error);
 }
 
-sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src,
-                               sb_mem_category category, int64_t d0, int64_t d1,
-                               int64_t d2, GError **error) {
+gboolean sb_net_tensor_write_floats(SbNetwork *net, sb_tensor *t, int64_t count,
+                                    const float *src, GError **error) {
+  int status = SB_NET_BE(net)->tensor_write(SB_NET_CTX(net), t, 0, count,
+                                            SB_DTYPE_F32, src);
+  return sb_net_check(net, status, "tensor_write", -1, error);
+}
+
+sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src, int64_t d0,
+                               int64_t d1, int64_t d2, GError **error) {
   int64_t count = d0 * d1 * (d2 > 0 ? d2 : 1);
-  g_autofree double *buf = g_new(double, count);
-  sb_tensor *t;
-  if (!sb_net_tensor_read(net, src, count, buf, error))
+  g_autofree float *buf = g_new(float, count);
+  if (!sb_net_tensor_read_floats(net, src, count, buf, error))
     return NULL;
-  t = sb_net_tensor_new(net, category, d0, d1, d2, error);
-  if (t != NULL && !sb_net_tensor_write(net, t, count, buf, error)) {
+  sb_tensor *t = sb_net_tensor_new_empty(net, d0, d1, d2, error);
+  if (t != NULL && !sb_net_tensor_write_floats(net, t, count, buf, error)) {
     sb_net_tensor_free(net, t);
     return NULL;
   }
