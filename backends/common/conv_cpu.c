@@ -147,12 +147,18 @@ typedef int32_t ct_ivec
  * channel's sum in lanes into sums[c]. The group's sums stay in registers
  * across the plane and map is written once per group: kept in memory per
  * channel, the sums' loads and stores had cost as much as reading the
- * row. Each channel's lanes add in the same order as one at a time would. */
+ * row. Each channel's lanes add in the same order as one at a time would.
+ * With copy (out_w a whole number of vectors), each vector read is also
+ * stored to the padded buffer, row by row (CtPlan): copying the rows
+ * while they are in registers cost less than copying the window's rows
+ * after the window is known, although rows outside it are copied too. */
 static inline __attribute__((always_inline)) void
-ct_read_channels(const float *src, int64_t plane, int64_t c0, const int group,
-                 const int first, int32_t *map, ct_vec *sums) {
+ct_read_channels(const CtPlan *p, const float *src, int64_t c0, const int group,
+                 const int first, const int copy, float *padded, int32_t *map,
+                 ct_vec *sums) {
+  const int64_t OH = p->g->out_h, OW = p->g->out_w, plane = OH * OW;
   ct_vec s[CT_ACCUMULATORS] = {{0}};
-  int64_t i = 0;
+  int64_t i = 0, ow = 0, at = 0; /* at: (oh, ow) in a padded plane */
   for (; i + CT_LANES <= plane; i += CT_LANES) {
     ct_ivec any = {0};
     if (!first)
@@ -163,8 +169,18 @@ ct_read_channels(const float *src, int64_t plane, int64_t c0, const int group,
       memcpy(&v, src + (c0 + k) * plane + i, sizeof v);
       any |= v != (ct_vec){0};
       s[k] += v;
+      if (copy)
+        memcpy(padded + (c0 + k) * OH * p->width - p->lo + at, &v, sizeof v);
     }
     memcpy(map + i, &any, sizeof any);
+    if (copy) {
+      at += CT_LANES;
+      ow += CT_LANES;
+      if (ow == OW) {
+        ow = 0;
+        at += p->width - OW;
+      }
+    }
   }
   for (; i < plane; i++) {
     int32_t any = first ? 0 : map[i];
@@ -210,15 +226,16 @@ static inline __attribute__((always_inline)) int ct_any(const int32_t *m,
  * ct_bias_term, while the row is read here anyway (reading it again for
  * the bias was 6% of a CROWN pass). */
 static inline __attribute__((always_inline)) int
-ct_window(const CtPlan *p, const float *src, int32_t *map, ct_vec *sums,
-          CtWindow *win) {
+ct_window(const CtPlan *p, const float *src, const int copy, float *padded,
+          int32_t *map, ct_vec *sums, CtWindow *win) {
   const SbConvGeom *g = p->g;
-  const int64_t OH = g->out_h, OW = g->out_w, plane = OH * OW;
+  const int64_t OH = g->out_h, OW = g->out_w;
   int64_t c = 0;
   for (; c + CT_ACCUMULATORS <= p->nsum; c += CT_ACCUMULATORS)
-    ct_read_channels(src, plane, c, CT_ACCUMULATORS, c == 0, map, sums);
+    ct_read_channels(p, src, c, CT_ACCUMULATORS, c == 0, copy, padded, map,
+                     sums);
   for (; c < p->nsum; c++)
-    ct_read_channels(src, plane, c, 1, c == 0, map, sums);
+    ct_read_channels(p, src, c, 1, c == 0, copy, padded, map, sums);
   int64_t oh0 = OH, oh1 = -1, ow0 = OW, ow1 = -1;
   for (int64_t oh = 0; oh < OH; oh++) {
     const int32_t *m = map + oh * OW;
@@ -433,6 +450,68 @@ __attribute__((target("arch=x86-64-v4"))) static inline
   }
 }
 
+typedef int32_t ct_wivec
+    __attribute__((vector_size(CT_WIDE_CHANNELS * sizeof(int32_t))));
+
+/* d[i*plane + j] += acc[j][i] for the 16 channels i and columns j < lanes
+ * of a wide block: the 8 x 16 block transposed in registers (the 8 x 8
+ * transpose's unpacks and shuffles, on both halves at once), then a vector
+ * add per channel. Added one float at a time, the 128 sums had cost a
+ * seventh of ct_block_wide. */
+__attribute__((target("arch=x86-64-v4"))) static inline
+    __attribute__((always_inline)) void
+    ct_wide_add_transposed(float *d, int64_t plane, const ct_wvec *acc,
+                           int64_t lanes) {
+  const ct_wivec lo = {0, 16, 1, 17, 4,  20, 5,  21,
+                       8, 24, 9, 25, 12, 28, 13, 29};
+  const ct_wivec hi = {2,  18, 3,  19, 6,  22, 7,  23,
+                       10, 26, 11, 27, 14, 30, 15, 31};
+  const ct_wivec even = {0, 1, 16, 17, 4,  5,  20, 21,
+                         8, 9, 24, 25, 12, 13, 28, 29};
+  const ct_wivec odd = {2,  3,  18, 19, 6,  7,  22, 23,
+                        10, 11, 26, 27, 14, 15, 30, 31};
+  const ct_wivec first = {0, 1, 2, 3, 16, 17, 18, 19,
+                          4, 5, 6, 7, 20, 21, 22, 23};
+  const ct_wivec second = {8,  9,  10, 11, 24, 25, 26, 27,
+                           12, 13, 14, 15, 28, 29, 30, 31};
+  ct_wvec t[CT_LANES], u[CT_LANES];
+#pragma GCC unroll 4
+  for (int j = 0; j < CT_LANES; j += 2) {
+    t[j] = __builtin_shuffle(acc[j], acc[j + 1], lo);
+    t[j + 1] = __builtin_shuffle(acc[j], acc[j + 1], hi);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < CT_LANES; h += 4) {
+    u[h] = __builtin_shuffle(t[h], t[h + 2], even);
+    u[h + 1] = __builtin_shuffle(t[h], t[h + 2], odd);
+    u[h + 2] = __builtin_shuffle(t[h + 1], t[h + 3], even);
+    u[h + 3] = __builtin_shuffle(t[h + 1], t[h + 3], odd);
+  }
+  /* Channel q + 4h (v[0]) and q + 8 + 4h (v[1]) are half h of these. */
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; q++) {
+    const ct_wvec v[2] = {__builtin_shuffle(u[q], u[q + 4], first),
+                          __builtin_shuffle(u[q], u[q + 4], second)};
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++)
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        float *row = d + (q + 8 * k + 4 * h) * plane;
+        ct_vec part;
+        memcpy(&part, (const float *)&v[k] + CT_LANES * h, sizeof part);
+        if (lanes == CT_LANES) {
+          ct_vec old;
+          memcpy(&old, row, sizeof old);
+          old += part;
+          memcpy(row, &old, sizeof old);
+        } else {
+          for (int64_t l = 0; l < lanes; l++)
+            row[l] += part[l];
+        }
+      }
+  }
+}
+
 /* Transposed, stride 1, on a CPU with AVX-512: image channels [ic0, ic0 +
  * 16) of one row, with the roles of lanes and accumulators swapped: a
  * register holds 16 channels of one image column, and 8 of them (8
@@ -467,13 +546,7 @@ ct_block_wide(const CtPlan *p, const float *padded, float *x,
                        p->dstp, p->nsum);
       float *d = x + ic0 * IH * IW + ih * IW + j0;
       const int64_t lanes = IW - j0 < CT_LANES ? IW - j0 : CT_LANES;
-      float sums[CT_LANES][CT_WIDE_CHANNELS];
-#pragma GCC unroll 8
-      for (int j = 0; j < CT_LANES; j++)
-        memcpy(sums[j], &acc[j], sizeof acc[j]);
-      for (int64_t i = 0; i < CT_WIDE_CHANNELS; i++)
-        for (int64_t l = 0; l < lanes; l++)
-          d[i * IH * IW + l] += sums[l][i];
+      ct_wide_add_transposed(d, IH * IW, acc, lanes);
     }
   }
 }
@@ -812,19 +885,23 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
   const int64_t dst_size = p->transpose ? in_size : out_size;
   const int half = p->dstp == 4;
   int64_t kept0 = 0, kept1 = -1; /* the padded rows holding data */
+  /* Transposed: the window's read copies the rows (ct_read_channels). */
+  const int copy_read = g->out_w % CT_LANES == 0;
   for (int64_t r = r0; r < r1; r++) {
     float *dst = p->dst + r * dst_size;
     const float *src = p->src + r * src_size;
     CtWindow win = {0, g->in_h, 0, g->in_w, 0, 0};
     if (p->transpose && !p->accumulate)
       memset(dst, 0, (size_t)dst_size * sizeof(float));
-    if (p->transpose && !ct_window(p, src, map, sums, &win))
+    if (p->transpose &&
+        !(copy_read ? ct_window(p, src, 1, padded, map, sums, &win)
+                    : ct_window(p, src, 0, NULL, map, sums, &win)))
       continue;
     if (p->transpose && p->shift)
       p->bias[r] += ct_bias_term(p, sums);
-    if (p->transpose)
+    if (p->transpose && !copy_read)
       ct_pad_window(p, src, &win, padded, &kept0, &kept1);
-    else
+    else if (!p->transpose)
       ct_pad_row(p, src, padded);
 #ifdef SB_CPU_V4
     if (p->wide) {
