@@ -443,32 +443,36 @@ START_TEST(test_residual_add_crown_matches_hand_computation) {
   read_into(yu, 2, got);
   assert_close(got, (double[]){6, 4}, 2, 1e-6, "ibp upper");
   const double want[2][2] = {{-2, 2}, {6, 4}};
-  for (int side = 0; side < 2; side++) {
-    sb_tensor *A = tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
-    sb_tensor *Ax = tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
-    sb_tensor *Ar = tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
-    sb_tensor *bias = tensor(SB_MEM_COEFFICIENTS, 2, 2, 1, 0);
-    sb_tensor *out = tensor(SB_MEM_BOUNDS, 2, 2, 1, 0);
-    const int64_t idx[2] = {0, 1};
-    OK(be->tensor_set_unit_rows(ctx, A, idx));
-    sb_backward_args_v1 a;
-    memset(&a, 0, sizeof a);
-    a.struct_size = sizeof a;
-    a.side = side;
-    a.A_out = A;
-    a.A_in[0] = Ax;
-    a.A_in[1] = Ar;
-    a.bias = bias;
-    OK(be->layer_backward(ctx, add, &a));
-    /* x has two consumers: the ReLU's contribution is accumulated. */
-    backward(r, side, Ar, xl, xu, NULL, Ax, 1, bias);
-    OK(be->concretize(ctx, Ax, bias, xl, xu, side, out));
-    read_into(out, 2, got);
-    assert_close(got, want[side], 2, 1e-6, side ? "upper" : "lower");
-    sb_tensor *all[] = {A, Ax, Ar, bias, out};
-    for (int i = 0; i < 5; i++)
-      be->tensor_free(ctx, all[i]);
-  }
+  /* pass_on: x's coefficients are the Add's A_out tensor itself, as the
+   * engine hands a spent A_out on (the ABI lets an Add's A_in be its
+   * A_out); the bounds must be the same. */
+  for (int side = 0; side < 2; side++)
+    for (int pass_on = 0; pass_on < 2; pass_on++) {
+      sb_tensor *A = tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
+      sb_tensor *Ax = pass_on ? A : tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
+      sb_tensor *Ar = tensor(SB_MEM_COEFFICIENTS, 3, 2, 1, 2);
+      sb_tensor *bias = tensor(SB_MEM_COEFFICIENTS, 2, 2, 1, 0);
+      sb_tensor *out = tensor(SB_MEM_BOUNDS, 2, 2, 1, 0);
+      const int64_t idx[2] = {0, 1};
+      OK(be->tensor_set_unit_rows(ctx, A, idx));
+      sb_backward_args_v1 a;
+      memset(&a, 0, sizeof a);
+      a.struct_size = sizeof a;
+      a.side = side;
+      a.A_out = A;
+      a.A_in[0] = Ax;
+      a.A_in[1] = Ar;
+      a.bias = bias;
+      OK(be->layer_backward(ctx, add, &a));
+      /* x has two consumers: the ReLU's contribution is accumulated. */
+      backward(r, side, Ar, xl, xu, NULL, Ax, 1, bias);
+      OK(be->concretize(ctx, Ax, bias, xl, xu, side, out));
+      read_into(out, 2, got);
+      assert_close(got, want[side], 2, 1e-6, side ? "upper" : "lower");
+      sb_tensor *all[] = {A, Ar, bias, out, pass_on ? NULL : Ax};
+      for (int i = 0; i < 5; i++)
+        be->tensor_free(ctx, all[i]);
+    }
   sb_tensor *all[] = {xl, xu, rl, ru, yl, yu};
   for (int i = 0; i < 6; i++)
     be->tensor_free(ctx, all[i]);
