@@ -169,7 +169,8 @@ typedef struct sb_backward_args_v1 {
   /* Per layer input i: A_in[i] [S,B,N_in] receives the coefficients w.r.t.
    * that input; when accumulate[i] is non-zero the result is added to what
    * A_in[i] holds, else it overwrites it (a DAG node with several consumers
-   * sums their contributions). */
+   * sums their contributions). An ADD layer's A_in[i] MAY be its A_out,
+   * with accumulate[i] = 0: that input's coefficients are then in place. */
   sb_tensor *A_in[SB_MAX_LAYER_INPUTS];
   int32_t accumulate[SB_MAX_LAYER_INPUTS];
   /* [S,B]: the constant term; this layer's contribution is always added. */
