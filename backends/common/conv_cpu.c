@@ -450,9 +450,6 @@ __attribute__((target("arch=x86-64-v4"))) static inline
   }
 }
 
-typedef int32_t ct_wivec
-    __attribute__((vector_size(CT_WIDE_CHANNELS * sizeof(int32_t))));
-
 /* d[i*plane + j] += acc[j][i] for the 16 channels i and columns j < lanes
  * of a wide block: the 8 x 16 block transposed in registers (the 8 x 8
  * transpose's unpacks and shuffles, on both halves at once), then a vector
@@ -462,36 +459,33 @@ __attribute__((target("arch=x86-64-v4"))) static inline
     __attribute__((always_inline)) void
     ct_wide_add_transposed(float *d, int64_t plane, const ct_wvec *acc,
                            int64_t lanes) {
-  const ct_wivec lo = {0, 16, 1, 17, 4,  20, 5,  21,
-                       8, 24, 9, 25, 12, 28, 13, 29};
-  const ct_wivec hi = {2,  18, 3,  19, 6,  22, 7,  23,
-                       10, 26, 11, 27, 14, 30, 15, 31};
-  const ct_wivec even = {0, 1, 16, 17, 4,  5,  20, 21,
-                         8, 9, 24, 25, 12, 13, 28, 29};
-  const ct_wivec odd = {2,  3,  18, 19, 6,  7,  22, 23,
-                        10, 11, 26, 27, 14, 15, 30, 31};
-  const ct_wivec first = {0, 1, 2, 3, 16, 17, 18, 19,
-                          4, 5, 6, 7, 20, 21, 22, 23};
-  const ct_wivec second = {8,  9,  10, 11, 24, 25, 26, 27,
-                           12, 13, 14, 15, 28, 29, 30, 31};
   ct_wvec t[CT_LANES], u[CT_LANES];
 #pragma GCC unroll 4
   for (int j = 0; j < CT_LANES; j += 2) {
-    t[j] = __builtin_shuffle(acc[j], acc[j + 1], lo);
-    t[j + 1] = __builtin_shuffle(acc[j], acc[j + 1], hi);
+    t[j] = __builtin_shufflevector(acc[j], acc[j + 1], 0, 16, 1, 17, 4, 20, 5,
+                                   21, 8, 24, 9, 25, 12, 28, 13, 29);
+    t[j + 1] = __builtin_shufflevector(acc[j], acc[j + 1], 2, 18, 3, 19, 6, 22,
+                                       7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
   }
 #pragma GCC unroll 2
-  for (int h = 0; h < CT_LANES; h += 4) {
-    u[h] = __builtin_shuffle(t[h], t[h + 2], even);
-    u[h + 1] = __builtin_shuffle(t[h], t[h + 2], odd);
-    u[h + 2] = __builtin_shuffle(t[h + 1], t[h + 3], even);
-    u[h + 3] = __builtin_shuffle(t[h + 1], t[h + 3], odd);
-  }
-  /* Channel q + 4h (v[0]) and q + 8 + 4h (v[1]) are half h of these. */
+  for (int h = 0; h < CT_LANES; h += 4)
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+      u[h + 2 * k] =
+          __builtin_shufflevector(t[h + k], t[h + k + 2], 0, 1, 16, 17, 4, 5,
+                                  20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+      u[h + 2 * k + 1] =
+          __builtin_shufflevector(t[h + k], t[h + k + 2], 2, 3, 18, 19, 6, 7,
+                                  22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    /* Channel q + 4h (v[0]) and q + 8 + 4h (v[1]) are half h of these. */
 #pragma GCC unroll 4
   for (int q = 0; q < 4; q++) {
-    const ct_wvec v[2] = {__builtin_shuffle(u[q], u[q + 4], first),
-                          __builtin_shuffle(u[q], u[q + 4], second)};
+    const ct_wvec v[2] = {
+        __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 16, 17, 18, 19, 4,
+                                5, 6, 7, 20, 21, 22, 23),
+        __builtin_shufflevector(u[q], u[q + 4], 8, 9, 10, 11, 24, 25, 26, 27,
+                                12, 13, 14, 15, 28, 29, 30, 31)};
 #pragma GCC unroll 2
     for (int k = 0; k < 2; k++)
 #pragma GCC unroll 2
@@ -651,7 +645,7 @@ __attribute__((target("arch=x86-64-v4"))) static inline
     __attribute__((always_inline)) int
     ct_pair_phase_sums(const CtPlan *p, const float *padded, const CtTap *rows,
                        int64_t ph, int64_t q0, int64_t ic0, const int block,
-                       const int runs, float sums[][2 * CT_LANES]) {
+                       const int runs, ct_wvec *sums) {
   const SbConvGeom *g = p->g;
   const int64_t KW = g->kernel_w, stride = g->out_h * p->width;
   const CtTap *cols = p->col_taps + ph * (KW + 1);
@@ -680,8 +674,35 @@ __attribute__((target("arch=x86-64-v4"))) static inline
     }
 #pragma GCC unroll 8
   for (int k = 0; k < block * runs; k++)
-    memcpy(sums[k], &acc[k], sizeof acc[k]);
+    sums[k] = acc[k];
   return rows->k >= 0 && cols->k >= 0;
+}
+
+/* ct_add_interleaved for rows ih (lanes 0-7 of a and b) and ih + sh
+ * (lanes 8-15) at once, from registers: top[2l] += a[l], top[2l + 1] +=
+ * b[l], bottom likewise from lanes 8 + l, l < lanes. */
+__attribute__((target("arch=x86-64-v4"))) static inline
+    __attribute__((always_inline)) void
+    ct_pair_add_interleaved(float *top, float *bottom, ct_wvec a, ct_wvec b,
+                            int64_t lanes) {
+  if (lanes < CT_LANES) {
+    for (int64_t l = 0; l < lanes; l++) {
+      top[2 * l] += a[l];
+      top[2 * l + 1] += b[l];
+      bottom[2 * l] += a[CT_LANES + l];
+      bottom[2 * l + 1] += b[CT_LANES + l];
+    }
+    return;
+  }
+  ct_wvec t, u;
+  memcpy(&t, top, sizeof t);
+  memcpy(&u, bottom, sizeof u);
+  t += __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
+                               6, 22, 7, 23);
+  u += __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13,
+                               29, 14, 30, 15, 31);
+  memcpy(top, &t, sizeof t);
+  memcpy(bottom, &u, sizeof u);
 }
 
 /* Whether image rows a and b are reached by the same kernel rows. */
@@ -725,23 +746,25 @@ __attribute__((target("arch=x86-64-v4"))) static inline
         continue;
       }
       for (int64_t q0 = q_first / run * run; q0 < q_end; q0 += run) {
-        float sums[2][CT_ACCUMULATORS][2 * CT_LANES];
+        ct_wvec sums[2][CT_ACCUMULATORS];
         if (!(ct_pair_phase_sums(p, padded, rows, 0, q0, ic0, block, runs,
                                  sums[0]) |
               ct_pair_phase_sums(p, padded, rows, 1, q0, ic0, block, runs,
                                  sums[1])))
           continue;
+#pragma GCC unroll 2
         for (int r = 0; r < runs; r++) {
           const int64_t q = q0 + r * CT_LANES;
           const int64_t lanes = Q - q < CT_LANES ? Q - q : CT_LANES;
           if (lanes <= 0) /* the second run lies past the row */
             break;
-          for (int64_t i = 0; i < icn; i++)
-            for (int half = 0; half < 2; half++)
-              ct_add_interleaved(
-                  x + (ic0 + i) * IH * IW + (ih + half * sh) * IW + 2 * q,
-                  sums[0][r * block + i] + half * CT_LANES,
-                  sums[1][r * block + i] + half * CT_LANES, lanes);
+          float *top = x + ic0 * IH * IW + ih * IW + 2 * q;
+#pragma GCC unroll 8
+          for (int i = 0; i < block; i++)
+            if (i < icn)
+              ct_pair_add_interleaved(
+                  top + i * IH * IW, top + i * IH * IW + sh * IW,
+                  sums[0][r * block + i], sums[1][r * block + i], lanes);
         }
       }
     }
