@@ -610,27 +610,29 @@ static int cpu_concretize(SbDevice *dev, int side, int64_t S, int64_t B,
                           int64_t N, const float *A, const float *bias,
                           const float *lower, const float *upper, float *out) {
   const float sign = side == SB_SIDE_LOWER ? -1.0f : 1.0f;
-  /* Each batch element's box as centre and radius, once for all S rows. */
-  float *box = malloc((size_t)(2 * B * N + 1) * sizeof(float));
+  /* A batch element's box as centre and radius, once for all its S rows. */
+  float *box = malloc((size_t)(2 * N + 1) * sizeof(float));
   if (box == NULL) {
     snprintf(dev->error, sizeof dev->error,
-             "concretize: out of memory for the boxes of %lld x %lld inputs",
-             (long long)B, (long long)N);
+             "concretize: out of memory for a box of %lld inputs",
+             (long long)N);
     return SB_ERR_OUT_OF_MEMORY;
   }
-  float *centre = box, *radius = box + B * N;
+  float *centre = box, *radius = box + N;
+  for (int64_t b = 0; b < B; b++) {
+    const float *l = lower + b * N, *u = upper + b * N;
 #pragma omp simd
-  for (int64_t i = 0; i < B * N; i++) {
-    centre[i] = sb_box_centre(lower[i], upper[i]);
-    radius[i] = sb_box_radius(lower[i], upper[i]);
-  }
-  for (int64_t s = 0; s < S; s++)
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t n = 0; n < N; n++) {
+      centre[n] = sb_box_centre(l[n], u[n]);
+      radius[n] = sb_box_radius(l[n], u[n]);
+    }
+    for (int64_t s = 0; s < S; s++) {
       const int64_t row = s * B + b;
       float dot, spread;
-      dot_spread(N, A + row * N, centre + b * N, radius + b * N, &dot, &spread);
+      dot_spread(N, A + row * N, centre, radius, &dot, &spread);
       out[row] = (bias ? bias[row] : 0.0f) + dot + sign * spread;
     }
+  }
   free(box);
   return SB_OK;
 }
