@@ -24,7 +24,8 @@
 /* SB_CPU_V4: kernels written for AVX-512 alone (target("arch=x86-64-v4"),
  * 16-lane vectors and masks that the compiler would not find in the
  * portable loop), each called only where sb_cpu_has_v4() says the CPU
- * runs them, next to a portable copy. */
+ * runs them, next to a portable copy; and the few written for AVX2
+ * (target("arch=x86-64-v3"), where sb_cpu_has_v3() says so). */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target)
 #define SB_CPU_V4 1
@@ -35,6 +36,13 @@ static inline int sb_cpu_has_v4(void) {
          __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512cd");
+}
+
+/* Whether the CPU has what "arch=x86-64-v3" code may use (F16C, MOVBE and
+ * LZCNT come with these on every such CPU, and clang cannot test them). */
+static inline int sb_cpu_has_v3(void) {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
 }
 #endif
 #endif
