@@ -548,15 +548,70 @@ ct_block_wide(const CtPlan *p, const float *padded, float *x,
   }
 }
 
-/* Transposed, stride 1, on a CPU with AVX2 (no AVX-512): ct_block_wide
- * with 16 channels in two 8-lane registers and 4 columns, 8 accumulators.
- * ct_block_transposed broadcasts 8 weights for every source vector it
- * loads, 9 loads per 8 multiply-adds, more than AVX2 machines load per
- * cycle; here each source channel takes two weight vectors and 4
- * broadcast source values, 6 loads. Written apart from ct_block_wide
- * because GCC keeps 16-lane vectors in memory on AVX2. Bit for bit
- * ct_block_transposed's sums, as ct_block_wide's are. */
+/* The AVX2 wide kernels (ct_block_wide_avx2, ct_block_wide_forward_avx2):
+ * 16 channels in two 8-lane registers by 4 columns, 8 accumulators. The
+ * portable kernels broadcast 8 weights for every source vector they
+ * load, 9 loads per 8 multiply-adds, more than AVX2 machines load per
+ * cycle; these take two weight vectors and 4 broadcast source values per
+ * source channel, 6 loads. Written apart from the AVX-512 ones because
+ * GCC keeps 16-lane vectors in memory on AVX2. */
 typedef float ct_qvec __attribute__((vector_size(4 * sizeof(float))));
+
+/* acc[h][j] += sum over source channels k < nsum of the 8 weights at w +
+ * k*dstp + 8h times src[k*stride + j], j < 4: ct_wide_taps on AVX2. */
+static inline __attribute__((always_inline)) void
+ct_wide_taps_avx2(ct_vec acc[2][4], const float *src, int64_t stride,
+                  const float *w, int64_t dstp, int64_t nsum) {
+  for (int64_t k = 0; k < nsum; k++) {
+    ct_vec w0, w1;
+    memcpy(&w0, w + k * dstp, sizeof w0);
+    memcpy(&w1, w + k * dstp + CT_LANES, sizeof w1);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const float v = src[k * stride + j];
+      acc[0][j] += w0 * v;
+      acc[1][j] += w1 * v;
+    }
+  }
+}
+
+/* The 4 x 8 block a[column][channel] transposed (unpacks, then
+ * shuffles): u[c] holds channel c's 4 columns in lanes 0-3 and channel c
+ * + 4's in lanes 4-7. */
+static inline __attribute__((always_inline)) void
+ct_transpose4x8(const ct_vec a[4], ct_vec u[4]) {
+  const ct_vec t[4] = {
+      __builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 4, 12, 5, 13),
+      __builtin_shufflevector(a[0], a[1], 2, 10, 3, 11, 6, 14, 7, 15),
+      __builtin_shufflevector(a[2], a[3], 0, 8, 1, 9, 4, 12, 5, 13),
+      __builtin_shufflevector(a[2], a[3], 2, 10, 3, 11, 6, 14, 7, 15)};
+  u[0] = __builtin_shufflevector(t[0], t[2], 0, 1, 8, 9, 4, 5, 12, 13);
+  u[1] = __builtin_shufflevector(t[0], t[2], 2, 3, 10, 11, 6, 7, 14, 15);
+  u[2] = __builtin_shufflevector(t[1], t[3], 0, 1, 8, 9, 4, 5, 12, 13);
+  u[3] = __builtin_shufflevector(t[1], t[3], 2, 3, 10, 11, 6, 7, 14, 15);
+}
+
+/* rows[i] = channel i's 4 columns of acc (ct_wide_taps_avx2's), i < 16,
+ * through the stack: 16 stores against the hundreds of multiply-adds
+ * that made them. */
+static inline __attribute__((always_inline)) void
+ct_wide_rows_avx2(ct_vec acc[2][4], ct_qvec rows[CT_WIDE_CHANNELS]) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; h++) {
+    ct_vec u[4];
+    ct_transpose4x8(acc[h], u);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+      memcpy(&rows[CT_LANES * h + c], &u[c], sizeof rows[0]);
+      memcpy(&rows[CT_LANES * h + c + 4], (const float *)&u[c] + 4,
+             sizeof rows[0]);
+    }
+  }
+}
+
+/* Transposed, stride 1, on a CPU with AVX2 (no AVX-512): ct_block_wide
+ * with ct_wide_taps_avx2's blocks. Bit for bit ct_block_transposed's
+ * sums, as ct_block_wide's are. */
 __attribute__((target("arch=x86-64-v3"), noinline)) static void
 ct_block_wide_avx2(const CtPlan *p, const float *padded, float *x,
                    const CtWindow *win, int64_t ic0) {
@@ -570,59 +625,65 @@ ct_block_wide_avx2(const CtPlan *p, const float *padded, float *x,
     for (int64_t j0 = win->iw0 / 4 * 4; j0 < win->iw1; j0 += 4) {
       ct_vec acc[2][4] = {{{0}}}; /* [channel half][column] */
       for (const CtTap *r = rows; r->k >= 0; r++)
-        for (const CtTap *c = p->col_taps; c->k >= 0; c++) {
-          const float *src = padded + r->at * p->width + (j0 - c->at - p->lo);
-          const float *w =
-              p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0;
-          for (int64_t k = 0; k < p->nsum; k++) {
-            ct_vec w0, w1;
-            memcpy(&w0, w + k * p->dstp, sizeof w0);
-            memcpy(&w1, w + k * p->dstp + CT_LANES, sizeof w1);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-              const float s = src[k * stride + j];
-              acc[0][j] += w0 * s;
-              acc[1][j] += w1 * s;
-            }
-          }
-        }
-      /* Each half's 4 x 8 block transposed (unpacks, then shuffles):
-       * u[c] holds channel c's 4 columns in lanes 0-3, c + 4's in 4-7. */
+        for (const CtTap *c = p->col_taps; c->k >= 0; c++)
+          ct_wide_taps_avx2(
+              acc, padded + r->at * p->width + (j0 - c->at - p->lo), stride,
+              p->wpack + (r->k * KW + c->k) * p->nsum * p->dstp + ic0, p->dstp,
+              p->nsum);
       float *d = x + ic0 * plane + ih * IW + j0;
       const int64_t lanes = IW - j0 < 4 ? IW - j0 : 4;
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; h++) {
-        const ct_vec *a = acc[h];
-        const ct_vec t[4] = {
-            __builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 4, 12, 5, 13),
-            __builtin_shufflevector(a[0], a[1], 2, 10, 3, 11, 6, 14, 7, 15),
-            __builtin_shufflevector(a[2], a[3], 0, 8, 1, 9, 4, 12, 5, 13),
-            __builtin_shufflevector(a[2], a[3], 2, 10, 3, 11, 6, 14, 7, 15)};
-        const ct_vec u[4] = {
-            __builtin_shufflevector(t[0], t[2], 0, 1, 8, 9, 4, 5, 12, 13),
-            __builtin_shufflevector(t[0], t[2], 2, 3, 10, 11, 6, 7, 14, 15),
-            __builtin_shufflevector(t[1], t[3], 0, 1, 8, 9, 4, 5, 12, 13),
-            __builtin_shufflevector(t[1], t[3], 2, 3, 10, 11, 6, 7, 14, 15)};
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++)
-#pragma GCC unroll 2
-          for (int half = 0; half < 2; half++) {
-            float *row = d + (CT_LANES * h + c + 4 * half) * plane;
-            ct_qvec part;
-            memcpy(&part, (const float *)&u[c] + 4 * half, sizeof part);
-            if (lanes == 4) {
-              ct_qvec old;
-              memcpy(&old, row, sizeof old);
-              old += part;
-              memcpy(row, &old, sizeof old);
-            } else {
-              for (int64_t l = 0; l < lanes; l++)
-                row[l] += part[l];
-            }
-          }
+      ct_qvec sums[CT_WIDE_CHANNELS];
+      ct_wide_rows_avx2(acc, sums);
+      for (int i = 0; i < CT_WIDE_CHANNELS; i++) {
+        float *row = d + i * plane;
+        if (lanes == 4) {
+          ct_qvec old;
+          memcpy(&old, row, sizeof old);
+          old += sums[i];
+          memcpy(row, &old, sizeof old);
+        } else {
+          for (int64_t l = 0; l < lanes; l++)
+            row[l] += sums[i][l];
+        }
       }
     }
   }
+}
+
+/* Forward, on a CPU with AVX2 (no AVX-512): ct_block_wide_forward with
+ * ct_wide_taps_avx2's blocks, bit for bit ct_block_forward's sums. */
+__attribute__((target("arch=x86-64-v3"), noinline)) static void
+ct_block_wide_forward_avx2(const CtPlan *p, const float *padded, float *out,
+                           int64_t oc0) {
+  const SbConvGeom *g = p->g;
+  const int64_t OH = g->out_h, OW = g->out_w, IH = g->in_h;
+  const int64_t sw = g->stride_w, KW = g->kernel_w, plane = OH * OW;
+  const int64_t stride = p->src_rows * p->width;
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 4) {
+      ct_vec acc[2][4] = {{{0}}}; /* [channel half][column] */
+      for (int64_t kh = 0; kh < g->kernel_h; kh++) {
+        const int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
+        if (ih < 0 || ih >= IH)
+          continue;
+        for (int64_t kw = 0; kw < KW; kw++) {
+          const CtTap *c = p->col_taps + kw;
+          ct_wide_taps_avx2(
+              acc, padded + (ih * sw + c->k) * p->width + (ow0 + c->at - p->lo),
+              stride, p->wpack + (kh * KW + kw) * p->nsum * p->dstp + oc0,
+              p->dstp, p->nsum);
+        }
+      }
+      float *d = out + oc0 * plane + oh * OW + ow0;
+      const int64_t lanes = OW - ow0 < 4 ? OW - ow0 : 4;
+      ct_qvec sums[CT_WIDE_CHANNELS];
+      ct_wide_rows_avx2(acc, sums);
+      for (int i = 0; i < CT_WIDE_CHANNELS; i++) {
+        float *row = d + i * plane;
+        for (int64_t l = 0; l < lanes; l++)
+          row[l] = p->beta != 0.0f ? sums[i][l] + p->beta * row[l] : sums[i][l];
+      }
+    }
 }
 
 /* Forward, on a CPU with AVX-512: output channels [oc0, oc0 + 16) of one
@@ -899,7 +960,9 @@ ct_block_forward(const CtPlan *p, const float *padded, float *out, int64_t oc0,
 #pragma omp simd
             for (int64_t l = 0; l < lanes; l++)
               d[l] = s[l] + p->beta * d[l];
-          } else
+          } else if (lanes == CT_LANES) /* one vector move, not a call */
+            memcpy(d, s, CT_LANES * sizeof(float));
+          else
             memcpy(d, s, (size_t)lanes * sizeof(float));
         }
       }
@@ -959,8 +1022,11 @@ ct_pad_window(const CtPlan *p, const float *src, const CtWindow *win,
 }
 
 /* Forward: copies row r's source into its padded buffer (whose margins
- * stay zero from its allocation). */
-static void ct_pad_row(const CtPlan *p, const float *src, float *padded) {
+ * stay zero from its allocation). At stride 2 a vector of each phase is
+ * two source vectors' even or odd lanes: copied one float at a time, the
+ * split had been a tenth of resnet_2b's alpha-CROWN. */
+static inline __attribute__((always_inline)) void
+ct_pad_row(const CtPlan *p, const float *src, float *padded) {
   const SbConvGeom *g = p->g;
   const int64_t IW = g->in_w, sw = g->stride_w;
   for (int64_t row = 0; row < p->nsum * g->in_h; row++) {
@@ -969,9 +1035,24 @@ static void ct_pad_row(const CtPlan *p, const float *src, float *padded) {
       memcpy(padded + row * p->width - p->lo, s, (size_t)IW * sizeof(float));
       continue;
     }
+    int64_t j0 = 0;
+    if (sw == 2) {
+      float *even = padded + row * 2 * p->width - p->lo;
+      for (; 2 * (j0 + CT_LANES) <= IW; j0 += CT_LANES) {
+        ct_vec a, b;
+        memcpy(&a, s + 2 * j0, sizeof a);
+        memcpy(&b, s + 2 * j0 + CT_LANES, sizeof b);
+        const ct_vec e =
+            __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+        const ct_vec o =
+            __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+        memcpy(even + j0, &e, sizeof e);
+        memcpy(even + p->width + j0, &o, sizeof o);
+      }
+    }
     for (int64_t ph = 0; ph < sw; ph++) {
       float *d = padded + (row * sw + ph) * p->width - p->lo;
-      for (int64_t j = 0; j * sw + ph < IW; j++)
+      for (int64_t j = j0; j * sw + ph < IW; j++)
         d[j] = s[j * sw + ph];
     }
   }
@@ -1009,7 +1090,9 @@ static void ct_rows(const CtPlan *p, int64_t r0, int64_t r1, float *padded,
 #ifdef SB_CPU_V4
     if (p->wide) {
       for (int64_t c0 = 0; c0 < p->ndst; c0 += CT_WIDE_CHANNELS)
-        if (!p->transpose)
+        if (!p->transpose && p->wide == CT_WIDE_AVX2)
+          ct_block_wide_forward_avx2(p, padded, dst, c0);
+        else if (!p->transpose)
           ct_block_wide_forward(p, padded, dst, c0);
         else if (p->wide == CT_WIDE_AVX2)
           ct_block_wide_avx2(p, padded, dst, &win, c0);
@@ -1254,7 +1337,8 @@ int sb_cpu_conv_forward(const SbConvGeom *g, int64_t n, int64_t nc,
   if (sb_cpu_has_v4()) {
     p.wide = nc % CT_WIDE_CHANNELS == 0;
     p.row_pairs = !p.wide && nc > 4 && g->out_w >= 2 * CT_LANES;
-  }
+  } else if (sb_cpu_has_v3() && nc % CT_WIDE_CHANNELS == 0)
+    p.wide = CT_WIDE_AVX2;
 #endif
   return ct_run(&p, w, n, threads, g->out_w, error, error_size);
 }
