@@ -51,6 +51,9 @@ static const Case cases[] = {
      "rows narrower than one run of the half-width blocks"},
     {GEOM(32, 6, 13, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0, 7,
      "32 image channels at stride 1: two blocks of 16, a partial run"},
+    {GEOM(5, 7, 13, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 0, 32,
+     "32 output channels, width 13: the forward's 16-channel blocks, a "
+     "partial run"},
     {GEOM(12, 11, 14, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), 0, 6,
      "stride 2, odd height: image rows without a partner row"},
     {GEOM(8, 7, 10, 5, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1), 0, 5,
