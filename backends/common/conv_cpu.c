@@ -80,7 +80,7 @@ typedef struct {
    * whole columns (at). Lists of kernel_h + 1 and kernel_w + 1 entries. */
   const CtTap *row_taps, *col_taps;
   /* Blocks of 16 channels by ct_block_wide(_forward), or CT_WIDE_AVX2:
-   * by ct_block_wide_avx2. */
+   * by ct_block_wide(_forward)_avx2. */
   int wide;
   int row_pairs; /* ct_block_row_pairs; forward: ct_block_forward16 */
 } CtPlan;
