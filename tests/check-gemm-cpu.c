@@ -117,7 +117,7 @@ static int process_threads(void) {
 
 /* OpenBLAS's pthread workers spin for about 0.1 s after they start though
  * a one-thread OpenBLAS never uses them; taking over the threads stops
- * them (gemm_cpu.c, stop_openblas_workers). */
+ * them (blas_cpu.c, take_threads_from_openblas). */
 START_TEST(test_openblas_workers_are_stopped) {
 #ifdef OPENBLAS_VERSION
   if (openblas_get_parallel() != 1 || process_threads() < 0)
@@ -162,7 +162,7 @@ static int advised_huge(uintptr_t address) {
 #endif
 
 /* The buffer OpenBLAS packs the calling thread's next product into starts
- * with a huge page (gemm_cpu.c, advise_openblas_buffer): one page fault
+ * with a huge page (blas_cpu.c, advise_openblas_buffer): one page fault
  * instead of one per 4 KiB that a small product packs. */
 START_TEST(test_openblas_buffer_is_advised_for_huge_pages) {
 #if defined(OPENBLAS_VERSION) && defined(MADV_HUGEPAGE)

@@ -49,6 +49,6 @@ CLEANFILES += tests/check-comm-mpi$(EXEEXT)
 tests_check_comm_mpi_SOURCES = tests/check-comm-mpi.c
 tests_check_comm_mpi_CFLAGS = $(AM_CFLAGS) $(MPI_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_mpi_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(MPI_LIBS) $(OPENBLAS_LIBS) \
-	$(CHECK_LIBS) -lm -lpthread
+	backends/common/libsbdevice.la $(MPI_LIBS) $(CHECK_LIBS) -ldl -lm \
+	-lpthread
 endif

@@ -332,8 +332,11 @@ static int cpu_sgemm(SbDevice *dev, int trans_a, int trans_b, int64_t m,
         c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return SB_OK;
   }
-  sb_cpu_sgemm(trans_a, trans_b, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
-               (int)ldb, beta, c, (int)ldc);
+  if (!sb_cpu_sgemm(trans_a, trans_b, (int)m, (int)n, (int)k, alpha, a,
+                    (int)lda, b, (int)ldb, beta, c, (int)ldc)) {
+    snprintf(dev->error, sizeof dev->error, "%s", sb_cpu_blas_error());
+    return SB_ERR_DEVICE;
+  }
   return SB_OK;
 }
 

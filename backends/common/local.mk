@@ -9,6 +9,8 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device.h \
 	backends/common/device_cpu.h \
 	backends/common/device_cpu.c \
+	backends/common/blas_cpu.h \
+	backends/common/blas_cpu.c \
 	backends/common/conv_cpu.h \
 	backends/common/conv_cpu.c \
 	backends/common/gemm_cpu.h \
@@ -68,8 +70,7 @@ check_PROGRAMS += tests/check-comm
 tests_check_comm_SOURCES = tests/check-comm.c
 tests_check_comm_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
-	-lpthread
+	backends/common/libsbdevice.la $(CHECK_LIBS) -ldl -lm -lpthread
 
 # The conv operator's products through the CPU kernels and through im2col,
 # sgemm and col2im (the path of devices without the kernels).
@@ -77,14 +78,23 @@ check_PROGRAMS += tests/check-conv
 tests_check_conv_SOURCES = tests/check-conv.c
 tests_check_conv_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_conv_LDADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	$(CHECK_LIBS) -ldl -lm -lpthread
 
 # The CPU device's products, split across threads by the backend.
 check_PROGRAMS += tests/check-gemm-cpu
 tests_check_gemm_cpu_SOURCES = tests/check-gemm-cpu.c
 tests_check_gemm_cpu_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS) $(CHECK_CFLAGS)
 tests_check_gemm_cpu_LDADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	$(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm -lpthread
+
+# How the CPU device opens OpenBLAS; this program does not link it, and
+# exports its xerbla_ as a host's function of the same name would be.
+check_PROGRAMS += tests/check-blas-cpu
+tests_check_blas_cpu_SOURCES = tests/check-blas-cpu.c
+tests_check_blas_cpu_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS) $(CHECK_CFLAGS)
+tests_check_blas_cpu_LDFLAGS = -Wl,--export-dynamic-symbol=xerbla_
+tests_check_blas_cpu_LDADD = backends/common/libsbdevice.la $(CHECK_LIBS) \
+	-ldl -lm -lpthread
 
 # The CPU device's column gather, on the masked AVX-512 path where the CPU
 # has it.
@@ -92,14 +102,14 @@ check_PROGRAMS += tests/check-device-cpu
 tests_check_device_cpu_SOURCES = tests/check-device-cpu.c
 tests_check_device_cpu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_device_cpu_LDADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	$(CHECK_LIBS) -ldl -lm -lpthread
 
 # The threads that run the CPU device's parts, kept between calls.
 check_PROGRAMS += tests/check-cpu-parts
 tests_check_cpu_parts_SOURCES = tests/check-cpu-parts.c
 tests_check_cpu_parts_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cpu_parts_LDADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) $(CHECK_LIBS) -lm -lpthread
+	$(CHECK_LIBS) -ldl -lm -lpthread
 
 # The bounded wait, the agreed making of a device communicator and the
 # choice of each rank's GPU, on the CPU.
@@ -107,5 +117,4 @@ check_PROGRAMS += tests/check-comm-wait
 tests_check_comm_wait_SOURCES = tests/check-comm-wait.c
 tests_check_comm_wait_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_comm_wait_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
-	-lpthread
+	backends/common/libsbdevice.la $(CHECK_LIBS) -ldl -lm -lpthread

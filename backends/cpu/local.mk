@@ -5,7 +5,7 @@ backend_LTLIBRARIES += backends/shardbound-backend-cpu.la
 backends_shardbound_backend_cpu_la_SOURCES = backends/cpu/backend_cpu.c
 backends_shardbound_backend_cpu_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_cpu_la_LIBADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) -lm -lpthread
+	-ldl -lm -lpthread
 
 # The CUDA backend (backends/cuda/local.mk, inside `if HAVE_CUDA`) links this
 # same libsbdevice.la and supplies only its SbDeviceOps table; it never carries

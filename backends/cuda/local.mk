@@ -21,10 +21,9 @@ backends_shardbound_backend_cuda_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 # kernels.lo is built by nvcc (rule below) and its host stubs are C++
 # (thread-safe statics: ranks may launch from several threads), hence
 # libstdc++; libsbdevice.la carries the operator code shared with the CPU
-# backend (and, with it, the CPU device, hence OpenBLAS).
+# backend (and, with it, the CPU device, which opens OpenBLAS itself).
 backends_shardbound_backend_cuda_la_LIBADD = backends/cuda/kernels.lo \
-	backends/common/libsbdevice.la $(CUDA_LIBS) $(OPENBLAS_LIBS) \
-	-lstdc++ -lm -lpthread
+	backends/common/libsbdevice.la $(CUDA_LIBS) -ldl -lstdc++ -lm -lpthread
 EXTRA_backends_shardbound_backend_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
 
 # The CUDA device (and, with NCCL, the NCCL communicator) for the device=cuda
@@ -50,7 +49,7 @@ backends_shardbound_device_cuda_la_LDFLAGS = -module -avoid-version \
 # libsbdevice.la for the tracked buffers of the collectives' staging.
 backends_shardbound_device_cuda_la_LIBADD = backends/cuda/kernels.lo \
 	backends/common/libsbdevice.la $(NCCL_LIBS) $(CUDA_LIBS) \
-	$(OPENBLAS_LIBS) -lstdc++ -lm -lpthread
+	-ldl -lstdc++ -lm -lpthread
 EXTRA_backends_shardbound_device_cuda_la_DEPENDENCIES = backends/cuda/kernels.lo
 
 # nvcc through libtool, so that the object is PIC and lands in the .so like
@@ -77,8 +76,7 @@ tests_check_backend_cuda_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 # The rank pool, to drive the communicators of the CUDA device module
 # directly.
 tests_check_backend_cuda_LDADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm \
-	-lpthread
+	backends/common/libsbdevice.la $(CHECK_LIBS) -ldl -lm -lpthread
 EXTRA_tests_check_backend_cuda_DEPENDENCIES = \
 	backends/shardbound-backend-cpu.la backends/shardbound-backend-cuda.la \
 	backends/shardbound-backend-fsdp.la backends/shardbound-backend-tp.la \

@@ -11,7 +11,7 @@ backends_shardbound_backend_fsdp_la_SOURCES = \
 	backends/fsdp/backend_fsdp.c
 backends_shardbound_backend_fsdp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_fsdp_la_LIBADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -ldl -lm -lpthread
+	backends/common/libsbdevice.la -ldl -lm -lpthread
 
 # Backend loading, random layer graphs and CPU comparisons shared by
 # check-fsdp and check-tp.

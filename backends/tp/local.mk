@@ -12,7 +12,7 @@ backends_shardbound_backend_tp_la_SOURCES = \
 	backends/tp/backend_tp.c
 backends_shardbound_backend_tp_la_LDFLAGS = $(SB_PLUGIN_FLAGS)
 backends_shardbound_backend_tp_la_LIBADD = backends/common/libsbranks.la \
-	backends/common/libsbdevice.la $(OPENBLAS_LIBS) -ldl -lm -lpthread
+	backends/common/libsbdevice.la -ldl -lm -lpthread
 
 check_PROGRAMS += tests/check-tp
 tests_check_tp_SOURCES = tests/check-tp.c $(BACKEND_TESTLIB)

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* OpenBLAS, opened by the CPU device when it first needs it, with its own
+ * symbols first (why: blas_cpu.c), and kept to one thread. */
+#ifndef SB_BACKENDS_BLAS_CPU_H
+#define SB_BACKENDS_BLAS_CPU_H
+
+#include <cblas.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef __typeof__(cblas_sgemm) SbCpuSgemmFn;
+
+/* OpenBLAS's cblas_sgemm, opening OpenBLAS at the first call. NULL when it
+ * cannot be opened; sb_cpu_blas_error() then says why. */
+SbCpuSgemmFn *sb_cpu_blas_sgemm(void);
+const char *sb_cpu_blas_error(void);
+
+/* The threads the CPU kernels may use: the count OpenBLAS chose when it
+ * loaded (OPENBLAS_NUM_THREADS, else the cores it may run on), read once
+ * it is open; OpenBLAS itself is set to one thread then. 1 when OpenBLAS
+ * cannot be opened. */
+int sb_cpu_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SB_BACKENDS_BLAS_CPU_H */
