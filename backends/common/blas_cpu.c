@@ -127,6 +127,7 @@ static void open_openblas(void) {
   if (from_the_c_library("malloc") && from_the_c_library("dlopen"))
     flags |= RTLD_DEEPBIND;
 #endif
+  /* Never closed: OpenBLAS stays for the life of the process. */
   void *so = dlopen(SB_OPENBLAS_SONAME, flags);
   if (so == NULL) {
     const char *why = dlerror();
