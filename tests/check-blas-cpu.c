@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* How the CPU device opens OpenBLAS (blas_cpu.c): not before its first
- * product, then with its own symbols first, so that a function of the
+/* How the CPU device opens OpenBLAS (blas_cpu.c): not before it is asked
+ * for, then with its own symbols first, so that a function of the
  * same name elsewhere in the process (here: this program's xerbla_, BLAS's
  * error handler) does not capture OpenBLAS's calls; unless something
  * interposes malloc, as the sanitizers do. This program does not link
@@ -21,7 +21,7 @@ static int loaded(const char *soname) {
   return so != NULL;
 }
 
-START_TEST(test_openblas_opens_at_the_first_product) {
+START_TEST(test_openblas_opens_when_asked_for) {
   const char *fork_mode = getenv("CK_FORK");
   if (fork_mode == NULL || strcmp(fork_mode, "no") != 0)
     ck_assert_msg(!loaded(SB_OPENBLAS_SONAME), "%s is loaded already",
@@ -79,7 +79,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("blas_cpu");
   TCase *tc = tcase_create("open");
-  tcase_add_test(tc, test_openblas_opens_at_the_first_product);
+  tcase_add_test(tc, test_openblas_opens_when_asked_for);
   tcase_add_test(tc, test_openblas_calls_its_own_functions_first);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * OpenBLAS, opened by the CPU device itself when it first needs it.
+ * OpenBLAS, opened by the CPU device itself.
  *
  * Debian's OpenBLAS carries every CPU's kernels (DYNAMIC_ARCH): 13,922
  * symbolic relocations that the dynamic linker resolves as it loads, and
@@ -8,7 +8,8 @@
  * every library of the process's global scope before OpenBLAS's own (the
  * host's ten, then the backend's). That was a quarter of the CPU time of
  * `bounds` on mnist 256x6, about 15 ms as a whole. So the backends do not
- * link OpenBLAS: the first product opens it with
+ * link OpenBLAS: the CPU device opens it as the device opens (or the first
+ * caller of this file, in tests) with
  *  - RTLD_DEEPBIND, so that its lookups try its own symbols first, where
  *    all but a few are; this also keeps its internal calls away from a
  *    BLAS that a host (numpy, say) loaded into the global scope;

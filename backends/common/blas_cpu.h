@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* OpenBLAS, opened by the CPU device when it first needs it, with its own
- * symbols first (why: blas_cpu.c), and kept to one thread. */
+/* OpenBLAS, opened by the CPU device itself, with its own symbols first
+ * (why: blas_cpu.c), and kept to one thread. */
 #ifndef SB_BACKENDS_BLAS_CPU_H
 #define SB_BACKENDS_BLAS_CPU_H
 
@@ -12,8 +12,9 @@ extern "C" {
 
 typedef __typeof__(cblas_sgemm) SbCpuSgemmFn;
 
-/* OpenBLAS's cblas_sgemm, opening OpenBLAS at the first call. NULL when it
- * cannot be opened; sb_cpu_blas_error() then says why. */
+/* OpenBLAS's cblas_sgemm, opening OpenBLAS at the first call of any of
+ * these. NULL when it cannot be opened; sb_cpu_blas_error() then says
+ * why. */
 SbCpuSgemmFn *sb_cpu_blas_sgemm(void);
 const char *sb_cpu_blas_error(void);
 
