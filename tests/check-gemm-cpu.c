@@ -3,7 +3,8 @@
  * threads along its rows is bitwise the one-thread product, and along its
  * columns the same within rounding (bitwise with most OpenBLAS kernels, not
  * Haswell's or Zen's), for every transposition, into a block of a larger
- * C; small products are not split; OpenBLAS is left on one thread with its
+ * C; small products are not split; one row of C is OpenBLAS's sgemv, within
+ * rounding of its sgemm; OpenBLAS is left on one thread with its
  * count taken over by the backend; and its packing buffer starts with a huge
  * page. */
 #include <cblas.h>
@@ -76,6 +77,17 @@ END_TEST
 /* 200 rows are one block of 192: the 3 parts are column blocks. */
 START_TEST(test_split_by_columns_matches_one_thread) {
   check_split(_i >> 1, _i & 1, 200, 1100, 600, 3, 3, 0);
+}
+END_TEST
+
+/* One row of C is OpenBLAS's sgemv (gemm_cpu.c), within rounding of its
+ * sgemm for every transposition; with beta 0, NaN in C is cleared. */
+START_TEST(test_one_row_products_match_sgemm) {
+  check_split(_i >> 1, _i & 1, 1, 300, 784, 2, 1, 0);
+  const float a[3] = {1, 2, 3}, b[3 * 2] = {1, 0, 0, 1, 1, 1};
+  float c[2] = {NAN, NAN};
+  ck_assert(sb_cpu_sgemm(0, 0, 1, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2));
+  ck_assert_msg(c[0] == 4.0f && c[1] == 5.0f, "got %g %g", c[0], c[1]);
 }
 END_TEST
 
@@ -190,6 +202,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_split_by_rows_is_bitwise_one_thread, 0, 4);
   tcase_add_loop_test(tc, test_split_by_columns_matches_one_thread, 0, 4);
   tcase_add_test(tc, test_small_products_are_not_split);
+  tcase_add_loop_test(tc, test_one_row_products_match_sgemm, 0, 4);
   tcase_add_test(tc, test_openblas_is_left_on_one_thread);
   tcase_add_test(tc, test_openblas_workers_are_stopped);
   tcase_add_test(tc, test_openblas_buffer_is_advised_for_huge_pages);

@@ -42,6 +42,7 @@
  * every OpenBLAS but missing from its headers, so each may be NULL. */
 static struct {
   SbCpuSgemmFn *sgemm;
+  SbCpuSgemvFn *sgemv;
   __typeof__(openblas_get_num_threads) *get_num_threads;
   __typeof__(openblas_set_num_threads) *set_num_threads;
   __typeof__(openblas_get_parallel) *get_parallel;
@@ -142,9 +143,9 @@ static void open_openblas(void) {
   if (!TAKE(so, get_num_threads, "openblas_get_num_threads") ||
       !TAKE(so, set_num_threads, "openblas_set_num_threads") ||
       !TAKE(so, get_parallel, "openblas_get_parallel") ||
-      !TAKE(so, sgemm, "cblas_sgemm")) {
+      !TAKE(so, sgemv, "cblas_sgemv") || !TAKE(so, sgemm, "cblas_sgemm")) {
     snprintf(open_error, sizeof open_error,
-             "%s is not OpenBLAS: it lacks cblas_sgemm, "
+             "%s is not OpenBLAS: it lacks cblas_sgemm, cblas_sgemv, "
              "openblas_get_num_threads, openblas_set_num_threads or "
              "openblas_get_parallel",
              SB_OPENBLAS_SONAME);
@@ -159,6 +160,11 @@ static pthread_once_t opened = PTHREAD_ONCE_INIT;
 SbCpuSgemmFn *sb_cpu_blas_sgemm(void) {
   pthread_once(&opened, open_openblas);
   return blas.sgemm;
+}
+
+SbCpuSgemvFn *sb_cpu_blas_sgemv(void) {
+  pthread_once(&opened, open_openblas);
+  return blas.sgemv;
 }
 
 const char *sb_cpu_blas_error(void) {

@@ -11,11 +11,14 @@ extern "C" {
 #endif
 
 typedef __typeof__(cblas_sgemm) SbCpuSgemmFn;
+typedef __typeof__(cblas_sgemv) SbCpuSgemvFn;
 
 /* OpenBLAS's cblas_sgemm, opening OpenBLAS at the first call of any of
  * these. NULL when it cannot be opened; sb_cpu_blas_error() then says
  * why. */
 SbCpuSgemmFn *sb_cpu_blas_sgemm(void);
+/* Its cblas_sgemv, once cblas_sgemm is not NULL. */
+SbCpuSgemvFn *sb_cpu_blas_sgemv(void);
 const char *sb_cpu_blas_error(void);
 
 /* The threads the CPU kernels may use: the count OpenBLAS chose when it

@@ -16,7 +16,8 @@ extern "C" {
  * a thread is split into blocks of C's rows, one thread each, every
  * element of C then the same one-thread sum over k however many threads
  * there are; or, with too few rows, into blocks of its columns, which
- * some OpenBLAS kernels round differently (gemm_cpu.c). Returns 0, C
+ * some OpenBLAS kernels round differently (gemm_cpu.c). One row of C is
+ * OpenBLAS's sgemv instead, which does not pack B. Returns 0, C
  * untouched, when OpenBLAS cannot be opened (sb_cpu_blas_error says why),
  * else 1. */
 int sb_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
