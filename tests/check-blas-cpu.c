@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <dlfcn.h>
+#include <gnu/lib-names.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +55,7 @@ void xerbla_(const char *routine, const int *info, int length) {
 }
 
 static int malloc_is_interposed(void) {
-  void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
   ck_assert_ptr_nonnull(libc);
   const int interposed = dlsym(RTLD_DEFAULT, "malloc") != dlsym(libc, "malloc");
   dlclose(libc);

@@ -45,12 +45,12 @@
 #define SB_CPU_GEMM_SPLIT_ALIGN 192
 
 typedef struct {
-  SbCpuSgemmFn *sgemm;
   int trans_a, trans_b, m, n, k;
   float alpha, beta;
   const float *a, *b;
   float *c;
   int lda, ldb, ldc;
+  SbCpuSgemmFn *sgemm;
 } GemmPart;
 
 static void *gemm_part_run(void *data) {
@@ -88,20 +88,9 @@ static void gemm_one_row(int trans_a, int trans_b, int n, int k, float alpha,
 int sb_cpu_sgemm_split(int threads, int trans_a, int trans_b, int m, int n,
                        int k, float alpha, const float *a, int lda,
                        const float *b, int ldb, float beta, float *c, int ldc) {
-  const GemmPart whole = {sb_cpu_blas_sgemm(),
-                          trans_a,
-                          trans_b,
-                          m,
-                          n,
-                          k,
-                          alpha,
-                          beta,
-                          a,
-                          b,
-                          c,
-                          lda,
-                          ldb,
-                          ldc};
+  const GemmPart whole = {
+      trans_a, trans_b, m, n,   k,   alpha, beta,
+      a,       b,       c, lda, ldb, ldc,   sb_cpu_blas_sgemm()};
   const double macs = (double)m * n * k;
   int64_t parts = threads;
 
