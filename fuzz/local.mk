@@ -9,6 +9,7 @@ FUZZ_MAKE = $(MAKE) -f $(srcdir)/fuzz/Makefile.fuzz \
 	srcdir=$(abs_top_srcdir) confdir=$(abs_top_builddir) \
 	builddir=$(abs_top_builddir)/fuzz/build PROTOC_C='$(PROTOC_C)' \
 	FUZZ_CC='$(FUZZ_CC)' cli=$(abs_top_builddir)/hosts/cli/shardbound \
+	OPENBLAS_MODULE_LIBS='$(OPENBLAS_MODULE_LIBS)' \
 	BACKEND_SRC='$(backends_common_libsbdevice_la_SOURCES) $(backends_shardbound_backend_cpu_la_SOURCES)'
 
 .PHONY: fuzz fuzz-build

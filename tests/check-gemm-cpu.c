@@ -6,9 +6,12 @@
  * C; small products are not split; one row of C is OpenBLAS's sgemv, within
  * rounding of its sgemm; OpenBLAS is left on one thread with its
  * count taken over by the backend; and its packing buffer starts with a huge
- * page. */
+ * page. This program does not link OpenBLAS: it calls the backends' module
+ * of it, the one the device opens (blas_cpu.c), found by its name through
+ * LD_LIBRARY_PATH. */
 #include <cblas.h>
 #include <check.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +22,16 @@
 #endif
 
 #include "backends/common/gemm_cpu.h"
+
+/* The device's OpenBLAS, opened here first where a test needs it to be. */
+static const SbOpenblasModule *openblas(void) {
+  void *so = dlopen(SB_OPENBLAS_MODULE_FILE, RTLD_LAZY | RTLD_LOCAL);
+  ck_assert_msg(so != NULL, "%s", dlerror());
+  SbOpenblasModuleGetFn *get;
+  *(void **)&get = dlsym(so, SB_OPENBLAS_MODULE_SYMBOL);
+  ck_assert_ptr_nonnull(get);
+  return get();
+}
 
 static float frand(unsigned *seed) {
   *seed = *seed * 1103515245u + 12345u;
@@ -48,9 +61,9 @@ static void check_split(int trans_a, int trans_b, int m, int n, int k,
   memcpy(split, one, (size_t)m * ldc * sizeof *one);
 
   (void)sb_cpu_threads(); /* OpenBLAS on one thread, as the device runs it */
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.5f, a, lda, b,
-              ldb, 0.5f, one, ldc);
+  openblas()->sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.5f, a, lda,
+                    b, ldb, 0.5f, one, ldc);
   const int parts = sb_cpu_sgemm_split(threads, trans_a, trans_b, m, n, k, 1.5f,
                                        a, lda, b, ldb, 0.5f, split, ldc);
   ck_assert_int_eq(parts, want_parts);
@@ -101,9 +114,9 @@ START_TEST(test_small_products_are_not_split) {
 END_TEST
 
 START_TEST(test_openblas_is_left_on_one_thread) {
-  const int before = openblas_get_num_threads();
+  const int before = openblas()->get_num_threads();
   const int threads = sb_cpu_threads();
-  ck_assert_int_eq(openblas_get_num_threads(), 1);
+  ck_assert_int_eq(openblas()->get_num_threads(), 1);
   ck_assert_int_eq(sb_cpu_threads(), threads);
   /* The count is OpenBLAS's own, taken at the first call: this one, unless
    * the tests share one process (CK_FORK=no) and an earlier test made it,
@@ -132,7 +145,7 @@ static int process_threads(void) {
  * them (blas_cpu.c, take_threads_from_openblas). */
 START_TEST(test_openblas_workers_are_stopped) {
 #ifdef OPENBLAS_VERSION
-  if (openblas_get_parallel() != 1 || process_threads() < 0)
+  if (openblas()->get_parallel() != 1 || process_threads() < 0)
     return; /* not the pthread build, or no /proc */
   const char *fork_mode = getenv("CK_FORK");
   if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
@@ -140,19 +153,16 @@ START_TEST(test_openblas_workers_are_stopped) {
   /* Check forks this process from one whose workers OpenBLAS's fork
    * handler stopped: two threads start them again, as a fresh process
    * loading OpenBLAS has them. */
-  openblas_set_num_threads(2);
+  openblas()->set_num_threads(2);
   ck_assert_int_gt(process_threads(), 1);
   (void)sb_cpu_threads();
   ck_assert_int_eq(process_threads(), 1);
-  ck_assert_int_eq(openblas_get_num_threads(), 1);
+  ck_assert_int_eq(openblas()->get_num_threads(), 1);
 #endif
 }
 END_TEST
 
 #if defined(OPENBLAS_VERSION) && defined(MADV_HUGEPAGE)
-extern void *blas_memory_alloc(int procpos);
-extern void blas_memory_free(void *buffer);
-
 /* Whether /proc/self/smaps flags the mapping holding `address` as advised
  * for huge pages ("hg"); -1 where no mapping holds it. */
 static int advised_huge(uintptr_t address) {
@@ -183,12 +193,15 @@ START_TEST(test_openblas_buffer_is_advised_for_huge_pages) {
     return; /* a kernel without transparent huge pages */
   fclose(thp);
   (void)sb_cpu_threads();
-  void *buffer = blas_memory_alloc(0);
+  const SbOpenblasModule *blas = openblas();
+  if (blas->memory_alloc == NULL || blas->memory_free == NULL)
+    return; /* an OpenBLAS without its buffer pool's calls */
+  void *buffer = blas->memory_alloc(0);
   ck_assert_ptr_nonnull(buffer);
   const uintptr_t huge = (uintptr_t)2 << 20,
                   first = ((uintptr_t)buffer + huge - 1) & ~(huge - 1);
   const int advised = advised_huge(first);
-  blas_memory_free(buffer);
+  blas->memory_free(buffer);
   ck_assert_msg(advised == 1, "OpenBLAS's buffer at %p is %s", buffer,
                 advised < 0 ? "in no mapping" : "not advised for huge pages");
 #endif

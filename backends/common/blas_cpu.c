@@ -2,29 +2,39 @@
 /*
  * OpenBLAS, opened by the CPU device itself.
  *
- * Debian's OpenBLAS carries every CPU's kernels (DYNAMIC_ARCH): 13,922
- * symbolic relocations that the dynamic linker resolves as it loads, and
- * 1,981 more entries of its procedure linkage table, each a lookup through
- * every library of the process's global scope before OpenBLAS's own (the
- * host's ten, then the backend's). That was a quarter of the CPU time of
- * `bounds` on mnist 256x6, about 15 ms as a whole. So the backends do not
- * link OpenBLAS: the CPU device opens it as the device opens (or the first
- * caller of this file, in tests) with
- *  - RTLD_DEEPBIND, so that its lookups try its own symbols first, where
- *    all but a few are; this also keeps its internal calls away from a
- *    BLAS that a host (numpy, say) loaded into the global scope;
- *  - RTLD_LAZY, so that only the entries it calls are resolved.
- * Measured below (docs/bench-cpu.md).
+ * Debian's OpenBLAS carries every CPU's kernels (DYNAMIC_ARCH), in tables
+ * of 13,922 pointers that are symbolic relocations: the dynamic linker
+ * looks each one up as the library loads. Linked by the backends, every
+ * lookup first walked the host's ten libraries, a quarter of the CPU time
+ * of `bounds` on mnist 256x6 (about 15 ms as a whole); opened with
+ * RTLD_DEEPBIND, its own symbols first, loading it still took about 4 ms,
+ * a quarter of the process. So the backends carry OpenBLAS in a module of
+ * their own beside them, shardbound-openblas.so (openblas_module.c),
+ * linked with its static archive where configure finds one: its symbols
+ * are hidden there, the tables are plain relative relocations, and it
+ * loads in about 0.5 ms. Where there is no archive the module links the
+ * shared OpenBLAS instead. Measured in docs/bench-cpu.md.
  *
- * With RTLD_DEEPBIND, OpenBLAS's calls to malloc or dlopen also go to the
- * C library first. A sanitizer's runtime refuses such a library outright,
- * and a preloaded allocator would not see OpenBLAS's own blocks; so where
- * anything interposes malloc or dlopen, OpenBLAS is opened without it.
+ * The device opens the module as it opens (or the first caller of this
+ * file does, in tests), not when a backend is listed, and
+ *  - with RTLD_DEEPBIND, so that a shared OpenBLAS's lookups try its own
+ *    symbols first, where all but a few are, and a BLAS that a host
+ *    (numpy, say) loaded into the global scope cannot capture its calls;
+ *    hidden symbols of the static archive cannot be captured anyway;
+ *  - with RTLD_LAZY, so that only the entries it calls are resolved.
+ * A host that uses OpenBLAS itself keeps its own copy, threads included.
+ *
+ * With RTLD_DEEPBIND, the module's calls to malloc or dlopen also go to
+ * the C library first. A sanitizer's runtime refuses such a library
+ * outright, and a preloaded allocator would not see OpenBLAS's own
+ * blocks; so where anything interposes malloc or dlopen, the module is
+ * opened without it.
  */
 #define _GNU_SOURCE /* RTLD_DEEPBIND, RTLD_DEFAULT */
 #include "config.h"
 
 #include "backends/common/blas_cpu.h"
+#include "backends/common/beside_self.h"
 #include "backends/common/device_cpu.h"
 
 #include <dlfcn.h>
@@ -38,19 +48,8 @@
 #include <sys/mman.h>
 #endif
 
-/* What this file takes from OpenBLAS. The last three are exported by
- * every OpenBLAS but missing from its headers, so each may be NULL. */
-static struct {
-  SbCpuSgemmFn *sgemm;
-  SbCpuSgemvFn *sgemv;
-  __typeof__(openblas_get_num_threads) *get_num_threads;
-  __typeof__(openblas_set_num_threads) *set_num_threads;
-  __typeof__(openblas_get_parallel) *get_parallel;
-  int (*thread_shutdown)(void);
-  void *(*memory_alloc)(int procpos);
-  void (*memory_free)(void *buffer);
-} blas;
-
+/* What this file takes from OpenBLAS; NULL until it is open. */
+static const SbOpenblasModule *blas;
 static char open_error[512];
 static int cpu_threads = 1;
 
@@ -66,16 +65,16 @@ static int cpu_threads = 1;
  * it back. A product larger than that, or made on another thread, faults
  * the rest in as before. */
 static void advise_openblas_buffer(void) {
-  if (blas.memory_alloc == NULL || blas.memory_free == NULL)
+  if (blas->memory_alloc == NULL || blas->memory_free == NULL)
     return;
-  void *buffer = blas.memory_alloc(0);
+  void *buffer = blas->memory_alloc(0);
   if (buffer == NULL)
     return;
   const uintptr_t start = (uintptr_t)buffer,
                   first =
                       (start + SB_CPU_HUGE_PAGE - 1) & ~(SB_CPU_HUGE_PAGE - 1);
   sb_cpu_advise_huge_pages(start, first + SB_CPU_HUGE_PAGE);
-  blas.memory_free(buffer);
+  blas->memory_free(buffer);
 }
 #endif
 
@@ -94,12 +93,12 @@ static void advise_openblas_buffer(void) {
  * against 59-76), mnist 256x6 20 ms instead of 21-24 (elapsed unchanged,
  * 20-21 ms). The OpenMP build's threads are OpenMP's, left alone. */
 static void take_threads_from_openblas(void) {
-  cpu_threads = blas.get_num_threads();
+  cpu_threads = blas->get_num_threads();
   if (cpu_threads < 1)
     cpu_threads = 1;
-  blas.set_num_threads(1);
-  if (blas.thread_shutdown != NULL && blas.get_parallel() == 1)
-    blas.thread_shutdown();
+  blas->set_num_threads(1);
+  if (blas->thread_shutdown != NULL && blas->get_parallel() == 1)
+    blas->thread_shutdown();
 #ifdef MADV_HUGEPAGE
   advise_openblas_buffer();
 #endif
@@ -120,8 +119,27 @@ static int from_the_c_library(const char *name) {
 #endif
 }
 
-/* POSIX's blessed way from void * to a function pointer. */
-#define TAKE(so, field, name) (*(void **)&blas.field = dlsym(so, name))
+/* The module beside this file's shared object (a backend), or else, for
+ * programs that link the CPU device themselves, such as the tests, the
+ * one the dynamic linker finds by its name. */
+static void *open_module(int flags) {
+  char path[4096];
+  if (!sb_path_beside_self(SB_OPENBLAS_MODULE_FILE, path, sizeof path)) {
+    snprintf(open_error, sizeof open_error,
+             "cannot load OpenBLAS: cannot find the directory of this "
+             "backend to look for %s",
+             SB_OPENBLAS_MODULE_FILE);
+    return NULL;
+  }
+  void *so = dlopen(path, flags);
+  if (so == NULL) {
+    const char *why = dlerror();
+    snprintf(open_error, sizeof open_error, "cannot load OpenBLAS: %s",
+             why ? why : SB_OPENBLAS_MODULE_FILE);
+    so = dlopen(SB_OPENBLAS_MODULE_FILE, flags);
+  }
+  return so;
+}
 
 static void open_openblas(void) {
   int flags = RTLD_LAZY | RTLD_LOCAL;
@@ -130,28 +148,22 @@ static void open_openblas(void) {
     flags |= RTLD_DEEPBIND;
 #endif
   /* Never closed: OpenBLAS stays for the life of the process. */
-  void *so = dlopen(SB_OPENBLAS_SONAME, flags);
-  if (so == NULL) {
-    const char *why = dlerror();
-    snprintf(open_error, sizeof open_error, "cannot load OpenBLAS: %s",
-             why ? why : SB_OPENBLAS_SONAME);
+  void *so = open_module(flags);
+  if (so == NULL)
     return;
-  }
-  TAKE(so, thread_shutdown, "blas_thread_shutdown_");
-  TAKE(so, memory_alloc, "blas_memory_alloc");
-  TAKE(so, memory_free, "blas_memory_free");
-  if (!TAKE(so, get_num_threads, "openblas_get_num_threads") ||
-      !TAKE(so, set_num_threads, "openblas_set_num_threads") ||
-      !TAKE(so, get_parallel, "openblas_get_parallel") ||
-      !TAKE(so, sgemv, "cblas_sgemv") || !TAKE(so, sgemm, "cblas_sgemm")) {
+  SbOpenblasModuleGetFn *get;
+  /* POSIX's blessed way from void * to a function pointer. */
+  *(void **)&get = dlsym(so, SB_OPENBLAS_MODULE_SYMBOL);
+  const SbOpenblasModule *m = get ? get() : NULL;
+  if (m == NULL || m->struct_size < sizeof(SbOpenblasModule)) {
     snprintf(open_error, sizeof open_error,
-             "%s is not OpenBLAS: it lacks cblas_sgemm, cblas_sgemv, "
-             "openblas_get_num_threads, openblas_set_num_threads or "
-             "openblas_get_parallel",
-             SB_OPENBLAS_SONAME);
-    blas.sgemm = NULL;
+             "cannot load OpenBLAS: %s is not the OpenBLAS module of this "
+             "version of shardbound (rebuild it with the backends)",
+             SB_OPENBLAS_MODULE_FILE);
     return;
   }
+  open_error[0] = '\0';
+  blas = m;
   take_threads_from_openblas();
 }
 
@@ -159,12 +171,12 @@ static pthread_once_t opened = PTHREAD_ONCE_INIT;
 
 SbCpuSgemmFn *sb_cpu_blas_sgemm(void) {
   pthread_once(&opened, open_openblas);
-  return blas.sgemm;
+  return blas ? blas->sgemm : NULL;
 }
 
 SbCpuSgemvFn *sb_cpu_blas_sgemv(void) {
   pthread_once(&opened, open_openblas);
-  return blas.sgemv;
+  return blas ? blas->sgemv : NULL;
 }
 
 const char *sb_cpu_blas_error(void) {

@@ -1,17 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* OpenBLAS, opened by the CPU device itself, with its own symbols first
- * (why: blas_cpu.c), and kept to one thread. */
+/* OpenBLAS, opened by the CPU device itself from the backends' own
+ * module of it (why: blas_cpu.c), and kept to one thread. */
 #ifndef SB_BACKENDS_BLAS_CPU_H
 #define SB_BACKENDS_BLAS_CPU_H
 
-#include <cblas.h>
+#include "backends/common/openblas_module.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef __typeof__(cblas_sgemm) SbCpuSgemmFn;
-typedef __typeof__(cblas_sgemv) SbCpuSgemvFn;
 
 /* OpenBLAS's cblas_sgemm, opening OpenBLAS at the first call of any of
  * these. NULL when it cannot be opened; sb_cpu_blas_error() then says

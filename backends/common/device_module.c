@@ -1,41 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* Loading a device module from beside the backend that needs it. */
-#define _GNU_SOURCE /* dladdr */
 #include "backends/common/device_module.h"
+#include "backends/common/beside_self.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-/* The directory of the shared object this function was linked into. */
-static int own_directory(char *dir, size_t size) {
-  Dl_info info;
-  if (dladdr((void *)own_directory, &info) == 0 || info.dli_fname == NULL)
-    return 0;
-  const char *slash = strrchr(info.dli_fname, '/');
-  size_t n = slash ? (size_t)(slash - info.dli_fname) : 1;
-  if (n + 1 > size)
-    return 0;
-  if (slash)
-    memcpy(dir, info.dli_fname, n);
-  else
-    dir[0] = '.';
-  dir[n] = '\0';
-  return 1;
-}
-
 int sb_device_module_load(const char *name, const SbDeviceModule **out,
                           char *error, size_t error_size) {
   *out = NULL;
-  char dir[4096], path[4200];
-  if (!own_directory(dir, sizeof dir)) {
+  char file[256], path[4096];
+  snprintf(file, sizeof file, "shardbound-device-%s.so", name);
+  if (!sb_path_beside_self(file, path, sizeof path)) {
     snprintf(error, error_size,
-             "cannot find the directory of this backend to look for "
-             "shardbound-device-%s.so",
-             name);
+             "cannot find the directory of this backend to look for %s", file);
     return SB_ERR_UNSUPPORTED;
   }
-  snprintf(path, sizeof path, "%s/shardbound-device-%s.so", dir, name);
   void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (so == NULL) {
     const char *why = dlerror();

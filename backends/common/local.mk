@@ -11,6 +11,9 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/device_cpu.c \
 	backends/common/blas_cpu.h \
 	backends/common/blas_cpu.c \
+	backends/common/openblas_module.h \
+	backends/common/beside_self.h \
+	backends/common/beside_self.c \
 	backends/common/conv_cpu.h \
 	backends/common/conv_cpu.c \
 	backends/common/gemm_cpu.h \
@@ -36,6 +39,19 @@ backends_common_libsbdevice_la_SOURCES = \
 	backends/common/single_backend.h \
 	backends/common/single_backend.c
 backends_common_libsbdevice_la_CFLAGS = $(AM_CFLAGS) $(KERNEL_CFLAGS) $(OPENBLAS_CFLAGS)
+
+# OpenBLAS for the CPU device, in a module of the backends' own beside them
+# (why: blas_cpu.c). Its name is not a backend's, so the registry never
+# loads it. With OpenBLAS's static archive, libtool warns that linking one
+# into a shared library is not portable: it is position-independent here.
+backend_LTLIBRARIES += backends/shardbound-openblas.la
+backends_shardbound_openblas_la_SOURCES = backends/common/openblas_module.h \
+	backends/common/openblas_module.c
+backends_shardbound_openblas_la_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS)
+backends_shardbound_openblas_la_LDFLAGS = -module -avoid-version \
+	-no-undefined -shared \
+	-export-symbols-regex '^sb_openblas_module_get_v1$$'
+backends_shardbound_openblas_la_LIBADD = $(OPENBLAS_MODULE_LIBS)
 
 # Rank pools, communicators and the ABI plumbing of a context over them,
 # shared by the multi-rank backends (FSDP, TP). Backends must not use GLib.
@@ -85,7 +101,7 @@ check_PROGRAMS += tests/check-gemm-cpu
 tests_check_gemm_cpu_SOURCES = tests/check-gemm-cpu.c
 tests_check_gemm_cpu_CFLAGS = $(AM_CFLAGS) $(OPENBLAS_CFLAGS) $(CHECK_CFLAGS)
 tests_check_gemm_cpu_LDADD = backends/common/libsbdevice.la \
-	$(OPENBLAS_LIBS) $(CHECK_LIBS) -ldl -lm -lpthread
+	$(CHECK_LIBS) -ldl -lm -lpthread
 
 # How the CPU device opens OpenBLAS; this program does not link it, and
 # exports its xerbla_ as a host's function of the same name would be.
