@@ -16,7 +16,7 @@
  * shared OpenBLAS instead. Measured in docs/bench-cpu.md.
  *
  * The device opens the module as it opens (or the first caller of this
- * file does, in tests), not when a backend is listed, and
+ * file does, in tests), not when its backend is loaded, and
  *  - with RTLD_DEEPBIND, so that a shared OpenBLAS's lookups try its own
  *    symbols first, where all but a few are, and a BLAS that a host
  *    (numpy, say) loaded into the global scope cannot capture its calls;
