@@ -30,9 +30,24 @@ check unknown_subcommand_is_usage_error 2 frobnicate -- "$cli" frobnicate
 check every_subcommand_has_help 0 MODEL.onnx -- "$cli" bounds --help
 check verify_has_help 0 results-file -- "$cli" verify --help
 check backends_lists_cpu 0 cpu -- "$cli" backends
-# Run from the build tree, the command finds the backends built beside it.
+# Run from the build tree, the command finds the backends built beside it,
+# and they their OpenBLAS module beside them.
 check build_tree_run_needs_no_backend_path 0 '^unsat' -- \
-  env -u SHARDBOUND_BACKEND_PATH "$cli" verify "$net" "$unsat" --backend cpu --quiet --timeout 60
+  env -u SHARDBOUND_BACKEND_PATH -u LD_LIBRARY_PATH "$cli" verify "$net" "$unsat" --backend cpu --quiet --timeout 60
+
+# A backend without its OpenBLAS module beside it, or with another library
+# in its place, is refused with the reason. (LD_LIBRARY_PATH, which finds
+# the module for test programs, would find this build's.)
+mkdir -p "$tmp/nomodule" "$tmp/wrongmodule"
+cp "$SHARDBOUND_BACKEND_PATH/shardbound-backend-cpu.so" "$tmp/nomodule/"
+cp "$SHARDBOUND_BACKEND_PATH/shardbound-backend-cpu.so" "$tmp/wrongmodule/"
+cp "$SHARDBOUND_TEST_FIXTURES/shardbound-backend-good.so" "$tmp/wrongmodule/shardbound-openblas.so"
+check backend_without_openblas_module_is_refused 0 \
+  "cpu.*refused.*cannot load OpenBLAS: .*nomodule/shardbound-openblas.so" -- \
+  env -u LD_LIBRARY_PATH "$cli" backends --backend-path "$tmp/nomodule"
+check backend_with_wrong_openblas_module_is_refused 0 \
+  "cpu.*refused.*shardbound-openblas.so is not the OpenBLAS module" -- \
+  env -u LD_LIBRARY_PATH "$cli" backends --backend-path "$tmp/wrongmodule"
 
 # A broken backend on the path is listed as refused, and the command succeeds.
 mkdir -p "$tmp/bad"
