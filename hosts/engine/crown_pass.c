@@ -53,6 +53,11 @@ static void sweep_clear(Sweep *s) {
   g_free(s->A[1]);
 }
 
+/* A bias tensor of the pass, which a device-side copy must be given. */
+static sb_tensor *pass_bias(const Sweep *s) {
+  return s->bias[0] != NULL ? s->bias[0] : s->bias[1];
+}
+
 /* Gives node k (and the bias, k < 0) separate lower and upper tensors. */
 static gboolean unshare(Sweep *s, int k, GError **error) {
   if (k < 0) {
@@ -63,8 +68,8 @@ static gboolean unshare(Sweep *s, int k, GError **error) {
   }
   if (!is_shared(s, k) || s->A[0][k] == NULL)
     return TRUE;
-  s->A[1][k] = sb_net_tensor_clone(s->net, s->A[0][k], s->S, s->B,
-                                   sb_net_node_size(s->net, k), error);
+  s->A[1][k] = sb_net_tensor_copy(s->net, s->A[0][k], k, s->S, s->B,
+                                  pass_bias(s), error);
   return s->A[1][k] != NULL;
 }
 
@@ -81,8 +86,8 @@ static gboolean apply_beta(Sweep *s, int j, GError **error) {
         cfg->beta[side][j] == NULL)
       continue;
     if (s->A[side][j] == s->borrowed) {
-      s->A[side][j] = sb_net_tensor_clone(s->net, s->borrowed, s->S, s->B,
-                                          sb_net_node_size(s->net, j), error);
+      s->A[side][j] = sb_net_tensor_copy(s->net, s->borrowed, j, s->S, s->B,
+                                         pass_bias(s), error);
       if (s->A[side][j] == NULL)
         return FALSE;
     }

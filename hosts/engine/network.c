@@ -84,6 +84,37 @@ sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src, int64_t d0,
   return t;
 }
 
+sb_tensor *sb_net_tensor_copy(SbNetwork *net, const sb_tensor *src, int i,
+                              int64_t S, int64_t B, sb_tensor *bias,
+                              GError **error) {
+  const int64_t size = sb_net_node_size(net, i);
+  if (net->copy_layers[i] == NULL) {
+    sb_layer_desc_v1 desc = {.struct_size = sizeof desc,
+                             .kind = SB_LAYER_ADD,
+                             .in_size = size,
+                             .out_size = size};
+    int status = SB_NET_BE(net)->layer_create(SB_NET_CTX(net), &desc,
+                                              &net->copy_layers[i]);
+    if (!sb_net_check(net, status, "layer_create (copy)", i, error))
+      return NULL;
+  }
+  sb_tensor *copy = sb_net_tensor_new_empty(net, S, B, size, error);
+  if (copy == NULL)
+    return NULL;
+  sb_backward_args_v1 args = {.struct_size = sizeof args,
+                              .side = SB_SIDE_LOWER,
+                              .A_out = src,
+                              .A_in = {copy, (sb_tensor *)src},
+                              .bias = bias};
+  int status = SB_NET_BE(net)->layer_backward(SB_NET_CTX(net),
+                                              net->copy_layers[i], &args);
+  if (!sb_net_check(net, status, "layer_backward (copy)", i, error)) {
+    sb_net_tensor_free(net, copy);
+    return NULL;
+  }
+  return copy;
+}
+
 sb_tensor *sb_spec_tensor_new(SbNetwork *net, const double *rows, int64_t S,
                               int64_t B, int64_t n_out, GError **error) {
   sb_tensor *A =
@@ -203,6 +234,7 @@ SbNetwork *sb_network_new(SbSession *session, const SbGraph *graph,
   net->session = session;
   net->graph = graph;
   net->layers = g_new0(sb_layer *, n);
+  net->copy_layers = g_new0(sb_layer *, n);
   net->has_relu_ancestor = g_new0(gboolean, n);
   net->feeds_relu = g_new0(gboolean, n);
   net->tighten_pass_bytes = SB_TIGHTEN_PASS_BYTES;
@@ -239,11 +271,14 @@ SbNetwork *sb_network_new(SbSession *session, const SbGraph *graph,
 void sb_network_free(SbNetwork *net) {
   if (net == NULL)
     return;
-  if (net->layers != NULL)
-    for (int i = 0; i < sb_graph_n_nodes(net->graph); i++)
-      if (net->layers[i] != NULL)
-        SB_NET_BE(net)->layer_free(SB_NET_CTX(net), net->layers[i]);
+  for (int i = 0; i < sb_graph_n_nodes(net->graph); i++) {
+    if (net->layers != NULL && net->layers[i] != NULL)
+      SB_NET_BE(net)->layer_free(SB_NET_CTX(net), net->layers[i]);
+    if (net->copy_layers != NULL && net->copy_layers[i] != NULL)
+      SB_NET_BE(net)->layer_free(SB_NET_CTX(net), net->copy_layers[i]);
+  }
   g_free(net->layers);
+  g_free(net->copy_layers);
   g_free(net->has_relu_ancestor);
   g_free(net->feeds_relu);
   g_free(net);

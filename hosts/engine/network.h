@@ -23,6 +23,9 @@ struct _SbNetwork {
   gboolean *has_relu_ancestor; /* a ReLU lies between the input and it */
   gboolean *feeds_relu;        /* it is the input of some ReLU */
   double product_flops;        /* multiply-adds x2 of the products issued */
+  /* Per node, created when first needed: an Add layer of the node's size,
+   * whose backward copies coefficients on the device (sb_net_tensor_copy). */
+  sb_layer **copy_layers;
   /* The most one pass of sb_node_tighten may hold, in bytes:
    * SB_TIGHTEN_PASS_BYTES, lowered by tests to force chunks. */
   double tighten_pass_bytes;
@@ -60,10 +63,20 @@ gboolean sb_net_tensor_read_floats(SbNetwork *net, const sb_tensor *tensor,
 gboolean sb_net_tensor_write_floats(SbNetwork *net, sb_tensor *tensor,
                                     int64_t count, const float *src,
                                     GError **error);
-/* A new coefficient tensor with the same values, by a host round trip of
- * its floats (through double, it had been 3% of a resnet_2b CROWN pass). */
+/* A new tensor with the same values, by a host round trip of its floats:
+ * for the small ones, such as a pass's bias [S, B]. */
 sb_tensor *sb_net_tensor_clone(SbNetwork *net, const sb_tensor *src, int64_t d0,
                                int64_t d1, int64_t d2, GError **error);
+/* A new coefficient tensor [S, B, size of node i] with the values of src,
+ * copied on the device: the backward step of an Add of that size, whose
+ * first input is the new tensor and whose second is src itself, which the
+ * ABI lets a backend skip. The host round trip of sb_net_tensor_clone had
+ * been 3% of a resnet_2b CROWN pass on the CPU, and a GPU's would wait for
+ * a transfer each way. bias: any [S, B] tensor (the ABI requires one; an
+ * Add leaves it as it is). */
+sb_tensor *sb_net_tensor_copy(SbNetwork *net, const sb_tensor *src, int i,
+                              int64_t S, int64_t B, sb_tensor *bias,
+                              GError **error);
 /* Coefficients [S, B, n_out] whose row (s, b) is rows[s] for every batch
  * element b: a specification handed to a pass from the output (or from
  * the n_out neurons of the node a pass starts at). */
