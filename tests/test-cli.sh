@@ -104,6 +104,21 @@ for r in m["per_rank"]:
     assert "alpha" in r["by_category"] and "peak" in r["bab"]["by_category"]["alpha"]
 ' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_is_valid_and_complete"
 else fail=$((fail + 1)); echo "FAIL: verify_json_is_valid_and_complete"; cat "$tmp/v.json"; fi
+# An undecided search reports how far it got: its last progress report.
+"$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
+  --quiet --json --bab-domains 64 --no-attack > "$tmp/t.json" 2>/dev/null
+if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["answer"] == "timeout", d["answer"]
+p = d["last_progress"]
+assert p["domains_done"] == d["domains"] == 64, p
+assert p["domains_open"] > 0 and p["worst_margin"] < 0 and p["seconds"] > 0, p
+' "$tmp/t.json" && python3 -c '
+import json, sys
+assert json.load(open(sys.argv[1]))["last_progress"] is None
+' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_says_how_far_an_undecided_search_got"
+else fail=$((fail + 1)); echo "FAIL: verify_json_says_how_far_an_undecided_search_got"; cat "$tmp/t.json"; fi
 check verify_help_says_max_memory_is_per_rank 0 "Per rank" -- "$cli" verify --help
 
 # Bad input: exit status 2 and a message naming the problem.

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,13 +14,46 @@
 #include "cli_processes.h"
 #include "cli_json.h"
 
-static void print_progress(void *user, int64_t done, int64_t left, double worst,
-                           double seconds) {
+/* The last progress report of branch-and-bound: drawn as a line on a
+ * terminal, and kept for --json, so that a run that ends undecided says
+ * how far it got. */
+typedef struct {
+  gboolean draw, seen;
+  int64_t done, left;
+  double worst, seconds;
+} Progress;
+
+static void on_progress(void *user, int64_t done, int64_t left, double worst,
+                        double seconds) {
+  Progress *p = user;
+  *p = (Progress){p->draw, TRUE, done, left, worst, seconds};
+  if (!p->draw)
+    return;
   fprintf(stderr,
           "\r  domains done %" G_GINT64_FORMAT ", left %" G_GINT64_FORMAT
           ", worst margin %.5g, %.1f s   ",
           (gint64)done, (gint64)left, worst, seconds);
   fflush(stderr);
+}
+
+/* "last_progress": the last report, or null when branch-and-bound made
+ * none (decided at the root, or an error first). */
+static void json_progress(GString *out, const Progress *p) {
+  g_string_append(out, "  \"last_progress\": ");
+  if (!p->seen) {
+    g_string_append(out, "null,\n");
+    return;
+  }
+  g_string_append_printf(out,
+                         "{\"domains_done\": %" G_GINT64_FORMAT
+                         ", \"domains_open\": %" G_GINT64_FORMAT
+                         ", \"worst_margin\": ",
+                         (gint64)p->done, (gint64)p->left);
+  if (isfinite(p->worst))
+    g_string_append_printf(out, "%.9g", p->worst);
+  else
+    g_string_append(out, "null");
+  g_string_append_printf(out, ", \"seconds\": %.6f},\n", p->seconds);
 }
 
 /* The results file: the answer word, and for sat the counterexample. */
@@ -91,7 +125,8 @@ static gboolean json_phase(GString *out, const char *name,
 static gboolean print_json(const ShardboundVerdict *v, const GError *failure,
                            const char *backend, const char *model,
                            const char *property,
-                           const ShardboundSettings *settings, GError **error) {
+                           const ShardboundSettings *settings,
+                           const Progress *progress, GError **error) {
   g_autofree char *max_memory =
       shardbound_settings_get(settings, "max_memory_mib", error);
   if (max_memory == NULL)
@@ -122,6 +157,7 @@ static gboolean print_json(const ShardboundVerdict *v, const GError *failure,
       v != NULL ? shardbound_verdict_seconds(v) : 0.0, (gint64)domains,
       (gint64)domains, v != NULL ? shardbound_verdict_bab_seconds(v) : 0.0,
       (gint64)(v != NULL ? shardbound_verdict_tighten_domains(v) : 0));
+  json_progress(out, progress);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   g_string_append_printf(out,
@@ -289,8 +325,9 @@ int sb_cmd_verify(int argc, char **argv) {
     sb_cli_backend_options_clear(&bo);
     return 2;
   }
-  if (!quiet && isatty(fileno(stderr)))
-    shardbound_settings_set_progress(settings, print_progress, NULL);
+  Progress progress = {.draw = !quiet && isatty(fileno(stderr))};
+  if (progress.draw || json)
+    shardbound_settings_set_progress(settings, on_progress, &progress);
 
   int status = 0;
   g_autoptr(ShardboundSession) session = NULL;
@@ -304,7 +341,7 @@ int sb_cmd_verify(int argc, char **argv) {
       || !shardbound_session_memory_reset(session, &error) ||
       (verdict = shardbound_verify(net, prop, settings, &error)) == NULL)
     status = sb_cli_error_status(error);
-  if (!quiet && isatty(fileno(stderr)))
+  if (progress.draw)
     fprintf(stderr, "\r%60s\r", "");
   const char *word =
       verdict ? shardbound_answer_name(shardbound_verdict_answer(verdict))
@@ -314,7 +351,7 @@ int sb_cmd_verify(int argc, char **argv) {
     const char *backend =
         session != NULL ? shardbound_session_backend(session) : bo.backend;
     if (!print_json(verdict, error, backend, argv[1], argv[2], settings,
-                    &json_error)) {
+                    &progress, &json_error)) {
       printf("{\"answer\": \"error\"}\n");
       g_printerr("shardbound verify: %s\n", json_error->message);
       status = status ? status : sb_cli_error_status(json_error);
