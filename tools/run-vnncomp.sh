@@ -3,7 +3,8 @@
 # Runs `shardbound verify` on the instances of a VNN-COMP benchmark folder
 # and compares every answer with the published outcomes: a markdown table
 # per network and per instance, with a "contradictions" column (our unsat
-# where the published answer is sat, or the reverse) that must stay 0.
+# where the published answer is sat, or the reverse) that must stay 0, and
+# for an undecided instance the worst margin its search left.
 #
 #   tools/run-vnncomp.sh BENCHMARK [BUILD_DIR] [CAP] [OUT.md]
 #
@@ -50,10 +51,24 @@ tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, rea
   timeout=$(printf '%.0f' "$timeout")
   if [ "$cap" -gt 0 ] && [ "$timeout" -gt "$cap" ]; then timeout=$cap; fi
   start=$(date +%s%N)
+  # The answer, and for an undecided search the worst margin it left
+  # (last_progress): how far from a proof it stopped.
   # shellcheck disable=SC2086
-  result=$("$cli" verify "$data/$onnx" "$data/$vnnlib" --timeout "$timeout" --quiet \
-           ${SHARDBOUND_VERIFY_OPTIONS:-} 2>/dev/null | head -n 1) || true
+  "$cli" verify "$data/$onnx" "$data/$vnnlib" --timeout "$timeout" --quiet --json \
+    ${SHARDBOUND_VERIFY_OPTIONS:-} > "$tmp/verify.json" 2>/dev/null || true
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  read -r result margin <<EOF_JSON
+$(python3 -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError:
+    print("error -"); sys.exit()
+p = d.get("last_progress")
+m = p.get("worst_margin") if p and d["answer"] not in ("sat", "unsat") else None
+print(d["answer"], "-" if m is None else "%.4g" % m)
+' "$tmp/verify.json")
+EOF_JSON
   ref=- ref_s=-
   if [ -n "$ref_names" ]; then
     line=$(grep -F "$(basename "$onnx"),$(basename "$vnnlib")," "$refs" | head -n 1 || true)
@@ -66,8 +81,8 @@ tr -d '\r' < "$data/instances.csv" | grep -E "${INSTANCES:-.}" | while IFS=, rea
   if { [ "$result" = unsat ] && [ "$ref" = sat ]; } || { [ "$result" = sat ] && [ "$ref" = unsat ]; }; then
     verdict=CONTRADICTS
   fi
-  printf '%s,%s,%s,%s,%d.%03d,%s,%s,%s\n' "$(basename "$onnx" .onnx)" "$(basename "$vnnlib" .vnnlib)" \
-    "$timeout" "$result" $((ms / 1000)) $((ms % 1000)) "$ref" "$verdict" "$ref_s" | tee -a "$rows"
+  printf '%s,%s,%s,%s,%d.%03d,%s,%s,%s,%s\n' "$(basename "$onnx" .onnx)" "$(basename "$vnnlib" .vnnlib)" \
+    "$timeout" "$result" $((ms / 1000)) $((ms % 1000)) "$ref" "$verdict" "$ref_s" "$margin" | tee -a "$rows"
 done
 
 {
@@ -101,9 +116,15 @@ done
       END { printf "| %s | %d/%d | %d | %d | %d | %d | %s | %d | %d |\n", net, u + s, n, u, s, t, k, med, p, c }' "$rows"
   done
   echo
-  echo "| network | property | timeout | shardbound | seconds | published | published s | check |"
-  echo "|---|---|---|---|---|---|---|---|"
-  awk -F, '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $7 }' "$rows"
+  cat <<'EOT'
+Worst margin: for an undecided instance, the lowest margin among the
+open domains at the last report of branch-and-bound (`last_progress`
+of `verify --json`); a proof needs every margin above 0.
+EOT
+  echo
+  echo "| network | property | timeout | shardbound | seconds | worst margin | published | published s | check |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  awk -F, '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $9, $6, $8, $7 }' "$rows"
 } > "$out"
 echo "wrote $out"
 if grep -q CONTRADICTS "$rows"; then exit 1; fi
