@@ -119,6 +119,10 @@ import json, sys
 assert json.load(open(sys.argv[1]))["last_progress"] is None
 ' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_says_how_far_an_undecided_search_got"
 else fail=$((fail + 1)); echo "FAIL: verify_json_says_how_far_an_undecided_search_got"; cat "$tmp/t.json"; fi
+check verify_summary_gives_an_undecided_search_its_worst_margin 0 \
+  "64 branch-and-bound domains, worst margin -" -- \
+  "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
+  --bab-domains 64 --no-attack
 check verify_help_says_max_memory_is_per_rank 0 "Per rank" -- "$cli" verify --help
 
 # Bad input: exit status 2 and a message naming the problem.

@@ -326,7 +326,7 @@ int sb_cmd_verify(int argc, char **argv) {
     return 2;
   }
   Progress progress = {.draw = !quiet && isatty(fileno(stderr))};
-  if (progress.draw || json)
+  if (!quiet || json)
     shardbound_settings_set_progress(settings, on_progress, &progress);
 
   int status = 0;
@@ -364,10 +364,17 @@ int sb_cmd_verify(int argc, char **argv) {
   else {
     if (shardbound_verdict_reason(verdict) != NULL)
       g_printerr("shardbound verify: %s\n", shardbound_verdict_reason(verdict));
+    /* An undecided search also says how far from a proof it stopped. */
+    ShardboundAnswer answer = shardbound_verdict_answer(verdict);
+    g_autofree char *margin =
+        progress.seen && answer != SHARDBOUND_ANSWER_SAT &&
+                answer != SHARDBOUND_ANSWER_UNSAT
+            ? g_strdup_printf(", worst margin %.5g", progress.worst)
+            : g_strdup("");
     if (!quiet)
-      g_printerr("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains\n",
+      g_printerr("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains%s\n",
                  shardbound_verdict_seconds(verdict),
-                 (gint64)shardbound_verdict_domains(verdict));
+                 (gint64)shardbound_verdict_domains(verdict), margin);
   }
   /* Process 0 alone writes files. */
   if (results_file != NULL && sb_cli_is_process_zero(session)) {
