@@ -100,7 +100,23 @@ class TestSession(unittest.TestCase):
         self.assertGreater(r.seconds, 0)
         self.assertTrue(0 <= r.bab_seconds <= r.seconds)
         self.assertEqual(r.tighten_domains, 0)  # decided without
+        self.assertIsNone(r.last_progress)  # at the root
         self.assertEqual(len(r.memory), 1)
+
+    def test_verify_reports_progress_and_how_far_an_undecided_search_got(self):
+        reports = []
+        with shardbound.Session("cpu") as s:
+            r = s.verify(sbtest.data("onnx", "mnist-net_256x4.onnx"),
+                         sbtest.data("vnnlib", "prop_2_0.05.vnnlib"),
+                         progress=reports.append, bab_domains=64, attack=False)
+        self.assertEqual(r.answer, "timeout")
+        self.assertTrue(reports)
+        self.assertEqual(r.last_progress, reports[-1])
+        done = [p.domains_done for p in reports]
+        self.assertEqual(done, sorted(done))
+        self.assertEqual(r.last_progress.domains_done, r.domains)
+        self.assertGreater(r.last_progress.domains_open, 0)
+        self.assertLess(r.last_progress.worst_margin, 0)
 
     def test_verify_finds_a_checked_counterexample(self):
         prop = shardbound.Property(SAT)

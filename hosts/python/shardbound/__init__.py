@@ -15,8 +15,8 @@ import ctypes as _ctypes
 from ._library import lib as _lib, LIBRARY_PATH
 from .errors import (Error, InvalidArgumentError, BadInputError, UnsupportedError,
                      NoBackendError, BackendError, FileError, OutOfMemoryError)
-from .session import (Backend, Bounds, Network, Property, Session, VerifyResult,
-                      backends, setting_names, METHODS)
+from .session import (Backend, Bounds, Network, Progress, Property, Session,
+                      VerifyResult, backends, setting_names, METHODS)
 
 __version__ = _lib.shardbound_host_version().decode()
 
@@ -28,7 +28,7 @@ def api_version():
     return major.value, minor.value
 
 
-__all__ = ["Backend", "Bounds", "Network", "Property", "Session", "VerifyResult",
-           "backends", "setting_names", "api_version", "METHODS", "LIBRARY_PATH",
+__all__ = ["Backend", "Bounds", "Network", "Progress", "Property", "Session",
+           "VerifyResult", "backends", "setting_names", "api_version", "METHODS", "LIBRARY_PATH",
            "Error", "InvalidArgumentError", "BadInputError", "UnsupportedError",
            "NoBackendError", "BackendError", "FileError", "OutOfMemoryError"]

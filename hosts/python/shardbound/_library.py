@@ -90,6 +90,8 @@ _PD = ctypes.POINTER(ctypes.c_double)
 _PF = ctypes.POINTER(ctypes.c_float)
 _E = ctypes.POINTER(ctypes.POINTER(GError))
 _B = ctypes.c_int  # gboolean
+# ShardboundProgressFunc(user, done, left, worst_margin, seconds)
+PROGRESS_FUNC = ctypes.CFUNCTYPE(None, _P, _I64, _I64, _D, _D)
 
 _SIGNATURES = {
     "shardbound_host_version": (_S, []),
@@ -117,6 +119,7 @@ _SIGNATURES = {
     "shardbound_settings_new": (_P, []),
     "shardbound_settings_free": (None, [_P]),
     "shardbound_settings_set": (_B, [_P, _S, _S, _E]),
+    "shardbound_settings_set_progress": (None, [_P, PROGRESS_FUNC, _P]),
     "shardbound_settings_keys": (ctypes.POINTER(_S), []),
     "shardbound_network_load": (_P, [_P, _S, _E]),
     "shardbound_network_load_bytes": (_P, [_P, ctypes.c_char_p, ctypes.c_size_t, _E]),

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _library
 from ._library import call, encode, lib, text, MemoryStats, TREE_BACKEND_PATH
 from .errors import InvalidArgumentError
 
@@ -119,6 +119,17 @@ class Bounds:
 
 
 @dataclass
+class Progress:
+    """A progress report of branch-and-bound: domains done and still open,
+    the lowest margin among the open ones (a proof needs it above 0), and
+    the seconds of that search."""
+    domains_done: int
+    domains_open: int
+    worst_margin: float
+    seconds: float
+
+
+@dataclass
 class VerifyResult:
     """A verdict: answer is 'unsat', 'sat', 'unknown' or 'timeout'."""
     answer: str
@@ -131,6 +142,9 @@ class VerifyResult:
     bab_seconds: float = 0.0  # of seconds, those in branch-and-bound
     # domains of the searches that tightened the root's intermediate bounds
     tighten_domains: int = 0
+    # branch-and-bound's last Progress report; None when the root decided.
+    # For a timeout or unknown, how far from a proof the search stopped.
+    last_progress: Optional[Progress] = None
 
     @property
     def proven(self):
@@ -252,14 +266,26 @@ class Network:
                                         _arrays.pointer(y))
         return _arrays.like(y, x)
 
-    def verify(self, prop, timeout=None, **settings):
-        """Decides a Property (or a VNNLIB path) on this network."""
+    def verify(self, prop, timeout=None, progress=None, **settings):
+        """Decides a Property (or a VNNLIB path) on this network. progress,
+        if given, is called with each Progress report of branch-and-bound,
+        on the calling thread; what it raises is printed and ignored (ctypes
+        cannot pass it through the C library)."""
         handle = self._live()
         if not isinstance(prop, Property):
             prop = Property(prop)
         if timeout is not None:
             settings["timeout"] = timeout
+        last = []
+
+        def report(user, done, left, worst, seconds):
+            last[:] = [Progress(done, left, worst, seconds)]
+            if progress is not None:
+                progress(last[0])
+
+        on_progress = _library.PROGRESS_FUNC(report)
         with _Settings(settings) as s:
+            lib.shardbound_settings_set_progress(s.handle, on_progress, None)
             verdict = call("shardbound_verify", handle, prop._handle, s.handle)
         try:
             answer = text(lib.shardbound_answer_name(lib.shardbound_verdict_answer(verdict)))
@@ -274,7 +300,8 @@ class Network:
                 region=lib.shardbound_verdict_region(verdict),
                 bab_seconds=lib.shardbound_verdict_bab_seconds(verdict),
                 tighten_domains=lib.shardbound_verdict_tighten_domains(
-                    verdict))
+                    verdict),
+                last_progress=last[0] if last else None)
         finally:
             lib.shardbound_verdict_free(verdict)
 
@@ -343,9 +370,10 @@ class Session:
         """Network.bounds on a Network, an ONNX path (loaded once) or bytes."""
         return self._network(onnx).bounds(x_lower, x_upper, C=C, method=method, **settings)
 
-    def verify(self, onnx, vnnlib, timeout=None, **settings):
+    def verify(self, onnx, vnnlib, timeout=None, progress=None, **settings):
         """Decides a VNNLIB property (path or Property) on a model."""
-        return self._network(onnx).verify(vnnlib, timeout=timeout, **settings)
+        return self._network(onnx).verify(vnnlib, timeout=timeout, progress=progress,
+                                          **settings)
 
     def reset_memory(self):
         """Makes the current memory every rank's baseline; restarts peaks."""
