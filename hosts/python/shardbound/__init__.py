@@ -29,6 +29,7 @@ def api_version():
 
 
 __all__ = ["Backend", "Bounds", "Network", "Progress", "Property", "Session",
-           "VerifyResult", "backends", "setting_names", "api_version", "METHODS", "LIBRARY_PATH",
+           "VerifyResult", "backends", "setting_names", "api_version", "METHODS",
+           "LIBRARY_PATH",
            "Error", "InvalidArgumentError", "BadInputError", "UnsupportedError",
            "NoBackendError", "BackendError", "FileError", "OutOfMemoryError"]
