@@ -119,6 +119,18 @@ import json, sys
 assert json.load(open(sys.argv[1]))["last_progress"] is None
 ' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_says_how_far_an_undecided_search_got"
 else fail=$((fail + 1)); echo "FAIL: verify_json_says_how_far_an_undecided_search_got"; cat "$tmp/t.json"; fi
+# Even a search stopped before its first step reports the root's margin.
+"$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
+  --quiet --json --bab-domains 1 --no-attack > "$tmp/t1.json" 2>/dev/null
+if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["answer"] == "timeout", d["answer"]
+p = d["last_progress"]
+assert p["domains_done"] == d["domains"] and p["domains_open"] == 1, p
+assert p["worst_margin"] < 0, p
+' "$tmp/t1.json"; then pass=$((pass + 1)); echo "PASS: verify_json_reports_a_search_stopped_before_its_first_step"
+else fail=$((fail + 1)); echo "FAIL: verify_json_reports_a_search_stopped_before_its_first_step"; cat "$tmp/t1.json"; fi
 check verify_summary_gives_an_undecided_search_its_worst_margin 0 \
   "64 branch-and-bound domains, worst margin -" -- \
   "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \

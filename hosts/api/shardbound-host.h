@@ -200,8 +200,9 @@ char *shardbound_settings_get(const ShardboundSettings *settings,
                               const char *key, GError **error);
 /* The keys shardbound_settings_set accepts, NULL-terminated. */
 const char *const *shardbound_settings_keys(void);
-/* Called about once per branch-and-bound step of shardbound_verify (from
- * the calling thread): domains done and left, the worst margin, seconds. */
+/* Called as each branch-and-bound search of shardbound_verify starts and
+ * after each of its steps (from the calling thread): domains done and
+ * left, the worst margin, seconds. */
 typedef void (*ShardboundProgressFunc)(void *user, int64_t done, int64_t left,
                                        double worst_margin, double seconds);
 void shardbound_settings_set_progress(ShardboundSettings *settings,

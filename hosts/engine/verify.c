@@ -424,6 +424,18 @@ static void clear_queue(SbBab *bab) {
   bab->queued_split_bytes = 0;
 }
 
+/* The progress callback, if any: domains done and open, the worst open
+ * margin. */
+static void report_progress(const SbBab *bab) {
+  const SbVerifyParams *p = bab->params;
+  if (p->progress == NULL)
+    return;
+  const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
+  p->progress(p->progress_user, bab->evaluated, bab->heap->len,
+              worst != NULL ? worst->margin : 0,
+              (g_get_monotonic_time() - bab->t0) / 1e6);
+}
+
 /* Branch-and-bound over the atoms now in bab from their open root, which
  * it takes, or (root NULL) on from the domains a paused search left
  * queued. The queue is empty again on return, whatever the result, except
@@ -434,6 +446,10 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
     sb_bab_heap_push(bab->heap, root);
     bab->queued_split_bytes += sb_bab_domain_split_bytes(bab, root);
   }
+  /* A first report before any step: a search that ends at its first
+   * deadline or budget check still says how far from a proof it is. */
+  if (bab->heap->len > 0)
+    report_progress(bab);
   SbResult result = SB_RESULT_UNSAT;
   while (bab->heap->len > 0) {
     gboolean stuck = FALSE, over = FALSE;
@@ -489,12 +505,7 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
       result = bab->found ? SB_RESULT_SAT : SB_RESULT_UNKNOWN;
       break;
     }
-    if (p->progress != NULL) {
-      const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
-      p->progress(p->progress_user, bab->evaluated, bab->heap->len,
-                  worst != NULL ? worst->margin : 0,
-                  (g_get_monotonic_time() - bab->t0) / 1e6);
-    }
+    report_progress(bab);
   }
   const SbBabDomain *worst = sb_bab_heap_peek(bab->heap);
   if (worst != NULL)
