@@ -21,6 +21,17 @@ check () { # NAME EXPECTED_STATUS PATTERN_IN_OUTPUT -- COMMAND...
   fi
 }
 
+json_check () { # NAME FILE PYTHON: PYTHON's asserts hold for d, FILE's JSON
+  name=$1 file=$2
+  if python3 -c "import json, sys
+d = json.load(open(sys.argv[1]))
+$3" "$file"; then
+    pass=$((pass + 1)); echo "PASS: $name"
+  else
+    fail=$((fail + 1)); echo "FAIL: $name"; head -c 2000 "$file"
+  fi
+}
+
 net=$examples/mnist_fc/mnist-net_256x2.onnx
 unsat=$examples/mnist_fc/prop_0_0.03.vnnlib
 sat=$examples/mnist_fc/prop_1_0.03.vnnlib
@@ -57,17 +68,14 @@ check backends_shows_refusal_and_reason 0 "broken.so: refused" -- \
 
 check bounds_json_has_contract_keys 0 '"spec_lower"' -- "$cli" bounds "$net" "$unsat" --json
 "$cli" bounds "$net" "$unsat" --json > "$tmp/b.json" 2>/dev/null
-if python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
+json_check bounds_json_is_valid_and_complete "$tmp/b.json" '
 for k in ("method", "backend", "ranks", "output_lower", "output_upper", "spec_lower", "spec_upper", "seconds"):
     assert k in d, k
 r = d["memory"]["per_rank"][0]
 assert r["baseline_bytes"] > 0 and r["peak_bytes"] >= r["baseline_bytes"]
 assert len(d["spec_lower"]) == 9 and len(d["output_lower"]) == 10
 assert all(l <= u for l, u in zip(d["output_lower"], d["output_upper"]))
-' "$tmp/b.json"; then pass=$((pass + 1)); echo "PASS: bounds_json_is_valid_and_complete"
-else fail=$((fail + 1)); echo "FAIL: bounds_json_is_valid_and_complete"; fi
+'
 
 check directory_as_model_is_named 2 'is a directory' -- "$cli" bounds "$examples/mnist_fc" "$unsat"
 check bench_refuses_negative_floor 2 'floor >= 0' -- "$cli" bench "$net" "$unsat" --floor -5
@@ -88,9 +96,7 @@ else fail=$((fail + 1)); echo "FAIL: verify_writes_vnncomp_counterexample"; cat 
 # verify --json: the answer, times, domains and every rank's memory (root
 # phase and branch-and-bound), with the process's peak RSS.
 "$cli" verify "$net" "$unsat" --quiet --timeout 60 --json --backend fsdp --ranks 2 > "$tmp/v.json" 2>/dev/null
-if python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
+json_check verify_json_is_valid_and_complete "$tmp/v.json" '
 assert d["answer"] == "unsat" and d["backend"] == "fsdp", d["answer"]
 assert d["seconds"] > 0 and d["domains"] >= 1
 assert d["branch_and_bound"]["domains"] == d["domains"]
@@ -102,35 +108,28 @@ for r in m["per_rank"]:
     assert r["peak_bytes"] >= r["baseline_bytes"] > 0
     assert r["peak_bytes"] == max(r["root"]["peak_bytes"], r["bab"]["peak_bytes"])
     assert "alpha" in r["by_category"] and "peak" in r["bab"]["by_category"]["alpha"]
-' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_is_valid_and_complete"
-else fail=$((fail + 1)); echo "FAIL: verify_json_is_valid_and_complete"; cat "$tmp/v.json"; fi
+'
 # An undecided search reports how far it got: its last progress report.
 "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
   --quiet --json --bab-domains 64 --no-attack > "$tmp/t.json" 2>/dev/null
-if python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
+json_check verify_json_says_how_far_an_undecided_search_got "$tmp/t.json" '
 assert d["answer"] == "timeout", d["answer"]
 p = d["last_progress"]
 assert p["domains_done"] == d["domains"] == 64, p
 assert p["domains_open"] > 0 and p["worst_margin"] < 0 and p["seconds"] > 0, p
-' "$tmp/t.json" && python3 -c '
-import json, sys
-assert json.load(open(sys.argv[1]))["last_progress"] is None
-' "$tmp/v.json"; then pass=$((pass + 1)); echo "PASS: verify_json_says_how_far_an_undecided_search_got"
-else fail=$((fail + 1)); echo "FAIL: verify_json_says_how_far_an_undecided_search_got"; cat "$tmp/t.json"; fi
+'
+json_check verify_json_has_no_progress_when_the_root_decided "$tmp/v.json" '
+assert d["answer"] == "unsat" and d["last_progress"] is None, d["last_progress"]
+'
 # Even a search stopped before its first step reports the root's margin.
 "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
   --quiet --json --bab-domains 1 --no-attack > "$tmp/t1.json" 2>/dev/null
-if python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
+json_check verify_json_reports_a_search_stopped_before_its_first_step "$tmp/t1.json" '
 assert d["answer"] == "timeout", d["answer"]
 p = d["last_progress"]
 assert p["domains_done"] == d["domains"] and p["domains_open"] == 1, p
 assert p["worst_margin"] < 0, p
-' "$tmp/t1.json"; then pass=$((pass + 1)); echo "PASS: verify_json_reports_a_search_stopped_before_its_first_step"
-else fail=$((fail + 1)); echo "FAIL: verify_json_reports_a_search_stopped_before_its_first_step"; cat "$tmp/t1.json"; fi
+'
 check verify_summary_gives_an_undecided_search_its_worst_margin 0 \
   "64 branch-and-bound domains, worst margin -" -- \
   "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
