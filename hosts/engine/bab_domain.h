@@ -102,6 +102,8 @@ typedef struct {
    * the tightening's searches count it against --max-memory. */
   double paused_queue_mib;
   gboolean limit_hit;   /* stopped by --max-domains or --max-memory */
+  int64_t limit_open;   /* then: the open domains */
+  double limit_mib;     /* and the queues' host memory, in MiB */
   int over_rank;        /* >= 0: the rank whose memory passed --max-memory */
   double over_rank_mib; /* and its peak */
   gboolean found;

@@ -483,6 +483,8 @@ static SbResult search_from(SbBab *bab, SbBabDomain *root, GError **error) {
     }
     if (queue_over_limit(bab)) {
       bab->limit_hit = TRUE;
+      bab->limit_open = bab->heap->len;
+      bab->limit_mib = queue_mib(bab) + bab->paused_queue_mib;
       result = SB_RESULT_UNKNOWN;
       break;
     }
@@ -871,10 +873,22 @@ static char *unknown_reason(const SbBab *bab) {
         "held %.1f MiB of backend memory, over --max-memory %g MiB per rank)",
         bab->region, bab->over_rank, bab->over_rank_mib,
         bab->params->max_memory_mib);
-  return g_strdup_printf(
-      "region %d: branch-and-bound stopped (%s)", bab->region,
-      bab->limit_hit ? "domain count or memory limit reached"
-                     : "a domain with no unstable ReLU left was not proven");
+  const SbVerifyParams *p = bab->params;
+  if (bab->limit_hit && bab->limit_open > p->max_domains)
+    return g_strdup_printf("region %d: branch-and-bound stopped (domain limit "
+                           "reached: %" G_GINT64_FORMAT
+                           " open domains, over --max-domains %d)",
+                           bab->region, bab->limit_open, p->max_domains);
+  if (bab->limit_hit)
+    return g_strdup_printf(
+        "region %d: branch-and-bound stopped (memory limit reached: "
+        "%" G_GINT64_FORMAT
+        " open domains, whose queue would hold %.1f MiB of host memory, over "
+        "--max-memory %g MiB)",
+        bab->region, bab->limit_open, bab->limit_mib, p->max_memory_mib);
+  return g_strdup_printf("region %d: branch-and-bound stopped (a domain with "
+                         "no unstable ReLU left was not proven)",
+                         bab->region);
 }
 
 static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
