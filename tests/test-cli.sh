@@ -39,6 +39,9 @@ sat=$examples/mnist_fc/prop_1_0.03.vnnlib
 check help_lists_subcommands 0 verify -- "$cli" --help
 check unknown_subcommand_is_usage_error 2 frobnicate -- "$cli" frobnicate
 check every_subcommand_has_help 0 MODEL.onnx -- "$cli" bounds --help
+for verb in backends verify bounds mkmodel bench; do
+  check "${verb}_help_usage_names_the_command" 0 "^  shardbound $verb \[OPTION" -- "$cli" "$verb" --help
+done
 check verify_has_help 0 results-file -- "$cli" verify --help
 check backends_lists_cpu 0 cpu -- "$cli" backends
 # Run from the build tree, the command finds the backends built beside it,

@@ -157,8 +157,6 @@ int sb_cmd_backends(int argc, char **argv) {
       {"json", 0, 0, G_OPTION_ARG_NONE, &json,
        "Print one JSON object instead of a table", NULL},
       {NULL}};
-  /* GOption prints the program name in usage lines and errors. */
-  g_set_prgname("shardbound backends");
   g_autoptr(GOptionContext) context = g_option_context_new(NULL);
   g_option_context_set_summary(
       context, "List the backends found on the search path, with their "

@@ -46,6 +46,17 @@ static void print_usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  const SbCommand *command = NULL;
+  for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS(commands); i++)
+    if (strcmp(argv[1], commands[i].name) == 0)
+      command = &commands[i];
+  /* GOption names the program in a command's usage line and errors:
+   * "shardbound verify", not "shardbound". Set once, before any thread. */
+  if (command != NULL) {
+    g_autofree char *prgname = g_strdup_printf("shardbound %s", command->name);
+    g_set_prgname(prgname);
+    return command->run(argc - 1, argv + 1);
+  }
   g_set_prgname("shardbound");
   if (argc < 2) {
     print_usage(stderr);
@@ -62,10 +73,6 @@ int main(int argc, char **argv) {
            SB_ABI_MINOR);
     return 0;
   }
-  for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-    if (strcmp(verb, commands[i].name) == 0)
-      return commands[i].run(argc - 1, argv + 1);
-
   fprintf(stderr, "shardbound: unknown command '%s'\n", verb);
   fprintf(stderr, "Commands:");
   for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
