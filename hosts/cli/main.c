@@ -50,8 +50,9 @@ int main(int argc, char **argv) {
   for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS(commands); i++)
     if (strcmp(argv[1], commands[i].name) == 0)
       command = &commands[i];
-  /* GOption names the program in a command's usage line and errors:
-   * "shardbound verify", not "shardbound". Set once, before any thread. */
+  /* GOption names the program in a command's usage line (--help):
+   * "shardbound verify", not "shardbound". Set once, before any thread.
+   * (Option errors carry the command's own "shardbound VERB:" prefix.) */
   if (command != NULL) {
     g_autofree char *prgname = g_strdup_printf("shardbound %s", command->name);
     g_set_prgname(prgname);
