@@ -120,6 +120,13 @@ tests_check_device_cpu_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_device_cpu_LDADD = backends/common/libsbdevice.la \
 	$(CHECK_LIBS) -ldl -lm -lpthread
 
+# The ReLU relaxation with an indicator term, the step cutting planes
+# need (relu_relax.h).
+check_PROGRAMS += tests/check-relu-relax
+tests_check_relu_relax_SOURCES = tests/check-relu-relax.c
+tests_check_relu_relax_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_relu_relax_LDADD = $(CHECK_LIBS) -lm
+
 # The threads that run the CPU device's parts, kept between calls.
 check_PROGRAMS += tests/check-cpu-parts
 tests_check_cpu_parts_SOURCES = tests/check-cpu-parts.c

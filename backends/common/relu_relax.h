@@ -133,4 +133,107 @@ sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
                              alpha ? *alpha : 0.0f, gn, gb, grad_a, grad_alpha);
 }
 
+/* ---- The relaxation with an indicator term (cutting planes) ----------
+ * GCP-CROWN's and BICCOS's cuts are linear constraints over the ReLUs'
+ * indicator variables z = [x > 0] (either value where x = 0). Their
+ * Lagrange multipliers give each neuron a coefficient q on its z next to
+ * the coefficient a on its output, and the backward step must bound
+ *   g(x) = a * relu(x) + q * z(x)   on [l, u]
+ * by a line in x. On an unstable neuron g is 0 on [l, 0), a * x + q on
+ * (0, u], and 0 or q at 0, so a line below the three points
+ *   P1 = (l, 0),  P0 = (0, m) with m = min(0, q),  P2 = (u, a * u + q)
+ * is below g on the whole interval (g is linear between them). When P0
+ * lies below the chord P1 P2 the tight lines are those through P0 with a
+ * slope between s1 (of P1 P0) and s2 (of P0 P2), and alpha in [0, 1]
+ * picks one: slope s1 + alpha * (s2 - s1). Otherwise the chord is the one
+ * tight line. With q = 0 this is the lines above, bit for bit: P0 is the
+ * origin, s1 = 0 and s2 = a (alpha * a, alpha-CROWN's lower line) when
+ * a > 0, the chord times a otherwise. A stable neuron's z is fixed:
+ * 1 when l >= 0, 0 when u <= 0 (where x may be 0, z may be either, and
+ * the cuts hold for each). An upper bound is minus the lower bound of
+ * -g. No backend calls it yet: docs/verification.md, "Cutting planes". */
+
+/* The lower line of g on an unstable neuron with lines r (sb_relu_lines),
+ * as a coefficient and a constant, with the pieces the VJP needs. */
+typedef struct {
+  float coef, bias;
+  int on_chord; /* P0 is not below the chord */
+  float s1, s2; /* the slopes around P0 (when !on_chord) */
+} SbReluIndicatorLine;
+
+static inline SB_HOST_DEVICE SbReluIndicatorLine sb_relu_indicator_lower_line(
+    float a, float q, float l, float u, SbReluLines r, float alpha) {
+  SbReluIndicatorLine t;
+  const float m = q < 0.0f ? q : 0.0f;
+  /* The chord's slope and its value at 0, written as the q = 0 lines plus
+   * q's share so that q = 0 computes exactly those. */
+  const float chord = a * r.slope + q / (u - l);
+  const float chord0 = a * r.icpt + q * -l / (u - l);
+  t.on_chord = !(m < chord0);
+  t.s1 = m / -l;
+  t.s2 = a + (q - m) / u;
+  t.coef = t.on_chord ? chord : t.s1 + alpha * (t.s2 - t.s1);
+  t.bias = t.on_chord ? chord0 : m;
+  return t;
+}
+
+/* One coefficient pair (a on the output, q on the indicator) pulled back
+ * onto the input, as sb_relu_lines_backward does for q = 0 (alpha: the
+ * element's, or CROWN's default when !has_alpha). */
+static inline SB_HOST_DEVICE SbReluBackTerm
+sb_relu_indicator_backward(int lower_side, float a, float q, float l, float u,
+                           int has_alpha, float alpha) {
+  const SbReluLines r = sb_relu_lines(l, u);
+  const float al = has_alpha ? alpha : r.lower;
+  const float d = lower_side ? 1.0f : -1.0f;
+  SbReluBackTerm t;
+  if (r.state == SB_RELU_ACTIVE) {
+    t.coef = a, t.bias = q;
+  } else if (r.state == SB_RELU_INACTIVE) {
+    t.coef = 0.0f, t.bias = 0.0f;
+  } else {
+    SbReluIndicatorLine line =
+        sb_relu_indicator_lower_line(d * a, d * q, l, u, r, al);
+    t.coef = d * line.coef, t.bias = d * line.bias;
+  }
+  return t;
+}
+
+/* Its vector-Jacobian product: gn and gb the gradients on the returned
+ * coefficient and constant; the gradients on a, q and the slope parameter
+ * alpha (zero where the chord is taken or the neuron is stable). At a
+ * kink (q = 0, or P0 on the chord) it takes one side's derivative. */
+static inline SB_HOST_DEVICE void
+sb_relu_indicator_backward_vjp(int lower_side, float a, float q, float l,
+                               float u, int has_alpha, float alpha, float gn,
+                               float gb, float *grad_a, float *grad_q,
+                               float *grad_alpha) {
+  const SbReluLines r = sb_relu_lines(l, u);
+  const float al = has_alpha ? alpha : r.lower;
+  const float d = lower_side ? 1.0f : -1.0f;
+  *grad_alpha = 0.0f;
+  if (r.state == SB_RELU_ACTIVE) {
+    *grad_a = gn, *grad_q = gb;
+    return;
+  }
+  if (r.state == SB_RELU_INACTIVE) {
+    *grad_a = 0.0f, *grad_q = 0.0f;
+    return;
+  }
+  /* coef = d * C(d a, d q), so d coef / d a = C_a(d a, d q): the sign
+   * cancels on a and q, and stays on alpha. */
+  const float dq = d * q;
+  SbReluIndicatorLine line =
+      sb_relu_indicator_lower_line(d * a, dq, l, u, r, al);
+  if (line.on_chord) {
+    *grad_a = gn * r.slope + gb * r.icpt;
+    *grad_q = (gn - gb * l) / (u - l);
+  } else {
+    const float neg = dq < 0.0f ? 1.0f : 0.0f; /* d m / d q */
+    *grad_a = gn * al;
+    *grad_q = gn * ((1.0f - al) * neg / -l + al * (1.0f - neg) / u) + gb * neg;
+    *grad_alpha = d * gn * (line.s2 - line.s1);
+  }
+}
+
 #endif /* SB_BACKENDS_RELU_RELAX_H */
