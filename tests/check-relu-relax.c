@@ -9,19 +9,17 @@
  * ck_assert writes its line to Check's pipe, and millions of them took
  * seconds of system time. */
 #include <check.h>
+#include <glib.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdlib.h>
 
 #include "backends/common/relu_relax.h"
 
-/* A deterministic generator (xorshift), uniform in [lo, hi). */
-static uint64_t rng_state = 88172645463325252ull;
+/* Uniform in [lo, hi), from one seeded generator: every run draws the
+ * same neurons. */
+static GRand *rng;
 static double uniform(double lo, double hi) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return lo + (hi - lo) * (double)(rng_state >> 11) / 9007199254740992.0;
+  return g_rand_double_range(rng, lo, hi);
 }
 
 /* One random neuron: an unstable interval most of the time, else a stable
@@ -174,6 +172,7 @@ START_TEST(test_indicator_relaxation_vjp_is_its_derivative) {
 END_TEST
 
 int main(void) {
+  rng = g_rand_new_with_seed(2026);
   Suite *s = suite_create("relu-relax");
   TCase *tc = tcase_create("indicator");
   tcase_add_test(tc, test_indicator_relaxation_with_q_zero_is_the_plain_one);
@@ -184,5 +183,6 @@ int main(void) {
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
+  g_rand_free(rng);
   return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -124,8 +124,8 @@ tests_check_device_cpu_LDADD = backends/common/libsbdevice.la \
 # need (relu_relax.h).
 check_PROGRAMS += tests/check-relu-relax
 tests_check_relu_relax_SOURCES = tests/check-relu-relax.c
-tests_check_relu_relax_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_check_relu_relax_LDADD = $(CHECK_LIBS) -lm
+tests_check_relu_relax_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(CHECK_CFLAGS)
+tests_check_relu_relax_LDADD = $(GLIB_LIBS) $(CHECK_LIBS) -lm
 
 # The threads that run the CPU device's parts, kept between calls.
 check_PROGRAMS += tests/check-cpu-parts

@@ -149,9 +149,10 @@ sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
  * tight line. With q = 0 this is the lines above, bit for bit: P0 is the
  * origin, s1 = 0 and s2 = a (alpha * a, alpha-CROWN's lower line) when
  * a > 0, the chord times a otherwise. A stable neuron's z is fixed:
- * 1 when l >= 0, 0 when u <= 0 (where x may be 0, z may be either, and
- * the cuts hold for each). An upper bound is minus the lower bound of
- * -g. No backend calls it yet: docs/verification.md, "Cutting planes". */
+ * 1 when l >= 0, 0 when u <= 0 (x = 0 allows either value, and a cut
+ * holds for every indicator a point allows). An upper bound is minus the
+ * lower bound of -g. No backend calls it yet (docs/verification.md,
+ * "Cutting planes"). */
 
 /* The lower line of g on an unstable neuron with lines r (sb_relu_lines),
  * as a coefficient and a constant, with the pieces the VJP needs. */
