@@ -83,7 +83,7 @@ START_TEST(test_indicator_relaxation_bounds_g_and_is_tight) {
       SbReluBackTerm t =
           sb_relu_indicator_backward(side, c.a, c.q, c.l, c.u, 1, c.alpha);
       double scale = 1 + fabs(c.a) * fmax(fabs(c.l), fabs(c.u)) + fabs(c.q);
-      double tol = 1e-5 * scale, closest = INFINITY;
+      double tol = 1e-5 * scale, closest = INFINITY, farthest = 0;
       for (int i = -1; i <= 64; i++) {
         double x = i < 0 ? 0.0 : c.l + (c.u - c.l) * i / 64.0;
         if (x < c.l || x > c.u)
@@ -102,8 +102,14 @@ START_TEST(test_indicator_relaxation_bounds_g_and_is_tight) {
                          side, c.l, c.u, c.a, c.q, c.alpha, t.coef, t.bias, x,
                          z, -gap);
           closest = fmin(closest, gap);
+          farthest = fmax(farthest, gap);
         }
       }
+      int stable = c.l >= 0 || c.u <= 0;
+      if (stable && !(farthest <= tol))
+        ck_abort_msg("side %d, l %g u %g a %g q %g: a stable neuron's line "
+                     "%g x + %g is %g away from g somewhere",
+                     side, c.l, c.u, c.a, c.q, t.coef, t.bias, farthest);
       if (!(closest <= tol))
         ck_abort_msg("side %d, l %g u %g a %g q %g alpha %g: the line %g x + "
                      "%g is %g away from g everywhere",

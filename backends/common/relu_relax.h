@@ -146,7 +146,8 @@ sb_relu_relax_backward_vjp(int lower_side, float a, float l, float u,
  * lies below the chord P1 P2 the tight lines are those through P0 with a
  * slope between s1 (of P1 P0) and s2 (of P0 P2), and alpha in [0, 1]
  * picks one: slope s1 + alpha * (s2 - s1). Otherwise the chord is the one
- * tight line. With q = 0 this is the lines above, bit for bit: P0 is the
+ * tight line. With q = 0 this gives the values of the lines above (a zero
+ * constant may come out as -0 instead of +0): P0 is the
  * origin, s1 = 0 and s2 = a (alpha * a, alpha-CROWN's lower line) when
  * a > 0, the chord times a otherwise. A stable neuron's z is fixed:
  * 1 when l >= 0, 0 when u <= 0 (x = 0 allows either value, and a cut
