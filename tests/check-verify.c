@@ -79,6 +79,14 @@ static SbProperty *random_robustness(GRand *rng, const SbGraph *g,
   return tiny_property(cx, cy, eps, *label);
 }
 
+/* g on the session's backend. */
+static SbNetwork *tiny_network(SbSessionSetup *setup, SbGraph *g) {
+  g_autoptr(GError) error = NULL;
+  SbNetwork *net = sb_network_new(setup->session, g, &error);
+  ck_assert_msg(net != NULL, "%s", error ? error->message : "");
+  return net;
+}
+
 /* min over a dense grid of (y_label - max_{j != label} y_j). */
 static double grid_margin(const SbGraph *g, const SbProperty *p, int label,
                           int steps) {
@@ -141,9 +149,8 @@ START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
     /* The grid is 2*eps/400 fine; skip properties too close to call. */
     if (fabs(truth) < 0.05)
       continue;
+    g_autoptr(SbNetwork) net = tiny_network(setup, g);
     g_autoptr(GError) error = NULL;
-    g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-    ck_assert(net != NULL);
     SbVerifyParams params;
     sb_verify_params_init(&params);
     params.timeout = 20;
@@ -174,6 +181,62 @@ START_TEST(test_verify_never_contradicts_dense_grid_on_tiny_networks) {
   g_printerr("tiny networks, seed %d: %d of 6 properties clear enough to "
              "check, all decided\n",
              4242 + _i, checked);
+  g_rand_free(rng);
+}
+END_TEST
+
+/* The least margin found is that of an input checked in float64: a
+ * counterexample's own for sat, above 0 for unsat; and the attack, which
+ * starts from the box's centre, never reports one worse than the centre's
+ * (up to the backend's float32). With the attack off, a property decided at
+ * the root checked no input. */
+START_TEST(test_found_margin_is_that_of_a_checked_input) {
+  GRand *rng = g_rand_new_with_seed(2718);
+  g_autoptr(SbSessionSetup) setup = sb_test_open("cpu", 0);
+  int sat = 0, unsat = 0, unchecked = 0;
+  for (int trial = 0; trial < 12; trial++) {
+    g_autoptr(SbGraph) g = tiny_net(rng, 8);
+    int label;
+    g_autoptr(SbProperty) p = random_robustness(rng, g, 0.05, 0.4, &label);
+    g_autoptr(SbNetwork) net = tiny_network(setup, g);
+    g_autoptr(GError) error = NULL;
+    SbVerifyParams params;
+    sb_verify_params_init(&params);
+    params.timeout = 20;
+    params.attack = trial % 3 != 2;
+    SbVerifyOutcome o;
+    ck_assert_msg(sb_verify(net, p, &params, &o, &error), "%s",
+                  error ? error->message : "");
+    const SbRegion *r = &p->regions[0];
+    float centre[2];
+    double y[3];
+    for (int k = 0; k < 2; k++)
+      centre[k] = sb_float_in_range(0.5 * (r->x_lower[k] + r->x_upper[k]),
+                                    r->x_lower[k], r->x_upper[k]);
+    sb_graph_eval(g, centre, y);
+    double at_centre = sb_point_margin(p, 0, y);
+    if (params.attack)
+      ck_assert_msg(o.found_margin <= at_centre + 1e-4 * (1 + fabs(at_centre)),
+                    "trial %d: found %g, the centre's %g", trial,
+                    o.found_margin, at_centre);
+    if (o.result == SB_RESULT_SAT) {
+      ck_assert(o.found_margin <= 0);
+      ck_assert(o.found_margin == sb_point_margin(p, o.region, o.y));
+      sat++;
+    } else if (o.result == SB_RESULT_UNSAT) {
+      ck_assert_msg(o.found_margin > 0, "trial %d: unsat, found %g", trial,
+                    o.found_margin);
+      unsat++;
+    }
+    if (!params.attack && o.result == SB_RESULT_UNSAT && o.domains <= 1) {
+      ck_assert(isinf(o.found_margin) && o.found_margin > 0);
+      unchecked++;
+    }
+    sb_verify_outcome_clear(&o);
+  }
+  ck_assert_int_gt(sat, 0);
+  ck_assert_int_gt(unsat, 0);
+  ck_assert_int_gt(unchecked, 0);
   g_rand_free(rng);
 }
 END_TEST
@@ -209,9 +272,7 @@ START_TEST(test_tightened_root_bounds_hold_on_a_dense_grid) {
     g_autoptr(SbGraph) g = tiny_net(rng, 16);
     int label;
     g_autoptr(SbProperty) p = random_robustness(rng, g, 0.3, 0.6, &label);
-    g_autoptr(GError) error = NULL;
-    g_autoptr(SbNetwork) net = sb_network_new(setup->session, g, &error);
-    ck_assert(net != NULL);
+    g_autoptr(SbNetwork) net = tiny_network(setup, g);
     int n = sb_graph_n_nodes(g);
     double **lo0 = g_new0(double *, n), **hi0 = g_new0(double *, n);
     double **lo = g_new0(double *, n), **hi = g_new0(double *, n);
@@ -907,6 +968,7 @@ static Suite *verify_suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(
       tc, test_verify_never_contradicts_dense_grid_on_tiny_networks, 0, 4);
+  tcase_add_test(tc, test_found_margin_is_that_of_a_checked_input);
   suite_add_tcase(s, tc);
   tc = tcase_create("tightened root bounds");
   tcase_set_timeout(tc, 600);

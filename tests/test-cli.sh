@@ -104,6 +104,7 @@ assert d["answer"] == "unsat" and d["backend"] == "fsdp", d["answer"]
 assert d["seconds"] > 0 and d["domains"] >= 1
 assert d["branch_and_bound"]["domains"] == d["domains"]
 assert d["branch_and_bound"]["tightening_domains"] == 0  # decided before
+assert d["found_margin"] > 0  # the attack checked its best point: no counterexample
 m = d["memory"]
 assert m["process_peak_rss_bytes"] > 0 and m["max_memory_mib_per_rank"] == 4096
 assert [r["rank"] for r in m["per_rank"]] == [0, 1]
@@ -137,6 +138,15 @@ check verify_summary_gives_an_undecided_search_its_worst_margin 0 \
   "64 branch-and-bound domains, worst margin -" -- \
   "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
   --bab-domains 64 --no-attack
+# And how far from a counterexample: the least margin found at an input.
+check verify_summary_gives_an_undecided_search_the_least_margin_found 0 \
+  "64 branch-and-bound domains, worst margin -[0-9.]*, least margin found [0-9]" -- \
+  "$cli" verify "$data/onnx/mnist-net_256x4.onnx" "$data/vnnlib/prop_2_0.05.vnnlib" \
+  --bab-domains 64
+"$cli" verify "$net" "$sat" --quiet --json > "$tmp/s.json" 2>/dev/null
+json_check verify_json_gives_a_counterexample_its_margin "$tmp/s.json" '
+assert d["answer"] == "sat" and d["found_margin"] <= 0, d["found_margin"]
+'
 check verify_help_says_max_memory_is_per_rank 0 "Per rank" -- "$cli" verify --help
 
 # Bad input: exit status 2 and a message naming the problem.

@@ -348,6 +348,14 @@ double shardbound_verdict_bab_seconds(const ShardboundVerdict *verdict);
  * bounds before branching (setting tighten_layers), not counted in
  * shardbound_verdict_domains; their time is in the bab seconds. */
 int64_t shardbound_verdict_tighten_domains(const ShardboundVerdict *verdict);
+/* The least margin found at an actual input: over the inputs checked by a
+ * float64 forward pass (the attack's best point, branch-and-bound's
+ * minimisers), the least over the property's disjuncts of the largest
+ * c.y - d of their atoms. <= 0 for SAT; otherwise an upper bound on the
+ * property's least margin, as the progress callback's worst margin is a
+ * lower bound on that of the disjunct being searched. +inf when no input
+ * was checked (attack off, decided at the root). */
+double shardbound_verdict_found_margin(const ShardboundVerdict *verdict);
 
 /* The backend memory of verification, per rank and per phase: ROOT is the
  * attack and the root's bounds, BAB branch-and-bound (peaks the maximum

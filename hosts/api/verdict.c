@@ -106,6 +106,10 @@ int64_t shardbound_verdict_tighten_domains(const ShardboundVerdict *v) {
   return v->outcome.tighten_domains;
 }
 
+double shardbound_verdict_found_margin(const ShardboundVerdict *v) {
+  return v->outcome.found_margin;
+}
+
 int shardbound_verdict_rank_count(const ShardboundVerdict *v) {
   return v->ranks;
 }

@@ -36,6 +36,14 @@ static void on_progress(void *user, int64_t done, int64_t left, double worst,
   fflush(stderr);
 }
 
+/* A number, or null where it is not finite. */
+static void json_number(GString *out, double v) {
+  if (isfinite(v))
+    g_string_append_printf(out, "%.9g", v);
+  else
+    g_string_append(out, "null");
+}
+
 /* "last_progress": the last report, or null when branch-and-bound made
  * none (decided at the root, or an error first). */
 static void json_progress(GString *out, const Progress *p) {
@@ -49,10 +57,7 @@ static void json_progress(GString *out, const Progress *p) {
                          ", \"domains_open\": %" G_GINT64_FORMAT
                          ", \"worst_margin\": ",
                          (gint64)p->done, (gint64)p->left);
-  if (isfinite(p->worst))
-    g_string_append_printf(out, "%.9g", p->worst);
-  else
-    g_string_append(out, "null");
+  json_number(out, p->worst);
   g_string_append_printf(out, ", \"seconds\": %.6f},\n", p->seconds);
 }
 
@@ -158,6 +163,9 @@ static gboolean print_json(const ShardboundVerdict *v, const GError *failure,
       (gint64)domains, v != NULL ? shardbound_verdict_bab_seconds(v) : 0.0,
       (gint64)(v != NULL ? shardbound_verdict_tighten_domains(v) : 0));
   json_progress(out, progress);
+  g_string_append(out, "  \"found_margin\": ");
+  json_number(out, v != NULL ? shardbound_verdict_found_margin(v) : INFINITY);
+  g_string_append(out, ",\n");
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   g_string_append_printf(out,
@@ -364,17 +372,24 @@ int sb_cmd_verify(int argc, char **argv) {
   else {
     if (shardbound_verdict_reason(verdict) != NULL)
       g_printerr("shardbound verify: %s\n", shardbound_verdict_reason(verdict));
-    /* An undecided search also says how far from a proof it stopped. */
+    /* An undecided search also says how far it stopped from a proof (the
+     * worst margin) and from a counterexample (the least one found). */
     ShardboundAnswer answer = shardbound_verdict_answer(verdict);
-    g_autofree char *margin =
-        progress.seen && answer != SHARDBOUND_ANSWER_SAT &&
-                answer != SHARDBOUND_ANSWER_UNSAT
+    gboolean undecided =
+        answer != SHARDBOUND_ANSWER_SAT && answer != SHARDBOUND_ANSWER_UNSAT;
+    double found = shardbound_verdict_found_margin(verdict);
+    g_autofree char *worst =
+        undecided && progress.seen
             ? g_strdup_printf(", worst margin %.5g", progress.worst)
             : g_strdup("");
+    g_autofree char *least =
+        undecided && isfinite(found)
+            ? g_strdup_printf(", least margin found %.5g", found)
+            : g_strdup("");
     if (!quiet)
-      g_printerr("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains%s\n",
+      g_printerr("%.2f s, %" G_GINT64_FORMAT " branch-and-bound domains%s%s\n",
                  shardbound_verdict_seconds(verdict),
-                 (gint64)shardbound_verdict_domains(verdict), margin);
+                 (gint64)shardbound_verdict_domains(verdict), worst, least);
   }
   /* Process 0 alone writes files. */
   if (results_file != NULL && sb_cli_is_process_zero(session)) {

@@ -29,30 +29,39 @@ float sb_float_in_range(double v, double lower, double upper) {
   return f;
 }
 
+double sb_point_margin(const SbProperty *prop, int region, const double *y) {
+  const SbRegion *reg = &prop->regions[region];
+  double margin = INFINITY;
+  for (int j = 0; j < reg->n_disjuncts; j++) {
+    double largest = -INFINITY;
+    for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1]; a++) {
+      const SbAtom *atom = &prop->atoms[reg->atom_index[a]];
+      double v = -atom->d;
+      for (int o = 0; o < prop->n_outputs; o++)
+        v += atom->c[o] * y[o];
+      if (isnan(v) || v > largest) /* a NaN, once in, stays */
+        largest = v;
+    }
+    if (largest < margin)
+      margin = largest;
+  }
+  return margin;
+}
+
 gboolean sb_counterexample_check(const SbGraph *g, const SbProperty *prop,
                                  int region, const float *x, double *y_out) {
   const SbRegion *reg = &prop->regions[region];
   g_autofree double *y = g_new(double, g->output_size);
   for (int64_t k = 0; k < g->input_size; k++)
-    if (!(x[k] >= reg->x_lower[k] && x[k] <= reg->x_upper[k]))
+    if (!(x[k] >= reg->x_lower[k] && x[k] <= reg->x_upper[k])) {
+      for (int64_t o = 0; y_out != NULL && o < g->output_size; o++)
+        y_out[o] = NAN; /* no output of the box: no margin */
       return FALSE;
+    }
   sb_graph_eval(g, x, y);
   if (y_out != NULL)
     memcpy(y_out, y, sizeof(double) * g->output_size);
-  for (int j = 0; j < reg->n_disjuncts; j++) {
-    gboolean all = TRUE;
-    for (int a = reg->disjunct_start[j]; a < reg->disjunct_start[j + 1] && all;
-         a++) {
-      const SbAtom *atom = &prop->atoms[reg->atom_index[a]];
-      double v = 0;
-      for (int o = 0; o < prop->n_outputs; o++)
-        v += atom->c[o] * y[o];
-      all = v <= atom->d;
-    }
-    if (all)
-      return TRUE;
-  }
-  return FALSE;
+  return sb_point_margin(prop, region, y) <= 0;
 }
 
 /* Activations of every node at the B points of nb->lo[0] (= nb->hi[0]);
@@ -123,6 +132,16 @@ static int worst_atom(const SbProperty *prop, const SbRegion *reg, int j,
   return worst;
 }
 
+/* sb_point_margin of point b from the backend's atom values. */
+static double values_margin(const SbProperty *prop, const SbRegion *reg,
+                            const double *value, int64_t B, int64_t b) {
+  double margin = INFINITY, gap;
+  for (int j = 0; j < reg->n_disjuncts; j++)
+    if (worst_atom(prop, reg, j, value, B, b, &gap) >= 0 && gap < margin)
+      margin = gap;
+  return margin;
+}
+
 /* One PGD step on point b: when its attacked disjunct already seems to
  * hold, the point is checked exactly (TRUE, x_out filled, on success);
  * otherwise, or after a failed check, a signed-gradient step pushes the
@@ -158,7 +177,7 @@ static gboolean pgd_step_point(SbNetwork *net, const SbProperty *prop,
 
 gboolean sb_attack_pgd(SbNetwork *net, const SbProperty *prop, int region,
                        const SbAttackParams *p, gint64 deadline, float *x_out,
-                       GError **error) {
+                       double *margin_out, GError **error) {
   const SbGraph *g = net->graph;
   const SbRegion *reg = &prop->regions[region];
   int n = sb_graph_n_nodes(g);
@@ -169,11 +188,16 @@ gboolean sb_attack_pgd(SbNetwork *net, const SbProperty *prop, int region,
   g_autofree double *value = g_new(double, S *B);
   g_autofree double *grad = g_new(double, S *B *n_in);
   g_autofree float *candidate = g_new(float, n_in);
+  g_autofree double *best_x = g_new(double, n_in);
+  g_autofree double *y = g_new(double, g->output_size);
+  double best = INFINITY; /* best_x's margin by the backend */
   g_autofree sb_tensor **lo = g_new0(sb_tensor *, n);
   SbNodeBounds nb = {n, B, lo, lo};
   sb_tensor *A = NULL;
   gboolean found = FALSE, ok = FALSE;
 
+  if (margin_out != NULL)
+    *margin_out = INFINITY;
   if (reg->n_disjuncts == 0 || S == 0)
     return FALSE;
   GRand *rng = g_rand_new_with_seed(p->seed + (guint32)region);
@@ -193,12 +217,30 @@ gboolean sb_attack_pgd(SbNetwork *net, const SbProperty *prop, int region,
       if (!atom_values_and_gradients(net, &nb, A, S, x, value, grad, error))
         goto out;
       double step_size = 0.25 * pow(0.9, step);
-      for (int64_t b = 0; b < B && !found; b++)
+      for (int64_t b = 0; b < B && !found; b++) {
+        double m = values_margin(prop, reg, value, B, b);
+        if (m < best) {
+          best = m;
+          memcpy(best_x, x + b * n_in, sizeof(double) * n_in);
+        }
         found = pgd_step_point(net, prop, region, value, grad, B, b, step_size,
                                x, candidate);
+      }
     }
   }
 done:
+  /* The margin reported is the float64 check's, of the counterexample or
+   * else of the point the backend saw closest (which may itself turn out
+   * to be one). */
+  if (!found && best < INFINITY)
+    for (int64_t k = 0; k < n_in; k++)
+      candidate[k] =
+          sb_float_in_range(best_x[k], reg->x_lower[k], reg->x_upper[k]);
+  if (found || best < INFINITY) {
+    found = sb_net_counterexample_check(net, prop, region, candidate, y);
+    if (margin_out != NULL)
+      *margin_out = sb_point_margin(prop, region, y);
+  }
   if (found)
     memcpy(x_out, candidate, sizeof(float) * n_in);
   ok = TRUE;

@@ -108,6 +108,7 @@ typedef struct {
   double over_rank_mib; /* and its peak */
   gboolean found;
   float *cex;
+  double found_margin; /* the least sb_point_margin of the inputs checked */
 } SbBab;
 
 /* A domain counts as proven only when its margin clears the float32

@@ -2,6 +2,7 @@
 /* Clock and file decisions taken on process 0 and broadcast. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "lockstep.h"
@@ -26,6 +27,8 @@ gboolean sb_net_counterexample_check(SbNetwork *net, const SbProperty *prop,
   int64_t n = g->output_size;
   /* y, then the verdict. */
   g_autofree double *msg = g_new0(double, n + 1);
+  for (int64_t o = 0; o < n; o++)
+    msg[o] = NAN; /* unless process 0 evaluates it */
   if (sb_session_process_index(net->session) == 0 && g->source != NULL) {
     g_autoptr(SbGraph) full = sb_onnx_load(g->source, NULL);
     if (full != NULL && full->output_size == n)

@@ -63,6 +63,7 @@ static void try_corner(SbBab *bab, const double *A_input, int b, int B,
   const SbGraph *g = bab->net->graph;
   const SbRegion *reg = &bab->prop->regions[bab->region];
   g_autofree float *x = g_new(float, g->input_size);
+  g_autofree double *y = g_new(double, g->output_size);
   for (int s = 0; s < bab->S && !bab->found; s++) {
     if (d->spec_lower[s] - bab->rhs[s] > 0)
       continue;
@@ -70,11 +71,12 @@ static void try_corner(SbBab *bab, const double *A_input, int b, int B,
     for (int64_t k = 0; k < g->input_size; k++)
       x[k] = sb_float_in_range(a[k] > 0 ? reg->x_lower[k] : reg->x_upper[k],
                                reg->x_lower[k], reg->x_upper[k]);
-    if (sb_net_counterexample_check(bab->net, bab->prop, bab->region, x,
-                                    NULL)) {
+    if (sb_net_counterexample_check(bab->net, bab->prop, bab->region, x, y)) {
       bab->found = TRUE;
       bab->cex = g_steal_pointer(&x);
     }
+    bab->found_margin =
+        MIN(bab->found_margin, sb_point_margin(bab->prop, bab->region, y));
   }
 }
 
@@ -626,8 +628,11 @@ static SbResult attack_region(SbNetwork *net, const SbProperty *prop,
                               GError **error) {
   g_autofree float *x = g_new(float, net->graph->input_size);
   g_autoptr(GError) attack_error = NULL;
-  if (sb_attack_pgd(net, prop, region, &p->attack_params, deadline, x,
-                    &attack_error)) {
+  double margin;
+  gboolean found = sb_attack_pgd(net, prop, region, &p->attack_params, deadline,
+                                 x, &margin, &attack_error);
+  o->found_margin = MIN(o->found_margin, margin);
+  if (found) {
     o->x = g_steal_pointer(&x);
     o->region = region;
     return SB_RESULT_SAT;
@@ -897,6 +902,7 @@ static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
                               GError **error) {
   SbBab bab = {net, prop, p, region, deadline};
   bab.warm_betas = p->warm_betas;
+  bab.found_margin = INFINITY;
   SbNodeBounds nb = {0};
   SbResult result;
   gboolean root_ended = FALSE;
@@ -925,6 +931,7 @@ static SbResult verify_region(SbNetwork *net, const SbProperty *prop,
   result = bab_region(&bab, &nb, error);
   o->bab_seconds += (g_get_monotonic_time() - t0) / 1e6;
   o->domains += bab.evaluated;
+  o->found_margin = MIN(o->found_margin, bab.found_margin);
   o->tighten_domains += bab.tightened;
   if (result != SB_RESULT_ERROR &&
       !sb_verify_memory_end_phase(net, &o->bab_memory, error))
@@ -950,6 +957,7 @@ gboolean sb_verify(SbNetwork *net, const SbProperty *prop,
   gint64 deadline = p->timeout > 0 ? t0 + (gint64)(p->timeout * 1e6) : 0;
   memset(o, 0, sizeof *o);
   o->result = SB_RESULT_UNSAT;
+  o->found_margin = INFINITY;
   if (!sb_net_require_vjp(net, error)) {
     o->result = SB_RESULT_ERROR;
     return FALSE;

@@ -84,6 +84,12 @@ typedef struct {
   double seconds;
   double bab_seconds; /* of which in branch-and-bound */
   char *reason;       /* UNKNOWN / ERROR: why */
+  /* The least sb_point_margin over the inputs checked in float64 (the
+   * attack's best point and branch-and-bound's minimisers, every region
+   * searched): an upper bound on the property's least margin, as
+   * branch-and-bound's worst margin is a lower bound. INFINITY when none
+   * was checked. */
+  double found_margin;
   /* Per rank (sb_network_rank_count), g_free: the backend's memory in the
    * root phase (attack, root bounds) and in branch-and-bound, peaks the
    * maximum over regions; bab_memory NULL when no region branched. */

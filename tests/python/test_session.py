@@ -118,6 +118,20 @@ class TestSession(unittest.TestCase):
         self.assertGreater(r.last_progress.domains_open, 0)
         self.assertLess(r.last_progress.worst_margin, 0)
 
+    def test_the_least_margin_found_lies_above_the_worst_margin(self):
+        # One disjunct (Y_9 >= Y_4) of prop_2_0.05: its least margin m over
+        # the box is at most the one found at an input, and at least any
+        # lower bound that branch-and-bound keeps.
+        with open(sbtest.data("vnnlib", "prop_2_0.05.vnnlib")) as f:
+            kept = [line for line in f if "X_" in line or "declare-const" in line]
+        prop = shardbound.Property(text="".join(kept) + "(assert (>= Y_9 Y_4))\n")
+        with shardbound.Session("cpu") as s:
+            r = s.load(sbtest.data("onnx", "mnist-net_256x4.onnx")).verify(
+                prop, bab_domains=64)
+        self.assertEqual(r.answer, "timeout")
+        self.assertGreater(r.found_margin, 0)
+        self.assertLessEqual(r.last_progress.worst_margin, r.found_margin)
+
     def test_verify_finds_a_checked_counterexample(self):
         prop = shardbound.Property(SAT)
         with shardbound.Session("fsdp", ranks=2) as s:
@@ -130,6 +144,11 @@ class TestSession(unittest.TestCase):
             np.testing.assert_allclose(net.evaluate(x), y)
             # Some disjunct of the unsafe region holds at y: here one atom each.
             self.assertTrue(np.any(prop.spec_rows @ y <= prop.spec_rhs))
+            # Its margin is the least one found.
+            self.assertAlmostEqual(r.found_margin,
+                                   np.min(prop.spec_rows @ y - prop.spec_rhs),
+                                   places=12)
+            self.assertLessEqual(r.found_margin, 0)
 
     def test_model_bytes_load_like_the_file(self):
         with open(NET, "rb") as f:

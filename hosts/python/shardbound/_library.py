@@ -163,6 +163,7 @@ _SIGNATURES = {
     "shardbound_verdict_seconds": (_D, [_P]),
     "shardbound_verdict_bab_seconds": (_D, [_P]),
     "shardbound_verdict_tighten_domains": (_I64, [_P]),
+    "shardbound_verdict_found_margin": (_D, [_P]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

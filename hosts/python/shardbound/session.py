@@ -96,6 +96,10 @@ class _Settings:
         self.close()
 
 
+def _finite_or_none(value):
+    return value if np.isfinite(value) else None
+
+
 def _method_number(method):
     number = METHODS.get(str(method).lower())
     if number is None:
@@ -145,6 +149,10 @@ class VerifyResult:
     # branch-and-bound's last Progress report; None when the root decided.
     # For a timeout or unknown, how far from a proof the search stopped.
     last_progress: Optional[Progress] = None
+    # The least margin found at an input checked exactly (the attack's best
+    # point, branch-and-bound's minimisers): <= 0 when sat, an upper bound
+    # on the property's margin otherwise; None when none was checked.
+    found_margin: Optional[float] = None
 
     @property
     def proven(self):
@@ -301,7 +309,9 @@ class Network:
                 bab_seconds=lib.shardbound_verdict_bab_seconds(verdict),
                 tighten_domains=lib.shardbound_verdict_tighten_domains(
                     verdict),
-                last_progress=last[0] if last else None)
+                last_progress=last[0] if last else None,
+                found_margin=_finite_or_none(
+                    lib.shardbound_verdict_found_margin(verdict)))
         finally:
             lib.shardbound_verdict_free(verdict)
 
