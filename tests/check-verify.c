@@ -288,7 +288,7 @@ START_TEST(test_tightened_root_bounds_hold_on_a_dense_grid) {
       for (int64_t k = 0; k < sb_graph_node(g, i)->size; k++) {
         ck_assert_msg(lo[i][k] >= lo0[i][k] && hi[i][k] <= hi0[i][k],
                       "trial %d node %d neuron %" G_GINT64_FORMAT
-                      ": [%g, %g] looser than alpha-CROWN's [%g, %g]",
+                      ": [%.9g, %.9g] looser than alpha-CROWN's [%.9g, %.9g]",
                       trial, i, k, lo[i][k], hi[i][k], lo0[i][k], hi0[i][k]);
         any = any || lo[i][k] > lo0[i][k] + 1e-3 || hi[i][k] < hi0[i][k] - 1e-3;
       }

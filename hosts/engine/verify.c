@@ -817,6 +817,31 @@ static int64_t tighten_node(SbBab *bab, SbNodeBounds *nb, int k,
   return ok ? evaluated : -1;
 }
 
+/* IBP of node j from tightened inputs, intersected with the bounds it had:
+ * both are sound, and float rounding (the order of a GEMM's sums) can leave
+ * the new bound a few ulps outside the old one however much tighter its
+ * inputs are. */
+static gboolean ibp_keeping_tighter(SbNetwork *net, SbNodeBounds *nb, int j,
+                                    GError **error) {
+  int64_t N = nb->B * sb_net_node_size(net, j);
+  g_autofree double *l0 = g_new(double, N);
+  g_autofree double *u0 = g_new(double, N);
+  g_autofree double *l = g_new(double, N);
+  g_autofree double *u = g_new(double, N);
+  if (!sb_net_tensor_read(net, nb->lo[j], N, l0, error) ||
+      !sb_net_tensor_read(net, nb->hi[j], N, u0, error) ||
+      !sb_node_ibp(net, nb, j, error) ||
+      !sb_net_tensor_read(net, nb->lo[j], N, l, error) ||
+      !sb_net_tensor_read(net, nb->hi[j], N, u, error))
+    return FALSE;
+  for (int64_t k = 0; k < N; k++) {
+    l[k] = MAX(l[k], l0[k]);
+    u[k] = MIN(u[k], u0[k]);
+  }
+  return sb_net_tensor_write(net, nb->lo[j], N, l, error) &&
+         sb_net_tensor_write(net, nb->hi[j], N, u, error);
+}
+
 /* The first tighten_layers ReLU inputs that CROWN bounds get their unstable
  * neurons' bounds from searches of their own, in order, each node's then
  * tightening the later nodes' (alpha-CROWN again, keeping the tighter). An
@@ -857,12 +882,11 @@ static gboolean tighten_root(SbBab *main, SbNodeBounds *nb, gboolean *restart,
     *restart = *restart || whole;
     ok = evaluated >= 0;
     main->tightened += MAX(evaluated, 0);
-    /* IBP is exact from the tightened inputs where it is used at all, and
-     * alpha-CROWN keeps the tighter of its bound and the old one. */
+    /* Every later node keeps the tighter of its new bound and the old. */
     for (int j = k + 1; j < n && ok; j++)
       ok = sb_node_needs_crown(net, j)
                ? sb_node_tighten(net, nb, j, &alpha, TRUE, NULL, NULL, error)
-               : sb_node_ibp(net, nb, j, error);
+               : ibp_keeping_tighter(net, nb, j, error);
   }
   bab_clear(&bab);
   return ok;
