@@ -823,23 +823,24 @@ static int64_t tighten_node(SbBab *bab, SbNodeBounds *nb, int k,
  * inputs are. */
 static gboolean ibp_keeping_tighter(SbNetwork *net, SbNodeBounds *nb, int j,
                                     GError **error) {
+  /* Floats, as the tensors hold them (sb_node_tighten does the same). */
   int64_t N = nb->B * sb_net_node_size(net, j);
-  g_autofree double *l0 = g_new(double, N);
-  g_autofree double *u0 = g_new(double, N);
-  g_autofree double *l = g_new(double, N);
-  g_autofree double *u = g_new(double, N);
-  if (!sb_net_tensor_read(net, nb->lo[j], N, l0, error) ||
-      !sb_net_tensor_read(net, nb->hi[j], N, u0, error) ||
+  g_autofree float *l0 = g_new(float, N);
+  g_autofree float *u0 = g_new(float, N);
+  g_autofree float *l = g_new(float, N);
+  g_autofree float *u = g_new(float, N);
+  if (!sb_net_tensor_read_floats(net, nb->lo[j], N, l0, error) ||
+      !sb_net_tensor_read_floats(net, nb->hi[j], N, u0, error) ||
       !sb_node_ibp(net, nb, j, error) ||
-      !sb_net_tensor_read(net, nb->lo[j], N, l, error) ||
-      !sb_net_tensor_read(net, nb->hi[j], N, u, error))
+      !sb_net_tensor_read_floats(net, nb->lo[j], N, l, error) ||
+      !sb_net_tensor_read_floats(net, nb->hi[j], N, u, error))
     return FALSE;
   for (int64_t k = 0; k < N; k++) {
     l[k] = MAX(l[k], l0[k]);
     u[k] = MIN(u[k], u0[k]);
   }
-  return sb_net_tensor_write(net, nb->lo[j], N, l, error) &&
-         sb_net_tensor_write(net, nb->hi[j], N, u, error);
+  return sb_net_tensor_write_floats(net, nb->lo[j], N, l, error) &&
+         sb_net_tensor_write_floats(net, nb->hi[j], N, u, error);
 }
 
 /* The first tighten_layers ReLU inputs that CROWN bounds get their unstable
